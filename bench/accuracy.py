@@ -1,0 +1,171 @@
+"""How accurate is infersim against published measurements (../shared/calibration)?
+
+    python bench/accuracy.py [--json OUT] [--no-loco]
+
+Groups:
+  GEMM, attention, collectives  every row of ops_gemm/ops_attention/ops_comm.csv, predicted with
+                                the chip's fitted profile (in-sample: these rows fed the fit)
+  *-unseen                      leave-one-chip-out: the generic profile refitted WITHOUT the chip,
+                                then used to predict that chip's rows (what users get on chips
+                                the tool never saw measured)
+  end-to-end                    static-batch rows of e2e_published.csv (LMDeploy, A100) and the
+                                TensorRT-LLM static-batching and batch-1 TTFT rows of trtllm.csv,
+                                predicted by `infersim predict`
+Rows the tool cannot express (unknown model, e.g. Falcon-180B) are counted and listed as skipped.
+Prints MAPE, median, p90, worst cases per group; exits 0 (tracking, not a gate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from infersim import api
+from infersim.calibrate.measurements import HARDWARE_NAMES, load_shared_ops, shared_calibration_dir
+from infersim.calibrate.profiles import fit_generic_profile
+from infersim.calibrate.validate import group_stats, predict_measurements, worst_rows
+from infersim.cost.chip_cost import ChipCost
+from infersim.cost.profile import ResolvedProfile, profile_from_dict
+from infersim.errors import InfersimError
+from infersim.hardware.catalog import load_chip
+
+E2E_MODELS = {"Llama-2-7B": "llama-2-7b", "Llama-2-13B": "llama-2-13b", "Llama-2-70B": "llama-2-70b",
+              "InternLM-20B": "internlm-20b", "GPT-J-6B": "gpt-j-6b", "Mistral-7B": "mistral-7b",
+              "Llama-3.1-8B": "llama-3.1-8b", "Llama-3.1-70B": "llama-3.1-70b", "Llama-3.3-70B-Instruct": "llama-3.1-70b"}
+E2E_HARDWARE = {**HARDWARE_NAMES, "A100-80GB": "a100-sxm"}
+
+
+def op_level(frame: pd.DataFrame) -> pd.DataFrame:
+    return predict_measurements(frame)
+
+
+def leave_one_chip_out(frame: pd.DataFrame) -> pd.DataFrame:
+    """Predict each measured chip with a generic profile fitted on the other chips only."""
+    devices = sorted(frame["device"].unique())
+    parts = []
+    for held in devices:
+        others = [load_chip(d) for d in devices if d != held]
+        profile = profile_from_dict(fit_generic_profile(frame, others, f"generic without {held}"))
+        chip = load_chip(held)
+        units = chip.num_compute_units.value if chip.num_compute_units else profile.compute_units
+        cc = ChipCost(chip, ResolvedProfile(profile, profile, "generic", units, f"generic fitted without {held}"))
+        parts.append(predict_measurements(frame[frame["device"] == held], lambda _d, _cc=cc: _cc))
+        print(f"  leave-one-chip-out: {held} done", file=sys.stderr)
+    out = pd.concat(parts)
+    out["group"] = out["group"] + "-unseen"
+    return out
+
+
+def _note_field(notes: str, key: str) -> float | None:
+    m = re.search(rf"{key}=(\d+)", notes)
+    return float(m.group(1)) if m else None
+
+
+def _e2e_rows(directory: Path) -> pd.DataFrame:
+    pub = pd.read_csv(directory / "e2e_published.csv")
+    trt = pd.read_csv(directory / "trtllm.csv")
+    static = trt[trt["framework"].str.contains("gptSessionBenchmark", na=False)]
+    return pd.concat([pub, static], ignore_index=True)
+
+
+def end_to_end(directory: Path) -> tuple[pd.DataFrame, list[str]]:
+    rows, skipped = [], []
+    for _, r in _e2e_rows(directory).iterrows():
+        model = E2E_MODELS.get(r["model"])
+        hw = E2E_HARDWARE.get(r["hardware"])
+        metric = r["metric"]
+        if model is None or hw is None or metric not in ("output_tokens_per_s", "output_tokens_per_s_per_gpu", "ttft_ms",
+                                                          "ttft_mean_ms", "tpot_p50_ms"):
+            skipped.append(f"{r['case_id']} ({r['model']} on {r['hardware']}, {metric})")
+            continue
+        prec = str(r["precision"]).lower()
+        dtype = "fp8" if prec == "fp8" else "fp16"
+        tp = int(r["tp"]) if not pd.isna(r["tp"]) else 1
+        n_accel = int(r["n_accel"]) if not pd.isna(r["n_accel"]) else tp
+        batch = int(r["batch"]) if not pd.isna(r["batch"]) else 1
+        try:
+            res = api.predict(model=model, hardware=hw, tp=tp, devices=tp, dtype=dtype, kv_dtype=dtype, batch=batch,
+                              input_len=int(r["input_len"]), output_len=int(r["output_len"])).to_dict()
+        except InfersimError as exc:
+            skipped.append(f"{r['case_id']} ({exc})")
+            continue
+        if metric == "output_tokens_per_s":
+            pred = res["throughput_tokens_per_s"]
+        elif metric == "output_tokens_per_s_per_gpu":
+            pred = res["throughput_tokens_per_s"] / n_accel
+        elif metric in ("ttft_ms", "ttft_mean_ms"):
+            pred = res["ttft_s"] * 1e3
+        else:
+            pred = res["tpot_s"] * 1e3
+        group = f"end-to-end:{metric}"
+        if "column labelled" in str(r["unit"]) and n_accel > 1:
+            group += " [per-GPU or total not stated]"
+        elif not res["fits"]:
+            group += " [does not fit as one static batch]"
+        rows.append({"case_id": r["case_id"], "group": group, "device": hw, "model": model,
+                     "batch": batch, "input_len": r["input_len"], "output_len": r["output_len"], "tp": tp,
+                     "measured": r["value"], "predicted": pred, "fits": res["fits"]})
+    out = pd.DataFrame(rows)
+    out["error_frac"] = out["predicted"] / out["measured"] - 1.0
+    return out, skipped
+
+
+def _print_stats(title: str, frame: pd.DataFrame, by: list[str]) -> list[dict]:
+    stats = [s.as_dict() for s in group_stats(frame, by)]
+    print(f"\n## {title}")
+    print(f"{'group':44s} {'rows':>6s} {'MAPE':>7s} {'median':>7s} {'p90':>7s} {'max':>7s} {'bias':>7s}")
+    for s in stats:
+        print(f"{s['group']:44s} {s['num_rows']:6d} {s['mape']*100:6.1f}% {s['median_ape']*100:6.1f}% "
+              f"{s['p90_ape']*100:6.1f}% {s['max_ape']*100:6.0f}% {s['bias']*100:+6.1f}%")
+    return stats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="infersim accuracy against ../shared/calibration")
+    ap.add_argument("--json", type=Path, help="write all statistics to this JSON file")
+    ap.add_argument("--no-loco", action="store_true", help="skip the leave-one-chip-out refits")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    directory = shared_calibration_dir()
+    frame = load_shared_ops(directory)
+    ops = op_level(frame)
+    report = {"op_groups": _print_stats("operators, fitted profile (in-sample)", ops, ["group"]),
+              "op_groups_by_device": _print_stats("operators by device", ops, ["group", "device"])}
+    allops = ops.dropna(subset=["error_frac"])
+    print(f"all operator rows: {len(allops)}, MAPE {allops['error_frac'].abs().mean()*100:.1f}%")
+    report["op_all_mape"] = float(allops["error_frac"].abs().mean())
+    print("\nworst operator rows:")
+    for _, r in worst_rows(ops, 8).iterrows():
+        print(f"  {r['device']:9s} {r['op']:18s} measured {r['time_s']*1e6:9.1f} us predicted {r['predicted_s']*1e6:9.1f} us  {r['source']}")
+    if not args.no_loco:
+        loco = leave_one_chip_out(frame)
+        report["unseen_chip_groups"] = _print_stats("operators on a chip left out of the fit (generic profile)", loco, ["group", "device"])
+        report["unseen_chip_all"] = _print_stats("operators on unseen chips, all", loco, ["group"])
+    e2e, skipped = end_to_end(directory)
+    report["e2e_groups"] = _print_stats("end-to-end (predict vs static-batch measurements)", e2e, ["group"])
+    report["e2e_by_device"] = _print_stats("end-to-end by device", e2e, ["group", "device"])
+    clean = e2e[~e2e["group"].str.contains(r"\[")]
+    report["e2e_all_mape"] = float(clean["error_frac"].abs().mean())
+    print(f"end-to-end rows with a clear unit that fit in memory: {len(clean)} of {len(e2e)}, "
+          f"MAPE {report['e2e_all_mape']*100:.1f}%; skipped {len(skipped)} rows "
+          f"(models without a bundled config, e.g. Falcon-180B)")
+    print("worst end-to-end rows:")
+    for _, r in e2e.reindex(e2e["error_frac"].abs().sort_values(ascending=False).index).head(8).iterrows():
+        print(f"  {r['case_id'][:70]:70s} measured {r['measured']:10.2f} predicted {r['predicted']:10.2f}")
+    report["skipped"] = skipped
+    report["wall_s"] = time.perf_counter() - t0
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=float))
+    print(f"\n(wall time {report['wall_s']:.1f} s)")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,49 @@
+"""Predictions per second through the Python API (one core).
+
+    python bench/predict_speed.py
+
+1. decode step of Llama-3.1-70B, TP8 on H100, at varying batch and context (shapes repeat, as in
+   a sweep or a serving simulation: cached GEMM shapes allowed, attention recomputed);
+2. the same with every call a new context length (no step-level cache hits);
+3. a full `predict` of a request (prefill + 255 decode steps, integrated) with a fresh deployment
+   cache each time and with a warm one.
+Goal (issue 2): >= 10,000 decode-step predictions per second.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from infersim import api
+
+
+def rate(fn, n: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    api.step("llama-3.1-70b", "h100-sxm", tp=8, batch=1, context_len=1024)  # build the deployment once
+    results = {
+        "decode_step_repeated_shapes_per_s": rate(
+            lambda i: api.step("llama-3.1-70b", "h100-sxm", tp=8, batch=1 + i % 64, context_len=1024 + 16 * (i % 128)), 40_000),
+        "decode_step_new_context_per_s": rate(
+            lambda i: api.step("llama-3.1-70b", "h100-sxm", tp=8, batch=32, context_len=100_000 + i), 20_000),
+        "predict_request_warm_per_s": rate(
+            lambda i: api.predict(model="llama-3.1-70b", hardware="h100-sxm", tp=8, batch=1 + i % 32, input_len=2048,
+                                  output_len=256), 300),
+    }
+
+    def cold(i: int) -> None:
+        api.deployment.cache_clear()
+        api.predict(model="llama-3.1-70b", hardware="h100-sxm", tp=8, batch=8, input_len=2048, output_len=256)
+
+    results["predict_request_cold_per_s"] = rate(cold, 30)
+    print(json.dumps({k: round(v, 1) for k, v in results.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The Python API: the CLI's commands as functions with the same parameter names.
+
+    from infersim import api
+    r = api.predict(model="llama-3.1-8b", hardware="h100-sxm", batch=8, input_len=1024, output_len=256)
+    r.to_dict()  # == `infersim predict ... --json`
+
+Names may be catalog names or paths to a user's YAML (chips, systems) or config.json
+(models). Every user mistake raises an `infersim.errors.InfersimError` subclass.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from infersim.cost.attention import estimate_decode_attention, estimate_prefill_attention
+from infersim.cost.chip_cost import chip_cost
+from infersim.cost.collectives import COLLECTIVES, bus_bandwidth_bytes_per_s, collective_name, estimate_collective
+from infersim.cost.gemm import estimate_gemm
+from infersim.cost.result import OpCost
+from infersim.errors import InvalidInputError, UnknownNameError
+from infersim.execution.config import ParallelConfig, PrecisionConfig
+from infersim.execution.layers import StepBatch
+from infersim.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC, MemoryModel
+from infersim.execution.predict import PredictResult, estimate_static_batch
+from infersim.execution.step import StepModel, StepResult
+from infersim.hardware.catalog import load_chip, load_system
+from infersim.units import DTYPES
+from infersim.workload.hf_config import load_model
+
+__all__ = ["predict", "op", "step", "deployment", "PredictResult", "OpResult", "StepInfo", "Deployment"]
+
+OPS = ("gemm", "attention", "allreduce", "allgather", "reducescatter", "alltoall", "sendrecv")
+
+
+def _dtype(value: str | None, what: str) -> str | None:
+    if value is not None and value not in DTYPES:
+        raise UnknownNameError(what, value, DTYPES)
+    return value
+
+
+def _positive(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A model on a system under a parallel plan and formats: the step and memory models."""
+
+    step_model: StepModel
+    memory: MemoryModel
+
+    @property
+    def parallel(self) -> ParallelConfig:
+        return self.step_model.par
+
+
+@functools.lru_cache(maxsize=512)
+def deployment(
+    model: str, hardware: str, devices: int | None = None, tp: int = 1, pp: int = 1, ep: int = 1, dp: int | None = None,
+    dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
+    memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
+) -> Deployment:
+    """Build (and cache) the deployment; `devices` defaults to tp x pp x dp, `dp` to devices / (tp x pp)."""
+    _positive(devices=devices, tp=tp, pp=pp, ep=ep, dp=dp)
+    _dtype(dtype, "data type"), _dtype(weight_dtype, "weight data type"), _dtype(kv_dtype, "kv-cache data type")
+    if not 0.0 < memory_utilization_frac <= 1.0:
+        raise InvalidInputError(f"memory utilisation must lie in (0, 1], got {memory_utilization_frac}")
+    if dp is None:
+        if devices is not None and devices % (tp * pp):
+            raise InvalidInputError(f"--devices {devices} is not a multiple of tp x pp = {tp * pp}")
+        dp = devices // (tp * pp) if devices is not None else 1
+    if devices is not None and devices != tp * pp * dp:
+        raise InvalidInputError(f"--devices {devices} != tp x pp x dp = {tp}x{pp}x{dp} = {tp * pp * dp}")
+    par = ParallelConfig(tp=tp, pp=pp, ep=ep, dp=dp)
+    system = load_system(hardware, par.num_devices)
+    spec = load_model(model)
+    prec = PrecisionConfig(dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
+    sm = StepModel(spec, system, par, prec, profile)
+    return Deployment(sm, MemoryModel(spec, system, par, prec, memory_utilization_frac))
+
+
+def predict(
+    model: str = "llama-3.1-8b", hardware: str = "h100-sxm", devices: int | None = None, tp: int = 1, pp: int = 1,
+    ep: int = 1, dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
+    kv_dtype: str | None = None, batch: int = 1, input_len: int = 1024, output_len: int = 128,
+    memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
+) -> PredictResult:
+    """Latency, throughput, memory and energy of a static batch of `batch` requests."""
+    _positive(batch=batch, input_len=input_len, output_len=output_len)
+    d = deployment(model, hardware, devices, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac, profile)
+    return estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len)
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Time and energy of one engine step (per replica; energy over all devices)."""
+
+    result: StepResult
+
+    @property
+    def time_s(self) -> float:
+        return self.result.time_s
+
+    @property
+    def energy_j(self) -> float:
+        return self.result.energy_j
+
+    def to_dict(self) -> dict:
+        r = self.result
+        return {"time_s": r.time_s, "energy_j": r.energy_j, "num_tokens": r.num_tokens,
+                "breakdown": {k: {"time_s": v.time_s, "bound": v.bound} for k, v in r.breakdown.items()}}
+
+
+def step(
+    model: str, hardware: str, *, tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, dtype: str = "bf16",
+    weight_dtype: str | None = None, kv_dtype: str | None = None, batch: int = 1, context_len: int = 1024,
+    phase: str = "decode", new_tokens: int | None = None,
+) -> StepInfo:
+    """One engine step on one replica: `batch` sequences decoding one token at `context_len`, or
+    (phase='prefill') prefilling `new_tokens` (default context_len) tokens each over context_len positions."""
+    d = deployment(model, hardware, None, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype)
+    _positive(batch=batch, context_len=context_len)
+    if phase == "decode":
+        b = StepBatch(num_decode=batch, decode_kv_len=float(context_len))
+    elif phase == "prefill":
+        q = new_tokens or context_len
+        b = StepBatch(prefill=((batch, q, max(q, context_len)),))
+    else:
+        raise UnknownNameError("phase", phase, ["prefill", "decode"])
+    return StepInfo(d.step_model.step(b))
+
+
+@dataclass(frozen=True)
+class OpResult:
+    """Cost of one operator on one device (or one collective on a group of devices)."""
+
+    op: str
+    hardware: str
+    cost: OpCost
+    num_devices: int = 1
+    message_bytes: float = 0.0
+
+    def to_dict(self) -> dict:
+        c = self.cost
+        out = {"op": self.op, "hardware": self.hardware, "time_s": c.time_s, "bound": c.bound,
+               "flops": c.flops, "bytes": c.bytes, "roofline_s": c.roofline_s, "efficiency_source": c.source}
+        if self.op == "gemm" or self.op == "attention":
+            out["tflops"] = c.flops / c.time_s / 1e12 if c.time_s > 0 else 0.0
+        if self.op not in ("gemm", "attention"):
+            out["devices"] = self.num_devices
+            out["message_bytes"] = self.message_bytes
+            out["bus_bandwidth_bytes_per_s"] = bus_bandwidth_bytes_per_s(self.op, self.num_devices, self.message_bytes, c.time_s)
+        return out
+
+
+def op(
+    name: str, hardware: str = "h100-sxm", *, m: int | None = None, n: int | None = None, k: int | None = None,
+    dtype: str = "bf16", weight_dtype: str | None = None, variant: str = "", warm_cache: bool = False,
+    phase: str = "decode", batch: int = 1, q_len: int | None = None, kv_len: int = 1024, heads: int = 32,
+    kv_heads: int | None = None, head_dim: int = 128, kv_dtype: str | None = None, devices: int = 8,
+    bytes: float | None = None, profile: str | None = None,
+) -> OpResult:
+    """Cost of one operator: 'gemm', 'attention' (one layer, one device) or a collective."""
+    if name not in OPS and name.replace("_", "") not in OPS:
+        raise UnknownNameError("op", name, OPS)
+    _dtype(dtype, "data type"), _dtype(weight_dtype, "weight data type"), _dtype(kv_dtype, "kv-cache data type")
+    if name == "gemm":
+        if m is None or n is None or k is None:
+            raise InvalidInputError("op gemm needs --m, --n and --k")
+        _positive(m=m, n=n, k=k)
+        cc = chip_cost(load_chip(hardware), profile)
+        return OpResult("gemm", cc.chip.name, estimate_gemm(cc, m, n, k, dtype, weight_dtype, variant=variant, warm_cache=warm_cache))
+    if name == "attention":
+        return OpResult("attention", hardware, _attention(hardware, phase, batch, q_len, kv_len, heads, kv_heads,
+                                                          head_dim, dtype, kv_dtype, profile))
+    coll = collective_name(name)
+    if coll not in COLLECTIVES:
+        raise UnknownNameError("op", name, OPS)
+    if bytes is None:
+        raise InvalidInputError(f"op {name} needs --bytes")
+    if bytes <= 0:
+        raise InvalidInputError(f"--bytes must be > 0, got {bytes}")
+    _positive(devices=devices)
+    system = load_system(hardware, devices)
+    cc = chip_cost(system.chip, profile)
+    cost = estimate_collective(cc, system, coll, devices, bytes)
+    return OpResult(name.replace("_", ""), system.chip.name, cost, devices, bytes)
+
+
+def _attention(hardware: str, phase: str, batch: int, q_len: int | None, kv_len: int, heads: int, kv_heads: int | None,
+               head_dim: int, dtype: str, kv_dtype: str | None, profile: str | None) -> OpCost:
+    kv_heads = kv_heads or heads
+    _positive(batch=batch, kv_len=kv_len, heads=heads, kv_heads=kv_heads, head_dim=head_dim, q_len=q_len)
+    if heads % kv_heads:
+        raise InvalidInputError(f"--heads {heads} is not a multiple of --kv-heads {kv_heads}")
+    cc = chip_cost(load_chip(hardware), profile)
+    kv = kv_dtype or ("bf16" if dtype not in ("fp16",) else "fp16")
+    if phase == "prefill":
+        q = q_len or kv_len
+        if q > kv_len:
+            raise InvalidInputError(f"--q-len {q} exceeds --kv-len {kv_len}")
+        return estimate_prefill_attention(cc, batch, q, kv_len, heads, kv_heads, head_dim, None, "bf16", kv)
+    if phase == "decode":
+        return estimate_decode_attention(cc, batch, kv_len, heads, kv_heads, head_dim, None, kv)
+    raise UnknownNameError("phase", phase, ["prefill", "decode"])

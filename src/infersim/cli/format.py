@@ -1,0 +1,26 @@
+"""Human units for tables (the only place, with reports, where ms, GB and TFLOP/s appear)."""
+
+from __future__ import annotations
+
+
+def ms(seconds: float) -> str:
+    if seconds >= 10.0:
+        return f"{seconds:,.1f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:,.2f} ms"
+    return f"{seconds * 1e6:,.1f} us"
+
+
+def gb(num_bytes: float) -> str:
+    return f"{num_bytes / 1e9:,.2f} GB"
+
+
+def rate(value: float, unit: str) -> str:
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:,.2f} {prefix}{unit}"
+    return f"{value:,.2f} {unit}"
+
+
+def pct(frac: float) -> str:
+    return f"{frac * 100:.0f}%"

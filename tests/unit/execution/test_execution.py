@@ -1,0 +1,110 @@
+import pytest
+
+from infersim import api
+from infersim.errors import InvalidInputError, ParallelismError
+from infersim.execution.config import ParallelConfig, PrecisionConfig
+from infersim.execution.layers import busiest_device_load, expected_active_experts
+from infersim.execution.memory import MemoryModel
+from infersim.hardware.catalog import load_system
+from infersim.workload.hf_config import load_model
+from infersim.workload.params import count_parameters
+
+pytestmark = pytest.mark.unit
+
+STABLE_FIELDS = {"ttft_s", "tpot_s", "e2e_s", "prefill_tokens_per_s", "decode_tokens_per_s", "throughput_tokens_per_s",
+                 "energy_j_per_token", "fits", "memory_bytes", "breakdown"}
+
+
+def test_predict_has_the_stable_fields():
+    d = api.predict(model="llama-3.1-8b", hardware="h100-sxm", batch=4, input_len=512, output_len=64).to_dict()
+    assert STABLE_FIELDS <= set(d)
+    assert {"weights", "kv_cache", "activations", "total_per_device", "capacity_per_device"} <= set(d["memory_bytes"])
+    assert {"op", "phase", "time_s", "bound", "flops", "bytes"} <= set(d["breakdown"][0])
+    assert d["throughput_tokens_per_s"] == pytest.approx(4 * 64 / d["e2e_s"])
+    assert d["e2e_s"] == pytest.approx(d["ttft_s"] + 63 * d["tpot_s"])
+    assert sum(r["time_s"] for r in d["breakdown"]) == pytest.approx(d["e2e_s"], rel=1e-6)
+
+
+def test_weights_memory_is_params_times_bytes():
+    model = load_model("llama-3.1-8b")
+    mem = MemoryModel(model, load_system("h100-sxm", 1), ParallelConfig(), PrecisionConfig())
+    assert mem.weights_bytes == pytest.approx(count_parameters(model).total * 2, rel=1e-6)
+    # KV per token: 32 layers x 8 kv heads x (128 + 128) x 2 bytes = 131072 bytes
+    assert mem.kv_bytes_per_token == 32 * 8 * 256 * 2
+
+
+def test_tp_splits_weights_and_kv():
+    model = load_model("llama-3.1-70b")
+    one = MemoryModel(model, load_system("h100-sxm", 1), ParallelConfig(), PrecisionConfig())
+    eight = MemoryModel(model, load_system("h100-sxm", 8), ParallelConfig(tp=8), PrecisionConfig())
+    assert eight.weights_bytes == pytest.approx(one.weights_bytes / 8, rel=0.01)
+    assert eight.kv_bytes_per_token == one.kv_bytes_per_token / 8
+
+
+def test_int4_weights_quarter_memory():
+    d16 = api.predict(model="llama-3.1-8b", hardware="h100-sxm")
+    d4 = api.predict(model="llama-3.1-8b", hardware="h100-sxm", weight_dtype="int4")
+    assert d4.memory.weights_bytes < 0.4 * d16.memory.weights_bytes
+    assert d4.tpot_s < d16.tpot_s
+
+
+def test_does_not_fit_and_largest_batch():
+    r = api.predict(model="llama-3.1-70b", hardware="h100-sxm")
+    assert not r.fits and r.max_batch_that_fits == 0
+    ok = api.predict(model="llama-3.1-8b", hardware="h100-sxm", batch=8, input_len=1024, output_len=1024)
+    too_big = api.predict(model="llama-3.1-8b", hardware="h100-sxm", batch=ok.max_batch_that_fits + 1,
+                          input_len=1024, output_len=1024)
+    assert ok.fits and not too_big.fits
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(model="llama-3.1-70b", tp=3, devices=3), "does not divide the 64 attention heads"),
+    (dict(model="llama-3.1-8b", ep=2, tp=2), "dense"),
+    (dict(model="mixtral-8x7b", tp=2, ep=3, dp=3), "does not divide the 8 experts"),
+    (dict(model="llama-3.1-8b", devices=6, tp=4), "not a multiple"),
+    (dict(model="llama-3.1-8b", devices=12, tp=4), "whole nodes"),
+])
+def test_impossible_parallelism(kwargs, match):
+    with pytest.raises(InvalidInputError, match=match):
+        api.predict(hardware="h100-sxm", **kwargs)
+
+
+def test_bad_lengths_and_context():
+    with pytest.raises(InvalidInputError, match=">= 1"):
+        api.predict(input_len=0)
+    with pytest.raises(InvalidInputError, match="context"):
+        api.predict(model="gpt-j-6b", input_len=2000, output_len=100)
+
+
+def test_unsupported_dtype_on_int8_only_chip():
+    with pytest.raises(InvalidInputError, match="hanguang-800 has no bf16 rate"):
+        api.predict(model="llama-2-7b", hardware="hanguang-800")
+
+
+def test_moe_load_balance_math():
+    assert busiest_device_load(800, 1) == 800
+    load = busiest_device_load(800, 8)
+    assert 100 < load < 130  # mean 100, std ~9.35, x sqrt(2 ln 8) = 2.04
+    assert expected_active_experts(8, 8, 1) == pytest.approx(1.0)
+    assert expected_active_experts(32, 256, 10_000) == pytest.approx(32, rel=1e-6)
+
+
+def test_expert_parallel_shards_experts():
+    tp = api.deployment("qwen3-30b-a3b", "h100-sxm", tp=8, ep=1).memory.weights_bytes
+    ep = api.deployment("qwen3-30b-a3b", "h100-sxm", tp=8, ep=8).memory.weights_bytes
+    assert ep == pytest.approx(tp, rel=0.02)  # same bytes per device, split by expert instead of by column
+    r = api.predict(model="deepseek-v3", hardware="h200-sxm", tp=8, ep=8, dtype="fp8", batch=8, input_len=512, output_len=32)
+    ops = {row["op"] for row in r.breakdown}
+    assert {"moe.dispatch", "moe.combine", "attn.q_absorb"} <= ops
+
+
+def test_pipeline_parallel_adds_send_recv():
+    r = api.predict(model="llama-3.1-70b", hardware="h100-sxm", tp=4, pp=2, batch=8, input_len=512, output_len=16)
+    assert any(row["op"] == "pp_send_recv" for row in r.breakdown)
+    assert r.fits
+
+
+def test_provenance_is_reported():
+    assert api.predict(hardware="h20").to_dict()["efficiency_source"] == "inherited"
+    assert api.predict(hardware="mi300x").to_dict()["efficiency_source"] == "generic"
+    assert api.predict(hardware="h100-sxm").to_dict()["efficiency_source"] == "fitted"

@@ -1,0 +1,76 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+import infersim.api as api_module
+from infersim.cli.main import run
+
+pytestmark = pytest.mark.unit
+
+
+def cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run(args)
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exc.value.code or 0, captured.out, captured.err
+
+
+def test_public_api_is_guarded():
+    assert set(api_module.__all__) == {"predict", "op", "step", "deployment", "PredictResult", "OpResult", "StepInfo", "Deployment"}
+    for name in api_module.__all__:
+        assert hasattr(api_module, name)
+
+
+def test_predict_json_equals_api(capsys):
+    code, out, _ = cli(["predict", "--model", "qwen3-8b", "--hardware", "h20", "--batch", "2", "--input-len", "256",
+                        "--output-len", "16", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    ref = api_module.predict(model="qwen3-8b", hardware="h20", batch=2, input_len=256, output_len=16).to_dict()
+    assert data["ttft_s"] == pytest.approx(ref["ttft_s"]) and data["tpot_s"] == pytest.approx(ref["tpot_s"])
+
+
+def test_op_gemm_and_collective_json(capsys):
+    code, out, _ = cli(["op", "gemm", "--hardware", "h100-sxm", "--m", "4096", "--n", "4096", "--k", "4096", "--json"], capsys)
+    d = json.loads(out)
+    assert code == 0 and {"time_s", "tflops", "bound"} <= set(d)
+    code, out, _ = cli(["op", "allreduce", "--hardware", "h100-sxm", "--devices", "8", "--bytes", "67108864", "--json"], capsys)
+    d = json.loads(out)
+    assert code == 0 and {"time_s", "bus_bandwidth_bytes_per_s"} <= set(d)
+    code, out, _ = cli(["op", "attention", "--hardware", "b200", "--phase", "prefill", "--batch", "2", "--q-len", "512",
+                        "--kv-len", "1024", "--heads", "32", "--kv-heads", "8", "--head-dim", "128", "--json"], capsys)
+    assert code == 0 and json.loads(out)["bound"] in ("compute", "memory", "latency")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["predict", "--model", "llama3-8b"], "did you mean"),
+    (["predict", "--hardware", "h100"], "h100-sxm"),
+    (["predict", "--model", "llama-3.1-70b", "--tp", "3", "--devices", "3"], "attention heads"),
+    (["predict", "--batch", "-1"], ">= 1"),
+    (["predict", "--dtype", "fp9"], "fp8"),
+    (["predict", "--model", "llama-3.1-405b"], "largest batch"),
+    (["predict", "--nope"], "No such option"),
+    (["op", "gemm", "--m", "0", "--n", "1", "--k", "1"], ">= 1"),
+    (["hw", "show", "b300"], "unknown hardware"),
+])
+def test_bad_input_is_one_line_exit_2(capsys, args, needle):
+    code, out, err = cli(args, capsys)
+    assert code == 2
+    assert needle in err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+def test_catalog_commands(capsys):
+    code, out, _ = cli(["hw", "list", "--json"], capsys)
+    assert code == 0 and "h20" in json.loads(out)["chips"]
+    code, out, _ = cli(["model", "show", "deepseek-v3", "--json"], capsys)
+    assert code == 0 and json.loads(out)["parameters"]["total"] > 6e11
+
+
+def test_console_script_runs_demo():
+    proc = subprocess.run([sys.executable, "-m", "infersim", "demo"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "deepseek-v3" in proc.stdout and "h20" in proc.stdout
