@@ -77,3 +77,11 @@ def pytest_addoption(parser):
 @pytest.fixture
 def update_golden(request) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture(scope="session")
+def shared_traces():
+    """../shared/traces (or $INFERSIM_SHARED_DIR/traces)."""
+    from infersim.calibrate.measurements import shared_calibration_dir
+
+    return shared_calibration_dir().parent / "traces"
