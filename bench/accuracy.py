@@ -2,7 +2,7 @@
 
     python bench/accuracy.py [--json OUT] [--no-loco]
 
-Groups:
+Groups (see bench/accuracy_serving.py for the serving group):
   GEMM, attention, collectives  every row of ops_gemm/ops_attention/ops_comm.csv, predicted with
                                 the chip's fitted profile (in-sample: these rows fed the fit)
   *-unseen                      leave-one-chip-out: the generic profile refitted WITHOUT the chip,
@@ -11,6 +11,7 @@ Groups:
   end-to-end                    static-batch rows of e2e_published.csv (LMDeploy, A100) and the
                                 TensorRT-LLM static-batching and batch-1 TTFT rows of trtllm.csv,
                                 predicted by `infersim predict`
+  serving                       TTFT/TPOT at fixed concurrency and offline throughput, by `infersim simulate`
 Rows the tool cannot express (unknown model, e.g. Falcon-180B) are counted and listed as skipped.
 Prints MAPE, median, p90, worst cases per group; exits 0 (tracking, not a gate).
 """
@@ -131,6 +132,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="infersim accuracy against ../shared/calibration")
     ap.add_argument("--json", type=Path, help="write all statistics to this JSON file")
     ap.add_argument("--no-loco", action="store_true", help="skip the leave-one-chip-out refits")
+    ap.add_argument("--no-serving", action="store_true", help="skip the serving simulations (the slowest group)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     directory = shared_calibration_dir()
@@ -159,6 +161,14 @@ def main() -> None:
     print("worst end-to-end rows:")
     for _, r in e2e.reindex(e2e["error_frac"].abs().sort_values(ascending=False).index).head(8).iterrows():
         print(f"  {r['case_id'][:70]:70s} measured {r['measured']:10.2f} predicted {r['predicted']:10.2f}")
+    if not args.no_serving:
+        from accuracy_serving import run_serving_group
+
+        serving, skipped_serving = run_serving_group(directory)
+        report["serving_groups"] = _print_stats("serving (simulate vs measured serving runs)", serving, ["group"])
+        report["serving_by_device"] = _print_stats("serving by device and framework", serving, ["group", "device", "framework"])
+        print(f"serving rows: {len(serving)}; skipped {len(skipped_serving)} (disaggregated, unknown model, or no lengths)")
+        skipped += skipped_serving
     report["skipped"] = skipped
     report["wall_s"] = time.perf_counter() - t0
     if args.json:

@@ -237,7 +237,7 @@ def simulate(
     dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
     rate: float | None = None, concurrency: int | None = None, offline: bool = False, trace: str | None = None,
     trace_format: str = "auto", rate_scale: float = 1.0, trace_start_s: float = 0.0, trace_duration_s: float | None = None,
-    burstiness: float = 1.0, num_requests: int = 1000, input_len: int = 1024, output_len: int = 256,
+    burstiness: float = 1.0, think_time_ms: float = 0.0, num_requests: int = 1000, input_len: int = 1024, output_len: int = 256,
     input_dist: str | None = None, output_dist: str | None = None, shared_prefix_tokens: int = 0, seed: int = 0,
     slo_ttft_ms: float | None = None, slo_tpot_ms: float | None = None, replicas: int = 1, router: str = "least-outstanding",
     prefill_replicas: int = 0, decode_replicas: int = 0, prefill_tp: int | None = None, decode_tp: int | None = None,
@@ -263,6 +263,7 @@ def simulate(
         arrival = "trace" if trace else "offline" if offline else "closed" if concurrency else ("gamma" if burstiness != 1.0 else "poisson")
         wl = WorkloadSpec(
             arrival=arrival, rate=rate or 1.0, cv=burstiness, concurrency=concurrency or 1, num_requests=num_requests,
+            think_time_s=think_time_ms / 1e3,
             input=_length_dist(input_dist, input_len, "input"), output=_length_dist(output_dist, output_len, "output"),
             trace=TraceSpec(path=trace, format=trace_format, rate_scale=rate_scale, start_s=trace_start_s,
                             duration_s=trace_duration_s) if trace else None,

@@ -8,7 +8,6 @@ the first micro-batch crosses all stages and each further one adds the slowest s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from infersim.cost.chip_cost import ChipCost, chip_cost
@@ -321,8 +320,9 @@ class StepModel:
         return t + a_t, (busy + a_e) * n, t + b_t, (busy + b_e) * n
 
     def _decode_core(self, num_decode: int, kv_len: float) -> tuple[float, float]:
-        step = 2.0 ** max(0, math.floor(math.log2(max(kv_len, 1.0))) - 7)
-        kv = round(kv_len / step) * step
+        whole = int(kv_len)
+        step = 1 << max(0, whole.bit_length() - 8)
+        kv = float((whole + step // 2) // step * step) if step > 1 else kv_len
         key = (num_decode, kv)
         hit = self._decode_core_cache.get(key)
         if hit is not None:

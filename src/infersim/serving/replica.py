@@ -98,6 +98,8 @@ class Replica:
         self.preempted = 0
         self.swap_s = 0.0
         self.on_sample: Callable[[float, float, int, float], None] | None = None
+        self._bs, self._budget, self._idle_w = spec.block_tokens, spec.max_num_batched_tokens, spec.idle_power_w
+        self._step, self._decode_pair = spec.step.step, spec.step.decode_pair
 
     # -- views for routers --------------------------------------------------------------
     def outstanding_tokens(self) -> int:
@@ -285,55 +287,68 @@ class Replica:
             budget -= chunk
         return chunks
 
-    def start(self, now: float, done: list[Request]) -> float | None:
+    def start(self, now: float) -> float | None:
         """Plan the next iteration (or decode run) at `now`; returns its end time, None if idle."""
         if self.work is not None:
             raise AssertionError("replica already busy")
-        if self.num_running == 0 and not len(self.waiting):
+        prefilling, waiting, pool, bins, bs = self.prefilling, self.waiting, self.pool, self.bins, self._bs
+        if not self.num_decode and not prefilling and not len(waiting):
             return None
         if now > self.idle_since:
-            self.energy_j += self.spec.idle_power_w * (now - self.idle_since)
+            self.energy_j += self._idle_w * (now - self.idle_since)
         extra: list[float] = []
-        need = self.bins[(-self.g) % self.spec.block_tokens]
-        while need > self.pool.available:
-            spent = self._preempt_one()
-            if spent is None:
-                raise AssertionError("KV blocks exhausted with nothing left to preempt")
-            extra.append(spent)
-            need = self.bins[(-self.g) % self.spec.block_tokens]
-        budget = self.spec.max_num_batched_tokens - self.num_decode
+        need = bins[(-self.g) % bs]
+        if need > pool.free:
+            while need > pool.available:
+                spent = self._preempt_one()
+                if spent is None:
+                    raise AssertionError("KV blocks exhausted with nothing left to preempt")
+                extra.append(spent)
+                need = bins[(-self.g) % bs]
+        budget = self._budget - self.num_decode
         chunks: list[tuple[Request, int]] = []
+        if prefilling:
+            budget = self._continue_prefills(chunks, budget, need, extra)
+            need = bins[(-self.g) % bs]
+        if len(waiting) and budget > 0:
+            chunks += self._admit(budget, extra)
+        if not chunks and self.num_decode == 0:
+            self.idle_since = now
+            return None
+        pool.allocate(need)
+        if not chunks and not prefilling:
+            # Waiting requests (if any) were just refused for lack of blocks, slots or budget, and
+            # stay refused until the batch changes: a completion, a shortage or an arrival.
+            return self._start_run(now, sum(extra) if extra else 0.0)
+        n = self.num_decode
+        prefill = tuple((1, q, r.computed + q) for r, q in chunks)
+        t, e = self._step(prefill, n, self.sum_kv / n + 1 if n else 0.0)
+        if extra:
+            t += sum(extra)
+        self.work = _Work(now + t, now, False, 1, chunks=tuple(chunks))
+        self._account(now, t, e, n + len(prefilling))
+        return now + t
+
+    def _continue_prefills(self, chunks: list, budget: int, need: int, extra: list[float]) -> int:
+        """Next chunks of partially prefilled requests (preempting later ones if blocks run out)."""
+        pool, bins, bs = self.pool, self.bins, self._bs
         for req in list(self.prefilling):
             chunk = min(req.to_prefill, budget)
             if chunk <= 0:
                 break
             grow = self._blocks_for(req, req.computed + chunk) - self._blocks_for(req, req.computed)
-            while grow > self.pool.available - need and self.stack and self.stack[-1] is not req:
+            while grow > pool.available - need and self.stack and self.stack[-1] is not req:
                 spent = self._preempt_one()
                 if spent is None:
                     break
                 extra.append(spent)
-                need = self.bins[(-self.g) % self.spec.block_tokens]
-            if grow > self.pool.available - need or req not in self.prefilling:
+                need = bins[(-self.g) % bs]
+            if grow > pool.available - need or req not in self.prefilling:
                 break
-            self.pool.allocate(grow)
+            pool.allocate(grow)
             chunks.append((req, chunk))
             budget -= chunk
-        chunks += self._admit(budget, extra)
-        if not chunks and self.num_decode == 0:
-            self.idle_since = now
-            return None
-        self.pool.allocate(need)
-        if not chunks and not self.prefilling:
-            # Waiting requests (if any) were just refused for lack of blocks, slots or budget, and
-            # stay refused until the batch changes: a completion, a shortage or an arrival.
-            return self._start_run(now, sum(extra))
-        prefill = tuple((1, q, r.computed + q) for r, q in chunks)
-        t, e = self.spec.step.step(prefill, self.num_decode, self.sum_kv / self.num_decode + 1 if self.num_decode else 0.0)
-        t += sum(extra)
-        self.work = _Work(now + t, now, False, 1, chunks=tuple(chunks))
-        self._account(now, t, e, self.num_running)
-        return now + t
+        return budget
 
     def _start_run(self, now: float, extra_s: float) -> float:
         """Closed-form run of decode iterations until the next completion or block shortage.
@@ -358,7 +373,7 @@ class Replica:
         blocks = self._crossings(k) - first_need
         self.pool.allocate(blocks)
         kv0 = self.sum_kv / self.num_decode + 1
-        t0, e0, t1, e1 = self.spec.step.decode_pair(self.num_decode, kv0, kv0 + k - 1)
+        t0, e0, t1, e1 = self._decode_pair(self.num_decode, kv0, kv0 + k - 1)
         total = k * (t0 + t1) / 2 + extra_s
         self.work = _Work(now + total, now, True, k, t0, t1, e0, e1, blocks=blocks)
         self._account(now, total, k * (e0 + e1) / 2, self.num_decode)

@@ -133,6 +133,9 @@ class Simulation:
         if self.issued >= self.workload.num_requests:
             return
         p, o, h = next(self._lengths)
+        think = self.workload.think_time_s
+        if think > 0:
+            now += self.rng.exponential(think)
         req = Request(self.issued, now, p, o, h, client=client)
         self.issued += 1
         heapq.heappush(self.pending, (now, next(self.seq), 0, req))
@@ -151,7 +154,7 @@ class Simulation:
     def _kick(self, replica: Replica, now: float) -> None:
         """A request was queued on `replica`: start it if idle, or cut its decode run short."""
         if replica.work is None:
-            self._schedule(replica, replica.start(now, []))
+            self._schedule(replica, replica.start(now))
         else:
             self._schedule(replica, replica.interrupt(now))
 
@@ -218,7 +221,7 @@ class Simulation:
                     continue
                 replica = by_index[idx]
                 self._done(replica, replica.complete(now), now)
-                self._schedule(replica, replica.start(now, []))
+                self._schedule(replica, replica.start(now))
                 if bar is not None:
                     bar.update(self.log.n)
             if self.check_invariants:

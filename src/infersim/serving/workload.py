@@ -105,6 +105,7 @@ class WorkloadSpec(BaseModel):
     rate: float = Field(default=1.0, gt=0, description="Requests per second (poisson, gamma).")
     cv: float = Field(default=1.0, gt=0, description="gamma: coefficient of variation of inter-arrival times.")
     concurrency: int = Field(default=1, ge=1, description="closed: number of clients.")
+    think_time_s: float = Field(default=0.0, ge=0, description="closed: mean (exponential) delay between a response and the client's next request.")
     num_requests: int = Field(default=1000, ge=1)
     input: LengthDist = LengthDist(value=1024)
     output: LengthDist = LengthDist(value=256)

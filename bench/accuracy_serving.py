@@ -1,0 +1,120 @@
+"""Serving group of bench/accuracy.py: `infersim simulate` against measured serving runs.
+
+1. TTFT and TPOT at fixed concurrency: e2e_aiconfigurator_silicon.csv (H100, B200; Llama-3.1-8B/70B,
+   Qwen3-32B; TensorRT-LLM, vLLM, SGLang), simulated as `--concurrency C` closed-loop clients sending
+   10 x C requests of the row's fixed ISL/OSL (the first wave, where all C prompts arrive at once, is
+   part of the mean as in the benchmarks); compared with the simulated mean TTFT / TPOT.
+2. Offline throughput: the TensorRT-LLM in-flight-batching max-throughput rows of trtllm.csv (fixed
+   ISL/OSL, all requests queued at once), simulated `--offline`, output tokens/s of the whole system.
+MLPerf rows are not expressible: they state neither prompt lengths nor output distributions
+(only mean tokens per sample), so they are listed as skipped rather than matched to a guess.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+from infersim import api
+from infersim.errors import InfersimError
+
+MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
+          "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b", "Llama-3.1-70B": "llama-3.1-70b",
+          "Llama-3.3-70B-Instruct": "llama-3.1-70b", "Llama-3.1-8B": "llama-3.1-8b", "Llama-3.1-8B-Instruct": "llama-3.1-8b",
+          "Mistral-7B": "mistral-7b"}
+HARDWARE = {"H100-SXM-80GB": "h100-sxm", "B200-SXM-180GB": "b200", "A100-SXM-80GB": "a100-sxm", "L40S": "l40s"}
+QUANT = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "fp4": "fp4", "bfloat16": "bf16", "float16": "fp16", "fp16": "fp16"}
+
+
+def _dtype(row: pd.Series) -> str | None:
+    """The GEMM format of a run: its gemm_quant, or the checkpoint's 16-bit format when unquantised."""
+    m = re.search(r"gemm_quant=(\w+)", str(row["notes"]))
+    if m:
+        return "bf16" if m.group(1) in ("nan", "None", "none") else QUANT.get(m.group(1))
+    prec = str(row["precision"]).lower()
+    return QUANT.get(prec)
+
+
+def _concurrency_job(job: dict) -> dict:
+    kw = dict(job["kwargs"])
+    try:
+        s = api.simulate(**kw).summary
+        return {**job["meta"], "ttft_ms": s["ttft_s"]["mean"] * 1e3, "tpot_ms": s["tpot_s"]["mean"] * 1e3,
+                "throughput": s["throughput_tokens_per_s"], "error": ""}
+    except InfersimError as exc:
+        return {**job["meta"], "error": str(exc)}
+
+
+def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
+    rows = pd.read_csv(directory / "e2e_aiconfigurator_silicon.csv")
+    jobs, skipped = {}, []
+    for _, r in rows.iterrows():
+        model, hw, dtype = MODELS.get(r["model"]), HARDWARE.get(r["hardware"]), _dtype(r)
+        if r["scenario"] != "server-agg" or model is None or hw is None or dtype is None:
+            skipped.append(f"{r['case_id']} (scenario {r['scenario']}, {r['model']}, {r['precision']})")
+            continue
+        c, tp = int(r["batch"]), int(r["tp"])
+        fw = str(r["framework"]).split()[0]
+        key = (model, hw, dtype, fw, tp, c, int(r["input_len"]), int(r["output_len"]))
+        kv = "fp8" if dtype in ("fp8", "fp4") else dtype
+        jobs.setdefault(key, {
+            "kwargs": dict(model=model, hardware=hw, tp=tp, dtype=dtype, kv_dtype=kv, concurrency=c,
+                           num_requests=min(10 * c, 4000), input_len=int(r["input_len"]), output_len=int(r["output_len"]),
+                           max_num_seqs=256 if fw == "vllm" else max(1024, c), max_batched_tokens=8192),
+            "meta": {"key": key, "framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c},
+            "measured": {},
+        })["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
+    return list(jobs.values()), skipped
+
+
+def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
+    rows = pd.read_csv(directory / "trtllm.csv")
+    rows = rows[rows["framework"].str.contains("trtllm-bench", na=False)]
+    jobs, skipped = [], []
+    for _, r in rows.iterrows():
+        model, hw = MODELS.get(r["model"]), HARDWARE.get(r["hardware"])
+        dtype = {"FP8": "fp8", "FP16": "fp16", "FP4": "fp4"}.get(str(r["precision"]))
+        if model is None or hw is None or dtype is None or r["metric"] not in ("output_tokens_per_s", "output_tokens_per_s_per_gpu"):
+            skipped.append(f"{r['case_id']} ({r['hardware']}, {r['model']}, {r['metric']})")
+            continue
+        tp, pp = int(r["tp"]), int(r["pp"]) if not math.isnan(r["pp"]) else 1
+        out = int(r["output_len"])
+        jobs.append({
+            "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, dtype=dtype, kv_dtype="fp8" if dtype != "fp16" else "fp16",
+                           offline=True, num_requests=max(500, min(3000, 600_000 // out)), input_len=int(r["input_len"]),
+                           output_len=out, max_num_seqs=2048, max_batched_tokens=8192),
+            "meta": {"case_id": r["case_id"], "device": hw, "model": model, "tp": tp, "pp": pp,
+                     "per_gpu": r["metric"].endswith("per_gpu"), "n_accel": int(r["n_accel"]), "measured": float(r["value"])},
+        })
+    return jobs, skipped
+
+
+def run_serving_group(directory: Path, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
+    conc, skipped1 = concurrency_jobs(directory)
+    thr, skipped2 = throughput_jobs(directory)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        conc_results = list(pool.map(_concurrency_job, conc, chunksize=4))
+        thr_results = list(pool.map(_concurrency_job, thr, chunksize=2))
+    rows = []
+    for job, res in zip(conc, conc_results):
+        for metric, (value, case_id) in job["measured"].items():
+            if res["error"]:
+                skipped1.append(f"{case_id} ({res['error']})")
+                continue
+            rows.append({"case_id": case_id, "group": f"serving:{metric} at fixed concurrency", "device": res["device"],
+                         "framework": res["framework"], "measured": value, "predicted": res[metric]})
+    for job, res in zip(thr, thr_results):
+        meta = job["meta"]
+        if res["error"]:
+            skipped2.append(f"{meta['case_id']} ({res['error']})")
+            continue
+        pred = res["throughput"] / (meta["n_accel"] if meta["per_gpu"] else 1)
+        rows.append({"case_id": meta["case_id"], "group": "serving:offline output tokens/s (TRT-LLM)", "device": meta["device"],
+                     "framework": "trtllm", "measured": meta["measured"], "predicted": pred})
+    frame = pd.DataFrame(rows)
+    frame["error_frac"] = frame["predicted"] / frame["measured"] - 1.0
+    return frame, skipped1 + skipped2 + ["mlperf.csv: LLM rows state no prompt lengths (only mean tokens per sample): not simulated"]
