@@ -42,6 +42,9 @@ TERA = 1e12
 GIGA = 1e9
 MS = 1e-3
 US = 1e-6
+MM2_PER_CM2 = 100.0
+SECONDS_PER_YEAR = 365.25 * 24 * 3600.0  # Julian year
+J_PER_KWH = 3.6e6
 
 
 def bytes_per_element(dtype: str) -> float:

@@ -19,7 +19,7 @@ def cli(args, capsys):
 
 
 def test_public_api_is_guarded():
-    assert set(api_module.__all__) == {"predict", "op", "step", "simulate", "deployment", "PredictResult", "OpResult", "StepInfo", "Deployment"}
+    assert set(api_module.__all__) == {"predict", "op", "step", "simulate", "predicted_capacity", "deployment", "PredictResult", "OpResult", "StepInfo", "Deployment"}
     for name in api_module.__all__:
         assert hasattr(api_module, name)
 
@@ -74,3 +74,26 @@ def test_console_script_runs_demo():
     proc = subprocess.run([sys.executable, "-m", "infersim", "demo"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "deepseek-v3" in proc.stdout and "h20" in proc.stdout
+
+
+def test_plan_example_with_predicted_capacity(capsys, tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "fleet_2026_2028.yaml"
+    report = tmp_path / "plan.html"
+    code, out, _ = cli(["plan", str(example), "--json", "--report", str(report)], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["status"] == "optimal"
+    assert d["total_capex"] <= d["budget"] and d["by_period"]
+    assert all("infersim predict" in c["source"] for c in d["capacity"])
+    assert report.exists() and report.stat().st_size > 10_000
+
+
+def test_predicted_capacity_ranks_chips():
+    from infersim.fleet import SLOSpec
+
+    slo = SLOSpec(ttft_ms=2000, tpot_ms=50, input_tokens=1024, output_tokens=256)
+    h200 = api_module.predicted_capacity("h200-sxm", "qwen3-8b", slo)
+    h20 = api_module.predicted_capacity("h20", "qwen3-8b", slo)
+    assert h200.tokens_per_s_per_chip > h20.tokens_per_s_per_chip > 0
+    assert 0 < h20.avg_power_w_per_chip <= 400

@@ -147,13 +147,19 @@ class Replica:
         return req.computed
 
     def _crossings(self, k: int) -> int:
-        """New KV blocks the decoders need over the next k iterations."""
-        bs = self.spec.block_tokens
+        """New KV blocks the decoders need over the next k iterations: every decoder crosses a block
+        boundary once per `block_tokens` iterations; the remainder comes from the phase bins."""
+        bs = self._bs
         full, rest = divmod(k, bs)
         need = full * self.num_decode
-        bins, g = self.bins, self.g
-        for j in range(rest):
-            need += bins[(-(g + j)) % bs]
+        if rest:
+            start = (-self.g) % bs  # phase of the decoders that need a block at this iteration
+            bins = self.bins
+            # iterations g, g+1, ... need the bins at phases start, start-1, ... (mod bs)
+            if rest <= start + 1:
+                need += sum(bins[start - rest + 1:start + 1])
+            else:
+                need += sum(bins[:start + 1]) + sum(bins[bs - (rest - start - 1):])
         return need
 
     # -- leaving the running set ------------------------------------------------------------

@@ -52,20 +52,12 @@ def read_trace(path: str | Path, fmt: str = "auto") -> Iterator[TraceRow]:
 
 
 def _azure_seconds(stamp: str, row: int, path: Path) -> float:
-    text = stamp.strip()
+    """Seconds since the epoch of an Azure timestamp (7 fractional digits; 2024 files add +00:00)."""
     try:
-        date_part, time_part = text.split(" ", 1)
-        offset = 0.0
-        for sign in ("+", "-"):
-            if sign in time_part:
-                time_part, tz = time_part.split(sign, 1)
-                hh, mm = tz.split(":")
-                offset = (int(hh) * 3600 + int(mm) * 60) * (1 if sign == "+" else -1)
-        h, m, s = time_part.split(":")
-        day = dt.date.fromisoformat(date_part).toordinal()
-        return day * 86400.0 + int(h) * 3600.0 + int(m) * 60.0 + float(s) - offset
-    except (ValueError, IndexError):
+        t = dt.datetime.fromisoformat(stamp.strip())
+    except ValueError:
         raise DataFileError(f"{path}: row {row}: cannot parse timestamp {stamp!r}") from None
+    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp()
 
 
 def _check(row: int, path: Path, t: float, last: float, prompt: int, output: int) -> None:

@@ -1,0 +1,58 @@
+"""HTML report, CLI table rows, the public API surface, and the bundled example."""
+
+from pathlib import Path
+
+import pytest
+
+import infersim.fleet
+import infersim.silicon
+from infersim.fleet import load_plan, plan_fleet
+from infersim.hardware.catalog import chip_names
+from infersim.report.fleet_report import plan_table_rows, scenario_table_rows, write_plan_report
+
+pytestmark = pytest.mark.unit
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "fleet_2026_2028.yaml"
+EXAMPLE_CHIPS = {"h20", "h200-sxm", "ascend-910c", "npu-template"}
+
+
+@pytest.mark.parametrize("package", [infersim.fleet, infersim.silicon])
+def test_public_api_is_exactly_all(package):
+    public = {name for name in vars(package) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(package, name)).__name__ == "module"}
+    assert set(package.__all__) == public - modules
+
+
+def test_report_has_three_plots_and_the_tables(make_plan, tmp_path):
+    result = plan_fleet(make_plan(scenarios=[{"name": "open"}, {"name": "cut", "unavailable": [{"options": ["a"]}]}]))
+    path = write_plan_report(result, tmp_path / "plan.html")
+    text = path.read_text()
+    assert text.count("data:image/png;base64,") == 3
+    for title in ("Fleet mix over time", "Cost breakdown", "Scenario comparison", "Binding constraints"):
+        assert title in text
+    rows = plan_table_rows(result)
+    assert rows and set(rows[0]) == {"period", "chip", "scenario", "units", "capex_usd"}
+    assert [row["scenario"] for row in scenario_table_rows(result)] == ["open", "cut"]
+
+
+def test_report_into_a_directory_is_an_input_error(make_plan, tmp_path):
+    from infersim.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="directory"):
+        write_plan_report(plan_fleet(make_plan()), tmp_path)
+
+
+@pytest.mark.skipif(
+    not set(chip_names()) >= EXAMPLE_CHIPS,
+    reason=f"the hardware catalog does not have all of {sorted(EXAMPLE_CHIPS)} yet",
+)
+def test_bundled_example_plans_within_budget():
+    from infersim.api import predicted_capacity
+
+    spec = load_plan(EXAMPLE)
+    result = plan_fleet(spec, capacity_provider=predicted_capacity)
+    assert result.status == "optimal"
+    assert result.currency == "CNY" and result.budget == pytest.approx(380e9)
+    assert result.total_capex <= result.budget
+    assert {row["name"] for row in result.scenarios} >= {"licences-granted", "imports-cut-2027"}
+    assert any(row["chip"] == "inhouse-npu" for row in result.by_period)
