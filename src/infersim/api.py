@@ -202,9 +202,9 @@ def _attention(hardware: str, phase: str, batch: int, q_len: int | None, kv_len:
         q = q_len or kv_len
         if q > kv_len:
             raise InvalidInputError(f"--q-len {q} exceeds --kv-len {kv_len}")
-        return estimate_prefill_attention(cc, batch, q, kv_len, heads, kv_heads, head_dim, None, "bf16", kv)
+        return estimate_prefill_attention(cc, batch, q, kv_len, heads, kv_heads, head_dim, None, dtype, kv)
     if phase == "decode":
-        return estimate_decode_attention(cc, batch, kv_len, heads, kv_heads, head_dim, None, kv)
+        return estimate_decode_attention(cc, batch, kv_len, heads, kv_heads, head_dim, None, kv, act_dtype=dtype)
     raise UnknownNameError("phase", phase, ["prefill", "decode"])
 
 

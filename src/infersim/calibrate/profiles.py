@@ -25,7 +25,8 @@ from infersim.errors import InvalidInputError
 from infersim.hardware.spec import ChipSpec
 
 COLLECTIVE_OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "all_reduce_oneshot")
-MIN_POINTS = 8
+MIN_POINTS = 8  # full seven-parameter fit
+MIN_POINTS_REDUCED = 4  # launch, compute and memory efficiency only
 
 
 def _s(value, default: str = "") -> str:
@@ -45,8 +46,14 @@ def _row_work(cc: ChipCost, row: pd.Series) -> tuple[str, KernelWork]:
             cc, int(row["batch"]), int(row["q_len"]), int(row["kv_len"]), heads, kv_heads, d, None,
             _s(row["dtype"], "bf16"), kv)
     if op == "attention_decode":
-        return "attention_decode", decode_attention_work(cc, int(row["batch"]), float(row["kv_len"]), heads, kv_heads, d, None, kv)
+        return "attention_decode", decode_attention_work(cc, int(row["batch"]), float(row["kv_len"]), heads, kv_heads, d, None,
+                                                         kv, act_dtype=_s(row["dtype"], "bf16"))
     raise InvalidInputError(f"op {op} is not a compute kernel")
+
+
+def _elementwise_work(cc: ChipCost, row: pd.Series) -> KernelWork:
+    """A streaming kernel (copy/scale/triad, norms): its bytes against bandwidth, no tensor-core work."""
+    return KernelWork(0.0, float(row["bytes"]), cc.vector_flop_per_s, 1.0, "default")
 
 
 def kernel_samples(frame: pd.DataFrame, chip: ChipSpec, warm: bool = True) -> dict[tuple[str, str], KernelSamples]:
@@ -57,8 +64,11 @@ def kernel_samples(frame: pd.DataFrame, chip: ChipSpec, warm: bool = True) -> di
     """
     cc = ChipCost(chip, None)
     groups: dict[tuple[str, str], list[tuple[KernelWork, float, bool]]] = {}
-    for _, row in frame[frame["op"].isin(["gemm", "attention_prefill", "attention_decode"])].iterrows():
-        table, work = _row_work(cc, row)
+    for _, row in frame[frame["op"].isin(["gemm", "attention_prefill", "attention_decode", "elementwise"])].iterrows():
+        if row["op"] == "elementwise":
+            table, work = "elementwise", _elementwise_work(cc, row)
+        else:
+            table, work = _row_work(cc, row)
         groups.setdefault((table, work.kind), []).append((work, float(row["time_s"]), warm))
     out = {}
     for key, items in groups.items():
@@ -111,6 +121,7 @@ def _elementwise_from(gemm: dict) -> dict:
 def _assemble(name: str, provenance: str, units: float, peak: float, tables: dict, collectives: dict) -> dict:
     gemm = tables.get("gemm", {})
     base = gemm.get("bf16") or next(iter(gemm.values()))
+    elementwise = tables.get("elementwise", {}).get("default") or _elementwise_from(base)
     return {
         "name": name,
         "provenance": provenance,
@@ -120,7 +131,7 @@ def _assemble(name: str, provenance: str, units: float, peak: float, tables: dic
         "gemm": gemm,
         "attention_prefill": tables.get("attention_prefill", {}),
         "attention_decode": tables.get("attention_decode", {}),
-        "elementwise": _elementwise_from(base),
+        "elementwise": elementwise,
         "collectives": collectives,
     }
 
@@ -134,7 +145,11 @@ def fit_chip_profile(frame: pd.DataFrame, chip: ChipSpec, provenance: str) -> di
     for (table, kind), samples in sorted(kernel_samples(rows, chip).items()):
         if len(samples) >= MIN_POINTS:
             params, q = fit_kernel(samples)
-            tables.setdefault(table, {})[kind] = _kernel_dict(params, q)
+        elif len(samples) >= MIN_POINTS_REDUCED:  # few points: launch cost and the two efficiencies only
+            params, q = fit_kernel(samples, fit_cache=False, fixed={3: 2.0, 4: 0.0})
+        else:
+            continue
+        tables.setdefault(table, {})[kind] = _kernel_dict(params, q)
     if "gemm" not in tables:
         raise InvalidInputError(f"{chip.name}: a profile needs at least {MIN_POINTS} GEMM measurements")
     collectives = _fit_collectives(collective_samples(rows, chip))

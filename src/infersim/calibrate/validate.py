@@ -17,11 +17,12 @@ import pandas as pd
 from infersim.cost.attention import estimate_decode_attention, estimate_prefill_attention
 from infersim.cost.chip_cost import ChipCost, chip_cost
 from infersim.cost.collectives import estimate_collective
+from infersim.cost.elementwise import estimate_elementwise
 from infersim.cost.gemm import estimate_gemm
 from infersim.hardware.catalog import load_chip, system_of_chip
 from infersim.hardware.spec import SystemSpec
 
-GROUPS = {"gemm": "GEMM", "attention_prefill": "attention", "attention_decode": "attention",
+GROUPS = {"gemm": "GEMM", "attention_prefill": "attention", "attention_decode": "attention", "elementwise": "memory bandwidth",
           "all_reduce": "collectives", "all_gather": "collectives", "reduce_scatter": "collectives",
           "all_to_all": "collectives", "all_reduce_oneshot": "collectives", "send_recv": "collectives"}
 
@@ -43,8 +44,10 @@ def predict_row(cc: ChipCost, system_for: Callable[[int], SystemSpec], row: pd.S
             return estimate_prefill_attention(cc, int(row["batch"]), int(row["q_len"]), int(row["kv_len"]), *args,
                                               None, _s(row["dtype"], "bf16"), kv, warm_cache=True).time_s
         return estimate_decode_attention(cc, int(row["batch"]), float(row["kv_len"]), *args, None, kv,
-                                         warm_cache=True).time_s
-    if op in GROUPS:
+                                         warm_cache=True, act_dtype=_s(row["dtype"], "bf16")).time_s
+    if op == "elementwise":
+        return estimate_elementwise(cc, "elementwise", float(row["bytes"]), warm_cache=True).time_s
+    if op in GROUPS and op not in ("gemm", "attention_prefill", "attention_decode", "elementwise"):
         n = int(row["num_devices"])
         name = "all_reduce" if op == "all_reduce_oneshot" else op
         impl = "oneshot" if op == "all_reduce_oneshot" else ""

@@ -20,6 +20,11 @@ Q_BLOCK = 128  # query rows per FlashAttention work unit
 KV_SPLIT = 256  # KV positions per split-KV (flash-decoding) work unit
 
 
+def _compute_dtype(act_dtype: str) -> str:
+    """Attention runs in the activation format: fp32 stays fp32, everything else computes in 16 bits."""
+    return "fp32" if act_dtype in ("fp32", "tf32") else "bf16"
+
+
 def kv_kind(kv_dtype: str) -> str:
     """Profile key of the attention curve: 8-bit caches have their own fitted curve."""
     return "fp8" if bytes_per_element(kv_dtype) <= 1.0 else "bf16"
@@ -47,7 +52,7 @@ def prefill_attention_work(
         + q_len * num_kv_heads * (head_dim + dv) * kvb  # write the new K, V into the cache
     )
     work = batch * num_heads * math.ceil(q_len / Q_BLOCK)
-    return KernelWork(flops, dram, cc.peak("bf16"), work, kv_kind(kv_dtype))
+    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), work, kv_kind(kv_dtype))
 
 
 def estimate_prefill_attention(
@@ -65,6 +70,7 @@ def estimate_prefill_attention(
 def decode_attention_work(
     cc: ChipCost, batch: int, kv_len: float, num_heads: int, num_kv_heads: int, head_dim: int,
     v_head_dim: int | None = None, kv_dtype: str = "bf16", window: int | None = None, latent_dim: int | None = None,
+    act_dtype: str = "bf16",
 ) -> KernelWork:
     """One new token per sequence attending to `kv_len` cached positions (the mean over the batch).
 
@@ -83,16 +89,16 @@ def decode_attention_work(
         cache = batch * kv * num_kv_heads * (head_dim + dv) * kvb
         units = batch * num_kv_heads * math.ceil(kv / KV_SPLIT)
     dram = cache + batch * num_heads * (head_dim + dv) * 2.0 + batch * num_kv_heads * (head_dim + dv) * kvb
-    return KernelWork(flops, dram, cc.peak("bf16"), units, kv_kind(kv_dtype))
+    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kv_kind(kv_dtype))
 
 
 def estimate_decode_attention(
     cc: ChipCost, batch: int, kv_len: float, num_heads: int, num_kv_heads: int, head_dim: int,
     v_head_dim: int | None = None, kv_dtype: str = "bf16", *, window: int | None = None,
-    latent_dim: int | None = None, op: str = "attention_decode", warm_cache: bool = False,
+    latent_dim: int | None = None, op: str = "attention_decode", warm_cache: bool = False, act_dtype: str = "bf16",
 ) -> OpCost:
     """Time of decode attention (see `decode_attention_work`); `warm_cache` as in `estimate_gemm`."""
     w = decode_attention_work(cc, batch, kv_len, num_heads, num_kv_heads, head_dim, v_head_dim, kv_dtype,
-                              window, latent_dim)
+                              window, latent_dim, act_dtype)
     params, source = cc.resolved.attention("decode", w.kind)
     return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)

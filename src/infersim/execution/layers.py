@@ -139,7 +139,7 @@ class LayerCoster:
         if batch.num_decode:
             yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, heads, kv_heads,
                                             attn.head_dim, attn.v_head_dim, self.kv_dtype,
-                                            window=attn.sliding_window_tokens, op="attn.core")
+                                            window=attn.sliding_window_tokens, op="attn.core", act_dtype=self.act_dtype)
 
     def _mla_ops(self, attn: AttentionSpec, batch: StepBatch, with_core: bool) -> Iterator[OpCost]:
         """DeepSeek MLA: latent projections on all tokens; prefill decompresses K/V and runs MHA,
@@ -171,7 +171,8 @@ class LayerCoster:
                                              self.act_dtype, self.act_dtype, op="attn.core")
         if batch.num_decode:
             yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, heads, 1, kv_rank + rope,
-                                            kv_rank, self.kv_dtype, latent_dim=kv_rank + rope, op="attn.core")
+                                            kv_rank, self.kv_dtype, latent_dim=kv_rank + rope, op="attn.core",
+                                            act_dtype=self.act_dtype)
 
     def dense_ffn_ops(self, ffn: FFNSpec, tokens: int, width: int | None = None, prefix: str = "mlp") -> Iterator[OpCost]:
         width = (width if width is not None else ffn.intermediate_size) // self.par.tp
