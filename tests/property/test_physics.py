@@ -1,7 +1,7 @@
 """Physical invariants of the cost and execution models, checked on random inputs."""
 
 import pytest
-from conftest import make_chip
+from testkit import make_chip
 from hypothesis import given
 from hypothesis import strategies as st
 

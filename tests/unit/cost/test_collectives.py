@@ -1,5 +1,5 @@
 import pytest
-from conftest import make_chip, make_cost
+from testkit import make_chip, make_cost
 
 from infersim.cost.collectives import bus_factor, collective_name, estimate_collective, steps
 from infersim.cost.profile import CollectiveParams

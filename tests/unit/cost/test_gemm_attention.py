@@ -1,7 +1,7 @@
 """Operator costs against hand-computed values on a tiny chip with known efficiencies."""
 
 import pytest
-from conftest import IDEAL, make_chip, make_cost
+from testkit import IDEAL, make_chip, make_cost
 
 from infersim.cost.attention import estimate_decode_attention, estimate_prefill_attention
 from infersim.cost.elementwise import estimate_elementwise
