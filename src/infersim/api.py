@@ -272,10 +272,9 @@ def simulate(
     except ValidationError as exc:
         err = exc.errors()[0]
         raise InvalidInputError(f"{'.'.join(map(str, err['loc'])) or 'workload'}: {err['msg']}") from None
-    from infersim.serving.policies import QUEUES
+    from infersim.serving.policies import QUEUES, ROUTERS
 
-    if policy not in QUEUES:
-        raise UnknownNameError("scheduling policy", policy, QUEUES)
+    QUEUES.get(policy), ROUTERS.get(router)  # unknown names fail here, before any work
 
     def spec(tp_: int, role: str):
         d = deployment(model, hardware, None, tp_, pp, ep, 1, dtype, weight_dtype, kv_dtype, memory_utilization_frac)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from infersim.errors import DataFileError
+from infersim.table_io import write_table
 
 COLUMNS = [
     "device", "op", "dtype", "weight_dtype", "variant", "m", "n", "k", "batch", "q_len", "kv_len",
@@ -86,15 +87,7 @@ def read_measurements(path: str | Path) -> pd.DataFrame:
 
 def write_measurements(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write atomically (temp file then rename) so a failure never leaves half a file."""
-    path = Path(path)
-    frame = validate(frame)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    return write_table(validate(frame), path)
 
 
 def _note_int(notes: pd.Series, key: str) -> pd.Series:

@@ -242,15 +242,10 @@ class StepModel:
         head = self._head_part(mb.num_sequences)
         stage_s += head.time_s
         busy += head.busy_energy_j
-        op_power = self.power.op_power_w
-        core = self.coster.core_attention_ops
         if mb.prefill:
-            pre = StepBatch(mb.prefill, 0, 0.0)
-            for group, count in self._group_counts:
-                for cost in core(group.attention, pre):
-                    t = cost.time_s * count
-                    stage_s += t
-                    busy += op_power(cost) * t
+            t, e = self._core_sum(StepBatch(mb.prefill, 0, 0.0))
+            stage_s += t
+            busy += e
         if mb.num_decode:
             t, e = self._decode_core(mb.num_decode, mb.decode_kv_len)
             stage_s += t
@@ -291,14 +286,7 @@ class StepModel:
         hit = self._prefill_core_cache.get(group)
         if hit is not None:
             return hit
-        batch = StepBatch((group,), 0, 0.0)
-        time_s = busy = 0.0
-        op_power = self.power.op_power_w
-        for g, count in self._group_counts:
-            for cost in self.coster.core_attention_ops(g.attention, batch):
-                t = cost.time_s * count
-                time_s += t
-                busy += op_power(cost) * t
+        time_s, busy = self._core_sum(StepBatch((group,), 0, 0.0))
         if len(self._prefill_core_cache) < 500_000:
             self._prefill_core_cache[group] = (time_s, busy)
         return time_s, busy
@@ -327,7 +315,13 @@ class StepModel:
         hit = self._decode_core_cache.get(key)
         if hit is not None:
             return hit
-        batch = StepBatch((), num_decode, kv)
+        time_s, busy = self._core_sum(StepBatch((), num_decode, kv))
+        if len(self._decode_core_cache) < 500_000:
+            self._decode_core_cache[key] = (time_s, busy)
+        return time_s, busy
+
+    def _core_sum(self, batch: StepBatch) -> tuple[float, float]:
+        """(time, busy energy) of the attention cores of every layer for `batch`."""
         time_s = busy = 0.0
         op_power = self.power.op_power_w
         for group, count in self._group_counts:
@@ -335,8 +329,6 @@ class StepModel:
                 t = cost.time_s * count
                 time_s += t
                 busy += op_power(cost) * t
-        if len(self._decode_core_cache) < 500_000:
-            self._decode_core_cache[key] = (time_s, busy)
         return time_s, busy
 
 

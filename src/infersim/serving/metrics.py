@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from infersim.serving.request import Request
+from infersim.table_io import write_table
 
 _COLUMNS = ("arrival_s", "first_token_s", "finish_s", "prompt_tokens", "output_tokens", "preemptions", "replica",
             "cached_prompt_tokens")
@@ -127,11 +128,4 @@ def summarize(log: RequestLog, *, energy_j: float, wall_s: float, preempted: int
 
 def write_frame(frame, path: str | Path) -> Path:
     """CSV or Parquet by extension, written atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    return write_table(frame, path)

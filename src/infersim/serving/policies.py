@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from infersim.errors import UnknownNameError
+from infersim.registry import Registry
 from infersim.serving.request import Request
 
 # -- waiting queues ---------------------------------------------------------------------
@@ -25,22 +25,12 @@ class WaitingQueue(Protocol):
     def __len__(self) -> int: ...
 
 
-QUEUES: dict[str, Callable[[], WaitingQueue]] = {}
-
-
-def register_queue(name: str):
-    def wrap(cls):
-        if name in QUEUES:
-            raise ValueError(f"queue policy '{name}' registered twice")
-        QUEUES[name] = cls
-        return cls
-    return wrap
+QUEUES: Registry[Callable[[], WaitingQueue]] = Registry("scheduling policy")
+register_queue = QUEUES.register
 
 
 def make_queue(name: str) -> WaitingQueue:
-    if name not in QUEUES:
-        raise UnknownNameError("scheduling policy", name, QUEUES)
-    return QUEUES[name]()
+    return QUEUES.get(name)()
 
 
 @register_queue("fcfs")
@@ -104,22 +94,12 @@ class Router(Protocol):
     def route(self, req: Request, replicas: Sequence[ReplicaView]) -> int: ...
 
 
-ROUTERS: dict[str, Callable[[], Router]] = {}
-
-
-def register_router(name: str):
-    def wrap(cls):
-        if name in ROUTERS:
-            raise ValueError(f"router '{name}' registered twice")
-        ROUTERS[name] = cls
-        return cls
-    return wrap
+ROUTERS: Registry[Callable[[], Router]] = Registry("router")
+register_router = ROUTERS.register
 
 
 def make_router(name: str) -> Router:
-    if name not in ROUTERS:
-        raise UnknownNameError("router", name, ROUTERS)
-    return ROUTERS[name]()
+    return ROUTERS.get(name)()
 
 
 @register_router("round-robin")

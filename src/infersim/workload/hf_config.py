@@ -15,29 +15,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from infersim.errors import DataFileError, InvalidInputError, UnknownNameError
+from infersim.registry import Registry
 from infersim.workload.spec import AttentionSpec, FFNSpec, LayerGroup, ModelSpec
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 Parser = Callable[[str, dict[str, Any]], ModelSpec]
-_FAMILIES: dict[str, Parser] = {}
-
-
-def register_family(*model_types: str) -> Callable[[Parser], Parser]:
-    """Register a parser for one or more Hugging Face `model_type`s (twice raises)."""
-
-    def wrap(fn: Parser) -> Parser:
-        for mt in model_types:
-            if mt in _FAMILIES:
-                raise ValueError(f"model family '{mt}' registered twice")
-            _FAMILIES[mt] = fn
-        return fn
-
-    return wrap
+_FAMILIES: Registry[Parser] = Registry("model family (model_type)")
+register_family = _FAMILIES.register
+"""Register a parser for one or more Hugging Face `model_type`s (twice raises)."""
 
 
 def supported_families() -> list[str]:
-    return sorted(_FAMILIES)
+    return _FAMILIES.names()
 
 
 def model_names() -> list[str]:
@@ -77,8 +67,6 @@ def parse_config(config: dict[str, Any], name: str, source: str = "") -> ModelSp
     if not model_type:
         raise DataFileError(f"config {source or name} has no model_type")
     parser = _FAMILIES.get(model_type)
-    if parser is None:
-        raise UnknownNameError("model family (model_type)", model_type, supported_families())
     try:
         spec = parser(name, config)
     except KeyError as exc:
