@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from infersim.cost.collectives import bus_factor, steps
+from infersim.cost.collectives import TREE_BUS_FACTOR, bus_factor, steps, tree_steps
 from infersim.cost.kernel import KernelParams, kernel_time_array
 from infersim.cost.profile import CollectiveParams
 
@@ -135,14 +135,20 @@ class CollectiveSamples:
 
 
 def collective_time_array(theta: np.ndarray, s: CollectiveSamples) -> np.ndarray:
-    """Vectorised `cost.collectives.flat_time_s`; theta follows `CollectiveParams` field order."""
+    """Vectorised `cost.collectives.flat_time_s` (ring, or tree when faster for all-reduce);
+    theta follows `CollectiveParams` field order."""
     small_lat, small_eff, lat, eff, per_step = theta
     n = s.num_devices.astype(int)
+
+    def protocols(bus: np.ndarray) -> np.ndarray:
+        return np.minimum(small_lat + bus / (s.link_bw * small_eff), lat + bus / (s.link_bw * eff))
+
     bus = np.array([bus_factor(s.name, k) for k in n]) * s.message_bytes
-    nsteps = np.array([steps(s.name, k) for k in n], dtype=float)
-    small = small_lat + bus / (s.link_bw * small_eff)
-    large = lat + bus / (s.link_bw * eff)
-    return per_step * nsteps + np.minimum(small, large)
+    ring = per_step * np.array([steps(s.name, k) for k in n], dtype=float) + protocols(bus)
+    if s.name != "all_reduce":
+        return ring
+    tree = per_step * np.array([tree_steps(k) for k in n], dtype=float) + protocols(TREE_BUS_FACTOR * s.message_bytes)
+    return np.where(n > 2, np.minimum(ring, tree), ring)
 
 
 def fit_collective(samples: CollectiveSamples) -> tuple[CollectiveParams, FitQuality]:

@@ -54,14 +54,38 @@ def steps(name: str, n: int) -> int:
     return n - 1
 
 
+def tree_steps(n: int) -> int:
+    """Latency-bearing steps of a (double binary) tree all-reduce: reduce up, broadcast down."""
+    return 2 * math.ceil(math.log2(n))
+
+
+TREE_BUS_FACTOR = 2.0  # a pipelined tree all-reduce moves the whole message up and down once
+
+
 def flat_time_s(name: str, n: int, message_bytes: float, link_bw: float, p: CollectiveParams) -> tuple[float, float]:
-    """(time, link-bound lower limit) of one collective among `n` devices on one fabric."""
+    """(time, link-bound lower limit) of one collective among `n` devices on one fabric.
+
+    All-reduce takes the faster of the ring (2(n-1) steps, 2(n-1)/n of the message per device)
+    and the tree (2 log2 n steps, twice the message), as NCCL chooses between them; the tree
+    wins for small messages on many devices. Every other collective runs as a ring.
+    """
     if n <= 1 or message_bytes <= 0:
         return 0.0, 0.0
     bus = bus_factor(name, n) * message_bytes
-    small = p.small_latency_s + bus / (link_bw * p.small_bus_eff)
-    large = p.latency_s + bus / (link_bw * p.bus_eff)
-    return p.per_step_latency_s * steps(name, n) + min(small, large), bus / link_bw
+    ring = p.per_step_latency_s * steps(name, n) + _protocols(bus, link_bw, p)
+    if name == "all_reduce" and n > 2:
+        tree_bus = TREE_BUS_FACTOR * message_bytes
+        tree = p.per_step_latency_s * tree_steps(n) + _protocols(tree_bus, link_bw, p)
+        if tree < ring:
+            return tree, tree_bus / link_bw
+    return ring, bus / link_bw
+
+
+def _protocols(bus_bytes: float, link_bw: float, p: CollectiveParams) -> float:
+    """The faster of the low-latency and the bandwidth protocol for `bus_bytes` per device."""
+    small = p.small_latency_s + bus_bytes / (link_bw * p.small_bus_eff)
+    large = p.latency_s + bus_bytes / (link_bw * p.bus_eff)
+    return min(small, large)
 
 
 def _link_bw(link: LinkSpec | None, what: str) -> float:
