@@ -3,8 +3,9 @@
     python bench/simulate_speed.py [--sizes 1000,100000,1000000] [--vidur] [--vidur-sizes S4a,S4b]
 
 Scenario (shared with ../shared/bench/peers/run_vidur.py S4): Llama-3(.1)-8B on one A100-SXM-80GB,
-1024 prompt / 128 output tokens, Poisson arrivals at 11 req/s -- about 90% of the saturation
-throughput infersim predicts for this deployment (12.2 req/s offline), i.e. a load near saturation.
+1024 prompt / 128 output tokens, at most 128 sequences per batch, Poisson arrivals at 11 req/s --
+about 90% of the saturation throughput infersim predicts for this deployment (12.2 req/s offline),
+i.e. a load near saturation (vidur's own A100 profile puts saturation slightly below it).
 Each size runs in a fresh process so its peak RSS is its own. With --vidur, vidur 0.0.26 (installed
 by ../shared/bench/peers/setup.sh into $PEERS_DIR, default /tmp/peers; VIDUR_DATA must point at a
 folder with `profiling` -> shared/calibration/raw/vidur) runs the same scenario in the same
@@ -20,7 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCENARIO = dict(model="llama-3.1-8b", hardware="a100-sxm", rate=11.0, input_len=1024, output_len=128, seed=0)
+# max_num_seqs=128: the batch cap the peer harness gives vidur's vLLM scheduler (run_vidur.py)
+SCENARIO = dict(model="llama-3.1-8b", hardware="a100-sxm", rate=11.0, input_len=1024, output_len=128, seed=0,
+                max_num_seqs=128)
 
 CHILD = """
 import json, resource, sys, time
@@ -79,6 +82,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,100000,1000000")
     ap.add_argument("--vidur", action="store_true", help="also run vidur on the same scenario")
     ap.add_argument("--vidur-sizes", default="S4a,S4b", help="S4a=1,000 S4b=10,000 S4c=100,000 requests")
+    ap.add_argument("--json", type=Path, help="write the whole report to this file")
     args = ap.parse_args()
     report: dict = {"scenario": SCENARIO, "infersim": {}}
     for n in (int(x) for x in args.sizes.split(",")):
@@ -101,7 +105,8 @@ def main() -> None:
                     comparison[n][f"{vid_key}: infersim/vidur"] = ours[ours_key] / v[vid_key]
         report["comparison"] = comparison
         print(json.dumps({"comparison": comparison}, indent=2))
-    Path("bench_simulate_speed.json").write_text(json.dumps(report, indent=2, default=float))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=float))
 
 
 if __name__ == "__main__":
