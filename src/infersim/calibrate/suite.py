@@ -172,6 +172,9 @@ def _attention_rows(torch, cfg: SuiteConfig, timer: Timer) -> Iterator[dict]:
     gpu = cfg.device.startswith("cuda")
     prefill = [(1, 512), (1, 2048), (4, 1024), (1, 8192)] if gpu else [(1, 128), (1, 512)]
     decode = [(1, 1024), (16, 1024), (64, 2048), (128, 4096), (8, 16384)] if gpu else [(1, 512), (8, 1024), (32, 2048)]
+    if not gpu and not cfg.quick:
+        prefill = [(1, 128), (1, 256), (1, 512), (2, 512)]
+        decode = [(1, 256), (1, 1024), (4, 512), (8, 1024), (16, 2048), (32, 2048)]
     if gpu and not cfg.quick:
         heads = [(32, 8), (32, 32), (64, 8), (16, 2)]
         prefill = [(b, s) for b in (1, 4) for s in (128, 512, 1024, 2048, 4096, 8192) if b * s <= 16384]
@@ -228,7 +231,19 @@ def device_identity(torch, device: str) -> tuple[str, str]:
         return torch.cuda.get_device_name(idx), versions
     if device != "cpu":
         raise InvalidInputError(f"unknown device '{device}' (valid: cpu, cuda, cuda:N)")
-    return platform.processor() or platform.machine(), versions + f"; {torch.get_num_threads()} threads"
+    return _cpu_model() or platform.processor() or platform.machine(), versions + f"; {torch.get_num_threads()} threads"
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), or '' elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 BUDGET_SHARE = {"gemm": 0.35, "fp8 gemm": 0.15, "bandwidth": 0.15, "attention": 0.3, "transfer": 0.05}
