@@ -18,7 +18,7 @@ from infersim.cost.chip_cost import chip_cost
 from infersim.cost.collectives import COLLECTIVES, bus_bandwidth_bytes_per_s, collective_name, estimate_collective
 from infersim.cost.gemm import estimate_gemm
 from infersim.cost.result import OpCost
-from infersim.errors import InvalidInputError, UnknownNameError
+from infersim.errors import InfersimError, InvalidInputError, UnknownNameError
 from infersim.execution.config import ParallelConfig, PrecisionConfig
 from infersim.execution.layers import StepBatch
 from infersim.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC, MemoryModel

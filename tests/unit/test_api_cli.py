@@ -97,3 +97,11 @@ def test_predicted_capacity_ranks_chips():
     h20 = api_module.predicted_capacity("h20", "qwen3-8b", slo)
     assert h200.tokens_per_s_per_chip > h20.tokens_per_s_per_chip > 0
     assert 0 < h20.avg_power_w_per_chip <= 400
+
+
+def test_predicted_capacity_refuses_what_cannot_fit():
+    from infersim.errors import DoesNotFitError
+    from infersim.fleet import SLOSpec
+
+    with pytest.raises(DoesNotFitError, match="cannot meet"):
+        api_module.predicted_capacity("l4", "llama-3.1-405b", SLOSpec(ttft_ms=1000, tpot_ms=50))

@@ -79,7 +79,7 @@ def _plain(obj):
 def write_chip_yaml(data: dict, path: str | Path) -> Path:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"# Calibrated chip spec written by infersim calibrate; use it anywhere a chip name goes.\n"
+    tmp.write_text("# Calibrated chip spec written by infersim calibrate; use it anywhere a chip name goes.\n"
                    + yaml.safe_dump(data, sort_keys=False, width=120))
     tmp.replace(path)
     return path

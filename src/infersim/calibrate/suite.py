@@ -70,7 +70,6 @@ class Timer:
     def __call__(self, fn: Callable[[], object], repeats: int, warmup: int, target_s: float = 0.25) -> tuple[float, float, int]:
         """Median and spread of `fn`'s time: one probe call sizes the number of repeats so that a
         kernel takes about `target_s` in all (at least 3 repeats, at most `repeats`)."""
-        torch = self.torch
         probe = self._once(fn)
         for _ in range(warmup if probe < 0.01 else 1):
             fn()

@@ -8,7 +8,6 @@ while it waits (pipeline bubbles). Energy is power x time summed over operators.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Protocol
 
 from infersim.cost.chip_cost import ChipCost

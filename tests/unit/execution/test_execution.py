@@ -1,7 +1,7 @@
 import pytest
 
 from infersim import api
-from infersim.errors import InvalidInputError, ParallelismError
+from infersim.errors import InvalidInputError
 from infersim.execution.config import ParallelConfig, PrecisionConfig
 from infersim.execution.layers import busiest_device_load, expected_active_experts
 from infersim.execution.memory import MemoryModel
