@@ -27,6 +27,10 @@ MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "meta-llama/Llama-3.1-8B-
           "Llama-3.3-70B-Instruct": "llama-3.1-70b", "Llama-3.1-8B": "llama-3.1-8b", "Llama-3.1-8B-Instruct": "llama-3.1-8b",
           "Mistral-7B": "mistral-7b"}
 HARDWARE = {"H100-SXM-80GB": "h100-sxm", "B200-SXM-180GB": "b200", "A100-SXM-80GB": "a100-sxm", "L40S": "l40s"}
+# KV-cache memory policy per engine: TensorRT-LLM gives the KV cache kv_cache_free_gpu_mem_fraction
+# (default 0.9) of the memory free after loading the model; vLLM and SGLang cap the whole process
+# at a fraction of the device (infersim's default, gpu_memory_utilization 0.9).
+ENGINE_KV_FREE_FRAC = {"trtllm": 0.9}
 QUANT = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "fp4": "fp4", "bfloat16": "bf16", "float16": "fp16", "fp16": "fp16"}
 
 
@@ -43,6 +47,8 @@ def _concurrency_job(job: dict) -> dict:
     kw = dict(job["kwargs"])
     try:
         s = api.simulate(**kw).summary
+        if s["completed"] == 0:
+            return {**job["meta"], "error": f"no request fits: {s['rejected_reasons']}"}
         return {**job["meta"], "ttft_ms": s["ttft_s"]["mean"] * 1e3, "tpot_ms": s["tpot_s"]["mean"] * 1e3,
                 "throughput": s["throughput_tokens_per_s"], "error": ""}
     except InfersimError as exc:
@@ -64,7 +70,8 @@ def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         jobs.setdefault(key, {
             "kwargs": dict(model=model, hardware=hw, tp=tp, dtype=dtype, kv_dtype=kv, concurrency=c,
                            num_requests=min(10 * c, 4000), input_len=int(r["input_len"]), output_len=int(r["output_len"]),
-                           max_num_seqs=256 if fw == "vllm" else max(1024, c), max_batched_tokens=8192),
+                           max_num_seqs=256 if fw == "vllm" else max(1024, c), max_batched_tokens=8192,
+                           kv_free_memory_frac=ENGINE_KV_FREE_FRAC.get(fw)),
             "meta": {"key": key, "framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c},
             "measured": {},
         })["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
@@ -86,7 +93,8 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         jobs.append({
             "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, dtype=dtype, kv_dtype="fp8" if dtype != "fp16" else "fp16",
                            offline=True, num_requests=max(500, min(3000, 600_000 // out)), input_len=int(r["input_len"]),
-                           output_len=out, max_num_seqs=2048, max_batched_tokens=8192),
+                           output_len=out, max_num_seqs=2048, max_batched_tokens=8192,
+                           kv_free_memory_frac=ENGINE_KV_FREE_FRAC["trtllm"]),
             "meta": {"case_id": r["case_id"], "device": hw, "model": model, "tp": tp, "pp": pp,
                      "per_gpu": r["metric"].endswith("per_gpu"), "n_accel": int(r["n_accel"]), "measured": float(r["value"])},
         })

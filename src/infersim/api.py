@@ -62,6 +62,7 @@ def deployment(
     model: str, hardware: str, devices: int | None = None, tp: int = 1, pp: int = 1, ep: int = 1, dp: int | None = None,
     dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
+    kv_free_memory_frac: float | None = None,
 ) -> Deployment:
     """Build (and cache) the deployment; `devices` defaults to tp x pp x dp, `dp` to devices / (tp x pp)."""
     _positive(devices=devices, tp=tp, pp=pp, ep=ep, dp=dp)
@@ -79,7 +80,9 @@ def deployment(
     spec = load_model(model)
     prec = PrecisionConfig(dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
     sm = StepModel(spec, system, par, prec, profile)
-    return Deployment(sm, MemoryModel(spec, system, par, prec, memory_utilization_frac))
+    if kv_free_memory_frac is not None and not 0.0 < kv_free_memory_frac <= 1.0:
+        raise InvalidInputError(f"KV share of free memory must lie in (0, 1], got {kv_free_memory_frac}")
+    return Deployment(sm, MemoryModel(spec, system, par, prec, memory_utilization_frac, kv_free_memory_frac))
 
 
 def predict(
@@ -244,7 +247,7 @@ def simulate(
     max_num_seqs: int = 256, max_batched_tokens: int = 8192, block_size: int = 16, chunked_prefill: bool = True,
     prefix_caching: bool = True, preemption: str = "recompute", policy: str = "fcfs",
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, progress: bool = False,
-    timeseries_interval_s: float = 1.0,
+    timeseries_interval_s: float = 1.0, kv_free_memory_frac: float | None = None,
 ):
     """Simulate serving a stream of requests (see `infersim simulate --help`)."""
     from pydantic import ValidationError
@@ -277,7 +280,8 @@ def simulate(
     QUEUES.get(policy), ROUTERS.get(router)  # unknown names fail here, before any work
 
     def spec(tp_: int, role: str):
-        d = deployment(model, hardware, None, tp_, pp, ep, 1, dtype, weight_dtype, kv_dtype, memory_utilization_frac)
+        d = deployment(model, hardware, None, tp_, pp, ep, 1, dtype, weight_dtype, kv_dtype, memory_utilization_frac,
+                       None, kv_free_memory_frac)
         if d.memory.kv_capacity_tokens(max_batched_tokens, max_num_seqs) < block_size:
             raise InvalidInputError(
                 f"{model} leaves no room for a KV cache on {hardware} with tp={tp_} "

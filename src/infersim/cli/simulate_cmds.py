@@ -57,7 +57,8 @@ def simulate(
     prefix_caching: Annotated[bool, Opt(help="Prefix caching.")] = True,
     preemption: Annotated[str, Opt(help="recompute or swap.")] = "recompute",
     policy: Annotated[str, Opt(help="Waiting-queue policy: fcfs or sjf.")] = "fcfs",
-    memory_utilization: Annotated[float, Opt(help="Usable fraction of device memory.")] = 0.9,
+    memory_utilization: Annotated[float, Opt(help="Usable fraction of device memory (vLLM's gpu_memory_utilization).")] = 0.9,
+    kv_free_memory_frac: Annotated[float | None, Opt(help="KV cache gets this fraction of memory left after weights (TensorRT-LLM's policy).")] = None,
     requests_out: Annotated[str | None, Opt(help="Write the per-request table (.csv or .parquet).")] = None,
     timeseries_out: Annotated[str | None, Opt(help="Write batch size and KV use over time (.csv or .parquet).")] = None,
     progress: Annotated[bool, Opt(help="Progress bar on stderr.")] = False,
@@ -75,7 +76,7 @@ def simulate(
         decode_replicas=decode_replicas, prefill_tp=prefill_tp, decode_tp=decode_tp, max_num_seqs=max_num_seqs,
         max_batched_tokens=max_batched_tokens, block_size=block_size, chunked_prefill=chunked_prefill,
         prefix_caching=prefix_caching, preemption=preemption, policy=policy,
-        memory_utilization_frac=memory_utilization, progress=progress,
+        memory_utilization_frac=memory_utilization, progress=progress, kv_free_memory_frac=kv_free_memory_frac,
     )
     for path, frame in ((requests_out, result.requests_frame), (timeseries_out, result.timeseries_frame)):
         if path:
