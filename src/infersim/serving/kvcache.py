@@ -74,9 +74,12 @@ class BlockPool:
         """Leading hash blocks of a prompt already cached (leaving at least one token to compute)."""
         if not self.prefix_caching or not hash_ids:
             return 0
-        limit = min(len(hash_ids), (prompt_len - 1) // self.hash_block_tokens)
-        k = 0
-        refs = self.refs
+        return self.leading_hits(hash_ids, (prompt_len - 1) // self.hash_block_tokens)
+
+    def leading_hits(self, hash_ids: Sequence[int], limit: int | None = None) -> int:
+        """How many of the leading `hash_ids` (at most `limit`) are cached."""
+        limit = len(hash_ids) if limit is None else min(limit, len(hash_ids))
+        k, refs = 0, self.refs
         while k < limit and hash_ids[k] in refs:
             k += 1
         return k

@@ -106,13 +106,9 @@ class Replica:
         return self.outstanding
 
     def cached_prefix_blocks(self, req: Request) -> int:
-        hashes = req.hash_ids
-        if not hashes or not self.spec.prefix_caching:
+        if not req.hash_ids or not self.spec.prefix_caching:
             return 0
-        k, refs = 0, self.pool.refs
-        while k < len(hashes) and hashes[k] in refs:
-            k += 1
-        return k
+        return self.pool.leading_hits(req.hash_ids)
 
     @property
     def num_running(self) -> int:
@@ -132,6 +128,7 @@ class Replica:
         return None
 
     def enqueue(self, req: Request) -> None:
+        """Queue a new request, or (disaggregated decode pool) one arriving with its prompt's KV."""
         req.replica = self.index
         self.outstanding += req.prompt_len + req.output_len
         self.waiting.push(req)
@@ -473,9 +470,3 @@ class Replica:
             self.stack = [r for r in self.stack if r.finish_s < 0 and (r.decode_join >= 0 or r in self.prefilling)]
         self.idle_since = now
         return done
-
-    def accept_prefilled(self, req: Request) -> None:
-        """Disaggregated decode: a request arrives with its KV (computed tokens) from the prefill pool."""
-        req.replica = self.index
-        self.outstanding += req.prompt_len + req.output_len
-        self.waiting.push(req)

@@ -173,7 +173,7 @@ class Simulation:
     def _handoff_arrive(self, req: Request, now: float) -> None:
         req.ready_s = now
         target = self.decoders[self.decode_router.route(req, self.decoders)]
-        target.accept_prefilled(req)
+        target.enqueue(req)
         self._kick(target, now)
 
     def _done(self, replica: Replica, reqs: list[Request], now: float) -> None:
