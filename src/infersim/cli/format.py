@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from infersim.units import US, bytes_to_gb, s_to_ms
+
 
 def ms(seconds: float) -> str:
     if seconds >= 10.0:
         return f"{seconds:,.1f} s"
     if seconds >= 1e-3:
-        return f"{seconds * 1e3:,.2f} ms"
-    return f"{seconds * 1e6:,.1f} us"
+        return f"{s_to_ms(seconds):,.2f} ms"
+    return f"{seconds / US:,.1f} us"
 
 
 def gb(num_bytes: float) -> str:
-    return f"{num_bytes / 1e9:,.2f} GB"
+    return f"{bytes_to_gb(num_bytes):,.2f} GB"
 
 
 def rate(value: float, unit: str) -> str:

@@ -151,10 +151,6 @@ def load_profile(name: str) -> EfficiencyProfile | None:
     return profile_from_dict(read_yaml(path), str(path))
 
 
-def profile_names() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-
-
 def _units(chip: ChipSpec, ref: EfficiencyProfile) -> float:
     """Compute units of `chip`; without a spec'd count, scale the reference's by bf16 peak."""
     if chip.num_compute_units is not None:

@@ -36,11 +36,6 @@ class OpCost:
         if self.time_s < self.roofline_s * (1.0 - _ROOFLINE_TOLERANCE):
             raise RooflineViolation(f"{self.op}: {self.time_s:.3e} s is below its roofline {self.roofline_s:.3e} s")
 
-    def scaled(self, count: float, op: str | None = None) -> OpCost:
-        """This cost repeated `count` times (e.g. once per layer)."""
-        return OpCost(op or self.op, self.time_s * count, self.flops * count, self.bytes * count,
-                      self.bound, self.roofline_s * count, self.source)
-
 
 def classify_bound(compute_s: float, memory_s: float, launch_s: float) -> Bound:
     """Which limit dominates a kernel's time."""
