@@ -1,4 +1,4 @@
-"""How accurate is infersim against published measurements (../shared/calibration)?
+"""How accurate is tokenfab against published measurements (../shared/calibration)?
 
     python bench/accuracy.py [--json OUT] [--no-loco]
 
@@ -10,8 +10,8 @@ Groups (see bench/accuracy_serving.py for the serving group):
                                 the tool never saw measured)
   end-to-end                    static-batch rows of e2e_published.csv (LMDeploy, A100) and the
                                 TensorRT-LLM static-batching and batch-1 TTFT rows of trtllm.csv,
-                                predicted by `infersim predict`
-  serving                       TTFT/TPOT at fixed concurrency and offline throughput, by `infersim simulate`
+                                predicted by `tokenfab predict`
+  serving                       TTFT/TPOT at fixed concurrency and offline throughput, by `tokenfab simulate`
 Rows the tool cannot express (unknown model, e.g. Falcon-180B) are counted and listed as skipped.
 Prints MAPE, median, p90, worst cases per group; exits 0 (tracking, not a gate).
 """
@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from infersim import api
-from infersim.calibrate.measurements import HARDWARE_NAMES, load_shared_ops, shared_calibration_dir
-from infersim.calibrate.profiles import fit_generic_profile
-from infersim.calibrate.validate import group_stats, predict_measurements, worst_rows
-from infersim.cost.chip_cost import ChipCost
-from infersim.cost.profile import ResolvedProfile, profile_from_dict
-from infersim.errors import InfersimError
-from infersim.hardware.catalog import load_chip
+from tokenfab import api
+from tokenfab.calibrate.measurements import HARDWARE_NAMES, load_shared_ops, shared_calibration_dir
+from tokenfab.calibrate.profiles import fit_generic_profile
+from tokenfab.calibrate.validate import group_stats, predict_measurements, worst_rows
+from tokenfab.cost.chip_cost import ChipCost
+from tokenfab.cost.profile import ResolvedProfile, profile_from_dict
+from tokenfab.errors import TokenfabError
+from tokenfab.hardware.catalog import load_chip
 
 E2E_MODELS = {"Llama-2-7B": "llama-2-7b", "Llama-2-13B": "llama-2-13b", "Llama-2-70B": "llama-2-70b",
               "InternLM-20B": "internlm-20b", "GPT-J-6B": "gpt-j-6b", "Mistral-7B": "mistral-7b",
@@ -94,7 +94,7 @@ def end_to_end(directory: Path) -> tuple[pd.DataFrame, list[str]]:
         try:
             res = api.predict(model=model, hardware=hw, tp=tp, devices=tp, dtype=dtype, kv_dtype=dtype, batch=batch,
                               input_len=int(r["input_len"]), output_len=int(r["output_len"])).to_dict()
-        except InfersimError as exc:
+        except TokenfabError as exc:
             skipped.append(f"{r['case_id']} ({exc})")
             continue
         if metric == "output_tokens_per_s":
@@ -129,7 +129,7 @@ def _print_stats(title: str, frame: pd.DataFrame, by: list[str]) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="infersim accuracy against ../shared/calibration")
+    ap = argparse.ArgumentParser(description="tokenfab accuracy against ../shared/calibration")
     ap.add_argument("--json", type=Path, help="write all statistics to this JSON file")
     ap.add_argument("--no-loco", action="store_true", help="skip the leave-one-chip-out refits")
     ap.add_argument("--no-serving", action="store_true", help="skip the serving simulations (the slowest group)")

@@ -1,4 +1,4 @@
-"""Serving group of bench/accuracy.py: `infersim simulate` against measured serving runs.
+"""Serving group of bench/accuracy.py: `tokenfab simulate` against measured serving runs.
 
 1. TTFT and TPOT at fixed concurrency: e2e_aiconfigurator_silicon.csv (H100, B200; Llama-3.1-8B/70B,
    Qwen3-32B; TensorRT-LLM, vLLM, SGLang), simulated as `--concurrency C` closed-loop clients sending
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from infersim import api
-from infersim.errors import InfersimError
+from tokenfab import api
+from tokenfab.errors import TokenfabError
 
 MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
           "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b", "Llama-3.1-70B": "llama-3.1-70b",
@@ -29,7 +29,7 @@ MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "meta-llama/Llama-3.1-8B-
 HARDWARE = {"H100-SXM-80GB": "h100-sxm", "B200-SXM-180GB": "b200", "A100-SXM-80GB": "a100-sxm", "L40S": "l40s"}
 # KV-cache memory policy per engine: TensorRT-LLM gives the KV cache kv_cache_free_gpu_mem_fraction
 # (default 0.9) of the memory free after loading the model; vLLM and SGLang cap the whole process
-# at a fraction of the device (infersim's default, gpu_memory_utilization 0.9).
+# at a fraction of the device (tokenfab's default, gpu_memory_utilization 0.9).
 ENGINE_KV_FREE_FRAC = {"trtllm": 0.9}
 QUANT = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "fp4": "fp4", "bfloat16": "bf16", "float16": "fp16", "fp16": "fp16"}
 
@@ -51,7 +51,7 @@ def _concurrency_job(job: dict) -> dict:
             return {**job["meta"], "error": f"no request fits: {s['rejected_reasons']}"}
         return {**job["meta"], "ttft_ms": s["ttft_s"]["mean"] * 1e3, "tpot_ms": s["tpot_s"]["mean"] * 1e3,
                 "throughput": s["throughput_tokens_per_s"], "error": ""}
-    except InfersimError as exc:
+    except TokenfabError as exc:
         return {**job["meta"], "error": str(exc)}
 
 

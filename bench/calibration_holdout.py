@@ -3,12 +3,12 @@
     python bench/calibration_holdout.py [--json OUT]
 
 For each measurement set, rows are split in two halves at random (seeded, stratified by op);
-the chip is calibrated on half A (infersim.calibrate.calibrated_chip) and both the uncalibrated
+the chip is calibrated on half A (tokenfab.calibrate.calibrated_chip) and both the uncalibrated
 ("before") and the calibrated ("after") chip predict half B. Before calibration means what the
 tool predicts for that silicon without having measured it:
   - the four chips of ../shared/calibration: the generic profile fitted WITHOUT that chip
     (leave-one-chip-out), against the chip's vendor peaks;
-  - H100 measured with infersim calibrate through PyTorch (data/measurements): the shipped
+  - H100 measured with tokenfab calibrate through PyTorch (data/measurements): the shipped
     h100-sxm profile, fitted on TensorRT-LLM kernels;
   - this machine's CPU (data/measurements, --device cpu): the catalog's cpu-host entry (an EPYC
     9654 spec with the generic profile); after calibration the peaks are the measured ones.
@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from infersim.calibrate.calibrated_chip import calibrate_chip, write_chip_yaml
-from infersim.calibrate.measurements import HARDWARE_NAMES, load_shared_ops, read_measurements
-from infersim.calibrate.profiles import fit_generic_profile
-from infersim.calibrate.validate import group_stats, predict_measurements
-from infersim.cost.chip_cost import ChipCost, chip_cost
-from infersim.cost.profile import ResolvedProfile, profile_from_dict
-from infersim.hardware.catalog import load_chip
+from tokenfab.calibrate.calibrated_chip import calibrate_chip, write_chip_yaml
+from tokenfab.calibrate.measurements import HARDWARE_NAMES, load_shared_ops, read_measurements
+from tokenfab.calibrate.profiles import fit_generic_profile
+from tokenfab.calibrate.validate import group_stats, predict_measurements
+from tokenfab.cost.chip_cost import ChipCost, chip_cost
+from tokenfab.cost.profile import ResolvedProfile, profile_from_dict
+from tokenfab.hardware.catalog import load_chip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    tmp = Path("/tmp/infersim-holdout")
+    tmp = Path("/tmp/tokenfab-holdout")
     tmp.mkdir(exist_ok=True)
     results = []
     shared = load_shared_ops()

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from infersim.fleet import PlanSpec, plan_fleet
+from tokenfab.fleet import PlanSpec, plan_fleet
 
 
 def synthetic_plan(

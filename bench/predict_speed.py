@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 
-from infersim import api
+from tokenfab import api
 
 
 def rate(fn, n: int) -> float:

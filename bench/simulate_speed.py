@@ -4,7 +4,7 @@
 
 Scenario (shared with ../shared/bench/peers/run_vidur.py S4): Llama-3(.1)-8B on one A100-SXM-80GB,
 1024 prompt / 128 output tokens, at most 128 sequences per batch, Poisson arrivals at 11 req/s --
-about 90% of the saturation throughput infersim predicts for this deployment (12.2 req/s offline),
+about 90% of the saturation throughput tokenfab predicts for this deployment (12.2 req/s offline),
 i.e. a load near saturation (vidur's own A100 profile puts saturation slightly below it).
 Each size runs in a fresh process so its peak RSS is its own. With --vidur, vidur 0.0.26 (installed
 by ../shared/bench/peers/setup.sh into $PEERS_DIR, default /tmp/peers; VIDUR_DATA must point at a
@@ -27,7 +27,7 @@ SCENARIO = dict(model="llama-3.1-8b", hardware="a100-sxm", rate=11.0, input_len=
 
 CHILD = """
 import json, resource, sys, time
-from infersim import api
+from tokenfab import api
 kw = json.loads(sys.argv[1])
 t0 = time.perf_counter()
 r = api.simulate(**kw)
@@ -42,7 +42,7 @@ print(json.dumps({"requests": s["completed"], "wall_s": wall, "sim_wall_s": s["s
 """
 
 
-def run_infersim(n: int) -> dict:
+def run_tokenfab(n: int) -> dict:
     kw = dict(SCENARIO, num_requests=n)
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(kw)], capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -84,25 +84,25 @@ def main() -> None:
     ap.add_argument("--vidur-sizes", default="S4a,S4b", help="S4a=1,000 S4b=10,000 S4c=100,000 requests")
     ap.add_argument("--json", type=Path, help="write the whole report to this file")
     args = ap.parse_args()
-    report: dict = {"scenario": SCENARIO, "infersim": {}}
+    report: dict = {"scenario": SCENARIO, "tokenfab": {}}
     for n in (int(x) for x in args.sizes.split(",")):
-        report["infersim"][n] = run_infersim(n)
-        print(json.dumps({"infersim": n, **report["infersim"][n]}), flush=True)
+        report["tokenfab"][n] = run_tokenfab(n)
+        print(json.dumps({"tokenfab": n, **report["tokenfab"][n]}), flush=True)
     if args.vidur:
         vid = vidur_summary(run_vidur(args.vidur_sizes))
         report["vidur"] = vid
         comparison = {}
         for n, v in vid.items():
-            ours = report["infersim"].get(n) or run_infersim(n)
+            ours = report["tokenfab"].get(n) or run_tokenfab(n)
             run_s = v.get("simulate_run_wall") or v["process_wall_s"]
             comparison[n] = {
-                "vidur_run_wall_s": run_s, "vidur_process_wall_s": v["process_wall_s"], "infersim_wall_s": ours["wall_s"],
+                "vidur_run_wall_s": run_s, "vidur_process_wall_s": v["process_wall_s"], "tokenfab_wall_s": ours["wall_s"],
                 "speedup_vs_vidur_run": run_s / ours["wall_s"], "speedup_vs_vidur_process": v["process_wall_s"] / ours["wall_s"],
             }
             for ours_key, vid_key in (("ttft_p50_ms", "ttft_p50"), ("ttft_p99_ms", "ttft_p99"), ("tpot_p50_ms", "tpot_p50"),
                                       ("tpot_p99_ms", "tpot_p99"), ("e2e_p50_ms", "e2e_latency_p50"), ("e2e_p99_ms", "e2e_latency_p99")):
                 if vid_key in v and v[vid_key]:
-                    comparison[n][f"{vid_key}: infersim/vidur"] = ours[ours_key] / v[vid_key]
+                    comparison[n][f"{vid_key}: tokenfab/vidur"] = ours[ours_key] / v[vid_key]
         report["comparison"] = comparison
         print(json.dumps({"comparison": comparison}, indent=2))
     if args.json:

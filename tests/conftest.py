@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, settings
 
 from testkit import make_chip, make_cost
 
-from infersim.cost.chip_cost import ChipCost
-from infersim.hardware.spec import ChipSpec
+from tokenfab.cost.chip_cost import ChipCost
+from tokenfab.hardware.spec import ChipSpec
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -39,7 +39,7 @@ def update_golden(request) -> bool:
 
 @pytest.fixture(scope="session")
 def shared_traces():
-    """../shared/traces (or $INFERSIM_SHARED_DIR/traces)."""
-    from infersim.calibrate.measurements import shared_calibration_dir
+    """../shared/traces (or $TOKENFAB_SHARED_DIR/traces)."""
+    from tokenfab.calibrate.measurements import shared_calibration_dir
 
     return shared_calibration_dir().parent / "traces"

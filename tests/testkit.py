@@ -5,10 +5,10 @@ Kept in a module of its own (not conftest) so tests import it unambiguously.
 
 from __future__ import annotations
 
-from infersim.cost.chip_cost import ChipCost
-from infersim.cost.kernel import KernelParams
-from infersim.cost.profile import CollectiveParams, EfficiencyProfile, ResolvedProfile
-from infersim.hardware.spec import ChipSpec
+from tokenfab.cost.chip_cost import ChipCost
+from tokenfab.cost.kernel import KernelParams
+from tokenfab.cost.profile import CollectiveParams, EfficiencyProfile, ResolvedProfile
+from tokenfab.hardware.spec import ChipSpec
 
 
 def sourced(value: float) -> dict:

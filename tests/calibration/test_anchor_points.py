@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from infersim import api
-from infersim.calibrate.measurements import load_shared_ops, shared_calibration_dir
-from infersim.calibrate.profiles import fit_chip_profile
-from infersim.cost.profile import PROFILE_DIR
-from infersim.hardware.catalog import load_chip
+from tokenfab import api
+from tokenfab.calibrate.measurements import load_shared_ops, shared_calibration_dir
+from tokenfab.calibrate.profiles import fit_chip_profile
+from tokenfab.cost.profile import PROFILE_DIR
+from tokenfab.hardware.catalog import load_chip
 
 pytestmark = pytest.mark.calibration
 

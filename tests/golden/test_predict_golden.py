@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from infersim import api
+from tokenfab import api
 
 pytestmark = pytest.mark.golden
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infersim.fleet import PlanSpec, datacenter_defaults, plan_fleet
-from infersim.silicon import ChipCostSpec, defect_density_from_yield, die_yield_frac, estimate_chip_cost
+from tokenfab.fleet import PlanSpec, datacenter_defaults, plan_fleet
+from tokenfab.silicon import ChipCostSpec, defect_density_from_yield, die_yield_frac, estimate_chip_cost
 
 pytestmark = pytest.mark.property
 

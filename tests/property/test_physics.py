@@ -5,17 +5,17 @@ from testkit import make_chip
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infersim import api
-from infersim.cost.attention import estimate_decode_attention, estimate_prefill_attention
-from infersim.cost.chip_cost import ChipCost
-from infersim.cost.gemm import estimate_gemm
-from infersim.cost.profile import resolve_profile
-from infersim.execution.config import ParallelConfig, PrecisionConfig
-from infersim.execution.layers import StepBatch
-from infersim.execution.memory import MemoryModel
-from infersim.execution.step import StepModel
-from infersim.hardware.catalog import chip_names, load_chip, system_of_chip
-from infersim.workload.hf_config import load_model
+from tokenfab import api
+from tokenfab.cost.attention import estimate_decode_attention, estimate_prefill_attention
+from tokenfab.cost.chip_cost import ChipCost
+from tokenfab.cost.gemm import estimate_gemm
+from tokenfab.cost.profile import resolve_profile
+from tokenfab.execution.config import ParallelConfig, PrecisionConfig
+from tokenfab.execution.layers import StepBatch
+from tokenfab.execution.memory import MemoryModel
+from tokenfab.execution.step import StepModel
+from tokenfab.hardware.catalog import chip_names, load_chip, system_of_chip
+from tokenfab.workload.hf_config import load_model
 
 pytestmark = pytest.mark.property
 

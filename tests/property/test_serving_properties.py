@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infersim import api
-from infersim.serving.simulator import SchedulerConfig, Simulation, replica_spec
-from infersim.serving.workload import LengthDist, WorkloadSpec
+from tokenfab import api
+from tokenfab.serving.simulator import SchedulerConfig, Simulation, replica_spec
+from tokenfab.serving.workload import LengthDist, WorkloadSpec
 
 pytestmark = pytest.mark.property
 

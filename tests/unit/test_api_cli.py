@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-import infersim.api as api_module
-from infersim.cli.main import run
+import tokenfab.api as api_module
+from tokenfab.cli.main import run
 
 pytestmark = pytest.mark.unit
 
@@ -71,7 +71,7 @@ def test_catalog_commands(capsys):
 
 
 def test_console_script_runs_demo():
-    proc = subprocess.run([sys.executable, "-m", "infersim", "demo"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "tokenfab", "demo"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "deepseek-v3" in proc.stdout and "h20" in proc.stdout
 
@@ -85,12 +85,12 @@ def test_plan_example_with_predicted_capacity(capsys, tmp_path):
     d = json.loads(out)
     assert code == 0 and d["status"] == "optimal"
     assert d["total_capex"] <= d["budget"] and d["by_period"]
-    assert all("infersim predict" in c["source"] for c in d["capacity"])
+    assert all("tokenfab predict" in c["source"] for c in d["capacity"])
     assert report.exists() and report.stat().st_size > 10_000
 
 
 def test_predicted_capacity_ranks_chips():
-    from infersim.fleet import SLOSpec
+    from tokenfab.fleet import SLOSpec
 
     slo = SLOSpec(ttft_ms=2000, tpot_ms=50, input_tokens=1024, output_tokens=256)
     h200 = api_module.predicted_capacity("h200-sxm", "qwen3-8b", slo)
@@ -100,8 +100,8 @@ def test_predicted_capacity_ranks_chips():
 
 
 def test_predicted_capacity_refuses_what_cannot_fit():
-    from infersim.errors import DoesNotFitError
-    from infersim.fleet import SLOSpec
+    from tokenfab.errors import DoesNotFitError
+    from tokenfab.fleet import SLOSpec
 
     with pytest.raises(DoesNotFitError, match="cannot meet"):
         api_module.predicted_capacity("l4", "llama-3.1-405b", SLOSpec(ttft_ms=1000, tpot_ms=50))

@@ -1,7 +1,7 @@
 import pytest
 
-from infersim.errors import UnknownNameError, nearest_names
-from infersim.units import GB, GiB, bytes_per_element, gbit_to_bytes_per_s, tbs_to_bytes_per_s
+from tokenfab.errors import UnknownNameError, nearest_names
+from tokenfab.units import GB, GiB, bytes_per_element, gbit_to_bytes_per_s, tbs_to_bytes_per_s
 
 pytestmark = pytest.mark.unit
 

@@ -5,23 +5,23 @@ import pandas as pd
 import pytest
 import yaml
 
-from infersim import api
-from infersim.calibrate.calibrated_chip import calibrate_chip, write_chip_yaml
-from infersim.calibrate.suite import catalog_name_for
-from infersim.calibrate.measurements import read_measurements, write_measurements
-from infersim.calibrate.validate import predict_measurements
-from infersim.cost.chip_cost import ChipCost
-from infersim.cost.gemm import estimate_gemm
-from infersim.cost.kernel import KernelParams
-from infersim.cost.profile import ResolvedProfile
-from infersim.errors import DataFileError
-from infersim.hardware.catalog import load_chip
+from tokenfab import api
+from tokenfab.calibrate.calibrated_chip import calibrate_chip, write_chip_yaml
+from tokenfab.calibrate.suite import catalog_name_for
+from tokenfab.calibrate.measurements import read_measurements, write_measurements
+from tokenfab.calibrate.validate import predict_measurements
+from tokenfab.cost.chip_cost import ChipCost
+from tokenfab.cost.gemm import estimate_gemm
+from tokenfab.cost.kernel import KernelParams
+from tokenfab.cost.profile import ResolvedProfile
+from tokenfab.errors import DataFileError
+from tokenfab.hardware.catalog import load_chip
 
 pytestmark = pytest.mark.unit
 
 
 def api_chip_cost(data: dict, tmp_path):
-    from infersim.cost.chip_cost import chip_cost
+    from tokenfab.cost.chip_cost import chip_cost
 
     return chip_cost(load_chip(str(write_chip_yaml(data, tmp_path / "cal.yaml"))))
 
@@ -69,7 +69,7 @@ def test_profile_written_and_read_back_predicts_the_same(tmp_path):
 
 def test_suite_runs_on_cpu_with_tiny_shapes(tmp_path):
     pytest.importorskip("torch")
-    from infersim.calibrate.suite import SuiteConfig, run_suite
+    from tokenfab.calibrate.suite import SuiteConfig, run_suite
 
     rows = run_suite(SuiteConfig(device="cpu", tiny=True, budget_s=30, repeats=5), "cpu-host")
     ops = {r["op"] for r in rows}

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from infersim.calibrate.fit import CollectiveSamples, KernelSamples, collective_time_array, fit_collective, fit_kernel, predict_samples
-from infersim.cost.kernel import KernelParams
+from tokenfab.calibrate.fit import CollectiveSamples, KernelSamples, collective_time_array, fit_collective, fit_kernel, predict_samples
+from tokenfab.cost.kernel import KernelParams
 
 pytestmark = pytest.mark.unit
 

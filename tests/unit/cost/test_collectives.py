@@ -1,10 +1,10 @@
 import pytest
 from testkit import make_chip, make_cost
 
-from infersim.cost.collectives import bus_factor, collective_name, estimate_collective, steps
-from infersim.cost.profile import CollectiveParams
-from infersim.errors import InvalidInputError, UnknownNameError
-from infersim.hardware.catalog import system_of_chip
+from tokenfab.cost.collectives import bus_factor, collective_name, estimate_collective, steps
+from tokenfab.cost.profile import CollectiveParams
+from tokenfab.errors import InvalidInputError, UnknownNameError
+from tokenfab.hardware.catalog import system_of_chip
 
 pytestmark = pytest.mark.unit
 

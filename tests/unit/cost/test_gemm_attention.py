@@ -3,12 +3,12 @@
 import pytest
 from testkit import IDEAL, make_chip, make_cost
 
-from infersim.cost.attention import estimate_decode_attention, estimate_prefill_attention
-from infersim.cost.elementwise import estimate_elementwise
-from infersim.cost.gemm import estimate_gemm, gemm_kind
-from infersim.cost.kernel import KernelParams, kernel_time_s
-from infersim.cost.result import OpCost, RooflineViolation
-from infersim.errors import InvalidInputError
+from tokenfab.cost.attention import estimate_decode_attention, estimate_prefill_attention
+from tokenfab.cost.elementwise import estimate_elementwise
+from tokenfab.cost.gemm import estimate_gemm, gemm_kind
+from tokenfab.cost.kernel import KernelParams, kernel_time_s
+from tokenfab.cost.result import OpCost, RooflineViolation
+from tokenfab.errors import InvalidInputError
 
 pytestmark = pytest.mark.unit
 

@@ -1,13 +1,13 @@
 import pytest
 
-from infersim import api
-from infersim.errors import InvalidInputError
-from infersim.execution.config import ParallelConfig, PrecisionConfig
-from infersim.execution.layers import busiest_device_load, expected_active_experts
-from infersim.execution.memory import MemoryModel
-from infersim.hardware.catalog import load_system
-from infersim.workload.hf_config import load_model
-from infersim.workload.params import count_parameters
+from tokenfab import api
+from tokenfab.errors import InvalidInputError
+from tokenfab.execution.config import ParallelConfig, PrecisionConfig
+from tokenfab.execution.layers import busiest_device_load, expected_active_experts
+from tokenfab.execution.memory import MemoryModel
+from tokenfab.hardware.catalog import load_system
+from tokenfab.workload.hf_config import load_model
+from tokenfab.workload.params import count_parameters
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from infersim.fleet import PlanSpec
+from tokenfab.fleet import PlanSpec
 
 # Running costs off: with no electricity, facility, server or network cost, a plan's cost is
 # the sum of chip prices, which a test can check by hand.

@@ -1,12 +1,12 @@
-"""Bad plan input gives one-line InfersimErrors (the CLI turns them into exit code 2)."""
+"""Bad plan input gives one-line TokenfabErrors (the CLI turns them into exit code 2)."""
 
 import copy
 
 import pytest
 import yaml
 
-from infersim.errors import DataFileError, InfersimError, InvalidInputError, UnknownNameError
-from infersim.fleet import PlanSpec, load_plan, parse_plan, plan_fleet
+from tokenfab.errors import DataFileError, TokenfabError, InvalidInputError, UnknownNameError
+from tokenfab.fleet import PlanSpec, load_plan, parse_plan, plan_fleet
 
 pytestmark = pytest.mark.unit
 
@@ -145,7 +145,7 @@ def test_a_valid_file_round_trips(plan_dict, tmp_path):
     assert spec.models[0].slo.tpot_s == pytest.approx(0.05)  # tpot_ms converted to seconds
 
 
-def test_every_input_error_is_an_infersim_error(_with):
+def test_every_input_error_is_an_tokenfab_error(_with):
     for bad in (_with(periods=["p1", "p1"]), _with(period_years=0), _with(models=[])):
-        with pytest.raises(InfersimError):
+        with pytest.raises(TokenfabError):
             parse_plan(bad)

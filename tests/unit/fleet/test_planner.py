@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from infersim.fleet import CapacityEstimate, plan_fleet
+from tokenfab.fleet import CapacityEstimate, plan_fleet
 
 pytestmark = pytest.mark.unit
 
@@ -282,7 +282,7 @@ def test_foreign_prices_per_period_and_requests_demand(make_plan):
 
 
 def test_a_model_that_does_not_fit_counts_as_zero_capacity(make_plan, plan_dict):
-    from infersim.errors import DoesNotFitError
+    from tokenfab.errors import DoesNotFitError
 
     def provider(chip, model, slo):
         raise DoesNotFitError(f"{model} does not fit on {chip}")
@@ -294,7 +294,7 @@ def test_a_model_that_does_not_fit_counts_as_zero_capacity(make_plan, plan_dict)
 
 
 def test_a_chip_yaml_path_works_like_a_catalog_name(make_plan, tmp_path):
-    from infersim.hardware.catalog import CHIP_DIR
+    from tokenfab.hardware.catalog import CHIP_DIR
 
     path = tmp_path / "my-chip.yaml"
     path.write_text((CHIP_DIR / "h100-sxm.yaml").read_text())

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-import infersim.fleet
-import infersim.silicon
-from infersim.fleet import load_plan, plan_fleet
-from infersim.hardware.catalog import chip_names
-from infersim.report.fleet_report import plan_table_rows, scenario_table_rows, write_plan_report
+import tokenfab.fleet
+import tokenfab.silicon
+from tokenfab.fleet import load_plan, plan_fleet
+from tokenfab.hardware.catalog import chip_names
+from tokenfab.report.fleet_report import plan_table_rows, scenario_table_rows, write_plan_report
 
 pytestmark = pytest.mark.unit
 
@@ -16,7 +16,7 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "fleet_2026_2028.ya
 EXAMPLE_CHIPS = {"h20", "h200-sxm", "ascend-910c", "npu-template"}
 
 
-@pytest.mark.parametrize("package", [infersim.fleet, infersim.silicon])
+@pytest.mark.parametrize("package", [tokenfab.fleet, tokenfab.silicon])
 def test_public_api_is_exactly_all(package):
     public = {name for name in vars(package) if not name.startswith("_")}
     modules = {name for name in public if type(getattr(package, name)).__name__ == "module"}
@@ -36,7 +36,7 @@ def test_report_has_three_plots_and_the_tables(make_plan, tmp_path):
 
 
 def test_report_into_a_directory_is_an_input_error(make_plan, tmp_path):
-    from infersim.errors import InvalidInputError
+    from tokenfab.errors import InvalidInputError
 
     with pytest.raises(InvalidInputError, match="directory"):
         write_plan_report(plan_fleet(make_plan()), tmp_path)
@@ -47,7 +47,7 @@ def test_report_into_a_directory_is_an_input_error(make_plan, tmp_path):
     reason=f"the hardware catalog does not have all of {sorted(EXAMPLE_CHIPS)} yet",
 )
 def test_bundled_example_plans_within_budget():
-    from infersim.api import predicted_capacity
+    from tokenfab.api import predicted_capacity
 
     spec = load_plan(EXAMPLE)
     result = plan_fleet(spec, capacity_provider=predicted_capacity)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from infersim.fleet import TcoSpec, datacenter_defaults, estimate_tco
-from infersim.units import SECONDS_PER_YEAR
+from tokenfab.fleet import TcoSpec, datacenter_defaults, estimate_tco
+from tokenfab.units import SECONDS_PER_YEAR
 
 pytestmark = pytest.mark.unit
 

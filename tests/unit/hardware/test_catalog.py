@@ -2,9 +2,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from infersim.errors import DataFileError, InvalidInputError, UnknownNameError
-from infersim.hardware.catalog import CHIP_DIR, chip_names, load_chip, load_system, system_names
-from infersim.hardware.spec import Sourced
+from tokenfab.errors import DataFileError, InvalidInputError, UnknownNameError
+from tokenfab.hardware.catalog import CHIP_DIR, chip_names, load_chip, load_system, system_names
+from tokenfab.hardware.spec import Sourced
 
 pytestmark = pytest.mark.unit
 

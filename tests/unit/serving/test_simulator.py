@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from infersim import api
-from infersim.errors import DataFileError, InvalidInputError
-from infersim.serving.replica import ReplicaSpec
-from infersim.serving.simulator import Simulation
-from infersim.serving.workload import LengthDist, TraceSpec, WorkloadSpec
+from tokenfab import api
+from tokenfab.errors import DataFileError, InvalidInputError
+from tokenfab.serving.replica import ReplicaSpec
+from tokenfab.serving.simulator import Simulation
+from tokenfab.serving.workload import LengthDist, TraceSpec, WorkloadSpec
 
 pytestmark = pytest.mark.unit
 
@@ -161,9 +161,9 @@ def test_bad_simulation_input():
 def test_trace_window_and_rate_scale(shared_traces):
     spec = WorkloadSpec(arrival="trace", num_requests=10**9, trace=TraceSpec(
         path=str(shared_traces / "azure-llm-2023/AzureLLMInferenceTrace_code.csv"), start_s=600, duration_s=60, rate_scale=2.0))
-    from infersim.serving.workload import open_loop_requests
+    from tokenfab.serving.workload import open_loop_requests
 
-    from infersim.serving.traces import read_trace
+    from tokenfab.serving.traces import read_trace
 
     rows = [r for r in read_trace(spec.trace.path) if 600 <= r.arrival_s <= 660]
     reqs = list(open_loop_requests(spec, np.random.default_rng(0)))

@@ -5,8 +5,8 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from infersim.errors import UnknownNameError
-from infersim.silicon import (
+from tokenfab.errors import UnknownNameError
+from tokenfab.silicon import (
     ChipCostSpec,
     DefectRampSpec,
     chip_cost_sensitivity,

@@ -6,7 +6,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from infersim.silicon import DefectRampSpec, defect_density_at
+from tokenfab.silicon import DefectRampSpec, defect_density_at
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +44,7 @@ def test_ramp_must_fall():
 
 
 def test_the_smic_reference_ramp_reproduces_the_feb_2025_point():
-    from infersim.silicon import load_node
+    from tokenfab.silicon import load_node
 
     ramp = load_node("smic-n+2").reference_ramp
     assert ramp is not None

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from infersim.errors import InvalidInputError
-from infersim.silicon import gross_dies_per_wafer, whole_dies_per_wafer
+from tokenfab.errors import InvalidInputError
+from tokenfab.silicon import gross_dies_per_wafer, whole_dies_per_wafer
 
 pytestmark = pytest.mark.unit
 

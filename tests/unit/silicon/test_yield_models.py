@@ -2,8 +2,8 @@
 
 import pytest
 
-from infersim.errors import InvalidInputError, UnknownNameError
-from infersim.silicon import defect_density_from_yield, die_yield_frac, yield_from_defects_per_die
+from tokenfab.errors import InvalidInputError, UnknownNameError
+from tokenfab.silicon import defect_density_from_yield, die_yield_frac, yield_from_defects_per_die
 
 pytestmark = pytest.mark.unit
 

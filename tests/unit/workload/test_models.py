@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infersim.errors import DataFileError, UnknownNameError
-from infersim.workload.hf_config import CONFIG_DIR, load_model, model_names, parse_config
-from infersim.workload.params import count_parameters
+from tokenfab.errors import DataFileError, UnknownNameError
+from tokenfab.workload.hf_config import CONFIG_DIR, load_model, model_names, parse_config
+from tokenfab.workload.params import count_parameters
 
 pytestmark = pytest.mark.unit
 

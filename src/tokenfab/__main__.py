@@ -1,0 +1,5 @@
+"""`python -m tokenfab` runs the CLI."""
+
+from tokenfab.cli.main import run
+
+run()

@@ -1,0 +1,214 @@
+"""Turn a measurement table into a fitted efficiency profile (YAML data beside the chip).
+
+`fit_chip_profile` fits one chip from its own measurements; `fit_generic_profile` fits
+every kernel class on the measurements of all chips at once (each row against its own
+chip's peaks), which is the documented default for chips with no measured relative.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from tokenfab.calibrate.fit import (
+    CollectiveSamples, FitQuality, KernelSamples, fit_collective, fit_kernel,
+)
+from tokenfab.cost.attention import decode_attention_work, prefill_attention_work
+from tokenfab.cost.chip_cost import ChipCost, KernelWork
+from tokenfab.cost.gemm import gemm_work
+from tokenfab.cost.kernel import KernelParams
+from tokenfab.errors import InvalidInputError
+from tokenfab.hardware.spec import ChipSpec
+
+COLLECTIVE_OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "all_reduce_oneshot")
+MIN_POINTS = 8  # full seven-parameter fit
+MIN_POINTS_REDUCED = 4  # launch, compute and memory efficiency only
+
+
+def _s(value, default: str = "") -> str:
+    return default if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def _row_work(cc: ChipCost, row: pd.Series) -> tuple[str, KernelWork]:
+    """(table, work) of one measured kernel, computed by the estimators' own work functions."""
+    op = row["op"]
+    if op == "gemm":
+        return "gemm", gemm_work(cc, int(row["m"]), int(row["n"]), int(row["k"]), _s(row["dtype"], "bf16"),
+                                 _s(row["weight_dtype"]) or None, _s(row["variant"]))
+    kv = _s(row["kv_dtype"], "bf16")
+    heads, kv_heads, d = int(row["num_heads"]), int(row["num_kv_heads"]), int(row["head_dim"])
+    if op == "attention_prefill":
+        return "attention_prefill", prefill_attention_work(
+            cc, int(row["batch"]), int(row["q_len"]), int(row["kv_len"]), heads, kv_heads, d, None,
+            _s(row["dtype"], "bf16"), kv)
+    if op == "attention_decode":
+        return "attention_decode", decode_attention_work(cc, int(row["batch"]), float(row["kv_len"]), heads, kv_heads, d, None,
+                                                         kv, act_dtype=_s(row["dtype"], "bf16"))
+    raise InvalidInputError(f"op {op} is not a compute kernel")
+
+
+def _elementwise_work(cc: ChipCost, row: pd.Series) -> KernelWork:
+    """A streaming kernel (copy/scale/triad, norms): its bytes against bandwidth, no tensor-core work."""
+    return KernelWork(0.0, float(row["bytes"]), cc.vector_flop_per_s, 1.0, "default")
+
+
+def kernel_samples(frame: pd.DataFrame, chip: ChipSpec, warm: bool = True) -> dict[tuple[str, str], KernelSamples]:
+    """Group a chip's compute-kernel rows by (table, kind) with their work.
+
+    `warm`: the rows come from microbenchmarks that re-run a kernel on the same operands, so a
+    working set that fits on chip may be served from cache; the fit then learns how much.
+    """
+    cc = ChipCost(chip, None)
+    groups: dict[tuple[str, str], list[tuple[KernelWork, float, bool]]] = {}
+    for _, row in frame[frame["op"].isin(["gemm", "attention_prefill", "attention_decode", "elementwise"])].iterrows():
+        if row["op"] == "elementwise":
+            table, work = "elementwise", _elementwise_work(cc, row)
+        else:
+            table, work = _row_work(cc, row)
+        groups.setdefault((table, work.kind), []).append((work, float(row["time_s"]), warm))
+    out = {}
+    for key, items in groups.items():
+        n = len(items)
+        out[key] = KernelSamples(
+            flops=np.array([w.flops for w, _, _ in items]), dram_bytes=np.array([w.dram_bytes for w, _, _ in items]),
+            peak=np.array([w.peak for w, _, _ in items]), bandwidth=np.full(n, cc.bandwidth_bytes_per_s),
+            work_units=np.array([w.work_units for w, _, _ in items]), compute_units=np.full(n, cc.compute_units),
+            cache_bytes=np.array([chip.sram_bytes if warm else 0.0 for _, _, warm in items]),
+            time_s=np.array([t for _, t, _ in items]),
+        )
+    return out
+
+
+def collective_samples(frame: pd.DataFrame, chip: ChipSpec) -> dict[str, CollectiveSamples]:
+    if chip.scale_up is None:
+        return {}
+    bw = chip.scale_up.bandwidth_bytes_per_s.value
+    out = {}
+    for name in COLLECTIVE_OPS:
+        rows = frame[frame["op"] == name]
+        if len(rows):
+            out[name] = CollectiveSamples(
+                name="all_reduce" if name == "all_reduce_oneshot" else name,
+                num_devices=rows["num_devices"].to_numpy(float), message_bytes=rows["message_bytes"].to_numpy(float),
+                link_bw=np.full(len(rows), bw), time_s=rows["time_s"].to_numpy(float),
+            )
+    return out
+
+
+def _kernel_dict(params: KernelParams, q: FitQuality) -> dict:
+    d = {
+        "launch_s": float(f"{params.launch_s:.4g}"), "compute_eff": round(params.compute_eff, 4),
+        "memory_eff": round(params.memory_eff, 4), "overlap_exp": round(params.overlap_exp, 4),
+        "half_occupancy_per_unit": float(f"{params.half_occupancy_per_unit:.4g}"),
+    }
+    if params.cache_capacity_frac > 0 and params.cache_bw_factor > 1.0:
+        d["cache_bw_factor"] = round(params.cache_bw_factor, 4)
+        d["cache_capacity_frac"] = round(params.cache_capacity_frac, 4)
+    d["fit"] = q.as_dict()
+    return d
+
+
+def _elementwise_from(gemm: dict) -> dict:
+    """No elementwise measurements: stream at the bf16 GEMM's fitted DRAM efficiency and launch cost."""
+    return {"launch_s": gemm["launch_s"], "compute_eff": 1.0, "memory_eff": gemm["memory_eff"], "overlap_exp": 4.0,
+            "half_occupancy_per_unit": 0.0, "derived_from": "gemm.bf16 (launch_s, memory_eff)"}
+
+
+def _assemble(name: str, provenance: str, units: float, peak: float, tables: dict, collectives: dict) -> dict:
+    gemm = tables.get("gemm", {})
+    base = gemm.get("bf16") or next(iter(gemm.values()))
+    elementwise = tables.get("elementwise", {}).get("default") or _elementwise_from(base)
+    return {
+        "name": name,
+        "provenance": provenance,
+        "fitted_on": _dt.date.today().isoformat(),
+        "compute_units": units,
+        "peak_bf16_flop_per_s": peak,
+        "gemm": gemm,
+        "attention_prefill": tables.get("attention_prefill", {}),
+        "attention_decode": tables.get("attention_decode", {}),
+        "elementwise": elementwise,
+        "collectives": collectives,
+    }
+
+
+def fit_chip_profile(frame: pd.DataFrame, chip: ChipSpec, provenance: str) -> dict:
+    """Fit every kernel class and collective that has at least MIN_POINTS rows for `chip`."""
+    rows = frame[frame["device"] == chip.name]
+    if rows.empty:
+        raise InvalidInputError(f"no measurements of {chip.name} to fit")
+    tables: dict[str, dict] = {}
+    for (table, kind), samples in sorted(kernel_samples(rows, chip).items()):
+        if len(samples) >= MIN_POINTS:
+            params, q = fit_kernel(samples)
+        elif len(samples) >= MIN_POINTS_REDUCED:  # few points: launch cost and the two efficiencies only
+            params, q = fit_kernel(samples, fit_cache=False, fixed={3: 2.0, 4: 0.0})
+        else:
+            continue
+        tables.setdefault(table, {})[kind] = _kernel_dict(params, q)
+    if "gemm" not in tables:
+        raise InvalidInputError(f"{chip.name}: a profile needs at least {MIN_POINTS} GEMM measurements")
+    collectives = _fit_collectives(collective_samples(rows, chip))
+    units = chip.num_compute_units.value if chip.num_compute_units else 0.0
+    return _assemble(chip.name, provenance, units, chip.peak("bf16") if chip.supports("bf16") else 0.0, tables, collectives)
+
+
+def _fit_collectives(samples_by_name: dict[str, CollectiveSamples]) -> dict:
+    """One fit per collective and group size (the library's algorithm choice changes with size)."""
+    out: dict[str, dict] = {}
+    for name, s in samples_by_name.items():
+        for n in sorted(set(s.num_devices.astype(int))):
+            mask = s.num_devices == n
+            if mask.sum() < MIN_POINTS:
+                continue
+            sub = CollectiveSamples(s.name, s.num_devices[mask], s.message_bytes[mask], s.link_bw[mask], s.time_s[mask])
+            params, q = fit_collective(sub)
+            out.setdefault(name, {})[int(n)] = _collective_dict(params, q)
+    return out
+
+
+def _collective_dict(params, q: FitQuality) -> dict:
+    d = {f: float(f"{getattr(params, f):.4g}") for f in params.__dataclass_fields__}
+    d["fit"] = q.as_dict()
+    return d
+
+
+def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: str) -> dict:
+    """Pool all chips: each kernel class fitted once on every chip's rows, against each chip's own peaks."""
+    pooled: dict[tuple[str, str], list[KernelSamples]] = {}
+    coll: dict[str, list[CollectiveSamples]] = {}
+    for chip in chips:
+        rows = frame[frame["device"] == chip.name]
+        for key, samples in kernel_samples(rows, chip).items():
+            pooled.setdefault(key, []).append(samples)
+        for name, samples in collective_samples(rows, chip).items():
+            coll.setdefault(name, []).append(samples)
+    tables: dict[str, dict] = {}
+    for (table, kind), parts in sorted(pooled.items()):
+        samples = KernelSamples.concat(parts)
+        # Cache residency is a property of one chip's benchmark, not transferable: no cache term.
+        params, q = fit_kernel(samples, fit_cache=False)
+        tables.setdefault(table, {})[kind] = _kernel_dict(params, q)
+    merged = {name: CollectiveSamples(parts[0].name, *(np.concatenate([getattr(p, f) for p in parts])
+                                                       for f in ("num_devices", "message_bytes", "link_bw", "time_s")))
+              for name, parts in coll.items()}
+    collectives = _fit_collectives(merged)
+    units = [c.num_compute_units.value for c in chips if c.num_compute_units]
+    peaks = [c.peak("bf16") for c in chips if c.num_compute_units and c.supports("bf16")]
+    # Units per FLOP/s of the pooled chips, so a chip without a unit count scales by its peak.
+    ratio = float(np.median(np.array(units) / np.array(peaks)))
+    return _assemble("generic", provenance, ratio * 1e15, 1e15, tables, collectives)
+
+
+def write_profile(profile: dict, path: str | Path) -> Path:
+    path = Path(path)
+    header = (f"# Efficiency profile '{profile['name']}' written by tokenfab.calibrate; do not edit by hand.\n"
+              f"# {profile['provenance']}\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(header + yaml.safe_dump(profile, sort_keys=False, width=120))
+    tmp.replace(path)
+    return path

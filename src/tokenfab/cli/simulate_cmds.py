@@ -1,0 +1,115 @@
+"""`tokenfab simulate`: serve a stream of requests on a deployment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tokenfab import api
+from tokenfab.cli.format import ms, rate
+from tokenfab.cli.main import app, emit_json, err, out
+from tokenfab.errors import MissingDependencyError
+
+Opt = typer.Option
+
+
+@app.command()
+def simulate(
+    model: Annotated[str, Opt("--model", "-m", help="Bundled model name or path to a config.json.")] = "llama-3.1-8b",
+    hardware: Annotated[str, Opt("--hardware", "-H", help="Chip name or YAML path.")] = "h100-sxm",
+    tp: Annotated[int, Opt(help="Tensor-parallel degree per replica.")] = 1,
+    pp: Annotated[int, Opt(help="Pipeline stages per replica.")] = 1,
+    ep: Annotated[int, Opt(help="Expert-parallel degree per replica.")] = 1,
+    dtype: Annotated[str, Opt(help="Compute/activation format.")] = "bf16",
+    weight_dtype: Annotated[str | None, Opt(help="Weight format (weight-only quantisation).")] = None,
+    kv_dtype: Annotated[str | None, Opt(help="KV-cache format.")] = None,
+    trace: Annotated[str | None, Opt(help="Replay a trace file (Azure CSV or Mooncake JSONL).")] = None,
+    trace_format: Annotated[str, Opt(help="auto, azure or mooncake.")] = "auto",
+    rate_scale: Annotated[float, Opt(help="Trace: arrival-rate multiplier.")] = 1.0,
+    trace_start: Annotated[float, Opt(help="Trace: start of the time window, s.")] = 0.0,
+    trace_duration: Annotated[float | None, Opt(help="Trace: length of the time window, s.")] = None,
+    rate_: Annotated[float | None, Opt("--rate", help="Open loop: requests per second (Poisson).")] = None,
+    burstiness: Annotated[float, Opt(help="Open loop: coefficient of variation of gaps (gamma; 1 = Poisson).")] = 1.0,
+    concurrency: Annotated[int | None, Opt(help="Closed loop: clients, each sending its next request when the last finishes.")] = None,
+    think_time_ms: Annotated[float, Opt(help="Closed loop: mean (exponential) pause before a client's next request, ms.")] = 0.0,
+    offline: Annotated[bool, Opt(help="All requests at t = 0 (max-throughput benchmark).")] = False,
+    num_requests: Annotated[int, Opt(help="Requests to simulate.")] = 1000,
+    input_len: Annotated[int, Opt(help="Prompt tokens (fixed).")] = 1024,
+    output_len: Annotated[int, Opt(help="Output tokens (fixed).")] = 256,
+    input_dist: Annotated[str | None, Opt(help="fixed:N | uniform:LO,HI | normal:MEAN,STD | lognormal:MEAN,STD | empirical:FILE")] = None,
+    output_dist: Annotated[str | None, Opt(help="As --input-dist, for outputs.")] = None,
+    shared_prefix: Annotated[int, Opt(help="Synthetic: tokens of a system prompt shared by all requests.")] = 0,
+    seed: Annotated[int, Opt(help="Random seed.")] = 0,
+    slo_ttft_ms: Annotated[float | None, Opt("--slo-ttft-ms", "--slo-ttft", help="TTFT target for goodput, ms.")] = None,
+    slo_tpot_ms: Annotated[float | None, Opt("--slo-tpot-ms", "--slo-tpot", help="TPOT target for goodput, ms.")] = None,
+    replicas: Annotated[int, Opt(help="Replicas behind the router.")] = 1,
+    router: Annotated[str, Opt(help="round-robin, least-outstanding or prefix-affinity.")] = "least-outstanding",
+    prefill_replicas: Annotated[int, Opt(help="P/D disaggregation: prefill replicas.")] = 0,
+    decode_replicas: Annotated[int, Opt(help="P/D disaggregation: decode replicas.")] = 0,
+    prefill_tp: Annotated[int | None, Opt(help="P/D: TP of prefill replicas (default --tp).")] = None,
+    decode_tp: Annotated[int | None, Opt(help="P/D: TP of decode replicas (default --tp).")] = None,
+    max_num_seqs: Annotated[int, Opt(help="Most sequences per iteration.")] = 256,
+    max_batched_tokens: Annotated[int, Opt(help="Token budget per iteration.")] = 8192,
+    block_size: Annotated[int, Opt(help="KV block size, tokens.")] = 16,
+    chunked_prefill: Annotated[bool, Opt(help="Chunked prefill.")] = True,
+    prefix_caching: Annotated[bool, Opt(help="Prefix caching.")] = True,
+    preemption: Annotated[str, Opt(help="recompute or swap.")] = "recompute",
+    policy: Annotated[str, Opt(help="Waiting-queue policy: fcfs or sjf.")] = "fcfs",
+    memory_utilization: Annotated[float, Opt(help="Usable fraction of device memory (vLLM's gpu_memory_utilization).")] = 0.9,
+    kv_free_memory_frac: Annotated[float | None, Opt(help="KV cache gets this fraction of memory left after weights (TensorRT-LLM's policy).")] = None,
+    requests_out: Annotated[str | None, Opt(help="Write the per-request table (.csv or .parquet).")] = None,
+    timeseries_out: Annotated[str | None, Opt(help="Write batch size and KV use over time (.csv or .parquet).")] = None,
+    progress: Annotated[bool, Opt(help="Progress bar on stderr.")] = False,
+    as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Simulate serving a stream of requests (continuous batching, paged KV cache, chunked prefill)."""
+    result = api.simulate(
+        model=model, hardware=hardware, tp=tp, pp=pp, ep=ep, dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+        rate=rate_, concurrency=concurrency, offline=offline, trace=trace, trace_format=trace_format,
+        rate_scale=rate_scale, trace_start_s=trace_start, trace_duration_s=trace_duration, burstiness=burstiness,
+        think_time_ms=think_time_ms,
+        num_requests=num_requests, input_len=input_len, output_len=output_len, input_dist=input_dist,
+        output_dist=output_dist, shared_prefix_tokens=shared_prefix, seed=seed, slo_ttft_ms=slo_ttft_ms,
+        slo_tpot_ms=slo_tpot_ms, replicas=replicas, router=router, prefill_replicas=prefill_replicas,
+        decode_replicas=decode_replicas, prefill_tp=prefill_tp, decode_tp=decode_tp, max_num_seqs=max_num_seqs,
+        max_batched_tokens=max_batched_tokens, block_size=block_size, chunked_prefill=chunked_prefill,
+        prefix_caching=prefix_caching, preemption=preemption, policy=policy,
+        memory_utilization_frac=memory_utilization, progress=progress, kv_free_memory_frac=kv_free_memory_frac,
+    )
+    for path, frame in ((requests_out, result.requests_frame), (timeseries_out, result.timeseries_frame)):
+        if path:
+            try:
+                from tokenfab.serving.metrics import write_frame
+
+                write_frame(frame(), path)
+            except ImportError as exc:
+                raise MissingDependencyError(exc.name or "pandas", "data", f"writing {path}") from None
+            err.print(f"wrote {path}")
+    data = result.to_dict()
+    if as_json:
+        emit_json(data)
+        return
+    print_summary(data)
+
+
+def print_summary(d: dict) -> None:
+    cfg = d["config"]
+    t = Table(title=f"{cfg['model']} on {cfg['hardware']} (tp{cfg['tp']}, {cfg['replicas']} replica(s)), "
+                    f"{d['completed']:,} requests, {cfg['arrival']} arrivals")
+    for col in ("metric", "p50", "p90", "p99", "mean"):
+        t.add_column(col)
+    for name in ("ttft_s", "tpot_s", "e2e_s"):
+        s = d[name]
+        t.add_row(name.replace("_s", "").upper(), ms(s["p50"]), ms(s["p90"]), ms(s["p99"]), ms(s["mean"]))
+    out.print(t)
+    u = Table(show_header=False)
+    u.add_row("throughput", f"{rate(d['throughput_tokens_per_s'], 'tok/s')}, {d['requests_per_s']:.2f} req/s")
+    u.add_row("goodput", f"{d['goodput_requests_per_s']:.2f} req/s ({d['slo_attainment'] * 100:.1f}% within SLO)")
+    u.add_row("energy", f"{d['energy_j_per_token']:.3f} J/token")
+    u.add_row("batch / KV use", f"{d['mean_batch_size']:.1f} sequences, {d['mean_kv_utilization'] * 100:.0f}% of KV blocks")
+    u.add_row("prefix-cache hit rate", f"{d['prefix_cache_hit_rate'] * 100:.1f}%")
+    u.add_row("preempted / rejected", f"{d['preempted']:,} / {d['rejected']:,} {d['rejected_reasons'] or ''}")
+    u.add_row("simulated / wall time", f"{d['simulated_s']:,.1f} s / {d['sim_wall_s']:.2f} s")
+    out.print(u)

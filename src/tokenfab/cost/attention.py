@@ -1,0 +1,104 @@
+"""Cost of the attention kernel of one layer on one device (after TP sharding of heads).
+
+Prefill follows FlashAttention's IO: Q, K, V are read once and O written once (no
+materialised score matrix), causal masking halves the work of the new tokens, and
+the new K/V are written to the cache. Decode reads the whole KV cache of every
+sequence once per step; query heads that share a KV head (GQA/MQA) share the read.
+MLA decode uses the absorbed form: every head attends over the shared compressed
+latent (kv_lora_rank + rope dims), so the cache read is per token, not per head.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tokenfab.cost.chip_cost import ChipCost, KernelWork
+from tokenfab.cost.result import OpCost
+from tokenfab.units import bytes_per_element
+
+Q_BLOCK = 128  # query rows per FlashAttention work unit
+KV_SPLIT = 256  # KV positions per split-KV (flash-decoding) work unit
+
+
+def _compute_dtype(act_dtype: str) -> str:
+    """Attention runs in the activation format: fp32 stays fp32, everything else computes in 16 bits."""
+    return "fp32" if act_dtype in ("fp32", "tf32") else "bf16"
+
+
+def kv_kind(kv_dtype: str) -> str:
+    """Profile key of the attention curve: 8-bit caches have their own fitted curve."""
+    return "fp8" if bytes_per_element(kv_dtype) <= 1.0 else "bf16"
+
+
+def prefill_attention_work(
+    cc: ChipCost, batch: int, q_len: int, kv_len: int, num_heads: int, num_kv_heads: int, head_dim: int,
+    v_head_dim: int | None = None, act_dtype: str = "bf16", kv_dtype: str = "bf16", window: int | None = None,
+) -> KernelWork:
+    """Causal attention of `q_len` new tokens per sequence over `kv_len` positions (kv_len >= q_len;
+    kv_len - q_len tokens were already cached, as in chunked prefill or prefix caching)."""
+    dv = v_head_dim or head_dim
+    kv_len = max(kv_len, q_len)
+    attended = kv_len - (q_len - 1) / 2.0  # mean keys per query under the causal mask
+    if window:
+        attended = min(attended, float(window))
+        kv_read = min(kv_len, window + q_len)
+    else:
+        kv_read = kv_len
+    flops = 2.0 * batch * num_heads * q_len * attended * (head_dim + dv)
+    a, kvb = bytes_per_element(act_dtype), bytes_per_element(kv_dtype)
+    dram = batch * (
+        q_len * num_heads * (head_dim * a + dv * 2.0)  # read Q, write O (16-bit)
+        + kv_read * num_kv_heads * (head_dim + dv) * kvb  # read K, V
+        + q_len * num_kv_heads * (head_dim + dv) * kvb  # write the new K, V into the cache
+    )
+    work = batch * num_heads * math.ceil(q_len / Q_BLOCK)
+    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), work, kv_kind(kv_dtype))
+
+
+def estimate_prefill_attention(
+    cc: ChipCost, batch: int, q_len: int, kv_len: int, num_heads: int, num_kv_heads: int, head_dim: int,
+    v_head_dim: int | None = None, act_dtype: str = "bf16", kv_dtype: str = "bf16",
+    *, window: int | None = None, op: str = "attention_prefill", warm_cache: bool = False,
+) -> OpCost:
+    """Time of prefill attention (see `prefill_attention_work`); `warm_cache` as in `estimate_gemm`."""
+    w = prefill_attention_work(cc, batch, q_len, kv_len, num_heads, num_kv_heads, head_dim, v_head_dim,
+                               act_dtype, kv_dtype, window)
+    params, source = cc.resolved.attention("prefill", w.kind)
+    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)
+
+
+def decode_attention_work(
+    cc: ChipCost, batch: int, kv_len: float, num_heads: int, num_kv_heads: int, head_dim: int,
+    v_head_dim: int | None = None, kv_dtype: str = "bf16", window: int | None = None, latent_dim: int | None = None,
+    act_dtype: str = "bf16",
+) -> KernelWork:
+    """One new token per sequence attending to `kv_len` cached positions (the mean over the batch).
+
+    With `latent_dim` (MLA absorbed form) the cache holds one `latent_dim` vector per token shared
+    by all heads; scores and values are computed in the latent space.
+    """
+    dv = v_head_dim or head_dim
+    kv = min(kv_len, window) if window else kv_len
+    kvb = bytes_per_element(kv_dtype)
+    if latent_dim:
+        flops = 2.0 * batch * num_heads * kv * (2 * latent_dim)
+        cache = batch * kv * latent_dim * kvb
+        units = batch * math.ceil(kv / KV_SPLIT)
+    else:
+        flops = 2.0 * batch * num_heads * kv * (head_dim + dv)
+        cache = batch * kv * num_kv_heads * (head_dim + dv) * kvb
+        units = batch * num_kv_heads * math.ceil(kv / KV_SPLIT)
+    dram = cache + batch * num_heads * (head_dim + dv) * 2.0 + batch * num_kv_heads * (head_dim + dv) * kvb
+    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kv_kind(kv_dtype))
+
+
+def estimate_decode_attention(
+    cc: ChipCost, batch: int, kv_len: float, num_heads: int, num_kv_heads: int, head_dim: int,
+    v_head_dim: int | None = None, kv_dtype: str = "bf16", *, window: int | None = None,
+    latent_dim: int | None = None, op: str = "attention_decode", warm_cache: bool = False, act_dtype: str = "bf16",
+) -> OpCost:
+    """Time of decode attention (see `decode_attention_work`); `warm_cache` as in `estimate_gemm`."""
+    w = decode_attention_work(cc, batch, kv_len, num_heads, num_kv_heads, head_dim, v_head_dim, kv_dtype,
+                              window, latent_dim, act_dtype)
+    params, source = cc.resolved.attention("decode", w.kind)
+    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)

@@ -1,0 +1,87 @@
+"""A chip plus its resolved efficiency profile, as plain floats for fast cost queries."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from tokenfab.cost.kernel import KernelParams, kernel_time_s
+from tokenfab.cost.profile import ResolvedProfile, profile_from_dict, resolve_profile, load_profile, GENERIC
+from tokenfab.cost.result import OpCost, classify_bound
+from tokenfab.hardware.spec import ChipSpec
+
+
+@dataclass(frozen=True, slots=True)
+class KernelWork:
+    """What a kernel must do, independent of efficiencies: the fitter and the estimators share it."""
+
+    flops: float
+    dram_bytes: float
+    peak: float
+    work_units: float
+    kind: str  # key of the fitted curve in the profile table
+
+
+class ChipCost:
+    """Everything the operator cost functions need about one chip.
+
+    Built once per chip (`chip_cost(chip)` caches it); holds peaks and bandwidth as
+    floats so that the per-operator functions do no dictionary or pydantic work.
+    """
+
+    def __init__(self, chip: ChipSpec, resolved: ResolvedProfile | None):
+        """`resolved` may be None only to compute kernel work (FLOPs, bytes) for fitting."""
+        self.chip = chip
+        self._resolved = resolved
+        self.bandwidth_bytes_per_s = chip.memory_bandwidth_bytes_per_s
+        if resolved is not None:
+            self.compute_units = resolved.compute_units
+        else:
+            self.compute_units = chip.num_compute_units.value if chip.num_compute_units else 0.0
+        self.sram_bytes = chip.sram_bytes
+        self._peaks = {k: v.value for k, v in chip.peak_flop_per_s.items()}
+        vector = chip.vector_flop_per_s.value if chip.vector_flop_per_s else None
+        self.vector_flop_per_s = vector or min(self._peaks.values())
+
+    @property
+    def resolved(self) -> ResolvedProfile:
+        if self._resolved is None:
+            raise RuntimeError(f"ChipCost of {self.chip.name} was built without a profile (work-only)")
+        return self._resolved
+
+    def peak(self, dtype: str) -> float:
+        """Matrix peak for `dtype`, falling back to the 16-bit rate (then the lowest rate) if absent."""
+        if dtype in self._peaks:
+            return self._peaks[dtype]
+        for alt in ("bf16", "fp16"):
+            if alt in self._peaks:
+                return self._peaks[alt]
+        return min(self._peaks.values())
+
+    def supports(self, dtype: str) -> bool:
+        return dtype in self._peaks
+
+    def run_kernel(
+        self, op: str, flops: float, dram_bytes: float, peak: float, params: KernelParams,
+        work_units: float, source: str, warm_cache: bool = False,
+    ) -> OpCost:
+        """Time one kernel with the shared formula and package it as an OpCost."""
+        time_s, roofline = kernel_time_s(
+            flops, dram_bytes, peak, self.bandwidth_bytes_per_s, params, work_units,
+            self.compute_units, self.sram_bytes if warm_cache else 0.0,
+        )
+        bound = classify_bound(flops / peak, dram_bytes / self.bandwidth_bytes_per_s, params.launch_s)
+        return OpCost(op, time_s, flops, dram_bytes, bound, roofline, source)
+
+
+@functools.lru_cache(maxsize=256)
+def chip_cost(chip: ChipSpec, profile_path: str | None = None) -> ChipCost:
+    """The (cached) ChipCost of a chip; an embedded calibrated profile wins over the catalog's."""
+    if chip.efficiency_profile is not None:
+        generic = load_profile(GENERIC)
+        own = profile_from_dict(chip.efficiency_profile, f"{chip.name} (embedded)")
+        base = resolve_profile(chip)
+        resolved = ResolvedProfile(own, generic or own, "fitted", base.compute_units,
+                                   f"calibrated profile embedded in {chip.name}")
+        return ChipCost(chip, resolved)
+    return ChipCost(chip, resolve_profile(chip, profile_path))

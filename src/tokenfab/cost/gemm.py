@@ -1,0 +1,64 @@
+"""Cost of a matrix multiply C[m,n] = A[m,k] @ W[k,n] (A: activations, W: weights).
+
+The shape enters three ways: FLOPs 2mnk against the tensor-core peak of the compute
+format; DRAM bytes (A, W and C once each) against memory bandwidth, which makes
+small-m decode GEMMs memory bound; and occupancy: with `min(m, 128) * n / 128^2`
+output-tile work units, thin GEMMs leave part of the chip idle (split-K recovers
+only part of it). Quantised formats pick their own fitted curve ("gemm kind").
+"""
+
+from __future__ import annotations
+
+from tokenfab.cost.chip_cost import ChipCost, KernelWork
+from tokenfab.cost.result import OpCost
+from tokenfab.units import bytes_per_element
+
+TILE = 128  # output tile edge the occupancy measure counts in (CUTLASS/cuBLAS default class)
+
+_SIXTEEN_BIT = {"bf16", "fp16", "fp32", "tf32"}
+
+
+def gemm_kind(cc: ChipCost, act_dtype: str, weight_dtype: str, variant: str = "") -> tuple[str, str]:
+    """(profile key, compute dtype) of a GEMM with these operand formats on this chip.
+
+    Weight-only quantisation (int8/int4/fp8/fp4 weights with 16-bit activations), and
+    low-precision GEMMs on chips without that tensor-core rate, dequantise to 16-bit
+    and run at the 16-bit rate.
+    """
+    w_bits = bytes_per_element(weight_dtype) * 8
+    if act_dtype in _SIXTEEN_BIT or not cc.supports(act_dtype):
+        compute = act_dtype if act_dtype in _SIXTEEN_BIT and cc.supports(act_dtype) else "bf16"
+        if weight_dtype in _SIXTEEN_BIT:
+            return ("fp32" if compute in ("fp32", "tf32") else "bf16"), compute
+        return ("w8a16" if w_bits >= 8 else "w4a16"), compute
+    if act_dtype != weight_dtype and w_bits < bytes_per_element(act_dtype) * 8:
+        return ("w8a16" if w_bits >= 8 else "w4a16"), "bf16"
+    kind = {"fp8": "fp8", "int8": "int8", "fp4": "fp4", "int4": "int4"}[act_dtype]
+    if variant:
+        kind = f"{kind}-{variant}"
+    return kind, act_dtype
+
+
+def gemm_work(
+    cc: ChipCost, m: int, n: int, k: int, act_dtype: str = "bf16", weight_dtype: str | None = None, variant: str = "",
+) -> KernelWork:
+    """FLOPs, DRAM bytes, peak and work units of a GEMM: everything but the fitted efficiencies."""
+    weight_dtype = weight_dtype or act_dtype
+    kind, compute = gemm_kind(cc, act_dtype, weight_dtype, variant)
+    out_bytes = 4.0 if act_dtype in ("fp32", "tf32") else 2.0
+    a_bytes = bytes_per_element(act_dtype) if act_dtype in _SIXTEEN_BIT or cc.supports(act_dtype) else 2.0
+    flops = 2.0 * m * n * k
+    dram = m * k * a_bytes + k * n * bytes_per_element(weight_dtype) + m * n * out_bytes
+    work = min(m, TILE) * n / (TILE * TILE)
+    return KernelWork(flops, dram, cc.peak(compute), work, kind)
+
+
+def estimate_gemm(
+    cc: ChipCost, m: int, n: int, k: int, act_dtype: str = "bf16", weight_dtype: str | None = None,
+    *, variant: str = "", warm_cache: bool = False, op: str = "gemm",
+) -> OpCost:
+    """Time of one GEMM on one device. `warm_cache` models a microbenchmark that re-runs the
+    same operands (they may stay in on-chip cache); a model's forward pass is never warm."""
+    w = gemm_work(cc, m, n, k, act_dtype, weight_dtype, variant)
+    params, source = cc.resolved.gemm(w.kind)
+    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)

@@ -1,0 +1,181 @@
+"""Fitted efficiency profiles, and which one a chip uses.
+
+A profile holds the fitted `KernelParams` of each kernel class (GEMM per data-type
+kind, prefill and decode attention, elementwise) and the fitted parameters of each
+collective, for one measured chip. Profiles are data (`hardware/profiles/*.yaml`),
+written by `tokenfab.calibrate` from measurements, never edited by hand.
+
+A chip uses, in this order: its own profile (provenance 'fitted'); the profile of the
+measured chip its spec names as `efficiency_reference` ('inherited', e.g. H20 from
+H100: same silicon family); or the 'generic' profile, fitted on all measured chips
+together ('generic'). Every cost result carries this provenance so users know how far
+to trust it. Efficiencies are fractions of the chip's OWN peaks, so an inherited
+profile is automatically scaled by the chip's FLOP/s and bandwidths.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from tokenfab.errors import DataFileError
+from tokenfab.hardware.catalog import read_yaml
+from tokenfab.hardware.spec import ChipSpec
+from tokenfab.cost.kernel import KernelParams
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "hardware" / "profiles"
+GENERIC = "generic"
+
+Provenance = Literal["fitted", "inherited", "generic"]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectiveParams:
+    """Fitted two-protocol alpha-beta model of one collective on one fabric and group size.
+
+    Libraries switch between a low-latency protocol for small messages and a bandwidth
+    protocol for large ones (NCCL's LL/LL128 vs Simple) and pick the faster, so
+
+        t = per_step_latency_s * steps + min(small_latency_s + bus_bytes / (link_bw * small_bus_eff),
+                                             latency_s + bus_bytes / (link_bw * bus_eff))
+
+    with `steps` from the ring algorithm and `bus_bytes` NCCL's bus-bandwidth normalisation
+    (all-reduce: 2(n-1)/n x size).
+    """
+
+    small_latency_s: float
+    small_bus_eff: float
+    latency_s: float
+    bus_eff: float
+    per_step_latency_s: float
+
+
+@dataclass(frozen=True)
+class EfficiencyProfile:
+    """Fitted parameters of one chip (or the pooled 'generic' fit)."""
+
+    name: str
+    provenance_note: str
+    compute_units: float
+    peak_bf16_flop_per_s: float
+    gemm: dict[str, KernelParams]
+    attention_prefill: dict[str, KernelParams]
+    attention_decode: dict[str, KernelParams]
+    elementwise: KernelParams
+    collectives: dict[str, dict[int, CollectiveParams]] = field(default_factory=dict)  # name -> group size -> fit
+    fit_quality: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResolvedProfile:
+    """The profile a chip uses, the generic fallback, and how it was chosen."""
+
+    profile: EfficiencyProfile
+    generic: EfficiencyProfile
+    provenance: Provenance
+    compute_units: float
+    note: str
+
+    def _pick(self, table: str, key: str, fallback_key: str) -> tuple[KernelParams, str]:
+        own = getattr(self.profile, table)
+        if key in own:
+            return own[key], self.provenance
+        gen = getattr(self.generic, table)
+        if key in gen:
+            return gen[key], GENERIC
+        return own.get(fallback_key) or gen[fallback_key], self.provenance
+
+    def gemm(self, kind: str) -> tuple[KernelParams, str]:
+        return self._pick("gemm", kind, "bf16")
+
+    def attention(self, phase: str, kv_kind: str) -> tuple[KernelParams, str]:
+        table = "attention_prefill" if phase == "prefill" else "attention_decode"
+        return self._pick(table, kv_kind, "bf16")
+
+    def collective(self, name: str, num_devices: int) -> tuple[CollectiveParams, str]:
+        """Fitted parameters for `name` among `num_devices`: the fit for that group size, else the
+        largest measured size below it (the algorithm NCCL picks changes with size, e.g. NVLS at 8)."""
+        if name in self.profile.collectives:
+            return nearest_group(self.profile.collectives[name], num_devices), self.provenance
+        return nearest_group(self.generic.collectives[name], num_devices), GENERIC
+
+
+def nearest_group(by_size: dict[int, CollectiveParams], num_devices: int) -> CollectiveParams:
+    below = [n for n in by_size if n <= num_devices]
+    return by_size[max(below)] if below else by_size[min(by_size)]
+
+
+def _kernel(data: dict, where: str) -> KernelParams:
+    try:
+        return KernelParams(
+            launch_s=float(data["launch_s"]), compute_eff=float(data["compute_eff"]),
+            memory_eff=float(data["memory_eff"]), overlap_exp=float(data["overlap_exp"]),
+            half_occupancy_per_unit=float(data["half_occupancy_per_unit"]),
+            cache_bw_factor=float(data.get("cache_bw_factor", 1.0)),
+            cache_capacity_frac=float(data.get("cache_capacity_frac", 0.0)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataFileError(f"profile {where}: bad kernel parameters ({exc})") from None
+
+
+def profile_from_dict(data: dict, where: str = "") -> EfficiencyProfile:
+    try:
+        return EfficiencyProfile(
+            name=str(data["name"]),
+            provenance_note=str(data.get("provenance", "")),
+            compute_units=float(data["compute_units"]),
+            peak_bf16_flop_per_s=float(data["peak_bf16_flop_per_s"]),
+            gemm={k: _kernel(v, f"{where} gemm.{k}") for k, v in data.get("gemm", {}).items()},
+            attention_prefill={k: _kernel(v, where) for k, v in data.get("attention_prefill", {}).items()},
+            attention_decode={k: _kernel(v, where) for k, v in data.get("attention_decode", {}).items()},
+            elementwise=_kernel(data["elementwise"], f"{where} elementwise"),
+            collectives={
+                name: {int(n): CollectiveParams(**{f: float(v[f]) for f in CollectiveParams.__dataclass_fields__})
+                       for n, v in by_size.items()}
+                for name, by_size in data.get("collectives", {}).items()
+            },
+            fit_quality=data.get("fit_quality", {}),
+        )
+    except (KeyError, TypeError) as exc:
+        raise DataFileError(f"invalid efficiency profile {where}: missing or bad {exc}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def load_profile(name: str) -> EfficiencyProfile | None:
+    """The fitted profile named `name` (a chip name or 'generic'), or None if none exists."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILE_DIR / f"{name}.yaml"
+    if not path.exists():
+        return None
+    return profile_from_dict(read_yaml(path), str(path))
+
+
+def _units(chip: ChipSpec, ref: EfficiencyProfile) -> float:
+    """Compute units of `chip`; without a spec'd count, scale the reference's by bf16 peak."""
+    if chip.num_compute_units is not None:
+        return chip.num_compute_units.value
+    peak = chip.peak("bf16") if chip.supports("bf16") else max(v.value for v in chip.peak_flop_per_s.values())
+    return ref.compute_units * peak / ref.peak_bf16_flop_per_s
+
+
+def resolve_profile(chip: ChipSpec, profile_path: str | None = None) -> ResolvedProfile:
+    """Choose the efficiency profile of `chip` (see module doc)."""
+    generic = load_profile(GENERIC)
+    if generic is None:
+        raise DataFileError(f"the generic efficiency profile is missing from {PROFILE_DIR}")
+    if profile_path:
+        own = load_profile(profile_path)
+        if own is None:
+            raise DataFileError(f"efficiency profile {profile_path} does not exist")
+        return ResolvedProfile(own, generic, "fitted", _units(chip, own), f"calibrated profile {profile_path}")
+    own = load_profile(chip.name)
+    if own is not None:
+        return ResolvedProfile(own, generic, "fitted", _units(chip, own), f"fitted on {chip.name} measurements")
+    if chip.efficiency_reference:
+        ref = load_profile(chip.efficiency_reference)
+        if ref is not None:
+            note = f"inherited from {chip.efficiency_reference}: {chip.efficiency_reference_reason}"
+            return ResolvedProfile(ref, generic, "inherited", _units(chip, ref), note)
+    note = "generic default fitted on all measured chips (no measurements of this chip or its family)"
+    return ResolvedProfile(generic, generic, "generic", _units(chip, generic), note)

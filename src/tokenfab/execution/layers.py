@@ -1,0 +1,236 @@
+"""The operators of one decoder layer on one device, for one engine step.
+
+An engine step processes a batch: some sequences prefill a chunk of `q_len` new tokens
+over `kv_len` positions, others decode one token over their cached context. All of
+them share the linear layers (one GEMM over all tokens of the step); attention is
+costed per kind of sequence. Shapes are per device after tensor/expert parallelism.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from tokenfab.cost.attention import estimate_decode_attention, estimate_prefill_attention
+from tokenfab.cost.chip_cost import ChipCost
+from tokenfab.cost.collectives import estimate_collective
+from tokenfab.cost.elementwise import activation_bytes, estimate_elementwise, norm_bytes, rotary_bytes
+from tokenfab.cost.gemm import estimate_gemm, gemm_kind
+from tokenfab.cost.result import OpCost
+from tokenfab.execution.config import ParallelConfig, PrecisionConfig
+from tokenfab.hardware.spec import SystemSpec
+from tokenfab.units import bytes_per_element
+from tokenfab.workload.spec import AttentionSpec, FFNSpec, LayerGroup
+
+
+@dataclass(frozen=True, slots=True)
+class StepBatch:
+    """Work of one engine step on one data-parallel replica.
+
+    `prefill` holds (num_sequences, q_len, kv_len) groups: sequences prefilling q_len new
+    tokens over kv_len positions (kv_len - q_len already cached). `num_decode` sequences
+    decode one token each over a mean of `decode_kv_len` cached positions.
+    """
+
+    prefill: tuple[tuple[int, int, int], ...] = ()
+    num_decode: int = 0
+    decode_kv_len: float = 0.0
+    prefill_tokens: int = field(init=False, compare=False, hash=False)
+    num_sequences: int = field(init=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefill_tokens", sum(n * q for n, q, _ in self.prefill))
+        object.__setattr__(self, "num_sequences", sum(n for n, _, _ in self.prefill) + self.num_decode)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.prefill_tokens + self.num_decode
+
+
+class LayerCoster:
+    """Costs the operators of one layer group for a StepBatch (results are per layer, per device)."""
+
+    def __init__(self, cc: ChipCost, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig, hidden: int):
+        self.cc, self.system, self.par, self.prec, self.hidden = cc, system, par, prec, hidden
+        self.act_bytes = bytes_per_element(prec.activations)
+        self.kv_dtype, self.act_dtype = prec.kv, prec.activations
+        self._gemm_cache: dict[tuple, OpCost] = {}
+        self._comm_cache: dict[tuple, OpCost] = {}
+        self._elem_cache: dict[tuple, OpCost] = {}
+
+    def gemm(self, op: str, m: int, n: int, k: int, *, weights: bool = True) -> OpCost:
+        """A GEMM against weights (quantised per the precision config) or between activations."""
+        key = (op, m, n, k, weights)
+        hit = self._gemm_cache.get(key)
+        if hit is None:
+            w = self.prec.weights if weights else self.act_dtype
+            hit = estimate_gemm(self.cc, m, n, k, self.prec.dtype, w, op=op)
+            self._gemm_cache[key] = hit
+        return hit
+
+    def elementwise(self, op: str, dram_bytes: float) -> OpCost:
+        key = (op, dram_bytes)
+        hit = self._elem_cache.get(key)
+        if hit is None:
+            hit = self._elem_cache[key] = estimate_elementwise(self.cc, op, dram_bytes)
+        return hit
+
+    def collective(self, op: str, name: str, devices: int, message_bytes: float) -> OpCost | None:
+        if devices <= 1 or message_bytes <= 0:
+            return None
+        key = (op, name, devices, message_bytes)
+        hit = self._comm_cache.get(key)
+        if hit is None:
+            hit = estimate_collective(self.cc, self.system, name, devices, message_bytes, op=op)
+            oneshot = "all_reduce_oneshot" in self.cc.resolved.profile.collectives
+            if name == "all_reduce" and oneshot and devices <= self.system.chips_per_node:
+                alt = estimate_collective(self.cc, self.system, "all_reduce", devices, message_bytes, op=op,
+                                          implementation="oneshot")
+                hit = min(hit, alt, key=lambda c: c.time_s)
+            self._comm_cache[key] = hit
+        return hit
+
+    def layer_ops(self, group: LayerGroup, batch: StepBatch, with_core: bool = True) -> Iterator[OpCost]:
+        """Every operator of one layer of `group` for `batch`; without the context-dependent
+        attention core when `with_core` is False (see `core_attention_ops`)."""
+        t, h = batch.num_tokens, self.hidden
+        yield self.elementwise("norm", norm_bytes(t, h, self.act_bytes))
+        yield from self.attention_ops(group.attention, batch, with_core)
+        if not group.parallel_attn_mlp:
+            yield from self._tp_allreduce(t)
+            yield self.elementwise("norm", norm_bytes(t, h, self.act_bytes))
+        if group.ffn.kind == "dense":
+            yield from self.dense_ffn_ops(group.ffn, t)
+        else:
+            yield from self.moe_ops(group.ffn, t)
+        yield from self._tp_allreduce(t)
+
+    def _tp_allreduce(self, tokens: int) -> Iterator[OpCost]:
+        cost = self.collective("tp_allreduce", "all_reduce", self.par.tp, tokens * self.hidden * self.act_bytes)
+        if cost is not None:
+            yield cost
+
+    def attention_ops(self, attn: AttentionSpec, batch: StepBatch, with_core: bool = True) -> Iterator[OpCost]:
+        if attn.kind == "mla":
+            yield from self._mla_ops(attn, batch, with_core)
+            return
+        tp, t = self.par.tp, batch.num_tokens
+        heads = attn.num_heads // tp
+        kv_heads = max(1, attn.num_kv_heads // tp)
+        yield self.gemm("attn.qkv_proj", t, (heads * attn.head_dim + kv_heads * (attn.head_dim + attn.v_head_dim)), self.hidden)
+        yield self.elementwise("attn.rotary", rotary_bytes(t, heads, kv_heads, attn.rotary_dim, self.act_bytes))
+        if with_core:
+            yield from self.core_attention_ops(attn, batch)
+        yield self.gemm("attn.o_proj", t, self.hidden, heads * attn.v_head_dim)
+
+    def core_attention_ops(self, attn: AttentionSpec, batch: StepBatch) -> Iterator[OpCost]:
+        """The operators whose cost depends on context lengths (the rest depends on token counts only,
+        so a step model can cache it across steps that differ only in context)."""
+        heads = attn.num_heads // self.par.tp
+        if attn.kind == "mla":
+            yield from self._mla_core_ops(attn, batch, heads)
+            return
+        kv_heads = max(1, attn.num_kv_heads // self.par.tp)
+        for n, q, kv in batch.prefill:
+            yield estimate_prefill_attention(self.cc, n, q, kv, heads, kv_heads, attn.head_dim, attn.v_head_dim,
+                                             self.act_dtype, self.kv_dtype, window=attn.sliding_window_tokens,
+                                             op="attn.core")
+        if batch.num_decode:
+            yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, heads, kv_heads,
+                                            attn.head_dim, attn.v_head_dim, self.kv_dtype,
+                                            window=attn.sliding_window_tokens, op="attn.core", act_dtype=self.act_dtype)
+
+    def _mla_ops(self, attn: AttentionSpec, batch: StepBatch, with_core: bool) -> Iterator[OpCost]:
+        """DeepSeek MLA: latent projections on all tokens; prefill decompresses K/V and runs MHA,
+        decode absorbs the up-projections and attends in the latent space."""
+        tp, t, h = self.par.tp, batch.num_tokens, self.hidden
+        heads = attn.num_heads // tp
+        nope, rope, kv_rank = int(attn.qk_nope_head_dim), int(attn.qk_rope_head_dim or 0), int(attn.kv_lora_rank)
+        qk = nope + rope
+        if attn.q_lora_rank:
+            yield self.gemm("attn.q_down", t, attn.q_lora_rank, h)
+            yield self.gemm("attn.q_up", t, heads * qk, attn.q_lora_rank)
+        else:
+            yield self.gemm("attn.q_proj", t, heads * qk, h)
+        yield self.gemm("attn.kv_down", t, kv_rank + rope, h)
+        yield self.elementwise("attn.rotary", rotary_bytes(t, heads, 1, rope, self.act_bytes))
+        if batch.num_decode:
+            b = batch.num_decode
+            yield self.gemm("attn.q_absorb", b, heads * kv_rank, nope)
+            yield self.gemm("attn.v_absorb", b, heads * attn.v_head_dim, kv_rank)
+        if with_core:
+            yield from self._mla_core_ops(attn, batch, heads)
+        yield self.gemm("attn.o_proj", t, h, heads * attn.v_head_dim)
+
+    def _mla_core_ops(self, attn: AttentionSpec, batch: StepBatch, heads: int) -> Iterator[OpCost]:
+        nope, rope, kv_rank = int(attn.qk_nope_head_dim), int(attn.qk_rope_head_dim or 0), int(attn.kv_lora_rank)
+        for n, q, kv in batch.prefill:
+            yield self.gemm("attn.kv_up", n * kv, heads * (nope + attn.v_head_dim), kv_rank)
+            yield estimate_prefill_attention(self.cc, n, q, kv, heads, heads, nope + rope, attn.v_head_dim,
+                                             self.act_dtype, self.act_dtype, op="attn.core")
+        if batch.num_decode:
+            yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, heads, 1, kv_rank + rope,
+                                            kv_rank, self.kv_dtype, latent_dim=kv_rank + rope, op="attn.core",
+                                            act_dtype=self.act_dtype)
+
+    def dense_ffn_ops(self, ffn: FFNSpec, tokens: int, width: int | None = None, prefix: str = "mlp") -> Iterator[OpCost]:
+        width = (width if width is not None else ffn.intermediate_size) // self.par.tp
+        up = 2 * width if ffn.gated else width
+        yield self.gemm(f"{prefix}.up_proj", tokens, up, self.hidden)
+        yield self.elementwise(f"{prefix}.act", activation_bytes(tokens, width, self.act_bytes, ffn.gated))
+        yield self.gemm(f"{prefix}.down_proj", tokens, self.hidden, width)
+
+    def moe_ops(self, ffn: FFNSpec, tokens: int) -> Iterator[OpCost]:
+        """Router, expert dispatch, grouped expert GEMMs on the busiest device, combine, shared experts."""
+        par, h = self.par, self.hidden
+        yield self.gemm("moe.router", tokens, ffn.num_experts, h, weights=False)
+        yield self.elementwise("moe.topk", tokens * ffn.num_experts * 4.0 * 2)
+        group_tokens = tokens * par.moe_token_group  # tokens that meet in one EP group
+        assignments = group_tokens * ffn.num_experts_per_token
+        load = busiest_device_load(assignments, par.ep)
+        local_experts = ffn.num_experts // par.ep
+        active = expected_active_experts(local_experts, ffn.num_experts, assignments)
+        width = ffn.expert_intermediate_size // par.expert_tp
+        if par.ep > 1:
+            msg = tokens * ffn.num_experts_per_token * h * self.act_bytes
+            yield from filter(None, [self.collective("moe.dispatch", "all_to_all", par.ep, msg)])
+        up = 2 * width if ffn.gated else width
+        yield self.grouped_gemm("moe.experts_up", active, load, up, h)
+        yield self.elementwise("moe.act", activation_bytes(math.ceil(load), width, self.act_bytes, ffn.gated))
+        yield self.grouped_gemm("moe.experts_down", active, load, h, width)
+        if par.ep > 1:
+            msg = tokens * ffn.num_experts_per_token * h * self.act_bytes
+            yield from filter(None, [self.collective("moe.combine", "all_to_all", par.ep, msg)])
+        if ffn.num_shared_experts:
+            yield from self.dense_ffn_ops(ffn, tokens, ffn.shared_expert_intermediate_size, prefix="moe.shared")
+
+    def grouped_gemm(self, op: str, num_groups: float, total_rows: float, n: int, k: int) -> OpCost:
+        """One grouped GEMM kernel: `num_groups` experts sharing `total_rows` tokens; one launch."""
+        groups = max(1, round(num_groups))
+        rows = max(1, math.ceil(total_rows / groups))
+        one = self.gemm(op, rows, n, k)
+        launch = self.cc.resolved.gemm(gemm_kind(self.cc, self.prec.dtype, self.prec.weights)[0])[0].launch_s
+        time_s = groups * (one.time_s - launch) + launch
+        return OpCost(op, max(time_s, groups * one.roofline_s), one.flops * groups, one.bytes * groups,
+                      one.bound, one.roofline_s * groups, one.source)
+
+
+def busiest_device_load(assignments: float, devices: int) -> float:
+    """Expected token-expert assignments on the most loaded of `devices` under uniform random routing.
+
+    Each device's load is Binomial(assignments, 1/devices); the expected maximum of `devices`
+    such loads is approximated by mean + std * sqrt(2 ln devices) (Gumbel tail of the normal).
+    """
+    mean = assignments / devices
+    if devices <= 1 or assignments <= 0:
+        return mean
+    std = math.sqrt(assignments * (1.0 / devices) * (1.0 - 1.0 / devices))
+    return min(assignments, mean + std * math.sqrt(2.0 * math.log(devices)))
+
+
+def expected_active_experts(local_experts: int, total_experts: int, assignments: float) -> float:
+    """Local experts that receive at least one token when `assignments` picks are spread uniformly."""
+    if assignments <= 0:
+        return 0.0
+    return local_experts * (1.0 - (1.0 - 1.0 / total_experts) ** assignments)

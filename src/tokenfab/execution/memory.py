@@ -1,0 +1,146 @@
+"""Device memory: weights, KV cache, activations, against the usable capacity.
+
+Per device, on the busiest pipeline stage. Linear-layer weights are stored in the
+weight format; embeddings, LM head, norms and routers stay 16-bit (as quantisation
+tools leave them). KV heads fewer than the TP degree are replicated; an MLA latent
+cache is replicated on every TP rank. Usable capacity is `memory_utilization_frac` of
+the device (vLLM's default gpu_memory_utilization is 0.9: the rest is the runtime's
+context, CUDA graphs and fragmentation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tokenfab.execution.config import ParallelConfig, PrecisionConfig, layers_per_stage
+from tokenfab.hardware.spec import SystemSpec
+from tokenfab.units import bytes_per_element
+from tokenfab.workload.params import attention_params, mlp_params
+from tokenfab.workload.spec import ModelSpec
+
+DEFAULT_MEMORY_UTILIZATION_FRAC = 0.9  # vLLM EngineArgs default gpu_memory_utilization (docs.vllm.ai)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFootprint:
+    weights_bytes: float
+    kv_cache_bytes: float
+    activations_bytes: float
+    capacity_bytes: float
+    usable_bytes: float
+
+    @property
+    def total_bytes(self) -> float:
+        return self.weights_bytes + self.kv_cache_bytes + self.activations_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.total_bytes <= self.usable_bytes
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "weights": self.weights_bytes, "kv_cache": self.kv_cache_bytes, "activations": self.activations_bytes,
+            "total_per_device": self.total_bytes, "capacity_per_device": self.capacity_bytes,
+            "usable_per_device": self.usable_bytes,
+        }
+
+
+class MemoryModel:
+    """Footprint of a deployment per device as a function of the tokens it holds."""
+
+    def __init__(self, model: ModelSpec, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig,
+                 memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, kv_free_memory_frac: float | None = None):
+        """`kv_free_memory_frac` switches to TensorRT-LLM's policy: the KV cache gets that fraction of the
+        memory left after weights and activations (its kv_cache_free_gpu_mem_fraction, default 0.9),
+        instead of everything below `memory_utilization_frac` of the device (vLLM's policy)."""
+        self.model, self.par, self.prec = model, par, prec
+        self.capacity = system.chip.memory_capacity_bytes
+        self.usable = self.capacity * memory_utilization_frac
+        self.kv_free_memory_frac = kv_free_memory_frac
+        self.weights_bytes = self._weights()
+        self.kv_bytes_per_token = self._kv_per_token()
+
+    def _weights(self) -> float:
+        m, par = self.model, self.par
+        wb, half = bytes_per_element(self.prec.weights), bytes_per_element(self.prec.activations)
+        frac = layers_per_stage(m.num_layers, par.pp) / m.num_layers
+        h = m.hidden_size
+        linear = other = 0.0
+        for g in m.layers:
+            attn = g.attention
+            per_layer_attn = attention_params(attn, h) / par.tp
+            if attn.kind == "mha" and attn.num_kv_heads < par.tp:  # replicated KV heads
+                per_layer_attn += h * (attn.head_dim + attn.v_head_dim) * (1 - attn.num_kv_heads / par.tp)
+            linear += g.num_layers * per_layer_attn
+            ffn = g.ffn
+            if ffn.kind == "dense":
+                linear += g.num_layers * mlp_params(ffn, h, ffn.intermediate_size) / par.tp
+            else:
+                experts = ffn.num_experts / par.ep * mlp_params(ffn, h, ffn.expert_intermediate_size) / par.expert_tp
+                shared = mlp_params(ffn, h, ffn.shared_expert_intermediate_size) / par.tp if ffn.num_shared_experts else 0.0
+                linear += g.num_layers * (experts + shared)
+                other += g.num_layers * h * ffn.num_experts
+            other += g.num_layers * 2 * h
+        head = m.vocab_size * h / par.tp
+        embed_and_head = head if m.tie_word_embeddings else 2 * head
+        if par.pp > 1:
+            embed_and_head = head  # first stage holds the embedding, last the head
+        return frac * (linear * wb + other * half) + embed_and_head * half
+
+    def _kv_per_token(self) -> float:
+        kvb = bytes_per_element(self.prec.kv)
+        per_stage = layers_per_stage(self.model.num_layers, self.par.pp) / self.model.num_layers
+        total = 0.0
+        for g in self.model.layers:
+            attn = g.attention
+            if attn.kind == "mla":
+                elems = attn.kv_cache_elements_per_token()
+            else:
+                kv_dev = max(1, attn.num_kv_heads // self.par.tp)
+                elems = kv_dev * (attn.head_dim + attn.v_head_dim)
+            total += g.num_layers * elems
+        return total * kvb * per_stage
+
+    def activations_bytes(self, prefill_tokens: int, num_sequences: int) -> float:
+        """Peak transient memory of a prefill step: the widest intermediate plus logits."""
+        m, par = self.model, self.par
+        act = bytes_per_element(self.prec.activations)
+        widest = 0
+        for g in m.layers:
+            f = g.ffn
+            mlp = (f.intermediate_size if f.kind == "dense" else f.expert_intermediate_size * f.num_experts_per_token)
+            widest = max(widest, (2 if f.gated else 1) * mlp // max(1, par.tp),
+                          (g.attention.num_heads * g.attention.head_dim * 3) // par.tp)
+        per_token = (2 * m.hidden_size + widest) * act
+        logits = num_sequences * m.vocab_size / par.tp * 4.0
+        return prefill_tokens * per_token + logits
+
+    def footprint(self, tokens_in_cache: float, prefill_tokens: int, num_sequences: int) -> MemoryFootprint:
+        """Per-device memory holding `tokens_in_cache` KV tokens (the replica's whole batch)."""
+        return MemoryFootprint(
+            self.weights_bytes, tokens_in_cache * self.kv_bytes_per_token,
+            self.activations_bytes(prefill_tokens, num_sequences), self.capacity, self.usable,
+        )
+
+    def kv_capacity_tokens(self, prefill_tokens: int = 0, num_sequences: int = 0) -> int:
+        """KV tokens that fit beside the weights (and one step's activations) on each device."""
+        if self.kv_free_memory_frac is not None:
+            left = self.capacity - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
+            free = self.kv_free_memory_frac * left
+        else:
+            free = self.usable - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
+        return max(0, math.floor(free / self.kv_bytes_per_token)) if self.kv_bytes_per_token > 0 else 0
+
+    def max_batch(self, input_len: int, output_len: int, dp: int = 1) -> int:
+        """Largest static batch (over all replicas) whose prompts and outputs fit."""
+        lo, hi = 0, 1
+        while hi < 1 << 24 and self.footprint(hi * (input_len + output_len), hi * input_len, hi).fits:
+            lo, hi = hi, hi * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.footprint(mid * (input_len + output_len), mid * input_len, mid).fits:
+                lo = mid
+            else:
+                hi = mid
+        return lo * dp

@@ -1,0 +1,340 @@
+"""One engine step of a model under a parallel plan on a system: time, work, energy, breakdown.
+
+`StepModel` is built once per (model, system, plan, formats) and then answers many
+step queries; the serving simulator and `predict` both go through it. A step's time is
+the pipeline's: with `pp` stages and the replica's batch split into micro-batches,
+the first micro-batch crosses all stages and each further one adds the slowest stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tokenfab.cost.chip_cost import ChipCost, chip_cost
+from tokenfab.cost.elementwise import embedding_bytes, sampling_bytes
+from tokenfab.cost.result import OpCost
+from tokenfab.execution.config import (
+    ParallelConfig, PrecisionConfig, check_parallelism, check_precision, layers_per_stage,
+)
+from tokenfab.execution.layers import LayerCoster, StepBatch
+from tokenfab.execution.power import PowerModel
+from tokenfab.hardware.spec import SystemSpec
+from tokenfab.units import bytes_per_element
+from tokenfab.workload.spec import ModelSpec
+
+
+@dataclass(slots=True)
+class OpTotal:
+    """One row of a step's breakdown: an operator summed over the layers of a device."""
+
+    op: str
+    time_s: float = 0.0
+    flops: float = 0.0
+    bytes: float = 0.0
+    roofline_s: float = 0.0
+    source: str = ""
+    _bound_time: dict[str, float] = field(default_factory=dict)
+
+    def add(self, cost: OpCost, count: float) -> None:
+        t = cost.time_s * count
+        self.time_s += t
+        self.flops += cost.flops * count
+        self.bytes += cost.bytes * count
+        self.roofline_s += cost.roofline_s * count
+        self._bound_time[cost.bound] = self._bound_time.get(cost.bound, 0.0) + t
+        if self.source != cost.source:
+            self.source = cost.source if not self.source else "mixed"
+
+    @property
+    def bound(self) -> str:
+        """The limit that accounts for most of this operator's time."""
+        return max(self._bound_time, key=self._bound_time.__getitem__) if self._bound_time else "memory"
+
+
+@dataclass(slots=True)
+class StepPart:
+    """Operators of (part of) one pipeline stage, aggregated: per-op totals and sums."""
+
+    totals: dict[str, OpTotal]
+    time_s: float
+    roofline_s: float
+    busy_energy_j: float  # one device, one pass of these operators
+
+
+@dataclass(slots=True)
+class StepResult:
+    """Time and work of one step on the busiest device of one replica."""
+
+    time_s: float
+    roofline_s: float
+    energy_j: float  # all devices of the deployment during this step
+    num_tokens: int
+    parts: tuple[StepPart, ...]
+
+    @property
+    def breakdown(self) -> dict[str, OpTotal]:
+        """Per-operator totals of one pass through the busiest stage (merged on demand)."""
+        merged: dict[str, OpTotal] = {}
+        for part in self.parts:
+            for name, row in part.totals.items():
+                into = merged.setdefault(name, OpTotal(name))
+                into.time_s += row.time_s
+                into.flops += row.flops
+                into.bytes += row.bytes
+                into.roofline_s += row.roofline_s
+                for bound, t in row._bound_time.items():
+                    into._bound_time[bound] = into._bound_time.get(bound, 0.0) + t
+                into.source = row.source if not into.source or into.source == row.source else "mixed"
+        return merged
+
+    @property
+    def flops(self) -> float:
+        return sum(o.flops for p in self.parts for o in p.totals.values())
+
+    @property
+    def bytes(self) -> float:
+        return sum(o.bytes for p in self.parts for o in p.totals.values())
+
+
+class StepModel:
+    """Answers 'how long does this step take' for one deployment.
+
+    Everything but the attention core depends only on token counts, so it is aggregated once
+    per (prefill shape, decode count) and reused across steps that differ only in context length
+    (the common case in decoding and in the serving simulator).
+    """
+
+    def __init__(self, model: ModelSpec, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig,
+                 profile_path: str | None = None):
+        check_precision(system.chip, prec)
+        check_parallelism(model, system, par)
+        self.model, self.system, self.par, self.prec = model, system, par, prec
+        self.cc: ChipCost = chip_cost(system.chip, profile_path)
+        self.coster = LayerCoster(self.cc, system, par, prec, model.hidden_size)
+        self.power = PowerModel(system.chip, self.cc)
+        self.stage_layers = layers_per_stage(model.num_layers, par.pp)
+        self.layer_fraction = self.stage_layers / model.num_layers  # share of each group on the busiest stage
+        self._group_counts = [(g, g.num_layers * self.layer_fraction) for g in model.layers]
+        self._act_bytes = bytes_per_element(prec.activations)
+        self._cache: dict[StepBatch, StepResult] = {}
+        self._layers_cache: dict[tuple, StepPart] = {}
+        self._head_cache: dict[tuple, StepPart] = {}
+        self._decode_core_cache: dict[tuple, tuple[float, float]] = {}
+        self._prefill_core_cache: dict[tuple, tuple[float, float]] = {}
+        self._mla = any(g.attention.kind == "mla" for g in model.layers)
+        self.provenance = self.cc.resolved.provenance
+        self.provenance_note = self.cc.resolved.note
+
+    def _aggregate(self, pairs) -> StepPart:
+        totals: dict[str, OpTotal] = {}
+        time_s = roof = busy = 0.0
+        op_power = self.power.op_power_w
+        for cost, count in pairs:
+            row = totals.get(cost.op)
+            if row is None:
+                row = totals[cost.op] = OpTotal(cost.op)
+            row.add(cost, count)
+            t = cost.time_s * count
+            time_s += t
+            roof += cost.roofline_s * count
+            busy += op_power(cost) * t
+        return StepPart(totals, time_s, roof, busy)
+
+    def _layers_part(self, num_tokens: int, num_decode: int) -> StepPart:
+        """Layer operators that depend only on token counts: `num_tokens` through every layer
+        (`num_decode` of them decoding, which only MLA's absorbed projections care about)."""
+        key = (num_tokens, num_decode if self._mla else 0)
+        hit = self._layers_cache.get(key)
+        if hit is not None:
+            return hit
+        prefill_tokens = num_tokens - num_decode
+        canonical = StepBatch(((1, prefill_tokens, prefill_tokens),) if prefill_tokens > 0 else (), num_decode, 0.0)
+        ops = [(cost, count) for group, count in self._group_counts
+               for cost in self.coster.layer_ops(group, canonical, with_core=False)]
+        h = self.model.hidden_size
+        ops.append((self.coster.elementwise("embedding", embedding_bytes(num_tokens, h, self._act_bytes, self._act_bytes)), 1.0))
+        part = self._aggregate(ops)
+        if len(self._layers_cache) < 200_000:
+            self._layers_cache[key] = part
+        return part
+
+    def _head_part(self, num_logits: int) -> StepPart:
+        """Final norm, LM head, logit gather and sampling of `num_logits` sequences."""
+        hit = self._head_cache.get(num_logits)
+        if hit is not None:
+            return hit
+        h, vocab = self.model.hidden_size, self.model.vocab_size
+        head = [
+            self.coster.elementwise("norm", 2.0 * num_logits * h * self._act_bytes),
+            self.coster.gemm("lm_head", num_logits, vocab // self.par.tp, h, weights=False),
+            self.coster.collective("lm_head_gather", "all_gather", self.par.tp, num_logits * vocab * 4.0),
+            self.coster.elementwise("sampling", sampling_bytes(num_logits, vocab)),
+        ]
+        part = self._aggregate((cost, 1.0) for cost in head if cost is not None)
+        if len(self._head_cache) < 200_000:
+            self._head_cache[num_logits] = part
+        return part
+
+    def _static_for(self, batch: StepBatch) -> tuple[StepPart, StepPart]:
+        return self._layers_part(batch.num_tokens, batch.num_decode), self._head_part(batch.num_sequences)
+
+    def _layers_fast(self, num_tokens: int, num_decode: int) -> tuple[float, float]:
+        """(time, busy energy) of the layer part, linearly interpolated between exact evaluations on a
+        grid of token counts (exact up to 128 tokens, then 32 points per doubling: < 3% apart), so a
+        simulation with thousands of distinct step sizes evaluates the layers only at grid points."""
+        if num_tokens <= 128:
+            p = self._layers_part(num_tokens, num_decode)
+            return p.time_s, p.busy_energy_j
+        step = 1 << (num_tokens.bit_length() - 6)
+        lo = num_tokens - num_tokens % step
+        if lo == num_tokens:
+            p = self._layers_part(num_tokens, num_decode)
+            return p.time_s, p.busy_energy_j
+        d_lo = min(num_decode, lo)
+        a, b = self._layers_part(lo, d_lo), self._layers_part(lo + step, num_decode)
+        w = (num_tokens - lo) / step
+        return a.time_s + w * (b.time_s - a.time_s), a.busy_energy_j + w * (b.busy_energy_j - a.busy_energy_j)
+
+    def _core_part(self, batch: StepBatch) -> StepPart:
+        core = self.coster.core_attention_ops
+        return self._aggregate((cost, count) for group, count in self._group_counts for cost in core(group.attention, batch))
+
+    def step(self, batch: StepBatch) -> StepResult:
+        """Time of one step: all micro-batches of the replica through all pipeline stages.
+
+        The busiest stage runs once per micro-batch; the first micro-batch also crosses the
+        other pp - 1 stages (the pipeline fill), each hop adding a send/recv of activations.
+        """
+        hit = self._cache.get(batch)
+        if hit is not None:
+            return hit
+        pp = self.par.pp
+        micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
+        mb = _split(batch, micro)
+        parts = [*self._static_for(mb), self._core_part(mb)]
+        stage_s = sum(p.time_s for p in parts)
+        roof_s = sum(p.roofline_s for p in parts)
+        busy_j = sum(p.busy_energy_j for p in parts) * micro
+        time_s = stage_s * (micro + pp - 1)
+        if pp > 1:
+            p2p = self.coster.collective("pp_send_recv", "send_recv", 2, mb.num_tokens * self.model.hidden_size * self._act_bytes)
+            if p2p is not None:
+                time_s += p2p.time_s * (pp - 1)
+                parts.append(self._aggregate([(p2p, (pp - 1) / (micro + pp - 1))]))
+        energy = (busy_j + self.power.idle_w * max(0.0, time_s - stage_s * micro)) * self.par.num_devices
+        result = StepResult(time_s, roof_s * (micro + pp - 1), energy, batch.num_tokens, tuple(parts))
+        if len(self._cache) < 100_000:
+            self._cache[batch] = result
+        return result
+
+
+    def time_energy(self, batch: StepBatch) -> tuple[float, float]:
+        """(time, energy) of a step without building a breakdown: the serving simulator's hot path.
+
+        Same arithmetic as `step` (pipeline fill, idle bubbles) but no result objects. The decode
+        attention core is memoised on (sequences, context rounded to 1/128 of its power of two,
+        i.e. < 0.8%), because a simulation's contexts rarely repeat exactly.
+        """
+        pp = self.par.pp
+        micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
+        mb = _split(batch, micro)
+        stage_s, busy = self._layers_fast(mb.num_tokens, mb.num_decode)
+        head = self._head_part(mb.num_sequences)
+        stage_s += head.time_s
+        busy += head.busy_energy_j
+        for group in mb.prefill:
+            t, e = self._prefill_core(group)
+            stage_s += t
+            busy += e
+        if mb.num_decode:
+            t, e = self._decode_core(mb.num_decode, mb.decode_kv_len)
+            stage_s += t
+            busy += e
+        time_s = stage_s * (micro + pp - 1)
+        if pp > 1:
+            p2p = self.coster.collective("pp_send_recv", "send_recv", 2, mb.num_tokens * self.model.hidden_size * self._act_bytes)
+            if p2p is not None:
+                time_s += p2p.time_s * (pp - 1)
+        energy = (busy * micro + self.power.idle_w * max(0.0, time_s - stage_s * micro)) * self.par.num_devices
+        return time_s, energy
+
+    def fast_step(self, prefill: tuple, num_decode: int, decode_kv_len: float) -> tuple[float, float]:
+        """`time_energy` for single-stage plans, inlined without building a StepBatch: the simulator
+        calls it once per iteration, and the inlining is worth ~20% of a simulation's wall time."""
+        if self.par.pp > 1:
+            return self.time_energy(StepBatch(prefill, num_decode, decode_kv_len))
+        tokens, seqs = num_decode, num_decode
+        t = busy = 0.0
+        for group in prefill:
+            tokens += group[0] * group[1]
+            seqs += group[0]
+            gt, ge = self._prefill_core(group)
+            t += gt
+            busy += ge
+        lt, le = self._layers_fast(tokens, num_decode)
+        head = self._head_part(seqs)
+        t += lt + head.time_s
+        busy += le + head.busy_energy_j
+        if num_decode:
+            dt, de = self._decode_core(num_decode, decode_kv_len)
+            t += dt
+            busy += de
+        return t, busy * self.par.num_devices
+
+    def _prefill_core(self, group: tuple[int, int, int]) -> tuple[float, float]:
+        """(time, busy energy) of the attention core of one prefill group (n, q_len, kv_len), memoised."""
+        hit = self._prefill_core_cache.get(group)
+        if hit is not None:
+            return hit
+        time_s, busy = self._core_sum(StepBatch((group,), 0, 0.0))
+        if len(self._prefill_core_cache) < 500_000:
+            self._prefill_core_cache[group] = (time_s, busy)
+        return time_s, busy
+
+    def decode_pair(self, num_decode: int, kv_first: float, kv_last: float) -> tuple[float, float, float, float]:
+        """(t_first, e_first, t_last, e_last) of the first and last step of a decode run: the
+        token-count part is shared, only the attention core differs."""
+        if self.par.pp > 1:
+            t0, e0 = self.time_energy(StepBatch((), num_decode, kv_first))
+            t1, e1 = self.time_energy(StepBatch((), num_decode, kv_last))
+            return t0, e0, t1, e1
+        t, busy = self._layers_fast(num_decode, num_decode)
+        head = self._head_part(num_decode)
+        t += head.time_s
+        busy += head.busy_energy_j
+        a_t, a_e = self._decode_core(num_decode, kv_first)
+        b_t, b_e = self._decode_core(num_decode, kv_last) if kv_last != kv_first else (a_t, a_e)
+        n = self.par.num_devices
+        return t + a_t, (busy + a_e) * n, t + b_t, (busy + b_e) * n
+
+    def _decode_core(self, num_decode: int, kv_len: float) -> tuple[float, float]:
+        whole = int(kv_len)
+        step = 1 << max(0, whole.bit_length() - 8)
+        kv = float((whole + step // 2) // step * step) if step > 1 else kv_len
+        key = (num_decode, kv)
+        hit = self._decode_core_cache.get(key)
+        if hit is not None:
+            return hit
+        time_s, busy = self._core_sum(StepBatch((), num_decode, kv))
+        if len(self._decode_core_cache) < 500_000:
+            self._decode_core_cache[key] = (time_s, busy)
+        return time_s, busy
+
+    def _core_sum(self, batch: StepBatch) -> tuple[float, float]:
+        """(time, busy energy) of the attention cores of every layer for `batch`."""
+        time_s = busy = 0.0
+        op_power = self.power.op_power_w
+        for group, count in self._group_counts:
+            for cost in self.coster.core_attention_ops(group.attention, batch):
+                t = cost.time_s * count
+                time_s += t
+                busy += op_power(cost) * t
+        return time_s, busy
+
+
+def _split(batch: StepBatch, parts: int) -> StepBatch:
+    """One of `parts` equal micro-batches (sequences rounded up)."""
+    if parts <= 1:
+        return batch
+    prefill = tuple((-(-n // parts), q, kv) for n, q, kv in batch.prefill)
+    return StepBatch(prefill, -(-batch.num_decode // parts), batch.decode_kv_len)

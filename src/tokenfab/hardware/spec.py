@@ -1,0 +1,175 @@
+"""Chip and system specifications: plain, validated, immutable data.
+
+A chip is one YAML file (see `hardware/chips/`). Every number in it is a `Sourced`
+value: the number in SI units, where it comes from, and what kind of figure it is
+(a vendor's dense peak, a measurement, a derived value, a documented assumption).
+Behaviour (costs, efficiencies) lives elsewhere; these classes only describe.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tokenfab.units import DTYPES
+
+Basis = Literal[
+    "vendor-peak-dense",  # vendor datasheet peak, dense (no 2:4 sparsity)
+    "vendor-spec",  # vendor datasheet value that is not a peak rate (capacity, TDP, ...)
+    "derived",  # computed from other sourced values (the note says how)
+    "press",  # press or analyst report, not the vendor
+    "measured",  # measured on real hardware
+    "assumption",  # a documented modelling assumption (the note says why)
+    "template",  # a parameter of a user-editable template chip
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Sourced(_Frozen):
+    """One number with its provenance."""
+
+    value: float = Field(ge=0, description="The value in SI units (bytes, FLOP/s, W, s, ...).")
+    source: str = Field(min_length=1, description="URL or citation the value comes from.")
+    basis: Basis = Field(description="What kind of figure this is.")
+    note: str = Field(default="", description="Caveats, conversions, conflicts between sources.")
+
+
+class MemorySpec(_Frozen):
+    """Off-chip memory (HBM, GDDR, LPDDR, DDR) of one chip."""
+
+    kind: str = Field(description="Memory technology, e.g. 'HBM3', 'GDDR6', 'none'.")
+    capacity_bytes: Sourced = Field(description="Capacity in bytes (decimal GB x 1e9).")
+    bandwidth_bytes_per_s: Sourced = Field(description="Peak bandwidth in bytes per second.")
+
+
+class LinkSpec(_Frozen):
+    """A chip's port into a fabric (scale-up or scale-out)."""
+
+    name: str = Field(description="Technology, e.g. 'NVLink 4', 'PCIe Gen4 x16', 'ICI', 'HCCS'.")
+    bandwidth_bytes_per_s: Sourced = Field(
+        description="Per-chip bandwidth in ONE direction, bytes/s (NVLink 4: 450 GB/s of the 900 bidirectional)."
+    )
+    topology: Literal["switch", "full-mesh", "ring", "torus-2d", "torus-3d", "pcie", "ethernet"] = Field(
+        description="How chips in one domain are connected; decides the collective algorithms."
+    )
+    domain_size: int = Field(ge=1, description="Chips that share this fabric at full bandwidth (8 for HGX).")
+    latency_s: Sourced | None = Field(default=None, description="One-hop latency of a small message, seconds.")
+    in_network_reduction: bool = Field(
+        default=False, description="Switch-side reduction (NVLink SHARP / NVLS) available for all-reduce."
+    )
+
+
+class PowerSpec(_Frozen):
+    """Board power envelope used by the energy model."""
+
+    tdp_w: Sourced = Field(description="Maximum board/module power, watts.")
+    idle_w: Sourced = Field(description="Power when powered on and idle, watts.")
+
+
+class ChipSpec(_Frozen):
+    """One accelerator (or a CPU used as one)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$", description="Stable kebab-case catalog name.")
+    display_name: str
+    vendor: str
+    kind: Literal["gpu", "npu", "tpu", "cpu", "template"] = "gpu"
+    arch_family: str = Field(description="Micro-architecture family, e.g. 'nvidia-hopper', 'huawei-davinci'.")
+    year: int | None = Field(default=None, ge=1990, le=2100)
+    process_node: str = ""
+    foundry: str = ""
+    die_area_mm2: Sourced | None = None
+    num_dies: int = Field(default=1, ge=1)
+    transistors: Sourced | None = Field(default=None, description="Transistor count (not billions).")
+    num_compute_units: Sourced | None = Field(
+        default=None, description="SMs / CUs / AI cores / TensorCores: sets how much parallel work saturates the chip."
+    )
+    peak_flop_per_s: dict[str, Sourced] = Field(
+        description="Dense peak matrix throughput per data type (FLOP/s or OP/s for integers)."
+    )
+    vector_flop_per_s: Sourced | None = Field(
+        default=None, description="Non-matrix (vector) fp32 peak, for elementwise work and softmax."
+    )
+    onchip_sram_bytes: Sourced | None = Field(default=None, description="Last-level on-chip cache/SRAM, bytes.")
+    memory: MemorySpec
+    scale_up: LinkSpec | None = Field(default=None, description="Intra-node / scale-up domain link.")
+    scale_out: LinkSpec | None = Field(default=None, description="Inter-node NIC bandwidth attributable to one chip.")
+    power: PowerSpec
+    price_usd: Sourced | None = None
+    efficiency_reference: str | None = Field(
+        default=None,
+        description="Catalog name of the measured chip whose fitted efficiency curves this chip inherits.",
+    )
+    efficiency_reference_reason: str = Field(default="", description="Why that chip is the nearest measured one.")
+    efficiency_profile: dict[str, Any] | None = Field(
+        default=None,
+        description="A calibrated efficiency profile embedded by `tokenfab calibrate` (takes precedence over the catalog's).",
+    )
+    notes: str = ""
+
+    def __hash__(self) -> int:  # chips key caches; equality stays field-wise
+        return hash((self.name, self.display_name, self.memory.bandwidth_bytes_per_s.value))
+
+    @field_validator("peak_flop_per_s")
+    @classmethod
+    def _known_dtypes(cls, peaks: dict[str, Sourced]) -> dict[str, Sourced]:
+        unknown = sorted(set(peaks) - set(DTYPES))
+        if unknown:
+            raise ValueError(f"unknown data type(s) {unknown} in peak_flop_per_s (valid: {', '.join(DTYPES)})")
+        if not peaks:
+            raise ValueError("peak_flop_per_s needs at least one data type")
+        return peaks
+
+    @model_validator(mode="after")
+    def _reference_reason(self) -> ChipSpec:
+        if self.efficiency_reference and not self.efficiency_reference_reason:
+            raise ValueError("efficiency_reference needs efficiency_reference_reason")
+        return self
+
+    # Convenience accessors (plain floats, SI) used by the cost layer.
+    def peak(self, dtype: str) -> float:
+        """Dense peak FLOP/s for `dtype`; KeyError if the chip has no such rate."""
+        return self.peak_flop_per_s[dtype].value
+
+    def supports(self, dtype: str) -> bool:
+        return dtype in self.peak_flop_per_s
+
+    @property
+    def memory_bandwidth_bytes_per_s(self) -> float:
+        return self.memory.bandwidth_bytes_per_s.value
+
+    @property
+    def memory_capacity_bytes(self) -> float:
+        return self.memory.capacity_bytes.value
+
+    @property
+    def sram_bytes(self) -> float:
+        return self.onchip_sram_bytes.value if self.onchip_sram_bytes else 0.0
+
+
+class SystemSpec(_Frozen):
+    """Several chips: `chips_per_node` joined by the scale-up link, `num_nodes` joined by scale-out."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    display_name: str = ""
+    chip: ChipSpec
+    chips_per_node: int = Field(ge=1)
+    num_nodes: int = Field(default=1, ge=1)
+    intra_node: LinkSpec | None = Field(default=None, description="Overrides the chip's scale-up link.")
+    inter_node: LinkSpec | None = Field(default=None, description="Overrides the chip's scale-out link.")
+    notes: str = ""
+
+    @property
+    def num_devices(self) -> int:
+        return self.chips_per_node * self.num_nodes
+
+    @property
+    def scale_up_link(self) -> LinkSpec | None:
+        return self.intra_node or self.chip.scale_up
+
+    @property
+    def scale_out_link(self) -> LinkSpec | None:
+        return self.inter_node or self.chip.scale_out

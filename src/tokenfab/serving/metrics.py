@@ -1,0 +1,131 @@
+"""Online metrics: per-request columns (numpy buffers that grow by doubling), time series in
+fixed buckets, and the summary of the stable `simulate` interface."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from tokenfab.serving.request import Request
+from tokenfab.table_io import write_table
+
+_COLUMNS = ("arrival_s", "first_token_s", "finish_s", "prompt_tokens", "output_tokens", "preemptions", "replica",
+            "cached_prompt_tokens")
+
+
+class RequestLog:
+    """Completed requests as columns (8 numbers each; memory grows with completions only)."""
+
+    def __init__(self, capacity: int = 1024):
+        self._data = np.zeros((len(_COLUMNS), max(16, capacity)))
+        self.n = 0
+
+    def add(self, r: Request) -> None:
+        if self.n == self._data.shape[1]:
+            self._data = np.concatenate([self._data, np.zeros_like(self._data)], axis=1)
+        self._data[:, self.n] = (r.arrival_s, r.first_token_s, r.finish_s, r.prompt_len, r.output_len,
+                                 r.preemptions, r.replica, r.cached_hit_tokens)
+        self.n += 1
+
+    def column(self, name: str) -> np.ndarray:
+        return self._data[_COLUMNS.index(name), : self.n]
+
+    def to_frame(self):
+        import pandas as pd
+
+        frame = pd.DataFrame({c: self.column(c) for c in _COLUMNS})
+        frame["ttft_s"] = frame.first_token_s - frame.arrival_s
+        frame["e2e_s"] = frame.finish_s - frame.arrival_s
+        out = frame.output_tokens
+        frame["tpot_s"] = np.where(out > 1, (frame.finish_s - frame.first_token_s) / (out - 1).clip(lower=1), np.nan)
+        for c in ("prompt_tokens", "output_tokens", "preemptions", "replica", "cached_prompt_tokens"):
+            frame[c] = frame[c].astype(int)
+        return frame
+
+
+class TimeSeries:
+    """Time-weighted batch size and KV utilisation per bucket of `interval_s` simulated seconds."""
+
+    def __init__(self, interval_s: float = 1.0):
+        self.interval_s = interval_s
+        self.dt: list[float] = []
+        self.batch: list[float] = []
+        self.kv: list[float] = []
+
+    def sample(self, t: float, dt: float, batch: int, kv_frac: float) -> None:
+        i = int(t / self.interval_s)
+        if i >= len(self.dt):
+            grow = i + 1 - len(self.dt)
+            self.dt += [0.0] * grow
+            self.batch += [0.0] * grow
+            self.kv += [0.0] * grow
+        self.dt[i] += dt
+        self.batch[i] += dt * batch
+        self.kv[i] += dt * kv_frac
+
+    def to_frame(self):
+        import pandas as pd
+
+        dt = np.array(self.dt)
+        safe = np.where(dt > 0, dt, 1.0)
+        return pd.DataFrame({"time_s": np.arange(len(dt)) * self.interval_s, "busy_s": dt,
+                             "mean_batch": np.array(self.batch) / safe, "kv_utilization": np.array(self.kv) / safe})
+
+    def means(self) -> tuple[float, float]:
+        total = sum(self.dt)
+        if total <= 0:
+            return 0.0, 0.0
+        return sum(self.batch) / total, sum(self.kv) / total
+
+
+def _stats(x: np.ndarray) -> dict[str, float]:
+    if len(x) == 0:
+        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"), "mean": float("nan")}
+    p50, p90, p99 = np.percentile(x, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(x.mean())}
+
+
+def summarize(log: RequestLog, *, energy_j: float, wall_s: float, preempted: int, rejected: Counter,
+              slo_ttft_s: float | None, slo_tpot_s: float | None, prefix_hit_rate: float, series: TimeSeries) -> dict:
+    """The stable `simulate` summary (seconds, tokens/s, joules)."""
+    arrival, first, finish = log.column("arrival_s"), log.column("first_token_s"), log.column("finish_s")
+    out = log.column("output_tokens")
+    ttft = first - arrival
+    e2e = finish - arrival
+    multi = out > 1
+    tpot = (finish[multi] - first[multi]) / (out[multi] - 1)
+    span = float(finish.max() - arrival.min()) if log.n else 0.0
+    tokens = float(out.sum())
+    ok = np.ones(log.n, dtype=bool)
+    if slo_ttft_s is not None:
+        ok &= ttft <= slo_ttft_s
+    if slo_tpot_s is not None:
+        per_req_tpot = np.where(multi, (finish - first) / np.maximum(out - 1, 1), 0.0)
+        ok &= per_req_tpot <= slo_tpot_s
+    batch_mean, kv_mean = series.means()
+    return {
+        "ttft_s": _stats(ttft), "tpot_s": _stats(tpot), "e2e_s": _stats(e2e),
+        "throughput_tokens_per_s": tokens / span if span > 0 else 0.0,
+        "requests_per_s": log.n / span if span > 0 else 0.0,
+        "goodput_requests_per_s": float(ok.sum()) / span if span > 0 else 0.0,
+        "slo_attainment": float(ok.mean()) if log.n else 0.0,
+        "energy_j_per_token": energy_j / tokens if tokens else 0.0,
+        "energy_j": energy_j,
+        "simulated_s": span,
+        "sim_wall_s": wall_s,
+        "completed": log.n,
+        "preempted": preempted,
+        "rejected": sum(rejected.values()),
+        "rejected_reasons": dict(rejected),
+        "prefix_cache_hit_rate": prefix_hit_rate,
+        "mean_batch_size": batch_mean,
+        "mean_kv_utilization": kv_mean,
+        "output_tokens": tokens,
+    }
+
+
+def write_frame(frame, path: str | Path) -> Path:
+    """CSV or Parquet by extension, written atomically."""
+    return write_table(frame, path)

@@ -1,0 +1,472 @@
+"""One serving replica: a continuous-batching scheduler over a paged KV cache.
+
+Each iteration (vLLM V1 style) every decoding request gets one token, partially prefilled
+requests continue their prompt in chunks, and waiting requests are admitted while the
+token budget (`max_num_batched_tokens`), the sequence limit (`max_num_seqs`) and free KV
+blocks allow; when a decoding request needs a block and none is left, the most recently
+admitted request is preempted (recompute: its KV is dropped and it re-prefills later; swap:
+its KV goes to host memory and comes back).
+
+Speed: while no request is prefilling and nothing can be admitted, the batch does not
+change until the next completion, KV-block shortage or arrival, so the whole run of decode
+iterations is advanced in closed form. Decoders are kept as aggregates (count, total KV,
+block-boundary phases, a heap of finishing iterations), so per-event work does not grow
+with the batch.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from tokenfab.serving.kvcache import BlockPool
+from tokenfab.serving.policies import make_queue
+from tokenfab.serving.request import Request
+
+class StepTimer(Protocol):
+    """How long a replica's engine step takes: the only thing the simulator asks of the execution
+    model (tests inject a stub). Times in seconds, energies in joules over the replica's devices."""
+
+    def step(self, prefill: tuple, num_decode: int, decode_kv_len: float) -> tuple[float, float]:
+        """One step: prefill groups ((n, q_len, kv_len), ...) plus `num_decode` decoding sequences."""
+        ...
+
+    def decode_pair(self, num_decode: int, kv_first: float, kv_last: float) -> tuple[float, float, float, float]:
+        """(t_first, e_first, t_last, e_last): first and last step of a run of decode-only steps."""
+        ...
+
+MAX_RUN = 4096  # longest closed-form decode run (bounds the linear-in-context approximation)
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """Everything a replica needs, as plain values (built from a deployment by the simulator)."""
+
+    step: StepTimer
+    kv_blocks: int
+    block_tokens: int = 16
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    chunked_prefill: bool = True
+    prefix_caching: bool = True
+    hash_block_tokens: int = 16
+    preemption: str = "recompute"
+    queue: str = "fcfs"
+    role: str = "both"  # "both", "prefill" (disaggregated prefill pool) or "decode"
+    max_context_tokens: int = 1 << 30
+    kv_bytes_per_token: float = 0.0  # per device, for swapping
+    swap_bytes_per_s: float = 25e9
+    idle_power_w: float = 0.0  # all devices of the replica
+
+
+@dataclass(slots=True)
+class _Work:
+    """What the replica is doing until `end_s`."""
+
+    end_s: float
+    start_s: float
+    run: bool  # closed-form decode run (interruptible) vs one planned iteration
+    iters: int
+    t0: float = 0.0  # run: first and last iteration times, energies
+    t1: float = 0.0
+    e0: float = 0.0
+    e1: float = 0.0
+    chunks: tuple = ()  # iteration: (request, tokens) prefill chunks
+    blocks: int = 0  # run: blocks pre-allocated for the run's KV growth
+
+
+class Replica:
+    def __init__(self, index: int, spec: ReplicaSpec):
+        self.index, self.spec = index, spec
+        self.pool = BlockPool(spec.kv_blocks, spec.block_tokens, spec.hash_block_tokens, spec.prefix_caching)
+        self.waiting = make_queue(spec.queue)
+        self.prefilling: list[Request] = []
+        self.stack: list[Request] = []  # admission order, for preemption (lazy: skip finished)
+        self.g = 0  # iterations run
+        self.num_decode = 0
+        self.sum_kv = 0  # KV tokens of decoding requests
+        self.bins = [0] * spec.block_tokens  # decoders by (kv - g) mod block size: block-boundary phase
+        self.finish_heap: list[tuple[int, int, Request]] = []
+        self.work: _Work | None = None
+        self.idle_since = 0.0
+        self.energy_j = 0.0
+        self.busy_s = 0.0
+        self.outstanding = 0
+        self.preempted = 0
+        self.swap_s = 0.0
+        self.on_sample: Callable[[float, float, int, float], None] | None = None
+        self._bs, self._budget, self._idle_w = spec.block_tokens, spec.max_num_batched_tokens, spec.idle_power_w
+        self._step, self._decode_pair = spec.step.step, spec.step.decode_pair
+
+    # -- views for routers --------------------------------------------------------------
+    def outstanding_tokens(self) -> int:
+        return self.outstanding
+
+    def cached_prefix_blocks(self, req: Request) -> int:
+        if not req.hash_ids or not self.spec.prefix_caching:
+            return 0
+        return self.pool.leading_hits(req.hash_ids)
+
+    @property
+    def num_running(self) -> int:
+        return self.num_decode + len(self.prefilling)
+
+    def rejects(self, req: Request) -> str | None:
+        """Why this request can never run here (None if it can)."""
+        total = req.prompt_len + req.output_len
+        if req.prompt_len <= 0 or req.output_len <= 0:
+            return "zero-length prompt or output"
+        if total > self.spec.max_context_tokens:
+            return f"longer than the model's {self.spec.max_context_tokens}-token context"
+        if math.ceil(total / self.spec.block_tokens) > self.spec.kv_blocks:
+            return f"longer than the replica's KV capacity ({self.spec.kv_blocks * self.spec.block_tokens} tokens)"
+        if not self.spec.chunked_prefill and req.prompt_len > self.spec.max_num_batched_tokens:
+            return f"prompt longer than max_num_batched_tokens ({self.spec.max_num_batched_tokens}) without chunked prefill"
+        return None
+
+    def enqueue(self, req: Request) -> None:
+        """Queue a new request, or (disaggregated decode pool) one arriving with its prompt's KV."""
+        req.replica = self.index
+        self.outstanding += req.prompt_len + req.output_len
+        self.waiting.push(req)
+
+    # -- block accounting -----------------------------------------------------------------
+    def _blocks_for(self, req: Request, kv_tokens: int) -> int:
+        return -(-kv_tokens // self.spec.block_tokens) - req.shared_blocks
+
+    def _kv(self, req: Request) -> int:
+        """KV tokens a request holds now."""
+        if req.decode_join >= 0:
+            return req.computed + (self.g - req.decode_join)
+        return req.computed
+
+    def _crossings(self, k: int) -> int:
+        """New KV blocks the decoders need over the next k iterations: every decoder crosses a block
+        boundary once per `block_tokens` iterations; the remainder comes from the phase bins."""
+        bs = self._bs
+        full, rest = divmod(k, bs)
+        need = full * self.num_decode
+        if rest:
+            start = (-self.g) % bs  # phase of the decoders that need a block at this iteration
+            bins = self.bins
+            # iterations g, g+1, ... need the bins at phases start, start-1, ... (mod bs)
+            if rest <= start + 1:
+                need += sum(bins[start - rest + 1:start + 1])
+            else:
+                need += sum(bins[:start + 1]) + sum(bins[bs - (rest - start - 1):])
+        return need
+
+    # -- leaving the running set ------------------------------------------------------------
+    def _release(self, req: Request, kv: int) -> None:
+        """Give back a request's private KV blocks and its prefix-cache references."""
+        self.pool.release(self._blocks_for(req, kv))
+        if req.cache_refs:
+            self.pool.drop(req.cache_refs)
+        req.cache_refs, req.shared_blocks = [], 0
+
+    def _stop_decoding(self, req: Request) -> int:
+        """Remove a decoder from the aggregates, bringing its own counters up to date; returns its KV."""
+        kv = self._kv(req)
+        req.generated += self.g - req.decode_join
+        self.num_decode -= 1
+        self.sum_kv -= kv
+        self.bins[(req.computed - req.decode_join) % self.spec.block_tokens] -= 1
+        req.computed, req.decode_join = kv, -1
+        return kv
+
+    def _finished(self, req: Request, now: float, done: list[Request]) -> None:
+        req.finish_s = now
+        self.outstanding -= req.prompt_len + req.output_len
+        done.append(req)
+
+    def _preempt_one(self) -> float | None:
+        """Preempt the most recently admitted running request; returns the swap time it costs
+        (None if nothing is left to preempt)."""
+        while self.stack:
+            victim = self.stack.pop()
+            if victim.finish_s < 0 and (victim.decode_join >= 0 or victim in self.prefilling):
+                break
+        else:
+            return None
+        if victim.decode_join >= 0:
+            kv = self._stop_decoding(victim)
+        else:
+            kv = victim.computed
+            self.prefilling.remove(victim)
+        self._release(victim, kv)
+        victim.preemptions += 1
+        self.preempted += 1
+        spent = 0.0
+        if self.spec.preemption == "swap":
+            spent = kv * self.spec.kv_bytes_per_token / self.spec.swap_bytes_per_s
+            victim.computed = kv  # KV kept in host memory, swapped back in on re-admission
+            self.swap_s += spent
+        else:
+            victim.computed = 0  # recompute: prompt and generated tokens are prefilled again
+        self.waiting.push_front(victim)
+        return spent
+
+    # -- planning -----------------------------------------------------------------------------
+    def _prefill_done(self, req: Request, now: float, done: list[Request]) -> None:
+        """A request's prefill finished in this iteration: it emits a token, then decodes or finishes."""
+        self.prefilling.remove(req)
+        req.generated += 1
+        if req.first_token_s < 0:
+            req.first_token_s = now
+        self._publish(req)
+        if self.spec.role == "prefill":  # disaggregated: the KV leaves for the decode pool
+            self._release(req, req.computed)
+            self.outstanding -= req.prompt_len + req.output_len
+            done.append(req)
+        elif req.generated >= req.output_len:
+            self._release(req, req.computed)
+            self._finished(req, now, done)
+        else:
+            self._start_decoding(req)
+
+    def _start_decoding(self, req: Request) -> None:
+        """Enter the decode aggregates: its KV count, block phase and finishing iteration."""
+        req.decode_join = self.g
+        self.num_decode += 1
+        self.sum_kv += req.computed
+        self.bins[(req.computed - self.g) % self.spec.block_tokens] += 1
+        finish_at = self.g + (req.output_len - req.generated)
+        heapq.heappush(self.finish_heap, (finish_at, req.rid, req))
+
+    def _publish(self, req: Request) -> None:
+        """Offer the request's full prompt hash blocks to the prefix cache (once)."""
+        if req.published or not self.spec.prefix_caching or not req.hash_ids:
+            return
+        req.published = True
+        pool = self.pool
+        have = len(req.cache_refs)
+        full = min(len(req.hash_ids), req.prompt_len // pool.hash_block_tokens)
+        new_ids = req.hash_ids[have:full]
+        moved = pool.insert(new_ids)
+        req.cache_refs.extend(new_ids)
+        req.shared_blocks += len(moved) * pool.blocks_per_entry
+
+    def _admit(self, budget: int, extra_s: list[float]) -> list[tuple[Request, int]]:
+        """Admit waiting requests into this iteration; returns their prefill chunks."""
+        chunks: list[tuple[Request, int]] = []
+        spec, pool = self.spec, self.pool
+        while budget > 0 and len(self.waiting) and self.num_running < spec.max_num_seqs:
+            req = self.waiting.peek()
+            swapped_in = req.computed > 0
+            hits = 0 if swapped_in else pool.match(req.hash_ids, req.prompt_len + req.generated)
+            start = req.computed if swapped_in else hits * pool.hash_block_tokens
+            shared = hits * pool.blocks_per_entry
+            resume_decode = swapped_in and req.generated > 0 and req.prompt_len + req.generated - start == 1
+            chunk = 0 if resume_decode else min(req.prompt_len + req.generated - start, budget)
+            if not spec.chunked_prefill and chunk < req.prompt_len + req.generated - start:
+                break
+            if hits:  # referencing cached entries takes them off the evictable list: check after
+                pool.acquire(req.hash_ids[:hits])
+            need = -(-(start + chunk) // spec.block_tokens) - shared
+            if resume_decode and start % spec.block_tokens == 0:
+                need += 1  # its first decode iteration writes into a new block
+            if need > pool.available - self.bins[(-self.g) % spec.block_tokens] or not pool.allocate(need):
+                if hits:
+                    pool.drop(req.hash_ids[:hits])
+                break
+            self.waiting.pop()
+            if not swapped_in and req.hash_ids:
+                pool.record(req.prompt_len + req.generated, start)
+            if hits:
+                req.cache_refs = list(req.hash_ids[:hits])
+                req.cached_hit_tokens = max(req.cached_hit_tokens, start)
+            req.shared_blocks, req.computed = shared, start
+            if swapped_in and req.ready_s < 0:  # swapped out by a preemption (handoffs arrive with their KV)
+                extra_s.append(start * spec.kv_bytes_per_token / spec.swap_bytes_per_s)
+            self.stack.append(req)
+            if resume_decode:
+                self._start_decoding(req)
+                continue
+            self.prefilling.append(req)
+            chunks.append((req, chunk))
+            budget -= chunk
+        return chunks
+
+    def start(self, now: float) -> float | None:
+        """Plan the next iteration (or decode run) at `now`; returns its end time, None if idle."""
+        if self.work is not None:
+            raise AssertionError("replica already busy")
+        prefilling, waiting, pool, bins, bs = self.prefilling, self.waiting, self.pool, self.bins, self._bs
+        if not self.num_decode and not prefilling and not len(waiting):
+            return None
+        if now > self.idle_since:
+            self.energy_j += self._idle_w * (now - self.idle_since)
+        extra: list[float] = []
+        need = bins[(-self.g) % bs]
+        if need > pool.free:
+            while need > pool.available:
+                spent = self._preempt_one()
+                if spent is None:
+                    raise AssertionError("KV blocks exhausted with nothing left to preempt")
+                extra.append(spent)
+                need = bins[(-self.g) % bs]
+        budget = self._budget - self.num_decode
+        chunks: list[tuple[Request, int]] = []
+        if prefilling:
+            budget = self._continue_prefills(chunks, budget, need, extra)
+            need = bins[(-self.g) % bs]
+        if len(waiting) and budget > 0:
+            chunks += self._admit(budget, extra)
+        if not chunks and self.num_decode == 0:
+            self.idle_since = now
+            return None
+        pool.allocate(need)
+        if not chunks and not prefilling:
+            # Waiting requests (if any) were just refused for lack of blocks, slots or budget, and
+            # stay refused until the batch changes: a completion, a shortage or an arrival.
+            return self._start_run(now, sum(extra) if extra else 0.0)
+        n = self.num_decode
+        prefill = tuple((1, q, r.computed + q) for r, q in chunks)
+        t, e = self._step(prefill, n, self.sum_kv / n + 1 if n else 0.0)
+        if extra:
+            t += sum(extra)
+        self.work = _Work(now + t, now, False, 1, chunks=tuple(chunks))
+        self._account(now, t, e, n + len(prefilling))
+        return now + t
+
+    def _continue_prefills(self, chunks: list, budget: int, need: int, extra: list[float]) -> int:
+        """Next chunks of partially prefilled requests (preempting later ones if blocks run out)."""
+        pool, bins, bs = self.pool, self.bins, self._bs
+        for req in list(self.prefilling):
+            chunk = min(req.to_prefill, budget)
+            if chunk <= 0:
+                break
+            grow = self._blocks_for(req, req.computed + chunk) - self._blocks_for(req, req.computed)
+            while grow > pool.available - need and self.stack and self.stack[-1] is not req:
+                spent = self._preempt_one()
+                if spent is None:
+                    break
+                extra.append(spent)
+                need = bins[(-self.g) % bs]
+            if grow > pool.available - need or req not in self.prefilling:
+                break
+            pool.allocate(grow)
+            chunks.append((req, chunk))
+            budget -= chunk
+        return budget
+
+    def _start_run(self, now: float, extra_s: float) -> float:
+        """Closed-form run of decode iterations until the next completion or block shortage.
+        The block for this first iteration is already allocated."""
+        heap = self.finish_heap
+        while heap and not self._valid(heap[0]):
+            heapq.heappop(heap)
+        if not heap:
+            raise AssertionError("decoding requests without a finishing iteration")
+        k = max(1, min(heap[0][0] - self.g, MAX_RUN))
+        first_need = self.bins[(-self.g) % self.spec.block_tokens]
+        avail = self.pool.available
+        if self._crossings(k) - first_need > avail:
+            lo, hi = 1, k  # largest k whose extra blocks fit
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if self._crossings(mid) - first_need <= avail:
+                    lo = mid
+                else:
+                    hi = mid
+            k = lo
+        blocks = self._crossings(k) - first_need
+        self.pool.allocate(blocks)
+        kv0 = self.sum_kv / self.num_decode + 1
+        t0, e0, t1, e1 = self._decode_pair(self.num_decode, kv0, kv0 + k - 1)
+        total = k * (t0 + t1) / 2 + extra_s
+        self.work = _Work(now + total, now, True, k, t0, t1, e0, e1, blocks=blocks)
+        self._account(now, total, k * (e0 + e1) / 2, self.num_decode)
+        return now + total
+
+    def _valid(self, entry: tuple[int, int, Request]) -> bool:
+        finish_at, _, req = entry
+        return req.decode_join >= 0 and req.finish_s < 0 and req.decode_join + (req.output_len - req.generated) == finish_at
+
+    def _account(self, now: float, dt: float, energy: float, batch: int) -> None:
+        self.energy_j += energy
+        self.busy_s += dt
+        if self.on_sample is not None:
+            self.on_sample(now, dt, batch, self.pool.used_frac())
+
+    def check_invariants(self) -> None:
+        """Block conservation and aggregate consistency (for tests; O(running))."""
+        running = [r for r in self.stack if r.finish_s < 0 and (r.decode_join >= 0 or r in self.prefilling)]
+        private = sum(self._blocks_for(r, self._kv(r)) for r in running)
+        pool = self.pool
+        if pool.free < 0 or private < 0:
+            raise AssertionError("negative block count")
+        # a decode run pre-allocates its KV growth; those blocks are not yet attributed to requests
+        pending = self.work.blocks if self.work is not None and self.work.run else 0
+        if self.work is not None and not self.work.run:
+            pending = sum(self._blocks_for(r, self._kv(r) + q) - self._blocks_for(r, self._kv(r)) for r, q in self.work.chunks)
+            pending += self.bins[(-self.g) % self.spec.block_tokens] if self.num_decode else 0
+        elif self.work is not None:
+            pending += self.bins[(-self.g) % self.spec.block_tokens]
+        if pool.free + private + pool.cached_blocks + pending != pool.num_blocks:
+            raise AssertionError(f"KV blocks not conserved: free {pool.free} + private {private} + cached "
+                                 f"{pool.cached_blocks} + in-flight {pending} != {pool.num_blocks}")
+        decoders = [r for r in running if r.decode_join >= 0]
+        if len(decoders) != self.num_decode or sum(self._kv(r) for r in decoders) != self.sum_kv:
+            raise AssertionError("decode aggregates out of sync")
+        if len(running) > self.spec.max_num_seqs:
+            raise AssertionError("more running sequences than max_num_seqs")
+
+    # -- interruption and completion ---------------------------------------------------------
+    def interrupt(self, now: float) -> float | None:
+        """A request arrived during a decode run: end the run at the first iteration boundary after
+        `now`; returns the new end time (None if the current work cannot be shortened)."""
+        w = self.work
+        if w is None or not w.run or w.iters <= 1 or now >= w.end_s:
+            return None
+        slope = (w.t1 - w.t0) / (w.iters - 1)
+        elapsed = now - w.start_s
+        # smallest j >= 1 with j*t0 + slope*j(j-1)/2 >= elapsed
+        if slope > 1e-15:
+            a, b = slope / 2, w.t0 - slope / 2
+            j = math.ceil((-b + math.sqrt(b * b + 4 * a * elapsed)) / (2 * a) - 1e-9)
+        else:
+            j = math.ceil(elapsed / w.t0 - 1e-9)
+        j = max(1, min(j, w.iters))
+        if j >= w.iters:
+            return None
+        old_total = w.end_s - w.start_s
+        new_total = j * w.t0 + slope * j * (j - 1) / 2
+        e_slope = (w.e1 - w.e0) / (w.iters - 1)
+        old_e = w.iters * (w.e0 + w.e1) / 2
+        new_e = j * w.e0 + e_slope * j * (j - 1) / 2
+        self.energy_j -= old_e - new_e
+        self.busy_s -= old_total - new_total
+        unused = w.blocks - (self._crossings(j) - self.bins[(-self.g) % self.spec.block_tokens])
+        self.pool.release(unused)
+        w.blocks -= unused
+        w.iters, w.end_s = j, w.start_s + new_total
+        w.t1, w.e1 = w.t0 + slope * (j - 1), w.e0 + e_slope * (j - 1)
+        return w.end_s
+
+    def complete(self, now: float) -> list[Request]:
+        """Apply the finished work at `now`; returns requests that finished (or, for a prefill
+        replica, requests whose prefill finished and move to the decode pool)."""
+        w, self.work = self.work, None
+        done: list[Request] = []
+        n = self.num_decode
+        self.g += w.iters
+        self.sum_kv += n * w.iters
+        for req, q in w.chunks:
+            req.computed += q
+            if req.to_prefill == 0:
+                self._prefill_done(req, now, done)
+        heap = self.finish_heap
+        while heap and heap[0][0] <= self.g:
+            entry = heapq.heappop(heap)
+            if self._valid(entry):
+                req = entry[2]
+                self._release(req, self._stop_decoding(req))
+                self._finished(req, now, done)
+        if len(self.stack) > 2 * self.num_running + 64:  # drop finished entries (amortised O(1))
+            self.stack = [r for r in self.stack if r.finish_s < 0 and (r.decode_join >= 0 or r in self.prefilling)]
+        self.idle_since = now
+        return done

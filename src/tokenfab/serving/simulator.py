@@ -1,0 +1,272 @@
+"""Discrete-event simulation of a serving deployment.
+
+Events: request arrivals (an open-loop stream read lazily, closed-loop clients, hand-offs
+from a prefill pool), and the end of each replica's current work (one iteration or a
+closed-form decode run). A heap orders replica events by (time, sequence number) so ties
+are deterministic; an event made stale by an interruption carries an old version number
+and is skipped. Memory holds the requests in flight plus the per-request metric columns.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from tokenfab.execution.memory import MemoryModel
+from tokenfab.execution.step import StepModel
+from tokenfab.serving.metrics import RequestLog, TimeSeries, summarize
+from tokenfab.serving.policies import make_router
+from tokenfab.serving.replica import Replica, ReplicaSpec
+from tokenfab.serving.request import Request
+from tokenfab.serving.workload import WorkloadSpec, open_loop_requests, synthetic_lengths
+
+INF = math.inf
+
+
+class SchedulerConfig(BaseModel):
+    """Per-replica engine settings (defaults follow vLLM V1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_num_seqs: int = Field(default=256, ge=1, description="Most sequences in one iteration (vLLM default 256).")
+    max_num_batched_tokens: int = Field(default=8192, ge=1, description="Token budget of one iteration.")
+    block_tokens: int = Field(default=16, ge=1, description="Tokens per KV-cache block (vLLM default 16).")
+    chunked_prefill: bool = Field(default=True, description="Split long prompts over iterations, mixed with decodes.")
+    prefix_caching: bool = Field(default=True, description="Reuse KV blocks of identical prompt prefixes.")
+    preemption: Literal["recompute", "swap"] = Field(default="recompute", description="What happens to a preempted request's KV.")
+    policy: str = Field(default="fcfs", description="Waiting-queue policy (registry: fcfs, sjf).")
+    swap_bytes_per_s: float = Field(default=25e9, gt=0, description="Host link for swapping (PCIe Gen4 x16 ~25 GB/s).")
+
+
+class PoolConfig(BaseModel):
+    """Replicas of one kind: how many and how each is parallelised."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    replicas: int = Field(default=1, ge=1)
+    tp: int = Field(default=1, ge=1)
+    pp: int = Field(default=1, ge=1)
+    ep: int = Field(default=1, ge=1)
+
+
+@dataclass
+class SimulationResult:
+    summary: dict
+    log: RequestLog
+    series: TimeSeries
+    config: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {**self.summary, "config": self.config}
+
+    def requests_frame(self):
+        return self.log.to_frame()
+
+    def timeseries_frame(self):
+        return self.series.to_frame()
+
+
+def replica_spec(sm: StepModel, mem: MemoryModel, sched: SchedulerConfig, hash_block_tokens: int,
+                 role: str = "both") -> ReplicaSpec:
+    """Plain-value replica description from a deployment's step and memory models."""
+    capacity = mem.kv_capacity_tokens(prefill_tokens=sched.max_num_batched_tokens, num_sequences=sched.max_num_seqs)
+    return ReplicaSpec(
+        step=_StepModelTimer(sm.fast_step, sm.decode_pair), kv_blocks=capacity // sched.block_tokens, block_tokens=sched.block_tokens,
+        max_num_seqs=sched.max_num_seqs, max_num_batched_tokens=sched.max_num_batched_tokens,
+        chunked_prefill=sched.chunked_prefill, prefix_caching=sched.prefix_caching,
+        hash_block_tokens=hash_block_tokens, preemption=sched.preemption, queue=sched.policy, role=role,
+        max_context_tokens=sm.model.max_position_embeddings, kv_bytes_per_token=mem.kv_bytes_per_token,
+        swap_bytes_per_s=sched.swap_bytes_per_s,
+        idle_power_w=sm.system.chip.power.idle_w.value * sm.par.num_devices,
+    )
+
+
+@dataclass(frozen=True)
+class _StepModelTimer:
+    """The execution model's step model seen through the simulator's StepTimer protocol."""
+
+    step: Callable
+    decode_pair: Callable
+
+
+class Simulation:
+    """One run: replicas (optionally a prefill and a decode pool), a router, a workload."""
+
+    def __init__(self, specs: Sequence[ReplicaSpec], workload: WorkloadSpec, *, seed: int = 0, router: str = "least-outstanding",
+                 decode_specs: Sequence[ReplicaSpec] = (), transfer_s_per_token: float = 0.0,
+                 timeseries_interval_s: float = 1.0, progress: bool = False,
+                 slo_ttft_s: float | None = None, slo_tpot_s: float | None = None, check_invariants: bool = False):
+        self.workload = workload
+        self.rng = np.random.default_rng(seed)
+        self.replicas = [Replica(i, s) for i, s in enumerate(specs)]
+        self.decoders = [Replica(len(specs) + i, s) for i, s in enumerate(decode_specs)]
+        self.router, self.decode_router = make_router(router), make_router("least-outstanding")
+        self.transfer_s_per_token = transfer_s_per_token
+        self.series = TimeSeries(timeseries_interval_s)
+        for r in self.replicas + self.decoders:
+            r.on_sample = self.series.sample
+        self.log = RequestLog(min(workload.num_requests, 1 << 20))
+        self.rejected: Counter = Counter()
+        self.events: list[tuple[float, int, int, int]] = []  # (time, seq, replica index, version)
+        self.pending: list[tuple[float, int, int, Request]] = []  # (time, seq, kind, request)
+        self.version: dict[int, int] = {}
+        self.seq = itertools.count()
+        self.issued = 0
+        self.progress = progress
+        self.slo_ttft_s, self.slo_tpot_s = slo_ttft_s, slo_tpot_s
+        self.check_invariants = check_invariants
+
+    # -- request sources -------------------------------------------------------------------
+    def _closed_loop(self) -> Iterator[tuple[int, int, tuple | None]]:
+        return synthetic_lengths(self.workload, self.rng)
+
+    def _issue_closed(self, client: int, now: float) -> None:
+        if self.issued >= self.workload.num_requests:
+            return
+        p, o, h = next(self._lengths)
+        think = self.workload.think_time_s
+        if think > 0:
+            now += self.rng.exponential(think)
+        req = Request(self.issued, now, p, o, h, client=client)
+        self.issued += 1
+        heapq.heappush(self.pending, (now, next(self.seq), 0, req))
+
+    # -- replica plumbing --------------------------------------------------------------------
+    def _all(self) -> list[Replica]:
+        return self.replicas + self.decoders
+
+    def _schedule(self, replica: Replica, end: float | None) -> None:
+        if end is None:
+            return
+        v = self.version.get(replica.index, 0) + 1
+        self.version[replica.index] = v
+        heapq.heappush(self.events, (end, next(self.seq), replica.index, v))
+
+    def _kick(self, replica: Replica, now: float) -> None:
+        """A request was queued on `replica`: start it if idle, or cut its decode run short."""
+        if replica.work is None:
+            self._schedule(replica, replica.start(now))
+        else:
+            self._schedule(replica, replica.interrupt(now))
+
+    def _arrive(self, req: Request, now: float) -> None:
+        pool = self.replicas
+        reason = pool[0].rejects(req)
+        if reason is not None:
+            self.rejected[reason] += 1
+            if req.client >= 0:
+                self._issue_closed(req.client, now)
+            return
+        target = pool[self.router.route(req, pool)]
+        target.enqueue(req)
+        self._kick(target, now)
+
+    def _handoff_arrive(self, req: Request, now: float) -> None:
+        req.ready_s = now
+        target = self.decoders[self.decode_router.route(req, self.decoders)]
+        target.enqueue(req)
+        self._kick(target, now)
+
+    def _done(self, replica: Replica, reqs: list[Request], now: float) -> None:
+        for req in reqs:
+            if replica.spec.role == "prefill":
+                delay = req.prompt_len * self.transfer_s_per_token
+                heapq.heappush(self.pending, (now + delay, next(self.seq), 1, req))
+                continue
+            self.log.add(req)
+            if req.client >= 0:
+                self._issue_closed(req.client, now)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> SimulationResult:
+        wall0 = time.perf_counter()
+        wl = self.workload
+        stream: Iterator[Request] = iter(())
+        if wl.arrival == "closed":
+            self._lengths = self._closed_loop()
+            for c in range(min(wl.concurrency, wl.num_requests)):
+                self._issue_closed(c, 0.0)
+        else:
+            stream = open_loop_requests(wl, self.rng)
+        nxt = next(stream, None)
+        by_index = {r.index: r for r in self._all()}
+        events, pending = self.events, self.pending
+        bar = _Progress(wl.num_requests) if self.progress else None
+        now = 0.0
+        while True:
+            t_arr = nxt.arrival_s if nxt is not None else INF
+            t_pend = pending[0][0] if pending else INF
+            t_evt = events[0][0] if events else INF
+            if t_arr == INF and t_pend == INF and t_evt == INF:
+                break
+            if t_arr <= t_pend and t_arr <= t_evt:
+                now = t_arr
+                self._arrive(nxt, now)
+                nxt = next(stream, None)
+            elif t_pend <= t_evt:
+                now, _, kind, req = heapq.heappop(pending)
+                (self._handoff_arrive if kind == 1 else self._arrive)(req, now)
+            else:
+                now, _, idx, v = heapq.heappop(events)
+                if self.version.get(idx) != v:
+                    continue
+                replica = by_index[idx]
+                self._done(replica, replica.complete(now), now)
+                self._schedule(replica, replica.start(now))
+                if bar is not None:
+                    bar.update(self.log.n)
+            if self.check_invariants:
+                for r in self._all():
+                    r.check_invariants()
+        if bar is not None:
+            bar.close(self.log.n)
+        self._check_drained()
+        energy = sum(r.energy_j + r.spec.idle_power_w * max(0.0, now - r.idle_since) for r in self._all())
+        pool_hits = [r.pool for r in self._all()]
+        lookups = sum(p.lookup_tokens for p in pool_hits)
+        hit_rate = sum(p.hit_tokens for p in pool_hits) / lookups if lookups else 0.0
+        summary = summarize(self.log, energy_j=energy, wall_s=time.perf_counter() - wall0,
+                            preempted=sum(r.preempted for r in self._all()), rejected=self.rejected,
+                            slo_ttft_s=self.slo_ttft_s, slo_tpot_s=self.slo_tpot_s, prefix_hit_rate=hit_rate,
+                            series=self.series)
+        return SimulationResult(summary, self.log, self.series)
+
+    def _check_drained(self) -> None:
+        """Every admitted request finished and every KV block came back (a bug otherwise)."""
+        for r in self._all():
+            if r.num_running or len(r.waiting):
+                raise AssertionError(f"replica {r.index} ended with {r.num_running} running, {len(r.waiting)} waiting")
+            if r.pool.free + r.pool.cached_blocks != r.pool.num_blocks or any(r.pool.refs.values()):
+                raise AssertionError(f"replica {r.index} leaked KV blocks")
+
+
+class _Progress:
+    """A progress bar on stderr (rich), refreshed at most every 1% of the requests."""
+
+    def __init__(self, total: int):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.total, self.step, self.shown = total, max(1, total // 100), 0
+        self.bar = Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} requests"),
+                            TimeElapsedColumn(), transient=True, console=Console(stderr=True))
+        self.task = self.bar.add_task("sim", total=total)
+        self.bar.start()
+
+    def update(self, n: int) -> None:
+        if n - self.shown >= self.step:
+            self.bar.update(self.task, completed=n)
+            self.shown = n
+
+    def close(self, n: int) -> None:
+        self.bar.update(self.task, completed=n)
+        self.bar.stop()

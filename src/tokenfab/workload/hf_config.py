@@ -1,0 +1,241 @@
+"""Read a Hugging Face `config.json` into a `ModelSpec`.
+
+One parser per architecture family, chosen by the config's `model_type` through a
+registry: a new family is one function and one `@register_family` line.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tokenfab.errors import DataFileError, InvalidInputError, UnknownNameError
+from tokenfab.registry import Registry
+from tokenfab.workload.spec import AttentionSpec, FFNSpec, LayerGroup, ModelSpec
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+Parser = Callable[[str, dict[str, Any]], ModelSpec]
+_FAMILIES: Registry[Parser] = Registry("model family (model_type)")
+register_family = _FAMILIES.register
+"""Register a parser for one or more Hugging Face `model_type`s (twice raises)."""
+
+
+def supported_families() -> list[str]:
+    return _FAMILIES.names()
+
+
+def model_names() -> list[str]:
+    """Bundled model names (kebab-case)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+@functools.lru_cache(maxsize=128)
+def load_model(name: str) -> ModelSpec:
+    """A bundled model by name (e.g. 'llama-3.1-8b') or a path to a config.json."""
+    if name.endswith(".json") or "/" in name or "\\" in name:
+        path = Path(name)
+        if path.is_dir():
+            path = path / "config.json"
+        if not path.exists():
+            raise DataFileError(f"model config {name} does not exist")
+        label = path.parent.name if path.name == "config.json" else path.stem
+    else:
+        path = CONFIG_DIR / f"{name}.json"
+        if not path.exists():
+            raise UnknownNameError("model", name, model_names())
+        label = name
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataFileError(f"malformed config.json {path}: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(config, dict):
+        raise DataFileError(f"{path} must hold a JSON object")
+    return parse_config(config, name=label, source=str(path))
+
+
+def parse_config(config: dict[str, Any], name: str, source: str = "") -> ModelSpec:
+    """Dispatch on `model_type` and validate the result."""
+    if "text_config" in config and "hidden_size" not in config:
+        config = {**config["text_config"], "model_type": config["text_config"].get("model_type", config.get("model_type"))}
+    model_type = config.get("model_type")
+    if not model_type:
+        raise DataFileError(f"config {source or name} has no model_type")
+    parser = _FAMILIES.get(model_type)
+    try:
+        spec = parser(name, config)
+    except KeyError as exc:
+        raise DataFileError(f"config {source or name} ({model_type}) lacks field {exc.args[0]!r}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise DataFileError(f"config {source or name}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    except (TypeError, ValueError) as exc:
+        raise DataFileError(f"config {source or name}: {exc}") from None
+    return spec.model_copy(update={"source": source or spec.source})
+
+
+def _int(config: dict[str, Any], *keys: str, default: int | None = None) -> int:
+    for key in keys:
+        value = config.get(key)
+        if value is not None:
+            if not isinstance(value, int | float) or value < 0:
+                raise InvalidInputError(f"config field {key} must be a non-negative number, got {value!r}")
+            return int(value)
+    if default is None:
+        raise KeyError(keys[0])
+    return default
+
+
+def _mha(config: dict[str, Any], *, qkv_bias: bool = False, out_bias: bool = False) -> AttentionSpec:
+    hidden = _int(config, "hidden_size", "n_embd")
+    heads = _int(config, "num_attention_heads", "n_head")
+    head_dim = _int(config, "head_dim", default=hidden // heads)
+    window = config.get("sliding_window") if config.get("use_sliding_window", True) else None
+    partial = float(config.get("partial_rotary_factor", 1.0))
+    return AttentionSpec(
+        kind="mha",
+        num_heads=heads,
+        num_kv_heads=_int(config, "num_key_value_heads", default=heads),
+        head_dim=head_dim,
+        v_head_dim=head_dim,
+        qkv_bias=qkv_bias,
+        out_bias=out_bias,
+        sliding_window_tokens=window if isinstance(window, int) and window > 0 else None,
+        rotary_dim=_int(config, "rotary_dim", default=int(head_dim * partial)),
+    )
+
+
+def _dense_ffn(config: dict[str, Any], size: int | None = None, *, gated: bool = True, bias: bool = False) -> FFNSpec:
+    return FFNSpec(
+        kind="dense",
+        gated=gated,
+        activation=str(config.get("hidden_act", config.get("activation_function", "silu"))),
+        intermediate_size=size if size is not None else _int(config, "intermediate_size"),
+        mlp_bias=bias,
+    )
+
+
+def _common(name: str, config: dict[str, Any], layers: tuple[LayerGroup, ...], **extra: Any) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        family=config["model_type"],
+        hidden_size=_int(config, "hidden_size", "n_embd"),
+        vocab_size=_int(config, "vocab_size"),
+        max_position_embeddings=_int(config, "max_position_embeddings", "n_positions", default=4096),
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        layers=layers,
+        **extra,
+    )
+
+
+@register_family("llama", "mistral", "qwen2", "qwen3", "internlm", "internlm2")
+def _parse_llama_like(name: str, config: dict[str, Any]) -> ModelSpec:
+    """Llama, Mistral, Qwen2/2.5 (q/k/v bias), Qwen3 (head_dim from config), InternLM."""
+    qkv_bias = bool(config.get("attention_bias", config.get("bias", config["model_type"] == "qwen2")))
+    attn = _mha(config, qkv_bias=qkv_bias, out_bias=bool(config.get("attention_bias", False)) and config["model_type"] != "qwen2")
+    ffn = _dense_ffn(config, bias=bool(config.get("mlp_bias", False)))
+    return _common(name, config, (LayerGroup(num_layers=_int(config, "num_hidden_layers"), attention=attn, ffn=ffn),))
+
+
+@register_family("gptj")
+def _parse_gptj(name: str, config: dict[str, Any]) -> ModelSpec:
+    """GPT-J: parallel attention and MLP, LayerNorm, GELU MLP with bias, untied head with bias."""
+    hidden = _int(config, "n_embd", "hidden_size")
+    attn = _mha(config)
+    ffn = FFNSpec(
+        kind="dense", gated=False, activation=str(config.get("activation_function", "gelu_new")),
+        intermediate_size=_int(config, "n_inner", default=4 * hidden), mlp_bias=True,
+    )
+    group = LayerGroup(num_layers=_int(config, "n_layer", "num_hidden_layers"), attention=attn, ffn=ffn, parallel_attn_mlp=True)
+    return _common(name, config, (group,), norm="layernorm", lm_head_bias=True)
+
+
+def _moe_ffn(config: dict[str, Any], *, experts_key: str, shared: int = 0, shared_size: int = 0, expert_size: int | None = None) -> FFNSpec:
+    return FFNSpec(
+        kind="moe",
+        gated=True,
+        activation=str(config.get("hidden_act", "silu")),
+        intermediate_size=0,
+        num_experts=_int(config, experts_key),
+        num_experts_per_token=_int(config, "num_experts_per_tok", "experts_per_token"),
+        expert_intermediate_size=expert_size if expert_size is not None else _int(config, "moe_intermediate_size", "intermediate_size"),
+        num_shared_experts=shared,
+        shared_expert_intermediate_size=shared_size,
+    )
+
+
+@register_family("mixtral")
+def _parse_mixtral(name: str, config: dict[str, Any]) -> ModelSpec:
+    ffn = _moe_ffn(config, experts_key="num_local_experts", expert_size=_int(config, "intermediate_size"))
+    return _common(name, config, (LayerGroup(num_layers=_int(config, "num_hidden_layers"), attention=_mha(config), ffn=ffn),))
+
+
+@register_family("qwen3_moe", "qwen2_moe")
+def _parse_qwen_moe(name: str, config: dict[str, Any]) -> ModelSpec:
+    shared_size = _int(config, "shared_expert_intermediate_size", default=0)
+    ffn = _moe_ffn(config, experts_key="num_experts", shared=1 if shared_size else 0, shared_size=shared_size)
+    attn = _mha(config, qkv_bias=config["model_type"] == "qwen2_moe")
+    step = _int(config, "decoder_sparse_step", default=1)
+    if step != 1 or config.get("mlp_only_layers"):
+        raise InvalidInputError("Qwen MoE configs with dense layers interleaved (decoder_sparse_step != 1) are not supported yet")
+    return _common(name, config, (LayerGroup(num_layers=_int(config, "num_hidden_layers"), attention=attn, ffn=ffn),))
+
+
+@register_family("gpt_oss")
+def _parse_gpt_oss(name: str, config: dict[str, Any]) -> ModelSpec:
+    """gpt-oss: MoE every layer, alternating sliding-window (128) and full attention layers."""
+    ffn = _moe_ffn(config, experts_key="num_local_experts", expert_size=_int(config, "intermediate_size"))
+    n = _int(config, "num_hidden_layers")
+    kinds = config.get("layer_types") or ["full_attention"] * n
+    num_sliding = sum(1 for k in kinds if k == "sliding_attention")
+    full = _mha({**config, "sliding_window": None}, qkv_bias=True, out_bias=True)
+    groups = [LayerGroup(num_layers=n - num_sliding, attention=full, ffn=ffn)]
+    if num_sliding:
+        groups.append(LayerGroup(num_layers=num_sliding, attention=_mha(config, qkv_bias=True, out_bias=True), ffn=ffn))
+    return _common(name, config, tuple(groups))
+
+
+@register_family("deepseek_v2", "deepseek_v3", "kimi_k2")
+def _parse_deepseek(name: str, config: dict[str, Any]) -> ModelSpec:
+    """DeepSeek-V2/V3 (and Kimi-K2): MLA attention, first k layers dense, then shared + routed experts."""
+    heads = _int(config, "num_attention_heads")
+    nope, rope = _int(config, "qk_nope_head_dim"), _int(config, "qk_rope_head_dim")
+    q_lora = config.get("q_lora_rank")
+    attn = AttentionSpec(
+        kind="mla", num_heads=heads, num_kv_heads=heads, head_dim=nope + rope, v_head_dim=_int(config, "v_head_dim"),
+        rotary_dim=rope, q_lora_rank=int(q_lora) if q_lora else None, kv_lora_rank=_int(config, "kv_lora_rank"),
+        qk_nope_head_dim=nope, qk_rope_head_dim=rope,
+    )
+    n = _int(config, "num_hidden_layers")
+    k_dense = min(_int(config, "first_k_dense_replace", default=0), n)
+    if _int(config, "moe_layer_freq", default=1) != 1:
+        raise InvalidInputError("DeepSeek configs with moe_layer_freq != 1 are not supported yet")
+    moe_size = _int(config, "moe_intermediate_size")
+    num_shared = _int(config, "n_shared_experts", default=0)
+    moe = _moe_ffn(config, experts_key="n_routed_experts", shared=num_shared, shared_size=moe_size * num_shared if num_shared else 0)
+    groups = []
+    if k_dense:
+        groups.append(LayerGroup(num_layers=k_dense, attention=attn, ffn=_dense_ffn(config)))
+    if n - k_dense:
+        groups.append(LayerGroup(num_layers=n - k_dense, attention=attn, ffn=moe))
+    return _common(name, config, tuple(groups))
+
+
+@register_family("llama4_text", "llama4")
+def _parse_llama4(name: str, config: dict[str, Any]) -> ModelSpec:
+    """Llama 4 text model: MoE layers every `interleave_moe_layer_step`, one shared expert."""
+    n = _int(config, "num_hidden_layers")
+    step = _int(config, "interleave_moe_layer_step", default=1)
+    num_moe = n // step
+    moe = _moe_ffn(config, experts_key="num_local_experts", shared=1, shared_size=_int(config, "intermediate_size"),
+                   expert_size=_int(config, "intermediate_size"))
+    attn = _mha(config)
+    groups = [LayerGroup(num_layers=num_moe, attention=attn, ffn=moe)]
+    if n - num_moe:
+        groups.append(LayerGroup(num_layers=n - num_moe, attention=attn, ffn=_dense_ffn(config, _int(config, "intermediate_size_mlp"))))
+    return _common(name, config, tuple(groups))
