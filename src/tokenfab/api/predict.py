@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenfab.api.deployment import _positive, deployment
-from tokenfab.errors import UnknownNameError
+from tokenfab.errors import InvalidInputError, UnknownNameError
 from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC
 from tokenfab.execution.predict import PredictResult, estimate_static_batch
-from tokenfab.execution.step import StepResult
+from tokenfab.execution.speculative import SpeculativeModel, resolve_spec
+from tokenfab.execution.step import StepModel, StepResult
+from tokenfab.workload.hf_config import load_model
 
 
 def predict(
@@ -17,11 +19,29 @@ def predict(
     ep: int = 1, dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
     kv_dtype: str | None = None, batch: int = 1, input_len: int = 1024, output_len: int = 128,
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
+    spec_method: str | None = None, spec_tokens: int = 1, spec_acceptance: float | None = None,
+    spec_draft_model: str | None = None,
 ) -> PredictResult:
-    """Latency, throughput, memory and energy of a static batch of `batch` requests."""
-    _positive(batch=batch, input_len=input_len, output_len=output_len)
+    """Latency, throughput, memory and energy of a static batch of `batch` requests; with `spec_method`
+    ('draft', 'eagle', 'mtp'), decoding is speculative with `spec_tokens` drafted tokens per step."""
+    _positive(batch=batch, input_len=input_len, output_len=output_len, spec_tokens=spec_tokens)
     d = deployment(model, hardware, devices, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac, profile)
-    return estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len)
+    spec = speculative_model(d.step_model, spec_method, spec_tokens, spec_acceptance, spec_draft_model)
+    return estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len, spec)
+
+
+def speculative_model(sm: StepModel, method: str | None, num_tokens: int, acceptance: float | None,
+                      draft_model: str | None) -> SpeculativeModel | None:
+    """The speculative drafter of a deployment from the `--spec-*` flags (None without a method)."""
+    if method is None:
+        if acceptance is not None or draft_model is not None:
+            raise InvalidInputError("--spec-acceptance/--spec-draft-model need --spec-method draft|eagle|mtp")
+        return None
+    if num_tokens > 16:
+        raise InvalidInputError(f"--spec-tokens must be <= 16, got {num_tokens}")
+    spec = resolve_spec(sm.model, method, num_tokens, acceptance, draft_model)
+    draft = load_model(draft_model) if draft_model else None
+    return SpeculativeModel(sm, spec, draft)
 
 
 @dataclass(frozen=True)

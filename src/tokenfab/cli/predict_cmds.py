@@ -33,12 +33,19 @@ def predict(
     output_len: Annotated[int, typer.Option(help="Generated tokens per request.")] = 128,
     memory_utilization: Annotated[float, typer.Option(help="Usable fraction of device memory.")] = 0.9,
     allow_no_fit: Annotated[bool, typer.Option(help="Print the result even if it does not fit in memory.")] = False,
+    spec_method: Annotated[str | None, typer.Option(help="Speculative decoding: draft | eagle | mtp.")] = None,
+    spec_tokens: Annotated[int, typer.Option(help="Tokens drafted per speculative step (k).")] = 1,
+    spec_acceptance: Annotated[float | None, typer.Option(
+        help="Probability each drafted token is accepted (default: the model's published MTP rate, if any).")] = None,
+    spec_draft_model: Annotated[str | None, typer.Option(help="Draft model for --spec-method draft.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Latency, throughput, memory and energy of a static batch of requests."""
     result = api.predict(model=model, hardware=hardware, devices=devices, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype,
                          weight_dtype=weight_dtype, kv_dtype=kv_dtype, batch=batch, input_len=input_len,
-                         output_len=output_len, memory_utilization_frac=memory_utilization)
+                         output_len=output_len, memory_utilization_frac=memory_utilization,
+                         spec_method=spec_method, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance,
+                         spec_draft_model=spec_draft_model)
     if not result.fits and not allow_no_fit:
         m = result.memory
         raise DoesNotFitError(

@@ -129,6 +129,7 @@ def _common(name: str, config: dict[str, Any], layers: tuple[LayerGroup, ...], *
         max_position_embeddings=_int(config, "max_position_embeddings", "n_positions", default=4096),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
         layers=layers,
+        num_mtp_layers=_int(config, "num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_modules", default=0),
         **extra,
     )
 

@@ -102,6 +102,7 @@ class ModelSpec(_Frozen):
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     layers: tuple[LayerGroup, ...] = Field(min_length=1)
     source: str = Field(default="", description="config.json path or bundled name it came from.")
+    num_mtp_layers: int = Field(default=0, ge=0, description="Multi-token-prediction layers shipped beside the main model (DeepSeek-V3 num_nextn_predict_layers); not part of the forward pass, usable as a speculative drafter.")
 
     @property
     def num_layers(self) -> int:
