@@ -12,6 +12,7 @@ Groups (see bench/accuracy_serving.py for the serving group):
                                 TensorRT-LLM static-batching and batch-1 TTFT rows of trtllm.csv,
                                 predicted by `tokenfab predict`
   serving                       TTFT/TPOT at fixed concurrency and offline throughput, by `tokenfab simulate`
+  onnx                          MLPerf ResNet-50 / BERT rows of mlperf.csv (bench/accuracy_onnx.py)
 Rows the tool cannot express (unknown model, e.g. Falcon-180B) are counted and listed as skipped.
 Prints MAPE, median, p90, worst cases per group; exits 0 (tracking, not a gate).
 """
@@ -133,6 +134,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write all statistics to this JSON file")
     ap.add_argument("--no-loco", action="store_true", help="skip the leave-one-chip-out refits")
     ap.add_argument("--no-serving", action="store_true", help="skip the serving simulations (the slowest group)")
+    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX-graph group (MLPerf ResNet-50 / BERT rows)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     directory = shared_calibration_dir()
@@ -169,6 +171,12 @@ def main() -> None:
         report["serving_by_device"] = _print_stats("serving by device and framework", serving, ["group", "device", "framework"])
         print(f"serving rows: {len(serving)}; skipped {len(skipped_serving)} (disaggregated, unknown model, or no lengths)")
         skipped += skipped_serving
+    if not args.no_onnx:
+        from accuracy_onnx import run_onnx_group
+
+        graphs, skipped_onnx = run_onnx_group(directory)
+        report["onnx_groups"] = _print_stats("ONNX graphs (predict vs MLPerf ResNet-50 / BERT)", graphs, ["group", "device"])
+        skipped += skipped_onnx
     report["skipped"] = skipped
     report["wall_s"] = time.perf_counter() - t0
     if args.json:
