@@ -320,10 +320,13 @@ def _parse_qwen3_next(name: str, config: dict[str, Any]) -> ModelSpec:
     return _common(name, config, _groups_by_kind(kinds, make))
 
 
-@register_family("deepseek_v32")
+@register_family("deepseek_v32", "glm_moe_dsa")
 def _parse_deepseek_v32(name: str, config: dict[str, Any]) -> ModelSpec:
-    """DeepSeek-V3.2: DeepSeek-V3 plus DSA, a lightning indexer that picks `index_topk` cached tokens
-    for each query (the MLA core attends only those)."""
+    """DeepSeek-V3.2 and GLM-5: DeepSeek-V3-style MLA + MoE plus DSA, a lightning indexer that picks
+    `index_topk` cached tokens for each query (the MLA core attends only those). GLM-5.x indexer
+    sharing between layers (indexer_types 'shared') is not modelled: every layer runs its indexer."""
+    if any(t not in ("full", "shared") for t in config.get("indexer_types") or []):
+        raise InvalidInputError("config field indexer_types: only 'full' and 'shared' indexers are supported")
     spec = _parse_deepseek(name, config)
     dsa = {"index_num_heads": _int(config, "index_n_heads"), "index_head_dim": _int(config, "index_head_dim"),
            "index_topk_tokens": _int(config, "index_topk")}

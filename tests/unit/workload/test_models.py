@@ -86,7 +86,7 @@ def test_local_config_path(tmp_path):
 
 
 # Wave-2 families (issue 13): totals within 1% of the card; active counts as each card counts them.
-NEW_FAMILIES = ["glm-4.5-air", "glm-4.5", "minimax-m2", "qwen3-next-80b-a3b", "qwen3.5-397b-a17b",
+NEW_FAMILIES = ["glm-4.5-air", "glm-4.5", "glm-5", "minimax-m2", "qwen3-next-80b-a3b", "qwen3.5-397b-a17b",
                 "deepseek-v3.2-exp", "gemma-3-27b", "baichuan2-7b", "baichuan2-13b", "kimi-k2.5"]
 
 
@@ -97,7 +97,7 @@ def test_new_family_parameter_counts(name):
 
 
 @pytest.mark.parametrize("name, with_embeddings, rel", [
-    ("glm-4.5-air", False, 0.03), ("glm-4.5", False, 0.03), ("minimax-m2", False, 0.03),
+    ("glm-4.5-air", False, 0.03), ("glm-4.5", False, 0.03), ("glm-5", False, 0.03), ("minimax-m2", False, 0.03),
     ("qwen3.5-397b-a17b", True, 0.03), ("deepseek-v3.2-exp", True, 0.05),
     ("qwen3-next-80b-a3b", False, 0.10),  # the card rounds 3.25B to "3B"
 ])
