@@ -55,15 +55,26 @@ class TimeSeries:
         self.kv: list[float] = []
 
     def sample(self, t: float, dt: float, batch: int, kv_frac: float) -> None:
-        i = int(t / self.interval_s)
-        if i >= len(self.dt):
-            grow = i + 1 - len(self.dt)
+        """Busy time [t, t + dt) at this batch size and KV use, split over the buckets it spans; a negative dt
+        takes back [t + dt, t) (a decode run cut short by an arrival)."""
+        sign, start, end = (1.0, t, t + dt) if dt >= 0 else (-1.0, t + dt, t)
+        width = self.interval_s
+        i = int(start / width)
+        last = int(end / width)
+        if last >= len(self.dt):
+            grow = last + 1 - len(self.dt)
             self.dt += [0.0] * grow
             self.batch += [0.0] * grow
             self.kv += [0.0] * grow
-        self.dt[i] += dt
-        self.batch[i] += dt * batch
-        self.kv[i] += dt * kv_frac
+        while True:
+            hi = min(end, (i + 1) * width)
+            part = sign * (hi - max(start, i * width))
+            self.dt[i] += part
+            self.batch[i] += part * batch
+            self.kv[i] += part * kv_frac
+            if hi >= end or i >= last:
+                break
+            i += 1
 
     def to_frame(self):
         import pandas as pd
