@@ -6,6 +6,8 @@ from tokenfab.api.deployment import _positive, deployment
 from tokenfab.errors import InvalidInputError, UnknownNameError
 from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC
 
+TRACE_ALL = 1 << 40  # "every request of the trace"
+
 
 def _length_dist(spec: str | None, fixed: int, what: str):
     """'fixed:N', 'uniform:LO,HI', 'normal:MEAN,STD', 'lognormal:MEAN,STD', 'empirical:PATH', or a fixed length."""
@@ -34,7 +36,7 @@ def simulate(
     dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
     rate: float | None = None, concurrency: int | None = None, offline: bool = False, trace: str | None = None,
     trace_format: str = "auto", rate_scale: float = 1.0, trace_start_s: float = 0.0, trace_duration_s: float | None = None,
-    burstiness: float = 1.0, think_time_ms: float = 0.0, num_requests: int = 1000, input_len: int = 1024, output_len: int = 256,
+    burstiness: float = 1.0, think_time_ms: float = 0.0, num_requests: int | None = None, input_len: int = 1024, output_len: int = 256,
     input_dist: str | None = None, output_dist: str | None = None, shared_prefix_tokens: int = 0, seed: int = 0,
     slo_ttft_ms: float | None = None, slo_tpot_ms: float | None = None, replicas: int = 1, router: str = "least-outstanding",
     prefill_replicas: int = 0, decode_replicas: int = 0, prefill_tp: int | None = None, decode_tp: int | None = None,
@@ -58,6 +60,8 @@ def simulate(
     modes = sum([rate is not None, concurrency is not None, offline, trace is not None])
     if modes != 1:
         raise InvalidInputError("choose exactly one of --rate, --concurrency, --offline, --trace")
+    if num_requests is None:  # a trace replays whole; synthetic traffic defaults to 1,000 requests
+        num_requests = TRACE_ALL if trace is not None else 1000
     _positive(num_requests=num_requests, replicas=replicas, input_len=input_len, output_len=output_len)
     from tokenfab.serving.engines import engine_spec
 

@@ -119,7 +119,7 @@ class Simulation:
         self.series = TimeSeries(timeseries_interval_s)
         for r in self.replicas + self.decoders:
             r.on_sample = self.series.sample
-        self.log = RequestLog(min(workload.num_requests, 1 << 20))
+        self.log = RequestLog(min(workload.num_requests, 1 << 16))
         self.rejected: Counter = Counter()
         self.events: list[tuple[float, int, int, int]] = []  # (time, seq, replica index, version)
         self.pending: list[tuple[float, int, int, Request]] = []  # (time, seq, kind, request)
@@ -219,7 +219,7 @@ class Simulation:
         nxt = next(stream, None)
         by_index = {r.index: r for r in self._all()}
         events, pending = self.events, self.pending
-        bar = _Progress(wl.num_requests) if self.progress else None
+        bar = _Progress(min(wl.num_requests, 10**9)) if self.progress else None
         now = 0.0
         while True:
             t_arr = nxt.arrival_s if nxt is not None else INF
