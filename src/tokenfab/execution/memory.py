@@ -50,19 +50,26 @@ class MemoryModel:
     """Footprint of a deployment per device as a function of the tokens it holds."""
 
     def __init__(self, model: ModelSpec, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig,
-                 memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, kv_free_memory_frac: float | None = None):
-        """`kv_free_memory_frac` switches to TensorRT-LLM's policy: the KV cache gets that fraction of the
-        memory left after weights and activations (its kv_cache_free_gpu_mem_fraction, default 0.9),
-        instead of everything below `memory_utilization_frac` of the device (vLLM's policy)."""
+                 memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, kv_free_memory_frac: float | None = None,
+                 static_memory_frac: float | None = None):
+        """KV-cache sizing follows one engine policy: by default vLLM's (the whole process below
+        `memory_utilization_frac` of the device); `kv_free_memory_frac`: TensorRT-LLM's (the KV cache gets that
+        fraction of the memory left after weights and activations, its free_gpu_memory_fraction, default 0.9);
+        `static_memory_frac`: SGLang's (weights plus the KV pool take that fraction of the device,
+        mem_fraction_static; activations live in the rest)."""
         self.model, self.par, self.prec = model, par, prec
         self.capacity = system.chip.memory_capacity_bytes
         self.usable = self.capacity * memory_utilization_frac
         self.kv_free_memory_frac = kv_free_memory_frac
+        self.static_memory_frac = static_memory_frac
         self.weights_bytes = self._weights()
         self._kv_scale = bytes_per_element(prec.kv) * layers_per_stage(model.num_layers, par.pp) / model.num_layers
-        self.kv_bytes_per_token = self._kv_per_token()  # full-context layers only; see kv_bytes for the rest
+        self.kv_growing_bytes_per_token = self._kv_per_token()  # layers that keep every token of the context
         self.window_layers = self._window_layers()
         self.state_bytes_per_sequence = self._state_per_sequence()
+        # every attention layer's KV for every token: what a paged pool without window eviction reserves
+        # (the serving simulator's figure; `kv_bytes_per_token_at` gives the window-aware one)
+        self.kv_bytes_per_token = self.kv_growing_bytes_per_token + sum(b for _, b in self.window_layers)
 
     def _weights(self) -> float:
         m, par = self.model, self.par
@@ -122,11 +129,11 @@ class MemoryModel:
         """Per-device cache bytes of `num_sequences` sequences of `context_len` tokens: full layers grow with the
         context, sliding-window layers stop at their window, linear layers keep a fixed state per sequence."""
         windowed = sum(b * min(context_len, w) for w, b in self.window_layers)
-        return num_sequences * (context_len * self.kv_bytes_per_token + windowed + self.state_bytes_per_sequence)
+        return num_sequences * (context_len * self.kv_growing_bytes_per_token + windowed + self.state_bytes_per_sequence)
 
     def kv_bytes_per_token_at(self, context_len: float) -> float:
         """Mean cache bytes per token for sequences of `context_len` tokens (what a KV pool should divide by:
-        tends to `kv_bytes_per_token` for contexts far beyond the windows)."""
+        tends to `kv_growing_bytes_per_token` for contexts far beyond the windows)."""
         return self.kv_bytes(context_len, 1) / context_len if context_len > 0 else self.kv_bytes_per_token
 
     def activations_bytes(self, prefill_tokens: int, num_sequences: int) -> float:
@@ -156,18 +163,15 @@ class MemoryModel:
         """KV tokens that fit beside the weights (and one step's activations) on each device. With
         `context_len`, tokens are costed at `kv_bytes_per_token_at(context_len)` (sliding-window and linear
         layers amortised over sequences of that length); without it, at every layer's full per-token cost."""
-        if self.kv_free_memory_frac is not None:
+        if self.static_memory_frac is not None:
+            free = self.static_memory_frac * self.capacity - self.weights_bytes
+        elif self.kv_free_memory_frac is not None:
             left = self.capacity - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
             free = self.kv_free_memory_frac * left
         else:
             free = self.usable - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
-        per_token = self.kv_bytes_per_token_at(context_len) if context_len else self.pool_bytes_per_token
+        per_token = self.kv_bytes_per_token_at(context_len) if context_len else self.kv_bytes_per_token
         return max(0, math.floor(free / per_token)) if per_token > 0 else 0
-
-    @property
-    def pool_bytes_per_token(self) -> float:
-        """Per-token bytes of a pool that keeps every layer's KV for every token (no window eviction)."""
-        return self.kv_bytes_per_token + sum(b for _, b in self.window_layers)
 
     def max_batch(self, input_len: int, output_len: int, dp: int = 1) -> int:
         """Largest static batch (over all replicas) whose prompts and outputs fit."""

@@ -18,28 +18,28 @@ def _mem(name: str, tp: int = 1) -> MemoryModel:
 def test_sliding_window_layers_reserve_only_their_window():
     mem = _mem("gemma-3-27b")
     full_layer = 16 * (128 + 128) * 2  # bytes per token of one layer: 16 kv heads x (k + v) x bf16
-    assert mem.kv_bytes_per_token == 10 * full_layer  # only the 10 global layers grow with the context
+    assert mem.kv_growing_bytes_per_token == 10 * full_layer  # only the 10 global layers grow with the context
     # 4 sequences of 8192 tokens: global layers hold 8192 tokens, local layers 1024
     assert mem.kv_bytes(8192, 4) == 4 * (8192 * 10 + 1024 * 52) * full_layer
     # below the window every layer holds the whole context
     assert mem.kv_bytes(512, 1) == 512 * 62 * full_layer
-    assert mem.kv_bytes_per_token_at(1e6) == pytest.approx(mem.kv_bytes_per_token, rel=0.01)
-    assert mem.pool_bytes_per_token == 62 * full_layer
+    assert mem.kv_bytes_per_token_at(1e6) == pytest.approx(mem.kv_growing_bytes_per_token, rel=0.01)
+    assert mem.kv_bytes_per_token == 62 * full_layer  # a pool that does not evict outside the window
 
 
 def test_gpt_oss_windowed_kv_halves_at_long_context():
     mem = _mem("gpt-oss-20b")
-    assert mem.kv_bytes(65536, 1) < 0.52 * mem.pool_bytes_per_token * 65536
+    assert mem.kv_bytes(65536, 1) < 0.52 * mem.kv_bytes_per_token * 65536
     assert mem.kv_capacity_tokens(context_len=65536) > 1.9 * mem.kv_capacity_tokens()
 
 
 def test_linear_attention_keeps_a_state_not_a_cache():
     mem = _mem("qwen3-next-80b-a3b", tp=4)
     # 12 full-attention layers x 2 kv heads (replicated: 1 per device at tp 4) x (256 + 256) x 2 bytes
-    assert mem.kv_bytes_per_token == 12 * 1 * 512 * 2
+    assert mem.kv_growing_bytes_per_token == mem.kv_bytes_per_token == 12 * 1 * 512 * 2
     state = 36 * (32 * 128 * 128 * 4.0 + 3 * (2 * 16 * 128 + 32 * 128) * 2.0) / 4
     assert mem.state_bytes_per_sequence == pytest.approx(state)
-    assert mem.kv_bytes(1000, 2) == pytest.approx(2 * (1000 * mem.kv_bytes_per_token + state))
+    assert mem.kv_bytes(1000, 2) == pytest.approx(2 * (1000 * mem.kv_growing_bytes_per_token + state))
 
 
 def test_linear_decode_cost_does_not_grow_with_context_and_dsa_core_is_capped():
