@@ -25,6 +25,12 @@ from tokenfab.units import bytes_per_element
 from tokenfab.workload.spec import AttentionSpec, FFNSpec, LayerGroup
 
 
+# Query chunks up to this length over a longer cached context run MLA in the absorbed (decode) form,
+# as vLLM's and SGLang's MLA backends do for speculative verify steps (FlashMLA packs the q tokens of a
+# sequence as extra heads over one read of the latent cache); longer chunks decompress K/V (prefill form).
+MLA_ABSORBED_MAX_Q = 16
+
+
 @dataclass(frozen=True, slots=True)
 class StepBatch:
     """Work of one engine step on one data-parallel replica.
@@ -179,6 +185,16 @@ class LayerCoster:
         nope, rope, kv_rank = int(attn.qk_nope_head_dim), int(attn.qk_rope_head_dim or 0), int(attn.kv_lora_rank)
         topk = attn.index_topk_tokens
         for n, q, kv in batch.prefill:
+            if q <= MLA_ABSORBED_MAX_Q < kv:  # speculative verify: absorbed like decode, q tokens packed as heads
+                yield self.gemm("attn.q_absorb", n * q, heads * kv_rank, nope)
+                yield self.gemm("attn.v_absorb", n * q, heads * attn.v_head_dim, kv_rank)
+                yield estimate_decode_attention(self.cc, n, float(kv), heads * q, 1, kv_rank + rope, kv_rank, self.kv_dtype,
+                                                window=topk, latent_dim=kv_rank + rope, op="attn.core",
+                                                act_dtype=self.act_dtype)
+                if topk:
+                    yield estimate_dsa_indexer(self.cc, n, q, kv, int(attn.index_num_heads or 1), int(attn.index_head_dim),
+                                               self.kv_dtype)
+                continue
             yield self.gemm("attn.kv_up", n * kv, heads * (nope + attn.v_head_dim), kv_rank)
             yield estimate_prefill_attention(self.cc, n, q, kv, heads, heads, nope + rope, attn.v_head_dim,
                                              self.act_dtype, self.act_dtype, window=topk, op="attn.core")

@@ -137,7 +137,16 @@ class SpeculativeModel:
             draft_e += e
         c = int(round(ctx))
         verify = self.target.time_energy(StepBatch(prefill=((num_seqs, k + 1, c + k + 1),)))
-        return draft_t + verify[0], draft_e + verify[1], self.tokens_per_iteration
+        logits_t, logits_e = self.extra_logits(num_seqs)
+        return draft_t + verify[0] + logits_t, draft_e + verify[1] + logits_e, self.tokens_per_iteration
+
+    def extra_logits(self, num_seqs: int) -> tuple[float, float]:
+        """(time, energy) of the LM head and sampling for the k verified positions beyond the one a
+        prefill step computes: verification needs the target's logits at every drafted position."""
+        k = self.spec.num_spec_tokens
+        one, all_ = self.target.head_part(num_seqs), self.target.head_part(num_seqs * (k + 1))
+        n = self.target.par.num_devices
+        return all_.time_s - one.time_s, (all_.busy_energy_j - one.busy_energy_j) * n
 
     def extra_weights_bytes(self) -> float:
         """Weights the drafter adds per device: a whole draft model, or one layer (embedding and LM head shared)."""

@@ -158,6 +158,10 @@ class StepModel:
             self._layers_cache[key] = part
         return part
 
+    def head_part(self, num_logits: int) -> StepPart:
+        """Final norm, LM head and sampling of `num_logits` positions (speculative verify needs k + 1 per sequence)."""
+        return self._head_part(num_logits)
+
     def _head_part(self, num_logits: int) -> StepPart:
         """Final norm, LM head, logit gather and sampling of `num_logits` sequences."""
         hit = self._head_cache.get(num_logits)
