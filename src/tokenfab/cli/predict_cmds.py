@@ -108,6 +108,9 @@ def print_prediction(d: dict) -> None:
               f"(weights {gb(mem['weights'])}, KV {gb(mem['kv_cache'])}, activations {gb(mem['activations'])})")
     t.add_row("fits / largest batch", f"{'yes' if d['fits'] else 'NO'} / {d['max_batch_that_fits']}")
     t.add_row("efficiency curves", f"{d['efficiency_source']}: {d['efficiency_note']}")
+    if spec := d.get("speculative"):
+        t.add_row("speculative decoding", f"{spec['method']} k={spec['num_spec_tokens']}, acceptance {spec['acceptance_frac']:.2f} "
+                  f"({spec['acceptance_source']}): {spec['tokens_per_iteration']:.2f} tokens per verify step")
     out.print(t)
     b = Table(title="where the time goes (top operators)")
     for col in ("op", "phase", "time", "share", "bound", "MFU", "MBU"):
