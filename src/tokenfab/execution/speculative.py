@@ -24,6 +24,7 @@ import functools
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tokenfab.errors import InvalidInputError, UnknownNameError
@@ -95,6 +96,15 @@ def expected_tokens_per_iteration(acceptance_frac: float, num_spec_tokens: int) 
     """1 + sum_{i=1..k} A^i: tokens one verify step emits per sequence (between 1 and k + 1)."""
     a, k = acceptance_frac, num_spec_tokens
     return float(sum(a ** i for i in range(k + 1)))
+
+
+def sample_tokens_per_iteration(rng: np.random.Generator, acceptance_frac: float, num_spec_tokens: int,
+                                size: int) -> np.ndarray:
+    """Tokens each of `size` sequences emits in one verify step, drawn from the acceptance chain: the first
+    rejected draft position j (P = A^j (1 - A) for j < k; all k accepted with P = A^k) gives j + 1 tokens.
+    For a simulator that advances sequences individually; the mean is `expected_tokens_per_iteration`."""
+    accepted = rng.geometric(1.0 - acceptance_frac, size) - 1 if acceptance_frac < 1.0 else np.full(size, num_spec_tokens)
+    return np.minimum(accepted, num_spec_tokens) + 1
 
 
 def head_model(model: ModelSpec) -> ModelSpec:

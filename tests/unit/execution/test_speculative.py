@@ -5,7 +5,8 @@ import pytest
 from tokenfab import api
 from tokenfab.errors import InvalidInputError, UnknownNameError
 from tokenfab.execution.speculative import (
-    SpeculativeModel, expected_tokens_per_iteration, head_model, resolve_spec, speculative_iteration,
+    SpeculativeModel, expected_tokens_per_iteration, head_model, resolve_spec, sample_tokens_per_iteration,
+    speculative_iteration,
 )
 from tokenfab.workload.hf_config import load_model
 
@@ -118,3 +119,11 @@ def test_verify_runs_mla_absorbed_and_pays_for_every_verified_logit():
     spec = SpeculativeModel(sm, resolve_spec(sm.model, "mtp", 2, None))
     t, e = spec.extra_logits(4)
     assert t == pytest.approx(sm.head_part(12).time_s - sm.head_part(4).time_s) and t > 0 and e > 0
+
+
+@pytest.mark.parametrize("a, k", [(0.0, 3), (0.6, 4), (0.9, 2), (1.0, 5)])
+def test_sampled_tokens_follow_the_chain(a, k):
+    import numpy as np
+    draws = sample_tokens_per_iteration(np.random.default_rng(7), a, k, 200_000)
+    assert draws.min() >= 1 and draws.max() <= k + 1
+    assert draws.mean() == pytest.approx(expected_tokens_per_iteration(a, k), rel=0.01)
