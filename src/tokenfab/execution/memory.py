@@ -58,7 +58,7 @@ class MemoryModel:
         `static_memory_frac`: SGLang's (weights plus the KV pool take that fraction of the device,
         mem_fraction_static; activations live in the rest)."""
         self.model, self.par, self.prec = model, par, prec
-        self.capacity = system.chip.memory_capacity_bytes
+        self.capacity = system.chip.device_memory_bytes
         self.usable = self.capacity * memory_utilization_frac
         self.kv_free_memory_frac = kv_free_memory_frac
         self.static_memory_frac = static_memory_frac
@@ -137,6 +137,15 @@ class MemoryModel:
         else:
             free = self.usable - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
         return max(0, math.floor(free / self.kv_bytes_per_token)) if self.kv_bytes_per_token > 0 else 0
+
+    def ledger(self, prefill_tokens: int = 0, num_sequences: int = 0) -> dict[str, float]:
+        """Where each device's memory goes under this engine policy (bytes): weights, activations and
+        workspace of the largest step, the KV cache the policy allocates, and what the policy leaves unused
+        (the engine's headroom for CUDA graphs, the runtime and fragmentation)."""
+        kv = self.kv_capacity_tokens(prefill_tokens, num_sequences) * self.kv_bytes_per_token
+        act = self.activations_bytes(prefill_tokens, num_sequences)
+        return {"capacity": self.capacity, "weights": self.weights_bytes, "activations": act, "kv_cache": kv,
+                "unused": max(0.0, self.capacity - self.weights_bytes - act - kv)}
 
     def max_batch(self, input_len: int, output_len: int, dp: int = 1) -> int:
         """Largest static batch (over all replicas) whose prompts and outputs fit."""
