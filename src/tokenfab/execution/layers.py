@@ -137,9 +137,19 @@ class LayerCoster:
                                              self.act_dtype, self.kv_dtype, window=attn.sliding_window_tokens,
                                              op="attn.core")
         if batch.num_decode:
-            yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, heads, kv_heads,
-                                            attn.head_dim, attn.v_head_dim, self.kv_dtype,
-                                            window=attn.sliding_window_tokens, op="attn.core", act_dtype=self.act_dtype)
+            yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, **self.decode_core_args(attn),
+                                            op="attn.core")
+
+    def decode_core_args(self, attn: AttentionSpec) -> dict:
+        """Arguments of the decode attention core of one layer (shared by the scalar and vectorised paths)."""
+        heads = attn.num_heads // self.par.tp
+        if attn.kind == "mla":
+            kv_rank, rope = int(attn.kv_lora_rank), int(attn.qk_rope_head_dim or 0)
+            return dict(num_heads=heads, num_kv_heads=1, head_dim=kv_rank + rope, v_head_dim=kv_rank,
+                        kv_dtype=self.kv_dtype, latent_dim=kv_rank + rope, act_dtype=self.act_dtype)
+        return dict(num_heads=heads, num_kv_heads=max(1, attn.num_kv_heads // self.par.tp), head_dim=attn.head_dim,
+                    v_head_dim=attn.v_head_dim, kv_dtype=self.kv_dtype, window=attn.sliding_window_tokens,
+                    act_dtype=self.act_dtype)
 
     def _mla_ops(self, attn: AttentionSpec, batch: StepBatch, with_core: bool) -> Iterator[OpCost]:
         """DeepSeek MLA: latent projections on all tokens; prefill decompresses K/V and runs MHA,
@@ -170,9 +180,8 @@ class LayerCoster:
             yield estimate_prefill_attention(self.cc, n, q, kv, heads, heads, nope + rope, attn.v_head_dim,
                                              self.act_dtype, self.act_dtype, op="attn.core")
         if batch.num_decode:
-            yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, heads, 1, kv_rank + rope,
-                                            kv_rank, self.kv_dtype, latent_dim=kv_rank + rope, op="attn.core",
-                                            act_dtype=self.act_dtype)
+            yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, **self.decode_core_args(attn),
+                                            op="attn.core")
 
     def dense_ffn_ops(self, ffn: FFNSpec, tokens: int, width: int | None = None, prefix: str = "mlp") -> Iterator[OpCost]:
         width = (width if width is not None else ffn.intermediate_size) // self.par.tp

@@ -148,14 +148,20 @@ class MemoryModel:
                 "unused": max(0.0, self.capacity - self.weights_bytes - act - kv)}
 
     def max_batch(self, input_len: int, output_len: int, dp: int = 1) -> int:
-        """Largest static batch (over all replicas) whose prompts and outputs fit."""
-        lo, hi = 0, 1
-        while hi < 1 << 24 and self.footprint(hi * (input_len + output_len), hi * input_len, hi).fits:
-            lo, hi = hi, hi * 2
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self.footprint(mid * (input_len + output_len), mid * input_len, mid).fits:
-                lo = mid
-            else:
-                hi = mid
-        return lo * dp
+        """Largest static batch (over all replicas) whose prompts and outputs fit.
+
+        The footprint is affine in the batch (weights + b x (KV, activations and logits of one request)), so
+        the bound is solved directly and checked against `footprint` (one step either way absorbs rounding)."""
+        base = self.footprint(0, 0, 0).total_bytes
+        one = self.footprint(input_len + output_len, input_len, 1).total_bytes - base
+        if one <= 0:
+            return (1 << 24) * dp
+        b = max(0, min(1 << 24, math.floor((self.usable - base) / one)))
+        while b > 0 and not self._fits(b, input_len, output_len):
+            b -= 1
+        while b < 1 << 24 and self._fits(b + 1, input_len, output_len):
+            b += 1
+        return b * dp
+
+    def _fits(self, batch: int, input_len: int, output_len: int) -> bool:
+        return self.footprint(batch * (input_len + output_len), batch * input_len, batch).fits

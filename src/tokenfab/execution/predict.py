@@ -111,11 +111,9 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
     per_replica = math.ceil(batch / par.dp)
     prefill = sm.step(StepBatch(prefill=((per_replica, input_len, input_len),)))
     contexts = decode_contexts(input_len, output_len)
-    decode_steps = [sm.step(StepBatch(num_decode=per_replica, decode_kv_len=float(c))) for c in contexts]
     steps = output_len - 1
-    if decode_steps:
-        times = np.array([s.time_s for s in decode_steps])
-        energies = np.array([s.energy_j for s in decode_steps])
+    if len(contexts):
+        times, energies = sm.decode_times(per_replica, contexts)  # == [sm.step(decode batch at c) for c in contexts]
         mean_t = float(np.trapezoid(times, contexts) / (contexts[-1] - contexts[0])) if len(times) > 1 else float(times[0])
         mean_e = float(np.trapezoid(energies, contexts) / (contexts[-1] - contexts[0])) if len(times) > 1 else float(energies[0])
     else:
@@ -125,8 +123,8 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
     footprint = mem.footprint(per_replica * (input_len + output_len), per_replica * input_len, per_replica)
     peak, bw = sm.cc.peak(sm.prec.dtype), sm.cc.bandwidth_bytes_per_s
     rows = _breakdown_rows(prefill.breakdown, "prefill", 1.0, peak, bw)
-    if decode_steps:
-        mid = decode_steps[len(decode_steps) // 2]
+    if len(contexts):
+        mid = sm.step(StepBatch(num_decode=per_replica, decode_kv_len=float(contexts[len(contexts) // 2])))
         scale = steps * mean_t / mid.time_s if mid.time_s > 0 else 0.0
         rows += _breakdown_rows(mid.breakdown, "decode", scale, peak, bw)
     prec = sm.prec
