@@ -180,7 +180,7 @@ def load_profile(name: str) -> EfficiencyProfile | None:
     return profile_from_dict(read_yaml(path), str(path))
 
 
-def _units(chip: ChipSpec, ref: EfficiencyProfile) -> float:
+def chip_compute_units(chip: ChipSpec, ref: EfficiencyProfile) -> float:
     """Compute units of `chip`; without a spec'd count, scale the reference's by bf16 peak."""
     if chip.num_compute_units is not None:
         return chip.num_compute_units.value
@@ -197,17 +197,17 @@ def resolve_profile(chip: ChipSpec, profile_path: str | None = None) -> Resolved
         own = load_profile(profile_path)
         if own is None:
             raise DataFileError(f"efficiency profile {profile_path} does not exist")
-        return ResolvedProfile(own, generic, "fitted", _units(chip, own), f"calibrated profile {profile_path}")
+        return ResolvedProfile(own, generic, "fitted", chip_compute_units(chip, own), f"calibrated profile {profile_path}")
     own = load_profile(chip.name)
     ref = load_profile(chip.efficiency_reference) if chip.efficiency_reference else None
     if own is not None:
         note = f"fitted on {chip.name} measurements"
         if ref is not None:
             note += f"; kernel classes not measured on it inherited from {chip.efficiency_reference}"
-        return ResolvedProfile(own, generic, "fitted", _units(chip, own), note, reference=ref)
+        return ResolvedProfile(own, generic, "fitted", chip_compute_units(chip, own), note, reference=ref)
     if chip.efficiency_reference:
         if ref is not None:
             note = f"inherited from {chip.efficiency_reference}: {chip.efficiency_reference_reason}"
-            return ResolvedProfile(ref, generic, "inherited", _units(chip, ref), note)
+            return ResolvedProfile(ref, generic, "inherited", chip_compute_units(chip, ref), note)
     note = "generic default fitted on all measured chips (no measurements of this chip or its family)"
-    return ResolvedProfile(generic, generic, "generic", _units(chip, generic), note)
+    return ResolvedProfile(generic, generic, "generic", chip_compute_units(chip, generic), note)
