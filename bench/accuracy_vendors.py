@@ -57,7 +57,7 @@ def run_vendor_group(directory: Path) -> tuple[pd.DataFrame, list[str]]:
                             ("after fit", "holdout_predicted_s", pd.Series("fitted", index=test.index))):
         parts.append(pd.DataFrame({
             "case_id": test["source"], "group": "vendors:" + test["op_family"] + f" {label} (held-out shapes)",
-            "device": test["device"], "vendor": test["device"].map(vendor), "op_family": test["op_family"],
+            "device": test["device"], "vendor": test["device"].map(vendor), "op": test["op"], "op_family": test["op_family"],
             "kind": test["kind"], "efficiency_source": src, "measured": test["measured_s"], "predicted": test[col],
         }))
     rows = pd.concat(parts, ignore_index=True)
