@@ -83,7 +83,7 @@ class LayerCoster:
         hit = self._comm_cache.get(key)
         if hit is None:
             hit = estimate_collective(self.cc, self.system, name, devices, message_bytes, op=op)
-            oneshot = "all_reduce_oneshot" in self.cc.resolved.profile.collectives
+            oneshot = self.cc.resolved.has_collective("all_reduce_oneshot")
             if name == "all_reduce" and oneshot and devices <= self.system.chips_per_node:
                 alt = estimate_collective(self.cc, self.system, "all_reduce", devices, message_bytes, op=op,
                                           implementation="oneshot")
