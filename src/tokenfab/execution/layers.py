@@ -90,7 +90,7 @@ class LayerCoster:
         hit = self._comm_cache.get(key)
         if hit is None:
             hit = estimate_collective(self.cc, self.system, name, devices, message_bytes, op=op)
-            oneshot = "all_reduce_oneshot" in self.cc.resolved.profile.collectives
+            oneshot = self.cc.resolved.has_collective("all_reduce_oneshot")
             if name == "all_reduce" and oneshot and devices <= self.system.chips_per_node:
                 alt = estimate_collective(self.cc, self.system, "all_reduce", devices, message_bytes, op=op,
                                           implementation="oneshot")
@@ -151,9 +151,22 @@ class LayerCoster:
                                              self.act_dtype, self.kv_dtype, window=attn.sliding_window_tokens,
                                              op="attn.core")
         if batch.num_decode:
-            yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, heads, kv_heads,
-                                            attn.head_dim, attn.v_head_dim, self.kv_dtype,
-                                            window=attn.sliding_window_tokens, op="attn.core", act_dtype=self.act_dtype)
+            yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, **self.decode_core_args(attn),
+                                            op="attn.core")
+
+    def decode_core_args(self, attn: AttentionSpec) -> dict | None:
+        """Arguments of the decode attention core of one layer (shared by the scalar and vectorised paths);
+        None when the core is not one decode-attention kernel (linear attention; DSA's indexer + top-k core)."""
+        if attn.kind == "linear" or attn.index_topk_tokens:
+            return None
+        heads = attn.num_heads // self.par.tp
+        if attn.kind == "mla":
+            kv_rank, rope = int(attn.kv_lora_rank), int(attn.qk_rope_head_dim or 0)
+            return dict(num_heads=heads, num_kv_heads=1, head_dim=kv_rank + rope, v_head_dim=kv_rank,
+                        kv_dtype=self.kv_dtype, latent_dim=kv_rank + rope, act_dtype=self.act_dtype)
+        return dict(num_heads=heads, num_kv_heads=max(1, attn.num_kv_heads // self.par.tp), head_dim=attn.head_dim,
+                    v_head_dim=attn.v_head_dim, kv_dtype=self.kv_dtype, window=attn.sliding_window_tokens,
+                    act_dtype=self.act_dtype)
 
     def _mla_ops(self, attn: AttentionSpec, batch: StepBatch, with_core: bool) -> Iterator[OpCost]:
         """DeepSeek MLA: latent projections on all tokens; prefill decompresses K/V and runs MHA,

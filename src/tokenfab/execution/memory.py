@@ -58,7 +58,7 @@ class MemoryModel:
         `static_memory_frac`: SGLang's (weights plus the KV pool take that fraction of the device,
         mem_fraction_static; activations live in the rest)."""
         self.model, self.par, self.prec = model, par, prec
-        self.capacity = system.chip.memory_capacity_bytes
+        self.capacity = system.chip.device_memory_bytes
         self.usable = self.capacity * memory_utilization_frac
         self.kv_free_memory_frac = kv_free_memory_frac
         self.static_memory_frac = static_memory_frac
@@ -173,15 +173,30 @@ class MemoryModel:
         per_token = self.kv_bytes_per_token_at(context_len) if context_len else self.kv_bytes_per_token
         return max(0, math.floor(free / per_token)) if per_token > 0 else 0
 
+    def ledger(self, prefill_tokens: int = 0, num_sequences: int = 0) -> dict[str, float]:
+        """Where each device's memory goes under this engine policy (bytes): weights, activations and
+        workspace of the largest step, the KV cache the policy allocates, and what the policy leaves unused
+        (the engine's headroom for CUDA graphs, the runtime and fragmentation)."""
+        kv = self.kv_capacity_tokens(prefill_tokens, num_sequences) * self.kv_bytes_per_token
+        act = self.activations_bytes(prefill_tokens, num_sequences)
+        return {"capacity": self.capacity, "weights": self.weights_bytes, "activations": act, "kv_cache": kv,
+                "unused": max(0.0, self.capacity - self.weights_bytes - act - kv)}
+
     def max_batch(self, input_len: int, output_len: int, dp: int = 1) -> int:
-        """Largest static batch (over all replicas) whose prompts and outputs fit."""
-        lo, hi = 0, 1
-        while hi < 1 << 24 and self.footprint(hi * (input_len + output_len), hi * input_len, hi).fits:
-            lo, hi = hi, hi * 2
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self.footprint(mid * (input_len + output_len), mid * input_len, mid).fits:
-                lo = mid
-            else:
-                hi = mid
-        return lo * dp
+        """Largest static batch (over all replicas) whose prompts and outputs fit.
+
+        The footprint is affine in the batch (weights + b x (KV, activations and logits of one request)), so
+        the bound is solved directly and checked against `footprint` (one step either way absorbs rounding)."""
+        base = self.footprint(0, 0, 0).total_bytes
+        one = self.footprint(input_len + output_len, input_len, 1).total_bytes - base
+        if one <= 0:
+            return (1 << 24) * dp
+        b = max(0, min(1 << 24, math.floor((self.usable - base) / one)))
+        while b > 0 and not self._fits(b, input_len, output_len):
+            b -= 1
+        while b < 1 << 24 and self._fits(b + 1, input_len, output_len):
+            b += 1
+        return b * dp
+
+    def _fits(self, batch: int, input_len: int, output_len: int) -> bool:
+        return self.footprint(batch * (input_len + output_len), batch * input_len, batch).fits

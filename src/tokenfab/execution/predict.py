@@ -102,6 +102,17 @@ def _breakdown_rows(totals: dict[str, OpTotal], phase: str, scale: float, cc_pea
     return rows
 
 
+def dominant_source(rows: list[dict], default: str) -> str:
+    """The efficiency source behind most of the predicted time. A chip with a partial profile of its
+    own (H20: only FP8 block GEMMs and attention measured) runs most bf16 kernels on inherited
+    curves, and the result must say so rather than 'fitted'."""
+    weight: dict[str, float] = {}
+    for r in rows:
+        if r["source"] in ("fitted", "inherited", "generic"):
+            weight[r["source"]] = weight.get(r["source"], 0.0) + r["time_s"]
+    return max(weight, key=weight.get) if weight else default
+
+
 def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len: int, output_len: int,
                           spec: SpeculativeModel | None = None) -> PredictResult:
     """Predict a static batch on the deployment described by `sm` (see module doc); with `spec`, decoding
@@ -115,32 +126,28 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
     par = sm.par
     per_replica = math.ceil(batch / par.dp)
     prefill = sm.step(StepBatch(prefill=((per_replica, input_len, input_len),)))
+    contexts = decode_contexts(input_len, output_len)
     steps = output_len - 1
+    ttft, prefill_e = prefill.time_s, prefill.energy_j
     if spec is None:
-        contexts = decode_contexts(input_len, output_len)
-        decode_steps = [sm.step(StepBatch(num_decode=per_replica, decode_kv_len=float(c))) for c in contexts]
-        mean_t, mean_e = _trapezoid_means(contexts, [s.time_s for s in decode_steps], [s.energy_j for s in decode_steps])
-        ttft, prefill_e = prefill.time_s, prefill.energy_j
+        times, energies = sm.decode_times(per_replica, contexts) if len(contexts) else ([], [])
+        mean_t, mean_e = _trapezoid_means(contexts, list(times), list(energies))
         decode_s, decode_j = steps * mean_t, steps * mean_e
     else:
         draft_prefill = spec.drafter.step(StepBatch(prefill=((per_replica, input_len, input_len),)))
-        ttft, prefill_e = prefill.time_s + draft_prefill.time_s, prefill.energy_j + draft_prefill.energy_j
-        contexts = decode_contexts(input_len, output_len)
+        ttft, prefill_e = ttft + draft_prefill.time_s, prefill_e + draft_prefill.energy_j
         its = [spec.iteration(per_replica, float(c)) for c in contexts]
         it_t, it_e = _trapezoid_means(contexts, [i[0] for i in its], [i[1] for i in its])
-        iterations = steps / spec.tokens_per_iteration
-        decode_s, decode_j = iterations * it_t, iterations * it_e
-        decode_steps = []
-    e2e = ttft + decode_s
+        decode_s, decode_j = steps / spec.tokens_per_iteration * it_t, steps / spec.tokens_per_iteration * it_e
     footprint = mem.footprint(per_replica * (input_len + output_len), per_replica * input_len, per_replica)
     peak, bw = sm.cc.peak(sm.prec.dtype), sm.cc.bandwidth_bytes_per_s
     rows = _breakdown_rows(prefill.breakdown, "prefill", 1.0, peak, bw)
-    if decode_steps:
-        mid = decode_steps[len(decode_steps) // 2]
+    info = None
+    if len(contexts) and spec is None:
+        mid = sm.step(StepBatch(num_decode=per_replica, decode_kv_len=float(contexts[len(contexts) // 2])))
         scale = decode_s / mid.time_s if mid.time_s > 0 else 0.0
         rows += _breakdown_rows(mid.breakdown, "decode", scale, peak, bw)
-    info = None
-    if spec is not None and steps > 0:
+    elif len(contexts):
         rows += _speculative_rows(sm, spec, per_replica, float(contexts[len(contexts) // 2]), steps, peak, bw)
         footprint = _with_drafter(footprint, spec, per_replica * (input_len + output_len))
         info = {"method": spec.spec.method, "num_spec_tokens": spec.spec.num_spec_tokens,
@@ -151,10 +158,11 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
     return PredictResult(
         model=sm.model.name, hardware=sm.system.chip.name, devices=par.num_devices, tp=par.tp, pp=par.pp, ep=par.ep,
         dp=par.dp, dtype=prec.dtype, weight_dtype=prec.weights, kv_dtype=prec.kv, batch=batch, input_len=input_len,
-        output_len=output_len, ttft_s=ttft, tpot_s=decode_s / steps if steps else 0.0, e2e_s=e2e,
+        output_len=output_len, ttft_s=ttft, tpot_s=decode_s / steps if steps else 0.0, e2e_s=ttft + decode_s,
         energy_j=prefill_e + decode_j,
         memory=footprint, max_batch_that_fits=mem.max_batch(input_len, output_len, par.dp),
-        efficiency_source=sm.provenance, efficiency_note=sm.provenance_note, breakdown=rows, speculative=info,
+        efficiency_source=dominant_source(rows, sm.provenance), efficiency_note=sm.provenance_note, breakdown=rows,
+        speculative=info,
     )
 
 

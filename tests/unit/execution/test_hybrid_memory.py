@@ -61,3 +61,16 @@ def test_every_new_family_predicts():
                           ("baichuan2-13b", "l40s", 1), ("qwen3.5-397b-a17b", "h200-sxm", 8), ("glm-4.5", "h200-sxm", 8)]:
         r = api.predict(model=model, hardware=hw, tp=tp, batch=4, input_len=2048, output_len=64)
         assert r.ttft_s > 0 and r.tpot_s > 0 and r.memory.kv_cache_bytes > 0
+
+
+@pytest.mark.parametrize("model, hw, tp", [("qwen3-next-80b-a3b", "h100-sxm", 4), ("deepseek-v3.2-exp", "h200-sxm", 8),
+                                           ("gemma-3-27b", "h100-sxm", 1)])
+def test_vectorised_decode_equals_step_for_hybrid_layers(model, hw, tp):
+    from tokenfab.api.deployment import deployment
+    from tokenfab.execution.layers import StepBatch
+    sm = deployment(model, hw, None, tp).step_model
+    contexts = [300.0, 5000.0, 70000.0]
+    times, energies = sm.decode_times(6, contexts)
+    for c, t, e in zip(contexts, times, energies):
+        step = sm.step(StepBatch(num_decode=6, decode_kv_len=c))
+        assert t == pytest.approx(step.time_s, rel=1e-9) and e == pytest.approx(step.energy_j, rel=1e-9)
