@@ -1,9 +1,12 @@
 """Cost of the attention kernel of one layer on one device (after TP sharding of heads).
 
-Prefill follows FlashAttention's IO: Q, K, V are read once and O written once (no
-materialised score matrix), causal masking halves the work of the new tokens, and
-the new K/V are written to the cache. Decode reads the whole KV cache of every
-sequence once per step; query heads that share a KV head (GQA/MQA) share the read.
+Prefill follows FlashAttention's IO: Q read and O written once (no materialised score
+matrix), K/V read once per KV head when they fit in the on-chip memory, which the query
+heads of a GQA group and the query blocks share (else once per wave of readers: see
+`tokenfab.cost.onchip`), causal masking halves the work of the new tokens, and the new
+K/V are written to the cache. Decode reads the whole KV cache of every sequence once per
+step (from on chip when the deployment holds it there); query heads that share a KV
+head (GQA/MQA) share the read.
 MLA decode uses the absorbed form: every head attends over the shared compressed
 latent (kv_lora_rank + rope dims), so the cache read is per token, not per head.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import math
 
 from tokenfab.cost.chip_cost import ChipCost, KernelWork
+from tokenfab.cost.onchip import prefill_kv_passes
 from tokenfab.cost.result import OpCost
 from tokenfab.units import bytes_per_element
 
@@ -46,12 +50,15 @@ def prefill_attention_work(
         kv_read = kv_len
     flops = 2.0 * batch * num_heads * q_len * attended * (head_dim + dv)
     a, kvb = bytes_per_element(act_dtype), bytes_per_element(kv_dtype)
+    q_blocks = math.ceil(q_len / Q_BLOCK)
+    passes = prefill_kv_passes(kv_read * (head_dim + dv) * kvb, num_heads, num_kv_heads, q_blocks,
+                               cc.onchip.capacity_bytes, cc.compute_units)
     dram = batch * (
         q_len * num_heads * (head_dim * a + dv * 2.0)  # read Q, write O (16-bit)
-        + kv_read * num_kv_heads * (head_dim + dv) * kvb  # read K, V
+        + passes * kv_read * num_kv_heads * (head_dim + dv) * kvb  # read K, V
         + q_len * num_kv_heads * (head_dim + dv) * kvb  # write the new K, V into the cache
     )
-    work = batch * num_heads * math.ceil(q_len / Q_BLOCK)
+    work = batch * num_heads * q_blocks
     return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), work, kv_kind(kv_dtype))
 
 
@@ -70,12 +77,13 @@ def estimate_prefill_attention(
 def decode_attention_work(
     cc: ChipCost, batch: int, kv_len: float, num_heads: int, num_kv_heads: int, head_dim: int,
     v_head_dim: int | None = None, kv_dtype: str = "bf16", window: int | None = None, latent_dim: int | None = None,
-    act_dtype: str = "bf16",
+    act_dtype: str = "bf16", kv_on_chip: bool = False,
 ) -> KernelWork:
     """One new token per sequence attending to `kv_len` cached positions (the mean over the batch).
 
     With `latent_dim` (MLA absorbed form) the cache holds one `latent_dim` vector per token shared
-    by all heads; scores and values are computed in the latent space.
+    by all heads; scores and values are computed in the latent space. `kv_on_chip`: the cache is
+    held in on-chip memory (a deployment whose weights and KV fit there), read at its bandwidth.
     """
     dv = v_head_dim or head_dim
     kv = min(kv_len, window) if window else kv_len
@@ -89,16 +97,20 @@ def decode_attention_work(
         cache = batch * kv * num_kv_heads * (head_dim + dv) * kvb
         units = batch * num_kv_heads * math.ceil(kv / KV_SPLIT)
     dram = cache + batch * num_heads * (head_dim + dv) * 2.0 + batch * num_kv_heads * (head_dim + dv) * kvb
-    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kv_kind(kv_dtype))
+    onchip = 0.0
+    if kv_on_chip:
+        dram, onchip = dram - cache, cache
+    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kv_kind(kv_dtype), onchip)
 
 
 def estimate_decode_attention(
     cc: ChipCost, batch: int, kv_len: float, num_heads: int, num_kv_heads: int, head_dim: int,
     v_head_dim: int | None = None, kv_dtype: str = "bf16", *, window: int | None = None,
     latent_dim: int | None = None, op: str = "attention_decode", warm_cache: bool = False, act_dtype: str = "bf16",
+    kv_on_chip: bool = False,
 ) -> OpCost:
     """Time of decode attention (see `decode_attention_work`); `warm_cache` as in `estimate_gemm`."""
     w = decode_attention_work(cc, batch, kv_len, num_heads, num_kv_heads, head_dim, v_head_dim, kv_dtype,
-                              window, latent_dim, act_dtype)
+                              window, latent_dim, act_dtype, kv_on_chip)
     params, source = cc.resolved.attention("decode", w.kind)
-    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)
+    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache, w.onchip_bytes)
