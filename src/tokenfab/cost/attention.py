@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from tokenfab.cost.chip_cost import ChipCost, KernelWork
-from tokenfab.cost.onchip import prefill_kv_passes
+from tokenfab.cost.onchip import DecodeKvShape, PrefillKvShape, prefill_kv_passes
 from tokenfab.cost.result import OpCost
 from tokenfab.units import bytes_per_element
 
@@ -53,13 +53,15 @@ def prefill_attention_work(
     q_blocks = math.ceil(q_len / Q_BLOCK)
     passes = prefill_kv_passes(kv_read * (head_dim + dv) * kvb, num_heads, num_kv_heads, q_blocks,
                                cc.onchip.capacity_bytes, cc.compute_units)
-    dram = batch * (
+    fixed = batch * (
         q_len * num_heads * (head_dim * a + dv * 2.0)  # read Q, write O (16-bit)
-        + passes * kv_read * num_kv_heads * (head_dim + dv) * kvb  # read K, V
         + q_len * num_kv_heads * (head_dim + dv) * kvb  # write the new K, V into the cache
     )
+    kv_once = batch * kv_read * num_kv_heads * (head_dim + dv) * kvb  # read K, V
+    dram = fixed + passes * kv_once
+    shape = PrefillKvShape(fixed, kv_once, kv_read * (head_dim + dv) * kvb, num_heads, num_kv_heads, q_blocks)
     work = batch * num_heads * q_blocks
-    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), work, kv_kind(kv_dtype))
+    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), work, kv_kind(kv_dtype), 0.0, shape)
 
 
 def estimate_prefill_attention(
@@ -71,7 +73,8 @@ def estimate_prefill_attention(
     w = prefill_attention_work(cc, batch, q_len, kv_len, num_heads, num_kv_heads, head_dim, v_head_dim,
                                act_dtype, kv_dtype, window)
     params, source = cc.resolved.attention("prefill", w.kind)
-    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)
+    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache,
+                         w.onchip_bytes, w.shape)
 
 
 def decode_attention_work(
@@ -100,7 +103,8 @@ def decode_attention_work(
     onchip = 0.0
     if kv_on_chip:
         dram, onchip = dram - cache, cache
-    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kv_kind(kv_dtype), onchip)
+    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kv_kind(kv_dtype), onchip,
+                      DecodeKvShape(cache, kv_on_chip))
 
 
 def estimate_decode_attention(
@@ -113,4 +117,5 @@ def estimate_decode_attention(
     w = decode_attention_work(cc, batch, kv_len, num_heads, num_kv_heads, head_dim, v_head_dim, kv_dtype,
                               window, latent_dim, act_dtype, kv_on_chip)
     params, source = cc.resolved.attention("decode", w.kind)
-    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache, w.onchip_bytes)
+    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache,
+                         w.onchip_bytes, w.shape)

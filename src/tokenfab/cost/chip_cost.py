@@ -22,6 +22,7 @@ class KernelWork:
     work_units: float
     kind: str  # key of the fitted curve in the profile table
     onchip_bytes: float = 0.0  # bytes of data held on chip across steps (see cost.onchip)
+    shape: object | None = None  # what the traffic depends on (a cost.onchip shape), for design sweeps
 
 
 class ChipCost:
@@ -67,8 +68,10 @@ class ChipCost:
     def run_kernel(
         self, op: str, flops: float, dram_bytes: float, peak: float, params: KernelParams,
         work_units: float, source: str, warm_cache: bool = False, onchip_bytes: float = 0.0,
+        shape: object | None = None,
     ) -> OpCost:
-        """Time one kernel with the shared formula and package it as an OpCost."""
+        """Time one kernel with the shared formula and package it as an OpCost. `shape` (a
+        `cost.onchip` shape) lets a recording subclass re-evaluate the traffic at other designs."""
         onchip_bw = self.onchip.bandwidth_bytes_per_s
         time_s, roofline = kernel_time_s(
             flops, dram_bytes, peak, self.bandwidth_bytes_per_s, params, work_units,

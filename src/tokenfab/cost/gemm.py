@@ -11,7 +11,7 @@ only part of it). Quantised formats pick their own fitted curve ("gemm kind").
 from __future__ import annotations
 
 from tokenfab.cost.chip_cost import ChipCost, KernelWork
-from tokenfab.cost.onchip import gemm_traffic_bytes
+from tokenfab.cost.onchip import GemmShape, gemm_traffic_bytes
 from tokenfab.cost.result import OpCost
 from tokenfab.units import bytes_per_element
 
@@ -53,10 +53,10 @@ def gemm_work(
     out_bytes = 4.0 if act_dtype in ("fp32", "tf32") else 2.0
     a_bytes = bytes_per_element(act_dtype) if act_dtype in _SIXTEEN_BIT or cc.supports(act_dtype) else 2.0
     flops = 2.0 * m * n * k
-    dram, onchip = gemm_traffic_bytes(m, n, k, a_bytes, bytes_per_element(weight_dtype), out_bytes,
-                                      cc.onchip.capacity_bytes, weights_on_chip)
+    shape = GemmShape(m, n, k, a_bytes, bytes_per_element(weight_dtype), out_bytes, weights_on_chip)
+    dram, onchip = gemm_traffic_bytes(m, n, k, a_bytes, shape.w_bytes, out_bytes, cc.onchip.capacity_bytes, weights_on_chip)
     work = min(m, TILE) * n / (TILE * TILE)
-    return KernelWork(flops, dram, cc.peak(compute), work, kind, onchip)
+    return KernelWork(flops, dram, cc.peak(compute), work, kind, onchip, shape)
 
 
 def estimate_gemm(
@@ -68,4 +68,5 @@ def estimate_gemm(
     may hold its weights on chip (`weights_on_chip`)."""
     w = gemm_work(cc, m, n, k, act_dtype, weight_dtype, variant, weights_on_chip)
     params, source = cc.resolved.gemm(w.kind)
-    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache, w.onchip_bytes)
+    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache, w.onchip_bytes,
+                         w.shape)

@@ -126,6 +126,69 @@ def prefill_kv_passes(
 
 
 @dataclass(frozen=True, slots=True)
+class GemmShape:
+    """What a GEMM's traffic depends on, for re-evaluating it at other on-chip capacities (`sweep`)."""
+
+    m: int
+    n: int
+    k: int
+    a_bytes: float
+    w_bytes: float
+    out_bytes: float
+    weights_on_chip: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillKvShape:
+    """What prefill attention's traffic depends on: bytes that never change, K/V bytes read per pass."""
+
+    fixed_bytes: float
+    kv_bytes_per_pass: float
+    kv_head_bytes: float
+    num_heads: int
+    num_kv_heads: int
+    num_q_blocks: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeKvShape:
+    """Decode attention's cache bytes, which come from on chip when the deployment holds the KV there."""
+
+    cache_bytes: float
+    kv_on_chip: bool
+
+
+def gemm_traffic_array(shape: GemmShape, capacity_bytes, weights_on_chip):
+    """`gemm_traffic_bytes` over arrays of capacities and residency flags (numpy; same formulas)."""
+    import numpy as np
+
+    m, n, k, a, w = shape.m, shape.n, shape.k, shape.a_bytes, shape.w_bytes
+    budget = np.asarray(capacity_bytes, dtype=float) / k
+    side = budget / (a + w)
+    tm = np.minimum(float(m), np.maximum(float(MIN_TILE), side))
+    tn = np.minimum(float(n), np.maximum(float(MIN_TILE), side))
+    spare = budget - tm * a - tn * w
+    grow_n = (spare > 0.0) & (tm >= m) & (tn < n)
+    grow_m = (spare > 0.0) & ~grow_n & (tn >= n) & (tm < m)
+    tn = np.where(grow_n, np.minimum(float(n), tn + spare / w), tn)
+    tm = np.where(grow_m, np.minimum(float(m), tm + spare / a), tm)
+    passes_a, passes_w = np.ceil(n / tn - 1e-9), np.ceil(m / tm - 1e-9)
+    a_total, w_total, c_total = m * k * a, k * n * w, m * n * shape.out_bytes
+    streamed = a_total * passes_a + w_total * passes_w + c_total
+    held = np.asarray(weights_on_chip, dtype=bool)
+    return np.where(held, a_total + c_total, streamed), np.where(held, w_total, 0.0)
+
+
+def prefill_kv_passes_array(shape: PrefillKvShape, capacity_bytes, compute_units):
+    """`prefill_kv_passes` over arrays of capacities and compute-unit counts."""
+    import numpy as np
+
+    readers = max(1, shape.num_heads // max(1, shape.num_kv_heads)) * max(1, shape.num_q_blocks)
+    waves = np.maximum(1.0, np.ceil(readers / np.maximum(1.0, compute_units)))
+    return np.where(shape.kv_head_bytes <= np.asarray(capacity_bytes, dtype=float), 1.0, waves)
+
+
+@dataclass(frozen=True, slots=True)
 class ResidencyPlan:
     """What a deployment keeps on chip across steps (decided once per deployment and step shape)."""
 
