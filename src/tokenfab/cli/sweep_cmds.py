@@ -24,7 +24,7 @@ def sweep(
     input_len: Annotated[int, Opt(help="Prompt tokens the capacity is estimated at.")] = 1024,
     output_len: Annotated[int, Opt(help="Output tokens the capacity is estimated at.")] = 256,
     sample: Annotated[str, Opt(help="grid (every combination of the --vary steps), sobol or lhs (seeded).")] = "grid",
-    points: Annotated[int | None, Opt(help="Number of points for --sample sobol|lhs.")] = None,
+    points: Annotated[int | None, Opt(help="Number of points for --sample sobol|lhs (powers of two keep Sobol balanced).")] = None,
     seed: Annotated[int, Opt(help="Seed of the sample.")] = 0,
     report: Annotated[str | None, Opt(help="Write an HTML report with plots to this path.")] = None,
     top: Annotated[int, Opt(help="Pareto rows shown in the table.")] = 15,

@@ -3,14 +3,15 @@
 The design points are a full grid of the `--vary` ranges, or a seeded low-discrepancy sample
 of them (`scipy.stats.qmc` Sobol or Latin hypercube) of `--points` points. Every point is the
 base chip with its knobs replaced (`sweep.knobs.apply_knobs`); each is scored for every model
-(`sweep.evaluate`), then the Pareto front (tokens/s per chip and per watt up, CNY per Mtok
-down) and each output's sensitivity to each knob are computed per model.
+(`sweep.evaluate`), then the Pareto front (tokens/s per chip and per watt up, CNY per Mtok and
+cost per good die down) and each output's sensitivity to each knob are computed per model.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,7 +45,9 @@ def design_points(ranges: list[KnobRange], sample: Sample, num_points: int | Non
 
     d = len(ranges)
     if sample == "sobol":
-        u = qmc.Sobol(d, scramble=True, seed=seed).random(num_points)
+        with warnings.catch_warnings():  # a point count that is not a power of two is the user's choice
+            warnings.simplefilter("ignore", UserWarning)
+            u = qmc.Sobol(d, scramble=True, seed=seed).random(num_points)
     elif sample == "lhs":
         u = qmc.LatinHypercube(d, seed=seed).random(num_points)
     else:

@@ -112,3 +112,12 @@ def test_cli_json_and_bad_input(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run(["sweep", "--base", "h20", "--vary", "memory.bandwidth_bytes_per_s=3e12:4e12:2"])
     assert exit_info.value.code == 2 and "die_area_mm2" in capsys.readouterr().err
+
+
+def test_html_report_is_written_whole(tmp_path, capsys):
+    path = tmp_path / "sweep.html"
+    run(["sweep", "--base", "npu-template", "--vary", "memory.bandwidth_bytes_per_s=2e12:4e12:2",
+         "--vary", "process_node=smic-n+2,tsmc-n7", "--report", str(path)])
+    text = path.read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.count("data:image/png;base64,") == 3
+    assert not list(tmp_path.glob("*.tmp")) and "Pareto front" in capsys.readouterr().out
