@@ -56,6 +56,7 @@ EXTERNAL_GROUPS = [  # (name, module in bench/, function, what it measures)
     ("serving", "accuracy_serving", "run_serving_group", "TTFT/TPOT/throughput of serving runs by tokenfab simulate"),
     ("vendors", "accuracy_vendors", "run_vendor_group", "vendor kernels before/after fitting, held-out shapes"),
     ("moe", "accuracy_moe", "run_moe_group", "fused MoE layers"),
+    ("onnx", "accuracy_onnx", "run_onnx_group", "MLPerf ResNet-50 / BERT rows by predict on ONNX graphs"),
 ]
 
 E2E_MODELS = {"Llama-2-7B": "llama-2-7b", "Llama-2-13B": "llama-2-13b", "Llama-2-70B": "llama-2-70b",
