@@ -61,3 +61,18 @@ def _fit_mapes(name):
 
 def test_h200_is_never_fitted():
     assert load_profile("h200-sxm") is None
+
+
+def test_full_mesh_model_explains_hccl_scaling_with_group_size(vendor_ops):
+    """One parameter set over 2, 4 and 8 NPUs: the direct full-mesh algorithm (n-1 links at once)
+    must fit HCCL all-reduce far better than a ring over one link (measured 11.5% vs 45% MAPE)."""
+    from tokenfab.calibrate.fit import CollectiveSamples, fit_collective
+    from tokenfab.calibrate.profiles import collective_samples
+
+    chip = load_chip("ascend-910b")
+    s = collective_samples(vendor_ops[vendor_ops["device"] == "ascend-910b"], chip)["all_reduce"]
+    assert set(s.num_devices) == {2.0, 4.0, 8.0} and np.all(s.mesh() == 8)
+    _, mesh_q = fit_collective(s)
+    ring = CollectiveSamples(s.name, s.num_devices, s.message_bytes, s.link_bw, s.time_s, np.zeros(len(s.time_s)))
+    _, ring_q = fit_collective(ring)
+    assert mesh_q.mape < 0.2 and mesh_q.mape < 0.5 * ring_q.mape
