@@ -38,6 +38,7 @@ def test_parse_vary_and_grid():
     ("onchip_sram_bytes=a:b", "LO:HI:N"),
     ("onchip_sram_bytes", "FIELD=LO:HI:N"),
     ("process_node=tsmc-n6", "did you mean"),
+    ("process_node=tsmc-n10", "no published defect density"),
 ])
 def test_bad_vary_is_one_line_error(text, fragment):
     with pytest.raises((InvalidInputError, UnknownNameError)) as info:
@@ -48,10 +49,10 @@ def test_bad_vary_is_one_line_error(text, fragment):
 def test_apply_knobs_changes_only_the_knobs():
     base = load_chip("h100-sxm")
     chip = apply_knobs(base, {"memory.bandwidth_bytes_per_s": 5e12, "peak_flop_per_s.bf16": 2e15,
-                              "onchip_sram_bandwidth_bytes_per_s": 10e12, "process_node": "tsmc-n3"})
+                              "onchip_sram_bandwidth_bytes_per_s": 10e12, "process_node": "tsmc-n7"})
     assert chip.memory_bandwidth_bytes_per_s == 5e12 and chip.peak("bf16") == 2e15
     assert chip.memory_capacity_bytes == base.memory_capacity_bytes and chip.peak("fp8") == base.peak("fp8")
-    assert chip.onchip_sram_bandwidth_bytes_per_s.basis == "template" and silicon_node(chip) == "tsmc-n3"
+    assert chip.onchip_sram_bandwidth_bytes_per_s.basis == "template" and silicon_node(chip) == "tsmc-n7"
     assert base.memory_bandwidth_bytes_per_s != 5e12  # the base is untouched
     assert silicon_node(base) == "tsmc-n5"  # TSMC 4N is an N5-family node
 
