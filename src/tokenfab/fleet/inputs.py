@@ -24,6 +24,7 @@ import numpy as np
 from tokenfab.errors import DoesNotFitError, InvalidInputError
 from tokenfab.fleet.capacity import CapacityProvider, combined_provider
 from tokenfab.fleet.periods import period_index, resolve_per_period
+from tokenfab.fleet.resource_inputs import ResourceData, apply_utilization, build_resource_data
 from tokenfab.fleet.spec import ChipOptionSpec, MoneySpec, PlanSpec, ScenarioSpec
 from tokenfab.fleet.tco import (
     capex_per_chip,
@@ -85,6 +86,10 @@ class PlanData:
     currency: str
     datacenter: DatacenterFigures
     silicon_rows: list[dict] = field(default_factory=list)
+    wafers_per_chip: np.ndarray | None = None  # (I, T, S) by delivery period; NaN where the silicon is unknown
+    raw_capacity: np.ndarray | None = None  # (I, M) provider tokens/s before the utilisation cap
+    stated_demand: np.ndarray | None = None  # (M, T, S) demand before peak headroom
+    resources: ResourceData | None = None  # components, NRE, power build-out (fleet.resource_inputs)
 
 
 class _Money:
@@ -152,9 +157,12 @@ def build_plan_data(spec: PlanSpec, provider: CapacityProvider | None = None) ->
         currency=spec.currency,
         datacenter=figures,
     )
+    data.wafers_per_chip = np.full(data.supply.shape, np.nan)
     for i, option in enumerate(spec.options):
         _fill_option(data, spec, i, option, scenarios, money)
     _fill_running_costs(data)
+    apply_utilization(data, spec.utilization)
+    data.resources = build_resource_data(data, spec, scenarios, money)
     if spec.capex_accounting == "depreciation":
         _fill_capex_weight(data)
     return data
@@ -307,6 +315,7 @@ def _fill_manufactured(
             unit_usd = estimate.cost_per_good_chip_usd * (1.0 + made.markup_frac)
             data.chip_price[i, t, s] = unit_usd * usd * scenario.price_multiplier.get(option.name, 1.0)
             supply = wafers[t] * estimate.good_chips_per_wafer
+            data.wafers_per_chip[i, t, s] = 1.0 / estimate.good_chips_per_wafer
             data.supply[i, t, s] = min(supply, cap[t])
             data.supply[i, t, s] *= scenario.supply_multiplier.get(option.name, 1.0)
             data.silicon_rows.append(

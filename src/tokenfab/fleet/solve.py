@@ -85,6 +85,7 @@ def solve_lp(lp: LinearProgram, settings: SolverSpec) -> SolveOutcome:
     highspy, solver = _new_solver(settings)
     matrix = lp.matrix
     is_mip = bool(np.any(lp.integrality))
+    scale = _objective_scale(lp.cost)
     started = time.perf_counter()
     status = solver.passModel(
         lp.num_cols,
@@ -93,7 +94,7 @@ def solve_lp(lp: LinearProgram, settings: SolverSpec) -> SolveOutcome:
         1,  # column-wise
         1,  # minimise
         0.0,
-        lp.cost,
+        lp.cost / scale,
         lp.lower,
         _finite(lp.upper, highspy),
         _finite(lp.row_lower, highspy),
@@ -117,16 +118,18 @@ def solve_lp(lp: LinearProgram, settings: SolverSpec) -> SolveOutcome:
     else:
         raise RuntimeError(f"HiGHS found no plan: {words}")
     values = np.array(solver.getSolution().col_value)
-    objective = float(info.objective_function_value)
+    objective = float(info.objective_function_value) * scale
     mip_gap = float(info.mip_gap) if is_mip else 0.0
     if is_mip:
         row_dual, col_dual = _fixed_integer_duals(solver, lp, values, highspy)
+        row_dual = None if row_dual is None else row_dual * scale
+        col_dual = None if col_dual is None else col_dual * scale
         note = "MILP: shadow prices come from the LP re-solved with integer purchases fixed at their optimum"
     else:
         solution = solver.getSolution()
         valid = solution.dual_valid
-        row_dual = np.array(solution.row_dual) if valid else None
-        col_dual = np.array(solution.col_dual) if valid else None
+        row_dual = np.array(solution.row_dual) * scale if valid else None
+        col_dual = np.array(solution.col_dual) * scale if valid else None
         note = "LP duals" if valid else "no dual solution available"
     return SolveOutcome(
         status=outcome_status,
@@ -140,6 +143,18 @@ def solve_lp(lp: LinearProgram, settings: SolverSpec) -> SolveOutcome:
         duals_note=note,
         solve_time_s=time.perf_counter() - started,
     )
+
+
+def _objective_scale(cost: np.ndarray) -> float:
+    """Largest objective coefficient, so HiGHS sees costs of order one.
+
+    Fleet costs span 1e-6 (tie-breaks) to 1e7 (unmet-demand penalties) per unit; unscaled,
+    HiGHS's MIP solver has declared clearly suboptimal plans optimal (a budget-bound example
+    left idle chips idle while paying the penalty). Scaling changes neither the optimum nor,
+    once multiplied back, the duals.
+    """
+    largest = float(np.max(np.abs(cost))) if cost.size else 0.0
+    return largest if largest > 0 and np.isfinite(largest) else 1.0
 
 
 def _finite(values: np.ndarray, highspy) -> np.ndarray:

@@ -46,13 +46,30 @@ def test_report_into_a_directory_is_an_input_error(make_plan, tmp_path):
     not set(chip_names()) >= EXAMPLE_CHIPS,
     reason=f"the hardware catalog does not have all of {sorted(EXAMPLE_CHIPS)} yet",
 )
-def test_bundled_example_plans_within_budget():
+def test_bundled_example_responds_to_scenarios_components_and_budget():
     from tokenfab.api import predicted_capacity
+    from tokenfab.fleet import CachedCapacityProvider
 
     spec = load_plan(EXAMPLE)
-    result = plan_fleet(spec, capacity_provider=predicted_capacity)
+    provider = CachedCapacityProvider(predicted_capacity)
+    result = plan_fleet(spec, capacity_provider=provider)
     assert result.status == "optimal"
-    assert result.currency == "CNY" and result.budget == pytest.approx(380e9)
+    assert result.currency == "CNY" and result.budget == pytest.approx(95e9)
     assert result.total_capex <= result.budget
     assert {row["name"] for row in result.scenarios} >= {"licences-granted", "imports-cut-2027"}
-    assert any(row["chip"] == "inhouse-npu" for row in result.by_period)
+    # Later periods adapt to the scenario, and the H20 is bought where the H200 is refused.
+    adapted = {row["scenario"] for row in result.by_period if row["scenario"] != "all"}
+    assert {"h200-licence-refused", "imports-cut-2027"} <= adapted
+    assert any(row["chip"] == "h20" and row["scenario"] == "h200-licence-refused" for row in result.by_period)
+    assert [row["chip"] for row in result.build_decisions] == ["inhouse-npu"]
+    kinds = {row["kind"] for row in result.shadow_prices}
+    assert {"component", "power"} <= kinds
+    assert {row["scenario"] for row in result.regret} == {s.name for s in spec.scenarios}
+    assert all(row["regret"] >= -1e-6 * row["foresight_cost"] for row in result.regret)
+    # Halving the budget changes the plan (here: demand can no longer be met in full).
+    halved = spec.model_copy(
+        update={"regret": False, "budget": spec.budget.model_copy(update={"total": spec.budget.total / 2})}
+    )
+    tight = plan_fleet(halved, capacity_provider=provider)
+    assert tight.status == "infeasible" and tight.unmet_demand
+    assert tight.total_capex <= halved.budget.total * (1 + 1e-9)
