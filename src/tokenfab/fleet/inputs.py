@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tokenfab.errors import DoesNotFitError, InvalidInputError
+from tokenfab.errors import DoesNotFitError, InvalidInputError, UnknownNameError
 from tokenfab.fleet.capacity import CapacityProvider, combined_provider
 from tokenfab.fleet.periods import period_index, resolve_per_period
 from tokenfab.fleet.resource_inputs import ResourceData, apply_utilization, build_resource_data
@@ -148,7 +148,9 @@ def build_plan_data(spec: PlanSpec, provider: CapacityProvider | None = None) ->
         energy_cost=np.zeros_like(capacity),
         facility_cost=np.zeros(len(spec.options)),
         facility_power_w=np.zeros(len(spec.options)),
-        floor_m2=np.array([_or(o.floor_m2_per_chip, figures.floor_m2_per_chip) for o in spec.options]),
+        floor_m2=np.array(
+            [_or(o.floor_m2_per_chip, figures.floor_m2_per_chip) * o.chips_per_unit for o in spec.options]
+        ),
         capex_weight=np.ones((len(spec.options), num_t)),
         budget_total=spec.budget.total if spec.budget else None,
         budget_period=resolve_per_period(spec.budget.per_period if spec.budget else None, periods, "budget"),
@@ -210,13 +212,20 @@ def _capacity(spec: PlanSpec, lookup: CapacityProvider) -> tuple[np.ndarray, np.
     for i, option in enumerate(spec.options):
         if option.chip is not None:
             load_chip(option.chip)  # UnknownNameError with the nearest catalog names
-        key = option.chip or option.name
+        key = option.capacity_key
         for m, model in enumerate(spec.models):
             try:
                 estimate = lookup(key, model.name, model.slo)
             except DoesNotFitError as exc:
                 sources[i][m] = f"does not fit: {exc}"
                 continue
+            except UnknownNameError:
+                if option.pool is None:
+                    raise
+                raise InvalidInputError(
+                    f"no capacity for pool '{key}' serving '{model.name}': add capacity: rows for it, or pass a "
+                    "provider that models prefill/decode pools"
+                ) from None
             capacity[i, m] = estimate.tokens_per_s_per_chip
             power[i, m] = estimate.avg_power_w_per_chip
             sources[i][m] = estimate.source
@@ -271,7 +280,7 @@ def _scaled(supply: np.ndarray, factor: float) -> np.ndarray:
 def _server_share(data: PlanData, option: ChipOptionSpec, money: _Money) -> float:
     if option.server_share is not None:
         return money.convert(option.server_share, f"server_share of option '{option.name}'")
-    usd = data.datacenter.server_share_per_chip_usd
+    usd = data.datacenter.server_share_per_chip_usd * option.chips_per_unit
     return usd * money.rate("USD", "the default server share per chip (datacenter.yaml)")
 
 
@@ -281,6 +290,15 @@ def _bought_price(option: ChipOptionSpec, money: _Money, num_t: int, periods: li
     if option.price is not None:
         currency = option.price.currency if isinstance(option.price, MoneySpec) else money.currency
         base = money.convert(option.price, what)
+    elif option.pool is not None:  # a pool unit is one prefill chip and r decode chips at catalog prices
+        pool = option.pool
+        prices = [load_chip(pool.prefill_chip).price_usd, load_chip(pool.decode_chip).price_usd]
+        if any(price is None for price in prices):
+            raise InvalidInputError(
+                f"pool option '{option.name}': give `price` per pool unit (a chip of the pool has no catalog price_usd)"
+            )
+        usd = prices[0].value + pool.decode_per_prefill * prices[1].value
+        currency, base = "USD", usd * money.rate("USD", f"catalog {what}")
     else:
         chip = load_chip(option.chip) if option.chip else None
         if chip is None or chip.price_usd is None:

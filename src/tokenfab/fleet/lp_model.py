@@ -18,6 +18,8 @@ Rows:
   power     sum_i facility_power[i] installed[i,t,s] <= limit[t] - existing power
   floor     sum_i floor[i] installed[i,t,s] <= limit[t] - existing floor
   worst     worst - cost_s >= constant_s, cost_s without the unmet penalty (robust min_cost only)
+  component, build link, power build-out: see fleet.lp_resources (shared parts, NRE binaries,
+            facility power built with a lead time; NRE and power capex count in budgets and costs)
 
 A purchase counts in scenario s only if its delivery period is available in s, and its
 supply bound is the tightest delivery-period supply among the scenarios where it counts.

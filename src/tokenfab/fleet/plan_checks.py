@@ -30,6 +30,9 @@ def check_plan(spec: PlanSpec) -> None:
     for option in spec.options:
         if option.chip is not None:
             load_chip(option.chip)  # UnknownNameError naming the nearest catalog chips
+        if option.pool is not None:
+            load_chip(option.pool.prefill_chip)
+            load_chip(option.pool.decode_chip)
     _check_per_period_fields(spec)
     _check_scenarios(spec)
     _check_currencies(spec)
@@ -152,7 +155,7 @@ def _check_components(spec: PlanSpec) -> None:
 
 def _check_capacity_rows(spec: PlanSpec) -> None:
     models = [m.name for m in spec.models]
-    chips = sorted({o.chip or o.name for o in spec.options})
+    chips = sorted({o.capacity_key for o in spec.options})
     for row in spec.capacity:
         if row.model not in models:
             raise UnknownNameError("model in capacity:", row.model, models)

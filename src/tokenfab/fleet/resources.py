@@ -139,3 +139,38 @@ class UtilizationSpec(_Frozen):
         default=0.0, ge=0, le=10, description="Capacity beyond the stated demand peak (bursts, forecast error)."
     )
     source: str = Field(default="", description="Why these figures (an operator target, an SRE rule of thumb).")
+
+
+class PoolSpec(_Frozen):
+    """A disaggregated serving pool as one purchasable unit: 1 prefill chip + `decode_per_prefill` decode chips.
+
+    The capacity provider is asked for the pool under its `capacity_key` (e.g.
+    'pd:h200-sxm+h20:2'), so a provider that models P/D pools (search's best layout per
+    chip pair) can answer with tokens/s and watts per pool unit, and a plan's `capacity:`
+    table can list the same key. `parse_pool_key` turns the key back into the three fields.
+    """
+
+    prefill_chip: str = Field(min_length=1, description="Catalog chip that runs prefill.")
+    decode_chip: str = Field(min_length=1, description="Catalog chip that runs decode.")
+    decode_per_prefill: float = Field(gt=0, le=64, description="Decode chips per prefill chip in the pool.")
+
+    @property
+    def capacity_key(self) -> str:
+        return f"pd:{self.prefill_chip}+{self.decode_chip}:{self.decode_per_prefill:g}"
+
+    @property
+    def num_chips(self) -> float:
+        """Chips in one pool unit (for server share and floor space per unit)."""
+        return 1.0 + self.decode_per_prefill
+
+
+def parse_pool_key(name: str) -> PoolSpec | None:
+    """The PoolSpec a capacity key names, or None if `name` is not a pool key."""
+    if not name.startswith("pd:") or "+" not in name or name.count(":") != 2:
+        return None
+    chips, ratio = name[3:].rsplit(":", 1)
+    prefill, decode = chips.split("+", 1)
+    try:
+        return PoolSpec(prefill_chip=prefill, decode_chip=decode, decode_per_prefill=float(ratio))
+    except (ValueError, TypeError):
+        return None

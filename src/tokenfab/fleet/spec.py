@@ -28,6 +28,7 @@ from tokenfab.fleet.resources import (
     Money,
     MoneySpec,
     NreSpec,
+    PoolSpec,
     PowerBuildSpec,
     UtilizationSpec,
 )
@@ -127,6 +128,20 @@ class ChipOptionSpec(_Frozen):
     bill_of_materials: BillOfMaterialsSpec | None = Field(
         default=None, description="Components one chip consumes (shared HBM, packaging, wafer starts)."
     )
+    pool: PoolSpec | None = Field(
+        default=None, description="A prefill/decode pool bought as one unit (capacity asked under pool.capacity_key)."
+    )
+
+    @property
+    def capacity_key(self) -> str:
+        """The name the capacity provider and `capacity:` rows know this option by."""
+        if self.pool is not None:
+            return self.pool.capacity_key
+        return self.chip or self.name
+
+    @property
+    def chips_per_unit(self) -> float:
+        return self.pool.num_chips if self.pool is not None else 1.0
 
     @model_validator(mode="before")
     @classmethod
@@ -150,7 +165,9 @@ class ChipOptionSpec(_Frozen):
     def _price_source(self) -> ChipOptionSpec:
         if self.manufactured is not None and (self.price is not None or self.price_by_period is not None):
             raise ValueError(f"option '{self.name}': a manufactured option takes its price from the silicon model")
-        if self.chip is None and self.price is None and self.manufactured is None:
+        if self.pool is not None and (self.chip is not None or self.manufactured is not None):
+            raise ValueError(f"option '{self.name}': a pool option names its chips in `pool`, not `chip`/`manufactured`")
+        if self.chip is None and self.pool is None and self.price is None and self.manufactured is None:
             raise ValueError(f"option '{self.name}': a custom option (no chip) needs price or manufactured")
         return self
 

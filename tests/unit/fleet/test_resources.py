@@ -238,3 +238,36 @@ def test_nre_reference_must_name_a_known_node_class(plan_dict):
     plan["options"][1]["manufactured"]["nre"] = {"reference": "7-nm", "source": "test"}
     with pytest.raises(Exception, match="7nm"):
         PlanSpec.model_validate(plan)
+
+
+def test_pd_pool_option_gets_capacity_under_its_pool_key_and_competes(plan_dict):
+    from tokenfab.fleet.resources import parse_pool_key
+
+    plan_dict["options"][0].pop("supply")
+    plan_dict["options"].append(
+        {"name": "pool", "pool": {"prefill_chip": "h200-sxm", "decode_chip": "h20", "decode_per_prefill": 2},
+         "price": 2400, "server_share": 0}
+    )
+    asked = []
+
+    def provider(chip, model, slo):
+        from tokenfab.fleet import CapacityEstimate
+
+        asked.append(chip)
+        key = parse_pool_key(chip)
+        assert key is not None and key.num_chips == 3
+        return CapacityEstimate(300.0, 900.0, f"test pool {key.prefill_chip}+{key.decode_chip}")
+
+    result = plan_fleet(PlanSpec.model_validate(plan_dict), capacity_provider=provider)
+    assert asked == ["pd:h200-sxm+h20:2"]  # only the pair the table lacks, once
+    # A pool unit serves 300 tokens/s for 2400 (800 per 100 tokens/s) and beats a (1000 per 100).
+    assert _units(result, "pool") == pytest.approx(2500 / 300)
+    assert _units(result, "a") == pytest.approx(0)
+
+
+def test_pool_key_round_trips_and_rejects_other_names():
+    from tokenfab.fleet.resources import PoolSpec, parse_pool_key
+
+    pool = PoolSpec(prefill_chip="h200-sxm", decode_chip="ascend-910c", decode_per_prefill=1.5)
+    assert parse_pool_key(pool.capacity_key) == pool
+    assert parse_pool_key("h200-sxm") is None and parse_pool_key("pd:broken") is None
