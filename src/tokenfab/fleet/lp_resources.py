@@ -9,9 +9,11 @@ Rows:
   build link buy[i,t,g] - M_i build[i] <= 0                                    (no chip without its NRE)
   power      the existing power rows gain  - sum_{t' <= t - lead} power[t', g(s)]
 
-M_i is a bound no optimal purchase exceeds: the purchase's own supply bound if finite, else the
-most chips the option's components could ever feed, else enough chips to serve every model's
-peak demand alone. A tighter M only speeds the MILP up; any valid M gives the same optimum.
+M is a bound no optimal purchase exceeds, per purchase column: its own supply bound or what its
+components can feed in its delivery period, if finite; else the most chips the option's
+components could ever feed, or enough chips to serve every model's peak demand alone. A tighter
+M only speeds the MILP up; any valid M gives the same optimum (a test pins this: an M of 1 once
+silently blocked a chip whose purchases had no finite bound).
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ def resource_columns(data: PlanData, shared: np.ndarray, count: int) -> tuple[np
     return build_col, power_col, count
 
 
-def resource_bounds(data: PlanData, build_col: np.ndarray, power_col: np.ndarray, bounds: tuple) -> None:
+def resource_bounds(
+    data: PlanData, buy_col: np.ndarray, build_col: np.ndarray, power_col: np.ndarray, bounds: tuple
+) -> None:
     """Binaries in [0, 1] and integer; power starts up to the per-period maximum (none too late to serve)."""
     _, upper, integrality = bounds
     res = data.resources
@@ -74,6 +78,33 @@ def resource_bounds(data: PlanData, build_col: np.ndarray, power_col: np.ndarray
     for t in range(num_t):
         usable = t + res.power_lead < num_t
         upper[power_col[t]] = res.power_max_w[t] if usable else 0.0
+
+
+def _component_caps(data: PlanData, buy_col: np.ndarray, num_cols: int) -> np.ndarray:
+    """Most chips each purchase column's components can feed in its delivery period (inf: no limit).
+
+    Implied by the component rows; used only as the big-M of the build link (as column bounds
+    they would take the dual away from the component row that really binds).
+    """
+    res = data.resources
+    upper = np.full(num_cols, np.inf)
+    num_i, num_t, _ = buy_col.shape
+    for i in range(num_i):
+        use = res.component_use[i]  # (C, T, S)
+        if not np.any(use > 0):
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            feedable = np.where(use > 0, res.component_supply / use, np.inf).min(axis=0)  # (T, S)
+        for t in range(num_t - int(data.lead[i])):
+            d = t + int(data.lead[i])
+            usable = data.available[i, d]
+            cols = buy_col[i, t]
+            cap = np.where(usable, feedable[d], np.inf)
+            if np.all(cols == cols[0]):
+                upper[cols[0]] = min(upper[cols[0]], float(cap.min()))
+            else:
+                upper[cols] = np.minimum(upper[cols], cap)
+    return upper
 
 
 def fixed_terms(data: PlanData, build_col: np.ndarray, power_col: np.ndarray) -> FixedTerms:
@@ -126,23 +157,25 @@ def component_rows(rows: Rows, data: PlanData, buy_col: np.ndarray) -> None:
 def build_link_rows(rows: Rows, data: PlanData, buy_col: np.ndarray, build_col: np.ndarray, upper: np.ndarray) -> None:
     """buy[i,t,g] <= M_i build[i]: a chip whose NRE is not paid cannot be bought."""
     num_i, num_t, num_s = buy_col.shape
+    caps = np.minimum(upper, _component_caps(data, buy_col, upper.size))
     for i in np.flatnonzero(build_col >= 0):
-        big_m = _big_m(data, i, upper[buy_col[i]])
+        fallback = _big_m(data, i)
         for t in range(num_t):
             cols, first = np.unique(buy_col[i, t], return_index=True)
             keep = upper[cols] > 0
             cols, first = cols[keep], first[keep]
             if not cols.size:
                 continue
+            big_m = np.where(np.isfinite(caps[cols]), np.minimum(caps[cols], fallback), fallback)  # per column
             index = np.stack([np.full(cols.size, i), np.full(cols.size, t), first], axis=1)
             ids = rows.block(RowKind.BUILD_LINK, index, -np.inf, 0.0)
             rows.add(ids, cols, 1.0)
             rows.add(ids, np.full(cols.size, build_col[i]), -big_m)
 
 
-def _big_m(data: PlanData, i: int, buy_upper: np.ndarray) -> float:
-    finite = buy_upper[np.isfinite(buy_upper)]
-    candidates = [float(finite.max())] if finite.size else []
+def _big_m(data: PlanData, i: int) -> float:
+    """A bound on any one purchase of option i: what its components could ever feed, or all peak demand."""
+    candidates = []
     res = data.resources
     use = res.component_use[i]  # (C, T, S)
     if use.size:

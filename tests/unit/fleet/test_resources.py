@@ -122,13 +122,19 @@ def test_nre_counts_against_the_budget(plan_dict):
 
 
 def test_ready_period_blocks_deliveries_before_the_design_is_done(plan_dict):
+    # n has no supply bound of its own (only a roomy wafer component), so every purchase column the
+    # build link constrains is unbounded or zero: the big-M must still let 10 chips through in p2.
     plan, _ = _nre_plan(plan_dict, 0.0)
     plan["periods"] = ["p1", "p2"]
-    plan["models"][0]["tokens_per_s"] = 1000
+    plan["models"][0]["tokens_per_s"] = {"p1": 1000, "p2": 2000}
+    plan["components"] = [{"name": "n7", "kind": "wafers", "unit": "wafers", "supply": 1e4, "source": "test"}]
+    plan["options"][1]["manufactured"].pop("wafers_per_period")
     plan["options"][1]["manufactured"]["nre"]["ready_period"] = "p2"
+    plan["options"][1]["bill_of_materials"] = {"wafers": "n7"}
     result = plan_fleet(PlanSpec.model_validate(plan))
-    first = [row for row in result.by_period if row["period"] == "p1"]
-    assert {row["chip"] for row in first} == {"b"}
+    bought = {(row["chip"], row["period"]): row["units"] for row in result.by_period}
+    assert bought == {("b", "p1"): pytest.approx(10), ("n", "p2"): pytest.approx(10)}
+    assert result.build_decisions[0]["built"] is True
 
 
 def _falling_price(plan: dict) -> dict:
