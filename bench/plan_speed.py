@@ -211,7 +211,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-components", dest="components", action="store_false", help="no shared components")
     parser.add_argument("--no-nre", dest="nre", action="store_false", help="no build-or-not binaries (an LP)")
+    parser.add_argument(
+        "--branch-and-bound", action="store_true", help="HiGHS's MIP even for a few binaries (no enumeration)"
+    )
     args = parser.parse_args()
+    if args.branch_and_bound:
+        import tokenfab.fleet.solve as solve
+
+        solve.MAX_ENUMERATED_BINARIES = 0
     kinds = ["robust", "two-stage"] if args.plan_kind == "both" else [args.plan_kind]
     runs = [run_one(args, kind) for kind in kinds]
     print(
@@ -226,6 +233,7 @@ def main() -> None:
                 },
                 "cpu_count": os.cpu_count(),
                 "threads": 1,
+                "branch_and_bound": args.branch_and_bound,
                 "runs": runs,
             },
             indent=2,

@@ -270,6 +270,10 @@ def constraint_report(solution: Solution) -> tuple[list[dict], list[dict]]:
             "shadow_price": dual,
             "unit": _UNITS[RowKind(kind)],
         }
+        probability = float(data.probability[lp.row_index[row][2]])
+        if dual is not None and lp.plan_kind == "two-stage" and lp.objective_kind == "min_cost" and probability > 0:
+            # two-stage minimises expected cost, so a scenario's row is worth p_s x its value in that future
+            entry["shadow_price_given_scenario"] = dual / probability
         at_limit = abs(activity[row] - limit) <= 1e-7 * max(1.0, abs(limit))
         if kind not in (RowKind.DEMAND, RowKind.BUILD_LINK) and at_limit:
             binding.append(entry)
