@@ -65,14 +65,7 @@ def synthetic_plan(
     ]
     capacity = _capacity(rng, options, models)
     scenarios = _scenarios(rng, options, periods, num_scenarios)
-    extra: dict = {}
-    if components:
-        extra["components"] = _components(periods)
-        _attach_bills(rng, option_specs, nre=nre)
-        for scenario in scenarios:
-            scenario["component_supply_multiplier"] = {
-                name: float(rng.uniform(0.5, 1.2)) for name in ("hbm", "packaging", "wafers")
-            }
+    extra = _shared_components(rng, option_specs, scenarios, periods, nre=nre) if components else {}
     return PlanSpec.model_validate(
         {
             **extra,
@@ -90,6 +83,18 @@ def synthetic_plan(
             "solver": {"threads": 1, "time_limit_s": 120, "mip_rel_gap": 1e-3, "presolve": presolve},
         }
     )
+
+
+def _shared_components(
+    rng: np.random.Generator, option_specs: list[dict], scenarios: list[dict], periods: list[str], *, nre: bool
+) -> dict:
+    """Components for the plan; bills of materials on the options; per-scenario supply factors."""
+    _attach_bills(rng, option_specs, nre=nre)
+    for scenario in scenarios:
+        scenario["component_supply_multiplier"] = {
+            name: float(rng.uniform(0.5, 1.2)) for name in ("hbm", "packaging", "wafers")
+        }
+    return {"components": _components(periods)}
 
 
 def _components(periods: list[str]) -> list[dict]:
