@@ -44,7 +44,7 @@ def simulate(
     chunked_prefill: bool | None = None, prefix_caching: bool = True, preemption: str = "recompute", policy: str = "fcfs",
     memory_utilization_frac: float | None = None, progress: bool = False,
     timeseries_interval_s: float = 1.0, kv_free_memory_frac: float | None = None, engine: str = "vllm",
-    warmup_requests: int = 0,
+    warmup_requests: int = 0, static_memory_frac: float | None = None,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
@@ -69,7 +69,7 @@ def simulate(
     eng = eng.model_copy(update={k: v for k, v in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_batched_tokens),
                                                   ("block_tokens", block_size), ("chunked_prefill", chunked_prefill))
                                  if v is not None})
-    mem_kw = _memory_policy(eng, memory_utilization_frac, kv_free_memory_frac)
+    mem_kw = _memory_policy(eng, memory_utilization_frac, kv_free_memory_frac, static_memory_frac)
     max_num_seqs, max_batched_tokens, block_size = eng.max_num_seqs, eng.max_num_batched_tokens, eng.block_tokens
     try:
         sched = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_batched_tokens,
@@ -118,7 +118,9 @@ def simulate(
         config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                       prefill_tp=prefill_tp or tp, decode_tp=decode_tp or tp)
     else:
-        r_spec, _ = spec(tp, "both")
+        r_spec, r_dep = spec(tp, "both")
+        config.update(kv_capacity_tokens=r_spec.kv_blocks * r_spec.block_tokens,
+                      memory_bytes=r_dep.memory.ledger(max_batched_tokens, max_num_seqs))
         sim = Simulation([r_spec] * replicas, wl, seed=seed, router=router, progress=progress,
                          timeseries_interval_s=timeseries_interval_s,
                          slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
@@ -133,11 +135,15 @@ def simulate(
 def _chip_memory(hardware: str) -> float:
     from tokenfab.hardware.catalog import load_system
 
-    return load_system(hardware).chip.memory_capacity_bytes
+    return load_system(hardware).chip.device_memory_bytes
 
 
-def _memory_policy(eng, memory_utilization_frac: float | None, kv_free_memory_frac: float | None) -> dict:
-    """deployment() keyword arguments for the engine's memory policy, unless the caller chose one."""
+def _memory_policy(eng, memory_utilization_frac: float | None, kv_free_memory_frac: float | None,
+                   static_memory_frac: float | None = None) -> dict:
+    """deployment() keyword arguments for the engine's memory policy, unless the caller chose one
+    (vLLM's gpu_memory_utilization, TensorRT-LLM's free_gpu_memory_fraction, SGLang's mem_fraction_static)."""
+    if static_memory_frac is not None:
+        return {"static_memory_frac": static_memory_frac}
     if memory_utilization_frac is not None or kv_free_memory_frac is not None:
         return {"memory_utilization_frac": memory_utilization_frac or DEFAULT_MEMORY_UTILIZATION_FRAC,
                 "kv_free_memory_frac": kv_free_memory_frac}
