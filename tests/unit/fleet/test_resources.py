@@ -277,3 +277,23 @@ def test_pool_key_round_trips_and_rejects_other_names():
     pool = PoolSpec(prefill_chip="h200-sxm", decode_chip="ascend-910c", decode_per_prefill=1.5)
     assert parse_pool_key(pool.capacity_key) == pool
     assert parse_pool_key("h200-sxm") is None and parse_pool_key("pd:broken") is None
+
+
+def test_two_stage_shadow_price_given_scenario_divides_out_its_probability(plan_dict):
+    # Nothing can be bought in p1 (no HBM); in p2 scenario 'tight' has 30 stacks (5 a + 20 b, a stack
+    # worth 1500 - 1000 = 500 there), 'ample' has plenty. Expected cost weighs 'tight' by 0.75.
+    plan = _hbm_plan(plan_dict, 30)
+    plan["periods"] = ["p1", "p2"]
+    plan["models"][0]["tokens_per_s"] = {"p1": 0, "p2": 2500}
+    plan["components"][0]["supply"] = {"p1": 0, "p2": 30}
+    plan["plan_kind"] = "two-stage"
+    plan["first_stage_periods"] = 1
+    plan["scenarios"] = [
+        {"name": "ample", "probability": 0.25, "component_supply_multiplier": {"hbm3": 100}},
+        {"name": "tight", "probability": 0.75},
+    ]
+    result = plan_fleet(PlanSpec.model_validate(plan))
+    tight = [p for p in result.shadow_prices if p["kind"] == "component" and p["scenario"] == "tight"]
+    assert len(tight) == 1
+    assert tight[0]["shadow_price"] == pytest.approx(-0.75 * 500, rel=1e-6)
+    assert tight[0]["shadow_price_given_scenario"] == pytest.approx(-500, rel=1e-6)
