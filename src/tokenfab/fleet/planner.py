@@ -57,7 +57,13 @@ def plan_fleet(spec: PlanSpec, capacity_provider: CapacityProvider | None = None
     result, penalty = _plan_once(spec, capacity_provider, None)
     if not spec.regret or len(spec.scenario_list) < 2:
         return result
-    return dataclasses.replace(result, regret=_regret(spec, capacity_provider, result, penalty))
+    regret = _regret(spec, capacity_provider, result, penalty)
+    expected = sum(row["probability"] * row["regret"] for row in regret)
+    note = (
+        f"expected regret {expected:,.4g} {result.currency}: the probability-weighted cost of not knowing "
+        "which scenario comes (the expected value of perfect information); per scenario in `regret`"
+    )
+    return dataclasses.replace(result, regret=regret, notes=[*result.notes, note])
 
 
 def _regret(spec: PlanSpec, provider: CapacityProvider | None, result: PlanResult, penalty: np.ndarray) -> list[dict]:

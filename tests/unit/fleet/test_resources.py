@@ -217,6 +217,7 @@ def test_regret_is_zero_for_the_worst_scenario_and_positive_where_the_plan_overb
     # The robust plan stocks 25 a in p1 (25,000 in both futures); knowing 'open', 10 a + 15 cheaper a cost 19,000.
     assert regret["a-banned"]["regret"] == pytest.approx(0, abs=1e-3)
     assert regret["open"]["regret"] == pytest.approx(6_000, rel=1e-6)
+    assert any(note.startswith("expected regret 3,000") for note in result.notes)  # 0.5 x 6,000
     assert all(np.isfinite(row["foresight_cost"]) for row in result.regret)
 
 
