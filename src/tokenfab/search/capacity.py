@@ -1,0 +1,232 @@
+"""Steady-state capacity of one deployment under a workload and an SLO, from the one step model.
+
+A continuous-batching engine with chunked prefill (vLLM V1's scheduler, as `serving.replica`
+runs it) holding B sequences reaches a steady state where, per iteration, d sequences decode
+one token each and new requests replace finished ones by prefilling their prompts in chunks of
+the token budget left after the decodes. With mean lengths I (prompt) and O (output, the first
+token coming from the prefill), each decoder finishes after O - 1 iterations, so per iteration
+
+    c = d / (O - 1)           requests complete (and as many prefills complete),
+    B = d + c x n_chunks      sequences are running (n_chunks iterations of prefill each),
+    c x I <= budget - d       prefill tokens fit the token budget.
+
+The mean iteration time is the decode step of d sequences at the mean context I + O/2 plus, per
+completion, the extra time its prefill chunks add to the iterations they ride in (each chunk
+costed by `StepModel.step` as a mixed step). Output tokens/s = c x O / t_iter, TPOT = t_iter,
+TTFT = the chunks' iterations plus the wait for the iteration in flight. The KV cache bounds B:
+the decoders' contexts are spread over the output, so B sequences hold B x (I + O/2) tokens on
+average (plus a partly filled block each). Nothing here is fitted: every time is a step of the
+execution model, the same function `predict` and `simulate` use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tokenfab.errors import DoesNotFitError, InvalidInputError
+from tokenfab.execution.layers import StepBatch
+from tokenfab.execution.memory import MemoryModel
+from tokenfab.execution.step import StepModel
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    """The scheduler limits the steady state respects (vLLM V1 defaults, as `SchedulerConfig`)."""
+
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    block_tokens: int = 16
+    chunked_prefill: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SteadyState:
+    """One replica's steady state at `batch` running sequences (times s, rates per s, power W)."""
+
+    batch: int
+    num_decode: float
+    tokens_per_s: float
+    requests_per_s: float
+    tpot_s: float
+    ttft_s: float
+    iteration_s: float
+    power_w: float
+    kv_tokens: float
+
+    def to_dict(self) -> dict:
+        return {"batch": self.batch, "num_decode": self.num_decode, "tokens_per_s": self.tokens_per_s,
+                "requests_per_s": self.requests_per_s, "tpot_s": self.tpot_s, "ttft_s": self.ttft_s,
+                "iteration_s": self.iteration_s, "power_w": self.power_w, "kv_tokens": self.kv_tokens}
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityResult:
+    """The best steady state within the SLO, per replica and per chip."""
+
+    state: SteadyState
+    num_devices: int
+    max_batch: int  # largest batch the KV cache and the engine limits allow
+
+    @property
+    def tokens_per_s_per_chip(self) -> float:
+        return self.state.tokens_per_s / self.num_devices
+
+    @property
+    def power_w_per_chip(self) -> float:
+        return self.state.power_w / self.num_devices
+
+    def to_dict(self) -> dict:
+        return {**self.state.to_dict(), "num_devices": self.num_devices, "max_batch": self.max_batch,
+                "tokens_per_s_per_chip": self.tokens_per_s_per_chip, "power_w_per_chip": self.power_w_per_chip}
+
+
+class _Stepper:
+    """Step times of one deployment at fractional decode counts (linear between the integers)."""
+
+    def __init__(self, sm: StepModel):
+        self.sm = sm
+
+    def at(self, prefill: tuple, num_decode: float, kv: float) -> tuple[float, float]:
+        lo = int(num_decode)
+        r0 = self.sm.step(StepBatch(prefill, lo, kv if lo else 0.0))
+        w = num_decode - lo
+        if w < 1e-9:
+            return r0.time_s, r0.energy_j
+        r1 = self.sm.step(StepBatch(prefill, lo + 1, kv))
+        return r0.time_s + w * (r1.time_s - r0.time_s), r0.energy_j + w * (r1.energy_j - r0.energy_j)
+
+
+def _chunks(input_len: int, room: int) -> list[tuple[int, int, int]]:
+    """Prefill chunks (1, q, kv_end) of one prompt when `room` tokens per iteration are left."""
+    room = max(1, room)
+    out, done = [], 0
+    while done < input_len:
+        q = min(room, input_len - done)
+        done += q
+        out.append((1, q, done))
+    return out
+
+
+def _poisson(mean: float, tail: float = 1e-4) -> list[tuple[int, float]]:
+    """(n, probability) of a Poisson count, renormalised after dropping a tail below `tail`."""
+    out, p, n, total = [], math.exp(-mean), 0, 0.0
+    while True:
+        out.append((n, p))
+        total += p
+        if n > mean and 1.0 - total < tail:
+            break
+        n += 1
+        p *= mean / n
+    return [(k, q / total) for k, q in out]
+
+
+def kv_tokens_at(batch: int, input_len: int, output_len: int, block_tokens: int) -> float:
+    """KV tokens B staggered sequences hold on average: prompt, half the output, half a block each."""
+    return batch * (input_len + output_len / 2 + block_tokens / 2)
+
+
+def estimate_steady_state(sm: StepModel, batch: int, input_len: int, output_len: int, limits: EngineLimits,
+                          wait_frac: float = 0.5, _stepper: _Stepper | None = None) -> SteadyState:
+    """Steady state of one replica holding `batch` sequences (see the module docstring).
+
+    `wait_frac` is the share of an iteration a new request waits before it is admitted (0: it
+    arrives as a slot frees, as closed-loop clients do; p/100 for the p-th percentile of open-loop
+    arrivals, whose wait for the iteration in flight is uniform over it)."""
+    if output_len < 2:
+        raise InvalidInputError("steady-state capacity needs an output of at least 2 tokens (one decode step)")
+    st = _stepper or _Stepper(sm)
+    kv = input_len + output_len / 2
+    budget = limits.max_num_batched_tokens
+    d = batch * (output_len - 1) / output_len  # first guess: one chunk per prompt
+    chunks: list[tuple[int, int, int]] = []
+    for _ in range(4):  # n_chunks depends on the room the decodes leave; converges in 1-2 rounds
+        chunks = _chunks(input_len, budget - math.ceil(d))
+        d = batch * (output_len - 1) / (output_len - 1 + len(chunks))
+    c = d / (output_len - 1)
+    saturated = c * input_len > max(0.0, budget - d) + 1e-9
+    if saturated or (not limits.chunked_prefill and input_len > budget):
+        # budget-bound: prefills queue; report the throughput ceiling and an unbounded TTFT
+        d = budget * (output_len - 1) / (input_len + output_len - 1)
+        c = d / (output_len - 1)
+        chunks = _chunks(input_len, budget - math.ceil(d))
+        saturated = True
+    t_dec, e_dec = st.at((), d, kv)
+    if len(chunks) == 1:
+        # whole prompts ride in the decode iterations; completions (hence admissions) per iteration
+        # are a superposition of many decoders' renewals: Poisson with mean c. The step time is
+        # convex in the prefill count (memory-bound, then compute-bound), so average over it.
+        (_, q, kv_end), = chunks
+        t_iter = e_iter = 0.0
+        for n, p in _poisson(c):
+            t, e = st.at(((n, q, kv_end),) if n else (), d, kv)
+            t_iter += p * t
+            e_iter += p * e
+        chain_s = st.at(((1, q, kv_end),), d, kv)[0]
+    else:
+        # chunked prompts (c x n_chunks <= 1): each chunk rides in its own iteration
+        extra_t = extra_e = chain_s = 0.0
+        t_less, e_less = st.at((), max(0.0, d - 1), kv)
+        for ch in chunks:
+            t_mix, e_mix = st.at((ch,), max(0.0, d - 1), kv)
+            extra_t += t_mix - t_less
+            extra_e += e_mix - e_less
+            chain_s += t_mix
+        t_iter, e_iter = t_dec + c * extra_t, e_dec + c * extra_e
+    ttft = math.inf if saturated else chain_s + wait_frac * t_iter
+    return SteadyState(batch=batch, num_decode=d, tokens_per_s=c * output_len / t_iter, requests_per_s=c / t_iter,
+                       tpot_s=t_iter, ttft_s=ttft, iteration_s=t_iter, power_w=e_iter / t_iter,
+                       kv_tokens=kv_tokens_at(batch, input_len, output_len, limits.block_tokens))
+
+
+def max_batch_for(memory: MemoryModel, input_len: int, output_len: int, limits: EngineLimits) -> int:
+    """Most sequences the engine runs at once: max_num_seqs, and the KV cache at the mean context."""
+    cap = memory.kv_capacity_tokens(limits.max_num_batched_tokens, limits.max_num_seqs)
+    cap = cap // limits.block_tokens * limits.block_tokens
+    if cap < input_len + output_len:
+        return 0
+    per_seq = kv_tokens_at(1, input_len, output_len, limits.block_tokens)
+    return max(1, min(limits.max_num_seqs, int(cap // per_seq)))
+
+
+def estimate_capacity(sm: StepModel, memory: MemoryModel, input_len: int, output_len: int, ttft_s: float | None,
+                      tpot_s: float | None, limits: EngineLimits = EngineLimits(), percentile: float = 99.0,
+                      closed_loop: bool = False) -> CapacityResult:
+    """The largest steady-state throughput within the SLO: the biggest batch whose TPOT and TTFT
+    (at `percentile`) meet the targets, up to what the KV cache and the engine allow.
+
+    Throughput grows and latency grows with the batch, so the best batch is the largest feasible
+    one; found by bisection on the step model. Raises DoesNotFitError when no batch meets it."""
+    top = max_batch_for(memory, input_len, output_len, limits)
+    if top < 1:
+        raise DoesNotFitError(f"{sm.model.name}: no room for one {input_len}+{output_len}-token sequence's KV cache "
+                              f"on {sm.system.chip.name} with tp={sm.par.tp} pp={sm.par.pp}")
+    st = _Stepper(sm)
+    wait = 0.0 if closed_loop else percentile / 100.0
+
+    def state(b: int) -> SteadyState:
+        return estimate_steady_state(sm, b, input_len, output_len, limits, wait, st)
+
+    def ok(s: SteadyState) -> bool:
+        return (tpot_s is None or s.tpot_s <= tpot_s) and (ttft_s is None or s.ttft_s <= ttft_s)
+
+    first = state(1)
+    if not ok(first):
+        raise DoesNotFitError(
+            f"{sm.model.name} on {sm.system.chip.name} tp={sm.par.tp} pp={sm.par.pp}: even one sequence misses the SLO "
+            f"(TPOT {first.tpot_s * 1e3:.1f} ms, TTFT {first.ttft_s * 1e3:.0f} ms)")
+    lo, hi = 1, top
+    best = first
+    top_state = state(top)
+    if ok(top_state):
+        best, lo = top_state, top
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            s = state(mid)
+            if ok(s):
+                lo, best = mid, s
+            else:
+                hi = mid
+    # past the budget-bound knee throughput stops growing: keep the smallest batch at the ceiling
+    return CapacityResult(state=best, num_devices=sm.par.num_devices, max_batch=top)
