@@ -14,8 +14,9 @@ from tokenfab.api.capacity import predicted_capacity
 from tokenfab.api.deployment import Deployment, deployment
 from tokenfab.api.ops import OpResult, op
 from tokenfab.api.predict import StepInfo, predict, step
+from tokenfab.api.search import search
 from tokenfab.api.simulate import simulate
 from tokenfab.execution.predict import PredictResult
 
-__all__ = ["predict", "op", "step", "simulate", "predicted_capacity", "deployment", "PredictResult", "OpResult",
+__all__ = ["predict", "op", "step", "simulate", "search", "predicted_capacity", "deployment", "PredictResult", "OpResult",
            "StepInfo", "Deployment"]

@@ -41,7 +41,7 @@ def simulate(
     max_num_seqs: int = 256, max_batched_tokens: int = 8192, block_size: int = 16, chunked_prefill: bool = True,
     prefix_caching: bool = True, preemption: str = "recompute", policy: str = "fcfs",
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, progress: bool = False,
-    timeseries_interval_s: float = 1.0, kv_free_memory_frac: float | None = None,
+    timeseries_interval_s: float = 1.0, kv_free_memory_frac: float | None = None, decode_hardware: str | None = None,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`)."""
     from pydantic import ValidationError
@@ -74,16 +74,19 @@ def simulate(
     QUEUES.get(policy), ROUTERS.get(router)  # unknown names fail here, before any work
 
     def spec(tp_: int, role: str):
-        d = deployment(model, hardware, None, tp_, pp, ep, 1, dtype, weight_dtype, kv_dtype, memory_utilization_frac,
+        chip = decode_hardware if role == "decode" and decode_hardware else hardware
+        d = deployment(model, chip, None, tp_, pp, ep, 1, dtype, weight_dtype, kv_dtype, memory_utilization_frac,
                        None, kv_free_memory_frac)
         if d.memory.kv_capacity_tokens(max_batched_tokens, max_num_seqs) < block_size:
             raise InvalidInputError(
-                f"{model} leaves no room for a KV cache on {hardware} with tp={tp_} "
+                f"{model} leaves no room for a KV cache on {chip} with tp={tp_} "
                 f"(weights {d.memory.weights_bytes / 1e9:.1f} GB per device); raise --tp or lower --max-batched-tokens")
         return replica_spec(d.step_model, d.memory, sched, wl.hash_block_tokens, role), d
 
     config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dtype": dtype, "replicas": replicas,
               "router": router, "arrival": arrival, "num_requests": num_requests, "seed": seed}
+    if decode_hardware is not None and not (prefill_replicas and decode_replicas):
+        raise InvalidInputError("--decode-hardware needs a disaggregated run (--prefill-replicas and --decode-replicas)")
     if prefill_replicas or decode_replicas:
         if not (prefill_replicas and decode_replicas):
             raise InvalidInputError("disaggregation needs both --prefill-replicas and --decode-replicas")
@@ -96,6 +99,7 @@ def simulate(
                          transfer_s_per_token=per_token, progress=progress, timeseries_interval_s=timeseries_interval_s,
                          slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None)
         config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
+                      decode_hardware=decode_hardware or hardware,
                       prefill_tp=prefill_tp or tp, decode_tp=decode_tp or tp)
     else:
         r_spec, _ = spec(tp, "both")
