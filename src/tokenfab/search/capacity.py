@@ -21,8 +21,11 @@ execution model, the same function `predict` and `simulate` use.
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+import statistics
+import weakref
+from dataclasses import dataclass, replace
 
 from tokenfab.errors import DoesNotFitError, InvalidInputError
 from tokenfab.execution.layers import StepBatch
@@ -53,6 +56,15 @@ class SteadyState:
     iteration_s: float
     power_w: float
     kv_tokens: float
+    iteration_std_s: float = 0.0  # spread of iteration times (prefills ride in some, not others)
+
+    def tpot_at(self, percentile: float, output_len: int) -> float:
+        """A request's TPOT at `percentile`: the mean of its O - 1 iterations, each drawn from the
+        iteration-time mix (independent draws: the mean's spread is std / sqrt(O - 1))."""
+        if self.iteration_std_s <= 0.0 or percentile <= 50.0:
+            return self.tpot_s
+        z = statistics.NormalDist().inv_cdf(min(percentile, 99.99) / 100.0)
+        return self.tpot_s + z * self.iteration_std_s / math.sqrt(max(1, output_len - 1))
 
     def to_dict(self) -> dict:
         return {"batch": self.batch, "num_decode": self.num_decode, "tokens_per_s": self.tokens_per_s,
@@ -126,8 +138,26 @@ def kv_tokens_at(batch: int, input_len: int, output_len: int, block_tokens: int)
     return batch * (input_len + output_len / 2 + block_tokens / 2)
 
 
+_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # StepModel -> {key: SteadyState}
+
+
 def estimate_steady_state(sm: StepModel, batch: int, input_len: int, output_len: int, limits: EngineLimits,
                           wait_frac: float = 0.5, _stepper: _Stepper | None = None) -> SteadyState:
+    """Steady state of one replica holding `batch` sequences (see `_steady_state`), memoised per step
+    model: a search asks for the same states under many engine limits that do not change them."""
+    key = (batch, input_len, output_len, limits.max_num_batched_tokens, limits.chunked_prefill, limits.block_tokens,
+           wait_frac)
+    cache = _STATES.get(sm)
+    if cache is None:
+        cache = _STATES[sm] = {}
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = _steady_state(sm, batch, input_len, output_len, limits, wait_frac, _stepper)
+    return hit
+
+
+def _steady_state(sm: StepModel, batch: int, input_len: int, output_len: int, limits: EngineLimits,
+                  wait_frac: float, _stepper: _Stepper | None) -> SteadyState:
     """Steady state of one replica holding `batch` sequences (see the module docstring).
 
     `wait_frac` is the share of an iteration a new request waits before it is admitted (0: it
@@ -157,26 +187,30 @@ def estimate_steady_state(sm: StepModel, batch: int, input_len: int, output_len:
         # are a superposition of many decoders' renewals: Poisson with mean c. The step time is
         # convex in the prefill count (memory-bound, then compute-bound), so average over it.
         (_, q, kv_end), = chunks
-        t_iter = e_iter = 0.0
+        t_iter = e_iter = t_sq = 0.0
         for n, p in _poisson(c):
             t, e = st.at(((n, q, kv_end),) if n else (), d, kv)
             t_iter += p * t
             e_iter += p * e
+            t_sq += p * t * t
         chain_s = st.at(((1, q, kv_end),), d, kv)[0]
     else:
         # chunked prompts (c x n_chunks <= 1): each chunk rides in its own iteration
-        extra_t = extra_e = chain_s = 0.0
+        extra_t = extra_e = chain_s = sq = 0.0
         t_less, e_less = st.at((), max(0.0, d - 1), kv)
         for ch in chunks:
             t_mix, e_mix = st.at((ch,), max(0.0, d - 1), kv)
             extra_t += t_mix - t_less
             extra_e += e_mix - e_less
             chain_s += t_mix
+            sq += (t_dec + t_mix - t_less) ** 2
         t_iter, e_iter = t_dec + c * extra_t, e_dec + c * extra_e
+        t_sq = max(0.0, 1.0 - c * len(chunks)) * t_dec ** 2 + c * sq
     ttft = math.inf if saturated else chain_s + wait_frac * t_iter
     return SteadyState(batch=batch, num_decode=d, tokens_per_s=c * output_len / t_iter, requests_per_s=c / t_iter,
                        tpot_s=t_iter, ttft_s=ttft, iteration_s=t_iter, power_w=e_iter / t_iter,
-                       kv_tokens=kv_tokens_at(batch, input_len, output_len, limits.block_tokens))
+                       kv_tokens=kv_tokens_at(batch, input_len, output_len, limits.block_tokens),
+                       iteration_std_s=math.sqrt(max(0.0, t_sq - t_iter * t_iter)))
 
 
 def max_batch_for(memory: MemoryModel, input_len: int, output_len: int, limits: EngineLimits) -> int:
@@ -189,14 +223,33 @@ def max_batch_for(memory: MemoryModel, input_len: int, output_len: int, limits: 
     return max(1, min(limits.max_num_seqs, int(cap // per_seq)))
 
 
+@functools.lru_cache(maxsize=65536)
+def tail_batch(mean_batch: int, percentile: float) -> int:
+    """Running sequences at the `percentile` under open-loop (Poisson) arrivals with `mean_batch` on
+    average: below the engine's limits every request is served at once, so the replica is an
+    M/G/infinity system and the number in it is Poisson with mean = arrival rate x time in system
+    (Little's law), whatever the length distributions. (The smallest k with P(N <= k) >= p, summed
+    in log space so large means do not underflow; scipy.stats.poisson.ppf gives the same.)"""
+    q, m = percentile / 100.0, float(mean_batch)
+    log_p, cdf, k = -m, 0.0, 0
+    while True:
+        cdf += math.exp(log_p)
+        if cdf >= q - 1e-12:
+            return max(mean_batch, k)
+        k += 1
+        log_p += math.log(m / k)
+
+
 def estimate_capacity(sm: StepModel, memory: MemoryModel, input_len: int, output_len: int, ttft_s: float | None,
                       tpot_s: float | None, limits: EngineLimits = EngineLimits(), percentile: float = 99.0,
                       closed_loop: bool = False) -> CapacityResult:
-    """The largest steady-state throughput within the SLO: the biggest batch whose TPOT and TTFT
-    (at `percentile`) meet the targets, up to what the KV cache and the engine allow.
+    """The largest steady-state throughput within the SLO, up to what the KV cache and engine allow.
 
-    Throughput grows and latency grows with the batch, so the best batch is the largest feasible
-    one; found by bisection on the step model. Raises DoesNotFitError when no batch meets it."""
+    Closed loop (a fixed number of clients): the biggest batch whose TPOT and TTFT meet the targets.
+    Open loop (arrivals at a rate): the biggest mean batch whose `percentile` batch (`tail_batch`)
+    still meets them and fits the KV cache; throughput is the mean batch's, latency the tail's.
+    Latency and throughput grow with the batch, so bisection on the step model finds it. Raises
+    DoesNotFitError when even one sequence misses the SLO."""
     top = max_batch_for(memory, input_len, output_len, limits)
     if top < 1:
         raise DoesNotFitError(f"{sm.model.name}: no room for one {input_len}+{output_len}-token sequence's KV cache "
@@ -207,26 +260,29 @@ def estimate_capacity(sm: StepModel, memory: MemoryModel, input_len: int, output
     def state(b: int) -> SteadyState:
         return estimate_steady_state(sm, b, input_len, output_len, limits, wait, st)
 
-    def ok(s: SteadyState) -> bool:
-        return (tpot_s is None or s.tpot_s <= tpot_s) and (ttft_s is None or s.ttft_s <= ttft_s)
+    def meets(s: SteadyState) -> bool:
+        tpot = s.tpot_at(percentile, output_len)
+        return (tpot_s is None or tpot <= tpot_s) and (ttft_s is None or s.ttft_s <= ttft_s)
+
+    def tail(b: int) -> int:
+        return b if closed_loop else tail_batch(b, percentile)
+
+    def ok(b: int) -> bool:
+        return tail(b) <= top and meets(state(tail(b)))
 
     first = state(1)
-    if not ok(first):
+    if not meets(first):
         raise DoesNotFitError(
             f"{sm.model.name} on {sm.system.chip.name} tp={sm.par.tp} pp={sm.par.pp}: even one sequence misses the SLO "
             f"(TPOT {first.tpot_s * 1e3:.1f} ms, TTFT {first.ttft_s * 1e3:.0f} ms)")
-    lo, hi = 1, top
-    best = first
-    top_state = state(top)
-    if ok(top_state):
-        best, lo = top_state, top
+    lo, hi = 1, top + 1  # invariant: ok(lo) (or lo == 1, light load), not ok(hi)
+    if ok(top):
+        lo = top
     else:
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            s = state(mid)
-            if ok(s):
-                lo, best = mid, s
-            else:
-                hi = mid
-    # past the budget-bound knee throughput stops growing: keep the smallest batch at the ceiling
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    mean, worst = state(lo), state(min(tail(lo), top))
+    tail_tpot = max(mean.tpot_at(percentile, output_len), worst.tpot_at(percentile, output_len))
+    best = replace(mean, tpot_s=tail_tpot, ttft_s=max(mean.ttft_s, worst.ttft_s))
     return CapacityResult(state=best, num_devices=sm.par.num_devices, max_batch=top)

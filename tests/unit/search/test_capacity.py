@@ -13,11 +13,26 @@ pytestmark = pytest.mark.unit
 def test_best_batch_is_the_largest_meeting_the_tpot_target():
     d = api.deployment("llama-3.1-8b", "h100-sxm")
     lim = EngineLimits()
-    r = estimate_capacity(d.step_model, d.memory, 1024, 256, ttft_s=2.0, tpot_s=0.02, limits=lim)
+    r = estimate_capacity(d.step_model, d.memory, 1024, 256, ttft_s=2.0, tpot_s=0.02, limits=lim, closed_loop=True)
     b = r.state.batch
     assert r.state.tpot_s <= 0.02
-    assert estimate_steady_state(d.step_model, b + 1, 1024, 256, lim, 0.99).tpot_s > 0.02
+    assert estimate_steady_state(d.step_model, b + 1, 1024, 256, lim, 0.0).tpot_at(99.0, 256) > 0.02
+    assert estimate_steady_state(d.step_model, b, 1024, 256, lim, 0.0).tpot_at(99.0, 256) == r.state.tpot_s
     assert r.tokens_per_s_per_chip == pytest.approx(r.state.tokens_per_s)  # one device
+
+
+def test_open_loop_capacity_leaves_room_for_the_poisson_tail():
+    """At the 99th percentile a Poisson batch of mean B runs B + ~2.3 sqrt(B) sequences: the open-loop
+    batch is smaller than the closed-loop one, and its reported TPOT is the tail's, within the target."""
+    from tokenfab.search.capacity import tail_batch
+
+    d = api.deployment("llama-3.1-8b", "h100-sxm")
+    closed = estimate_capacity(d.step_model, d.memory, 1024, 256, 2.0, 0.02, closed_loop=True)
+    open_ = estimate_capacity(d.step_model, d.memory, 1024, 256, 2.0, 0.02, percentile=99.0)
+    assert open_.state.batch < closed.state.batch
+    assert tail_batch(open_.state.batch, 99.0) <= closed.state.batch
+    assert open_.state.tpot_s <= 0.02
+    assert tail_batch(100, 99.0) == 124  # scipy.stats.poisson.ppf(0.99, 100)
 
 
 def test_single_sequence_steady_state_is_decode_plus_one_prefill_per_output():
