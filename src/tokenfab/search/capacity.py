@@ -21,6 +21,7 @@ execution model, the same function `predict` and `simulate` use.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import statistics
@@ -35,12 +36,16 @@ from tokenfab.execution.step import StepModel
 
 @dataclass(frozen=True, slots=True)
 class EngineLimits:
-    """The scheduler limits the steady state respects (vLLM V1 defaults, as `SchedulerConfig`)."""
+    """The engine's scheduling as the steady state sees it (`limits_for` builds it from an EngineSpec)."""
 
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192
     block_tokens: int = 16
     chunked_prefill: bool = True
+    prefill_first: bool = False  # waiting prompts run in an iteration of their own (SGLang)
+    cuda_graph_sizes: tuple[int, ...] = ()  # decode-only batches padded up to these
+    step_overhead_s: float = 0.0  # host time per iteration (fitted per engine)
+    reserve_kv: bool = False  # admit only requests whose whole output fits (TensorRT-LLM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +99,29 @@ class CapacityResult:
 
 
 class _Stepper:
-    """Step times of one deployment at fractional decode counts (linear between the integers)."""
+    """Iteration times of one deployment under an engine's policy: the step model's time plus the
+    engine's host overhead (the idle draw of the replica meanwhile), decode-only batches padded to
+    the next captured CUDA-graph size, linear between integer decode counts."""
 
-    def __init__(self, sm: StepModel):
-        self.sm = sm
+    def __init__(self, sm: StepModel, limits: EngineLimits | None = None):
+        limits = limits or EngineLimits()
+        self.sm, self.sizes, self.ovh = sm, limits.cuda_graph_sizes, limits.step_overhead_s
+        self.ovh_j = sm.system.chip.power.idle_w.value * sm.par.num_devices * self.ovh
+
+    def _one(self, prefill: tuple, n: int, kv: float) -> tuple[float, float]:
+        if not prefill and n and self.sizes and n <= self.sizes[-1]:
+            n = self.sizes[bisect.bisect_left(self.sizes, n)]
+        r = self.sm.step(StepBatch(prefill, n, kv if n else 0.0))
+        return r.time_s + self.ovh, r.energy_j + self.ovh_j
 
     def at(self, prefill: tuple, num_decode: float, kv: float) -> tuple[float, float]:
         lo = int(num_decode)
-        r0 = self.sm.step(StepBatch(prefill, lo, kv if lo else 0.0))
+        t0, e0 = self._one(prefill, lo, kv)
         w = num_decode - lo
         if w < 1e-9:
-            return r0.time_s, r0.energy_j
-        r1 = self.sm.step(StepBatch(prefill, lo + 1, kv))
-        return r0.time_s + w * (r1.time_s - r0.time_s), r0.energy_j + w * (r1.energy_j - r0.energy_j)
+            return t0, e0
+        t1, e1 = self._one(prefill, lo + 1, kv)
+        return t0 + w * (t1 - t0), e0 + w * (e1 - e0)
 
 
 def _chunks(input_len: int, room: int) -> list[tuple[int, int, int]]:
@@ -146,7 +161,7 @@ def estimate_steady_state(sm: StepModel, batch: int, input_len: int, output_len:
     """Steady state of one replica holding `batch` sequences (see `_steady_state`), memoised per step
     model: a search asks for the same states under many engine limits that do not change them."""
     key = (batch, input_len, output_len, limits.max_num_batched_tokens, limits.chunked_prefill, limits.block_tokens,
-           wait_frac)
+           limits.prefill_first, limits.cuda_graph_sizes, limits.step_overhead_s, wait_frac)
     cache = _STATES.get(sm)
     if cache is None:
         cache = _STATES[sm] = {}
@@ -165,7 +180,7 @@ def _steady_state(sm: StepModel, batch: int, input_len: int, output_len: int, li
     arrivals, whose wait for the iteration in flight is uniform over it)."""
     if output_len < 2:
         raise InvalidInputError("steady-state capacity needs an output of at least 2 tokens (one decode step)")
-    st = _stepper or _Stepper(sm)
+    st = _stepper or _Stepper(sm, limits)
     kv = input_len + output_len / 2
     budget = limits.max_num_batched_tokens
     d = batch * (output_len - 1) / output_len  # first guess: one chunk per prompt
@@ -182,30 +197,39 @@ def _steady_state(sm: StepModel, batch: int, input_len: int, output_len: int, li
         chunks = _chunks(input_len, budget - math.ceil(d))
         saturated = True
     t_dec, e_dec = st.at((), d, kv)
+    first = limits.prefill_first
     if len(chunks) == 1:
-        # whole prompts ride in the decode iterations; completions (hence admissions) per iteration
-        # are a superposition of many decoders' renewals: Poisson with mean c. The step time is
-        # convex in the prefill count (memory-bound, then compute-bound), so average over it.
+        # whole prompts ride in the decode iterations (or, prefill-first, in an iteration of their own
+        # after it); completions, hence admissions, per iteration are a superposition of many
+        # decoders' renewals: Poisson with mean c. The step time is convex in the prefill count
+        # (memory-bound, then compute-bound), so average over it.
         (_, q, kv_end), = chunks
         t_iter = e_iter = t_sq = 0.0
         for n, p in _poisson(c):
-            t, e = st.at(((n, q, kv_end),) if n else (), d, kv)
+            # the n sequences prefilling now are not decoding: d + c - n decoders (mean d)
+            dn = max(0.0, d + c - n)
+            if first:
+                tp_, ep_ = st.at(((n, q, kv_end),), 0, 0.0) if n else (0.0, 0.0)
+                td, ed = st.at((), dn, kv)
+                t, e = td + tp_, ed + ep_
+            else:
+                t, e = st.at(((n, q, kv_end),) if n else (), dn, kv)
             t_iter += p * t
             e_iter += p * e
             t_sq += p * t * t
-        chain_s = st.at(((1, q, kv_end),), d, kv)[0]
+        chain_s = st.at(((1, q, kv_end),), 0, 0.0)[0] if first else st.at(((1, q, kv_end),), d, kv)[0]
     else:
-        # chunked prompts (c x n_chunks <= 1): each chunk rides in its own iteration
-        extra_t = extra_e = chain_s = sq = 0.0
-        t_less, e_less = st.at((), max(0.0, d - 1), kv)
-        for ch in chunks:
-            t_mix, e_mix = st.at((ch,), max(0.0, d - 1), kv)
-            extra_t += t_mix - t_less
-            extra_e += e_mix - e_less
-            chain_s += t_mix
-            sq += (t_dec + t_mix - t_less) ** 2
-        t_iter, e_iter = t_dec + c * extra_t, e_dec + c * extra_e
-        t_sq = max(0.0, 1.0 - c * len(chunks)) * t_dec ** 2 + c * sq
+        # chunked prompts: each chunk adds its marginal time to the iteration it rides in (mixed with
+        # the decodes), or an iteration of its own (prefill-first); c prompts per iteration. Chunks of
+        # different prompts share iterations when c x n_chunks > 1, so marginal costs, not whole
+        # iterations, are summed (chunks are compute-bound: their cost is close to linear).
+        mixed = [st.at((ch,), 0, 0.0) if first else st.at((ch,), d, kv) for ch in chunks]
+        chain_s = sum(t for t, _ in mixed)
+        extra = [(t, e) if first else (t - t_dec, e - e_dec) for t, e in mixed]
+        t_iter = t_dec + c * sum(t for t, _ in extra)
+        e_iter = e_dec + c * sum(e for _, e in extra)
+        share = min(1.0, c * len(chunks))
+        t_sq = (1.0 - share) * t_dec ** 2 + share * (t_dec + sum(t for t, _ in extra) / len(chunks)) ** 2
     ttft = math.inf if saturated else chain_s + wait_frac * t_iter
     return SteadyState(batch=batch, num_decode=d, tokens_per_s=c * output_len / t_iter, requests_per_s=c / t_iter,
                        tpot_s=t_iter, ttft_s=ttft, iteration_s=t_iter, power_w=e_iter / t_iter,
@@ -219,7 +243,8 @@ def max_batch_for(memory: MemoryModel, input_len: int, output_len: int, limits: 
     cap = cap // limits.block_tokens * limits.block_tokens
     if cap < input_len + output_len:
         return 0
-    per_seq = kv_tokens_at(1, input_len, output_len, limits.block_tokens)
+    per_seq = (input_len + output_len + limits.block_tokens if limits.reserve_kv
+               else kv_tokens_at(1, input_len, output_len, limits.block_tokens))
     return max(1, min(limits.max_num_seqs, int(cap // per_seq)))
 
 
@@ -254,7 +279,7 @@ def estimate_capacity(sm: StepModel, memory: MemoryModel, input_len: int, output
     if top < 1:
         raise DoesNotFitError(f"{sm.model.name}: no room for one {input_len}+{output_len}-token sequence's KV cache "
                               f"on {sm.system.chip.name} with tp={sm.par.tp} pp={sm.par.pp}")
-    st = _Stepper(sm)
+    st = _Stepper(sm, limits)
     wait = 0.0 if closed_loop else percentile / 100.0
 
     def state(b: int) -> SteadyState:

@@ -3,7 +3,7 @@
 `fleet` sits below `search`, so it never imports this: the API hands `capacity_per_chip` to the
 planner as its capacity provider. For each TP degree that fits a scale-up domain the chip's best
 steady state within the SLO (`estimate_capacity`, open-loop arrivals at the SLO's percentile) is
-computed, and the best per chip wins.
+computed under the default engine's scheduler and memory policy, and the best per chip wins.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.step import StepModel
 from tokenfab.hardware.catalog import load_chip, load_system
 from tokenfab.search.capacity import CapacityResult, EngineLimits, estimate_capacity
+from tokenfab.serving.engines import DEFAULT_ENGINE, engine_spec
 from tokenfab.workload.hf_config import load_model
 
 
@@ -28,18 +29,50 @@ def compute_dtype(chip_name: str) -> str:
     return next(iter(chip.peak_flop_per_s))
 
 
+def engine_for(engine: str, hardware: str, tp: int):
+    """The serving engine's defaults (and fitted overheads) on this chip at this TP degree."""
+    return engine_spec(engine, load_chip(hardware).device_memory_bytes, tp)
+
+
+def limits_for(engine: str, hardware: str, tp: int, max_num_seqs: int | None = None,
+               max_batched_tokens: int | None = None) -> EngineLimits:
+    """The steady state's view of an engine's scheduler, with explicit limits overriding its defaults."""
+    eng = engine_for(engine, hardware, tp)
+    return EngineLimits(max_num_seqs=max_num_seqs or eng.max_num_seqs,
+                        max_num_batched_tokens=max_batched_tokens or eng.max_num_batched_tokens,
+                        block_tokens=eng.block_tokens, chunked_prefill=eng.chunked_prefill,
+                        prefill_first=eng.prefill_first, cuda_graph_sizes=tuple(eng.cuda_graph_sizes),
+                        step_overhead_s=eng.step_overhead_s, reserve_kv=eng.kv_full == "reserve")
+
+
+def memory_kwargs(engine: str, hardware: str, tp: int) -> dict:
+    """MemoryModel keywords for the engine's KV sizing policy (as `api.simulate` applies it)."""
+    policy = engine_for(engine, hardware, tp).memory
+    if policy.kind == "device-fraction":
+        return {"memory_utilization_frac": policy.fraction}
+    if policy.kind == "free-fraction":
+        return {"kv_free_memory_frac": policy.fraction}
+    return {"static_memory_frac": policy.fraction}
+
+
 def capacity_for(model: str, hardware: str, tp: int = 1, pp: int = 1, ep: int = 1, dtype: str = "bf16",
                  weight_dtype: str | None = None, kv_dtype: str | None = None, *, input_len: int, output_len: int,
-                 ttft_s: float | None, tpot_s: float | None, percentile: float = 99.0,
-                 limits: EngineLimits = EngineLimits(), closed_loop: bool = False) -> CapacityResult:
-    """Best steady state of one replica of (model, hardware, plan, formats) within the SLO."""
+                 ttft_s: float | None, tpot_s: float | None, percentile: float = 99.0, engine: str = DEFAULT_ENGINE,
+                 max_num_seqs: int | None = None, max_batched_tokens: int | None = None,
+                 closed_loop: bool = False) -> CapacityResult:
+    """Best steady state of one replica of (model, hardware, plan, formats, engine) within the SLO."""
     par = ParallelConfig(tp=tp, pp=pp, ep=ep, dp=1)
-    system = load_system(hardware, par.num_devices)
-    spec = load_model(model)
     prec = PrecisionConfig(dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
     sm = _step_model(model, hardware, par, prec)
-    mem = MemoryModel(spec, system, par, prec)
+    mem = _memory_model(model, hardware, par, prec, engine)
+    limits = limits_for(engine, hardware, tp, max_num_seqs, max_batched_tokens)
     return estimate_capacity(sm, mem, input_len, output_len, ttft_s, tpot_s, limits, percentile, closed_loop)
+
+
+@functools.lru_cache(maxsize=256)
+def _memory_model(model: str, hardware: str, par: ParallelConfig, prec: PrecisionConfig, engine: str) -> MemoryModel:
+    return MemoryModel(load_model(model), load_system(hardware, par.num_devices), par, prec,
+                       **memory_kwargs(engine, hardware, par.tp))
 
 
 @functools.lru_cache(maxsize=256)

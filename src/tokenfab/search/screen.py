@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from tokenfab.errors import TokenfabError
 from tokenfab.execution.config import ParallelConfig, PrecisionConfig
 from tokenfab.execution.layers import StepBatch
-from tokenfab.execution.memory import MemoryModel
-from tokenfab.hardware.catalog import load_chip, load_system
+from tokenfab.hardware.catalog import load_chip
 from tokenfab.hardware.prices import price_cny
 from tokenfab.search.capacity import EngineLimits, estimate_steady_state, max_batch_for
-from tokenfab.search.plan_capacity import _step_model, capacity_for
+from tokenfab.search.plan_capacity import _memory_model, _step_model, capacity_for, limits_for
 from tokenfab.search.space import Candidate, SearchSpec
-from tokenfab.workload.hf_config import load_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +37,8 @@ def _idle_w(chip: str, devices: int) -> float:
     return load_chip(chip).power.idle_w.value * devices
 
 
-def _limits(c: Candidate) -> EngineLimits:
-    return EngineLimits(max_num_seqs=c.max_num_seqs, max_num_batched_tokens=c.max_batched_tokens)
+def _limits(c: Candidate, tp: int | None = None, hw: str | None = None) -> EngineLimits:
+    return limits_for(c.engine, hw or c.hardware, tp or c.tp, c.max_num_seqs, c.max_batched_tokens)
 
 
 def screen(c: Candidate, spec: SearchSpec, traffic: Traffic) -> dict:
@@ -55,7 +53,8 @@ def _screen_aggregated(c: Candidate, spec: SearchSpec, t: Traffic) -> dict:
     closed = t.concurrency is not None
     cap = capacity_for(c.model, c.hardware, c.tp, c.pp, c.ep, c.dtype, c.weight_dtype, c.kv_dtype,
                        input_len=t.input_len, output_len=t.output_len, ttft_s=spec.slo_ttft_s, tpot_s=spec.slo_tpot_s,
-                       percentile=spec.slo_percentile, limits=_limits(c), closed_loop=closed)
+                       percentile=spec.slo_percentile, engine=c.engine, max_num_seqs=c.max_num_seqs,
+                       max_batched_tokens=c.max_batched_tokens, closed_loop=closed)
     s = cap.state
     if closed:
         replicas = math.ceil(t.concurrency / s.batch)
@@ -96,8 +95,8 @@ def _screen_pd(c: Candidate, spec: SearchSpec, t: Traffic) -> dict:
         steps = [sm_p.step(StepBatch(((1, min(budget, I - k), min(k + budget, I)),))) for k in range(0, I, budget)]
         t_p, e_p = sum(x.time_s for x in steps), sum(x.energy_j for x in steps)
         rps_p = 1.0 / t_p
-    mem_d = MemoryModel(load_model(c.model), load_system(c.decode_hardware, par_d.num_devices), par_d, prec)
-    top = max_batch_for(mem_d, I, O, _limits(c))
+    mem_d = _memory_model(c.model, c.decode_hardware, par_d, prec, c.engine)
+    top = max_batch_for(mem_d, I, O, _limits(c, c.decode_tp, c.decode_hardware))
     kv = I + O / 2
 
     def t_dec(b: int) -> float:

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tokenfab.hardware.catalog import load_chip
+from tokenfab.serving.engines import engine_names, engine_spec
 
 Objective = Literal["goodput-per-chip", "goodput-per-cost", "goodput-per-watt", "min-cost"]
 OBJECTIVES: tuple[str, ...] = ("goodput-per-chip", "goodput-per-cost", "goodput-per-watt", "min-cost")
@@ -48,8 +49,8 @@ class SearchSpec(BaseModel):
     ep: tuple[int, ...] = Field(default=(1,), min_length=1, description="Expert-parallel degrees tried (MoE models).")
     weight_dtypes: tuple[str, ...] = Field(default=("native",), min_length=1, description="Weight formats ('native' = compute format).")
     kv_dtypes: tuple[str, ...] = Field(default=("native",), min_length=1, description="KV-cache formats ('native' = 16-bit).")
-    max_num_seqs: tuple[int, ...] = Field(default=(256,), min_length=1, description="Engine max sequences per step tried.")
-    max_batched_tokens: tuple[int, ...] = Field(default=(8192,), min_length=1, description="Engine token budgets tried.")
+    max_num_seqs: tuple[int, ...] | None = Field(default=None, min_length=1, description="Engine max sequences tried (None: each engine's default).")
+    max_batched_tokens: tuple[int, ...] | None = Field(default=None, min_length=1, description="Engine token budgets tried (None: each engine's default).")
     engines: tuple[str, ...] = Field(default=("vllm",), min_length=1, description="Serving engines tried.")
     disaggregated: bool = Field(default=False, description="Also try P/D disaggregation (prefill and decode pools).")
     num_requests: int = Field(default=1000, ge=10, description="Requests per confirmation simulation.")
@@ -57,6 +58,11 @@ class SearchSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_traffic(self) -> SearchSpec:
+        for e in self.engines:
+            if e not in engine_names():
+                from tokenfab.errors import UnknownNameError
+
+                raise UnknownNameError("engine", e, engine_names())
         if sum(x is not None for x in (self.rate, self.concurrency, self.trace)) != 1:
             raise ValueError("choose exactly one of --rate, --concurrency, --trace")
         if self.objective == "min-cost" and self.rate is None and self.trace is None:
@@ -101,6 +107,15 @@ def native_dtype(chip_name: str) -> str:
     return next(iter(chip.peak_flop_per_s))
 
 
+def _resolved(engine: str, hw: str, tp: int, seqs: int | None, tokens: int | None) -> tuple[int, int]:
+    """Explicit engine limits, or the engine's defaults on this chip (written out so that the
+    simulation and the emitted launch flags use the very values the screen assumed)."""
+    if seqs is not None and tokens is not None:
+        return seqs, tokens
+    eng = engine_spec(engine, load_chip(hw).device_memory_bytes, tp)
+    return seqs or eng.max_num_seqs, tokens or eng.max_num_batched_tokens
+
+
 def _domain(chip_name: str) -> int:
     chip = load_chip(chip_name)
     return chip.scale_up.domain_size if chip.scale_up else 1
@@ -115,13 +130,14 @@ def _formats(spec: SearchSpec) -> list[tuple[str | None, str | None]]:
 def enumerate_candidates(spec: SearchSpec) -> list[Candidate]:
     """Every structurally valid candidate, in a fixed order (the order results are reported in)."""
     out: list[Candidate] = []
-    limits = list(itertools.product(spec.engines, spec.max_num_seqs, spec.max_batched_tokens))
+    limits = list(itertools.product(spec.engines, spec.max_num_seqs or (None,), spec.max_batched_tokens or (None,)))
     for model, hw in itertools.product(spec.models, spec.hardware):
         dtype, domain = native_dtype(hw), _domain(hw)
         for tp, pp, ep in itertools.product(spec.tp, spec.pp, spec.ep):
             if tp > domain or tp * pp > spec.max_devices or ep > tp:
                 continue
             for (w, kv), (engine, seqs, tokens) in itertools.product(_formats(spec), limits):
+                seqs, tokens = _resolved(engine, hw, tp, seqs, tokens)
                 out.append(Candidate(model, hw, tp, pp, ep, 1, dtype, w, kv, engine, seqs, tokens))
     if spec.disaggregated and spec.concurrency is None:
         out += _disaggregated(spec)
@@ -136,7 +152,10 @@ def _disaggregated(spec: SearchSpec) -> list[Candidate]:
         for tp_p, tp_d in itertools.product(spec.tp, spec.tp):
             if tp_p > _domain(hp) or tp_d > _domain(hd) or tp_p + tp_d > spec.max_devices:
                 continue
-            for (w, kv), engine, tokens in itertools.product(_formats(spec), engines, spec.max_batched_tokens):
-                out.append(Candidate(model, hp, tp_p, 1, 1, 1, native_dtype(hp), w, kv, engine, max(spec.max_num_seqs),
+            if native_dtype(hp) != native_dtype(hd):
+                continue  # one compute format for both pools (the KV handed over keeps its format)
+            for (w, kv), engine, tokens in itertools.product(_formats(spec), engines, spec.max_batched_tokens or (None,)):
+                seqs, tokens = _resolved(engine, hd, tp_d, max(spec.max_num_seqs) if spec.max_num_seqs else None, tokens)
+                out.append(Candidate(model, hp, tp_p, 1, 1, 1, native_dtype(hp), w, kv, engine, seqs,
                                      tokens, decode_hardware=hd, decode_tp=tp_d, disaggregated=True))
     return out
