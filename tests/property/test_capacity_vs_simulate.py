@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tokenfab import api
 from tokenfab.search.capacity import estimate_steady_state, max_batch_for
-from tokenfab.search.plan_capacity import limits_for
+from tokenfab.search.plan_capacity import _memory_model, limits_for
 
 pytestmark = pytest.mark.property
 
@@ -33,18 +33,19 @@ def _window(result) -> tuple[float, float]:
 
 @settings(max_examples=40, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: each run simulates
 @given(shape=st.sampled_from(SHAPES), input_len=st.integers(128, 2048), output_len=st.integers(64, 512),
-       batch_frac=st.floats(0.02, 1.0), seed=st.integers(0, 100))
-def test_capacity_matches_simulated_steady_state(shape, input_len, output_len, batch_frac, seed):
+       batch_frac=st.floats(0.02, 1.0), seed=st.integers(0, 100), engine=st.sampled_from(["vllm", "sglang", "trtllm"]))
+def test_capacity_matches_simulated_steady_state(shape, input_len, output_len, batch_frac, seed, engine):
     model, hw, tp = shape
     assume(input_len <= 16 * output_len)  # prompt-dominated shapes (I/O > 16) are off by up to ~7% (see report)
-    d = api.deployment(model, hw, None, tp)  # vLLM's memory policy, as api.simulate's default engine
-    limits = limits_for("vllm", hw, tp)
-    top = max_batch_for(d.memory, input_len, output_len, limits)
+    d = api.deployment(model, hw, None, tp)
+    limits = limits_for(engine, hw, tp)
+    memory = _memory_model(model, hw, d.parallel, d.step_model.prec, engine)  # the engine's KV sizing policy
+    top = max_batch_for(memory, input_len, output_len, limits)
     batch = max(2, int(batch_frac * min(top, 160)))
     s = estimate_steady_state(d.step_model, batch, input_len, output_len, limits, wait_frac=0.0)
     lo_i, hi_i = int(input_len * 0.75), int(input_len * 1.25)
     lo_o, hi_o = int(output_len * 0.75), int(output_len * 1.25)
-    r = api.simulate(model=model, hardware=hw, tp=tp, concurrency=batch, num_requests=max(300, 8 * batch),
+    r = api.simulate(model=model, hardware=hw, tp=tp, engine=engine, concurrency=batch, num_requests=max(300, 8 * batch),
                      input_len=input_len, output_len=output_len, input_dist=f"uniform:{lo_i},{hi_i}",
                      output_dist=f"uniform:{lo_o},{hi_o}", seed=seed)
     assert r.summary["preempted"] == 0  # the batch bound keeps the KV cache from overflowing
