@@ -109,6 +109,8 @@ class _Stepper:
         self.ovh_j = sm.system.chip.power.idle_w.value * sm.par.num_devices * self.ovh
 
     def _one(self, prefill: tuple, n: int, kv: float) -> tuple[float, float]:
+        if not prefill and not n:
+            return 0.0, 0.0  # no work, no iteration
         if not prefill and n and self.sizes and n <= self.sizes[-1]:
             n = self.sizes[bisect.bisect_left(self.sizes, n)]
         r = self.sm.step(StepBatch(prefill, n, kv if n else 0.0))

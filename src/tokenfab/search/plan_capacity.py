@@ -14,10 +14,12 @@ from tokenfab.errors import DoesNotFitError, TokenfabError
 from tokenfab.execution.config import PrecisionConfig, ParallelConfig
 from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.step import StepModel
-from tokenfab.hardware.catalog import load_chip, load_system
+from tokenfab.hardware.catalog import load_chip, load_system, system_of_chip
+from tokenfab.hardware.spec import ChipSpec
 from tokenfab.search.capacity import CapacityResult, EngineLimits, estimate_capacity
 from tokenfab.serving.engines import DEFAULT_ENGINE, engine_spec
 from tokenfab.workload.hf_config import load_model
+from tokenfab.workload.spec import ModelSpec
 
 
 def compute_dtype(chip_name: str) -> str:
@@ -37,7 +39,10 @@ def engine_for(engine: str, hardware: str, tp: int):
 def limits_for(engine: str, hardware: str, tp: int, max_num_seqs: int | None = None,
                max_batched_tokens: int | None = None) -> EngineLimits:
     """The steady state's view of an engine's scheduler, with explicit limits overriding its defaults."""
-    eng = engine_for(engine, hardware, tp)
+    return _limits_of(engine_for(engine, hardware, tp), max_num_seqs, max_batched_tokens)
+
+
+def _limits_of(eng, max_num_seqs: int | None = None, max_batched_tokens: int | None = None) -> EngineLimits:
     return EngineLimits(max_num_seqs=max_num_seqs or eng.max_num_seqs,
                         max_num_batched_tokens=max_batched_tokens or eng.max_num_batched_tokens,
                         block_tokens=eng.block_tokens, chunked_prefill=eng.chunked_prefill,
@@ -47,7 +52,10 @@ def limits_for(engine: str, hardware: str, tp: int, max_num_seqs: int | None = N
 
 def memory_kwargs(engine: str, hardware: str, tp: int) -> dict:
     """MemoryModel keywords for the engine's KV sizing policy (as `api.simulate` applies it)."""
-    policy = engine_for(engine, hardware, tp).memory
+    return _policy_kwargs(engine_for(engine, hardware, tp).memory)
+
+
+def _policy_kwargs(policy) -> dict:
     if policy.kind == "device-fraction":
         return {"memory_utilization_frac": policy.fraction}
     if policy.kind == "free-fraction":
@@ -84,23 +92,36 @@ def _step_model(model: str, hardware: str, par: ParallelConfig, prec: PrecisionC
 @functools.lru_cache(maxsize=4096)
 def capacity_per_chip(chip: str, model: str, ttft_s: float, tpot_s: float, input_tokens: int, output_tokens: int):
     """(tokens/s per chip, W per chip, source) at the best TP degree <= the scale-up domain (<= 8)."""
-    dtype = compute_dtype(chip)
-    c = load_chip(chip)
-    domain = c.scale_up.domain_size if c.scale_up else 1
-    best = None
-    for tp in (1, 2, 4, 8):
+    r, tp = capacity_on_chip(load_chip(chip), load_model(model), ttft_s, tpot_s, input_tokens, output_tokens)
+    source = (f"tokenfab search capacity: tp{tp} batch {r.state.batch} {compute_dtype(chip)}, steady state of the step "
+              f"model under {DEFAULT_ENGINE} (TPOT p99 {r.state.tpot_s * 1e3:.1f} ms, TTFT p99 {r.state.ttft_s * 1e3:.0f} ms)")
+    return r.tokens_per_s_per_chip, r.power_w_per_chip, source
+
+
+def capacity_on_chip(chip: ChipSpec, model: ModelSpec, ttft_s: float, tpot_s: float, input_tokens: int,
+                     output_tokens: int, percentile: float = 99.0, engine: str = DEFAULT_ENGINE,
+                     tp_degrees: tuple[int, ...] = (1, 2, 4, 8)) -> tuple[CapacityResult, int]:
+    """The same best-over-TP capacity for specs rather than catalog names (a chip being designed):
+    (best result, its TP degree). For callers that hold a ChipSpec, such as a design sweep."""
+    dtype = next((d for d in ("bf16", "fp16", "fp8", "int8") if chip.supports(d)), next(iter(chip.peak_flop_per_s)))
+    domain = chip.scale_up.domain_size if chip.scale_up else 1
+    best: tuple[CapacityResult, int] | None = None
+    for tp in tp_degrees:
         if tp > domain:
             break
+        par, prec = ParallelConfig(tp=tp, dp=1), PrecisionConfig(dtype=dtype)
         try:
-            r = capacity_for(model, chip, tp, dtype=dtype, input_len=input_tokens, output_len=output_tokens,
-                             ttft_s=ttft_s, tpot_s=tpot_s)
+            system = system_of_chip(chip, tp)
+            sm = StepModel(model, system, par, prec)
+            eng = engine_spec(engine, chip.device_memory_bytes, tp)
+            mem = MemoryModel(model, system, par, prec, **_policy_kwargs(eng.memory))
+            limits = _limits_of(eng)
+            r = estimate_capacity(sm, mem, input_tokens, output_tokens, ttft_s, tpot_s, limits, percentile)
         except TokenfabError:
             continue
         if best is None or r.tokens_per_s_per_chip > best[0].tokens_per_s_per_chip:
             best = (r, tp)
     if best is None:
-        raise DoesNotFitError(f"{model} cannot meet TTFT {ttft_s * 1e3:.0f} ms / TPOT {tpot_s * 1e3:.0f} ms on {chip} at tp <= 8")
-    r, tp = best
-    source = (f"tokenfab search capacity: tp{tp} batch {r.state.batch} {dtype}, steady state of the step model "
-              f"(TPOT {r.state.tpot_s * 1e3:.1f} ms, TTFT p99 {r.state.ttft_s * 1e3:.0f} ms)")
-    return r.tokens_per_s_per_chip, r.power_w_per_chip, source
+        raise DoesNotFitError(f"{model.name} cannot meet TTFT {ttft_s * 1e3:.0f} ms / TPOT {tpot_s * 1e3:.0f} ms "
+                              f"on {chip.name} at tp <= {max(tp_degrees)}")
+    return best

@@ -79,3 +79,15 @@ def test_plan_provider_uses_the_search_capacity():
     d = api.deployment("llama-3.1-8b", "h100-sxm")
     direct = estimate_capacity(d.step_model, d.memory, 1024, 256, 2.0, 0.05)
     assert est.tokens_per_s_per_chip >= direct.tokens_per_s_per_chip * 0.999  # tp1 is among the TP degrees tried
+
+
+def test_capacity_on_a_chip_spec_equals_the_catalog_provider():
+    """A design sweep holding a ChipSpec gets the very figure plan gets for the catalog chip."""
+    from tokenfab.hardware.catalog import load_chip
+    from tokenfab.search.plan_capacity import capacity_on_chip, capacity_per_chip
+    from tokenfab.workload.hf_config import load_model
+
+    r, tp = capacity_on_chip(load_chip("h20"), load_model("qwen3-8b"), 2.0, 0.05, 1024, 256)
+    tokens, power, source = capacity_per_chip("h20", "qwen3-8b", 2.0, 0.05, 1024, 256)
+    assert (r.tokens_per_s_per_chip, r.power_w_per_chip) == (tokens, power)
+    assert f"tp{tp} " in source
