@@ -98,3 +98,18 @@ def test_prices_are_sourced_and_converted():
     assert price_cny("h100-sxm") == pytest.approx(27500 * usd)
     assert price_cny("ascend-910b") is None  # no sourced price: none, not a guess
     assert math.isfinite(price_cny("h200-sxm"))
+
+
+def test_trace_traffic_is_its_mean_rate_and_lengths(tmp_path):
+    rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    for i in range(41):  # one request every 0.5 s: 2 req/s; prompts 400/600, outputs 100/140
+        rows.append(f"2023-11-16 18:15:{i // 2:02d}.{5000000 * (i % 2):07d},{400 + 200 * (i % 2)},{100 + 40 * (i % 2)}")
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(rows) + "\n")
+    r = api.search(model="llama-3.1-8b", hardware="h100-sxm", trace=str(path), slo_ttft_ms=1000, slo_tpot_ms=40,
+                   tp=[1], top=1)
+    d = r.to_dict()
+    best = d["best"]
+    assert best["predicted"]["goodput_tokens_per_s"] == pytest.approx(2.0 * 120, rel=0.03)
+    assert best["simulate_args"]["trace"] == str(path) and "rate" not in best["simulate_args"]
+    assert best["simulated"]["completed"] == 41
