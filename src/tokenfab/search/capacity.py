@@ -12,8 +12,13 @@ token coming from the prefill), each decoder finishes after O - 1 iterations, so
 
 The mean iteration time is the decode step of d sequences at the mean context I + O/2 plus, per
 completion, the extra time its prefill chunks add to the iterations they ride in (each chunk
-costed by `StepModel.step` as a mixed step). Output tokens/s = c x O / t_iter, TPOT = t_iter,
-TTFT = the chunks' iterations plus the wait for the iteration in flight. The KV cache bounds B:
+costed by `StepModel.step` as a mixed step; admissions per iteration are Poisson with mean c).
+Output tokens/s = c x O / t_iter, TPOT = t_iter, TTFT = the chunks' iterations plus the wait for
+the iteration in flight. The engine's policy (`serving.engines`) shapes each iteration: its host
+overhead, decode-only batches padded to captured CUDA-graph sizes, prefill-first scheduling, and
+reserve-on-admission KV accounting. Under open-loop arrivals the batch itself is Poisson
+(`tail_batch`), so the SLO is checked at its percentile, and a request's TPOT spreads with the
+iteration-time mix (`SteadyState.tpot_at`). The KV cache bounds B:
 the decoders' contexts are spread over the output, so B sequences hold B x (I + O/2) tokens on
 average (plus a partly filled block each). Nothing here is fitted: every time is a step of the
 execution model, the same function `predict` and `simulate` use.
@@ -173,33 +178,11 @@ def estimate_steady_state(sm: StepModel, batch: int, input_len: int, output_len:
     return hit
 
 
-def _steady_state(sm: StepModel, batch: int, input_len: int, output_len: int, limits: EngineLimits,
-                  wait_frac: float, _stepper: _Stepper | None) -> SteadyState:
-    """Steady state of one replica holding `batch` sequences (see the module docstring).
-
-    `wait_frac` is the share of an iteration a new request waits before it is admitted (0: it
-    arrives as a slot frees, as closed-loop clients do; p/100 for the p-th percentile of open-loop
-    arrivals, whose wait for the iteration in flight is uniform over it)."""
-    if output_len < 2:
-        raise InvalidInputError("steady-state capacity needs an output of at least 2 tokens (one decode step)")
-    st = _stepper or _Stepper(sm, limits)
-    kv = input_len + output_len / 2
-    budget = limits.max_num_batched_tokens
-    d = batch * (output_len - 1) / output_len  # first guess: one chunk per prompt
-    chunks: list[tuple[int, int, int]] = []
-    for _ in range(4):  # n_chunks depends on the room the decodes leave; converges in 1-2 rounds
-        chunks = _chunks(input_len, budget - math.ceil(d))
-        d = batch * (output_len - 1) / (output_len - 1 + len(chunks))
-    c = d / (output_len - 1)
-    saturated = c * input_len > max(0.0, budget - d) + 1e-9
-    if saturated or (not limits.chunked_prefill and input_len > budget):
-        # budget-bound: prefills queue; report the throughput ceiling and an unbounded TTFT
-        d = budget * (output_len - 1) / (input_len + output_len - 1)
-        c = d / (output_len - 1)
-        chunks = _chunks(input_len, budget - math.ceil(d))
-        saturated = True
+def _iteration_mix(st: _Stepper, chunks: list, c: float, d: float, kv: float,
+                   first: bool) -> tuple[float, float, float, float]:
+    """(mean iteration time, mean energy, mean squared time, TTFT chain of one prompt) with d decoders
+    on average and c prompts admitted per iteration, each prefilled in `chunks`."""
     t_dec, e_dec = st.at((), d, kv)
-    first = limits.prefill_first
     if len(chunks) == 1:
         # whole prompts ride in the decode iterations (or, prefill-first, in an iteration of their own
         # after it); completions, hence admissions, per iteration are a superposition of many
@@ -232,6 +215,35 @@ def _steady_state(sm: StepModel, batch: int, input_len: int, output_len: int, li
         e_iter = e_dec + c * sum(e for _, e in extra)
         share = min(1.0, c * len(chunks))
         t_sq = (1.0 - share) * t_dec ** 2 + share * (t_dec + sum(t for t, _ in extra) / len(chunks)) ** 2
+    return t_iter, e_iter, t_sq, chain_s
+
+
+def _steady_state(sm: StepModel, batch: int, input_len: int, output_len: int, limits: EngineLimits,
+                  wait_frac: float, _stepper: _Stepper | None) -> SteadyState:
+    """Steady state of one replica holding `batch` sequences (see the module docstring).
+
+    `wait_frac` is the share of an iteration a new request waits before it is admitted (0: it
+    arrives as a slot frees, as closed-loop clients do; p/100 for the p-th percentile of open-loop
+    arrivals, whose wait for the iteration in flight is uniform over it)."""
+    if output_len < 2:
+        raise InvalidInputError("steady-state capacity needs an output of at least 2 tokens (one decode step)")
+    st = _stepper or _Stepper(sm, limits)
+    kv = input_len + output_len / 2
+    budget = limits.max_num_batched_tokens
+    d = batch * (output_len - 1) / output_len  # first guess: one chunk per prompt
+    chunks: list[tuple[int, int, int]] = []
+    for _ in range(4):  # n_chunks depends on the room the decodes leave; converges in 1-2 rounds
+        chunks = _chunks(input_len, budget - math.ceil(d))
+        d = batch * (output_len - 1) / (output_len - 1 + len(chunks))
+    c = d / (output_len - 1)
+    saturated = c * input_len > max(0.0, budget - d) + 1e-9
+    if saturated or (not limits.chunked_prefill and input_len > budget):
+        # budget-bound: prefills queue; report the throughput ceiling and an unbounded TTFT
+        d = budget * (output_len - 1) / (input_len + output_len - 1)
+        c = d / (output_len - 1)
+        chunks = _chunks(input_len, budget - math.ceil(d))
+        saturated = True
+    t_iter, e_iter, t_sq, chain_s = _iteration_mix(st, chunks, c, d, kv, limits.prefill_first)
     ttft = math.inf if saturated else chain_s + wait_frac * t_iter
     return SteadyState(batch=batch, num_decode=d, tokens_per_s=c * output_len / t_iter, requests_per_s=c / t_iter,
                        tpot_s=t_iter, ttft_s=ttft, iteration_s=t_iter, power_w=e_iter / t_iter,
