@@ -42,6 +42,7 @@ def simulate(
     prefix_caching: bool = True, preemption: str = "recompute", policy: str = "fcfs",
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, progress: bool = False,
     timeseries_interval_s: float = 1.0, kv_free_memory_frac: float | None = None,
+    dp: int = 1, moe_tp: int | None = None, moe_dispatch: str = "normal",
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`)."""
     from pydantic import ValidationError
@@ -73,16 +74,20 @@ def simulate(
 
     QUEUES.get(policy), ROUTERS.get(router)  # unknown names fail here, before any work
 
+    _positive(dp=dp)
+
     def spec(tp_: int, role: str):
-        d = deployment(model, hardware, None, tp_, pp, ep, 1, dtype, weight_dtype, kv_dtype, memory_utilization_frac,
-                       None, kv_free_memory_frac)
+        # An MoE instance with attention-DP is dp ranks with their own batches sharing the experts: the step
+        # model costs one rank's step (all ranks stepping alike), and each rank gets its own scheduler below.
+        d = deployment(model, hardware, None, tp_, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac,
+                       None, kv_free_memory_frac, moe_tp=moe_tp if tp_ == tp else None, moe_dispatch=moe_dispatch)
         if d.memory.kv_capacity_tokens(max_batched_tokens, max_num_seqs) < block_size:
             raise InvalidInputError(
                 f"{model} leaves no room for a KV cache on {hardware} with tp={tp_} "
                 f"(weights {d.memory.weights_bytes / 1e9:.1f} GB per device); raise --tp or lower --max-batched-tokens")
         return replica_spec(d.step_model, d.memory, sched, wl.hash_block_tokens, role), d
 
-    config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dtype": dtype, "replicas": replicas,
+    config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dp": dp, "dtype": dtype, "replicas": replicas,
               "router": router, "arrival": arrival, "num_requests": num_requests, "seed": seed}
     if prefill_replicas or decode_replicas:
         if not (prefill_replicas and decode_replicas):
@@ -92,14 +97,15 @@ def simulate(
         link = p_dep.step_model.system.scale_out_link or p_dep.step_model.system.scale_up_link
         bw = link.bandwidth_bytes_per_s.value * (prefill_tp or tp)
         per_token = p_dep.memory.kv_bytes_per_token * (prefill_tp or tp) / bw
-        sim = Simulation([p_spec] * prefill_replicas, wl, seed=seed, router=router, decode_specs=[d_spec] * decode_replicas,
+        sim = Simulation([p_spec] * (prefill_replicas * dp), wl, seed=seed, router=router,
+                         decode_specs=[d_spec] * (decode_replicas * dp),
                          transfer_s_per_token=per_token, progress=progress, timeseries_interval_s=timeseries_interval_s,
                          slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None)
         config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                       prefill_tp=prefill_tp or tp, decode_tp=decode_tp or tp)
     else:
         r_spec, _ = spec(tp, "both")
-        sim = Simulation([r_spec] * replicas, wl, seed=seed, router=router, progress=progress,
+        sim = Simulation([r_spec] * (replicas * dp), wl, seed=seed, router=router, progress=progress,
                          timeseries_interval_s=timeseries_interval_s,
                          slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None)
     result = sim.run()

@@ -17,7 +17,7 @@ from tokenfab.calibrate.profiles import fit_chip_profile, fit_generic_profile, w
 from tokenfab.cost.profile import PROFILE_DIR
 from tokenfab.hardware.catalog import load_chip
 
-SOURCE = ("fitted from shared/calibration ops_gemm.csv, ops_attention.csv, ops_comm.csv: NVIDIA aiconfigurator-core "
+SOURCE = ("fitted from shared/calibration ops_gemm.csv, ops_attention.csv, ops_comm.csv, ops_moe.csv: NVIDIA aiconfigurator-core "
           "0.12.0 measured tables (TensorRT-LLM 1.0.0 / 1.3.0rc20 kernels, NCCL 2.27-2.29), Apache-2.0")
 
 

@@ -22,6 +22,9 @@ def simulate(
     tp: Annotated[int, Opt(help="Tensor-parallel degree per replica.")] = 1,
     pp: Annotated[int, Opt(help="Pipeline stages per replica.")] = 1,
     ep: Annotated[int, Opt(help="Expert-parallel degree per replica.")] = 1,
+    dp: Annotated[int, Opt(help="Attention data-parallel ranks per replica (MoE: ranks share the experts, ep x moe-tp = tp x dp).")] = 1,
+    moe_tp: Annotated[int | None, Opt("--moe-tp", help="Tensor-parallel split inside each expert (default tp x dp / ep).")] = None,
+    moe_dispatch: Annotated[str, Opt(help="MoE token dispatch with attention-DP: normal or low-latency (DeepEP).")] = "normal",
     dtype: Annotated[str, Opt(help="Compute/activation format.")] = "bf16",
     weight_dtype: Annotated[str | None, Opt(help="Weight format (weight-only quantisation).")] = None,
     kv_dtype: Annotated[str | None, Opt(help="KV-cache format.")] = None,
@@ -77,6 +80,7 @@ def simulate(
         max_batched_tokens=max_batched_tokens, block_size=block_size, chunked_prefill=chunked_prefill,
         prefix_caching=prefix_caching, preemption=preemption, policy=policy,
         memory_utilization_frac=memory_utilization, progress=progress, kv_free_memory_frac=kv_free_memory_frac,
+        dp=dp, moe_tp=moe_tp, moe_dispatch=moe_dispatch,
     )
     for path, frame in ((requests_out, result.requests_frame), (timeseries_out, result.timeseries_frame)):
         if path:

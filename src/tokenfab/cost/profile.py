@@ -66,6 +66,7 @@ class EfficiencyProfile:
     elementwise: KernelParams
     collectives: dict[str, dict[int, CollectiveParams]] = field(default_factory=dict)  # name -> group size -> fit
     fit_quality: dict[str, dict[str, float]] = field(default_factory=dict)
+    moe: dict[str, KernelParams] = field(default_factory=dict)  # fused MoE layer kernel per format kind
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,14 @@ class ResolvedProfile:
     def attention(self, phase: str, kv_kind: str) -> tuple[KernelParams, str]:
         table = "attention_prefill" if phase == "prefill" else "attention_decode"
         return self._pick(table, kv_kind, "bf16")
+
+    def moe(self, kind: str) -> tuple[KernelParams, str]:
+        """The fused MoE kernel's fit for `kind` (own, else generic, else the bf16 fit of either)."""
+        if not self.profile.moe and not self.generic.moe:
+            raise DataFileError("no fitted 'moe' kernel table in the efficiency profiles (run python -m tokenfab.calibrate.fit_shared)")
+        if not self.generic.moe:
+            return self.profile.moe.get(kind) or self.profile.moe.get("bf16") or next(iter(self.profile.moe.values())), self.provenance
+        return self._pick("moe", kind, "bf16")
 
     def collective(self, name: str, num_devices: int) -> tuple[CollectiveParams, str]:
         """Fitted parameters for `name` among `num_devices`: the fit for that group size, else the
@@ -137,6 +146,7 @@ def profile_from_dict(data: dict, where: str = "") -> EfficiencyProfile:
                 for name, by_size in data.get("collectives", {}).items()
             },
             fit_quality=data.get("fit_quality", {}),
+            moe={k: _kernel(v, f"{where} moe.{k}") for k, v in data.get("moe", {}).items()},
         )
     except (KeyError, TypeError) as exc:
         raise DataFileError(f"invalid efficiency profile {where}: missing or bad {exc}") from None
