@@ -192,8 +192,10 @@ def moe_work(cc: ChipCost, shape: MoEShape, act_dtype: str = "bf16", weight_dtyp
     flops = 2.0 * load.rows * h * (up + width)
     weights = load.active_experts * (h * up + width * h) * bytes_per_element(weight_dtype)
     # permute (read + write) and GEMM-1 input in the input format; 16-bit intermediate written and read;
-    # 16-bit GEMM-2 output written, read by unpermute, which writes one 16-bit row per token.
+    # 16-bit GEMM-2 output written, read by unpermute, which writes one 16-bit row per token; plus the
+    # router scores of every token.
     tokens = load.rows * h * 3 * a + load.rows * width * 2 * 2 + load.rows * h * 2 * 2 + shape.num_tokens * h * 2
+    tokens += shape.num_tokens * shape.num_experts * 2  # the 16-bit router scores the kernel's top-k reads
     # Work units: output-tile columns of the grouped up-GEMM per active expert (one CTA each, however
     # few rows the expert got: thin experts are memory bound, not starved of parallelism).
     work = load.active_experts * math.ceil(up / TILE) * max(1.0, load.tile_rows / max(load.active_experts, 1e-9) / TILE)

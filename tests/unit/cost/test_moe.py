@@ -60,7 +60,7 @@ def test_work_counts_flops_and_only_active_expert_weights():
     w = moe_work(cc, shape, "bf16")
     assert w.flops == pytest.approx(2 * 64 * 16 * (32 + 16))
     weights = 4 * (16 * 32 + 16 * 16) * 2
-    tokens = 64 * 16 * 3 * 2 + 64 * 16 * 2 * 2 + 64 * 16 * 2 * 2 + 64 * 16 * 2
+    tokens = 64 * 16 * 3 * 2 + 64 * 16 * 2 * 2 + 64 * 16 * 2 * 2 + 64 * 16 * 2 + 64 * 8 * 2
     assert w.dram_bytes == pytest.approx(weights + tokens)
     assert w.kind == "bf16"
 

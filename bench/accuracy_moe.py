@@ -1,0 +1,150 @@
+"""MoE groups of bench/accuracy.py: the fused MoE layer, MoE serving, and which MoE rows are expressible.
+
+    python bench/accuracy_moe.py [--json OUT] [--serving-limit N] [--no-serving]
+
+1. Fused MoE layer (ops_moe.csv, TensorRT-LLM kernels on A100, L40S, H100, B200):
+   - held-out: per chip, the `moe` kernel table is fitted on 70% of the layer shapes (hidden,
+     intermediate, top-k, experts, MoE-TP, EP; every token count of a shape on the same side) and
+     scored on the other 30%, per chip and dtype;
+   - leave-one-chip-out: pooled fit on the other three chips (as the generic profile's `moe` table: with
+     a cache term relative to each chip's own L2, since these benchmarks re-run warm weights),
+     scored on every row of the chip left out; a format no other chip measured (B200's MXFP4 x MXFP8)
+     falls back to the pooled bf16 curve, as the tool would.
+2. MoE serving at fixed concurrency: the aggregated MoE rows of e2e_aiconfigurator_silicon.csv
+   (DeepSeek-V3/R1, Qwen3-235B-A22B, GPT-OSS-120B) through `api.simulate` with the row's layout
+   (tp, attention-DP, MoE-TP, EP) and `--concurrency`, reusing bench/accuracy_serving.py's job runner.
+3. TensorRT-LLM MoE offline throughput rows of trtllm.csv.
+4. Every MoE row of shared/calibration is listed as expressed or failed-by-reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tokenfab.calibrate.fit import KernelSamples, fit_kernel, predict_samples
+from tokenfab.calibrate.measurements import from_shared_frame, shared_calibration_dir, validate
+from tokenfab.calibrate.profiles import kernel_samples, table_upper
+from tokenfab.hardware.catalog import load_chip
+
+HOLDOUT_FRAC_TENTHS = 3  # 30% of the layer shapes are held out
+SHAPE_COLUMNS = ["hidden", "intermediate", "topk", "num_experts", "moe_tp", "ep"]
+
+
+def moe_rows(directory: Path) -> pd.DataFrame:
+    """ops_moe.csv as measurement rows, each marked held-out (`test`) by a hash of its layer shape."""
+    frame = validate(from_shared_frame(pd.read_csv(directory / "ops_moe.csv")), "ops_moe.csv")
+    key = frame[SHAPE_COLUMNS].astype(int).astype(str).agg("-".join, axis=1) + "-" + frame["variant"].fillna("")
+    frame["test"] = key.map(lambda s: zlib.crc32(s.encode()) % 10 < HOLDOUT_FRAC_TENTHS)
+    return frame
+
+
+def _score(samples: KernelSamples, theta: np.ndarray) -> np.ndarray:
+    return predict_samples(theta, samples) / samples.time_s - 1.0
+
+
+def kernel_holdout(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per chip and kernel kind: fit on the training shapes, signed error on the held-out ones."""
+    rows = []
+    for device in sorted(frame["device"].unique()):
+        chip, own = load_chip(device), frame[frame["device"] == device]
+        train, test = kernel_samples(own[~own["test"]], chip), kernel_samples(own[own["test"]], chip)
+        for (table, kind), samples in sorted(test.items()):
+            if (table, kind) not in train:
+                continue
+            params, _ = fit_kernel(train[(table, kind)], upper=table_upper("moe"))
+            err = _score(samples, params.as_vector())
+            rows += [{"group": "moe-layer:held-out", "device": device, "kind": kind, "error_frac": e} for e in err]
+    return pd.DataFrame(rows)
+
+
+def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per chip left out: pooled fit (no cache term) on the other chips' rows, error on all of its rows."""
+    devices = sorted(frame["device"].unique())
+    per_chip = {d: kernel_samples(frame[frame["device"] == d], load_chip(d)) for d in devices}
+    rows = []
+    for held in devices:
+        pooled: dict[str, list[KernelSamples]] = {}
+        for d in devices:
+            if d != held:
+                for (_, kind), s in per_chip[d].items():
+                    pooled.setdefault(kind, []).append(s)
+        fits = {kind: fit_kernel(KernelSamples.concat(parts), upper=table_upper("moe"))[0] for kind, parts in pooled.items()}
+        for (_, kind), samples in sorted(per_chip[held].items()):
+            params = fits.get(kind) or fits["bf16"]
+            err = _score(samples, params.as_vector())
+            rows += [{"group": "moe-layer:unseen-chip", "device": held, "kind": kind, "error_frac": e} for e in err]
+        print(f"  moe leave-one-chip-out: {held} done", file=sys.stderr)
+    return pd.DataFrame(rows)
+
+
+def summarize(frame: pd.DataFrame, by: list[str]) -> list[dict]:
+    out = []
+    for key, g in frame.groupby(by, sort=True):
+        ape = g["error_frac"].abs()
+        label = key if isinstance(key, str) else "/".join(map(str, key))
+        out.append({"group": label, "num_rows": len(g), "mape": float(ape.mean()), "median_ape": float(ape.median()),
+                    "p90_ape": float(ape.quantile(0.9)), "bias": float(g["error_frac"].median())})
+    return out
+
+
+def _print(title: str, stats: list[dict]) -> None:
+    print(f"\n## {title}")
+    print(f"{'group':58s} {'rows':>6s} {'MAPE':>7s} {'median':>7s} {'p90':>7s} {'bias':>7s}")
+    for s in stats:
+        print(f"{s['group']:58s} {s['num_rows']:6d} {s['mape']*100:6.1f}% {s['median_ape']*100:6.1f}% "
+              f"{s['p90_ape']*100:6.1f}% {s['bias']*100:+6.1f}%")
+
+
+def run_moe_kernel_groups(directory: Path) -> pd.DataFrame:
+    frame = moe_rows(directory)
+    return pd.concat([kernel_holdout(frame), kernel_loco(frame)], ignore_index=True)
+
+
+def run_moe_groups(directory: Path, serving_limit: int | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
+    """All MoE groups as one frame (columns group, device, error_frac, ...) and the rows not expressed."""
+    from accuracy_moe_serving import run_moe_serving
+
+    kernel = run_moe_kernel_groups(directory)
+    serving, failed = run_moe_serving(directory, serving_limit, workers)
+    return pd.concat([kernel, serving], ignore_index=True), failed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-serving", action="store_true")
+    ap.add_argument("--serving-limit", type=int, default=None, help="simulate at most N serving jobs (a spread sample)")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    directory = shared_calibration_dir()
+    if args.no_serving:
+        frame, failed = run_moe_kernel_groups(directory), []
+    else:
+        frame, failed = run_moe_groups(directory, args.serving_limit)
+    report = {"by_device_kind": summarize(frame, ["group", "device", "kind"]) if "kind" in frame else [],
+              "by_group": summarize(frame, ["group"])}
+    _print("MoE groups by device and format", report["by_device_kind"])
+    _print("MoE groups", report["by_group"])
+    report["failed"] = failed
+    print(f"\nMoE rows not expressed: {len(failed)}")
+    for line in failed[:40]:
+        print(f"  {line}")
+    report["wall_s"] = time.perf_counter() - t0
+    print(f"(wall time {report['wall_s']:.1f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
