@@ -12,6 +12,7 @@ Groups (see bench/accuracy_serving.py for the serving group):
                                 TensorRT-LLM static-batching and batch-1 TTFT rows of trtllm.csv,
                                 predicted by `tokenfab predict`
   serving                       TTFT/TPOT at fixed concurrency and offline throughput, by `tokenfab simulate`
+  MoE                           bench/accuracy_moe.py: fused MoE layer held-out and on unseen chips, MoE serving
 Rows the tool cannot express (unknown model, e.g. Falcon-180B) are counted and listed as skipped.
 Prints MAPE, median, p90, worst cases per group; exits 0 (tracking, not a gate).
 """
@@ -133,6 +134,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write all statistics to this JSON file")
     ap.add_argument("--no-loco", action="store_true", help="skip the leave-one-chip-out refits")
     ap.add_argument("--no-serving", action="store_true", help="skip the serving simulations (the slowest group)")
+    ap.add_argument("--no-moe", action="store_true", help="skip the MoE groups (bench/accuracy_moe.py)")
+    ap.add_argument("--moe-serving-limit", type=int, default=None, help="simulate at most N MoE serving jobs")
     args = ap.parse_args()
     t0 = time.perf_counter()
     directory = shared_calibration_dir()
@@ -169,6 +172,14 @@ def main() -> None:
         report["serving_by_device"] = _print_stats("serving by device and framework", serving, ["group", "device", "framework"])
         print(f"serving rows: {len(serving)}; skipped {len(skipped_serving)} (disaggregated, unknown model, or no lengths)")
         skipped += skipped_serving
+    if not args.no_moe:
+        from accuracy_moe import run_moe_groups, summarize
+
+        moe, moe_failed = run_moe_groups(directory, args.moe_serving_limit)
+        report["moe_groups"] = _print_stats("MoE (fused layer held-out / unseen chip; MoE serving)", moe, ["group"])
+        report["moe_by_device"] = summarize(moe, ["group", "device", "kind"])
+        print(f"MoE rows not expressed: {len(moe_failed)}")
+        report["moe_failed"] = moe_failed
     report["skipped"] = skipped
     report["wall_s"] = time.perf_counter() - t0
     if args.json:

@@ -18,6 +18,7 @@ from tokenfab.units import bytes_per_element
 
 Q_BLOCK = 128  # query rows per FlashAttention work unit
 KV_SPLIT = 256  # KV positions per split-KV (flash-decoding) work unit
+MLA_HEAD_TILE = 64  # query heads per tensor-core tile of an absorbed-MLA decode kernel (FlashMLA)
 
 
 def _compute_dtype(act_dtype: str) -> str:
@@ -81,9 +82,11 @@ def decode_attention_work(
     kv = min(kv_len, window) if window else kv_len
     kvb = bytes_per_element(kv_dtype)
     if latent_dim:
-        flops = 2.0 * batch * num_heads * kv * (2 * latent_dim)
+        # scores over the latent + rope dims (head_dim), values over the latent (dv); the kernel
+        # (FlashMLA, FlashInfer MLA) tiles the heads as the rows of a tensor-core GEMM
+        flops = 2.0 * batch * num_heads * kv * (head_dim + dv)
         cache = batch * kv * latent_dim * kvb
-        units = batch * math.ceil(kv / KV_SPLIT)
+        units = batch * math.ceil(num_heads / MLA_HEAD_TILE) * math.ceil(kv / KV_SPLIT)
     else:
         flops = 2.0 * batch * num_heads * kv * (head_dim + dv)
         cache = batch * kv * num_kv_heads * (head_dim + dv) * kvb
@@ -97,8 +100,13 @@ def estimate_decode_attention(
     v_head_dim: int | None = None, kv_dtype: str = "bf16", *, window: int | None = None,
     latent_dim: int | None = None, op: str = "attention_decode", warm_cache: bool = False, act_dtype: str = "bf16",
 ) -> OpCost:
-    """Time of decode attention (see `decode_attention_work`); `warm_cache` as in `estimate_gemm`."""
+    """Time of decode attention (see `decode_attention_work`); `warm_cache` as in `estimate_gemm`.
+
+    Absorbed MLA decode is costed with the prefill (FlashAttention) curve: all heads share one latent
+    cache, so the kernel is a tensor-core GEMM of heads x cached tokens, compute bound on most chips,
+    like prefill; the decode curve is fitted on GQA kernels that stream the cache and never reach
+    the tensor-core limit (checked against H20 FlashInfer MLA decode rows, bench/accuracy_moe.py)."""
     w = decode_attention_work(cc, batch, kv_len, num_heads, num_kv_heads, head_dim, v_head_dim, kv_dtype,
                               window, latent_dim, act_dtype)
-    params, source = cc.resolved.attention("decode", w.kind)
+    params, source = cc.resolved.attention("prefill" if latent_dim else "decode", w.kind)
     return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)
