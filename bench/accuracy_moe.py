@@ -48,8 +48,10 @@ def moe_rows(directory: Path) -> pd.DataFrame:
     return frame
 
 
-def _score(samples: KernelSamples, theta: np.ndarray) -> np.ndarray:
-    return predict_samples(theta, samples) / samples.time_s - 1.0
+def _rows(group: str, device: str, kind: str, samples: KernelSamples, theta: np.ndarray) -> list[dict]:
+    pred = predict_samples(theta, samples)
+    return [{"group": group, "device": device, "kind": kind, "measured": m, "predicted": p, "error_frac": p / m - 1.0}
+            for m, p in zip(samples.time_s, pred)]
 
 
 def kernel_holdout(frame: pd.DataFrame) -> pd.DataFrame:
@@ -62,8 +64,7 @@ def kernel_holdout(frame: pd.DataFrame) -> pd.DataFrame:
             if (table, kind) not in train:
                 continue
             params, _ = fit_kernel(train[(table, kind)], upper=table_upper("moe"))
-            err = _score(samples, params.as_vector())
-            rows += [{"group": "moe-layer:held-out", "device": device, "kind": kind, "error_frac": e} for e in err]
+            rows += _rows("moe-layer:held-out", device, kind, samples, params.as_vector())
     return pd.DataFrame(rows)
 
 
@@ -81,8 +82,7 @@ def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
         fits = {kind: fit_kernel(KernelSamples.concat(parts), upper=table_upper("moe"))[0] for kind, parts in pooled.items()}
         for (_, kind), samples in sorted(per_chip[held].items()):
             params = fits.get(kind) or fits["bf16"]
-            err = _score(samples, params.as_vector())
-            rows += [{"group": "moe-layer:unseen-chip", "device": held, "kind": kind, "error_frac": e} for e in err]
+            rows += _rows("moe-layer:unseen-chip", held, kind, samples, params.as_vector())
         print(f"  moe leave-one-chip-out: {held} done", file=sys.stderr)
     return pd.DataFrame(rows)
 
@@ -110,8 +110,9 @@ def run_moe_kernel_groups(directory: Path) -> pd.DataFrame:
     return pd.concat([kernel_holdout(frame), kernel_loco(frame)], ignore_index=True)
 
 
-def run_moe_groups(directory: Path, serving_limit: int | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
-    """All MoE groups as one frame (columns group, device, error_frac, ...) and the rows not expressed."""
+def run_moe_group(directory: Path, serving_limit: int | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
+    """All MoE groups as one frame (group, device, kind, measured, predicted, error_frac) and the MoE rows
+    not expressed, each with its reason (bench/accuracy.py's EXTERNAL_GROUPS entry 'moe')."""
     from accuracy_moe_serving import run_moe_serving
 
     kernel = run_moe_kernel_groups(directory)
@@ -130,7 +131,7 @@ def main() -> None:
     if args.no_serving:
         frame, failed = run_moe_kernel_groups(directory), []
     else:
-        frame, failed = run_moe_groups(directory, args.serving_limit)
+        frame, failed = run_moe_group(directory, args.serving_limit)
     report = {"by_device_kind": summarize(frame, ["group", "device", "kind"]) if "kind" in frame else [],
               "by_group": summarize(frame, ["group"])}
     _print("MoE groups by device and format", report["by_device_kind"])

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from tokenfab.cost.chip_cost import ChipCost, KernelWork
+from tokenfab.cost.kernel import kernel_time_array
 from tokenfab.cost.result import OpCost
 from tokenfab.units import bytes_per_element
 
@@ -79,20 +82,28 @@ def decode_attention_work(
     by all heads; scores and values are computed in the latent space.
     """
     dv = v_head_dim or head_dim
-    kv = min(kv_len, window) if window else kv_len
+    vector = isinstance(kv_len, np.ndarray)  # one formula for one context or an array of them
+    ceil = np.ceil if vector else math.ceil
+    kv = (np.minimum(kv_len, window) if vector else min(kv_len, window)) if window else kv_len
     kvb = bytes_per_element(kv_dtype)
     if latent_dim:
         # scores over the latent + rope dims (head_dim), values over the latent (dv); the kernel
         # (FlashMLA, FlashInfer MLA) tiles the heads as the rows of a tensor-core GEMM
         flops = 2.0 * batch * num_heads * kv * (head_dim + dv)
         cache = batch * kv * latent_dim * kvb
-        units = batch * math.ceil(num_heads / MLA_HEAD_TILE) * math.ceil(kv / KV_SPLIT)
+        units = batch * ceil(num_heads / MLA_HEAD_TILE) * ceil(kv / KV_SPLIT)
     else:
         flops = 2.0 * batch * num_heads * kv * (head_dim + dv)
         cache = batch * kv * num_kv_heads * (head_dim + dv) * kvb
-        units = batch * num_kv_heads * math.ceil(kv / KV_SPLIT)
+        units = batch * num_kv_heads * ceil(kv / KV_SPLIT)
     dram = cache + batch * num_heads * (head_dim + dv) * 2.0 + batch * num_kv_heads * (head_dim + dv) * kvb
     return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kv_kind(kv_dtype))
+
+
+def decode_curve(cc: ChipCost, kind: str, latent_dim: int | None):
+    """Fitted curve of a decode kernel: absorbed MLA (latent_dim set) takes the tensor-core prefill curve
+    (see `estimate_decode_attention`), every other decode kernel the decode curve."""
+    return cc.resolved.attention("prefill" if latent_dim else "decode", kind)
 
 
 def estimate_decode_attention(
@@ -108,5 +119,20 @@ def estimate_decode_attention(
     the tensor-core limit (checked against H20 FlashInfer MLA decode rows, bench/accuracy_moe.py)."""
     w = decode_attention_work(cc, batch, kv_len, num_heads, num_kv_heads, head_dim, v_head_dim, kv_dtype,
                               window, latent_dim, act_dtype)
-    params, source = cc.resolved.attention("prefill" if latent_dim else "decode", w.kind)
+    params, source = decode_curve(cc, w.kind, latent_dim)
     return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)
+
+
+def decode_attention_arrays(
+    cc: ChipCost, batch: int, kv_len: np.ndarray, num_heads: int, num_kv_heads: int, head_dim: int,
+    v_head_dim: int | None = None, kv_dtype: str = "bf16", *, window: int | None = None,
+    latent_dim: int | None = None, act_dtype: str = "bf16",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`estimate_decode_attention` at many contexts at once: (time_s, flops, bytes) arrays whose element i
+    equals the scalar estimate at kv_len[i] (same work function, same kernel formula, vectorised)."""
+    w = decode_attention_work(cc, batch, np.asarray(kv_len, dtype=float), num_heads, num_kv_heads, head_dim, v_head_dim,
+                              kv_dtype, window, latent_dim, act_dtype)
+    params, _ = decode_curve(cc, w.kind, latent_dim)
+    time_s = kernel_time_array(w.flops, w.dram_bytes, w.peak, cc.bandwidth_bytes_per_s, params.as_vector(),
+                               w.work_units, cc.compute_units)
+    return time_s, w.flops, w.dram_bytes
