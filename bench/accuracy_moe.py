@@ -15,17 +15,17 @@
    (tp, attention-DP, MoE-TP, EP) and `--concurrency`, reusing bench/accuracy_serving.py's job runner.
 3. TensorRT-LLM MoE offline throughput rows of trtllm.csv.
 4. Every MoE row of shared/calibration is listed as expressed or failed-by-reason.
+5. Absorbed-MLA decode (H20 FlashInfer MLA rows in vendors/): the fitted 'mla' curve on held-out batch
+   sizes, beside the prefill-curve fallback that chips without MLA measurements use.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +87,30 @@ def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def mla_decode_holdout(directory: Path) -> pd.DataFrame:
+    """Absorbed-MLA decode (vendors/ops_attention_h20.csv, FlashInfer MLA on H20): the 'mla' curve fitted on
+    the rows of 70% of the batch sizes, scored on the other batch sizes; and, for comparison, the curve a
+    chip without MLA measurements uses (its prefill curve, here H20's own)."""
+    from tokenfab.calibrate.measurements import load_vendor_ops
+    from tokenfab.cost.chip_cost import chip_cost
+
+    frame = load_vendor_ops(directory)
+    mla = frame[(frame["op"] == "attention_decode") & (frame["variant"] == "mla")].copy()
+    if mla.empty:
+        return pd.DataFrame()
+    mla["test"] = mla["batch"].astype(int).astype(str).map(lambda s: zlib.crc32(s.encode()) % 10 < HOLDOUT_FRAC_TENTHS)
+    rows = []
+    for device, own in mla.groupby("device"):
+        chip = load_chip(str(device))
+        train = kernel_samples(own[~own["test"]], chip)[("attention_decode", "mla")]
+        test = kernel_samples(own[own["test"]], chip)[("attention_decode", "mla")]
+        params, _ = fit_kernel(train)
+        rows += _rows("mla-decode:held-out", str(device), "mla", test, params.as_vector())
+        prefill, _ = chip_cost(chip).resolved.attention("prefill", "bf16")
+        rows += _rows("mla-decode:prefill-curve fallback", str(device), "mla", test, prefill.as_vector())
+    return pd.DataFrame(rows)
+
+
 def summarize(frame: pd.DataFrame, by: list[str]) -> list[dict]:
     out = []
     for key, g in frame.groupby(by, sort=True):
@@ -117,7 +141,7 @@ def run_moe_group(directory: Path, serving_limit: int | None = None, workers: in
 
     kernel = run_moe_kernel_groups(directory)
     serving, failed = run_moe_serving(directory, serving_limit, workers)
-    return pd.concat([kernel, serving], ignore_index=True), failed
+    return pd.concat([kernel, mla_decode_holdout(directory), serving], ignore_index=True), failed
 
 
 def main() -> None:
@@ -129,7 +153,7 @@ def main() -> None:
     t0 = time.perf_counter()
     directory = shared_calibration_dir()
     if args.no_serving:
-        frame, failed = run_moe_kernel_groups(directory), []
+        frame, failed = pd.concat([run_moe_kernel_groups(directory), mla_decode_holdout(directory)], ignore_index=True), []
     else:
         frame, failed = run_moe_group(directory, args.serving_limit)
     report = {"by_device_kind": summarize(frame, ["group", "device", "kind"]) if "kind" in frame else [],

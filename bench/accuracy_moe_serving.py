@@ -5,20 +5,21 @@
   a blank attention_dp is moe_tp x moe_ep / tp) and `--concurrency C`, through accuracy_serving's job runner;
   compared on mean TTFT and TPOT.
 - trtllm.csv MoE trtllm-bench rows (Mixtral, Qwen3 MoE, DeepSeek-R1, GPT-OSS, Llama-4): `--offline` output tokens/s.
-- disaggregated runs, MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason
-  they are not simulated (see `_not_expressed`).
+- disaggregated runs of the same file: prefill and decode pools each with their own layout and worker count
+  (simulate's prefill_*/decode_* layout arguments).
+- MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
+  simulated (see `_not_expressed`).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
-from accuracy_serving import ENGINE_KV_FREE_FRAC, HARDWARE, _concurrency_job
+from accuracy_serving import HARDWARE, _concurrency_job, _engine_overrides
 
 MOE_MODELS = {"deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
               "nvidia/DeepSeek-R1-NVFP4": "deepseek-v3", "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3",
@@ -29,6 +30,7 @@ MOE_MODELS = {"deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3
 MOE_PATTERN = r"DeepSeek|A22B|A3B|gpt-oss|GPT-OSS|Mixtral|Llama-4|Maverick|Scout"
 QUANT = {"nvfp4": "fp4", "fp8": "fp8", "fp8_block": "fp8", "bfloat16": "bf16", "mxfp4": "fp4", "None": "bf16"}
 _LAYOUT = re.compile(r"tp=(\d+), pp=(\d+), attention_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
+_POOL = re.compile(r"(prefill|decode) workers=(\d*) x \(tp=(\d+), pp=(\d+), attn_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
 
 
 def layout(notes: str) -> dict | None:
@@ -39,6 +41,26 @@ def layout(notes: str) -> dict | None:
     tp, pp, dp, moe_tp, ep = (int(x) if x else 0 for x in m.groups())
     dp = dp or max(1, moe_tp * ep // tp)
     return {"tp": tp, "pp": pp, "dp": dp, "moe_tp": moe_tp, "ep": ep}
+
+
+def pools(notes: str) -> dict | None:
+    """{'prefill': (workers, layout), 'decode': (workers, layout)} of a disaggregated run, or None."""
+    found = {}
+    for role, workers, tp, pp, dp, moe_tp, ep in _POOL.findall(notes):
+        tp_, moe_tp_, ep_ = int(tp), int(moe_tp), int(ep)
+        found[role] = (int(workers) if workers else 0, {"tp": tp_, "pp": int(pp), "dp": int(dp) if dp else max(1, moe_tp_ * ep_ // tp_),
+                                      "moe_tp": moe_tp_, "ep": ep_})
+    return found if set(found) == {"prefill", "decode"} else None
+
+
+def _disagg_kwargs(p: tuple, d: tuple) -> dict | None:
+    """simulate() arguments for P/D pools with their own layouts (None: pipeline stages differ)."""
+    (pw, pl), (dw, dl) = p, d
+    if pl["pp"] != dl["pp"]:
+        return None
+    return dict(tp=dl["tp"], pp=dl["pp"], dp=dl["dp"], ep=dl["ep"], moe_tp=dl["moe_tp"], prefill_replicas=pw,
+                decode_replicas=dw, prefill_tp=pl["tp"], prefill_dp=pl["dp"], prefill_ep=pl["ep"],
+                prefill_moe_tp=pl["moe_tp"], decode_tp=dl["tp"])
 
 
 def _quant(notes: str) -> str | None:
@@ -53,23 +75,25 @@ def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
     failed = []
     for _, r in rows.iterrows():
         notes = str(r["notes"])
-        if r["scenario"] != "server-agg":
-            failed.append(f"{r['case_id']}: disaggregated run with different prefill and decode layouts "
-                          "(simulate takes one layout for both pools)")
-            continue
-        model, hw, dtype, lay = MOE_MODELS.get(r["model"]), HARDWARE.get(r["hardware"]), _quant(notes), layout(notes)
+        model, hw, dtype = MOE_MODELS.get(r["model"]), HARDWARE.get(r["hardware"]), _quant(notes)
+        if r["scenario"] == "server-disagg":
+            pd_pools = pools(notes)
+            if pd_pools and not (pd_pools["prefill"][0] and pd_pools["decode"][0]):
+                failed.append(f"{r['case_id']}: P/D worker counts not stated in the source ('workers= x')")
+                continue
+            lay = _disagg_kwargs(pd_pools["prefill"], pd_pools["decode"]) if pd_pools else None
+        else:
+            lay = layout(notes)
         if model is None or hw is None or dtype is None or lay is None:
             failed.append(f"{r['case_id']}: unknown model/hardware/format/layout ({r['model']}, {r['hardware']})")
             continue
         fw = str(r["framework"]).split()[0]
         c = int(r["batch"])
-        key = (model, hw, dtype, fw, tuple(lay.values()), c, int(r["input_len"]), int(r["output_len"]))
+        key = (model, hw, dtype, fw, tuple(lay.items()), c, int(r["input_len"]), int(r["output_len"]))
         jobs.setdefault(key, {
-            "kwargs": dict(model=model, hardware=hw, tp=lay["tp"], pp=lay["pp"], dp=lay["dp"], ep=lay["ep"],
-                           moe_tp=lay["moe_tp"], dtype=dtype, kv_dtype="fp8", concurrency=c,
-                           num_requests=min(4 * c, 2000), input_len=int(r["input_len"]), output_len=int(r["output_len"]),
-                           max_num_seqs=max(256, math.ceil(c / lay["dp"])), max_batched_tokens=8192,
-                           kv_free_memory_frac=ENGINE_KV_FREE_FRAC.get(fw)),
+            "kwargs": dict(model=model, hardware=hw, **lay, dtype=dtype, kv_dtype="fp8", concurrency=c, engine=fw,
+                           num_requests=min(4 * c, 2000), warmup_requests=c, input_len=int(r["input_len"]),
+                           output_len=int(r["output_len"]), **_engine_overrides(fw, int(r["input_len"]), c)),
             "meta": {"key": key, "framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c},
             "measured": {},
         })["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
@@ -97,7 +121,7 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
             "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dtype=dtype,
                            kv_dtype="fp8" if dtype != "fp16" else "fp16", offline=True,
                            num_requests=max(300, min(1500, 300_000 // out)), input_len=int(r["input_len"]), output_len=out,
-                           max_num_seqs=2048, max_batched_tokens=8192, kv_free_memory_frac=ENGINE_KV_FREE_FRAC["trtllm"]),
+                           engine="trtllm"),
             "meta": {"case_id": r["case_id"], "device": hw, "model": model, "per_gpu": str(r["metric"]).endswith("per_gpu"),
                      "n_accel": int(r["n_accel"]), "measured": float(r["value"])},
         })
@@ -116,6 +140,15 @@ def _not_expressed(directory: Path) -> list[str]:
     return out
 
 
+def _job(job: dict) -> dict:
+    """accuracy_serving's job runner; a simulator invariant failure becomes this row's failure reason
+    (a bug to fix in the simulator, not an accuracy figure)."""
+    try:
+        return _concurrency_job(job)
+    except AssertionError as exc:
+        return {**job["meta"], "error": f"simulator invariant failed: {exc}"}
+
+
 def spread(jobs: list[dict], limit: int | None) -> list[dict]:
     """At most `limit` jobs, spread evenly over the list (which is grouped by model and layout)."""
     if limit is None or len(jobs) <= limit:
@@ -130,12 +163,13 @@ def run_moe_serving(directory: Path, limit: int | None = None, workers: int = 2)
     failed += failed2 + _not_expressed(directory)
     conc_run, thr_run = spread(conc, limit), spread(thr, limit)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        conc_res = list(pool.map(_concurrency_job, conc_run, chunksize=1))
-        thr_res = list(pool.map(_concurrency_job, thr_run, chunksize=1))
+        conc_res = list(pool.map(_job, conc_run, chunksize=1))
+        thr_res = list(pool.map(_job, thr_run, chunksize=1))
     rows = []
     for job, res in zip(conc_run, conc_res):
         lay = job["meta"]["layout"]
         kind = "attention-DP" if lay["dp"] > 1 else ("EP" if lay["ep"] > 1 else "TP")
+        kind = f"P/D, decode {kind}" if "prefill_replicas" in lay else kind
         for metric, (value, case_id) in job["measured"].items():
             if res["error"]:
                 failed.append(f"{case_id}: {res['error']}")

@@ -20,7 +20,7 @@ COLUMNS = [
     "device", "op", "dtype", "weight_dtype", "variant", "m", "n", "k", "batch", "q_len", "kv_len",
     "num_heads", "num_kv_heads", "head_dim", "kv_dtype", "num_devices", "message_bytes", "bytes",
     "time_s", "repeats", "spread_frac", "source",
-    "num_tokens", "hidden", "intermediate", "topk", "num_experts", "moe_tp", "ep", "gated", "distribution",
+    "v_head_dim", "num_tokens", "hidden", "intermediate", "topk", "num_experts", "moe_tp", "ep", "gated", "distribution",
 ]
 REQUIRED = ["device", "op", "time_s"]
 OPS = ("gemm", "attention_prefill", "attention_decode", "elementwise", "all_reduce", "all_gather",
@@ -139,6 +139,17 @@ def from_shared_frame(raw: pd.DataFrame) -> pd.DataFrame:
             "kv_len": np.where(decode, isl + step, isl),
             "num_heads": _note_int(notes, "num_heads"), "num_kv_heads": _note_int(notes, "num_kv_heads"),
             "head_dim": _note_int(notes, "head_dim"), "time_s": attn["value"] * 1e-3, "source": attn["case_id"],
+        }))
+    mla = raw[raw["model"] == "generation_mla"]
+    if len(mla):
+        notes = mla["notes"]
+        lora, rope = _note_int(notes, "kv_lora_rank"), _note_int(notes, "qk_rope_head_dim")
+        parts.append(pd.DataFrame({
+            "device": dev[mla.index], "op": "attention_decode", "variant": "mla", "dtype": "bf16",
+            "kv_dtype": np.where(mla["precision"].str.contains("kv fp8"), "fp8", "bf16"),
+            "batch": _note_int(notes, "batch"), "q_len": 1.0, "kv_len": _note_int(notes, "isl") + _note_int(notes, "step"),
+            "num_heads": _note_int(notes, "num_heads"), "num_kv_heads": 1.0, "head_dim": lora + rope,
+            "v_head_dim": lora, "time_s": mla["value"] * 1e-3, "source": mla["case_id"],
         }))
     comm = raw[raw["model"].isin(list(_COMM_OPS))]
     if len(comm):

@@ -63,6 +63,10 @@ def _row_work(cc: ChipCost, row: pd.Series) -> tuple[str, KernelWork]:
         return "attention_prefill", prefill_attention_work(
             cc, int(row["batch"]), int(row["q_len"]), int(row["kv_len"]), heads, kv_heads, d, None,
             _s(row["dtype"], "bf16"), kv)
+    if op == "attention_decode" and _s(row.get("variant")) == "mla":
+        return "attention_decode", decode_attention_work(cc, int(row["batch"]), float(row["kv_len"]), heads, 1, d,
+                                                         int(row["v_head_dim"]), kv, latent_dim=d,
+                                                         act_dtype=_s(row["dtype"], "bf16"))
     if op == "attention_decode":
         return "attention_decode", decode_attention_work(cc, int(row["batch"]), float(row["kv_len"]), heads, kv_heads, d, None,
                                                          kv, act_dtype=_s(row["dtype"], "bf16"))

@@ -52,6 +52,10 @@ def predict_row_cost(cc: ChipCost, system_for: Callable[[int], SystemSpec], row:
         if op == "attention_prefill":
             return estimate_prefill_attention(cc, int(row["batch"]), int(row["q_len"]), int(row["kv_len"]), *args,
                                               None, _s(row["dtype"], "bf16"), kv, warm_cache=True)
+        if _s(row.get("variant")) == "mla":  # absorbed MLA: latent + rope scores, latent values
+            return estimate_decode_attention(cc, int(row["batch"]), float(row["kv_len"]), args[0], 1, args[2],
+                                             int(row["v_head_dim"]), kv, latent_dim=args[2], warm_cache=True,
+                                             act_dtype=_s(row["dtype"], "bf16"))
         return estimate_decode_attention(cc, int(row["batch"]), float(row["kv_len"]), *args, None, kv,
                                          warm_cache=True, act_dtype=_s(row["dtype"], "bf16"))
     if op == "moe":

@@ -97,13 +97,27 @@ def decode_attention_work(
         cache = batch * kv * num_kv_heads * (head_dim + dv) * kvb
         units = batch * num_kv_heads * ceil(kv / KV_SPLIT)
     dram = cache + batch * num_heads * (head_dim + dv) * 2.0 + batch * num_kv_heads * (head_dim + dv) * kvb
-    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kv_kind(kv_dtype))
+    kind = mla_kind(kv_dtype) if latent_dim else kv_kind(kv_dtype)
+    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kind)
+
+
+def mla_kind(kv_dtype: str) -> str:
+    """Profile key of the absorbed-MLA decode curve (its own kernel class: FlashMLA, FlashInfer MLA)."""
+    return "mla" if kv_kind(kv_dtype) == "bf16" else "mla-fp8"
 
 
 def decode_curve(cc: ChipCost, kind: str, latent_dim: int | None):
-    """Fitted curve of a decode kernel: absorbed MLA (latent_dim set) takes the tensor-core prefill curve
-    (see `estimate_decode_attention`), every other decode kernel the decode curve."""
-    return cc.resolved.attention("prefill" if latent_dim else "decode", kind)
+    """Fitted curve of a decode kernel. Absorbed MLA uses its own fitted class ('mla', from measured MLA
+    decode rows) where a profile layer has it, else the chip's tensor-core prefill curve (see
+    `estimate_decode_attention`); every other decode kernel the decode curve."""
+    if not latent_dim:
+        return cc.resolved.attention("decode", kind)
+    for prof, source in cc.resolved.layers():
+        if kind in prof.attention_decode:
+            return prof.attention_decode[kind], source
+        if "mla" in prof.attention_decode:
+            return prof.attention_decode["mla"], source
+    return cc.resolved.attention("prefill", kv_kind("fp8" if kind.endswith("fp8") else "bf16"))
 
 
 def estimate_decode_attention(
@@ -113,10 +127,10 @@ def estimate_decode_attention(
 ) -> OpCost:
     """Time of decode attention (see `decode_attention_work`); `warm_cache` as in `estimate_gemm`.
 
-    Absorbed MLA decode is costed with the prefill (FlashAttention) curve: all heads share one latent
-    cache, so the kernel is a tensor-core GEMM of heads x cached tokens, compute bound on most chips,
-    like prefill; the decode curve is fitted on GQA kernels that stream the cache and never reach
-    the tensor-core limit (checked against H20 FlashInfer MLA decode rows, bench/accuracy_moe.py)."""
+    Absorbed MLA decode is its own kernel class: all heads share one latent cache, so the kernel is a
+    tensor-core GEMM of heads x cached tokens, compute bound on most chips; the GQA decode curve,
+    fitted on kernels that stream the cache, never reaches that limit (H20 FlashInfer MLA rows: 510%
+    MAPE with it). Chips without measured MLA rows use their prefill (FlashAttention) curve."""
     w = decode_attention_work(cc, batch, kv_len, num_heads, num_kv_heads, head_dim, v_head_dim, kv_dtype,
                               window, latent_dim, act_dtype)
     params, source = decode_curve(cc, w.kind, latent_dim)

@@ -109,3 +109,15 @@ def test_bad_shapes_are_rejected():
         MoEShape(1, 16, 32, 9, 8)
     with pytest.raises(InvalidInputError, match="moe-tp"):
         MoEShape(1, 16, 30, 2, 8, moe_tp=4)
+
+
+def test_absorbed_mla_decode_uses_its_fitted_curve_else_the_prefill_curve():
+    from tokenfab.cost.attention import decode_curve
+    from tokenfab.cost.chip_cost import chip_cost
+    from tokenfab.cost.profile import load_profile
+    from tokenfab.hardware.catalog import load_chip
+
+    h20, h100 = chip_cost(load_chip("h20")), chip_cost(load_chip("h100-sxm"))
+    assert decode_curve(h20, "mla", 576)[0] == load_profile("h20").attention_decode["mla"]  # fitted on H20 MLA rows
+    assert decode_curve(h100, "mla", 576)[0] == load_profile("h100-sxm").attention_prefill["bf16"]  # no MLA rows
+    assert decode_curve(h100, "bf16", None)[0] == load_profile("h100-sxm").attention_decode["bf16"]  # GQA unchanged

@@ -103,3 +103,11 @@ def test_provenance_is_reported():
     assert api.predict(hardware="h20").to_dict()["efficiency_source"] == "inherited"
     assert api.predict(hardware="mi300x").to_dict()["efficiency_source"] == "generic"
     assert api.predict(hardware="h100-sxm").to_dict()["efficiency_source"] == "fitted"
+
+
+def test_pd_pools_take_their_own_moe_layouts():
+    r = api.simulate(model="qwen3-30b-a3b", hardware="h100-sxm", tp=1, dp=2, ep=2, prefill_dp=2, prefill_ep=1,
+                     prefill_replicas=1, decode_replicas=1, concurrency=4, num_requests=12, input_len=512, output_len=16)
+    cfg = r.config
+    assert (cfg["prefill_dp"], cfg["prefill_ep"], cfg["decode_dp"], cfg["decode_ep"]) == (2, 1, 2, 2)
+    assert r.summary["completed"] == 12
