@@ -116,12 +116,13 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         tp = int(r["tp"]) if not pd.isna(r["tp"]) else 1
         pp = int(r["pp"]) if not pd.isna(r["pp"]) else 1
         ep = int(r["ep"]) if not pd.isna(r["ep"]) else 1
+        dp = ep // tp if ep > tp and ep % tp == 0 else 1  # EP wider than TP: attention-DP ranks (TRT-LLM's attention_dp)
         out = int(r["output_len"])
         jobs.append({
-            "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dtype=dtype,
+            "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype,
                            kv_dtype="fp8" if dtype != "fp16" else "fp16", offline=True,
                            num_requests=max(300, min(1500, 300_000 // out)), input_len=int(r["input_len"]), output_len=out,
-                           engine="trtllm"),
+                           engine="trtllm", **_engine_overrides("trtllm", int(r["input_len"]), 0)),
             "meta": {"case_id": r["case_id"], "device": hw, "model": model, "per_gpu": str(r["metric"]).endswith("per_gpu"),
                      "n_accel": int(r["n_accel"]), "measured": float(r["value"])},
         })
