@@ -1,6 +1,6 @@
 """How accurate is tokenfab against published measurements (../shared/calibration)?
 
-    python bench/accuracy.py [--json OUT] [--no-loco]
+    python bench/accuracy.py [--json OUT] [--no-loco] [--no-serving] [--bands]
 
 Groups (see bench/accuracy_serving.py for the serving group):
   GEMM, attention, collectives  every row of ops_gemm/ops_attention/ops_comm.csv, predicted with
@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write all statistics to this JSON file")
     ap.add_argument("--no-loco", action="store_true", help="skip the leave-one-chip-out refits")
     ap.add_argument("--no-serving", action="store_true", help="skip the serving simulations (the slowest group)")
+    ap.add_argument("--bands", action="store_true", help="also report error-band coverage (bench/accuracy_bands.py)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     directory = shared_calibration_dir()
@@ -170,6 +171,10 @@ def main() -> None:
         print(f"serving rows: {len(serving)}; skipped {len(skipped_serving)} (disaggregated, unknown model, or no lengths)")
         skipped += skipped_serving
     report["skipped"] = skipped
+    if args.bands:
+        from accuracy_bands import band_report
+
+        report["bands"] = band_report(serving_jobs=0 if args.no_serving else 60)
     report["wall_s"] = time.perf_counter() - t0
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=float))

@@ -26,7 +26,8 @@ def _capacity(chip: str, model: str, ttft_s: float, tpot_s: float, input_tokens:
     replace the finished ones), so
         effective TPOT = (O * t_decode(B) + B * t_prefill(1)) / O,   TTFT ~ t_prefill(1) + t_decode(B),
         output tokens/s = B * O / (O * t_decode(B) + B * t_prefill(1)).
-    t_decode and t_prefill come from `predict`; the best feasible (TP, B) wins.
+    t_decode and t_prefill come from `predict`; the best feasible (TP, B) wins. The capacity's band
+    (90%, docs/bands.md) is the same formula over the bounds of t_decode and t_prefill.
     """
     from tokenfab.errors import DoesNotFitError
     from tokenfab.fleet.capacity import CapacityEstimate
@@ -44,8 +45,12 @@ def _capacity(chip: str, model: str, ttft_s: float, tpot_s: float, input_tokens:
         if not single.fits:
             continue
         t_prefill, b = single.ttft_s, 1
+        t_prefill_lo, t_prefill_hi = (single.to_dict()[k] for k in ("ttft_s_lo", "ttft_s_hi"))
         while b <= single.max_batch_that_fits:
             r = predict(model=model, hardware=chip, tp=tp, dtype=dtype, batch=b, input_len=input_tokens, output_len=output_tokens)
+            d = r.to_dict()
+            cycle_lo = output_tokens * d["tpot_s_lo"] + b * t_prefill_lo  # comonotone bounds (docs/bands.md)
+            cycle_hi = output_tokens * d["tpot_s_hi"] + b * t_prefill_hi
             cycle = output_tokens * r.tpot_s + b * t_prefill
             tpot_eff, ttft = cycle / output_tokens, t_prefill + r.tpot_s
             if tpot_eff > tpot_s or ttft > ttft_s:
@@ -53,11 +58,13 @@ def _capacity(chip: str, model: str, ttft_s: float, tpot_s: float, input_tokens:
             rate = b * output_tokens / cycle / tp
             power = r.energy_j / r.e2e_s / tp
             if best is None or rate > best[0]:
-                best = (rate, power, f"tokenfab predict: tp{tp} batch {b} {dtype} ({single.efficiency_source} curves)")
+                best = (rate, power, f"tokenfab predict: tp{tp} batch {b} {dtype} ({single.efficiency_source} curves)",
+                        b * output_tokens / cycle_hi / tp, b * output_tokens / cycle_lo / tp)
             b *= 2
     if best is None:
         raise DoesNotFitError(f"{model} cannot meet TTFT {ttft_s * 1e3:.0f} ms / TPOT {tpot_s * 1e3:.0f} ms on {chip} at tp <= 8")
-    return CapacityEstimate(tokens_per_s_per_chip=best[0], avg_power_w_per_chip=best[1], source=best[2])
+    return CapacityEstimate(tokens_per_s_per_chip=best[0], avg_power_w_per_chip=best[1], source=best[2],
+                            tokens_per_s_per_chip_lo=best[3], tokens_per_s_per_chip_hi=best[4])
 
 
 def predicted_capacity(chip_name: str, model_name: str, slo):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenfab.api.deployment import _dtype, _positive
+from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, add_bands, check_level, op_band
 from tokenfab.cost.attention import estimate_decode_attention, estimate_prefill_attention
 from tokenfab.cost.chip_cost import chip_cost
 from tokenfab.cost.collectives import COLLECTIVES, bus_bandwidth_bytes_per_s, collective_name, estimate_collective
@@ -25,6 +26,8 @@ class OpResult:
     cost: OpCost
     num_devices: int = 1
     message_bytes: float = 0.0
+    family: str = "gemm"
+    band_level: float = DEFAULT_BAND_LEVEL
 
     def to_dict(self) -> dict:
         c = self.cost
@@ -36,7 +39,8 @@ class OpResult:
             out["devices"] = self.num_devices
             out["message_bytes"] = self.message_bytes
             out["bus_bandwidth_bytes_per_s"] = bus_bandwidth_bytes_per_s(self.op, self.num_devices, self.message_bytes, c.time_s)
-        return out
+        out["band_level"] = self.band_level
+        return add_bands(out, op_band(self.family, c.source, self.band_level), ("time_s", "tflops", "bus_bandwidth_bytes_per_s"))
 
 
 def op(
@@ -44,9 +48,11 @@ def op(
     dtype: str = "bf16", weight_dtype: str | None = None, variant: str = "", warm_cache: bool = False,
     phase: str = "decode", batch: int = 1, q_len: int | None = None, kv_len: int = 1024, heads: int = 32,
     kv_heads: int | None = None, head_dim: int = 128, kv_dtype: str | None = None, devices: int = 8,
-    bytes: float | None = None, profile: str | None = None,
+    bytes: float | None = None, profile: str | None = None, band_level: float = DEFAULT_BAND_LEVEL,
 ) -> OpResult:
-    """Cost of one operator: 'gemm', 'attention' (one layer, one device) or a collective."""
+    """Cost of one operator: 'gemm', 'attention' (one layer, one device) or a collective; the result
+    carries an error band at `band_level` (docs/bands.md)."""
+    band_level = check_level(band_level)
     if name not in OPS and name.replace("_", "") not in OPS:
         raise UnknownNameError("op", name, OPS)
     _dtype(dtype, "data type"), _dtype(weight_dtype, "weight data type"), _dtype(kv_dtype, "kv-cache data type")
@@ -55,10 +61,12 @@ def op(
             raise InvalidInputError("op gemm needs --m, --n and --k")
         _positive(m=m, n=n, k=k)
         cc = chip_cost(load_chip(hardware), profile)
-        return OpResult("gemm", cc.chip.name, estimate_gemm(cc, m, n, k, dtype, weight_dtype, variant=variant, warm_cache=warm_cache))
+        return OpResult("gemm", cc.chip.name, estimate_gemm(cc, m, n, k, dtype, weight_dtype, variant=variant, warm_cache=warm_cache),
+                        band_level=band_level)
     if name == "attention":
         return OpResult("attention", hardware, _attention(hardware, phase, batch, q_len, kv_len, heads, kv_heads,
-                                                          head_dim, dtype, kv_dtype, profile))
+                                                          head_dim, dtype, kv_dtype, profile),
+                        family=f"attention_{phase}", band_level=band_level)
     coll = collective_name(name)
     if coll not in COLLECTIVES:
         raise UnknownNameError("op", name, OPS)
@@ -70,7 +78,7 @@ def op(
     system = load_system(hardware, devices)
     cc = chip_cost(system.chip, profile)
     cost = estimate_collective(cc, system, coll, devices, bytes)
-    return OpResult(name.replace("_", ""), system.chip.name, cost, devices, bytes)
+    return OpResult(name.replace("_", ""), system.chip.name, cost, devices, bytes, "collectives", band_level)
 
 
 def _attention(hardware: str, phase: str, batch: int, q_len: int | None, kv_len: int, heads: int, kv_heads: int | None,

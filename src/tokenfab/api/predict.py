@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenfab.api.deployment import _positive, deployment
+from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, check_level
 from tokenfab.errors import UnknownNameError
 from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC
@@ -17,11 +18,16 @@ def predict(
     ep: int = 1, dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
     kv_dtype: str | None = None, batch: int = 1, input_len: int = 1024, output_len: int = 128,
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
+    band_level: float = DEFAULT_BAND_LEVEL,
 ) -> PredictResult:
-    """Latency, throughput, memory and energy of a static batch of `batch` requests."""
+    """Latency, throughput, memory and energy of a static batch of `batch` requests, with error
+    bands at `band_level` (docs/bands.md)."""
     _positive(batch=batch, input_len=input_len, output_len=output_len)
+    band_level = check_level(band_level)
     d = deployment(model, hardware, devices, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac, profile)
-    return estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len)
+    result = estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len)
+    result.band_level = band_level
+    return result
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tokenfab.api.deployment import _positive, deployment
+from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, check_level, composite_band
 from tokenfab.errors import InvalidInputError, UnknownNameError
 from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC
 
@@ -41,9 +42,10 @@ def simulate(
     max_num_seqs: int = 256, max_batched_tokens: int = 8192, block_size: int = 16, chunked_prefill: bool = True,
     prefix_caching: bool = True, preemption: str = "recompute", policy: str = "fcfs",
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, progress: bool = False,
-    timeseries_interval_s: float = 1.0, kv_free_memory_frac: float | None = None,
+    timeseries_interval_s: float = 1.0, kv_free_memory_frac: float | None = None, band_level: float = DEFAULT_BAND_LEVEL,
 ):
-    """Simulate serving a stream of requests (see `tokenfab simulate --help`)."""
+    """Simulate serving a stream of requests (see `tokenfab simulate --help`); the summary carries
+    error bands at `band_level` (docs/bands.md)."""
     from pydantic import ValidationError
 
     from tokenfab.serving.simulator import SchedulerConfig, Simulation, replica_spec
@@ -53,6 +55,7 @@ def simulate(
     if modes != 1:
         raise InvalidInputError("choose exactly one of --rate, --concurrency, --offline, --trace")
     _positive(num_requests=num_requests, replicas=replicas, input_len=input_len, output_len=output_len)
+    band_level = check_level(band_level)
     try:
         sched = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_batched_tokens,
                                 block_tokens=block_size, chunked_prefill=chunked_prefill, prefix_caching=prefix_caching,
@@ -88,7 +91,7 @@ def simulate(
         if not (prefill_replicas and decode_replicas):
             raise InvalidInputError("disaggregation needs both --prefill-replicas and --decode-replicas")
         p_spec, p_dep = spec(prefill_tp or tp, "prefill")
-        d_spec, _ = spec(decode_tp or tp, "decode")
+        d_spec, d_dep = spec(decode_tp or tp, "decode")
         link = p_dep.step_model.system.scale_out_link or p_dep.step_model.system.scale_up_link
         bw = link.bandwidth_bytes_per_s.value * (prefill_tp or tp)
         per_token = p_dep.memory.kv_bytes_per_token * (prefill_tp or tp) / bw
@@ -98,12 +101,31 @@ def simulate(
         config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                       prefill_tp=prefill_tp or tp, decode_tp=decode_tp or tp)
     else:
-        r_spec, _ = spec(tp, "both")
+        r_spec, p_dep = spec(tp, "both")
+        d_dep = p_dep
         sim = Simulation([r_spec] * replicas, wl, seed=seed, router=router, progress=progress,
                          timeseries_interval_s=timeseries_interval_s,
                          slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None)
     result = sim.run()
     result.config = config
+    _add_serving_bands(result, p_dep.step_model, d_dep.step_model, input_len, output_len, band_level)
     return result
+
+
+def _add_serving_bands(result, prefill_model, decode_model, input_len: int, output_len: int, level: float) -> None:
+    """Bands of the summary from one representative prefill step (one prompt of the run's mean length)
+    and one decode step (the run's mean batch at the mean context) of the deployment (docs/bands.md)."""
+    from tokenfab.execution.bands import TPOT, TTFT, serving_bands, step_parts
+    from tokenfab.execution.layers import StepBatch
+
+    summary, log = result.summary, result.log
+    prompt = int(round(log.column("prompt_tokens").mean())) if log.n else input_len
+    output = int(round(log.column("output_tokens").mean())) if log.n else output_len
+    prompt, output = max(1, prompt), max(1, output)
+    batch = max(1, int(round(summary.get("mean_batch_size") or 1)))
+    pre = prefill_model.step(StepBatch(prefill=((1, prompt, prompt),)))
+    dec = decode_model.step(StepBatch(num_decode=batch, decode_kv_len=float(prompt + output / 2)))
+    serving_bands(summary, composite_band(step_parts(pre.breakdown, "prefill"), level, TTFT),
+                  composite_band(step_parts(dec.breakdown, "decode"), level, TPOT), level)
 
 

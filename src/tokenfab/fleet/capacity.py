@@ -59,6 +59,8 @@ class CapacityEstimate:
     tokens_per_s_per_chip: float
     avg_power_w_per_chip: float
     source: str
+    tokens_per_s_per_chip_lo: float | None = None  # error band of a predicted capacity (docs/bands.md)
+    tokens_per_s_per_chip_hi: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.tokens_per_s_per_chip) and self.tokens_per_s_per_chip >= 0):

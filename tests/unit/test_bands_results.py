@@ -1,0 +1,106 @@
+"""Every op, predict and simulate result carries F_lo <= F <= F_hi at `band_level` (DESIGN.md 'Error bands')."""
+
+import json
+
+import pytest
+
+from tokenfab import api
+from tokenfab.cli.main import run
+from tokenfab.errors import InvalidInputError
+
+pytestmark = pytest.mark.unit
+
+
+def _bracketed(d: dict, key: str) -> None:
+    assert d[f"{key}_lo"] <= d[key] <= d[f"{key}_hi"], key
+    assert d[f"{key}_lo"] > 0
+
+
+def test_predict_has_bands_on_every_timed_figure():
+    d = api.predict(model="llama-3.1-8b", hardware="h100-sxm", batch=8, input_len=512, output_len=64).to_dict()
+    assert d["band_level"] == 0.9
+    for key in ("ttft_s", "tpot_s", "e2e_s", "prefill_tokens_per_s", "decode_tokens_per_s", "throughput_tokens_per_s",
+                "energy_j_per_token"):
+        _bracketed(d, key)
+    assert d["ttft_s_hi"] > d["ttft_s"] > d["ttft_s_lo"]  # a real band, not a point
+    # e2e = ttft + decode, comonotone: its bounds are the sums of the parts' bounds
+    decode, decode_lo = d["e2e_s"] - d["ttft_s"], d["e2e_s_lo"] - d["ttft_s_lo"]
+    assert decode_lo == pytest.approx(decode * d["tpot_s_lo"] / d["tpot_s"], rel=1e-6)
+    assert d["throughput_tokens_per_s_lo"] == pytest.approx(d["throughput_tokens_per_s"] * d["e2e_s"] / d["e2e_s_hi"])
+    for row in d["breakdown"]:
+        _bracketed(row, "time_s")
+
+
+def test_predict_bands_grow_with_level():
+    kw = dict(model="llama-3.1-8b", hardware="h100-sxm", batch=4, input_len=256, output_len=32)
+    narrow, wide = api.predict(**kw, band_level=0.8).to_dict(), api.predict(**kw, band_level=0.95).to_dict()
+    assert narrow["ttft_s"] == wide["ttft_s"]
+    assert wide["ttft_s_hi"] > narrow["ttft_s_hi"] and wide["ttft_s_lo"] < narrow["ttft_s_lo"]
+    assert wide["tpot_s_hi"] >= narrow["tpot_s_hi"]
+
+
+def test_generic_chip_band_is_wider_than_fitted():
+    kw = dict(model="llama-3.1-8b", batch=4, input_len=256, output_len=32)
+    fitted = api.predict(hardware="h100-sxm", **kw).to_dict()
+    generic = api.predict(hardware="mi300x", **kw).to_dict()
+    assert fitted["efficiency_source"] == "fitted" and generic["efficiency_source"] == "generic"
+
+    def rel(d, k):
+        return d[f"{k}_hi"] / d[f"{k}_lo"]
+
+    assert rel(generic, "tpot_s") > rel(fitted, "tpot_s")
+    assert rel(generic, "ttft_s") > rel(fitted, "ttft_s")
+
+
+def test_op_results_have_bands():
+    g = api.op("gemm", "h100-sxm", m=4096, n=4096, k=4096).to_dict()
+    _bracketed(g, "time_s")
+    assert g["tflops_lo"] == pytest.approx(g["tflops"] * g["time_s"] / g["time_s_hi"])
+    a = api.op("attention", "h100-sxm", phase="prefill", batch=1, kv_len=2048, heads=32).to_dict()
+    _bracketed(a, "time_s")
+    c = api.op("allreduce", "h100-sxm", devices=8, bytes=64e6).to_dict()
+    _bracketed(c, "time_s")
+    _bracketed(c, "bus_bandwidth_bytes_per_s")
+    assert "roofline_s_lo" not in g
+
+
+def test_simulate_summary_has_nested_bands():
+    d = api.simulate(model="llama-3.1-8b", hardware="h100-sxm", concurrency=4, num_requests=16, input_len=256,
+                     output_len=16).to_dict()
+    assert d["band_level"] == 0.9
+    for metric in ("ttft_s", "tpot_s", "e2e_s"):
+        for p in ("p50", "p90", "p99", "mean"):
+            _bracketed(d[metric], p)
+    _bracketed(d, "throughput_tokens_per_s")
+    assert "sim_wall_s_lo" not in d
+
+
+def test_bad_band_level_is_rejected_before_work():
+    with pytest.raises(InvalidInputError, match="band-level"):
+        api.predict(band_level=1.2)
+
+
+def _cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run(args)
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exc.value.code or 0, captured.out, captured.err
+
+
+def test_cli_band_level(capsys):
+    code, out, _ = _cli(["op", "gemm", "--m", "1024", "--n", "1024", "--k", "1024", "--band-level", "0.8", "--json"], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["band_level"] == 0.8 and d["time_s_lo"] <= d["time_s"] <= d["time_s_hi"]
+    code, _, err = _cli(["predict", "--band-level", "2", "--json"], capsys)
+    assert code == 2 and "band-level" in err and "Traceback" not in err
+    code, out, _ = _cli(["predict", "--batch", "2", "--input-len", "128", "--output-len", "8"], capsys)
+    assert code == 0 and " .. " in out
+
+
+def test_predicted_capacity_has_a_band():
+    from tokenfab.fleet import SLOSpec
+
+    slo = SLOSpec(ttft_ms=2000, tpot_ms=100, input_tokens=1024, output_tokens=256)
+    c = api.predicted_capacity("h100-sxm", "llama-3.1-8b", slo)
+    assert 0 < c.tokens_per_s_per_chip_lo < c.tokens_per_s_per_chip < c.tokens_per_s_per_chip_hi
