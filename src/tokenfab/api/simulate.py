@@ -115,7 +115,7 @@ def simulate(
 def _add_serving_bands(result, prefill_model, decode_model, input_len: int, output_len: int, level: float) -> None:
     """Bands of the summary from one representative prefill step (one prompt of the run's mean length)
     and one decode step (the run's mean batch at the mean context) of the deployment (docs/bands.md)."""
-    from tokenfab.execution.bands import TPOT, TTFT, serving_bands, step_parts
+    from tokenfab.execution.bands import SERVING_TPOT, SERVING_TTFT, serving_bands, step_parts
     from tokenfab.execution.layers import StepBatch
 
     summary, log = result.summary, result.log
@@ -125,7 +125,7 @@ def _add_serving_bands(result, prefill_model, decode_model, input_len: int, outp
     batch = max(1, int(round(summary.get("mean_batch_size") or 1)))
     pre = prefill_model.step(StepBatch(prefill=((1, prompt, prompt),)))
     dec = decode_model.step(StepBatch(num_decode=batch, decode_kv_len=float(prompt + output / 2)))
-    serving_bands(summary, composite_band(step_parts(pre.breakdown, "prefill"), level, TTFT),
-                  composite_band(step_parts(dec.breakdown, "decode"), level, TPOT), level)
+    serving_bands(summary, composite_band(step_parts(pre.breakdown, "prefill"), level, SERVING_TTFT),
+                  composite_band(step_parts(dec.breakdown, "decode"), level, SERVING_TPOT), level)
 
 

@@ -31,7 +31,7 @@ import yaml
 from tokenfab.calibrate.measurements import HARDWARE_NAMES, from_shared_frame, load_shared_ops, shared_calibration_dir
 from tokenfab.calibrate.profiles import fit_chip_profile, fit_generic_profile
 from tokenfab.calibrate.validate import predict_measurements
-from tokenfab.cost.bands import BANDS_PATH, FAMILIES, POOLED
+from tokenfab.cost.bands import BANDS_PATH, DEFAULT_BAND_LEVEL, FAMILIES, POOLED
 from tokenfab.cost.chip_cost import ChipCost
 from tokenfab.cost.profile import GENERIC, ResolvedProfile, load_profile, profile_from_dict
 from tokenfab.errors import InvalidInputError
@@ -234,7 +234,11 @@ def write_band_data(res: pd.DataFrame, path: Path = BANDS_PATH, end_to_end: dict
         },
         "ops": band_tables(res),
         "end_to_end": end_to_end if end_to_end is not None else (old or {}).get("end_to_end", {}),
+        "end_to_end_reference_level": (old or {}).get("end_to_end_reference_level", DEFAULT_BAND_LEVEL),
     }
+    if end_to_end is None and (old or {}).get("provenance", {}).get("end_to_end"):
+        data["provenance"]["end_to_end"] = old["provenance"]["end_to_end"] + (
+            " (kept from an earlier run: re-run bench/accuracy_bands.py --write-e2e after changing the op tables)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("# Error-band data written by tokenfab.calibrate.fit_bands; do not edit by hand.\n"

@@ -3,7 +3,7 @@
 A step's time is a sum of op times; its band is `tokenfab.cost.bands.composite_band` of the
 step's breakdown (each op with its family and efficiency source). TTFT is a prefill step,
 TPOT a decode step, end-to-end time their sum; rates and energies follow their time. The
-end-to-end scales fitted on measured serving runs are keyed "ttft" and "tpot" (docs/bands.md).
+end-to-end scales fitted on measured runs are keyed by the metric below (docs/bands.md).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from collections.abc import Iterable, Mapping
 from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, Band, add_bands, check_level, composite_band, op_band, op_family
 from tokenfab.execution.step import OpTotal
 
-TTFT, TPOT = "ttft", "tpot"
+# End-to-end scale keys: serving runs (TTFT includes queueing) and static batches are fitted apart.
+SERVING_TTFT, SERVING_TPOT = "serving_ttft", "serving_tpot"
+STATIC_TTFT, STATIC_TPOT = "static_ttft", "static_tpot"
 
 
 def breakdown_parts(rows: Iterable[Mapping], phase: str | None = None) -> list[tuple[float, str, str]]:
@@ -41,8 +43,8 @@ def static_batch_bands(d: dict, level: float = DEFAULT_BAND_LEVEL) -> dict:
     """Add `band_level` and F_lo/F_hi siblings to a `predict` result dict (in place)."""
     level = check_level(level)
     rows = d.get("breakdown", [])
-    ttft = composite_band(breakdown_parts(rows, "prefill"), level, TTFT)
-    tpot = composite_band(breakdown_parts(rows, "decode"), level, TPOT)
+    ttft = composite_band(breakdown_parts(rows, "prefill"), level, STATIC_TTFT)
+    tpot = composite_band(breakdown_parts(rows, "decode"), level, STATIC_TPOT)
     decode_s = d["e2e_s"] - d["ttft_s"]
     e2e = sum_band([(d["ttft_s"], ttft), (decode_s, tpot)], level)
     d["band_level"] = level
