@@ -27,10 +27,6 @@ MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "meta-llama/Llama-3.1-8B-
           "Llama-3.3-70B-Instruct": "llama-3.1-70b", "Llama-3.1-8B": "llama-3.1-8b", "Llama-3.1-8B-Instruct": "llama-3.1-8b",
           "Mistral-7B": "mistral-7b"}
 HARDWARE = {"H100-SXM-80GB": "h100-sxm", "B200-SXM-180GB": "b200", "A100-SXM-80GB": "a100-sxm", "L40S": "l40s"}
-# KV-cache memory policy per engine: TensorRT-LLM gives the KV cache kv_cache_free_gpu_mem_fraction
-# (default 0.9) of the memory free after loading the model; vLLM and SGLang cap the whole process
-# at a fraction of the device (tokenfab's default, gpu_memory_utilization 0.9).
-ENGINE_KV_FREE_FRAC = {"trtllm": 0.9}
 QUANT = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "fp4": "fp4", "bfloat16": "bf16", "float16": "fp16", "fp16": "fp16"}
 
 
@@ -41,6 +37,15 @@ def _dtype(row: pd.Series) -> str | None:
         return "bf16" if m.group(1) in ("nan", "None", "none") else QUANT.get(m.group(1))
     prec = str(row["precision"]).lower()
     return QUANT.get(prec)
+
+
+def _engine_overrides(framework: str, input_len: int, concurrency: int) -> dict:
+    """Settings a deployment of these runs must have had: TensorRT-LLM without chunked prefill only runs a prompt
+    that fits max_num_tokens beside the batch's decode tokens, so its configuration holds at least ISL + batch
+    (the 8192 default otherwise)."""
+    if framework == "trtllm":
+        return {"max_batched_tokens": max(8192, input_len + concurrency)}
+    return {}
 
 
 def _concurrency_job(job: dict) -> dict:
@@ -68,10 +73,9 @@ def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         key = (model, hw, dtype, fw, tp, c, int(r["input_len"]), int(r["output_len"]))
         kv = "fp8" if dtype in ("fp8", "fp4") else dtype
         jobs.setdefault(key, {
-            "kwargs": dict(model=model, hardware=hw, tp=tp, dtype=dtype, kv_dtype=kv, concurrency=c,
-                           num_requests=min(10 * c, 4000), input_len=int(r["input_len"]), output_len=int(r["output_len"]),
-                           max_num_seqs=256 if fw == "vllm" else max(1024, c), max_batched_tokens=8192,
-                           kv_free_memory_frac=ENGINE_KV_FREE_FRAC.get(fw)),
+            "kwargs": dict(model=model, hardware=hw, tp=tp, dtype=dtype, kv_dtype=kv, concurrency=c, engine=fw,
+                           num_requests=min(10 * c, 4000), warmup_requests=c, input_len=int(r["input_len"]),
+                           output_len=int(r["output_len"]), **_engine_overrides(fw, int(r["input_len"]), c)),
             "meta": {"key": key, "framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c},
             "measured": {},
         })["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
@@ -93,8 +97,7 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         jobs.append({
             "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, dtype=dtype, kv_dtype="fp8" if dtype != "fp16" else "fp16",
                            offline=True, num_requests=max(500, min(3000, 600_000 // out)), input_len=int(r["input_len"]),
-                           output_len=out, max_num_seqs=2048, max_batched_tokens=8192,
-                           kv_free_memory_frac=ENGINE_KV_FREE_FRAC["trtllm"]),
+                           output_len=out, engine="trtllm"),
             "meta": {"case_id": r["case_id"], "device": hw, "model": model, "tp": tp, "pp": pp,
                      "per_gpu": r["metric"].endswith("per_gpu"), "n_accel": int(r["n_accel"]), "measured": float(r["value"])},
         })

@@ -50,14 +50,18 @@ class MemoryModel:
     """Footprint of a deployment per device as a function of the tokens it holds."""
 
     def __init__(self, model: ModelSpec, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig,
-                 memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, kv_free_memory_frac: float | None = None):
-        """`kv_free_memory_frac` switches to TensorRT-LLM's policy: the KV cache gets that fraction of the
-        memory left after weights and activations (its kv_cache_free_gpu_mem_fraction, default 0.9),
-        instead of everything below `memory_utilization_frac` of the device (vLLM's policy)."""
+                 memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, kv_free_memory_frac: float | None = None,
+                 static_memory_frac: float | None = None):
+        """KV-cache sizing follows one engine policy: by default vLLM's (the whole process below
+        `memory_utilization_frac` of the device); `kv_free_memory_frac`: TensorRT-LLM's (the KV cache gets that
+        fraction of the memory left after weights and activations, its free_gpu_memory_fraction, default 0.9);
+        `static_memory_frac`: SGLang's (weights plus the KV pool take that fraction of the device,
+        mem_fraction_static; activations live in the rest)."""
         self.model, self.par, self.prec = model, par, prec
-        self.capacity = system.chip.memory_capacity_bytes
+        self.capacity = system.chip.device_memory_bytes
         self.usable = self.capacity * memory_utilization_frac
         self.kv_free_memory_frac = kv_free_memory_frac
+        self.static_memory_frac = static_memory_frac
         self.weights_bytes = self._weights()
         self.kv_bytes_per_token = self._kv_per_token()
 
@@ -125,12 +129,23 @@ class MemoryModel:
 
     def kv_capacity_tokens(self, prefill_tokens: int = 0, num_sequences: int = 0) -> int:
         """KV tokens that fit beside the weights (and one step's activations) on each device."""
-        if self.kv_free_memory_frac is not None:
+        if self.static_memory_frac is not None:
+            free = self.static_memory_frac * self.capacity - self.weights_bytes
+        elif self.kv_free_memory_frac is not None:
             left = self.capacity - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
             free = self.kv_free_memory_frac * left
         else:
             free = self.usable - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
         return max(0, math.floor(free / self.kv_bytes_per_token)) if self.kv_bytes_per_token > 0 else 0
+
+    def ledger(self, prefill_tokens: int = 0, num_sequences: int = 0) -> dict[str, float]:
+        """Where each device's memory goes under this engine policy (bytes): weights, activations and
+        workspace of the largest step, the KV cache the policy allocates, and what the policy leaves unused
+        (the engine's headroom for CUDA graphs, the runtime and fragmentation)."""
+        kv = self.kv_capacity_tokens(prefill_tokens, num_sequences) * self.kv_bytes_per_token
+        act = self.activations_bytes(prefill_tokens, num_sequences)
+        return {"capacity": self.capacity, "weights": self.weights_bytes, "activations": act, "kv_cache": kv,
+                "unused": max(0.0, self.capacity - self.weights_bytes - act - kv)}
 
     def max_batch(self, input_len: int, output_len: int, dp: int = 1) -> int:
         """Largest static batch (over all replicas) whose prompts and outputs fit."""

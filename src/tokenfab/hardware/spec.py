@@ -43,6 +43,10 @@ class MemorySpec(_Frozen):
 
     kind: str = Field(description="Memory technology, e.g. 'HBM3', 'GDDR6', 'none'.")
     capacity_bytes: Sourced = Field(description="Capacity in bytes (decimal GB x 1e9).")
+    device_reported_bytes: Sourced | None = Field(
+        default=None, description="Total memory the device reports to software (nvidia-smi memory.total, "
+                                  "torch total_memory): what engines size their KV cache from. An '80 GB' H100 reports "
+                                  "81,559 MiB = 85.5e9 bytes.")
     bandwidth_bytes_per_s: Sourced = Field(description="Peak bandwidth in bytes per second.")
 
 
@@ -144,6 +148,12 @@ class ChipSpec(_Frozen):
     @property
     def memory_capacity_bytes(self) -> float:
         return self.memory.capacity_bytes.value
+
+    @property
+    def device_memory_bytes(self) -> float:
+        """Memory as the device reports it to software (falls back to the marketed capacity)."""
+        reported = self.memory.device_reported_bytes
+        return reported.value if reported is not None else self.memory.capacity_bytes.value
 
     @property
     def sram_bytes(self) -> float:
