@@ -104,3 +104,22 @@ def test_predicted_capacity_has_a_band():
     slo = SLOSpec(ttft_ms=2000, tpot_ms=100, input_tokens=1024, output_tokens=256)
     c = api.predicted_capacity("h100-sxm", "llama-3.1-8b", slo)
     assert 0 < c.tokens_per_s_per_chip_lo < c.tokens_per_s_per_chip < c.tokens_per_s_per_chip_hi
+
+
+def test_goodput_band_recounts_the_slo_at_the_band_edges():
+    d = api.simulate(model="llama-3.1-8b", hardware="h100-sxm", concurrency=8, num_requests=64, input_len=512,
+                     output_len=32, slo_ttft_ms=200, slo_tpot_ms=20).to_dict()
+    assert d["goodput_requests_per_s_lo"] <= d["goodput_requests_per_s"] <= d["goodput_requests_per_s_hi"]
+    assert d["slo_attainment_lo"] <= d["slo_attainment"] <= d["slo_attainment_hi"]
+    # no SLO: every request counts, so the band is the request rate's
+    free = api.simulate(model="llama-3.1-8b", hardware="h100-sxm", concurrency=8, num_requests=64, input_len=512,
+                        output_len=32).to_dict()
+    assert free["goodput_requests_per_s_lo"] == pytest.approx(free["requests_per_s_lo"])
+    assert free["slo_attainment_lo"] == free["slo_attainment_hi"] == 1.0
+
+
+def test_step_has_bands():
+    d = api.step("llama-3.1-8b", "h100-sxm", batch=8, context_len=1024, phase="prefill", new_tokens=256).to_dict()
+    _bracketed(d, "time_s")
+    for row in d["breakdown"].values():
+        _bracketed(row, "time_s")

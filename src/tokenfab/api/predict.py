@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenfab.api.deployment import _positive, deployment
-from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, check_level
+from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, add_bands, check_level, composite_band, op_band, op_family
 from tokenfab.errors import UnknownNameError
+from tokenfab.execution.bands import step_parts
 from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC
 from tokenfab.execution.predict import PredictResult, estimate_static_batch
@@ -35,6 +36,8 @@ class StepInfo:
     """Time and energy of one engine step (per replica; energy over all devices)."""
 
     result: StepResult
+    phase: str = "decode"
+    band_level: float = DEFAULT_BAND_LEVEL
 
     @property
     def time_s(self) -> float:
@@ -46,14 +49,19 @@ class StepInfo:
 
     def to_dict(self) -> dict:
         r = self.result
-        return {"time_s": r.time_s, "energy_j": r.energy_j, "num_tokens": r.num_tokens,
-                "breakdown": {k: {"time_s": v.time_s, "bound": v.bound} for k, v in r.breakdown.items()}}
+        out = {"time_s": r.time_s, "energy_j": r.energy_j, "num_tokens": r.num_tokens, "band_level": self.band_level,
+               "breakdown": {k: {"time_s": v.time_s, "bound": v.bound} for k, v in r.breakdown.items()}}
+        band = composite_band(step_parts(r.breakdown, self.phase), self.band_level)
+        for k, v in r.breakdown.items():
+            add_bands(out["breakdown"][k], op_band(op_family(v.op, self.phase), v.source or "generic", self.band_level),
+                      ("time_s",))
+        return add_bands(out, band, ("time_s", "energy_j"))
 
 
 def step(
     model: str, hardware: str, *, tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, dtype: str = "bf16",
     weight_dtype: str | None = None, kv_dtype: str | None = None, batch: int = 1, context_len: int = 1024,
-    phase: str = "decode", new_tokens: int | None = None,
+    phase: str = "decode", new_tokens: int | None = None, band_level: float = DEFAULT_BAND_LEVEL,
 ) -> StepInfo:
     """One engine step on one replica: `batch` sequences decoding one token at `context_len`, or
     (phase='prefill') prefilling `new_tokens` (default context_len) tokens each over context_len positions."""
@@ -66,6 +74,6 @@ def step(
         b = StepBatch(prefill=((batch, q, max(q, context_len)),))
     else:
         raise UnknownNameError("phase", phase, ["prefill", "decode"])
-    return StepInfo(d.step_model.step(b))
+    return StepInfo(d.step_model.step(b), phase, check_level(band_level))
 
 

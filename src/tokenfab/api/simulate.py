@@ -131,14 +131,18 @@ def simulate(
                          frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token)
     result = sim.run()
     result.config = config
-    _add_serving_bands(result, p_dep.step_model, d_dep.step_model, input_len, output_len, band_level)
+    slos = (slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_ms / 1e3 if slo_tpot_ms else None)
+    _add_serving_bands(result, p_dep.step_model, d_dep.step_model, input_len, output_len, band_level, slos)
     return result
 
 
-def _add_serving_bands(result, prefill_model, decode_model, input_len: int, output_len: int, level: float) -> None:
+def _add_serving_bands(result, prefill_model, decode_model, input_len: int, output_len: int, level: float,
+                       slos: tuple[float | None, float | None]) -> None:
     """Bands of the summary from one representative prefill step (one prompt of the run's mean length)
     and one decode step (the run's mean batch at the mean context) of the deployment (docs/bands.md)."""
-    from tokenfab.execution.bands import SERVING_TPOT, SERVING_TTFT, serving_bands, step_parts
+    from tokenfab.execution.bands import SERVING_TPOT, SERVING_TTFT, SLOTimes, serving_bands, step_parts
+    import numpy as np
+
     from tokenfab.execution.layers import StepBatch
 
     summary, log = result.summary, result.log
@@ -148,8 +152,11 @@ def _add_serving_bands(result, prefill_model, decode_model, input_len: int, outp
     batch = max(1, int(round(summary.get("mean_batch_size") or 1)))
     pre = prefill_model.step(StepBatch(prefill=((1, prompt, prompt),)))
     dec = decode_model.step(StepBatch(num_decode=batch, decode_kv_len=float(prompt + output / 2)))
+    first, out = log.column("first_token_s"), log.column("output_tokens")
+    tpot = np.where(out > 1, (log.column("finish_s") - first) / np.maximum(out - 1, 1), np.nan)
+    slo = SLOTimes(first - log.column("arrival_s"), tpot, *slos)
     serving_bands(summary, composite_band(step_parts(pre.breakdown, "prefill"), level, SERVING_TTFT),
-                  composite_band(step_parts(dec.breakdown, "decode"), level, SERVING_TPOT), level)
+                  composite_band(step_parts(dec.breakdown, "decode"), level, SERVING_TPOT), level, slo)
 
 
 def _chip_memory(hardware: str) -> float:

@@ -9,6 +9,9 @@ end-to-end scales fitted on measured runs are keyed by the metric below (docs/ba
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
 
 from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, Band, add_bands, check_level, composite_band, op_band, op_family
 from tokenfab.execution.step import OpTotal
@@ -57,9 +60,10 @@ def static_batch_bands(d: dict, level: float = DEFAULT_BAND_LEVEL) -> dict:
     return d
 
 
-def serving_bands(summary: dict, prefill: Band, decode: Band, level: float) -> dict:
+def serving_bands(summary: dict, prefill: Band, decode: Band, level: float, slo: SLOTimes | None = None) -> dict:
     """Add bands to a `simulate` summary (in place): TTFT from the prefill step's band, TPOT from the
-    decode step's, end-to-end figures, rates and energy from their time-weighted sum."""
+    decode step's, end-to-end figures, rates and energy from their time-weighted sum; goodput and SLO
+    attainment re-counted with every request's times at their band's edges (`slo`)."""
     ttft_mean = summary["ttft_s"].get("mean", 0.0)
     e2e_mean = summary["e2e_s"].get("mean", 0.0)
     ok = ttft_mean == ttft_mean and e2e_mean == e2e_mean  # NaN when nothing completed
@@ -67,6 +71,39 @@ def serving_bands(summary: dict, prefill: Band, decode: Band, level: float) -> d
     summary["band_level"] = level
     add_bands(summary, prefill, ("ttft_s",))
     add_bands(summary, decode, ("tpot_s",))
-    add_bands(summary, e2e, ("e2e_s", "throughput_tokens_per_s", "requests_per_s", "goodput_requests_per_s",
-                             "energy_j_per_token", "energy_j", "simulated_s"))
+    add_bands(summary, e2e, ("e2e_s", "throughput_tokens_per_s", "requests_per_s", "energy_j_per_token", "energy_j",
+                             "simulated_s"))
+    if slo is not None:
+        summary.update(slo_bounds(slo, summary.get("simulated_s", 0.0), prefill, decode, e2e))
     return summary
+
+
+@dataclass(frozen=True)
+class SLOTimes:
+    """Per-request TTFT and TPOT of a run (NaN TPOT for one-token outputs) and the SLO they were judged by."""
+
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    slo_ttft_s: float | None
+    slo_tpot_s: float | None
+
+
+def slo_bounds(slo: SLOTimes, span_s: float, prefill: Band, decode: Band, e2e: Band) -> dict:
+    """Goodput and SLO attainment when every request is as slow as the band's high edge (the low
+    bound) or as fast as its low edge (the high bound): errors shared by all requests (comonotone)."""
+    def within(ttft_factor: float, tpot_factor: float) -> np.ndarray:
+        ok = np.ones(len(slo.ttft_s), dtype=bool)
+        if slo.slo_ttft_s is not None:
+            ok &= slo.ttft_s * ttft_factor <= slo.slo_ttft_s
+        if slo.slo_tpot_s is not None:
+            ok &= np.nan_to_num(slo.tpot_s, nan=0.0) * tpot_factor <= slo.slo_tpot_s
+        return ok
+
+    slow, fast = within(prefill.hi_factor, decode.hi_factor), within(prefill.lo_factor, decode.lo_factor)
+    n = max(len(slow), 1)
+    return {
+        "goodput_requests_per_s_lo": float(slow.sum()) / (span_s * e2e.hi_factor) if span_s > 0 else 0.0,
+        "goodput_requests_per_s_hi": float(fast.sum()) / (span_s * e2e.lo_factor) if span_s > 0 else 0.0,
+        "slo_attainment_lo": float(slow.sum()) / n if len(slow) else 0.0,
+        "slo_attainment_hi": float(fast.sum()) / n if len(fast) else 0.0,
+    }
