@@ -121,3 +121,37 @@ def test_shipped_bands_bracket_and_grow_with_level(family, source, level, step):
     a, b = op_band(family, source, level, t), op_band(family, source, level + step, t)
     assert a.lo_factor <= 1.0 <= a.hi_factor
     assert b.lo_factor <= a.lo_factor + 1e-12 and b.hi_factor >= a.hi_factor - 1e-12
+
+
+@pytest.mark.parametrize("family", ["gemm", "attention_prefill", "attention_decode", "collectives"])
+def test_shipped_generic_and_inherited_bands_are_wider_than_fitted(family):
+    t = load_band_table()
+
+    def width(source):
+        b = op_band(family, source, 0.9, t)
+        return b.hi_factor / b.lo_factor
+
+    assert width("generic") > width("fitted")
+    assert width("inherited") > width("fitted")
+
+
+def test_generator_output_round_trips(tmp_path):
+    import pandas as pd
+
+    from tokenfab.calibrate.fit_bands import write_band_data
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for source, sd in (("fitted", 0.1), ("generic", 0.4)):
+        for chip in ("a", "b", "c"):
+            r = rng.normal(0.0, sd, 300)
+            rows.append(pd.DataFrame({"device": chip, "op": "gemm", "family": "gemm", "source": source, "unit": chip,
+                                      "residual": r, "row_source": ""}))
+    path = write_band_data(pd.concat(rows, ignore_index=True), tmp_path / "bands.yaml")
+    t = load_band_table(str(path))
+    assert t.provenance["rows"]["fitted:a"] == 300
+    fitted, generic = op_band("gemm", "fitted", 0.9, t), op_band("gemm", "generic", 0.9, t)
+    # normal residuals, sd 0.1: the 95% quantile is ~0.164, so hi ~ exp(0.164)
+    assert fitted.hi_factor == pytest.approx(math.exp(0.1645), rel=0.03)
+    assert generic.hi_factor > fitted.hi_factor
+    assert op_band("attention_decode", "fitted", 0.9, t) == op_band("all", "fitted", 0.9, t)  # pooled fallback
