@@ -30,11 +30,18 @@ def ideal_cost() -> ChipCost:
 
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/*.json from current outputs")
+    parser.addoption("--update-regression", action="store_true",
+                     help="rewrite tests/regression/predictions.json (the prediction-regression gate) from current outputs")
 
 
 @pytest.fixture
 def update_golden(request) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture
+def update_regression(request) -> bool:
+    return bool(request.config.getoption("--update-regression"))
 
 
 @pytest.fixture(scope="session")

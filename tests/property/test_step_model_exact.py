@@ -46,3 +46,16 @@ def test_decode_pair_equals_step(dep, num_decode, kv, run):
     first, last = sm.step(StepBatch((), num_decode, kv)), sm.step(StepBatch((), num_decode, kv + run))
     assert _close(t0, first.time_s) and _close(e0, first.energy_j)
     assert _close(t1, last.time_s) and _close(e1, last.energy_j)
+
+
+@pytest.mark.property
+@settings(max_examples=40, deadline=None)
+@given(dep=st.sampled_from(DEPLOYMENTS + [("deepseek-v3", "h200-sxm", 8, 1), ("gpt-oss-20b", "h100-sxm", 1, 1)]), num_decode=st.integers(1, 300),
+       kvs=st.lists(st.floats(1.0, 60000.0), min_size=1, max_size=6))
+def test_vectorised_decode_times_equal_step(dep, num_decode, kvs):
+    model, hw, tp, pp = dep
+    sm = api.deployment(model, hw, tp=tp, pp=pp).step_model
+    times, energies = sm.decode_times(num_decode, kvs)
+    for kv, t, e in zip(kvs, times, energies):
+        ref = sm.step(StepBatch((), num_decode, kv))
+        assert abs(t - ref.time_s) <= 1e-9 * ref.time_s and abs(e - ref.energy_j) <= 1e-9 * ref.energy_j

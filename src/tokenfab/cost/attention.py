@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from tokenfab.cost.chip_cost import ChipCost, KernelWork
+from tokenfab.cost.kernel import kernel_time_array
 from tokenfab.cost.result import OpCost
 from tokenfab.units import bytes_per_element
 
@@ -78,16 +81,18 @@ def decode_attention_work(
     by all heads; scores and values are computed in the latent space.
     """
     dv = v_head_dim or head_dim
-    kv = min(kv_len, window) if window else kv_len
+    vector = isinstance(kv_len, np.ndarray)  # one formula for one context or an array of them
+    ceil = np.ceil if vector else math.ceil
+    kv = (np.minimum(kv_len, window) if vector else min(kv_len, window)) if window else kv_len
     kvb = bytes_per_element(kv_dtype)
     if latent_dim:
         flops = 2.0 * batch * num_heads * kv * (2 * latent_dim)
         cache = batch * kv * latent_dim * kvb
-        units = batch * math.ceil(kv / KV_SPLIT)
+        units = batch * ceil(kv / KV_SPLIT)
     else:
         flops = 2.0 * batch * num_heads * kv * (head_dim + dv)
         cache = batch * kv * num_kv_heads * (head_dim + dv) * kvb
-        units = batch * num_kv_heads * math.ceil(kv / KV_SPLIT)
+        units = batch * num_kv_heads * ceil(kv / KV_SPLIT)
     dram = cache + batch * num_heads * (head_dim + dv) * 2.0 + batch * num_kv_heads * (head_dim + dv) * kvb
     return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kv_kind(kv_dtype))
 
@@ -102,3 +107,18 @@ def estimate_decode_attention(
                               window, latent_dim, act_dtype)
     params, source = cc.resolved.attention("decode", w.kind)
     return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)
+
+
+def decode_attention_arrays(
+    cc: ChipCost, batch: int, kv_len: np.ndarray, num_heads: int, num_kv_heads: int, head_dim: int,
+    v_head_dim: int | None = None, kv_dtype: str = "bf16", *, window: int | None = None,
+    latent_dim: int | None = None, act_dtype: str = "bf16",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`estimate_decode_attention` at many contexts at once: (time_s, flops, bytes) arrays whose element i
+    equals the scalar estimate at kv_len[i] (same work function, same kernel formula, vectorised)."""
+    w = decode_attention_work(cc, batch, np.asarray(kv_len, dtype=float), num_heads, num_kv_heads, head_dim, v_head_dim,
+                              kv_dtype, window, latent_dim, act_dtype)
+    params, _ = cc.resolved.attention("decode", w.kind)
+    time_s = kernel_time_array(w.flops, w.dram_bytes, w.peak, cc.bandwidth_bytes_per_s, params.as_vector(),
+                               w.work_units, cc.compute_units)
+    return time_s, w.flops, w.dram_bytes

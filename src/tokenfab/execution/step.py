@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from tokenfab.cost.attention import decode_attention_arrays
 from tokenfab.cost.chip_cost import ChipCost, chip_cost
 from tokenfab.cost.elementwise import embedding_bytes, sampling_bytes
 from tokenfab.cost.result import OpCost
@@ -157,6 +160,10 @@ class StepModel:
         if len(self._layers_cache) < 200_000:
             self._layers_cache[key] = part
         return part
+
+    def head_part(self, num_logits: int) -> StepPart:
+        """Final norm, LM head and sampling of `num_logits` positions (speculative verify needs k + 1 per sequence)."""
+        return self._head_part(num_logits)
 
     def _head_part(self, num_logits: int) -> StepPart:
         """Final norm, LM head, logit gather and sampling of `num_logits` sequences."""
@@ -306,6 +313,37 @@ class StepModel:
         if len(self._decode_core_cache) < 500_000:
             self._decode_core_cache[key] = (time_s, busy)
         return time_s, busy
+
+    def decode_times(self, num_decode: int, kv_lens) -> tuple[np.ndarray, np.ndarray]:
+        """`step(StepBatch((), num_decode, kv)).time_s` and `.energy_j` for every kv in `kv_lens`, vectorised over
+        the contexts (only the attention cores depend on them); tests check equality with `step`."""
+        kv = np.array([quantise_context(float(k)) for k in kv_lens])
+        pp = self.par.pp
+        micro = min(pp, max(1, num_decode)) if pp > 1 else 1
+        n = -(-num_decode // micro)
+        static = self._static_for(StepBatch((), n, 0.0))
+        stage = np.full(len(kv), sum(p.time_s for p in static))
+        busy = np.full(len(kv), sum(p.busy_energy_j for p in static))
+        power = self.power
+        for group, count in self._group_counts:
+            args = self.coster.decode_core_args(group.attention)
+            if args is None:  # linear attention or DSA: not one decode-attention kernel; costed context by context
+                for i, k in enumerate(kv):
+                    for cost in self.coster.core_attention_ops(group.attention, StepBatch((), n, float(k))):
+                        stage[i] += cost.time_s * count
+                        busy[i] += power.op_power_w(cost) * cost.time_s * count
+                continue
+            t, flops, dram = decode_attention_arrays(self.cc, n, kv, **args)
+            activity = np.minimum(1.0, np.maximum(flops / (power.peak * t), dram / (power.bandwidth * t)))
+            stage += t * count
+            busy += (power.idle_w + (power.tdp_w - power.idle_w) * activity) * t * count
+        time_s = stage * (micro + pp - 1)
+        if pp > 1:
+            p2p = self.coster.collective("pp_send_recv", "send_recv", 2, n * self.model.hidden_size * self._act_bytes)
+            if p2p is not None:
+                time_s = time_s + p2p.time_s * (pp - 1)
+        energy = (busy * micro + power.idle_w * np.maximum(0.0, time_s - stage * micro)) * self.par.num_devices
+        return time_s, energy
 
     def _core_sum(self, batch: StepBatch) -> tuple[float, float]:
         """(time, busy energy) of the attention cores of every layer for `batch`."""
