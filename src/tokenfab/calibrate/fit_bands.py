@@ -4,12 +4,13 @@
 
 Residual r = log(predicted / measured) of a measured op row, predicted the way a user's chip
 would be, i.e. never by a fit that saw the row:
-  fitted     2-fold within each measured chip: the chip's profile refitted on one half of its
-             rows predicts the other half;
+  fitted     2-fold within each measured chip (shared tables and vendors/): the chip's profile
+             refitted on one half of its rows predicts the other half;
   inherited  each measured chip predicted with another measured chip's profile (what an
              `efficiency_reference` does), plus the published H20 rows (vendors/) predicted
              with the H100 profile the catalog's h20 inherits;
-  generic    leave-one-chip-out: the pooled profile refitted without the chip predicts it.
+  generic    leave-one-chip-out: the pooled profile refitted without the chip predicts it; the
+             vendors/ chips (never pooled) are predicted with the pooled fit over all four.
 The quantiles of r per op family and source are stored (docs/bands.md); prediction code reads
 them through tokenfab.cost.bands. Re-run after any change to the cost models or the profiles;
 then `python bench/accuracy_bands.py --write-e2e` refits the end-to-end scale.
@@ -91,9 +92,16 @@ def fitted_residuals(frame: pd.DataFrame, chips: list[ChipSpec], rng: np.random.
     return pd.concat(parts, ignore_index=True)
 
 
-def generic_residuals(frame: pd.DataFrame, chips: list[ChipSpec]) -> pd.DataFrame:
-    """Leave one chip out: the pooled profile fitted on the others predicts the held-out chip."""
+def generic_residuals(frame: pd.DataFrame, chips: list[ChipSpec], unseen: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Leave one chip out: the pooled profile fitted on the others predicts the held-out chip; chips
+    of `unseen` (vendors/, never part of the pooled fit) are predicted with the fit over all `chips`."""
     parts = []
+    if unseen is not None and len(unseen):
+        data = fit_generic_profile(frame, chips, "generic over all pooled chips")
+        for device, rows in unseen.groupby("device"):
+            cc = _resolved(load_chip(str(device)), data, "generic", f"generic (never saw {device})")
+            parts.append(_residual_frame(predict_measurements(rows, lambda _d, _c=cc: _c), "generic", str(device)))
+        print("  generic: vendor chips done", file=sys.stderr)
     for held in chips:
         others = [c for c in chips if c.name != held.name]
         data = fit_generic_profile(frame, others, f"generic without {held.name}")
@@ -145,14 +153,28 @@ def all_residuals(max_rows_per_chip: int | None = None, seed: int = 0,
     """Held-out residuals of every source on shared/calibration (module doc)."""
     directory = shared_calibration_dir()
     frame = load_shared_ops(directory)
+    vendors = _vendor_ops(directory)
     rng = np.random.default_rng(seed)
     if max_rows_per_chip:
         frame = subsample(frame, max_rows_per_chip, rng)
+        vendors = subsample(vendors, max_rows_per_chip, rng) if len(vendors) else vendors
     chips = [load_chip(n) for n in sorted(set(HARDWARE_NAMES.values()))]
+    vendor_chips = [load_chip(n) for n in sorted(vendors["device"].unique())] if len(vendors) else []
     makers: dict[str, Callable[[], pd.DataFrame]] = {
-        "fitted": lambda: fitted_residuals(frame, chips, rng), "generic": lambda: generic_residuals(frame, chips),
+        "fitted": lambda: pd.concat([fitted_residuals(frame, chips, rng),
+                                     *([fitted_residuals(vendors, vendor_chips, rng)] if vendor_chips else [])]),
+        "generic": lambda: generic_residuals(frame, chips, vendors),
         "inherited": lambda: inherited_residuals(frame, chips, directory)}
     return pd.concat([makers[s]() for s in sources], ignore_index=True)
+
+
+def _vendor_ops(directory: Path) -> pd.DataFrame:
+    """Rows of vendors/ (Ascend 910B, H20, MI355X, MI308X) where this version of the loader has them."""
+    try:
+        from tokenfab.calibrate.measurements import load_vendor_ops
+    except ImportError:
+        return pd.DataFrame()
+    return load_vendor_ops(directory)
 
 
 def subsample(frame: pd.DataFrame, max_rows_per_chip: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -229,7 +251,7 @@ def write_band_data(res: pd.DataFrame, path: Path = BANDS_PATH, end_to_end: dict
             "generator": "python -m tokenfab.calibrate.fit_bands",
             "commit": _commit(), "generated_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "data": "shared/calibration ops_gemm.csv, ops_attention.csv, ops_comm.csv (NVIDIA aiconfigurator-core "
-                    "0.12.0 tables) and vendors/ops_*_h20.csv (alibaba/InferSim @f2293da)",
+                    "0.12.0 tables) and vendors/ (Ascend 910B, H20, MI355X, MI308X; sources in vendors/README.md)",
             "rows": {f"{s}:{u}": int(n) for (s, u), n in counts.items()},
         },
         "ops": band_tables(res),
