@@ -48,6 +48,33 @@ def _engine_overrides(framework: str, input_len: int, concurrency: int) -> dict:
     return {}
 
 
+_WORKERS = re.compile(r"(prefill|decode) workers=(\d+) x \(tp=(\d+), pp=(\d+), attn_dp=(\d+)[^)]*batch=(\d+)\)")
+
+
+def _disagg_job(r: pd.Series, model: str, hw: str, dtype: str, fw: str) -> dict | None:
+    """A P/D run from its notes: prefill and decode pools (workers x TP) at the stated concurrency (else the decode
+    pools' total batch), KV moved over the scale-out link."""
+    pools = {m.group(1): (int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), int(m.group(6)))
+             for m in _WORKERS.finditer(str(r["notes"]))}
+    if set(pools) != {"prefill", "decode"} or any(p[2] != 1 or p[3] != 1 for p in pools.values()):
+        return None  # no layout, or pipeline / attention-DP pools (the MoE group expresses those)
+    (np_, tp_p, _, _, _), (nd, tp_d, _, _, batch_d) = pools["prefill"], pools["decode"]
+    m = re.search(r"silicon_concurrency=(\d+)", str(r["notes"]))
+    c = int(m.group(1)) if m else nd * batch_d
+    isl, osl = int(r["input_len"]), int(r["output_len"])
+    kv = "fp8" if dtype in ("fp8", "fp4") else dtype
+    key = ("disagg", model, hw, dtype, fw, np_, tp_p, nd, tp_d, c, isl, osl)
+    return {
+        "kwargs": dict(model=model, hardware=hw, tp=tp_d, dtype=dtype, kv_dtype=kv, concurrency=c, engine=fw,
+                       num_requests=min(10 * c, 4000), warmup_requests=c, input_len=isl, output_len=osl,
+                       prefill_replicas=np_, decode_replicas=nd, prefill_tp=tp_p, decode_tp=tp_d,
+                       **_engine_overrides(fw, isl, batch_d)),
+        "meta": {"key": key, "framework": fw, "device": hw, "model": model, "tp": tp_d, "concurrency": c,
+                 "disaggregated": True},
+        "measured": {},
+    }
+
+
 def _concurrency_job(job: dict) -> dict:
     kw = dict(job["kwargs"])
     try:
@@ -65,11 +92,18 @@ def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
     jobs, skipped = {}, []
     for _, r in rows.iterrows():
         model, hw, dtype = MODELS.get(r["model"]), HARDWARE.get(r["hardware"]), _dtype(r)
-        if r["scenario"] != "server-agg" or model is None or hw is None or dtype is None:
+        if r["scenario"] not in ("server-agg", "server-disagg") or model is None or hw is None or dtype is None:
             skipped.append(f"{r['case_id']} (scenario {r['scenario']}, {r['model']}, {r['precision']})")
             continue
-        c, tp = int(r["batch"]), int(r["tp"])
         fw = str(r["framework"]).split()[0]
+        if r["scenario"] == "server-disagg":
+            job = _disagg_job(r, model, hw, dtype, fw)
+            if job is None:
+                skipped.append(f"{r['case_id']} (disaggregated layout not stated in the notes)")
+                continue
+            jobs.setdefault(job["meta"]["key"], job)["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
+            continue
+        c, tp = int(r["batch"]), int(r["tp"])
         key = (model, hw, dtype, fw, tp, c, int(r["input_len"]), int(r["output_len"]))
         kv = "fp8" if dtype in ("fp8", "fp4") else dtype
         jobs.setdefault(key, {
@@ -116,7 +150,8 @@ def run_serving_group(directory: Path, workers: int = 2) -> tuple[pd.DataFrame, 
             if res["error"]:
                 skipped1.append(f"{case_id} ({res['error']})")
                 continue
-            rows.append({"case_id": case_id, "group": f"serving:{metric} at fixed concurrency", "device": res["device"],
+            where = "disaggregated (P/D)" if job["meta"].get("disaggregated") else "at fixed concurrency"
+            rows.append({"case_id": case_id, "group": f"serving:{metric} {where}", "device": res["device"],
                          "framework": res["framework"], "measured": value, "predicted": res[metric]})
     for job, res in zip(thr, thr_results):
         meta = job["meta"]

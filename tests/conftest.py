@@ -25,7 +25,9 @@ def tiny_chip() -> ChipSpec:
 
 @pytest.fixture
 def ideal_cost() -> ChipCost:
-    return make_cost()
+    # 256 MB of on-chip memory: the operand panels of the hand-computed shapes fit, so each operand is
+    # read from DRAM once (tokenfab.cost.onchip; tests/unit/cost/test_onchip.py covers the re-reads)
+    return make_cost(make_chip(sram=256e6))
 
 
 def pytest_addoption(parser):

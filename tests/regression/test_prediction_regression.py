@@ -33,12 +33,12 @@ def test_pinned_predictions_unchanged(update_regression):
 
 
 def test_gate_fails_on_a_profile_change(monkeypatch):
-    """A 1% change of one fitted efficiency (H100 bf16 GEMMs) must trip the gate."""
+    """A 1% change of one fitted curve (H100 bf16 GEMMs: compute and memory efficiency) must trip the gate."""
     frozen = json.loads(GOLDEN.read_text())
     real = profile_mod.load_profile
     h100 = real("h100-sxm")
     bf16 = h100.gemm["bf16"]
-    changed = dataclasses.replace(h100, gemm={**h100.gemm, "bf16": dataclasses.replace(bf16, compute_eff=bf16.compute_eff * 0.99)})
+    changed = dataclasses.replace(h100, gemm={**h100.gemm, "bf16": dataclasses.replace(bf16, compute_eff=bf16.compute_eff * 0.99, memory_eff=bf16.memory_eff * 0.99)})
     monkeypatch.setattr(profile_mod, "load_profile", lambda name: changed if name == "h100-sxm" else real(name))
     _clear_caches()
     try:

@@ -45,7 +45,9 @@ def simulate(
     chunked_prefill: bool | None = None, prefix_caching: bool = True, preemption: str = "recompute", policy: str = "fcfs",
     memory_utilization_frac: float | None = None, progress: bool = False,
     timeseries_interval_s: float = 1.0, kv_free_memory_frac: float | None = None, engine: str = "vllm",
-    warmup_requests: int = 0, static_memory_frac: float | None = None, band_level: float = DEFAULT_BAND_LEVEL,
+    warmup_requests: int = 0, static_memory_frac: float | None = None, spec_method: str | None = None,
+    spec_tokens: int = 1, spec_acceptance: float | None = None, spec_draft_model: str | None = None,
+    band_level: float = DEFAULT_BAND_LEVEL,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
@@ -100,7 +102,19 @@ def simulate(
             raise InvalidInputError(
                 f"{model} leaves no room for a KV cache on {hardware} with tp={tp_} "
                 f"(weights {d.memory.weights_bytes / 1e9:.1f} GB per device); raise --tp or lower --max-batched-tokens")
-        return replica_spec(d.step_model, d.memory, sched, wl.hash_block_tokens, role, policy=eng), d
+        spec_model = None
+        if spec_method is not None and role != "prefill":
+            from tokenfab.execution.speculative import SpeculativeModel, resolve_spec
+            from tokenfab.workload.hf_config import load_model
+
+            sspec = resolve_spec(d.step_model.model, spec_method, spec_tokens, spec_acceptance, spec_draft_model)
+            spec_model = SpeculativeModel(d.step_model, sspec, load_model(spec_draft_model) if spec_draft_model else None)
+            config["speculative"] = {"method": sspec.method, "spec_tokens": sspec.num_spec_tokens,
+                                     "acceptance": sspec.acceptance_frac, "acceptance_source": sspec.acceptance_source,
+                                     "tokens_per_iteration": spec_model.tokens_per_iteration}
+        context = float(input_len + output_len) if trace is None and input_dist is None and output_dist is None else None
+        return replica_spec(d.step_model, d.memory, sched, wl.hash_block_tokens, role, policy=eng,
+                            speculative=spec_model, context_len=context), d
 
     config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dtype": dtype, "replicas": replicas,
               "engine": eng.name, "max_num_seqs": max_num_seqs, "max_batched_tokens": max_batched_tokens,

@@ -38,6 +38,10 @@ def simulate(
     num_requests: Annotated[int | None, Opt(help="Requests to measure (default: a trace replays whole; synthetic traffic 1,000).")] = None,
     warmup_requests: Annotated[int, Opt(help="Requests sent first and left out of the metrics (benchmark warm-up).")] = 0,
     engine: Annotated[str, Opt(help="Serving engine whose scheduler and memory policy to model: vllm (default), sglang, trtllm.")] = "vllm",
+    spec_method: Annotated[str | None, Opt(help="Speculative decoding: draft, eagle or mtp.")] = None,
+    spec_tokens: Annotated[int, Opt(help="Speculative decoding: tokens drafted per step (k).")] = 1,
+    spec_acceptance: Annotated[float | None, Opt(help="Speculative decoding: per-token acceptance (default: the model's published one).")] = None,
+    spec_draft_model: Annotated[str | None, Opt(help="Speculative decoding: the draft model (--spec-method draft).")] = None,
     input_len: Annotated[int, Opt(help="Prompt tokens (fixed).")] = 1024,
     output_len: Annotated[int, Opt(help="Output tokens (fixed).")] = 256,
     input_dist: Annotated[str | None, Opt(help="fixed:N | uniform:LO,HI | normal:MEAN,STD | lognormal:MEAN,STD | empirical:FILE")] = None,
@@ -80,7 +84,8 @@ def simulate(
         max_batched_tokens=max_batched_tokens, block_size=block_size, chunked_prefill=chunked_prefill,
         prefix_caching=prefix_caching, preemption=preemption, policy=policy,
         memory_utilization_frac=memory_utilization, progress=progress, kv_free_memory_frac=kv_free_memory_frac,
-        engine=engine, warmup_requests=warmup_requests, band_level=band_level,
+        engine=engine, warmup_requests=warmup_requests, spec_method=spec_method, spec_tokens=spec_tokens,
+        spec_acceptance=spec_acceptance, spec_draft_model=spec_draft_model, band_level=band_level,
     )
     if result.summary.get("overloaded"):
         err.print("[yellow]warning: the system is overloaded: the queue grows without bound over the run "

@@ -18,6 +18,7 @@ from tokenfab.cost.collectives import estimate_collective
 from tokenfab.cost.elementwise import activation_bytes, estimate_elementwise, norm_bytes, rotary_bytes
 from tokenfab.cost.gemm import estimate_gemm, gemm_kind
 from tokenfab.cost.linear_attention import estimate_dsa_indexer, estimate_linear_attention
+from tokenfab.cost.onchip import NO_RESIDENCY, ResidencyPlan
 from tokenfab.cost.result import OpCost
 from tokenfab.execution.config import ParallelConfig, PrecisionConfig
 from tokenfab.hardware.spec import SystemSpec
@@ -62,17 +63,22 @@ class LayerCoster:
         self.cc, self.system, self.par, self.prec, self.hidden = cc, system, par, prec, hidden
         self.act_bytes = bytes_per_element(prec.activations)
         self.kv_dtype, self.act_dtype = prec.kv, prec.activations
+        self.residency: ResidencyPlan = NO_RESIDENCY  # what the deployment holds on chip (set by StepModel)
         self._gemm_cache: dict[tuple, OpCost] = {}
         self._comm_cache: dict[tuple, OpCost] = {}
         self._elem_cache: dict[tuple, OpCost] = {}
 
-    def gemm(self, op: str, m: int, n: int, k: int, *, weights: bool = True) -> OpCost:
-        """A GEMM against weights (quantised per the precision config) or between activations."""
-        key = (op, m, n, k, weights)
+    def gemm(self, op: str, m: int, n: int, k: int, *, weights: bool = True, stored: bool | None = None) -> OpCost:
+        """A GEMM against weights (quantised per the precision config) or between activations;
+        `stored` (default: `weights`) says whether W is a stored weight (16-bit ones like the LM head
+        included) that the deployment may hold on chip."""
+        stored = weights if stored is None else stored
+        key = (op, m, n, k, weights, stored)
         hit = self._gemm_cache.get(key)
         if hit is None:
             w = self.prec.weights if weights else self.act_dtype
-            hit = estimate_gemm(self.cc, m, n, k, self.prec.dtype, w, op=op)
+            hit = estimate_gemm(self.cc, m, n, k, self.prec.dtype, w, op=op,
+                                weights_on_chip=stored and self.residency.weights_on_chip)
             self._gemm_cache[key] = hit
         return hit
 
@@ -152,7 +158,7 @@ class LayerCoster:
                                              op="attn.core")
         if batch.num_decode:
             yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, **self.decode_core_args(attn),
-                                            op="attn.core")
+                                            op="attn.core", kv_on_chip=self._kv_on_chip(batch))
 
     def decode_core_args(self, attn: AttentionSpec) -> dict | None:
         """Arguments of the decode attention core of one layer (shared by the scalar and vectorised paths);
@@ -217,7 +223,7 @@ class LayerCoster:
         if batch.num_decode:
             yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, heads, 1, kv_rank + rope,
                                             kv_rank, self.kv_dtype, window=topk, latent_dim=kv_rank + rope,
-                                            op="attn.core", act_dtype=self.act_dtype)
+                                            op="attn.core", act_dtype=self.act_dtype, kv_on_chip=self._kv_on_chip(batch))
             if topk:
                 yield estimate_dsa_indexer(self.cc, batch.num_decode, 1, batch.decode_kv_len,
                                            int(attn.index_num_heads or 1), int(attn.index_head_dim), self.kv_dtype)
@@ -244,6 +250,10 @@ class LayerCoster:
         if batch.num_decode:
             yield estimate_linear_attention(self.cc, "decode", batch.num_decode, 1, heads, key_heads, attn.head_dim,
                                             attn.v_head_dim, self.act_dtype, op="attn.core")
+
+    def _kv_on_chip(self, batch: StepBatch) -> bool:
+        """Whether the decode sequences' KV cache (all layers of the stage) is held on chip."""
+        return self.residency.kv_on_chip(batch.num_decode * batch.decode_kv_len)
 
     def dense_ffn_ops(self, ffn: FFNSpec, tokens: int, width: int | None = None, prefix: str = "mlp") -> Iterator[OpCost]:
         width = (width if width is not None else ffn.intermediate_size) // self.par.tp

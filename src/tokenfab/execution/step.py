@@ -19,7 +19,9 @@ from tokenfab.cost.result import OpCost
 from tokenfab.execution.config import (
     ParallelConfig, PrecisionConfig, check_parallelism, check_precision, layers_per_stage,
 )
+from tokenfab.cost.onchip import plan_residency
 from tokenfab.execution.layers import LayerCoster, StepBatch
+from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.power import PowerModel
 from tokenfab.hardware.spec import SystemSpec
 from tokenfab.units import bytes_per_element
@@ -36,6 +38,7 @@ class OpTotal:
     bytes: float = 0.0
     roofline_s: float = 0.0
     source: str = ""
+    onchip_bytes: float = 0.0  # bytes read from data held on chip (not in `bytes`, which is DRAM traffic)
     _bound_time: dict[str, float] = field(default_factory=dict)
 
     def add(self, cost: OpCost, count: float) -> None:
@@ -43,6 +46,7 @@ class OpTotal:
         self.time_s += t
         self.flops += cost.flops * count
         self.bytes += cost.bytes * count
+        self.onchip_bytes += cost.onchip_bytes * count
         self.roofline_s += cost.roofline_s * count
         self._bound_time[cost.bound] = self._bound_time.get(cost.bound, 0.0) + t
         if self.source != cost.source:
@@ -84,6 +88,7 @@ class StepResult:
                 into.time_s += row.time_s
                 into.flops += row.flops
                 into.bytes += row.bytes
+                into.onchip_bytes += row.onchip_bytes
                 into.roofline_s += row.roofline_s
                 for bound, t in row._bound_time.items():
                     into._bound_time[bound] = into._bound_time.get(bound, 0.0) + t
@@ -114,6 +119,9 @@ class StepModel:
         self.model, self.system, self.par, self.prec = model, system, par, prec
         self.cc: ChipCost = chip_cost(system.chip, profile_path)
         self.coster = LayerCoster(self.cc, system, par, prec, model.hidden_size)
+        footprint = MemoryModel(model, system, par, prec)
+        self.coster.residency = plan_residency(self.cc.onchip, self.cc.bandwidth_bytes_per_s,
+                                               footprint.weights_bytes, footprint.kv_bytes_per_token)
         self.power = PowerModel(system.chip, self.cc)
         self.stage_layers = layers_per_stage(model.num_layers, par.pp)
         self.layer_fraction = self.stage_layers / model.num_layers  # share of each group on the busiest stage
@@ -173,7 +181,7 @@ class StepModel:
         h, vocab = self.model.hidden_size, self.model.vocab_size
         head = [
             self.coster.elementwise("norm", 2.0 * num_logits * h * self._act_bytes),
-            self.coster.gemm("lm_head", num_logits, vocab // self.par.tp, h, weights=False),
+            self.coster.gemm("lm_head", num_logits, vocab // self.par.tp, h, weights=False, stored=True),
             self.coster.collective("lm_head_gather", "all_gather", self.par.tp, num_logits * vocab * 4.0),
             self.coster.elementwise("sampling", sampling_bytes(num_logits, vocab)),
         ]
@@ -327,7 +335,8 @@ class StepModel:
         power = self.power
         for group, count in self._group_counts:
             args = self.coster.decode_core_args(group.attention)
-            if args is None:  # linear attention or DSA: not one decode-attention kernel; costed context by context
+            if args is None or any(self.coster.residency.kv_on_chip(n * k) for k in kv):
+                # linear attention, DSA (not one decode-attention kernel) or a KV cache held on chip: context by context
                 for i, k in enumerate(kv):
                     for cost in self.coster.core_attention_ops(group.attention, StepBatch((), n, float(k))):
                         stage[i] += cost.time_s * count

@@ -98,6 +98,11 @@ class ChipSpec(_Frozen):
         default=None, description="Non-matrix (vector) fp32 peak, for elementwise work and softmax."
     )
     onchip_sram_bytes: Sourced | None = Field(default=None, description="Last-level on-chip cache/SRAM, bytes.")
+    onchip_sram_bandwidth_bytes_per_s: Sourced | None = Field(
+        default=None,
+        description="Bandwidth of that on-chip memory to the compute units, bytes/s; when absent the cost model "
+        "assumes it equals the DRAM bandwidth (see tokenfab.cost.onchip).",
+    )
     memory: MemorySpec
     scale_up: LinkSpec | None = Field(default=None, description="Intra-node / scale-up domain link.")
     scale_out: LinkSpec | None = Field(default=None, description="Inter-node NIC bandwidth attributable to one chip.")

@@ -128,6 +128,9 @@ class Replica:
         self.policy: SchedulerPolicy = spec.policy or _DefaultPolicy()
         self._overhead_s = self.policy.step_overhead_s
         self._reserve = self.policy.kv_full == "reserve"
+        # Prefill-first iterations admit only requests that prefill: a decode pool's hand-offs and swapped-out
+        # requests resume decoding directly, through the ordinary decode iteration.
+        self._prefill_first = self.policy.prefill_first and spec.role != "decode" and spec.preemption != "swap"
         self._final_private = 0  # reserve policy: private blocks the running requests will hold when they finish
 
     # -- views for routers --------------------------------------------------------------
@@ -296,7 +299,7 @@ class Replica:
             shared = hits * pool.blocks_per_entry
             resume_decode = swapped_in and req.generated > 0 and req.prompt_len + req.generated - start == 1
             chunk = 0 if resume_decode else min(req.prompt_len + req.generated - start, budget)
-            if not spec.chunked_prefill and chunk < req.prompt_len + req.generated - start:
+            if not spec.chunked_prefill and not resume_decode and chunk < req.prompt_len + req.generated - start:
                 break
             if hits:  # referencing cached entries takes them off the evictable list: check after
                 pool.acquire(req.hash_ids[:hits])
@@ -346,7 +349,7 @@ class Replica:
             return None
         if now > self.idle_since:
             self.energy_j += self._idle_w * (now - self.idle_since)
-        if self.policy.prefill_first and (prefilling or len(waiting)):
+        if self._prefill_first and (prefilling or len(waiting)):
             end = self._start_prefill_only(now)
             if end is not None:
                 return end

@@ -76,11 +76,25 @@ class SimulationResult:
 
 
 def replica_spec(sm: StepModel, mem: MemoryModel, sched: SchedulerConfig, hash_block_tokens: int,
-                 role: str = "both", policy=None) -> ReplicaSpec:
-    """Plain-value replica description from a deployment's step and memory models."""
-    capacity = mem.kv_capacity_tokens(prefill_tokens=sched.max_num_batched_tokens, num_sequences=sched.max_num_seqs)
+                 role: str = "both", policy=None, speculative=None, context_len: float | None = None) -> ReplicaSpec:
+    """Plain-value replica description from a deployment's step and memory models.
+
+    `speculative` (an `execution.speculative.SpeculativeModel`) makes decode iterations speculative and
+    takes the drafter's weights and KV out of the pool; `context_len` (the workload's typical prompt +
+    output) costs the pool's tokens at that length, so sliding-window and linear layers hold only their
+    window or state."""
+    capacity = mem.kv_capacity_tokens(prefill_tokens=sched.max_num_batched_tokens, num_sequences=sched.max_num_seqs,
+                                      context_len=context_len)
+    timer = _StepModelTimer(sm.fast_step, sm.decode_pair)
+    if speculative is not None:
+        from tokenfab.serving.speculative import SpeculativeTimer
+
+        per_token = mem.kv_bytes_per_token_at(context_len) if context_len else mem.kv_bytes_per_token
+        free = capacity * per_token - speculative.extra_weights_bytes()
+        capacity = max(0, int(free // (per_token + speculative.extra_kv_bytes_per_token())))
+        timer = SpeculativeTimer(speculative)
     return ReplicaSpec(
-        step=_StepModelTimer(sm.fast_step, sm.decode_pair), kv_blocks=capacity // sched.block_tokens, block_tokens=sched.block_tokens,
+        step=timer, kv_blocks=capacity // sched.block_tokens, block_tokens=sched.block_tokens,
         max_num_seqs=sched.max_num_seqs, max_num_batched_tokens=sched.max_num_batched_tokens,
         chunked_prefill=sched.chunked_prefill, prefix_caching=sched.prefix_caching,
         hash_block_tokens=hash_block_tokens, preemption=sched.preemption, queue=sched.policy, role=role,

@@ -42,7 +42,7 @@ def test_without_reference_missing_class_is_generic():
 
 
 def test_fitted_class_is_used_in_cost():
-    chip = make_chip()
+    chip = make_chip(sram=64e6)  # the GEMM's panels fit on chip, so it reads its operands once (cost.onchip)
     cc = ChipCost(chip, _partial_resolved())
     # 2*1024^3 FLOP at 200 TFLOP/s fp8 and compute_eff 0.5 -> compute time doubles the roofline
     c = estimate_gemm(cc, 1024, 1024, 1024, "fp8", variant="block")
