@@ -225,7 +225,8 @@ def _step(sm: _RecordingStepModel, rt: _Retimer, batch: StepBatch) -> tuple[np.n
             busy = busy + power * ot
         part_t.append(t)
         part_busy.append(busy)
-    return sum(part_t), sum(part_busy) * sm.par.num_devices
+    time_s = sum(part_t)
+    return time_s, sm.power.to_wall(sum(part_busy) * sm.par.num_devices, time_s)  # the node's share, as step() adds it
 
 
 def _static_batch(sm, rt, b: int, inp: int, outp: int) -> dict[str, np.ndarray]:
