@@ -19,7 +19,7 @@ def cli(args, capsys):
 
 
 def test_public_api_is_guarded():
-    assert set(api_module.__all__) == {"predict", "op", "step", "simulate", "sweep", "predicted_capacity", "deployment", "PredictResult", "OpResult", "StepInfo", "Deployment"}
+    assert set(api_module.__all__) == {"predict", "op", "step", "simulate", "search", "sweep", "predicted_capacity", "deployment", "PredictResult", "OpResult", "StepInfo", "Deployment"}
     for name in api_module.__all__:
         assert hasattr(api_module, name)
 
@@ -85,7 +85,7 @@ def test_plan_example_with_predicted_capacity(capsys, tmp_path):
     d = json.loads(out)
     assert code == 0 and d["status"] == "optimal"
     assert d["total_capex"] <= d["budget"] and d["by_period"]
-    assert all("tokenfab predict" in c["source"] for c in d["capacity"])
+    assert all("tokenfab search capacity" in c["source"] for c in d["capacity"])
     assert report.exists() and report.stat().st_size > 10_000
 
 

@@ -98,14 +98,6 @@ def test_cli_band_level(capsys):
     assert code == 0 and " .. " in out
 
 
-def test_predicted_capacity_has_a_band():
-    from tokenfab.fleet import SLOSpec
-
-    slo = SLOSpec(ttft_ms=2000, tpot_ms=100, input_tokens=1024, output_tokens=256)
-    c = api.predicted_capacity("h100-sxm", "llama-3.1-8b", slo)
-    assert 0 < c.tokens_per_s_per_chip_lo < c.tokens_per_s_per_chip < c.tokens_per_s_per_chip_hi
-
-
 def test_goodput_band_recounts_the_slo_at_the_band_edges():
     d = api.simulate(model="llama-3.1-8b", hardware="h100-sxm", concurrency=8, num_requests=64, input_len=512,
                      output_len=32, slo_ttft_ms=200, slo_tpot_ms=20).to_dict()
