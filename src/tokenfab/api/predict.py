@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tokenfab.api.boundary import validated
 from tokenfab.api.deployment import _positive, deployment
 from tokenfab.errors import UnknownNameError
 from tokenfab.execution.layers import StepBatch
@@ -12,6 +13,7 @@ from tokenfab.execution.predict import PredictResult, estimate_static_batch
 from tokenfab.execution.step import StepResult
 
 
+@validated
 def predict(
     model: str = "llama-3.1-8b", hardware: str = "h100-sxm", devices: int | None = None, tp: int = 1, pp: int = 1,
     ep: int = 1, dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
@@ -44,6 +46,7 @@ class StepInfo:
                 "breakdown": {k: {"time_s": v.time_s, "bound": v.bound} for k, v in r.breakdown.items()}}
 
 
+@validated
 def step(
     model: str, hardware: str, *, tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, dtype: str = "bf16",
     weight_dtype: str | None = None, kv_dtype: str | None = None, batch: int = 1, context_len: int = 1024,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tokenfab.api.boundary import SIMULATE_RULES, validated
 from tokenfab.api.deployment import _positive, deployment
 from tokenfab.errors import InvalidInputError, UnknownNameError
 from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC
@@ -29,6 +30,19 @@ def _length_dist(spec: str | None, fixed: int, what: str):
     raise UnknownNameError(f"{what} length distribution", kind, ["fixed", "uniform", "normal", "lognormal", "empirical"])
 
 
+def _require_trace_requests(wl, trace: str, start_s: float, duration_s: float | None) -> None:
+    """An empty trace, or a window past its end, is a mistake to name, not a table of NaN to print."""
+    import numpy as np
+
+    from tokenfab.serving.workload import open_loop_requests
+
+    if next(open_loop_requests(wl, np.random.default_rng(0)), None) is None:
+        window = f" in the window {start_s:g} s .. {start_s + duration_s:g} s" if duration_s else (
+            f" at or after --trace-start {start_s:g} s" if start_s else "")
+        raise InvalidInputError(f"trace {trace} has no requests{window}")
+
+
+@validated(conflicts=SIMULATE_RULES)
 def simulate(
     model: str = "llama-3.1-8b", hardware: str = "h100-sxm", tp: int = 1, pp: int = 1, ep: int = 1,
     dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
@@ -69,6 +83,8 @@ def simulate(
     except ValidationError as exc:
         err = exc.errors()[0]
         raise InvalidInputError(f"{'.'.join(map(str, err['loc'])) or 'workload'}: {err['msg']}") from None
+    if trace is not None:
+        _require_trace_requests(wl, trace, trace_start_s, trace_duration_s)
     from tokenfab.serving.policies import QUEUES, ROUTERS
 
     QUEUES.get(policy), ROUTERS.get(router)  # unknown names fail here, before any work
@@ -83,7 +99,8 @@ def simulate(
         return replica_spec(d.step_model, d.memory, sched, wl.hash_block_tokens, role), d
 
     config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dtype": dtype, "replicas": replicas,
-              "router": router, "arrival": arrival, "num_requests": num_requests, "seed": seed}
+              "router": router, "arrival": arrival, "num_requests": num_requests, "seed": seed,
+              "slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms}
     if prefill_replicas or decode_replicas:
         if not (prefill_replicas and decode_replicas):
             raise InvalidInputError("disaggregation needs both --prefill-replicas and --decode-replicas")

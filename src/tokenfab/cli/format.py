@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tokenfab.units import US, bytes_to_gb, s_to_ms
+from tokenfab.units import GB, MB, TB, TERA, US, bytes_to_gb, s_to_ms
 
 
 def ms(seconds: float) -> str:
@@ -26,3 +26,38 @@ def rate(value: float, unit: str) -> str:
 
 def pct(frac: float) -> str:
     return f"{frac * 100:.0f}%"
+
+
+def quantity(path: str, value: float) -> str:
+    """A catalog number in the unit a person reads, chosen from the SI suffix of its field path
+    (`memory.bandwidth_bytes_per_s` -> GB/s or TB/s, `peak_flop_per_s.bf16` -> TFLOP/s, `_bytes` -> GB, `_w` -> W)."""
+    leaf = path.replace(".value", "")
+    if "flop_per_s" in leaf:
+        return f"{value / TERA:,.1f} TFLOP/s"
+    if leaf.endswith("bytes_per_s"):
+        return f"{value / TB:,.2f} TB/s" if value >= TB else f"{value / GB:,.1f} GB/s"
+    if leaf.endswith("_bytes"):
+        return f"{bytes_to_gb(value):,.1f} GB" if value >= GB else f"{value / MB:,.1f} MB"
+    if leaf.endswith("_w"):
+        return f"{value:,.0f} W"
+    if leaf.endswith("_s"):
+        return ms(value)
+    if leaf.endswith("_usd"):
+        return f"${value:,.0f}"
+    if leaf.endswith("_mm2"):
+        return f"{value:,.0f} mm2"
+    if leaf == "transistors":
+        return f"{value / 1e9:,.1f} billion"
+    return f"{value:,.6g}"
+
+
+def flatten_sourced(data: dict, prefix: str = "") -> list[tuple[str, dict]]:
+    """(dotted path, {value, basis, source, note}) for every sourced number in a spec dump, in order."""
+    rows: list[tuple[str, dict]] = []
+    for key, item in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(item, dict) and "value" in item and "source" in item:
+            rows.append((path, item))
+        elif isinstance(item, dict):
+            rows.extend(flatten_sourced(item, path + "."))
+    return rows
