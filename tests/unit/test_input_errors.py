@@ -194,3 +194,33 @@ def test_missing_extras_name_the_right_install():
     message = str(MissingDependencyError("highspy", "plan", "fleet planning"))
     assert "core dependency" in message and "tokenfab[" not in message
     assert issubclass(MissingDependencyError, TokenfabError)
+
+
+# class: measurement files of one chip validated or fitted as another
+def test_measurements_of_another_chip_are_refused_unless_forced(capsys, tmp_path):
+    import pandas as pd
+
+    from tokenfab.calibrate.measurements import write_measurements
+
+    rows = [{"device": "h100-sxm", "op": "gemm", "dtype": "bf16", "weight_dtype": "bf16", "variant": "",
+             "m": float(m), "n": 4096.0, "k": 4096.0, "time_s": 2.0 * m * 4096 * 4096 / 6e14} for m in (256, 1024, 4096)]
+    path = tmp_path / "h100.csv"
+    write_measurements(pd.DataFrame(rows), path)
+    err = one_line_exit_2(["validate", "-H", "a100-sxm", "--measurements", str(path)], capsys)
+    assert "measurements are of h100-sxm, not a100-sxm" in err and "--force" in err
+    code, out, _ = cli(["validate", "-H", "a100-sxm", "--measurements", str(path), "--force", "--json"], capsys)
+    assert code == 0 and '"hardware": "a100-sxm"' in out
+    err = one_line_exit_2(["calibrate", "--measurements", str(path), "--hardware", "mi300x",
+                           "--profile-out", str(tmp_path / "p.yaml")], capsys)
+    assert "measures h100-sxm, not mi300x" in err and not (tmp_path / "p.yaml").exists()
+
+
+# class: an unknown model in a plan file
+def test_unknown_model_in_a_plan_is_named(capsys, tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "fleet_2026_2028.yaml"
+    bad = tmp_path / "plan.yaml"
+    bad.write_text(example.read_text().replace("- name: qwen3-32b\n", "- name: qwen3-32bx\n", 1))
+    err = one_line_exit_2(["plan", str(bad)], capsys)
+    assert "unknown model 'qwen3-32bx'; did you mean qwen3-32b" in err

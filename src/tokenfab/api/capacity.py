@@ -63,3 +63,20 @@ def _capacity(chip: str, model: str, ttft_s: float, tpot_s: float, input_tokens:
 def predicted_capacity(chip_name: str, model_name: str, slo):
     """Capacity provider for `tokenfab.fleet.plan_fleet` backed by the predictor (see `_capacity`)."""
     return _capacity(chip_name, model_name, slo.ttft_s, slo.tpot_s, slo.input_tokens, slo.output_tokens)
+
+
+def check_plan_models(spec, use_predictor: bool = True) -> None:
+    """Refuse a plan whose model has no capacity source: not in the plan's capacity: table and not a
+    model the predictor knows. The planner would otherwise report it 'infeasible' (every chip short),
+    which hides a typo in the model's name."""
+    from tokenfab.errors import InvalidInputError
+    from tokenfab.workload.hf_config import load_model
+
+    tabled = {entry.model for entry in spec.capacity}
+    for demand in spec.models:
+        if demand.name in tabled:
+            continue
+        if not use_predictor:
+            raise InvalidInputError(f"model '{demand.name}' has no row in the plan's capacity: section "
+                                    "(and --no-predictor is set); add one or drop --no-predictor")
+        load_model(demand.name)  # UnknownNameError naming the closest bundled models
