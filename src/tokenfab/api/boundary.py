@@ -115,8 +115,8 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
     model = create_model(f"{target.__name__}_arguments", __config__=_CONFIG, **fields)
     defaults = {n: p.default for n, p in signature.parameters.items() if p.default is not p.empty}
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def check(*args, **kwargs) -> dict[str, Any]:
+        """The validated arguments as keywords, or an InvalidInputError; runs nothing."""
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -131,10 +131,16 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
             reason = rule(full, defaults)
             if reason:
                 raise InvalidInputError(reason)
-        return fn(**values)  # the API has no positional-only parameters
+        return values
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(**check(*args, **kwargs))  # the API has no positional-only parameters
 
     if hasattr(fn, "cache_clear"):
         wrapper.cache_clear = fn.cache_clear
+    wrapper.arguments_model = model  # the HTTP server documents request bodies with it
+    wrapper.check_arguments = check  # ... and refuses a bad background job before queueing it
     return wrapper
 
 
