@@ -224,3 +224,14 @@ def test_unknown_model_in_a_plan_is_named(capsys, tmp_path):
     bad.write_text(example.read_text().replace("- name: qwen3-32b\n", "- name: qwen3-32bx\n", 1))
     err = one_line_exit_2(["plan", str(bad)], capsys)
     assert "unknown model 'qwen3-32bx'; did you mean qwen3-32b" in err
+
+
+def test_undefined_figures_are_null_in_json_and_n_a_in_tables(capsys):
+    """One-token outputs have no TPOT: JSON (which has no NaN) says null, the table n/a."""
+    import json
+
+    code, out, _ = cli(["simulate", "--rate", "2", "--num-requests", "3", "--input-len", "16", "--output-len", "1",
+                        "--json"], capsys)
+    assert code == 0 and json.loads(out)["tpot_s"]["p50"] is None and "NaN" not in out
+    code, out, _ = cli(["simulate", "--rate", "2", "--num-requests", "3", "--input-len", "16", "--output-len", "1"], capsys)
+    assert code == 0 and "n/a" in out and "nan" not in out

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 from tokenfab.units import GB, MB, TB, TERA, US, bytes_to_gb, s_to_ms
 
 
 def ms(seconds: float) -> str:
+    if not math.isfinite(seconds):  # undefined (TPOT of one-token outputs): say so, not 'nan us'
+        return "n/a"
     if seconds >= 10.0:
         return f"{seconds:,.1f} s"
     if seconds >= 1e-3:
