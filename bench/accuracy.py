@@ -1,8 +1,8 @@
 """How accurate is tokenfab against published measurements (../shared/calibration)?
 
-    python bench/accuracy.py [--json OUT] [--no-loco]
+    python bench/accuracy.py [--json OUT] [--report PATH.html] [--skip GROUP ...] [--no-loco] [--no-serving] [--bands]
 
-Groups (see bench/accuracy_serving.py for the serving group):
+Groups, run in order (each one a runner; `--skip NAME` leaves one out):
   GEMM, attention, collectives  every row of ops_gemm/ops_attention/ops_comm.csv, predicted with
                                 the chip's fitted profile (in-sample: these rows fed the fit)
   *-unseen                      leave-one-chip-out: the generic profile refitted WITHOUT the chip,
@@ -12,17 +12,30 @@ Groups (see bench/accuracy_serving.py for the serving group):
                                 TensorRT-LLM static-batching and batch-1 TTFT rows of trtllm.csv,
                                 predicted by `tokenfab predict`
   serving                       TTFT/TPOT at fixed concurrency and offline throughput, by `tokenfab simulate`
-Rows the tool cannot express (unknown model, e.g. Falcon-180B) are counted and listed as skipped.
-Prints MAPE, median, p90, worst cases per group; exits 0 (tracking, not a gate).
+                                (bench/accuracy_serving.py)
+  vendors                       Ascend 910B, H20, MI355X, MI308X kernels, before and after fitting, on
+                                held-out shapes (bench/accuracy_vendors.py)
+  moe                           fused MoE layers (bench/accuracy_moe.py, when present)
+A group in another file is one line in EXTERNAL_GROUPS: (name, module, function, what), where
+`function(directory) -> (rows, skipped)` returns a frame with at least group, device, measured
+and predicted (optionally vendor, op_family, engine or framework, efficiency_source and a band
+predicted_lo/predicted_hi). Rows the tool cannot express (unknown model, e.g. Falcon-180B) are
+counted and listed as skipped. Prints MAPE, median, p90, worst cases per group; `--report`
+writes the same as one HTML page with scatter plots and band coverage. Exits 0 (tracking, not a
+gate; the gate is tests/regression).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import importlib
 import json
 import re
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +49,15 @@ from tokenfab.cost.chip_cost import ChipCost
 from tokenfab.cost.profile import ResolvedProfile, profile_from_dict
 from tokenfab.errors import TokenfabError
 from tokenfab.hardware.catalog import load_chip
+from tokenfab.report.accuracy_report import GroupRows, write_accuracy_report
+
+BENCH = Path(__file__).resolve().parent
+EXTERNAL_GROUPS = [  # (name, module in bench/, function, what it measures)
+    ("serving", "accuracy_serving", "run_serving_group", "TTFT/TPOT/throughput of serving runs by tokenfab simulate"),
+    ("vendors", "accuracy_vendors", "run_vendor_group", "vendor kernels before/after fitting, held-out shapes"),
+    ("moe", "accuracy_moe", "run_moe_group", "fused MoE layers"),
+    ("onnx", "accuracy_onnx", "run_onnx_group", "MLPerf ResNet-50 / BERT rows by predict on ONNX graphs"),
+]
 
 E2E_MODELS = {"Llama-2-7B": "llama-2-7b", "Llama-2-13B": "llama-2-13b", "Llama-2-70B": "llama-2-70b",
               "InternLM-20B": "internlm-20b", "GPT-J-6B": "gpt-j-6b", "Mistral-7B": "mistral-7b",
@@ -128,51 +150,152 @@ def _print_stats(title: str, frame: pd.DataFrame, by: list[str]) -> list[dict]:
     return stats
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description="tokenfab accuracy against ../shared/calibration")
-    ap.add_argument("--json", type=Path, help="write all statistics to this JSON file")
-    ap.add_argument("--no-loco", action="store_true", help="skip the leave-one-chip-out refits")
-    ap.add_argument("--no-serving", action="store_true", help="skip the serving simulations (the slowest group)")
-    args = ap.parse_args()
-    t0 = time.perf_counter()
-    directory = shared_calibration_dir()
-    frame = load_shared_ops(directory)
-    ops = op_level(frame)
-    report = {"op_groups": _print_stats("operators, fitted profile (in-sample)", ops, ["group"]),
-              "op_groups_by_device": _print_stats("operators by device", ops, ["group", "device"])}
+def _vendor(device: str) -> str:
+    try:
+        return load_chip(device).vendor
+    except TokenfabError:
+        return ""
+
+
+_BAND_FAMILY = {"gemm": "gemm", "attention_prefill": "attention_prefill", "attention_decode": "attention_decode"}
+
+
+def attach_op_bands(rows: pd.DataFrame) -> pd.DataFrame:
+    """predicted_lo/_hi from the error-band tables when tokenfab has them (the bands work), else unchanged."""
+    try:
+        from tokenfab.cost.bands import op_band
+    except ImportError:
+        return rows
+    lo, hi = [], []
+    for op, src, pred in zip(rows["op"], rows["efficiency_source"], rows["predicted"]):
+        try:
+            band = op_band(_BAND_FAMILY.get(op, "collectives"), src)
+            lo.append(pred * band.lo_factor), hi.append(pred * band.hi_factor)
+        except Exception:  # no band for this family/source (e.g. 'analytic'): leave the row without one
+            lo.append(np.nan), hi.append(np.nan)
+    return rows.assign(predicted_lo=lo, predicted_hi=hi)
+
+
+def _op_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Operator rows in the report's common columns."""
+    rows = frame.rename(columns={"time_s": "measured", "predicted_s": "predicted"})
+    rows["op_family"] = rows["group"].str.replace("-unseen", "", regex=False)
+    rows["vendor"] = rows["device"].map({d: _vendor(d) for d in rows["device"].unique()})
+    return attach_op_bands(rows)
+
+
+def run_operators(ctx: dict) -> GroupRows:
+    ops = op_level(ctx["frame"])
+    ctx["report"]["op_groups"] = _print_stats("operators, fitted profile (in-sample)", ops, ["group"])
+    ctx["report"]["op_groups_by_device"] = _print_stats("operators by device", ops, ["group", "device"])
     allops = ops.dropna(subset=["error_frac"])
     print(f"all operator rows: {len(allops)}, MAPE {allops['error_frac'].abs().mean()*100:.1f}%")
-    report["op_all_mape"] = float(allops["error_frac"].abs().mean())
+    ctx["report"]["op_all_mape"] = float(allops["error_frac"].abs().mean())
     print("\nworst operator rows:")
     for _, r in worst_rows(ops, 8).iterrows():
         print(f"  {r['device']:9s} {r['op']:18s} measured {r['time_s']*1e6:9.1f} us predicted {r['predicted_s']*1e6:9.1f} us  {r['source']}")
-    if not args.no_loco:
-        loco = leave_one_chip_out(frame)
-        report["unseen_chip_groups"] = _print_stats("operators on a chip left out of the fit (generic profile)", loco, ["group", "device"])
-        report["unseen_chip_all"] = _print_stats("operators on unseen chips, all", loco, ["group"])
-    e2e, skipped = end_to_end(directory)
-    report["e2e_groups"] = _print_stats("end-to-end (predict vs static-batch measurements)", e2e, ["group"])
-    report["e2e_by_device"] = _print_stats("end-to-end by device", e2e, ["group", "device"])
+    return GroupRows("operators (in-sample)", _op_rows(ops), "ops_gemm/attention/comm.csv rows, chip's own fitted profile")
+
+
+def run_unseen(ctx: dict) -> GroupRows:
+    loco = leave_one_chip_out(ctx["frame"])
+    ctx["report"]["unseen_chip_groups"] = _print_stats("operators on a chip left out of the fit (generic profile)", loco, ["group", "device"])
+    ctx["report"]["unseen_chip_all"] = _print_stats("operators on unseen chips, all", loco, ["group"])
+    return GroupRows("operators on unseen chips", _op_rows(loco), "leave-one-chip-out: generic profile refitted without the chip")
+
+
+def run_end_to_end(ctx: dict) -> GroupRows:
+    e2e, skipped = end_to_end(ctx["directory"])
+    ctx["report"]["e2e_groups"] = _print_stats("end-to-end (predict vs static-batch measurements)", e2e, ["group"])
+    ctx["report"]["e2e_by_device"] = _print_stats("end-to-end by device", e2e, ["group", "device"])
     clean = e2e[~e2e["group"].str.contains(r"\[")]
-    report["e2e_all_mape"] = float(clean["error_frac"].abs().mean())
+    ctx["report"]["e2e_all_mape"] = float(clean["error_frac"].abs().mean())
     print(f"end-to-end rows with a clear unit that fit in memory: {len(clean)} of {len(e2e)}, "
-          f"MAPE {report['e2e_all_mape']*100:.1f}%; skipped {len(skipped)} rows "
+          f"MAPE {ctx['report']['e2e_all_mape']*100:.1f}%; skipped {len(skipped)} rows "
           f"(models without a bundled config, e.g. Falcon-180B)")
     print("worst end-to-end rows:")
     for _, r in e2e.reindex(e2e["error_frac"].abs().sort_values(ascending=False).index).head(8).iterrows():
         print(f"  {r['case_id'][:70]:70s} measured {r['measured']:10.2f} predicted {r['predicted']:10.2f}")
-    if not args.no_serving:
-        from accuracy_serving import run_serving_group
+    e2e["vendor"] = e2e["device"].map({d: _vendor(d) for d in e2e["device"].unique()})
+    return GroupRows("end-to-end (predict)", e2e, "static-batch rows of e2e_published.csv and trtllm.csv", skipped)
 
-        serving, skipped_serving = run_serving_group(directory)
-        report["serving_groups"] = _print_stats("serving (simulate vs measured serving runs)", serving, ["group"])
-        report["serving_by_device"] = _print_stats("serving by device and framework", serving, ["group", "device", "framework"])
-        print(f"serving rows: {len(serving)}; skipped {len(skipped_serving)} (disaggregated, unknown model, or no lengths)")
-        skipped += skipped_serving
+
+def external_runner(name: str, module: str, function: str, what: str) -> Callable[[dict], GroupRows | None]:
+    """Adapter for a group defined in another bench file (see EXTERNAL_GROUPS)."""
+    def run(ctx: dict) -> GroupRows | None:
+        if not (BENCH / f"{module}.py").exists():
+            print(f"\n## {name}: bench/{module}.py not present, group skipped", file=sys.stderr)
+            return None
+        rows, skipped = getattr(importlib.import_module(module), function)(ctx["directory"])
+        rows = rows.copy()
+        if "error_frac" not in rows.columns:
+            rows["error_frac"] = rows["predicted"] / rows["measured"] - 1.0
+        if "engine" not in rows.columns and "framework" in rows.columns:
+            rows["engine"] = rows["framework"]
+        if "vendor" not in rows.columns:
+            rows["vendor"] = rows["device"].map({d: _vendor(d) for d in rows["device"].unique()})
+        if "predicted_lo" not in rows.columns and {"op", "efficiency_source"} <= set(rows.columns):
+            rows = attach_op_bands(rows)
+        ctx["report"][f"{name}_groups"] = _print_stats(f"{name} ({what})", rows, ["group"])
+        by = ["group", "device", "engine"] if "engine" in rows.columns else ["group", "device"]
+        ctx["report"][f"{name}_by_device"] = _print_stats(f"{name} by device", rows, by)
+        print(f"{name} rows: {len(rows)}; skipped {len(skipped)}")
+        return GroupRows(name, rows, what, skipped)
+    return run
+
+
+RUNNERS: dict[str, Callable[[dict], GroupRows | None]] = {
+    "operators": run_operators, "unseen": run_unseen, "end-to-end": run_end_to_end,
+    **{name: external_runner(name, mod, fn, what) for name, mod, fn, what in EXTERNAL_GROUPS},
+}
+
+
+def _commit() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCH, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=BENCH, capture_output=True,
+                               text=True, check=True).stdout.strip()
+        return rev + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="tokenfab accuracy against ../shared/calibration")
+    ap.add_argument("--json", type=Path, help="write all statistics to this JSON file")
+    ap.add_argument("--report", type=Path, help="write a self-contained HTML report (tables, scatter plots, band coverage)")
+    ap.add_argument("--skip", action="append", default=[], choices=list(RUNNERS), help="leave a group out (repeatable)")
+    ap.add_argument("--no-loco", action="store_true", help="skip the leave-one-chip-out refits (= --skip unseen)")
+    ap.add_argument("--no-serving", action="store_true", help="skip the serving simulations (= --skip serving)")
+    ap.add_argument("--bands", action="store_true", help="also report error-band coverage (bench/accuracy_bands.py)")
+    args = ap.parse_args()
+    skip = set(args.skip) | ({"unseen"} if args.no_loco else set()) | ({"serving"} if args.no_serving else set())
+    t0 = time.perf_counter()
+    directory = shared_calibration_dir()
+    ctx = {"directory": directory, "frame": load_shared_ops(directory), "report": {}}
+    groups, skipped = [], []
+    for name, runner in RUNNERS.items():
+        if name in skip:
+            continue
+        result = runner(ctx)
+        if result is not None:
+            groups.append(result)
+            skipped += result.skipped
+    report = ctx["report"]
     report["skipped"] = skipped
+    band_report = None
+    if args.bands and (BENCH / "accuracy_bands.py").exists():
+        band_report = importlib.import_module("accuracy_bands").band_report(serving_jobs=0 if "serving" in skip else 60)
+        report["bands"] = band_report
     report["wall_s"] = time.perf_counter() - t0
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=float))
+    if args.report:
+        meta = {"commit": _commit(), "date (UTC)": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                "data": str(directory), "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
+                "groups skipped": ", ".join(sorted(skip)) or "none"}
+        write_accuracy_report(groups, meta, args.report, band_report)
+        print(f"report written to {args.report}")
     print(f"\n(wall time {report['wall_s']:.1f} s)")
 
 

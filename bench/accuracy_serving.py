@@ -27,10 +27,6 @@ MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "meta-llama/Llama-3.1-8B-
           "Llama-3.3-70B-Instruct": "llama-3.1-70b", "Llama-3.1-8B": "llama-3.1-8b", "Llama-3.1-8B-Instruct": "llama-3.1-8b",
           "Mistral-7B": "mistral-7b"}
 HARDWARE = {"H100-SXM-80GB": "h100-sxm", "B200-SXM-180GB": "b200", "A100-SXM-80GB": "a100-sxm", "L40S": "l40s"}
-# KV-cache memory policy per engine: TensorRT-LLM gives the KV cache kv_cache_free_gpu_mem_fraction
-# (default 0.9) of the memory free after loading the model; vLLM and SGLang cap the whole process
-# at a fraction of the device (tokenfab's default, gpu_memory_utilization 0.9).
-ENGINE_KV_FREE_FRAC = {"trtllm": 0.9}
 QUANT = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "fp4": "fp4", "bfloat16": "bf16", "float16": "fp16", "fp16": "fp16"}
 
 
@@ -41,6 +37,42 @@ def _dtype(row: pd.Series) -> str | None:
         return "bf16" if m.group(1) in ("nan", "None", "none") else QUANT.get(m.group(1))
     prec = str(row["precision"]).lower()
     return QUANT.get(prec)
+
+
+def _engine_overrides(framework: str, input_len: int, concurrency: int) -> dict:
+    """Settings a deployment of these runs must have had: TensorRT-LLM without chunked prefill only runs a prompt
+    that fits max_num_tokens beside the batch's decode tokens, so its configuration holds at least ISL + batch
+    (the 8192 default otherwise)."""
+    if framework == "trtllm":
+        return {"max_batched_tokens": max(8192, input_len + concurrency)}
+    return {}
+
+
+_WORKERS = re.compile(r"(prefill|decode) workers=(\d+) x \(tp=(\d+), pp=(\d+), attn_dp=(\d+)[^)]*batch=(\d+)\)")
+
+
+def _disagg_job(r: pd.Series, model: str, hw: str, dtype: str, fw: str) -> dict | None:
+    """A P/D run from its notes: prefill and decode pools (workers x TP) at the stated concurrency (else the decode
+    pools' total batch), KV moved over the scale-out link."""
+    pools = {m.group(1): (int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), int(m.group(6)))
+             for m in _WORKERS.finditer(str(r["notes"]))}
+    if set(pools) != {"prefill", "decode"} or any(p[2] != 1 or p[3] != 1 for p in pools.values()):
+        return None  # no layout, or pipeline / attention-DP pools (the MoE group expresses those)
+    (np_, tp_p, _, _, _), (nd, tp_d, _, _, batch_d) = pools["prefill"], pools["decode"]
+    m = re.search(r"silicon_concurrency=(\d+)", str(r["notes"]))
+    c = int(m.group(1)) if m else nd * batch_d
+    isl, osl = int(r["input_len"]), int(r["output_len"])
+    kv = "fp8" if dtype in ("fp8", "fp4") else dtype
+    key = ("disagg", model, hw, dtype, fw, np_, tp_p, nd, tp_d, c, isl, osl)
+    return {
+        "kwargs": dict(model=model, hardware=hw, tp=tp_d, dtype=dtype, kv_dtype=kv, concurrency=c, engine=fw,
+                       num_requests=min(10 * c, 4000), warmup_requests=c, input_len=isl, output_len=osl,
+                       prefill_replicas=np_, decode_replicas=nd, prefill_tp=tp_p, decode_tp=tp_d,
+                       **_engine_overrides(fw, isl, batch_d)),
+        "meta": {"key": key, "framework": fw, "device": hw, "model": model, "tp": tp_d, "concurrency": c,
+                 "disaggregated": True},
+        "measured": {},
+    }
 
 
 def _concurrency_job(job: dict) -> dict:
@@ -60,18 +92,24 @@ def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
     jobs, skipped = {}, []
     for _, r in rows.iterrows():
         model, hw, dtype = MODELS.get(r["model"]), HARDWARE.get(r["hardware"]), _dtype(r)
-        if r["scenario"] != "server-agg" or model is None or hw is None or dtype is None:
+        if r["scenario"] not in ("server-agg", "server-disagg") or model is None or hw is None or dtype is None:
             skipped.append(f"{r['case_id']} (scenario {r['scenario']}, {r['model']}, {r['precision']})")
             continue
-        c, tp = int(r["batch"]), int(r["tp"])
         fw = str(r["framework"]).split()[0]
+        if r["scenario"] == "server-disagg":
+            job = _disagg_job(r, model, hw, dtype, fw)
+            if job is None:
+                skipped.append(f"{r['case_id']} (disaggregated layout not stated in the notes)")
+                continue
+            jobs.setdefault(job["meta"]["key"], job)["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
+            continue
+        c, tp = int(r["batch"]), int(r["tp"])
         key = (model, hw, dtype, fw, tp, c, int(r["input_len"]), int(r["output_len"]))
         kv = "fp8" if dtype in ("fp8", "fp4") else dtype
         jobs.setdefault(key, {
-            "kwargs": dict(model=model, hardware=hw, tp=tp, dtype=dtype, kv_dtype=kv, concurrency=c,
-                           num_requests=min(10 * c, 4000), input_len=int(r["input_len"]), output_len=int(r["output_len"]),
-                           max_num_seqs=256 if fw == "vllm" else max(1024, c), max_batched_tokens=8192,
-                           kv_free_memory_frac=ENGINE_KV_FREE_FRAC.get(fw)),
+            "kwargs": dict(model=model, hardware=hw, tp=tp, dtype=dtype, kv_dtype=kv, concurrency=c, engine=fw,
+                           num_requests=min(10 * c, 4000), warmup_requests=c, input_len=int(r["input_len"]),
+                           output_len=int(r["output_len"]), **_engine_overrides(fw, int(r["input_len"]), c)),
             "meta": {"key": key, "framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c},
             "measured": {},
         })["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
@@ -93,8 +131,7 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         jobs.append({
             "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, dtype=dtype, kv_dtype="fp8" if dtype != "fp16" else "fp16",
                            offline=True, num_requests=max(500, min(3000, 600_000 // out)), input_len=int(r["input_len"]),
-                           output_len=out, max_num_seqs=2048, max_batched_tokens=8192,
-                           kv_free_memory_frac=ENGINE_KV_FREE_FRAC["trtllm"]),
+                           output_len=out, engine="trtllm"),
             "meta": {"case_id": r["case_id"], "device": hw, "model": model, "tp": tp, "pp": pp,
                      "per_gpu": r["metric"].endswith("per_gpu"), "n_accel": int(r["n_accel"]), "measured": float(r["value"])},
         })
@@ -113,7 +150,8 @@ def run_serving_group(directory: Path, workers: int = 2) -> tuple[pd.DataFrame, 
             if res["error"]:
                 skipped1.append(f"{case_id} ({res['error']})")
                 continue
-            rows.append({"case_id": case_id, "group": f"serving:{metric} at fixed concurrency", "device": res["device"],
+            where = "disaggregated (P/D)" if job["meta"].get("disaggregated") else "at fixed concurrency"
+            rows.append({"case_id": case_id, "group": f"serving:{metric} {where}", "device": res["device"],
                          "framework": res["framework"], "measured": value, "predicted": res[metric]})
     for job, res in zip(thr, thr_results):
         meta = job["meta"]

@@ -6,13 +6,16 @@
    a sweep or a serving simulation: cached GEMM shapes allowed, attention recomputed);
 2. the same with every call a new context length (no step-level cache hits);
 3. a full `predict` of a request (prefill + 255 decode steps, integrated) with a fresh deployment
-   cache each time and with a warm one.
+   cache each time and with a warm one;
+4. full `predict` calls with varied shapes (batch 1-256, input 128-8192, output 1-512, seeded): every call a
+   new prefill shape (issue 9's measure; goal >= 2,000/s on one core).
 Goal (issue 2): >= 10,000 decode-step predictions per second.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 
 from tokenfab import api
@@ -42,6 +45,11 @@ def main() -> None:
         api.predict(model="llama-3.1-70b", hardware="h100-sxm", tp=8, batch=8, input_len=2048, output_len=256)
 
     results["predict_request_cold_per_s"] = rate(cold, 30)
+    rng = random.Random(0)
+    shapes = [(rng.randint(1, 256), rng.randint(128, 8192), rng.randint(1, 512)) for _ in range(2000)]
+    results["predict_varied_shapes_per_s"] = rate(
+        lambda i: api.predict(model="llama-3.1-70b", hardware="h100-sxm", tp=8, batch=shapes[i][0],
+                              input_len=shapes[i][1], output_len=shapes[i][2]), len(shapes))
     print(json.dumps({k: round(v, 1) for k, v in results.items()}, indent=2))
 
 

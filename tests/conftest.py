@@ -25,16 +25,25 @@ def tiny_chip() -> ChipSpec:
 
 @pytest.fixture
 def ideal_cost() -> ChipCost:
-    return make_cost()
+    # 256 MB of on-chip memory: the operand panels of the hand-computed shapes fit, so each operand is
+    # read from DRAM once (tokenfab.cost.onchip; tests/unit/cost/test_onchip.py covers the re-reads)
+    return make_cost(make_chip(sram=256e6))
 
 
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/*.json from current outputs")
+    parser.addoption("--update-regression", action="store_true",
+                     help="rewrite tests/regression/predictions.json (the prediction-regression gate) from current outputs")
 
 
 @pytest.fixture
 def update_golden(request) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture
+def update_regression(request) -> bool:
+    return bool(request.config.getoption("--update-regression"))
 
 
 def shared_dir_or_none():

@@ -19,7 +19,7 @@ def cli(args, capsys):
 
 
 def test_public_api_is_guarded():
-    assert set(api_module.__all__) == {"predict", "op", "step", "simulate", "predicted_capacity", "deployment", "PredictResult", "OpResult", "StepInfo", "Deployment"}
+    assert set(api_module.__all__) == {"predict", "op", "step", "simulate", "sweep", "predicted_capacity", "deployment", "PredictResult", "OpResult", "StepInfo", "Deployment"}
     for name in api_module.__all__:
         assert hasattr(api_module, name)
 

@@ -50,9 +50,12 @@ BOUNDS: dict[str, dict[str, float]] = {
     "rate_scale": _POSITIVE, "trace_start_s": {"ge": 0}, "trace_duration_s": _POSITIVE, "burstiness": _POSITIVE,
     "think_time_ms": {"ge": 0}, "shared_prefix_tokens": _NONNEG_TOKENS, "seed": {"ge": 0, "le": (1 << 63) - 1},
     "slo_ttft_ms": _POSITIVE, "slo_tpot_ms": _POSITIVE, "slo_percentile": {"gt": 0, "le": 100},
-    "timeseries_interval_s": _POSITIVE,
+    "timeseries_interval_s": _POSITIVE, "warmup_requests": {"ge": 0, "le": 10_000_000},
+    "static_memory_frac": {"ge": 0, "lt": 1},
     # scheduler
     "max_num_seqs": {"ge": 1, "le": 1 << 20}, "max_batched_tokens": _TOKENS, "block_size": {"ge": 1, "le": 1 << 16},
+    # sweeps
+    "points": {"ge": 1, "le": 10_000_000},
     # speculative decoding
     "spec_tokens": {"ge": 1, "le": 64}, "spec_acceptance": {"ge": 0, "le": 1},
 }

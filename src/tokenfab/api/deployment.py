@@ -45,7 +45,7 @@ def deployment(
     model: str, hardware: str, devices: int | None = None, tp: int = 1, pp: int = 1, ep: int = 1, dp: int | None = None,
     dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
-    kv_free_memory_frac: float | None = None,
+    kv_free_memory_frac: float | None = None, static_memory_frac: float | None = None,
 ) -> Deployment:
     """Build (and cache) the deployment; `devices` defaults to tp x pp x dp, `dp` to devices / (tp x pp)."""
     _positive(devices=devices, tp=tp, pp=pp, ep=ep, dp=dp)
@@ -63,8 +63,10 @@ def deployment(
     spec = load_model(model)
     prec = PrecisionConfig(dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
     sm = StepModel(spec, system, par, prec, profile)
-    if kv_free_memory_frac is not None and not 0.0 < kv_free_memory_frac <= 1.0:
-        raise InvalidInputError(f"KV share of free memory must lie in (0, 1], got {kv_free_memory_frac}")
-    return Deployment(sm, MemoryModel(spec, system, par, prec, memory_utilization_frac, kv_free_memory_frac))
+    for name, frac in (("KV share of free memory", kv_free_memory_frac), ("static memory fraction", static_memory_frac)):
+        if frac is not None and not 0.0 < frac <= 1.0:
+            raise InvalidInputError(f"{name} must lie in (0, 1], got {frac}")
+    return Deployment(sm, MemoryModel(spec, system, par, prec, memory_utilization_frac, kv_free_memory_frac,
+                                      static_memory_frac))
 
 

@@ -6,11 +6,16 @@ from dataclasses import dataclass
 
 from tokenfab.api.boundary import validated
 from tokenfab.api.deployment import _positive, deployment
-from tokenfab.errors import UnknownNameError
+from tokenfab.errors import InvalidInputError, UnknownNameError
 from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC
 from tokenfab.execution.predict import PredictResult, estimate_static_batch
-from tokenfab.execution.step import StepResult
+from tokenfab.execution.speculative import SpeculativeModel, resolve_spec
+from tokenfab.execution.step import StepModel, StepResult
+from tokenfab.execution.graph import GraphPredictResult, estimate_graph
+from tokenfab.hardware.catalog import load_system
+from tokenfab.workload.hf_config import load_model
+from tokenfab.workload.onnx_graph import is_graph, load_graph
 
 
 @validated
@@ -19,11 +24,44 @@ def predict(
     ep: int = 1, dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
     kv_dtype: str | None = None, batch: int = 1, input_len: int = 1024, output_len: int = 128,
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
-) -> PredictResult:
-    """Latency, throughput, memory and energy of a static batch of `batch` requests."""
-    _positive(batch=batch, input_len=input_len, output_len=output_len)
+    spec_method: str | None = None, spec_tokens: int = 1, spec_acceptance: float | None = None,
+    spec_draft_model: str | None = None,
+) -> PredictResult | GraphPredictResult:
+    """Latency, throughput, memory and energy of a static batch of `batch` requests; with `spec_method`
+    ('draft', 'eagle', 'mtp'), decoding is speculative with `spec_tokens` drafted tokens per step."""
+    _positive(batch=batch, input_len=input_len, output_len=output_len, spec_tokens=spec_tokens)
+    if is_graph(model):
+        return predict_graph(model, hardware, batch=batch, dp=dp or (devices or 1), dtype=dtype, tp=tp, pp=pp, ep=ep,
+                             profile=profile, spec_method=spec_method)
     d = deployment(model, hardware, devices, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac, profile)
-    return estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len)
+    spec = speculative_model(d.step_model, spec_method, spec_tokens, spec_acceptance, spec_draft_model)
+    return estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len, spec)
+
+
+def predict_graph(model: str, hardware: str, *, batch: int = 1, dp: int = 1, dtype: str = "int8", tp: int = 1,
+                  pp: int = 1, ep: int = 1, profile: str | None = None, spec_method: str | None = None) -> GraphPredictResult:
+    """An ONNX graph (path or bundled 'resnet-50' / 'bert-large'): latency of `batch` samples on one
+    device and the throughput of `dp` replicas."""
+    _positive(batch=batch, dp=dp)
+    if tp * pp * ep != 1 or spec_method is not None:
+        raise InvalidInputError("ONNX graphs run one replica per device: use --dp for more devices "
+                                "(--tp/--pp/--ep and --spec-method apply to language models only)")
+    chip = load_system(hardware, dp).chip
+    return estimate_graph(load_graph(model, batch), chip, dtype, dp, profile)
+
+
+def speculative_model(sm: StepModel, method: str | None, num_tokens: int, acceptance: float | None,
+                      draft_model: str | None) -> SpeculativeModel | None:
+    """The speculative drafter of a deployment from the `--spec-*` flags (None without a method)."""
+    if method is None:
+        if acceptance is not None or draft_model is not None:
+            raise InvalidInputError("--spec-acceptance/--spec-draft-model need --spec-method draft|eagle|mtp")
+        return None
+    if num_tokens > 16:
+        raise InvalidInputError(f"--spec-tokens must be <= 16, got {num_tokens}")
+    spec = resolve_spec(sm.model, method, num_tokens, acceptance, draft_model)
+    draft = load_model(draft_model) if draft_model else None
+    return SpeculativeModel(sm, spec, draft)
 
 
 @dataclass(frozen=True)

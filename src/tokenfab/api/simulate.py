@@ -7,6 +7,8 @@ from tokenfab.api.deployment import _positive, deployment
 from tokenfab.errors import InvalidInputError, UnknownNameError
 from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC
 
+TRACE_ALL = 1 << 40  # "every request of the trace"
+
 
 def _length_dist(spec: str | None, fixed: int, what: str):
     """'fixed:N', 'uniform:LO,HI', 'normal:MEAN,STD', 'lognormal:MEAN,STD', 'empirical:PATH', or a fixed length."""
@@ -48,16 +50,23 @@ def simulate(
     dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
     rate: float | None = None, concurrency: int | None = None, offline: bool = False, trace: str | None = None,
     trace_format: str = "auto", rate_scale: float = 1.0, trace_start_s: float = 0.0, trace_duration_s: float | None = None,
-    burstiness: float = 1.0, think_time_ms: float = 0.0, num_requests: int = 1000, input_len: int = 1024, output_len: int = 256,
+    burstiness: float = 1.0, think_time_ms: float = 0.0, num_requests: int | None = None, input_len: int = 1024, output_len: int = 256,
     input_dist: str | None = None, output_dist: str | None = None, shared_prefix_tokens: int = 0, seed: int = 0,
     slo_ttft_ms: float | None = None, slo_tpot_ms: float | None = None, replicas: int = 1, router: str = "least-outstanding",
     prefill_replicas: int = 0, decode_replicas: int = 0, prefill_tp: int | None = None, decode_tp: int | None = None,
-    max_num_seqs: int = 256, max_batched_tokens: int = 8192, block_size: int = 16, chunked_prefill: bool = True,
-    prefix_caching: bool = True, preemption: str = "recompute", policy: str = "fcfs",
-    memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, progress: bool = False,
-    timeseries_interval_s: float = 1.0, kv_free_memory_frac: float | None = None,
+    max_num_seqs: int | None = None, max_batched_tokens: int | None = None, block_size: int | None = None,
+    chunked_prefill: bool | None = None, prefix_caching: bool = True, preemption: str = "recompute", policy: str = "fcfs",
+    memory_utilization_frac: float | None = None, progress: bool = False,
+    timeseries_interval_s: float = 1.0, kv_free_memory_frac: float | None = None, engine: str = "vllm",
+    warmup_requests: int = 0, static_memory_frac: float | None = None, spec_method: str | None = None,
+    spec_tokens: int = 1, spec_acceptance: float | None = None, spec_draft_model: str | None = None,
 ):
-    """Simulate serving a stream of requests (see `tokenfab simulate --help`)."""
+    """Simulate serving a stream of requests (see `tokenfab simulate --help`).
+
+    `engine` (vllm, sglang, trtllm) sets the scheduler's defaults (token budget, sequence limit, chunked
+    prefill, prefill-first, CUDA-graph padding, host overhead, KV-full policy) and the memory policy; any of
+    max_num_seqs, max_batched_tokens, block_size, chunked_prefill, memory_utilization_frac and
+    kv_free_memory_frac given explicitly overrides the engine's choice."""
     from pydantic import ValidationError
 
     from tokenfab.serving.simulator import SchedulerConfig, Simulation, replica_spec
@@ -66,15 +75,25 @@ def simulate(
     modes = sum([rate is not None, concurrency is not None, offline, trace is not None])
     if modes != 1:
         raise InvalidInputError("choose exactly one of --rate, --concurrency, --offline, --trace")
+    if num_requests is None:  # a trace replays whole; synthetic traffic defaults to 1,000 requests
+        num_requests = TRACE_ALL if trace is not None else 1000
     _positive(num_requests=num_requests, replicas=replicas, input_len=input_len, output_len=output_len)
+    from tokenfab.serving.engines import engine_spec
+
+    eng = engine_spec(engine, _chip_memory(hardware), tp)
+    eng = eng.model_copy(update={k: v for k, v in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_batched_tokens),
+                                                  ("block_tokens", block_size), ("chunked_prefill", chunked_prefill))
+                                 if v is not None})
+    mem_kw = _memory_policy(eng, memory_utilization_frac, kv_free_memory_frac, static_memory_frac)
+    max_num_seqs, max_batched_tokens, block_size = eng.max_num_seqs, eng.max_num_batched_tokens, eng.block_tokens
     try:
         sched = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_batched_tokens,
-                                block_tokens=block_size, chunked_prefill=chunked_prefill, prefix_caching=prefix_caching,
+                                block_tokens=block_size, chunked_prefill=eng.chunked_prefill, prefix_caching=prefix_caching,
                                 preemption=preemption, policy=policy)
         arrival = "trace" if trace else "offline" if offline else "closed" if concurrency else ("gamma" if burstiness != 1.0 else "poisson")
         wl = WorkloadSpec(
             arrival=arrival, rate=rate or 1.0, cv=burstiness, concurrency=concurrency or 1, num_requests=num_requests,
-            think_time_s=think_time_ms / 1e3,
+            think_time_s=think_time_ms / 1e3, warmup_requests=warmup_requests,
             input=_length_dist(input_dist, input_len, "input"), output=_length_dist(output_dist, output_len, "output"),
             trace=TraceSpec(path=trace, format=trace_format, rate_scale=rate_scale, start_s=trace_start_s,
                             duration_s=trace_duration_s) if trace else None,
@@ -90,15 +109,28 @@ def simulate(
     QUEUES.get(policy), ROUTERS.get(router)  # unknown names fail here, before any work
 
     def spec(tp_: int, role: str):
-        d = deployment(model, hardware, None, tp_, pp, ep, 1, dtype, weight_dtype, kv_dtype, memory_utilization_frac,
-                       None, kv_free_memory_frac)
+        d = deployment(model, hardware, None, tp_, pp, ep, 1, dtype, weight_dtype, kv_dtype, profile=None, **mem_kw)
         if d.memory.kv_capacity_tokens(max_batched_tokens, max_num_seqs) < block_size:
             raise InvalidInputError(
                 f"{model} leaves no room for a KV cache on {hardware} with tp={tp_} "
                 f"(weights {d.memory.weights_bytes / 1e9:.1f} GB per device); raise --tp or lower --max-batched-tokens")
-        return replica_spec(d.step_model, d.memory, sched, wl.hash_block_tokens, role), d
+        spec_model = None
+        if spec_method is not None and role != "prefill":
+            from tokenfab.execution.speculative import SpeculativeModel, resolve_spec
+            from tokenfab.workload.hf_config import load_model
+
+            sspec = resolve_spec(d.step_model.model, spec_method, spec_tokens, spec_acceptance, spec_draft_model)
+            spec_model = SpeculativeModel(d.step_model, sspec, load_model(spec_draft_model) if spec_draft_model else None)
+            config["speculative"] = {"method": sspec.method, "spec_tokens": sspec.num_spec_tokens,
+                                     "acceptance": sspec.acceptance_frac, "acceptance_source": sspec.acceptance_source,
+                                     "tokens_per_iteration": spec_model.tokens_per_iteration}
+        context = float(input_len + output_len) if trace is None and input_dist is None and output_dist is None else None
+        return replica_spec(d.step_model, d.memory, sched, wl.hash_block_tokens, role, policy=eng,
+                            speculative=spec_model, context_len=context), d
 
     config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dtype": dtype, "replicas": replicas,
+              "engine": eng.name, "max_num_seqs": max_num_seqs, "max_batched_tokens": max_batched_tokens,
+              "chunked_prefill": eng.chunked_prefill, "warmup_requests": warmup_requests,
               "router": router, "arrival": arrival, "num_requests": num_requests, "seed": seed,
               "slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms}
     if prefill_replicas or decode_replicas:
@@ -111,16 +143,43 @@ def simulate(
         per_token = p_dep.memory.kv_bytes_per_token * (prefill_tp or tp) / bw
         sim = Simulation([p_spec] * prefill_replicas, wl, seed=seed, router=router, decode_specs=[d_spec] * decode_replicas,
                          transfer_s_per_token=per_token, progress=progress, timeseries_interval_s=timeseries_interval_s,
-                         slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None)
+                         slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
+                         frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token)
         config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                       prefill_tp=prefill_tp or tp, decode_tp=decode_tp or tp)
     else:
-        r_spec, _ = spec(tp, "both")
+        r_spec, r_dep = spec(tp, "both")
+        config.update(kv_capacity_tokens=r_spec.kv_blocks * r_spec.block_tokens,
+                      memory_bytes=r_dep.memory.ledger(max_batched_tokens, max_num_seqs))
         sim = Simulation([r_spec] * replicas, wl, seed=seed, router=router, progress=progress,
                          timeseries_interval_s=timeseries_interval_s,
-                         slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None)
+                         slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
+                         frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token)
     result = sim.run()
     result.config = config
     return result
 
 
+
+
+def _chip_memory(hardware: str) -> float:
+    from tokenfab.hardware.catalog import load_system
+
+    return load_system(hardware).chip.device_memory_bytes
+
+
+def _memory_policy(eng, memory_utilization_frac: float | None, kv_free_memory_frac: float | None,
+                   static_memory_frac: float | None = None) -> dict:
+    """deployment() keyword arguments for the engine's memory policy, unless the caller chose one
+    (vLLM's gpu_memory_utilization, TensorRT-LLM's free_gpu_memory_fraction, SGLang's mem_fraction_static)."""
+    if static_memory_frac is not None:
+        return {"static_memory_frac": static_memory_frac}
+    if memory_utilization_frac is not None or kv_free_memory_frac is not None:
+        return {"memory_utilization_frac": memory_utilization_frac or DEFAULT_MEMORY_UTILIZATION_FRAC,
+                "kv_free_memory_frac": kv_free_memory_frac}
+    policy = eng.memory
+    if policy.kind == "device-fraction":
+        return {"memory_utilization_frac": policy.fraction}
+    if policy.kind == "free-fraction":
+        return {"kv_free_memory_frac": policy.fraction}
+    return {"static_memory_frac": policy.fraction}

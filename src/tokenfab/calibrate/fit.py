@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from tokenfab.cost.collectives import TREE_BUS_FACTOR, bus_factor, steps, tree_steps
+from tokenfab.cost.collectives import TREE_BUS_FACTOR, bus_factor, mesh_bandwidth, mesh_steps, steps, tree_steps
 from tokenfab.cost.kernel import KernelParams, kernel_time_array
 from tokenfab.cost.profile import CollectiveParams
 
@@ -125,13 +125,22 @@ def _fit_continuous(samples: KernelSamples, fixed: dict[int, float], with_cost: 
 
 @dataclass(frozen=True)
 class CollectiveSamples:
-    """Measured collectives of one kind: devices, message bytes, link bandwidth, time."""
+    """Measured collectives of one kind: devices, message bytes, link bandwidth, time, and (per row)
+    the full-mesh domain size (0 for switched or ring fabrics; see `cost.collectives`)."""
 
     name: str
     num_devices: np.ndarray
     message_bytes: np.ndarray
     link_bw: np.ndarray
     time_s: np.ndarray
+    mesh_domain: np.ndarray | None = None
+
+    def mesh(self) -> np.ndarray:
+        return np.zeros(len(self.time_s)) if self.mesh_domain is None else self.mesh_domain
+
+    def subset(self, mask: np.ndarray) -> CollectiveSamples:
+        return CollectiveSamples(self.name, self.num_devices[mask], self.message_bytes[mask], self.link_bw[mask],
+                                 self.time_s[mask], self.mesh()[mask])
 
 
 def collective_time_array(theta: np.ndarray, s: CollectiveSamples) -> np.ndarray:
@@ -145,10 +154,15 @@ def collective_time_array(theta: np.ndarray, s: CollectiveSamples) -> np.ndarray
 
     bus = np.array([bus_factor(s.name, k) for k in n]) * s.message_bytes
     ring = per_step * np.array([steps(s.name, k) for k in n], dtype=float) + protocols(bus)
-    if s.name != "all_reduce":
+    if s.name == "all_reduce":
+        tree = per_step * np.array([tree_steps(k) for k in n], dtype=float) + protocols(TREE_BUS_FACTOR * s.message_bytes)
+        ring = np.where(n > 2, np.minimum(ring, tree), ring)
+    mesh = s.mesh()
+    if not np.any(mesh > 0):
         return ring
-    tree = per_step * np.array([tree_steps(k) for k in n], dtype=float) + protocols(TREE_BUS_FACTOR * s.message_bytes)
-    return np.where(n > 2, np.minimum(ring, tree), ring)
+    mesh_bw = np.array([mesh_bandwidth(1.0, k, max(int(d), 2)) for k, d in zip(n, mesh)]) * s.link_bw
+    direct = per_step * mesh_steps(s.name) + np.minimum(small_lat + bus / (mesh_bw * small_eff), lat + bus / (mesh_bw * eff))
+    return np.where(mesh > 0, direct, ring)
 
 
 def fit_collective(samples: CollectiveSamples) -> tuple[CollectiveParams, FitQuality]:

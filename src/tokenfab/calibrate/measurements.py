@@ -31,15 +31,28 @@ _NEEDS = {
     "elementwise": ["bytes"],
 }
 
-# shared/calibration hardware strings -> catalog names
+# shared/calibration hardware strings -> catalog names. HARDWARE_NAMES: the aiconfigurator NVIDIA
+# tables (one collector, one framework), which alone feed the pooled 'generic' profile.
 HARDWARE_NAMES = {"A100-SXM-80GB": "a100-sxm", "H100-SXM-80GB": "h100-sxm", "L40S": "l40s", "B200-SXM-180GB": "b200"}
+# shared/calibration/vendors/: other collectors and kernel libraries (vendors/README.md); each chip is
+# fitted on its own rows only. The aiter gfx950 tables may be MI350X as well as MI355X (README).
+VENDOR_HARDWARE_NAMES = {"Ascend 910B": "ascend-910b", "H20 (96GB HBM3)": "h20",
+                         "MI355X/MI350X (gfx950, 256 CU)": "mi355x", "MI308X (gfx942, 80 CU)": "mi308x"}
+VENDOR_FILES = ("ops_gemm_ascend910b.csv", "ops_attention_ascend910b.csv", "ops_comm_ascend910b.csv",
+                "ops_gemm_h20.csv", "ops_attention_h20.csv", "ops_gemm_mi355x.csv", "ops_gemm_mi308x.csv")
+_ALL_HARDWARE = {**HARDWARE_NAMES, **VENDOR_HARDWARE_NAMES}
 _GEMM_PRECISION = {  # shared precision label -> (activation dtype, weight dtype, variant)
     "bfloat16": ("bf16", "bf16", ""), "fp8": ("fp8", "fp8", ""), "fp8_block": ("fp8", "fp8", "block"),
     "nvfp4": ("fp4", "fp4", ""), "int8_wo": ("bf16", "int8", ""), "int4_wo": ("bf16", "int4", ""),
     "sq": ("int8", "int8", ""),
+    # vendors/: W8A8 int8 (Ascend: includes the dynamic per-token quantisation; aiter: per-token scales)
+    "int8 (w8a8_dynamic)": ("int8", "int8", ""), "int8": ("int8", "int8", ""),
+    "mxfp4": ("fp4", "fp4", "mx"),  # aiter a4w4 blockscale, 1x32 e8m0 scales (OCP MX)
 }
 _COMM_OPS = {"nccl_all_reduce": "all_reduce", "nccl_all_gather": "all_gather", "nccl_reduce_scatter": "reduce_scatter",
-             "nccl_alltoall": "all_to_all", "trtllm_custom_allreduce": "all_reduce_oneshot"}
+             "nccl_alltoall": "all_to_all", "trtllm_custom_allreduce": "all_reduce_oneshot",
+             "hccl_all_reduce": "all_reduce", "hccl_all_gather": "all_gather", "hccl_reduce_scatter": "reduce_scatter",
+             "hccl_alltoall": "all_to_all"}
 _ELEMENT_BYTES = {"half": 2, "bfloat16": 2, "int8": 1, "float": 4, "fp8": 1}
 
 
@@ -98,7 +111,7 @@ def from_shared_frame(raw: pd.DataFrame) -> pd.DataFrame:
     """Convert rows of shared/calibration op files (common schema) into measurement rows."""
     parts = []
     raw = raw[raw["metric"] == "latency_ms"]
-    dev = raw["hardware"].map(HARDWARE_NAMES).fillna(raw["hardware"].str.lower())
+    dev = raw["hardware"].map(_ALL_HARDWARE).fillna(raw["hardware"].str.lower())
     gemm = raw[raw["model"] == "GEMM"]
     if len(gemm):
         prec = gemm["precision"].map(_GEMM_PRECISION)
@@ -155,9 +168,19 @@ def shared_calibration_dir() -> Path:
     raise DataFileError("cannot find shared/calibration next to the repository (set TOKENFAB_SHARED_DIR)")
 
 
-def load_shared_ops(directory: str | Path | None = None) -> pd.DataFrame:
-    """All operator measurements of shared/calibration as one measurement table."""
+def load_shared_ops(directory: str | Path | None = None, vendors: bool = False) -> pd.DataFrame:
+    """All operator measurements of shared/calibration (NVIDIA aiconfigurator tables) as one
+    measurement table; with `vendors`, also those of shared/calibration/vendors/."""
     directory = Path(directory) if directory else shared_calibration_dir()
     frames = [pd.read_csv(directory / name) for name in ("ops_gemm.csv", "ops_attention.csv", "ops_comm.csv")]
+    if vendors:
+        frames += [pd.read_csv(directory / "vendors" / name) for name in VENDOR_FILES]
     return validate(from_shared_frame(pd.concat(frames, ignore_index=True)), str(directory))
+
+
+def load_vendor_ops(directory: str | Path | None = None) -> pd.DataFrame:
+    """Operator measurements of shared/calibration/vendors/ only (Ascend 910B, H20, MI355X, MI308X)."""
+    directory = Path(directory) if directory else shared_calibration_dir()
+    frames = [pd.read_csv(directory / "vendors" / name) for name in VENDOR_FILES]
+    return validate(from_shared_frame(pd.concat(frames, ignore_index=True)), str(directory / "vendors"))
 

@@ -19,6 +19,7 @@ from tokenfab.calibrate.fit import (
 )
 from tokenfab.cost.attention import decode_attention_work, prefill_attention_work
 from tokenfab.cost.chip_cost import ChipCost, KernelWork
+from tokenfab.cost.collectives import mesh_domain
 from tokenfab.cost.gemm import gemm_work
 from tokenfab.cost.kernel import KernelParams
 from tokenfab.errors import InvalidInputError
@@ -88,6 +89,7 @@ def collective_samples(frame: pd.DataFrame, chip: ChipSpec) -> dict[str, Collect
     if chip.scale_up is None:
         return {}
     bw = chip.scale_up.bandwidth_bytes_per_s.value
+    mesh = mesh_domain(chip.scale_up)
     out = {}
     for name in COLLECTIVE_OPS:
         rows = frame[frame["op"] == name]
@@ -96,6 +98,7 @@ def collective_samples(frame: pd.DataFrame, chip: ChipSpec) -> dict[str, Collect
                 name="all_reduce" if name == "all_reduce_oneshot" else name,
                 num_devices=rows["num_devices"].to_numpy(float), message_bytes=rows["message_bytes"].to_numpy(float),
                 link_bw=np.full(len(rows), bw), time_s=rows["time_s"].to_numpy(float),
+                mesh_domain=np.full(len(rows), float(mesh)),
             )
     return out
 
@@ -120,9 +123,10 @@ def _elementwise_from(gemm: dict) -> dict:
 
 
 def _assemble(name: str, provenance: str, units: float, peak: float, tables: dict, collectives: dict) -> dict:
+    """The profile as data. Without elementwise rows the streaming curve is derived from the bf16 GEMM;
+    a chip measured without either gets none (resolution then falls back to its reference or generic)."""
     gemm = tables.get("gemm", {})
-    base = gemm.get("bf16") or next(iter(gemm.values()))
-    elementwise = tables.get("elementwise", {}).get("default") or _elementwise_from(base)
+    elementwise = tables.get("elementwise", {}).get("default") or (_elementwise_from(gemm["bf16"]) if "bf16" in gemm else None)
     return {
         "name": name,
         "provenance": provenance,
@@ -166,7 +170,7 @@ def _fit_collectives(samples_by_name: dict[str, CollectiveSamples]) -> dict:
             mask = s.num_devices == n
             if mask.sum() < MIN_POINTS:
                 continue
-            sub = CollectiveSamples(s.name, s.num_devices[mask], s.message_bytes[mask], s.link_bw[mask], s.time_s[mask])
+            sub = s.subset(mask)
             params, q = fit_collective(sub)
             out.setdefault(name, {})[int(n)] = _collective_dict(params, q)
     return out
@@ -195,7 +199,8 @@ def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: 
         params, q = fit_kernel(samples, fit_cache=False)
         tables.setdefault(table, {})[kind] = _kernel_dict(params, q)
     merged = {name: CollectiveSamples(parts[0].name, *(np.concatenate([getattr(p, f) for p in parts])
-                                                       for f in ("num_devices", "message_bytes", "link_bw", "time_s")))
+                                                       for f in ("num_devices", "message_bytes", "link_bw", "time_s")),
+                                      np.concatenate([p.mesh() for p in parts]))
               for name, parts in coll.items()}
     collectives = _fit_collectives(merged)
     units = [c.num_compute_units.value for c in chips if c.num_compute_units]

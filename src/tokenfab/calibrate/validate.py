@@ -19,6 +19,7 @@ from tokenfab.cost.chip_cost import ChipCost, chip_cost
 from tokenfab.cost.collectives import estimate_collective
 from tokenfab.cost.elementwise import estimate_elementwise
 from tokenfab.cost.gemm import estimate_gemm
+from tokenfab.cost.result import OpCost
 from tokenfab.hardware.catalog import load_chip, system_of_chip
 from tokenfab.hardware.spec import SystemSpec
 
@@ -33,32 +34,40 @@ def _s(value, default: str = "") -> str:
 
 def predict_row(cc: ChipCost, system_for: Callable[[int], SystemSpec], row: pd.Series) -> float:
     """Predicted time of one measured row (NaN for ops the model does not cover)."""
+    cost = predict_row_cost(cc, system_for, row)
+    return float("nan") if cost is None else cost.time_s
+
+
+def predict_row_cost(cc: ChipCost, system_for: Callable[[int], SystemSpec], row: pd.Series) -> OpCost | None:
+    """The cost estimate of one measured row, with its efficiency source (None if not covered)."""
     op = row["op"]
     if op == "gemm":
         return estimate_gemm(cc, int(row["m"]), int(row["n"]), int(row["k"]), _s(row["dtype"], "bf16"),
-                             _s(row["weight_dtype"]) or None, variant=_s(row["variant"]), warm_cache=True).time_s
+                             _s(row["weight_dtype"]) or None, variant=_s(row["variant"]), warm_cache=True)
     if op in ("attention_prefill", "attention_decode"):
         args = (int(row["num_heads"]), int(row["num_kv_heads"]), int(row["head_dim"]))
         kv = _s(row["kv_dtype"], "bf16")
         if op == "attention_prefill":
             return estimate_prefill_attention(cc, int(row["batch"]), int(row["q_len"]), int(row["kv_len"]), *args,
-                                              None, _s(row["dtype"], "bf16"), kv, warm_cache=True).time_s
+                                              None, _s(row["dtype"], "bf16"), kv, warm_cache=True)
         return estimate_decode_attention(cc, int(row["batch"]), float(row["kv_len"]), *args, None, kv,
-                                         warm_cache=True, act_dtype=_s(row["dtype"], "bf16")).time_s
+                                         warm_cache=True, act_dtype=_s(row["dtype"], "bf16"))
     if op == "elementwise":
-        return estimate_elementwise(cc, "elementwise", float(row["bytes"]), warm_cache=True).time_s
+        return estimate_elementwise(cc, "elementwise", float(row["bytes"]), warm_cache=True)
     if op in GROUPS and op not in ("gemm", "attention_prefill", "attention_decode", "elementwise"):
         n = int(row["num_devices"])
         name = "all_reduce" if op == "all_reduce_oneshot" else op
         impl = "oneshot" if op == "all_reduce_oneshot" else ""
-        return estimate_collective(cc, system_for(n), name, n, float(row["message_bytes"]), implementation=impl).time_s
-    return float("nan")
+        return estimate_collective(cc, system_for(n), name, n, float(row["message_bytes"]), implementation=impl)
+    return None
 
 
 def predict_measurements(frame: pd.DataFrame, cost_for: Callable[[str], ChipCost] | None = None) -> pd.DataFrame:
-    """Add `predicted_s` and `error_frac` (predicted / measured - 1) to every row."""
+    """Add `predicted_s`, `error_frac` (predicted / measured - 1), the op `group` and the
+    `efficiency_source` of each prediction (fitted, inherited, generic, analytic) to every row."""
     cost_for = cost_for or (lambda device: chip_cost(load_chip(device)))
     preds = np.full(len(frame), np.nan)
+    sources = np.full(len(frame), "", dtype=object)
     for device, rows in frame.groupby("device", sort=False):
         cc = cost_for(str(device))
 
@@ -66,9 +75,12 @@ def predict_measurements(frame: pd.DataFrame, cost_for: Callable[[str], ChipCost
             return system_of_chip(_chip, n)
 
         for pos, (_, row) in zip(np.flatnonzero(frame["device"].to_numpy() == device), rows.iterrows()):
-            preds[pos] = predict_row(cc, system_for, row)
+            cost = predict_row_cost(cc, system_for, row)
+            if cost is not None:
+                preds[pos], sources[pos] = cost.time_s, cost.source
     out = frame.copy()
     out["predicted_s"] = preds
+    out["efficiency_source"] = sources
     out["error_frac"] = out["predicted_s"] / out["time_s"] - 1.0
     out["group"] = out["op"].map(GROUPS).fillna("other")
     return out

@@ -12,6 +12,7 @@ from tokenfab.cli.main import app, emit_json, out
 from tokenfab.cost.profile import resolve_profile
 from tokenfab.hardware.catalog import chip_names, load_chip, load_system, system_names
 from tokenfab.workload.hf_config import load_model, model_names
+from tokenfab.workload.onnx_graph import graph_names, load_graph
 from tokenfab.workload.params import count_parameters
 
 hw_app = typer.Typer(no_args_is_help=True, help="The hardware catalog.")
@@ -84,8 +85,9 @@ def model_list(as_json: JsonOpt = False) -> None:
         p = count_parameters(spec)
         rows.append({"name": name, "family": spec.family, "layers": spec.num_layers, "hidden": spec.hidden_size,
                      "params": p.total, "active_params": p.active, "moe": spec.is_moe})
+    graphs = [{"name": g, "params": load_graph(g, 1).weight_elements, "format": "onnx"} for g in graph_names()]
     if as_json:
-        emit_json({"models": rows})
+        emit_json({"models": rows, "graphs": graphs})
         return
     t = Table(title="bundled models")
     for col in ("name", "family", "layers", "hidden", "params", "active"):
@@ -94,6 +96,12 @@ def model_list(as_json: JsonOpt = False) -> None:
         t.add_row(r["name"], r["family"], str(r["layers"]), str(r["hidden"]), f"{r['params'] / 1e9:.2f} B",
                   f"{r['active_params'] / 1e9:.2f} B")
     out.print(t)
+    g = Table(title="bundled ONNX graphs (predict --model NAME or PATH.onnx)")
+    for col in ("name", "params"):
+        g.add_column(col)
+    for r in graphs:
+        g.add_row(r["name"], f"{r['params'] / 1e6:.1f} M")
+    out.print(g)
 
 
 @model_app.command("show")

@@ -12,7 +12,9 @@ from tokenfab.cli.format import gb, ms, pct, rate
 from tokenfab.cli.main import app, emit_json, err, out
 from tokenfab.errors import DoesNotFitError
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Bundled model name or path to a config.json.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help=(
+    "Bundled model name, path to a config.json, or an ONNX graph: PATH.onnx or a bundled 'resnet-50' / 'bert-large' "
+    "(then --batch, --dp and --dtype int8|fp16 apply and the result has throughput_samples_per_s and latency_s)."))]
 HwOpt = Annotated[str, typer.Option("--hardware", "-H", help="Chip or system name, or path to a YAML spec.")]
 
 
@@ -33,12 +35,27 @@ def predict(
     output_len: Annotated[int, typer.Option(help="Generated tokens per request.")] = 128,
     memory_utilization: Annotated[float, typer.Option(help="Usable fraction of device memory.")] = 0.9,
     allow_no_fit: Annotated[bool, typer.Option(help="Print the result even if it does not fit in memory.")] = False,
+    spec_method: Annotated[str | None, typer.Option(help="Speculative decoding: draft | eagle | mtp.")] = None,
+    spec_tokens: Annotated[int, typer.Option(help="Tokens drafted per speculative step (k).")] = 1,
+    spec_acceptance: Annotated[float | None, typer.Option(
+        help="Probability each drafted token is accepted (default: the model's published MTP rate, if any).")] = None,
+    spec_draft_model: Annotated[str | None, typer.Option(help="Draft model for --spec-method draft.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Latency, throughput, memory and energy of a static batch of requests."""
     result = api.predict(model=model, hardware=hardware, devices=devices, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype,
                          weight_dtype=weight_dtype, kv_dtype=kv_dtype, batch=batch, input_len=input_len,
-                         output_len=output_len, memory_utilization_frac=memory_utilization)
+                         output_len=output_len, memory_utilization_frac=memory_utilization,
+                         spec_method=spec_method, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance,
+                         spec_draft_model=spec_draft_model)
+    if "throughput_samples_per_s" in (data := result.to_dict()):
+        if not result.fits and not allow_no_fit:
+            mem = data["memory_bytes"]
+            raise DoesNotFitError(
+                f"{result.model} at batch {batch} needs {gb(mem['total_per_device'])} per device but {result.hardware} "
+                f"has {gb(mem['capacity_per_device'])}; lower --batch (--allow-no-fit prints the result anyway)")
+        emit_json(data) if as_json else print_graph_prediction(data)
+        return
     if not result.fits and not allow_no_fit:
         m = result.memory
         raise DoesNotFitError(
@@ -47,11 +64,31 @@ def predict(
             f"{result.max_batch_that_fits}" + ("; or raise --tp/--pp" if result.max_batch_that_fits == 0 else "")
             + " (--allow-no-fit prints the result anyway)"
         )
-    data = result.to_dict()
     if as_json:
         emit_json(data)
         return
     print_prediction(data)
+
+
+def print_graph_prediction(d: dict) -> None:
+    t = Table(title=f"{d['model']} on {d['dp']} x {d['hardware']} ({d['dtype']}), batch {d['batch']}", show_header=False)
+    t.add_row("latency (one batch)", ms(d["latency_s"]))
+    t.add_row("throughput", rate(d["throughput_samples_per_s"], "samples/s"))
+    t.add_row("energy per sample", f"{d['energy_j_per_sample']:.4f} J")
+    mem = d["memory_bytes"]
+    t.add_row("memory per device", f"weights {gb(mem['weights'])}, activations {gb(mem['activations'])} "
+              f"of {gb(mem['capacity_per_device'])}; on-chip SRAM {gb(mem['onchip_sram'])}"
+              + (" (working set resident on chip)" if d["resident_on_chip"] else ""))
+    t.add_row("parameters", f"{d['num_params'] / 1e6:.1f} M")
+    if d["costed_as_elementwise"]:
+        t.add_row("costed as memory-bound", ", ".join(d["costed_as_elementwise"]))
+    out.print(t)
+    b = Table(title="where the time goes")
+    for col in ("op", "count", "time", "share", "bound"):
+        b.add_column(col)
+    for row in d["breakdown"][:10]:
+        b.add_row(row["op"], str(row["count"]), ms(row["time_s"]), pct(row["time_s"] / d["latency_s"]), row["bound"])
+    out.print(b)
 
 
 def print_prediction(d: dict) -> None:
@@ -71,6 +108,9 @@ def print_prediction(d: dict) -> None:
               f"(weights {gb(mem['weights'])}, KV {gb(mem['kv_cache'])}, activations {gb(mem['activations'])})")
     t.add_row("fits / largest batch", f"{'yes' if d['fits'] else 'NO'} / {d['max_batch_that_fits']}")
     t.add_row("efficiency curves", f"{d['efficiency_source']}: {d['efficiency_note']}")
+    if spec := d.get("speculative"):
+        t.add_row("speculative decoding", f"{spec['method']} k={spec['num_spec_tokens']}, acceptance {spec['acceptance_frac']:.2f} "
+                  f"({spec['acceptance_source']}): {spec['tokens_per_iteration']:.2f} tokens per verify step")
     out.print(t)
     b = Table(title="where the time goes (top operators)")
     for col in ("op", "phase", "time", "share", "bound", "MFU", "MBU"):

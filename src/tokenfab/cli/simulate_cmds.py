@@ -35,7 +35,13 @@ def simulate(
     concurrency: Annotated[int | None, Opt(help="Closed loop: clients, each sending its next request when the last finishes.")] = None,
     think_time_ms: Annotated[float, Opt(help="Closed loop: mean (exponential) pause before a client's next request, ms.")] = 0.0,
     offline: Annotated[bool, Opt(help="All requests at t = 0 (max-throughput benchmark).")] = False,
-    num_requests: Annotated[int, Opt(help="Requests to simulate.")] = 1000,
+    num_requests: Annotated[int | None, Opt(help="Requests to measure (default: a trace replays whole; synthetic traffic 1,000).")] = None,
+    warmup_requests: Annotated[int, Opt(help="Requests sent first and left out of the metrics (benchmark warm-up).")] = 0,
+    engine: Annotated[str, Opt(help="Serving engine whose scheduler and memory policy to model: vllm (default), sglang, trtllm.")] = "vllm",
+    spec_method: Annotated[str | None, Opt(help="Speculative decoding: draft, eagle or mtp.")] = None,
+    spec_tokens: Annotated[int, Opt(help="Speculative decoding: tokens drafted per step (k).")] = 1,
+    spec_acceptance: Annotated[float | None, Opt(help="Speculative decoding: per-token acceptance (default: the model's published one).")] = None,
+    spec_draft_model: Annotated[str | None, Opt(help="Speculative decoding: the draft model (--spec-method draft).")] = None,
     input_len: Annotated[int, Opt(help="Prompt tokens (fixed).")] = 1024,
     output_len: Annotated[int, Opt(help="Output tokens (fixed).")] = 256,
     input_dist: Annotated[str | None, Opt(help="fixed:N | uniform:LO,HI | normal:MEAN,STD | lognormal:MEAN,STD | empirical:FILE")] = None,
@@ -50,14 +56,14 @@ def simulate(
     decode_replicas: Annotated[int, Opt(help="P/D disaggregation: decode replicas.")] = 0,
     prefill_tp: Annotated[int | None, Opt(help="P/D: TP of prefill replicas (default --tp).")] = None,
     decode_tp: Annotated[int | None, Opt(help="P/D: TP of decode replicas (default --tp).")] = None,
-    max_num_seqs: Annotated[int, Opt(help="Most sequences per iteration.")] = 256,
-    max_batched_tokens: Annotated[int, Opt(help="Token budget per iteration.")] = 8192,
-    block_size: Annotated[int, Opt(help="KV block size, tokens.")] = 16,
-    chunked_prefill: Annotated[bool, Opt(help="Chunked prefill.")] = True,
+    max_num_seqs: Annotated[int | None, Opt(help="Most sequences per iteration (default: the engine's).")] = None,
+    max_batched_tokens: Annotated[int | None, Opt(help="Token budget per iteration (default: the engine's).")] = None,
+    block_size: Annotated[int | None, Opt(help="KV block size, tokens (default: the engine's).")] = None,
+    chunked_prefill: Annotated[bool | None, Opt("--chunked-prefill/--no-chunked-prefill", help="Chunked prefill (default: the engine's).")] = None,
     prefix_caching: Annotated[bool, Opt(help="Prefix caching.")] = True,
     preemption: Annotated[str, Opt(help="recompute or swap.")] = "recompute",
     policy: Annotated[str, Opt(help="Waiting-queue policy: fcfs or sjf.")] = "fcfs",
-    memory_utilization: Annotated[float, Opt(help="Usable fraction of device memory (vLLM's gpu_memory_utilization).")] = 0.9,
+    memory_utilization: Annotated[float | None, Opt(help="Usable fraction of device memory (vLLM's gpu_memory_utilization; default: the engine's policy).")] = None,
     kv_free_memory_frac: Annotated[float | None, Opt(help="KV cache gets this fraction of memory left after weights (TensorRT-LLM's policy).")] = None,
     requests_out: Annotated[str | None, Opt(help="Write the per-request table (.csv or .parquet).")] = None,
     timeseries_out: Annotated[str | None, Opt(help="Write batch size and KV use over time (.csv or .parquet).")] = None,
@@ -80,7 +86,12 @@ def simulate(
         max_batched_tokens=max_batched_tokens, block_size=block_size, chunked_prefill=chunked_prefill,
         prefix_caching=prefix_caching, preemption=preemption, policy=policy,
         memory_utilization_frac=memory_utilization, progress=progress, kv_free_memory_frac=kv_free_memory_frac,
+        engine=engine, warmup_requests=warmup_requests, spec_method=spec_method, spec_tokens=spec_tokens,
+        spec_acceptance=spec_acceptance, spec_draft_model=spec_draft_model,
     )
+    if result.summary.get("overloaded"):
+        err.print("[yellow]warning: the system is overloaded: the queue grows without bound over the run "
+                  "(latencies depend on how long it runs); lower the rate or add replicas[/yellow]")
     for path, frame in ((requests_out, result.requests_frame), (timeseries_out, result.timeseries_frame)):
         if path:
             write_table(frame(), path)

@@ -1,9 +1,12 @@
 """Cost of the attention kernel of one layer on one device (after TP sharding of heads).
 
-Prefill follows FlashAttention's IO: Q, K, V are read once and O written once (no
-materialised score matrix), causal masking halves the work of the new tokens, and
-the new K/V are written to the cache. Decode reads the whole KV cache of every
-sequence once per step; query heads that share a KV head (GQA/MQA) share the read.
+Prefill follows FlashAttention's IO: Q read and O written once (no materialised score
+matrix), K/V read once per KV head when they fit in the on-chip memory, which the query
+heads of a GQA group and the query blocks share (else once per wave of readers: see
+`tokenfab.cost.onchip`), causal masking halves the work of the new tokens, and the new
+K/V are written to the cache. Decode reads the whole KV cache of every sequence once per
+step (from on chip when the deployment holds it there); query heads that share a KV
+head (GQA/MQA) share the read.
 MLA decode uses the absorbed form: every head attends over the shared compressed
 latent (kv_lora_rank + rope dims), so the cache read is per token, not per head.
 """
@@ -12,7 +15,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from tokenfab.cost.chip_cost import ChipCost, KernelWork
+from tokenfab.cost.kernel import kernel_time_array
+from tokenfab.cost.onchip import DecodeKvShape, PrefillKvShape, prefill_kv_passes
 from tokenfab.cost.result import OpCost
 from tokenfab.units import bytes_per_element
 
@@ -46,13 +53,18 @@ def prefill_attention_work(
         kv_read = kv_len
     flops = 2.0 * batch * num_heads * q_len * attended * (head_dim + dv)
     a, kvb = bytes_per_element(act_dtype), bytes_per_element(kv_dtype)
-    dram = batch * (
+    q_blocks = math.ceil(q_len / Q_BLOCK)
+    passes = prefill_kv_passes(kv_read * (head_dim + dv) * kvb, num_heads, num_kv_heads, q_blocks,
+                               cc.onchip.capacity_bytes, cc.compute_units)
+    fixed = batch * (
         q_len * num_heads * (head_dim * a + dv * 2.0)  # read Q, write O (16-bit)
-        + kv_read * num_kv_heads * (head_dim + dv) * kvb  # read K, V
         + q_len * num_kv_heads * (head_dim + dv) * kvb  # write the new K, V into the cache
     )
-    work = batch * num_heads * math.ceil(q_len / Q_BLOCK)
-    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), work, kv_kind(kv_dtype))
+    kv_once = batch * kv_read * num_kv_heads * (head_dim + dv) * kvb  # read K, V
+    dram = fixed + passes * kv_once
+    shape = PrefillKvShape(fixed, kv_once, kv_read * (head_dim + dv) * kvb, num_heads, num_kv_heads, q_blocks)
+    work = batch * num_heads * q_blocks
+    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), work, kv_kind(kv_dtype), 0.0, shape)
 
 
 def estimate_prefill_attention(
@@ -64,41 +76,67 @@ def estimate_prefill_attention(
     w = prefill_attention_work(cc, batch, q_len, kv_len, num_heads, num_kv_heads, head_dim, v_head_dim,
                                act_dtype, kv_dtype, window)
     params, source = cc.resolved.attention("prefill", w.kind)
-    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)
+    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache,
+                         w.onchip_bytes, w.shape)
 
 
 def decode_attention_work(
     cc: ChipCost, batch: int, kv_len: float, num_heads: int, num_kv_heads: int, head_dim: int,
     v_head_dim: int | None = None, kv_dtype: str = "bf16", window: int | None = None, latent_dim: int | None = None,
-    act_dtype: str = "bf16",
+    act_dtype: str = "bf16", kv_on_chip: bool = False,
 ) -> KernelWork:
     """One new token per sequence attending to `kv_len` cached positions (the mean over the batch).
 
     With `latent_dim` (MLA absorbed form) the cache holds one `latent_dim` vector per token shared
-    by all heads; scores and values are computed in the latent space.
+    by all heads; scores and values are computed in the latent space. `kv_on_chip`: the cache is
+    held in on-chip memory (a deployment whose weights and KV fit there), read at its bandwidth.
     """
     dv = v_head_dim or head_dim
-    kv = min(kv_len, window) if window else kv_len
+    vector = isinstance(kv_len, np.ndarray)  # one formula for one context or an array of them
+    ceil = np.ceil if vector else math.ceil
+    kv = (np.minimum(kv_len, window) if vector else min(kv_len, window)) if window else kv_len
     kvb = bytes_per_element(kv_dtype)
     if latent_dim:
         flops = 2.0 * batch * num_heads * kv * (2 * latent_dim)
         cache = batch * kv * latent_dim * kvb
-        units = batch * math.ceil(kv / KV_SPLIT)
+        units = batch * ceil(kv / KV_SPLIT)
     else:
         flops = 2.0 * batch * num_heads * kv * (head_dim + dv)
         cache = batch * kv * num_kv_heads * (head_dim + dv) * kvb
-        units = batch * num_kv_heads * math.ceil(kv / KV_SPLIT)
+        units = batch * num_kv_heads * ceil(kv / KV_SPLIT)
     dram = cache + batch * num_heads * (head_dim + dv) * 2.0 + batch * num_kv_heads * (head_dim + dv) * kvb
-    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kv_kind(kv_dtype))
+    onchip = 0.0
+    if kv_on_chip:
+        dram, onchip = dram - cache, cache
+    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kv_kind(kv_dtype), onchip,
+                      DecodeKvShape(cache, kv_on_chip))
 
 
 def estimate_decode_attention(
     cc: ChipCost, batch: int, kv_len: float, num_heads: int, num_kv_heads: int, head_dim: int,
     v_head_dim: int | None = None, kv_dtype: str = "bf16", *, window: int | None = None,
     latent_dim: int | None = None, op: str = "attention_decode", warm_cache: bool = False, act_dtype: str = "bf16",
+    kv_on_chip: bool = False,
 ) -> OpCost:
     """Time of decode attention (see `decode_attention_work`); `warm_cache` as in `estimate_gemm`."""
     w = decode_attention_work(cc, batch, kv_len, num_heads, num_kv_heads, head_dim, v_head_dim, kv_dtype,
-                              window, latent_dim, act_dtype)
+                              window, latent_dim, act_dtype, kv_on_chip)
     params, source = cc.resolved.attention("decode", w.kind)
-    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)
+    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache,
+                         w.onchip_bytes, w.shape)
+
+
+def decode_attention_arrays(
+    cc: ChipCost, batch: int, kv_len: np.ndarray, num_heads: int, num_kv_heads: int, head_dim: int,
+    v_head_dim: int | None = None, kv_dtype: str = "bf16", *, window: int | None = None,
+    latent_dim: int | None = None, act_dtype: str = "bf16",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`estimate_decode_attention` at many contexts at once: (time_s, flops, bytes) arrays whose element i
+    equals the scalar estimate at kv_len[i] (same work function, same kernel formula, vectorised). For a KV
+    cache streamed from DRAM only: contexts whose KV is held on chip go through `estimate_decode_attention`."""
+    w = decode_attention_work(cc, batch, np.asarray(kv_len, dtype=float), num_heads, num_kv_heads, head_dim, v_head_dim,
+                              kv_dtype, window, latent_dim, act_dtype)
+    params, _ = cc.resolved.attention("decode", w.kind)
+    time_s = kernel_time_array(w.flops, w.dram_bytes, w.peak, cc.bandwidth_bytes_per_s, params.as_vector(),
+                               w.work_units, cc.compute_units)
+    return time_s, w.flops, w.dram_bytes

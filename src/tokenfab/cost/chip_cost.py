@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass
 
 from tokenfab.cost.kernel import KernelParams, kernel_time_s
+from tokenfab.cost.onchip import onchip_memory
 from tokenfab.cost.profile import ResolvedProfile, profile_from_dict, resolve_profile, load_profile, GENERIC
 from tokenfab.cost.result import OpCost, classify_bound
 from tokenfab.hardware.spec import ChipSpec
@@ -20,6 +21,8 @@ class KernelWork:
     peak: float
     work_units: float
     kind: str  # key of the fitted curve in the profile table
+    onchip_bytes: float = 0.0  # bytes of data held on chip across steps (see cost.onchip)
+    shape: object | None = None  # what the traffic depends on (a cost.onchip shape), for design sweeps
 
 
 class ChipCost:
@@ -38,7 +41,8 @@ class ChipCost:
             self.compute_units = resolved.compute_units
         else:
             self.compute_units = chip.num_compute_units.value if chip.num_compute_units else 0.0
-        self.sram_bytes = chip.sram_bytes
+        self.sram_bytes = chip.sram_bytes  # what a warm microbenchmark may keep in cache
+        self.onchip = onchip_memory(chip)  # the on-chip level a forward pass uses (cost.onchip)
         self._peaks = {k: v.value for k, v in chip.peak_flop_per_s.items()}
         vector = chip.vector_flop_per_s.value if chip.vector_flop_per_s else None
         self.vector_flop_per_s = vector or min(self._peaks.values())
@@ -63,15 +67,19 @@ class ChipCost:
 
     def run_kernel(
         self, op: str, flops: float, dram_bytes: float, peak: float, params: KernelParams,
-        work_units: float, source: str, warm_cache: bool = False,
+        work_units: float, source: str, warm_cache: bool = False, onchip_bytes: float = 0.0,
+        shape: object | None = None,
     ) -> OpCost:
-        """Time one kernel with the shared formula and package it as an OpCost."""
+        """Time one kernel with the shared formula and package it as an OpCost. `shape` (a
+        `cost.onchip` shape) lets a recording subclass re-evaluate the traffic at other designs."""
+        onchip_bw = self.onchip.bandwidth_bytes_per_s
         time_s, roofline = kernel_time_s(
             flops, dram_bytes, peak, self.bandwidth_bytes_per_s, params, work_units,
-            self.compute_units, self.sram_bytes if warm_cache else 0.0,
+            self.compute_units, self.sram_bytes if warm_cache else 0.0, onchip_bytes, onchip_bw,
         )
-        bound = classify_bound(flops / peak, dram_bytes / self.bandwidth_bytes_per_s, params.launch_s)
-        return OpCost(op, time_s, flops, dram_bytes, bound, roofline, source)
+        onchip_s = (dram_bytes + onchip_bytes) / onchip_bw if onchip_bytes > 0.0 else 0.0
+        bound = classify_bound(flops / peak, dram_bytes / self.bandwidth_bytes_per_s, params.launch_s, onchip_s)
+        return OpCost(op, time_s, flops, dram_bytes, bound, roofline, source, onchip_bytes)
 
 
 @functools.lru_cache(maxsize=256)

@@ -13,8 +13,8 @@ from tokenfab.cost.result import OpCost
 def estimate_elementwise(cc: ChipCost, op: str, dram_bytes: float, flops: float = 0.0, *, warm_cache: bool = False) -> OpCost:
     """One memory-bound kernel moving `dram_bytes` (reads + writes) and doing `flops` of vector work;
     `warm_cache` as in `estimate_gemm` (a benchmark loop over an array that fits on chip)."""
-    params = cc.resolved.profile.elementwise
-    source = "analytic" if cc.resolved.provenance == "generic" else cc.resolved.provenance
+    params, source = cc.resolved.elementwise()
+    source = "analytic" if source == "generic" else source
     return cc.run_kernel(op, flops, dram_bytes, cc.vector_flop_per_s, params, 1.0, source, warm_cache)
 
 

@@ -1,8 +1,9 @@
 """Cost of a matrix multiply C[m,n] = A[m,k] @ W[k,n] (A: activations, W: weights).
 
 The shape enters three ways: FLOPs 2mnk against the tensor-core peak of the compute
-format; DRAM bytes (A, W and C once each) against memory bandwidth, which makes
-small-m decode GEMMs memory bound; and occupancy: with `min(m, 128) * n / 128^2`
+format; DRAM bytes against memory bandwidth, which makes small-m decode GEMMs memory
+bound (A, W and C once each when the on-chip memory holds the operand panels; big GEMMs
+re-read A and W, and weights held on chip stream from there: see `tokenfab.cost.onchip`); and occupancy: with `min(m, 128) * n / 128^2`
 output-tile work units, thin GEMMs leave part of the chip idle (split-K recovers
 only part of it). Quantised formats pick their own fitted curve ("gemm kind").
 """
@@ -10,6 +11,7 @@ only part of it). Quantised formats pick their own fitted curve ("gemm kind").
 from __future__ import annotations
 
 from tokenfab.cost.chip_cost import ChipCost, KernelWork
+from tokenfab.cost.onchip import GemmShape, gemm_traffic_bytes
 from tokenfab.cost.result import OpCost
 from tokenfab.units import bytes_per_element
 
@@ -41,24 +43,30 @@ def gemm_kind(cc: ChipCost, act_dtype: str, weight_dtype: str, variant: str = ""
 
 def gemm_work(
     cc: ChipCost, m: int, n: int, k: int, act_dtype: str = "bf16", weight_dtype: str | None = None, variant: str = "",
+    weights_on_chip: bool = False,
 ) -> KernelWork:
-    """FLOPs, DRAM bytes, peak and work units of a GEMM: everything but the fitted efficiencies."""
+    """FLOPs, DRAM bytes, peak and work units of a GEMM: everything but the fitted efficiencies.
+
+    `weights_on_chip`: W is held in on-chip memory across steps (a deployment whose weights fit)."""
     weight_dtype = weight_dtype or act_dtype
     kind, compute = gemm_kind(cc, act_dtype, weight_dtype, variant)
     out_bytes = 4.0 if act_dtype in ("fp32", "tf32") else 2.0
     a_bytes = bytes_per_element(act_dtype) if act_dtype in _SIXTEEN_BIT or cc.supports(act_dtype) else 2.0
     flops = 2.0 * m * n * k
-    dram = m * k * a_bytes + k * n * bytes_per_element(weight_dtype) + m * n * out_bytes
+    shape = GemmShape(m, n, k, a_bytes, bytes_per_element(weight_dtype), out_bytes, weights_on_chip)
+    dram, onchip = gemm_traffic_bytes(m, n, k, a_bytes, shape.w_bytes, out_bytes, cc.onchip.capacity_bytes, weights_on_chip)
     work = min(m, TILE) * n / (TILE * TILE)
-    return KernelWork(flops, dram, cc.peak(compute), work, kind)
+    return KernelWork(flops, dram, cc.peak(compute), work, kind, onchip, shape)
 
 
 def estimate_gemm(
     cc: ChipCost, m: int, n: int, k: int, act_dtype: str = "bf16", weight_dtype: str | None = None,
-    *, variant: str = "", warm_cache: bool = False, op: str = "gemm",
+    *, variant: str = "", warm_cache: bool = False, op: str = "gemm", weights_on_chip: bool = False,
 ) -> OpCost:
     """Time of one GEMM on one device. `warm_cache` models a microbenchmark that re-runs the
-    same operands (they may stay in on-chip cache); a model's forward pass is never warm."""
-    w = gemm_work(cc, m, n, k, act_dtype, weight_dtype, variant)
+    same operands (they may stay in on-chip cache); a model's forward pass is never warm, but
+    may hold its weights on chip (`weights_on_chip`)."""
+    w = gemm_work(cc, m, n, k, act_dtype, weight_dtype, variant, weights_on_chip)
     params, source = cc.resolved.gemm(w.kind)
-    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)
+    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache, w.onchip_bytes,
+                         w.shape)

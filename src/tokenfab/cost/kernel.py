@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tokenfab.cost.onchip import memory_time_s
 from tokenfab.errors import InvalidInputError
 
 
@@ -65,17 +66,20 @@ def occupancy(work_units: float, half_units: float) -> float:
 def kernel_time_s(
     flops: float, dram_bytes: float, peak_flop_per_s: float, bandwidth_bytes_per_s: float,
     params: KernelParams, work_units: float, compute_units: float, cache_bytes: float = 0.0,
+    onchip_bytes: float = 0.0, onchip_bandwidth_bytes_per_s: float = 0.0,
 ) -> tuple[float, float]:
     """(time, roofline) of one kernel on a chip with `compute_units` SMs/cores.
 
     `cache_bytes` > 0 means a warm benchmark whose working set may stay in `cache_bytes` of
-    on-chip memory (never used for a model's forward pass, where weights stream from DRAM).
+    on-chip memory (the fitted cache factor). `onchip_bytes` are bytes of data a model holds
+    on chip across steps (pinned weights, a KV cache that fits), read at the on-chip bandwidth
+    (see `tokenfab.cost.onchip`); without them the memory term is DRAM bytes / bandwidth.
     """
     bw = bandwidth_bytes_per_s
     if cache_bytes > 0.0 and dram_bytes <= params.cache_capacity_frac * cache_bytes:
         bw *= params.cache_bw_factor
     t_c = flops / peak_flop_per_s
-    t_m = dram_bytes / bw
+    t_m = memory_time_s(dram_bytes, onchip_bytes, bw, onchip_bandwidth_bytes_per_s)
     roofline = max(t_c, t_m)
     u = occupancy(work_units, params.half_occupancy_per_unit * compute_units)
     a = t_c / (params.compute_eff * u) if t_c > 0 else 0.0

@@ -8,9 +8,12 @@ written by `tokenfab.calibrate` from measurements, never edited by hand.
 A chip uses, in this order: its own profile (provenance 'fitted'); the profile of the
 measured chip its spec names as `efficiency_reference` ('inherited', e.g. H20 from
 H100: same silicon family); or the 'generic' profile, fitted on all measured chips
-together ('generic'). Every cost result carries this provenance so users know how far
-to trust it. Efficiencies are fractions of the chip's OWN peaks, so an inherited
-profile is automatically scaled by the chip's FLOP/s and bandwidths.
+together ('generic'). The order holds per kernel class: a chip measured only for some
+classes (H20: FP8 block GEMMs and attention, no bf16 GEMM) takes each missing class from
+its reference before the generic fit, and every cost result names the layer its curve
+came from, so users know how far to trust it. Efficiencies are fractions of the chip's
+OWN peaks, so an inherited profile is automatically scaled by the chip's FLOP/s and
+bandwidths.
 """
 
 from __future__ import annotations
@@ -63,29 +66,43 @@ class EfficiencyProfile:
     gemm: dict[str, KernelParams]
     attention_prefill: dict[str, KernelParams]
     attention_decode: dict[str, KernelParams]
-    elementwise: KernelParams
+    elementwise: KernelParams | None  # None: not measured and no GEMM to derive it from
     collectives: dict[str, dict[int, CollectiveParams]] = field(default_factory=dict)  # name -> group size -> fit
     fit_quality: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ResolvedProfile:
-    """The profile a chip uses, the generic fallback, and how it was chosen."""
+    """The profile a chip uses, the fallbacks behind it, and how it was chosen.
+
+    `reference` is the efficiency_reference's profile when the chip has a profile of its own
+    (per-class fallback); None otherwise.
+    """
 
     profile: EfficiencyProfile
     generic: EfficiencyProfile
     provenance: Provenance
     compute_units: float
     note: str
+    reference: EfficiencyProfile | None = None
+
+    def layers(self) -> list[tuple[EfficiencyProfile, str]]:
+        """(profile, provenance) in resolution order."""
+        out = [(self.profile, self.provenance)]
+        if self.reference is not None:
+            out.append((self.reference, "inherited"))
+        if self.generic is not self.profile:
+            out.append((self.generic, GENERIC))
+        return out
 
     def _pick(self, table: str, key: str, fallback_key: str) -> tuple[KernelParams, str]:
-        own = getattr(self.profile, table)
-        if key in own:
-            return own[key], self.provenance
-        gen = getattr(self.generic, table)
-        if key in gen:
-            return gen[key], GENERIC
-        return own.get(fallback_key) or gen[fallback_key], self.provenance
+        for prof, source in self.layers():
+            if key in getattr(prof, table):
+                return getattr(prof, table)[key], source
+        for prof, source in self.layers():  # a kind nobody measured: the 16-bit curve of the nearest layer
+            if fallback_key in getattr(prof, table):
+                return getattr(prof, table)[fallback_key], source
+        raise DataFileError(f"no profile layer of {self.profile.name} has {table}.{fallback_key}")
 
     def gemm(self, kind: str) -> tuple[KernelParams, str]:
         return self._pick("gemm", kind, "bf16")
@@ -94,12 +111,24 @@ class ResolvedProfile:
         table = "attention_prefill" if phase == "prefill" else "attention_decode"
         return self._pick(table, kv_kind, "bf16")
 
+    def elementwise(self) -> tuple[KernelParams, str]:
+        """Streaming-kernel curve of the first layer that has one."""
+        for prof, source in self.layers():
+            if prof.elementwise is not None:
+                return prof.elementwise, source
+        raise DataFileError(f"no profile layer of {self.profile.name} has an elementwise curve")
+
+    def has_collective(self, name: str) -> bool:
+        return any(name in prof.collectives for prof, _ in self.layers())
+
     def collective(self, name: str, num_devices: int) -> tuple[CollectiveParams, str]:
         """Fitted parameters for `name` among `num_devices`: the fit for that group size, else the
-        largest measured size below it (the algorithm NCCL picks changes with size, e.g. NVLS at 8)."""
-        if name in self.profile.collectives:
-            return nearest_group(self.profile.collectives[name], num_devices), self.provenance
-        return nearest_group(self.generic.collectives[name], num_devices), GENERIC
+        largest measured size below it (the algorithm NCCL picks changes with size, e.g. NVLS at 8),
+        from the first layer that measured this collective."""
+        for prof, source in self.layers():
+            if name in prof.collectives:
+                return nearest_group(prof.collectives[name], num_devices), source
+        raise DataFileError(f"no profile layer of {self.profile.name} has a fit for collective {name}")
 
 
 def nearest_group(by_size: dict[int, CollectiveParams], num_devices: int) -> CollectiveParams:
@@ -130,7 +159,7 @@ def profile_from_dict(data: dict, where: str = "") -> EfficiencyProfile:
             gemm={k: _kernel(v, f"{where} gemm.{k}") for k, v in data.get("gemm", {}).items()},
             attention_prefill={k: _kernel(v, where) for k, v in data.get("attention_prefill", {}).items()},
             attention_decode={k: _kernel(v, where) for k, v in data.get("attention_decode", {}).items()},
-            elementwise=_kernel(data["elementwise"], f"{where} elementwise"),
+            elementwise=_kernel(data["elementwise"], f"{where} elementwise") if data.get("elementwise") else None,
             collectives={
                 name: {int(n): CollectiveParams(**{f: float(v[f]) for f in CollectiveParams.__dataclass_fields__})
                        for n, v in by_size.items()}
@@ -151,7 +180,7 @@ def load_profile(name: str) -> EfficiencyProfile | None:
     return profile_from_dict(read_yaml(path), str(path))
 
 
-def _units(chip: ChipSpec, ref: EfficiencyProfile) -> float:
+def chip_compute_units(chip: ChipSpec, ref: EfficiencyProfile) -> float:
     """Compute units of `chip`; without a spec'd count, scale the reference's by bf16 peak."""
     if chip.num_compute_units is not None:
         return chip.num_compute_units.value
@@ -168,14 +197,17 @@ def resolve_profile(chip: ChipSpec, profile_path: str | None = None) -> Resolved
         own = load_profile(profile_path)
         if own is None:
             raise DataFileError(f"efficiency profile {profile_path} does not exist")
-        return ResolvedProfile(own, generic, "fitted", _units(chip, own), f"calibrated profile {profile_path}")
+        return ResolvedProfile(own, generic, "fitted", chip_compute_units(chip, own), f"calibrated profile {profile_path}")
     own = load_profile(chip.name)
+    ref = load_profile(chip.efficiency_reference) if chip.efficiency_reference else None
     if own is not None:
-        return ResolvedProfile(own, generic, "fitted", _units(chip, own), f"fitted on {chip.name} measurements")
+        note = f"fitted on {chip.name} measurements"
+        if ref is not None:
+            note += f"; kernel classes not measured on it inherited from {chip.efficiency_reference}"
+        return ResolvedProfile(own, generic, "fitted", chip_compute_units(chip, own), note, reference=ref)
     if chip.efficiency_reference:
-        ref = load_profile(chip.efficiency_reference)
         if ref is not None:
             note = f"inherited from {chip.efficiency_reference}: {chip.efficiency_reference_reason}"
-            return ResolvedProfile(ref, generic, "inherited", _units(chip, ref), note)
+            return ResolvedProfile(ref, generic, "inherited", chip_compute_units(chip, ref), note)
     note = "generic default fitted on all measured chips (no measurements of this chip or its family)"
-    return ResolvedProfile(generic, generic, "generic", _units(chip, generic), note)
+    return ResolvedProfile(generic, generic, "generic", chip_compute_units(chip, generic), note)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Bound = Literal["compute", "memory", "network", "latency"]
+Bound = Literal["compute", "memory", "sram", "network", "latency"]  # sram: data held on chip
 
 _ROOFLINE_TOLERANCE = 1e-9
 
@@ -31,14 +31,19 @@ class OpCost:
     bound: Bound
     roofline_s: float
     source: str
+    onchip_bytes: float = 0.0  # bytes read from data held on chip (pinned weights, resident KV), not in `bytes`
 
     def __post_init__(self) -> None:
         if self.time_s < self.roofline_s * (1.0 - _ROOFLINE_TOLERANCE):
             raise RooflineViolation(f"{self.op}: {self.time_s:.3e} s is below its roofline {self.roofline_s:.3e} s")
 
 
-def classify_bound(compute_s: float, memory_s: float, launch_s: float) -> Bound:
-    """Which limit dominates a kernel's time."""
-    if launch_s > max(compute_s, memory_s):
+def classify_bound(compute_s: float, memory_s: float, launch_s: float, onchip_s: float = 0.0) -> Bound:
+    """Which limit dominates a kernel's time (`onchip_s`: all bytes through the on-chip level
+    when the kernel reads data held there; 'sram' when that, not DRAM, is the memory limit)."""
+    mem = max(memory_s, onchip_s)
+    if launch_s > max(compute_s, mem):
         return "latency"
-    return "compute" if compute_s >= memory_s else "memory"
+    if compute_s >= mem:
+        return "compute"
+    return "sram" if onchip_s > memory_s else "memory"

@@ -17,11 +17,19 @@ from tokenfab.cost.chip_cost import ChipCost
 from tokenfab.cost.collectives import estimate_collective
 from tokenfab.cost.elementwise import activation_bytes, estimate_elementwise, norm_bytes, rotary_bytes
 from tokenfab.cost.gemm import estimate_gemm, gemm_kind
+from tokenfab.cost.linear_attention import estimate_dsa_indexer, estimate_linear_attention
+from tokenfab.cost.onchip import NO_RESIDENCY, ResidencyPlan
 from tokenfab.cost.result import OpCost
 from tokenfab.execution.config import ParallelConfig, PrecisionConfig
 from tokenfab.hardware.spec import SystemSpec
 from tokenfab.units import bytes_per_element
 from tokenfab.workload.spec import AttentionSpec, FFNSpec, LayerGroup
+
+
+# Query chunks up to this length over a longer cached context run MLA in the absorbed (decode) form,
+# as vLLM's and SGLang's MLA backends do for speculative verify steps (FlashMLA packs the q tokens of a
+# sequence as extra heads over one read of the latent cache); longer chunks decompress K/V (prefill form).
+MLA_ABSORBED_MAX_Q = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +63,22 @@ class LayerCoster:
         self.cc, self.system, self.par, self.prec, self.hidden = cc, system, par, prec, hidden
         self.act_bytes = bytes_per_element(prec.activations)
         self.kv_dtype, self.act_dtype = prec.kv, prec.activations
+        self.residency: ResidencyPlan = NO_RESIDENCY  # what the deployment holds on chip (set by StepModel)
         self._gemm_cache: dict[tuple, OpCost] = {}
         self._comm_cache: dict[tuple, OpCost] = {}
         self._elem_cache: dict[tuple, OpCost] = {}
 
-    def gemm(self, op: str, m: int, n: int, k: int, *, weights: bool = True) -> OpCost:
-        """A GEMM against weights (quantised per the precision config) or between activations."""
-        key = (op, m, n, k, weights)
+    def gemm(self, op: str, m: int, n: int, k: int, *, weights: bool = True, stored: bool | None = None) -> OpCost:
+        """A GEMM against weights (quantised per the precision config) or between activations;
+        `stored` (default: `weights`) says whether W is a stored weight (16-bit ones like the LM head
+        included) that the deployment may hold on chip."""
+        stored = weights if stored is None else stored
+        key = (op, m, n, k, weights, stored)
         hit = self._gemm_cache.get(key)
         if hit is None:
             w = self.prec.weights if weights else self.act_dtype
-            hit = estimate_gemm(self.cc, m, n, k, self.prec.dtype, w, op=op)
+            hit = estimate_gemm(self.cc, m, n, k, self.prec.dtype, w, op=op,
+                                weights_on_chip=stored and self.residency.weights_on_chip)
             self._gemm_cache[key] = hit
         return hit
 
@@ -83,7 +96,7 @@ class LayerCoster:
         hit = self._comm_cache.get(key)
         if hit is None:
             hit = estimate_collective(self.cc, self.system, name, devices, message_bytes, op=op)
-            oneshot = "all_reduce_oneshot" in self.cc.resolved.profile.collectives
+            oneshot = self.cc.resolved.has_collective("all_reduce_oneshot")
             if name == "all_reduce" and oneshot and devices <= self.system.chips_per_node:
                 alt = estimate_collective(self.cc, self.system, "all_reduce", devices, message_bytes, op=op,
                                           implementation="oneshot")
@@ -115,10 +128,14 @@ class LayerCoster:
         if attn.kind == "mla":
             yield from self._mla_ops(attn, batch, with_core)
             return
+        if attn.kind == "linear":
+            yield from self._linear_ops(attn, batch, with_core)
+            return
         tp, t = self.par.tp, batch.num_tokens
         heads = attn.num_heads // tp
         kv_heads = max(1, attn.num_kv_heads // tp)
-        yield self.gemm("attn.qkv_proj", t, (heads * attn.head_dim + kv_heads * (attn.head_dim + attn.v_head_dim)), self.hidden)
+        q_width = heads * attn.head_dim * (2 if attn.output_gate else 1)  # gated attention projects the gate with q
+        yield self.gemm("attn.qkv_proj", t, (q_width + kv_heads * (attn.head_dim + attn.v_head_dim)), self.hidden)
         yield self.elementwise("attn.rotary", rotary_bytes(t, heads, kv_heads, attn.rotary_dim, self.act_bytes))
         if with_core:
             yield from self.core_attention_ops(attn, batch)
@@ -131,15 +148,31 @@ class LayerCoster:
         if attn.kind == "mla":
             yield from self._mla_core_ops(attn, batch, heads)
             return
+        if attn.kind == "linear":
+            yield from self._linear_core_ops(attn, batch, heads)
+            return
         kv_heads = max(1, attn.num_kv_heads // self.par.tp)
         for n, q, kv in batch.prefill:
             yield estimate_prefill_attention(self.cc, n, q, kv, heads, kv_heads, attn.head_dim, attn.v_head_dim,
                                              self.act_dtype, self.kv_dtype, window=attn.sliding_window_tokens,
                                              op="attn.core")
         if batch.num_decode:
-            yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, heads, kv_heads,
-                                            attn.head_dim, attn.v_head_dim, self.kv_dtype,
-                                            window=attn.sliding_window_tokens, op="attn.core", act_dtype=self.act_dtype)
+            yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, **self.decode_core_args(attn),
+                                            op="attn.core", kv_on_chip=self._kv_on_chip(batch))
+
+    def decode_core_args(self, attn: AttentionSpec) -> dict | None:
+        """Arguments of the decode attention core of one layer (shared by the scalar and vectorised paths);
+        None when the core is not one decode-attention kernel (linear attention; DSA's indexer + top-k core)."""
+        if attn.kind == "linear" or attn.index_topk_tokens:
+            return None
+        heads = attn.num_heads // self.par.tp
+        if attn.kind == "mla":
+            kv_rank, rope = int(attn.kv_lora_rank), int(attn.qk_rope_head_dim or 0)
+            return dict(num_heads=heads, num_kv_heads=1, head_dim=kv_rank + rope, v_head_dim=kv_rank,
+                        kv_dtype=self.kv_dtype, latent_dim=kv_rank + rope, act_dtype=self.act_dtype)
+        return dict(num_heads=heads, num_kv_heads=max(1, attn.num_kv_heads // self.par.tp), head_dim=attn.head_dim,
+                    v_head_dim=attn.v_head_dim, kv_dtype=self.kv_dtype, window=attn.sliding_window_tokens,
+                    act_dtype=self.act_dtype)
 
     def _mla_ops(self, attn: AttentionSpec, batch: StepBatch, with_core: bool) -> Iterator[OpCost]:
         """DeepSeek MLA: latent projections on all tokens; prefill decompresses K/V and runs MHA,
@@ -159,20 +192,68 @@ class LayerCoster:
             b = batch.num_decode
             yield self.gemm("attn.q_absorb", b, heads * kv_rank, nope)
             yield self.gemm("attn.v_absorb", b, heads * attn.v_head_dim, kv_rank)
+        if attn.index_head_dim:  # DSA indexer projections (replicated: one shared key, few heads)
+            yield self.gemm("attn.indexer_proj", t, int(attn.index_num_heads or 1) * (attn.index_head_dim + 1) + attn.index_head_dim,
+                            attn.q_lora_rank or h)
         if with_core:
             yield from self._mla_core_ops(attn, batch, heads)
         yield self.gemm("attn.o_proj", t, h, heads * attn.v_head_dim)
 
     def _mla_core_ops(self, attn: AttentionSpec, batch: StepBatch, heads: int) -> Iterator[OpCost]:
+        """MLA core; with DSA the core attends only the indexer's top-k tokens and the indexer scans the context."""
         nope, rope, kv_rank = int(attn.qk_nope_head_dim), int(attn.qk_rope_head_dim or 0), int(attn.kv_lora_rank)
+        topk = attn.index_topk_tokens
         for n, q, kv in batch.prefill:
+            if q <= MLA_ABSORBED_MAX_Q < kv:  # speculative verify: absorbed like decode, q tokens packed as heads
+                yield self.gemm("attn.q_absorb", n * q, heads * kv_rank, nope)
+                yield self.gemm("attn.v_absorb", n * q, heads * attn.v_head_dim, kv_rank)
+                yield estimate_decode_attention(self.cc, n, float(kv), heads * q, 1, kv_rank + rope, kv_rank, self.kv_dtype,
+                                                window=topk, latent_dim=kv_rank + rope, op="attn.core",
+                                                act_dtype=self.act_dtype)
+                if topk:
+                    yield estimate_dsa_indexer(self.cc, n, q, kv, int(attn.index_num_heads or 1), int(attn.index_head_dim),
+                                               self.kv_dtype)
+                continue
             yield self.gemm("attn.kv_up", n * kv, heads * (nope + attn.v_head_dim), kv_rank)
             yield estimate_prefill_attention(self.cc, n, q, kv, heads, heads, nope + rope, attn.v_head_dim,
-                                             self.act_dtype, self.act_dtype, op="attn.core")
+                                             self.act_dtype, self.act_dtype, window=topk, op="attn.core")
+            if topk:
+                yield estimate_dsa_indexer(self.cc, n, q, kv, int(attn.index_num_heads or 1), int(attn.index_head_dim),
+                                           self.kv_dtype)
         if batch.num_decode:
             yield estimate_decode_attention(self.cc, batch.num_decode, batch.decode_kv_len, heads, 1, kv_rank + rope,
-                                            kv_rank, self.kv_dtype, latent_dim=kv_rank + rope, op="attn.core",
-                                            act_dtype=self.act_dtype)
+                                            kv_rank, self.kv_dtype, window=topk, latent_dim=kv_rank + rope,
+                                            op="attn.core", act_dtype=self.act_dtype, kv_on_chip=self._kv_on_chip(batch))
+            if topk:
+                yield estimate_dsa_indexer(self.cc, batch.num_decode, 1, batch.decode_kv_len,
+                                           int(attn.index_num_heads or 1), int(attn.index_head_dim), self.kv_dtype)
+
+    def _linear_ops(self, attn: AttentionSpec, batch: StepBatch, with_core: bool) -> Iterator[OpCost]:
+        """Gated DeltaNet: fused in-projection (q, k, v, output gate z, beta, alpha), causal conv, the
+        recurrent core, gated RMSNorm, out-projection. Heads split over TP like attention heads."""
+        tp, t = self.par.tp, batch.num_tokens
+        heads, key_heads = attn.num_heads // tp, max(1, attn.num_kv_heads // tp)
+        key_dim, value_dim = key_heads * attn.head_dim, heads * attn.v_head_dim
+        yield self.gemm("attn.linear_in_proj", t, 2 * key_dim + 2 * value_dim + 2 * heads, self.hidden)
+        conv = (2 * key_dim + value_dim) * max(1, attn.conv_kernel_size)
+        yield self.elementwise("attn.linear_conv", t * (2 * key_dim + value_dim) * 2.0 * self.act_bytes + conv * 2.0)
+        if with_core:
+            yield from self._linear_core_ops(attn, batch, heads)
+        yield self.elementwise("attn.linear_norm", t * value_dim * 3.0 * self.act_bytes)
+        yield self.gemm("attn.o_proj", t, self.hidden, value_dim)
+
+    def _linear_core_ops(self, attn: AttentionSpec, batch: StepBatch, heads: int) -> Iterator[OpCost]:
+        key_heads = max(1, attn.num_kv_heads // self.par.tp)
+        for n, q, _kv in batch.prefill:
+            yield estimate_linear_attention(self.cc, "prefill", n, q, heads, key_heads, attn.head_dim, attn.v_head_dim,
+                                            self.act_dtype, op="attn.core")
+        if batch.num_decode:
+            yield estimate_linear_attention(self.cc, "decode", batch.num_decode, 1, heads, key_heads, attn.head_dim,
+                                            attn.v_head_dim, self.act_dtype, op="attn.core")
+
+    def _kv_on_chip(self, batch: StepBatch) -> bool:
+        """Whether the decode sequences' KV cache (all layers of the stage) is held on chip."""
+        return self.residency.kv_on_chip(batch.num_decode * batch.decode_kv_len)
 
     def dense_ffn_ops(self, ffn: FFNSpec, tokens: int, width: int | None = None, prefix: str = "mlp") -> Iterator[OpCost]:
         width = (width if width is not None else ffn.intermediate_size) // self.par.tp

@@ -50,16 +50,26 @@ class MemoryModel:
     """Footprint of a deployment per device as a function of the tokens it holds."""
 
     def __init__(self, model: ModelSpec, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig,
-                 memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, kv_free_memory_frac: float | None = None):
-        """`kv_free_memory_frac` switches to TensorRT-LLM's policy: the KV cache gets that fraction of the
-        memory left after weights and activations (its kv_cache_free_gpu_mem_fraction, default 0.9),
-        instead of everything below `memory_utilization_frac` of the device (vLLM's policy)."""
+                 memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, kv_free_memory_frac: float | None = None,
+                 static_memory_frac: float | None = None):
+        """KV-cache sizing follows one engine policy: by default vLLM's (the whole process below
+        `memory_utilization_frac` of the device); `kv_free_memory_frac`: TensorRT-LLM's (the KV cache gets that
+        fraction of the memory left after weights and activations, its free_gpu_memory_fraction, default 0.9);
+        `static_memory_frac`: SGLang's (weights plus the KV pool take that fraction of the device,
+        mem_fraction_static; activations live in the rest)."""
         self.model, self.par, self.prec = model, par, prec
-        self.capacity = system.chip.memory_capacity_bytes
+        self.capacity = system.chip.device_memory_bytes
         self.usable = self.capacity * memory_utilization_frac
         self.kv_free_memory_frac = kv_free_memory_frac
+        self.static_memory_frac = static_memory_frac
         self.weights_bytes = self._weights()
-        self.kv_bytes_per_token = self._kv_per_token()
+        self._kv_scale = bytes_per_element(prec.kv) * layers_per_stage(model.num_layers, par.pp) / model.num_layers
+        self.kv_growing_bytes_per_token = self._kv_per_token()  # layers that keep every token of the context
+        self.window_layers = self._window_layers()
+        self.state_bytes_per_sequence = self._state_per_sequence()
+        # every attention layer's KV for every token: what a paged pool without window eviction reserves
+        # (the serving simulator's figure; `kv_bytes_per_token_at` gives the window-aware one)
+        self.kv_bytes_per_token = self.kv_growing_bytes_per_token + sum(b for _, b in self.window_layers)
 
     def _weights(self) -> float:
         m, par = self.model, self.par
@@ -89,18 +99,42 @@ class MemoryModel:
         return frac * (linear * wb + other * half) + embed_and_head * half
 
     def _kv_per_token(self) -> float:
-        kvb = bytes_per_element(self.prec.kv)
+        """Bytes per cached token of the layers that keep every token (full attention, MLA, DSA keys)."""
+        return sum(g.num_layers * self._kv_elems(g.attention) for g in self.model.layers
+                   if g.attention.sliding_window_tokens is None) * self._kv_scale
+
+    def _kv_elems(self, attn) -> float:
+        if attn.kind == "mha":
+            index = int(attn.index_head_dim or 0)
+            return max(1, attn.num_kv_heads // self.par.tp) * (attn.head_dim + attn.v_head_dim) + index
+        return attn.kv_cache_elements_per_token()  # MLA latent (replicated on TP ranks); 0 for linear layers
+
+    def _window_layers(self) -> list[tuple[int, float]]:
+        """(window tokens, bytes per cached token) of the sliding-window layers: each holds at most its window."""
+        return [(int(g.attention.sliding_window_tokens), g.num_layers * self._kv_elems(g.attention) * self._kv_scale)
+                for g in self.model.layers if g.attention.sliding_window_tokens is not None]
+
+    def _state_per_sequence(self) -> float:
+        """Linear-attention layers: recurrent state (fp32, as Qwen3-Next/3.5 keep it) plus the convolution
+        window (activation format) per sequence, split over TP like the heads."""
         per_stage = layers_per_stage(self.model.num_layers, self.par.pp) / self.model.num_layers
+        act = bytes_per_element(self.prec.activations)
         total = 0.0
         for g in self.model.layers:
-            attn = g.attention
-            if attn.kind == "mla":
-                elems = attn.kv_cache_elements_per_token()
-            else:
-                kv_dev = max(1, attn.num_kv_heads // self.par.tp)
-                elems = kv_dev * (attn.head_dim + attn.v_head_dim)
-            total += g.num_layers * elems
-        return total * kvb * per_stage
+            state, conv = g.attention.state_elements_per_sequence()
+            total += g.num_layers * (state * 4.0 + conv * act) / self.par.tp
+        return total * per_stage
+
+    def kv_bytes(self, context_len: float, num_sequences: int) -> float:
+        """Per-device cache bytes of `num_sequences` sequences of `context_len` tokens: full layers grow with the
+        context, sliding-window layers stop at their window, linear layers keep a fixed state per sequence."""
+        windowed = sum(b * min(context_len, w) for w, b in self.window_layers)
+        return num_sequences * (context_len * self.kv_growing_bytes_per_token + windowed + self.state_bytes_per_sequence)
+
+    def kv_bytes_per_token_at(self, context_len: float) -> float:
+        """Mean cache bytes per token for sequences of `context_len` tokens (what a KV pool should divide by:
+        tends to `kv_growing_bytes_per_token` for contexts far beyond the windows)."""
+        return self.kv_bytes(context_len, 1) / context_len if context_len > 0 else self.kv_bytes_per_token
 
     def activations_bytes(self, prefill_tokens: int, num_sequences: int) -> float:
         """Peak transient memory of a prefill step: the widest intermediate plus logits."""
@@ -117,30 +151,52 @@ class MemoryModel:
         return prefill_tokens * per_token + logits
 
     def footprint(self, tokens_in_cache: float, prefill_tokens: int, num_sequences: int) -> MemoryFootprint:
-        """Per-device memory holding `tokens_in_cache` KV tokens (the replica's whole batch)."""
+        """Per-device memory holding `tokens_in_cache` KV tokens (the replica's whole batch of
+        `num_sequences` equally long sequences)."""
+        seqs = max(1, num_sequences)
         return MemoryFootprint(
-            self.weights_bytes, tokens_in_cache * self.kv_bytes_per_token,
+            self.weights_bytes, self.kv_bytes(tokens_in_cache / seqs, seqs) if tokens_in_cache > 0 else 0.0,
             self.activations_bytes(prefill_tokens, num_sequences), self.capacity, self.usable,
         )
 
-    def kv_capacity_tokens(self, prefill_tokens: int = 0, num_sequences: int = 0) -> int:
-        """KV tokens that fit beside the weights (and one step's activations) on each device."""
-        if self.kv_free_memory_frac is not None:
+    def kv_capacity_tokens(self, prefill_tokens: int = 0, num_sequences: int = 0, context_len: float | None = None) -> int:
+        """KV tokens that fit beside the weights (and one step's activations) on each device. With
+        `context_len`, tokens are costed at `kv_bytes_per_token_at(context_len)` (sliding-window and linear
+        layers amortised over sequences of that length); without it, at every layer's full per-token cost."""
+        if self.static_memory_frac is not None:
+            free = self.static_memory_frac * self.capacity - self.weights_bytes
+        elif self.kv_free_memory_frac is not None:
             left = self.capacity - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
             free = self.kv_free_memory_frac * left
         else:
             free = self.usable - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
-        return max(0, math.floor(free / self.kv_bytes_per_token)) if self.kv_bytes_per_token > 0 else 0
+        per_token = self.kv_bytes_per_token_at(context_len) if context_len else self.kv_bytes_per_token
+        return max(0, math.floor(free / per_token)) if per_token > 0 else 0
+
+    def ledger(self, prefill_tokens: int = 0, num_sequences: int = 0) -> dict[str, float]:
+        """Where each device's memory goes under this engine policy (bytes): weights, activations and
+        workspace of the largest step, the KV cache the policy allocates, and what the policy leaves unused
+        (the engine's headroom for CUDA graphs, the runtime and fragmentation)."""
+        kv = self.kv_capacity_tokens(prefill_tokens, num_sequences) * self.kv_bytes_per_token
+        act = self.activations_bytes(prefill_tokens, num_sequences)
+        return {"capacity": self.capacity, "weights": self.weights_bytes, "activations": act, "kv_cache": kv,
+                "unused": max(0.0, self.capacity - self.weights_bytes - act - kv)}
 
     def max_batch(self, input_len: int, output_len: int, dp: int = 1) -> int:
-        """Largest static batch (over all replicas) whose prompts and outputs fit."""
-        lo, hi = 0, 1
-        while hi < 1 << 24 and self.footprint(hi * (input_len + output_len), hi * input_len, hi).fits:
-            lo, hi = hi, hi * 2
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self.footprint(mid * (input_len + output_len), mid * input_len, mid).fits:
-                lo = mid
-            else:
-                hi = mid
-        return lo * dp
+        """Largest static batch (over all replicas) whose prompts and outputs fit.
+
+        The footprint is affine in the batch (weights + b x (KV, activations and logits of one request)), so
+        the bound is solved directly and checked against `footprint` (one step either way absorbs rounding)."""
+        base = self.footprint(0, 0, 0).total_bytes
+        one = self.footprint(input_len + output_len, input_len, 1).total_bytes - base
+        if one <= 0:
+            return (1 << 24) * dp
+        b = max(0, min(1 << 24, math.floor((self.usable - base) / one)))
+        while b > 0 and not self._fits(b, input_len, output_len):
+            b -= 1
+        while b < 1 << 24 and self._fits(b + 1, input_len, output_len):
+            b += 1
+        return b * dp
+
+    def _fits(self, batch: int, input_len: int, output_len: int) -> bool:
+        return self.footprint(batch * (input_len + output_len), batch * input_len, batch).fits

@@ -26,9 +26,13 @@ class PowerModel:
         self.tdp_w = max(chip.power.tdp_w.value, self.idle_w)
         self.peak = cc.peak("bf16")
         self.bandwidth = cc.bandwidth_bytes_per_s
+        self.onchip_bandwidth = cc.onchip.bandwidth_bytes_per_s
 
     def op_power_w(self, row: _Row) -> float:
         if row.time_s <= 0:
             return self.idle_w
         activity = max(row.flops / (self.peak * row.time_s), row.bytes / (self.bandwidth * row.time_s))
+        onchip = getattr(row, "onchip_bytes", 0.0)  # data held on chip keeps the memory system as busy
+        if onchip > 0.0:
+            activity = max(activity, (row.bytes + onchip) / (self.onchip_bandwidth * row.time_s))
         return self.idle_w + (self.tdp_w - self.idle_w) * min(1.0, activity)

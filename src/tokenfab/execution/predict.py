@@ -17,6 +17,7 @@ import numpy as np
 from tokenfab.errors import InvalidInputError
 from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.memory import MemoryFootprint, MemoryModel
+from tokenfab.execution.speculative import SpeculativeModel
 from tokenfab.execution.step import OpTotal, StepModel
 
 MAX_DECODE_SAMPLES = 33
@@ -48,6 +49,7 @@ class PredictResult:
     efficiency_source: str
     efficiency_note: str
     breakdown: list[dict] = field(default_factory=list)
+    speculative: dict | None = None
 
     @property
     def fits(self) -> bool:
@@ -73,6 +75,7 @@ class PredictResult:
             "efficiency_source": self.efficiency_source,
             "efficiency_note": self.efficiency_note,
             "breakdown": self.breakdown,
+            **({"speculative": self.speculative} if self.speculative is not None else {}),
         }
 
 
@@ -99,8 +102,21 @@ def _breakdown_rows(totals: dict[str, OpTotal], phase: str, scale: float, cc_pea
     return rows
 
 
-def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len: int, output_len: int) -> PredictResult:
-    """Predict a static batch on the deployment described by `sm` (see module doc)."""
+def dominant_source(rows: list[dict], default: str) -> str:
+    """The efficiency source behind most of the predicted time. A chip with a partial profile of its
+    own (H20: only FP8 block GEMMs and attention measured) runs most bf16 kernels on inherited
+    curves, and the result must say so rather than 'fitted'."""
+    weight: dict[str, float] = {}
+    for r in rows:
+        if r["source"] in ("fitted", "inherited", "generic"):
+            weight[r["source"]] = weight.get(r["source"], 0.0) + r["time_s"]
+    return max(weight, key=weight.get) if weight else default
+
+
+def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len: int, output_len: int,
+                          spec: SpeculativeModel | None = None) -> PredictResult:
+    """Predict a static batch on the deployment described by `sm` (see module doc); with `spec`, decoding
+    runs speculative iterations (see `tokenfab.execution.speculative`)."""
     if batch < 1 or input_len < 1 or output_len < 1:
         raise InvalidInputError(f"batch, input length and output length must be >= 1 (got {batch}, {input_len}, {output_len})")
     if input_len + output_len > sm.model.max_position_embeddings:
@@ -111,29 +127,69 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
     per_replica = math.ceil(batch / par.dp)
     prefill = sm.step(StepBatch(prefill=((per_replica, input_len, input_len),)))
     contexts = decode_contexts(input_len, output_len)
-    decode_steps = [sm.step(StepBatch(num_decode=per_replica, decode_kv_len=float(c))) for c in contexts]
     steps = output_len - 1
-    if decode_steps:
-        times = np.array([s.time_s for s in decode_steps])
-        energies = np.array([s.energy_j for s in decode_steps])
-        mean_t = float(np.trapezoid(times, contexts) / (contexts[-1] - contexts[0])) if len(times) > 1 else float(times[0])
-        mean_e = float(np.trapezoid(energies, contexts) / (contexts[-1] - contexts[0])) if len(times) > 1 else float(energies[0])
+    ttft, prefill_e = prefill.time_s, prefill.energy_j
+    if spec is None:
+        times, energies = sm.decode_times(per_replica, contexts) if len(contexts) else ([], [])
+        mean_t, mean_e = _trapezoid_means(contexts, list(times), list(energies))
+        decode_s, decode_j = steps * mean_t, steps * mean_e
     else:
-        mean_t = mean_e = 0.0
-    ttft = prefill.time_s
-    e2e = ttft + steps * mean_t
+        draft_prefill = spec.drafter.step(StepBatch(prefill=((per_replica, input_len, input_len),)))
+        ttft, prefill_e = ttft + draft_prefill.time_s, prefill_e + draft_prefill.energy_j
+        its = [spec.iteration(per_replica, float(c)) for c in contexts]
+        it_t, it_e = _trapezoid_means(contexts, [i[0] for i in its], [i[1] for i in its])
+        decode_s, decode_j = steps / spec.tokens_per_iteration * it_t, steps / spec.tokens_per_iteration * it_e
     footprint = mem.footprint(per_replica * (input_len + output_len), per_replica * input_len, per_replica)
     peak, bw = sm.cc.peak(sm.prec.dtype), sm.cc.bandwidth_bytes_per_s
     rows = _breakdown_rows(prefill.breakdown, "prefill", 1.0, peak, bw)
-    if decode_steps:
-        mid = decode_steps[len(decode_steps) // 2]
-        scale = steps * mean_t / mid.time_s if mid.time_s > 0 else 0.0
+    info = None
+    if len(contexts) and spec is None:
+        mid = sm.step(StepBatch(num_decode=per_replica, decode_kv_len=float(contexts[len(contexts) // 2])))
+        scale = decode_s / mid.time_s if mid.time_s > 0 else 0.0
         rows += _breakdown_rows(mid.breakdown, "decode", scale, peak, bw)
+    elif len(contexts):
+        rows += _speculative_rows(sm, spec, per_replica, float(contexts[len(contexts) // 2]), steps, peak, bw)
+        footprint = _with_drafter(footprint, spec, per_replica * (input_len + output_len))
+        info = {"method": spec.spec.method, "num_spec_tokens": spec.spec.num_spec_tokens,
+                "acceptance_frac": spec.spec.acceptance_frac, "acceptance_source": spec.spec.acceptance_source,
+                "draft_model": spec.drafter_spec.name, "tokens_per_iteration": spec.tokens_per_iteration,
+                "num_iterations": steps / spec.tokens_per_iteration}
     prec = sm.prec
     return PredictResult(
         model=sm.model.name, hardware=sm.system.chip.name, devices=par.num_devices, tp=par.tp, pp=par.pp, ep=par.ep,
         dp=par.dp, dtype=prec.dtype, weight_dtype=prec.weights, kv_dtype=prec.kv, batch=batch, input_len=input_len,
-        output_len=output_len, ttft_s=ttft, tpot_s=mean_t, e2e_s=e2e, energy_j=prefill.energy_j + steps * mean_e,
+        output_len=output_len, ttft_s=ttft, tpot_s=decode_s / steps if steps else 0.0, e2e_s=ttft + decode_s,
+        energy_j=prefill_e + decode_j,
         memory=footprint, max_batch_that_fits=mem.max_batch(input_len, output_len, par.dp),
-        efficiency_source=sm.provenance, efficiency_note=sm.provenance_note, breakdown=rows,
+        efficiency_source=dominant_source(rows, sm.provenance), efficiency_note=sm.provenance_note, breakdown=rows,
+        speculative=info,
     )
+
+
+def _trapezoid_means(contexts: np.ndarray, times: list[float], energies: list[float]) -> tuple[float, float]:
+    """Context-weighted means of per-step time and energy over the sampled decode contexts."""
+    if not times:
+        return 0.0, 0.0
+    if len(times) == 1:
+        return float(times[0]), float(energies[0])
+    span = contexts[-1] - contexts[0]
+    return float(np.trapezoid(times, contexts) / span), float(np.trapezoid(energies, contexts) / span)
+
+
+def _speculative_rows(sm: StepModel, spec: SpeculativeModel, seqs: int, ctx: float, steps: int,
+                      peak: float, bw: float) -> list[dict]:
+    """Breakdown of the speculative decode phase: the verify step ('verify') and the drafter ('draft')."""
+    k = spec.spec.num_spec_tokens
+    iterations = steps / spec.tokens_per_iteration
+    c = int(round(ctx))
+    verify = sm.step(StepBatch(prefill=((seqs, k + 1, c + k + 1),)))
+    draft = spec.drafter.step(StepBatch(num_decode=seqs, decode_kv_len=ctx))
+    return (_breakdown_rows(verify.breakdown, "verify", iterations, peak, bw)
+            + _breakdown_rows(draft.breakdown, "draft", iterations * k, peak, bw))
+
+
+def _with_drafter(fp: MemoryFootprint, spec: SpeculativeModel, tokens_in_cache: float) -> MemoryFootprint:
+    """The footprint plus the drafter's weights and its KV cache."""
+    return MemoryFootprint(fp.weights_bytes + spec.extra_weights_bytes(),
+                           fp.kv_cache_bytes + tokens_in_cache * spec.extra_kv_bytes_per_token(),
+                           fp.activations_bytes, fp.capacity_bytes, fp.usable_bytes)

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from tokenfab.cost.attention import decode_attention_arrays
 from tokenfab.cost.chip_cost import ChipCost, chip_cost
 from tokenfab.cost.elementwise import embedding_bytes, sampling_bytes
 from tokenfab.cost.result import OpCost
 from tokenfab.execution.config import (
     ParallelConfig, PrecisionConfig, check_parallelism, check_precision, layers_per_stage,
 )
+from tokenfab.cost.onchip import plan_residency
 from tokenfab.execution.layers import LayerCoster, StepBatch
+from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.power import PowerModel
 from tokenfab.hardware.spec import SystemSpec
 from tokenfab.units import bytes_per_element
@@ -33,6 +38,7 @@ class OpTotal:
     bytes: float = 0.0
     roofline_s: float = 0.0
     source: str = ""
+    onchip_bytes: float = 0.0  # bytes read from data held on chip (not in `bytes`, which is DRAM traffic)
     _bound_time: dict[str, float] = field(default_factory=dict)
 
     def add(self, cost: OpCost, count: float) -> None:
@@ -40,6 +46,7 @@ class OpTotal:
         self.time_s += t
         self.flops += cost.flops * count
         self.bytes += cost.bytes * count
+        self.onchip_bytes += cost.onchip_bytes * count
         self.roofline_s += cost.roofline_s * count
         self._bound_time[cost.bound] = self._bound_time.get(cost.bound, 0.0) + t
         if self.source != cost.source:
@@ -81,6 +88,7 @@ class StepResult:
                 into.time_s += row.time_s
                 into.flops += row.flops
                 into.bytes += row.bytes
+                into.onchip_bytes += row.onchip_bytes
                 into.roofline_s += row.roofline_s
                 for bound, t in row._bound_time.items():
                     into._bound_time[bound] = into._bound_time.get(bound, 0.0) + t
@@ -111,6 +119,9 @@ class StepModel:
         self.model, self.system, self.par, self.prec = model, system, par, prec
         self.cc: ChipCost = chip_cost(system.chip, profile_path)
         self.coster = LayerCoster(self.cc, system, par, prec, model.hidden_size)
+        footprint = MemoryModel(model, system, par, prec)
+        self.coster.residency = plan_residency(self.cc.onchip, self.cc.bandwidth_bytes_per_s,
+                                               footprint.weights_bytes, footprint.kv_bytes_per_token)
         self.power = PowerModel(system.chip, self.cc)
         self.stage_layers = layers_per_stage(model.num_layers, par.pp)
         self.layer_fraction = self.stage_layers / model.num_layers  # share of each group on the busiest stage
@@ -158,6 +169,10 @@ class StepModel:
             self._layers_cache[key] = part
         return part
 
+    def head_part(self, num_logits: int) -> StepPart:
+        """Final norm, LM head and sampling of `num_logits` positions (speculative verify needs k + 1 per sequence)."""
+        return self._head_part(num_logits)
+
     def _head_part(self, num_logits: int) -> StepPart:
         """Final norm, LM head, logit gather and sampling of `num_logits` sequences."""
         hit = self._head_cache.get(num_logits)
@@ -166,7 +181,7 @@ class StepModel:
         h, vocab = self.model.hidden_size, self.model.vocab_size
         head = [
             self.coster.elementwise("norm", 2.0 * num_logits * h * self._act_bytes),
-            self.coster.gemm("lm_head", num_logits, vocab // self.par.tp, h, weights=False),
+            self.coster.gemm("lm_head", num_logits, vocab // self.par.tp, h, weights=False, stored=True),
             self.coster.collective("lm_head_gather", "all_gather", self.par.tp, num_logits * vocab * 4.0),
             self.coster.elementwise("sampling", sampling_bytes(num_logits, vocab)),
         ]
@@ -179,21 +194,9 @@ class StepModel:
         return self._layers_part(batch.num_tokens, batch.num_decode), self._head_part(batch.num_sequences)
 
     def _layers_fast(self, num_tokens: int, num_decode: int) -> tuple[float, float]:
-        """(time, busy energy) of the layer part, linearly interpolated between exact evaluations on a
-        grid of token counts (exact up to 128 tokens, then 32 points per doubling: < 3% apart), so a
-        simulation with thousands of distinct step sizes evaluates the layers only at grid points."""
-        if num_tokens <= 128:
-            p = self._layers_part(num_tokens, num_decode)
-            return p.time_s, p.busy_energy_j
-        step = 1 << (num_tokens.bit_length() - 6)
-        lo = num_tokens - num_tokens % step
-        if lo == num_tokens:
-            p = self._layers_part(num_tokens, num_decode)
-            return p.time_s, p.busy_energy_j
-        d_lo = min(num_decode, lo)
-        a, b = self._layers_part(lo, d_lo), self._layers_part(lo + step, num_decode)
-        w = (num_tokens - lo) / step
-        return a.time_s + w * (b.time_s - a.time_s), a.busy_energy_j + w * (b.busy_energy_j - a.busy_energy_j)
+        """(time, busy energy) of the layer part: the exact `_layers_part`, memoised on token counts."""
+        p = self._layers_part(num_tokens, num_decode)
+        return p.time_s, p.busy_energy_j
 
     def _core_part(self, batch: StepBatch) -> StepPart:
         core = self.coster.core_attention_ops
@@ -211,7 +214,8 @@ class StepModel:
         pp = self.par.pp
         micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
         mb = _split(batch, micro)
-        parts = [*self._static_for(mb), self._core_part(mb)]
+        core_batch = StepBatch(mb.prefill, mb.num_decode, quantise_context(mb.decode_kv_len)) if mb.num_decode else mb
+        parts = [*self._static_for(mb), self._core_part(core_batch)]
         stage_s = sum(p.time_s for p in parts)
         roof_s = sum(p.roofline_s for p in parts)
         busy_j = sum(p.busy_energy_j for p in parts) * micro
@@ -231,9 +235,8 @@ class StepModel:
     def time_energy(self, batch: StepBatch) -> tuple[float, float]:
         """(time, energy) of a step without building a breakdown: the serving simulator's hot path.
 
-        Same arithmetic as `step` (pipeline fill, idle bubbles) but no result objects. The decode
-        attention core is memoised on (sequences, context rounded to 1/128 of its power of two,
-        i.e. < 0.8%), because a simulation's contexts rarely repeat exactly.
+        Same arithmetic as `step` (pipeline fill, idle bubbles) but no result objects; every part is an
+        exact memo of the function `step` evaluates (tests check equality).
         """
         pp = self.par.pp
         micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
@@ -308,17 +311,48 @@ class StepModel:
         return t + a_t, (busy + a_e) * n, t + b_t, (busy + b_e) * n
 
     def _decode_core(self, num_decode: int, kv_len: float) -> tuple[float, float]:
-        whole = int(kv_len)
-        step = 1 << max(0, whole.bit_length() - 8)
-        kv = float((whole + step // 2) // step * step) if step > 1 else kv_len
-        key = (num_decode, kv)
+        """(time, busy energy) of the decode attention cores at this mean context (quantised as in `step`), memoised."""
+        kv_len = quantise_context(kv_len)
+        key = (num_decode, kv_len)
         hit = self._decode_core_cache.get(key)
         if hit is not None:
             return hit
-        time_s, busy = self._core_sum(StepBatch((), num_decode, kv))
+        time_s, busy = self._core_sum(StepBatch((), num_decode, kv_len))
         if len(self._decode_core_cache) < 500_000:
             self._decode_core_cache[key] = (time_s, busy)
         return time_s, busy
+
+    def decode_times(self, num_decode: int, kv_lens) -> tuple[np.ndarray, np.ndarray]:
+        """`step(StepBatch((), num_decode, kv)).time_s` and `.energy_j` for every kv in `kv_lens`, vectorised over
+        the contexts (only the attention cores depend on them); tests check equality with `step`."""
+        kv = np.array([quantise_context(float(k)) for k in kv_lens])
+        pp = self.par.pp
+        micro = min(pp, max(1, num_decode)) if pp > 1 else 1
+        n = -(-num_decode // micro)
+        static = self._static_for(StepBatch((), n, 0.0))
+        stage = np.full(len(kv), sum(p.time_s for p in static))
+        busy = np.full(len(kv), sum(p.busy_energy_j for p in static))
+        power = self.power
+        for group, count in self._group_counts:
+            args = self.coster.decode_core_args(group.attention)
+            if args is None or any(self.coster.residency.kv_on_chip(n * k) for k in kv):
+                # linear attention, DSA (not one decode-attention kernel) or a KV cache held on chip: context by context
+                for i, k in enumerate(kv):
+                    for cost in self.coster.core_attention_ops(group.attention, StepBatch((), n, float(k))):
+                        stage[i] += cost.time_s * count
+                        busy[i] += power.op_power_w(cost) * cost.time_s * count
+                continue
+            t, flops, dram = decode_attention_arrays(self.cc, n, kv, **args)
+            activity = np.minimum(1.0, np.maximum(flops / (power.peak * t), dram / (power.bandwidth * t)))
+            stage += t * count
+            busy += (power.idle_w + (power.tdp_w - power.idle_w) * activity) * t * count
+        time_s = stage * (micro + pp - 1)
+        if pp > 1:
+            p2p = self.coster.collective("pp_send_recv", "send_recv", 2, n * self.model.hidden_size * self._act_bytes)
+            if p2p is not None:
+                time_s = time_s + p2p.time_s * (pp - 1)
+        energy = (busy * micro + power.idle_w * np.maximum(0.0, time_s - stage * micro)) * self.par.num_devices
+        return time_s, energy
 
     def _core_sum(self, batch: StepBatch) -> tuple[float, float]:
         """(time, busy energy) of the attention cores of every layer for `batch`."""
@@ -330,6 +364,15 @@ class StepModel:
                 time_s += t
                 busy += op_power(cost) * t
         return time_s, busy
+
+
+def quantise_context(kv_len: float) -> float:
+    """The decode context a step is evaluated at: exact below 256 tokens, else rounded to the nearest multiple of
+    1/256 of its power of two (an error below 0.4% of the context, far under the model's accuracy). Part of the
+    step model itself, so `predict`, `simulate` and capacity evaluate one function and memos of it are exact."""
+    whole = int(kv_len)
+    step = 1 << max(0, whole.bit_length() - 8)
+    return float((whole + step // 2) // step * step) if step > 1 else kv_len
 
 
 def _split(batch: StepBatch, parts: int) -> StepBatch:

@@ -72,6 +72,10 @@ class MemorySpec(_Frozen):
 
     kind: str = Field(description="Memory technology, e.g. 'HBM3', 'GDDR6', 'none'.")
     capacity_bytes: Sourced = Field(description="Capacity in bytes (decimal GB x 1e9).")
+    device_reported_bytes: Sourced | None = Field(
+        default=None, description="Total memory the device reports to software (nvidia-smi memory.total, "
+                                  "torch total_memory): what engines size their KV cache from. An '80 GB' H100 reports "
+                                  "81,559 MiB = 85.5e9 bytes.")
     bandwidth_bytes_per_s: Sourced = Field(description="Peak bandwidth in bytes per second.")
 
     @field_validator("capacity_bytes")
@@ -154,6 +158,11 @@ class ChipSpec(_Frozen):
         default=None, description="Non-matrix (vector) fp32 peak, for elementwise work and softmax."
     )
     onchip_sram_bytes: Sourced | None = Field(default=None, description="Last-level on-chip cache/SRAM, bytes.")
+    onchip_sram_bandwidth_bytes_per_s: Sourced | None = Field(
+        default=None,
+        description="Bandwidth of that on-chip memory to the compute units, bytes/s; when absent the cost model "
+        "assumes it equals the DRAM bandwidth (see tokenfab.cost.onchip).",
+    )
     memory: MemorySpec
     scale_up: LinkSpec | None = Field(default=None, description="Intra-node / scale-up domain link.")
     scale_out: LinkSpec | None = Field(default=None, description="Inter-node NIC bandwidth attributable to one chip.")
@@ -236,6 +245,12 @@ class ChipSpec(_Frozen):
     @property
     def memory_capacity_bytes(self) -> float:
         return self.memory.capacity_bytes.value
+
+    @property
+    def device_memory_bytes(self) -> float:
+        """Memory as the device reports it to software (falls back to the marketed capacity)."""
+        reported = self.memory.device_reported_bytes
+        return reported.value if reported is not None else self.memory.capacity_bytes.value
 
     @property
     def sram_bytes(self) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import json
 import math
 import time
@@ -216,7 +215,9 @@ def _routes_compute(app: FastAPI, limits: ServerLimits, immediate: Callable, bac
         if body.get("trace") is not None:
             raise HTTPProblem(400, "trace files are not read over HTTP; send a synthetic workload "
                                    "(rate, concurrency or offline with lengths)")
-        num = body.get("num_requests", _default(api.simulate, "num_requests"))
+        num = body.get("num_requests")
+        if num is None:  # the API's default for synthetic traffic
+            num = 1000
         if isinstance(num, int) and num > limits.max_requests_per_simulation:
             raise HTTPProblem(400, f"num_requests {num:,} exceeds the server's limit of "
                                    f"{limits.max_requests_per_simulation:,} per simulation")
@@ -263,11 +264,6 @@ def _plan_spec(body: dict):
     spec = parse_plan(body["plan"], " (request body)")
     check_plan_models(spec, predictor)
     return spec, predictor
-
-
-def _default(fn: Callable, name: str) -> Any:
-    param = inspect.signature(inspect.unwrap(fn)).parameters.get(name)
-    return None if param is None or param.default is param.empty else param.default
 
 
 def _version() -> str:

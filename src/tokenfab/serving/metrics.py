@@ -55,15 +55,26 @@ class TimeSeries:
         self.kv: list[float] = []
 
     def sample(self, t: float, dt: float, batch: int, kv_frac: float) -> None:
-        i = int(t / self.interval_s)
-        if i >= len(self.dt):
-            grow = i + 1 - len(self.dt)
+        """Busy time [t, t + dt) at this batch size and KV use, split over the buckets it spans; a negative dt
+        takes back [t + dt, t) (a decode run cut short by an arrival)."""
+        sign, start, end = (1.0, t, t + dt) if dt >= 0 else (-1.0, t + dt, t)
+        width = self.interval_s
+        i = int(start / width)
+        last = int(end / width)
+        if last >= len(self.dt):
+            grow = last + 1 - len(self.dt)
             self.dt += [0.0] * grow
             self.batch += [0.0] * grow
             self.kv += [0.0] * grow
-        self.dt[i] += dt
-        self.batch[i] += dt * batch
-        self.kv[i] += dt * kv_frac
+        while True:
+            hi = min(end, (i + 1) * width)
+            part = sign * (hi - max(start, i * width))
+            self.dt[i] += part
+            self.batch[i] += part * batch
+            self.kv[i] += part * kv_frac
+            if hi >= end or i >= last:
+                break
+            i += 1
 
     def to_frame(self):
         import pandas as pd
@@ -106,6 +117,7 @@ def summarize(log: RequestLog, *, energy_j: float, wall_s: float, preempted: int
         ok &= per_req_tpot <= slo_tpot_s
     batch_mean, kv_mean = series.means()
     return {
+        "overloaded": _overloaded(arrival, first),
         "ttft_s": _stats(ttft), "tpot_s": _stats(tpot), "e2e_s": _stats(e2e),
         "throughput_tokens_per_s": tokens / span if span > 0 else 0.0,
         "requests_per_s": log.n / span if span > 0 else 0.0,
@@ -124,6 +136,20 @@ def summarize(log: RequestLog, *, energy_j: float, wall_s: float, preempted: int
         "mean_kv_utilization": kv_mean,
         "output_tokens": tokens,
     }
+
+
+def _overloaded(arrival: np.ndarray, first: np.ndarray) -> bool:
+    """The queue grows without bound: waiting to start (TTFT) keeps rising from the first to the last third of
+    the run by more than the run's first-third TTFT plus a tenth of the time it took to arrive."""
+    n = len(arrival)
+    if n < 30:
+        return False
+    order = np.argsort(arrival)
+    ttft = (first - arrival)[order]
+    third = n // 3
+    early, late = float(np.median(ttft[:third])), float(np.median(ttft[-third:]))
+    span = float(arrival[order[-1]] - arrival[order[0]])
+    return late > 2.0 * early + 0.1 * span
 
 
 def write_frame(frame, path: str | Path) -> Path:

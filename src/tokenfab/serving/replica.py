@@ -60,6 +60,28 @@ class ReplicaSpec:
     kv_bytes_per_token: float = 0.0  # per device, for swapping
     swap_bytes_per_s: float = 25e9
     idle_power_w: float = 0.0  # all devices of the replica
+    policy: SchedulerPolicy | None = None  # the engine's scheduling choices (None: vLLM-like defaults)
+
+
+class SchedulerPolicy(Protocol):
+    """What an engine decides beyond budgets and limits (see `tokenfab.serving.engines`)."""
+
+    prefill_first: bool  # waiting prompts get an iteration of their own, pausing decodes
+    step_overhead_s: float  # host time per iteration beyond the kernels
+    kv_full: str  # "preempt" (admit on current need) or "reserve" (admit only what can finish)
+
+    def padded_decode(self, num_decode: int) -> int:
+        """Decode batch size actually run (CUDA-graph padding)."""
+        ...
+
+
+class _DefaultPolicy:
+    prefill_first = False
+    step_overhead_s = 0.0
+    kv_full = "preempt"
+
+    def padded_decode(self, num_decode: int) -> int:
+        return num_decode
 
 
 @dataclass(slots=True)
@@ -76,6 +98,9 @@ class _Work:
     e1: float = 0.0
     chunks: tuple = ()  # iteration: (request, tokens) prefill chunks
     blocks: int = 0  # run: blocks pre-allocated for the run's KV growth
+    decode: bool = True  # the decoders advance (False: a prefill-only iteration of a prefill-first engine)
+    batch: int = 0  # sequences in the work and the KV use when it started (for the time series)
+    kv_frac: float = 0.0
 
 
 class Replica:
@@ -100,6 +125,13 @@ class Replica:
         self.on_sample: Callable[[float, float, int, float], None] | None = None
         self._bs, self._budget, self._idle_w = spec.block_tokens, spec.max_num_batched_tokens, spec.idle_power_w
         self._step, self._decode_pair = spec.step.step, spec.step.decode_pair
+        self.policy: SchedulerPolicy = spec.policy or _DefaultPolicy()
+        self._overhead_s = self.policy.step_overhead_s
+        self._reserve = self.policy.kv_full == "reserve"
+        # Prefill-first iterations admit only requests that prefill: a decode pool's hand-offs and swapped-out
+        # requests resume decoding directly, through the ordinary decode iteration.
+        self._prefill_first = self.policy.prefill_first and spec.role != "decode" and spec.preemption != "swap"
+        self._final_private = 0  # reserve policy: private blocks the running requests will hold when they finish
 
     # -- views for routers --------------------------------------------------------------
     def outstanding_tokens(self) -> int:
@@ -163,6 +195,8 @@ class Replica:
     def _release(self, req: Request, kv: int) -> None:
         """Give back a request's private KV blocks and its prefix-cache references."""
         self.pool.release(self._blocks_for(req, kv))
+        self._final_private -= req.final_blocks
+        req.final_blocks = 0
         if req.cache_refs:
             self.pool.drop(req.cache_refs)
         req.cache_refs, req.shared_blocks = [], 0
@@ -248,6 +282,10 @@ class Replica:
         moved = pool.insert(new_ids)
         req.cache_refs.extend(new_ids)
         req.shared_blocks += len(moved) * pool.blocks_per_entry
+        if req.final_blocks:
+            shift = min(req.final_blocks, len(moved) * pool.blocks_per_entry)
+            req.final_blocks -= shift
+            self._final_private -= shift
 
     def _admit(self, budget: int, extra_s: list[float]) -> list[tuple[Request, int]]:
         """Admit waiting requests into this iteration; returns their prefill chunks."""
@@ -261,17 +299,29 @@ class Replica:
             shared = hits * pool.blocks_per_entry
             resume_decode = swapped_in and req.generated > 0 and req.prompt_len + req.generated - start == 1
             chunk = 0 if resume_decode else min(req.prompt_len + req.generated - start, budget)
-            if not spec.chunked_prefill and chunk < req.prompt_len + req.generated - start:
+            if not spec.chunked_prefill and not resume_decode and chunk < req.prompt_len + req.generated - start:
                 break
             if hits:  # referencing cached entries takes them off the evictable list: check after
                 pool.acquire(req.hash_ids[:hits])
             need = -(-(start + chunk) // spec.block_tokens) - shared
             if resume_decode and start % spec.block_tokens == 0:
                 need += 1  # its first decode iteration writes into a new block
+            final = 0
+            if self._reserve:  # admit only if this request and every running one can finish without eviction
+                out = 1 if spec.role == "prefill" else req.output_len
+                final = max(need, -(-(req.prompt_len + out) // spec.block_tokens) - shared)
+                held = pool.num_blocks - pool.free - pool.cached_blocks
+                if final + self._final_private - held > pool.available:
+                    if hits:
+                        pool.drop(req.hash_ids[:hits])
+                    break
             if need > pool.available - self.bins[(-self.g) % spec.block_tokens] or not pool.allocate(need):
                 if hits:
                     pool.drop(req.hash_ids[:hits])
                 break
+            if final:
+                req.final_blocks = final
+                self._final_private += final
             self.waiting.pop()
             if not swapped_in and req.hash_ids:
                 pool.record(req.prompt_len + req.generated, start)
@@ -299,6 +349,10 @@ class Replica:
             return None
         if now > self.idle_since:
             self.energy_j += self._idle_w * (now - self.idle_since)
+        if self._prefill_first and (prefilling or len(waiting)):
+            end = self._start_prefill_only(now)
+            if end is not None:
+                return end
         extra: list[float] = []
         need = bins[(-self.g) % bs]
         if need > pool.free:
@@ -326,10 +380,28 @@ class Replica:
         n = self.num_decode
         prefill = tuple((1, q, r.computed + q) for r, q in chunks)
         t, e = self._step(prefill, n, self.sum_kv / n + 1 if n else 0.0)
-        if extra:
-            t += sum(extra)
+        t += self._overhead_s + sum(extra)
+        e += self._idle_w * self._overhead_s
         self.work = _Work(now + t, now, False, 1, chunks=tuple(chunks))
         self._account(now, t, e, n + len(prefilling))
+        return now + t
+
+    def _start_prefill_only(self, now: float) -> float | None:
+        """A prefill-first engine's iteration: prompt chunks only, decoders wait (None if nothing can be admitted)."""
+        extra: list[float] = []
+        chunks: list[tuple[Request, int]] = []
+        budget = self._budget
+        if self.prefilling:
+            budget = self._continue_prefills(chunks, budget, 0, extra)
+        if len(self.waiting) and budget > 0:
+            chunks += self._admit(budget, extra)
+        if not chunks:
+            return None
+        t, e = self._step(tuple((1, q, r.computed + q) for r, q in chunks), 0, 0.0)
+        t += self._overhead_s + sum(extra)
+        e += self._idle_w * self._overhead_s
+        self.work = _Work(now + t, now, False, 0, chunks=tuple(chunks), decode=False)
+        self._account(now, t, e, len(self.prefilling))
         return now + t
 
     def _continue_prefills(self, chunks: list, budget: int, need: int, extra: list[float]) -> int:
@@ -376,7 +448,10 @@ class Replica:
         blocks = self._crossings(k) - first_need
         self.pool.allocate(blocks)
         kv0 = self.sum_kv / self.num_decode + 1
-        t0, e0, t1, e1 = self._decode_pair(self.num_decode, kv0, kv0 + k - 1)
+        t0, e0, t1, e1 = self._decode_pair(self.policy.padded_decode(self.num_decode), kv0, kv0 + k - 1)
+        oh = self._overhead_s
+        if oh:
+            t0, t1, e0, e1 = t0 + oh, t1 + oh, e0 + oh * self._idle_w, e1 + oh * self._idle_w
         total = k * (t0 + t1) / 2 + extra_s
         self.work = _Work(now + total, now, True, k, t0, t1, e0, e1, blocks=blocks)
         self._account(now, total, k * (e0 + e1) / 2, self.num_decode)
@@ -389,8 +464,10 @@ class Replica:
     def _account(self, now: float, dt: float, energy: float, batch: int) -> None:
         self.energy_j += energy
         self.busy_s += dt
+        kv = self.pool.used_frac()
+        self.work.batch, self.work.kv_frac = batch, kv
         if self.on_sample is not None:
-            self.on_sample(now, dt, batch, self.pool.used_frac())
+            self.on_sample(now, dt, batch, kv)
 
     def check_invariants(self) -> None:
         """Block conservation and aggregate consistency (for tests; O(running))."""
@@ -403,7 +480,7 @@ class Replica:
         pending = self.work.blocks if self.work is not None and self.work.run else 0
         if self.work is not None and not self.work.run:
             pending = sum(self._blocks_for(r, self._kv(r) + q) - self._blocks_for(r, self._kv(r)) for r, q in self.work.chunks)
-            pending += self.bins[(-self.g) % self.spec.block_tokens] if self.num_decode else 0
+            pending += self.bins[(-self.g) % self.spec.block_tokens] if self.num_decode and self.work.decode else 0
         elif self.work is not None:
             pending += self.bins[(-self.g) % self.spec.block_tokens]
         if pool.free + private + pool.cached_blocks + pending != pool.num_blocks:
@@ -440,6 +517,8 @@ class Replica:
         new_e = j * w.e0 + e_slope * j * (j - 1) / 2
         self.energy_j -= old_e - new_e
         self.busy_s -= old_total - new_total
+        if self.on_sample is not None:  # the time series gives back the cut tail too
+            self.on_sample(w.start_s + old_total, -(old_total - new_total), w.batch, w.kv_frac)
         unused = w.blocks - (self._crossings(j) - self.bins[(-self.g) % self.spec.block_tokens])
         self.pool.release(unused)
         w.blocks -= unused

@@ -36,6 +36,7 @@ class Request:
     decode_join: int = -1  # replica iteration counter when it started decoding (-1: not decoding)
     published: bool = False  # its prompt blocks were offered to the prefix cache
     ready_s: float = -1.0  # disaggregation: when its KV reached the decode pool
+    final_blocks: int = 0  # reserve (no-evict) engines: private KV blocks it holds when it finishes
 
     @property
     def to_prefill(self) -> int:

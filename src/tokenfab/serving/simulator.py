@@ -76,17 +76,31 @@ class SimulationResult:
 
 
 def replica_spec(sm: StepModel, mem: MemoryModel, sched: SchedulerConfig, hash_block_tokens: int,
-                 role: str = "both") -> ReplicaSpec:
-    """Plain-value replica description from a deployment's step and memory models."""
-    capacity = mem.kv_capacity_tokens(prefill_tokens=sched.max_num_batched_tokens, num_sequences=sched.max_num_seqs)
+                 role: str = "both", policy=None, speculative=None, context_len: float | None = None) -> ReplicaSpec:
+    """Plain-value replica description from a deployment's step and memory models.
+
+    `speculative` (an `execution.speculative.SpeculativeModel`) makes decode iterations speculative and
+    takes the drafter's weights and KV out of the pool; `context_len` (the workload's typical prompt +
+    output) costs the pool's tokens at that length, so sliding-window and linear layers hold only their
+    window or state."""
+    capacity = mem.kv_capacity_tokens(prefill_tokens=sched.max_num_batched_tokens, num_sequences=sched.max_num_seqs,
+                                      context_len=context_len)
+    timer = _StepModelTimer(sm.fast_step, sm.decode_pair)
+    if speculative is not None:
+        from tokenfab.serving.speculative import SpeculativeTimer
+
+        per_token = mem.kv_bytes_per_token_at(context_len) if context_len else mem.kv_bytes_per_token
+        free = capacity * per_token - speculative.extra_weights_bytes()
+        capacity = max(0, int(free // (per_token + speculative.extra_kv_bytes_per_token())))
+        timer = SpeculativeTimer(speculative)
     return ReplicaSpec(
-        step=_StepModelTimer(sm.fast_step, sm.decode_pair), kv_blocks=capacity // sched.block_tokens, block_tokens=sched.block_tokens,
+        step=timer, kv_blocks=capacity // sched.block_tokens, block_tokens=sched.block_tokens,
         max_num_seqs=sched.max_num_seqs, max_num_batched_tokens=sched.max_num_batched_tokens,
         chunked_prefill=sched.chunked_prefill, prefix_caching=sched.prefix_caching,
         hash_block_tokens=hash_block_tokens, preemption=sched.preemption, queue=sched.policy, role=role,
         max_context_tokens=sm.model.max_position_embeddings, kv_bytes_per_token=mem.kv_bytes_per_token,
         swap_bytes_per_s=sched.swap_bytes_per_s,
-        idle_power_w=sm.system.chip.power.idle_w.value * sm.par.num_devices,
+        idle_power_w=sm.system.chip.power.idle_w.value * sm.par.num_devices, policy=policy,
     )
 
 
@@ -104,7 +118,12 @@ class Simulation:
     def __init__(self, specs: Sequence[ReplicaSpec], workload: WorkloadSpec, *, seed: int = 0, router: str = "least-outstanding",
                  decode_specs: Sequence[ReplicaSpec] = (), transfer_s_per_token: float = 0.0,
                  timeseries_interval_s: float = 1.0, progress: bool = False,
-                 slo_ttft_s: float | None = None, slo_tpot_s: float | None = None, check_invariants: bool = False):
+                 slo_ttft_s: float | None = None, slo_tpot_s: float | None = None, check_invariants: bool = False,
+                 frontend_s: float = 0.0, frontend_s_per_token: float = 0.0):
+        """`frontend_s` + `frontend_s_per_token` x prompt tokens: time each request spends in the serving front end
+        (HTTP, detokenising the previous stream, tokenising the prompt), a single-threaded queue in front of the
+        engine as in vLLM's and SGLang's API servers. Its serialisation staggers requests that clients send at
+        the same instant, as real servers do."""
         self.workload = workload
         self.rng = np.random.default_rng(seed)
         self.replicas = [Replica(i, s) for i, s in enumerate(specs)]
@@ -114,7 +133,7 @@ class Simulation:
         self.series = TimeSeries(timeseries_interval_s)
         for r in self.replicas + self.decoders:
             r.on_sample = self.series.sample
-        self.log = RequestLog(min(workload.num_requests, 1 << 20))
+        self.log = RequestLog(min(workload.num_requests, 1 << 16))
         self.rejected: Counter = Counter()
         self.events: list[tuple[float, int, int, int]] = []  # (time, seq, replica index, version)
         self.pending: list[tuple[float, int, int, Request]] = []  # (time, seq, kind, request)
@@ -124,15 +143,20 @@ class Simulation:
         self.progress = progress
         self.slo_ttft_s, self.slo_tpot_s = slo_ttft_s, slo_tpot_s
         self.check_invariants = check_invariants
+        self.frontend_s, self.frontend_s_per_token = frontend_s, frontend_s_per_token
+        self.front_free_s = 0.0
 
     # -- request sources -------------------------------------------------------------------
     def _closed_loop(self) -> Iterator[tuple[int, int, tuple | None]]:
         return synthetic_lengths(self.workload, self.rng)
 
     def _issue_closed(self, client: int, now: float) -> None:
-        if self.issued >= self.workload.num_requests:
+        if self.issued >= self.workload.total_requests:
             return
         p, o, h = next(self._lengths)
+        wl = self.workload
+        if wl.desync_warmup and self.issued < min(wl.warmup_requests, wl.concurrency):
+            o = max(1, math.ceil(o * (client + 1) / wl.concurrency))
         think = self.workload.think_time_s
         if think > 0:
             now += self.rng.exponential(think)
@@ -166,6 +190,14 @@ class Simulation:
             if req.client >= 0:
                 self._issue_closed(req.client, now)
             return
+        if self.frontend_s or self.frontend_s_per_token:
+            self.front_free_s = max(self.front_free_s, now) + self.frontend_s + self.frontend_s_per_token * req.prompt_len
+            heapq.heappush(self.pending, (self.front_free_s, next(self.seq), 2, req))
+            return
+        self._enter_engine(req, now)
+
+    def _enter_engine(self, req: Request, now: float) -> None:
+        pool = self.replicas
         target = pool[self.router.route(req, pool)]
         target.enqueue(req)
         self._kick(target, now)
@@ -182,7 +214,8 @@ class Simulation:
                 delay = req.prompt_len * self.transfer_s_per_token
                 heapq.heappush(self.pending, (now + delay, next(self.seq), 1, req))
                 continue
-            self.log.add(req)
+            if req.rid >= self.workload.warmup_requests:  # warm-up requests are served but not measured
+                self.log.add(req)
             if req.client >= 0:
                 self._issue_closed(req.client, now)
 
@@ -193,14 +226,14 @@ class Simulation:
         stream: Iterator[Request] = iter(())
         if wl.arrival == "closed":
             self._lengths = self._closed_loop()
-            for c in range(min(wl.concurrency, wl.num_requests)):
+            for c in range(min(wl.concurrency, wl.total_requests)):
                 self._issue_closed(c, 0.0)
         else:
             stream = open_loop_requests(wl, self.rng)
         nxt = next(stream, None)
         by_index = {r.index: r for r in self._all()}
         events, pending = self.events, self.pending
-        bar = _Progress(wl.num_requests) if self.progress else None
+        bar = _Progress(min(wl.num_requests, 10**9)) if self.progress else None
         now = 0.0
         while True:
             t_arr = nxt.arrival_s if nxt is not None else INF
@@ -214,7 +247,7 @@ class Simulation:
                 nxt = next(stream, None)
             elif t_pend <= t_evt:
                 now, _, kind, req = heapq.heappop(pending)
-                (self._handoff_arrive if kind == 1 else self._arrive)(req, now)
+                (self._arrive, self._handoff_arrive, self._enter_engine)[kind](req, now)
             else:
                 now, _, idx, v = heapq.heappop(events)
                 if self.version.get(idx) != v:

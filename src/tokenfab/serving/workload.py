@@ -106,7 +106,9 @@ class WorkloadSpec(BaseModel):
     cv: float = Field(default=1.0, gt=0, description="gamma: coefficient of variation of inter-arrival times.")
     concurrency: int = Field(default=1, ge=1, description="closed: number of clients.")
     think_time_s: float = Field(default=0.0, ge=0, description="closed: mean (exponential) delay between a response and the client's next request.")
-    num_requests: int = Field(default=1000, ge=1)
+    num_requests: int = Field(default=1000, ge=1, description="Requests measured (after the warm-up ones).")
+    warmup_requests: int = Field(default=0, ge=0, description="Requests sent first and left out of the metrics, as benchmark "
+                                                             "clients do (aiperf/genai-perf --warmup-request-count).")
     input: LengthDist = LengthDist(value=1024)
     output: LengthDist = LengthDist(value=256)
     trace: TraceSpec | None = None
@@ -118,6 +120,15 @@ class WorkloadSpec(BaseModel):
         if self.arrival == "trace" and self.trace is None:
             raise ValueError("arrival 'trace' needs a trace")
         return self
+
+    desync_warmup: bool = Field(default=False, description="closed: give client c's warm-up request (c+1)/C of its output "
+                                                           "length, so the measured requests start from the desynchronised "
+                                                           "steady state real servers drift into (see simulate docs).")
+
+    @property
+    def total_requests(self) -> int:
+        """Requests sent: the warm-up ones plus the measured ones."""
+        return self.num_requests + self.warmup_requests
 
     @property
     def hash_block_tokens(self) -> int:
@@ -165,7 +176,7 @@ def open_loop_requests(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator
         return
     lengths = synthetic_lengths(spec, rng)
     for rid, (t, (p, o, h)) in enumerate(zip(arrival_times(spec, rng), lengths)):
-        if rid >= spec.num_requests:
+        if rid >= spec.total_requests:
             return
         yield Request(rid, 0.0 if spec.arrival == "offline" else t, p, o, h)
 
@@ -175,7 +186,7 @@ def _trace_requests(spec: WorkloadSpec) -> Iterator[Request]:
     assert tr is not None
     rid, shift, end = 0, 0.0, (tr.start_s + tr.duration_s) if tr.duration_s else None
     copy = 0
-    while rid < spec.num_requests:
+    while rid < spec.total_requests:
         emitted, last = 0, 0.0
         for row in read_trace(tr.path, tr.format):
             if row.arrival_s < tr.start_s:
@@ -189,7 +200,7 @@ def _trace_requests(spec: WorkloadSpec) -> Iterator[Request]:
             yield Request(rid, (shift + last) / tr.rate_scale, row.prompt_len, row.output_len, hashes)
             rid += 1
             emitted += 1
-            if rid >= spec.num_requests:
+            if rid >= spec.total_requests:
                 return
         if not tr.repeat or emitted == 0:
             return

@@ -132,6 +132,7 @@ def _common(name: str, config: dict[str, Any], layers: tuple[LayerGroup, ...], *
         max_position_embeddings=_int(config, "max_position_embeddings", "n_positions", default=4096),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
         layers=layers,
+        num_mtp_layers=_int(config, "num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_modules", default=0),
         **extra,
     )
 
@@ -242,3 +243,129 @@ def _parse_llama4(name: str, config: dict[str, Any]) -> ModelSpec:
     if n - num_moe:
         groups.append(LayerGroup(num_layers=n - num_moe, attention=attn, ffn=_dense_ffn(config, _int(config, "intermediate_size_mlp"))))
     return _common(name, config, tuple(groups))
+
+
+def _layer_kinds(config: dict[str, Any], n: int, default: list[str], supported: tuple[str, ...]) -> list[str]:
+    """Per-layer attention kinds from `layer_types`, else `default`; an unknown kind names the field."""
+    kinds = config.get("layer_types") or default
+    if len(kinds) != n:
+        raise InvalidInputError(f"config field layer_types has {len(kinds)} entries for {n} layers")
+    bad = sorted({k for k in kinds if k not in supported})
+    if bad:
+        raise InvalidInputError(f"config field layer_types: unsupported layer type {bad[0]!r} (supported: {', '.join(supported)})")
+    return list(kinds)
+
+
+def _groups_by_kind(kinds: list[str], make: dict[str, Callable[[], LayerGroup]]) -> tuple[LayerGroup, ...]:
+    """One LayerGroup per distinct layer kind, in order of first appearance (counts, not positions,
+    decide the cost; a pipeline stage gets each kind in proportion)."""
+    order = list(dict.fromkeys(kinds))
+    return tuple(make[k]().model_copy(update={"num_layers": kinds.count(k)}) for k in order)
+
+
+@register_family("glm4_moe")
+def _parse_glm4_moe(name: str, config: dict[str, Any]) -> ModelSpec:
+    """GLM-4.5 / 4.6 / 4.7 and GLM-4.5-Air: GQA with q/k/v bias (no o bias), half-rotary heads, the first
+    `first_k_dense_replace` layers dense, then one shared + routed experts (DeepSeek-V3-style routing)."""
+    attn = _mha(config, qkv_bias=bool(config.get("attention_bias", False)))
+    n = _int(config, "num_hidden_layers")
+    k_dense = min(_int(config, "first_k_dense_replace", default=0), n)
+    size = _int(config, "moe_intermediate_size")
+    shared = _int(config, "n_shared_experts", default=0)
+    moe = _moe_ffn(config, experts_key="n_routed_experts", shared=shared, shared_size=size * shared)
+    groups = [LayerGroup(num_layers=k_dense, attention=attn, ffn=_dense_ffn(config))] if k_dense else []
+    groups.append(LayerGroup(num_layers=n - k_dense, attention=attn, ffn=moe))
+    return _common(name, config, tuple(groups))
+
+
+@register_family("minimax_m2")
+def _parse_minimax_m2(name: str, config: dict[str, Any]) -> ModelSpec:
+    """MiniMax-M2 / M2.5: full GQA attention on every layer, partial rotary (rotary_dim), per-layer
+    q/k norms, MoE every layer (num_local_experts of width intermediate_size, no shared expert)."""
+    if config.get("attn_type_list") and any(t != 1 for t in config["attn_type_list"]):
+        raise InvalidInputError("config field attn_type_list: only full attention (1) layers are supported (MiniMax-M1 lightning layers are not)")
+    if _int(config, "shared_intermediate_size", default=0):
+        raise InvalidInputError("config field shared_intermediate_size: MiniMax shared experts are not supported")
+    ffn = _moe_ffn(config, experts_key="num_local_experts", expert_size=_int(config, "intermediate_size"))
+    attn = _mha(config)
+    spec = _common(name, config, (LayerGroup(num_layers=_int(config, "num_hidden_layers"), attention=attn, ffn=ffn),))
+    mtp = _int(config, "num_mtp_modules", default=0) if config.get("use_mtp", True) else 0
+    return spec.model_copy(update={"num_mtp_layers": mtp})
+
+
+def _gated_deltanet(config: dict[str, Any]) -> AttentionSpec:
+    return AttentionSpec(
+        kind="linear", num_heads=_int(config, "linear_num_value_heads"), num_kv_heads=_int(config, "linear_num_key_heads"),
+        head_dim=_int(config, "linear_key_head_dim"), v_head_dim=_int(config, "linear_value_head_dim"), rotary_dim=0,
+        conv_kernel_size=_int(config, "linear_conv_kernel_dim", default=4),
+    )
+
+
+@register_family("qwen3_next", "qwen3_5_moe_text", "qwen3_5_moe")
+def _parse_qwen3_next(name: str, config: dict[str, Any]) -> ModelSpec:
+    """Qwen3-Next and Qwen3.5 (MoE): every `full_attention_interval`-th layer is gated full attention
+    (q_proj also yields an output gate), the rest Gated DeltaNet linear attention; MoE with one
+    shared expert on every layer."""
+    rope = config.get("rope_parameters") or {}
+    partial = float(rope.get("partial_rotary_factor", config.get("partial_rotary_factor", 0.25)))
+    n = _int(config, "num_hidden_layers")
+    interval = _int(config, "full_attention_interval", default=4)
+    default = ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(n)]
+    kinds = _layer_kinds(config, n, default, ("linear_attention", "full_attention"))
+    if config.get("mlp_only_layers") or _int(config, "decoder_sparse_step", default=1) != 1:
+        raise InvalidInputError("config fields mlp_only_layers / decoder_sparse_step: dense layers between MoE layers are not supported")
+    shared_size = _int(config, "shared_expert_intermediate_size", default=0)
+    ffn = _moe_ffn(config, experts_key="num_experts", shared=1 if shared_size else 0, shared_size=shared_size)
+    full = _mha({**config, "partial_rotary_factor": partial}).model_copy(
+        update={"output_gate": bool(config.get("attn_output_gate", True))})
+    make = {"full_attention": lambda: LayerGroup(num_layers=1, attention=full, ffn=ffn),
+            "linear_attention": lambda: LayerGroup(num_layers=1, attention=_gated_deltanet(config), ffn=ffn)}
+    return _common(name, config, _groups_by_kind(kinds, make))
+
+
+@register_family("deepseek_v32", "glm_moe_dsa")
+def _parse_deepseek_v32(name: str, config: dict[str, Any]) -> ModelSpec:
+    """DeepSeek-V3.2 and GLM-5: DeepSeek-V3-style MLA + MoE plus DSA, a lightning indexer that picks
+    `index_topk` cached tokens for each query (the MLA core attends only those). GLM-5.x indexer
+    sharing between layers (indexer_types 'shared') is not modelled: every layer runs its indexer."""
+    if any(t not in ("full", "shared") for t in config.get("indexer_types") or []):
+        raise InvalidInputError("config field indexer_types: only 'full' and 'shared' indexers are supported")
+    spec = _parse_deepseek(name, config)
+    dsa = {"index_num_heads": _int(config, "index_n_heads"), "index_head_dim": _int(config, "index_head_dim"),
+           "index_topk_tokens": _int(config, "index_topk")}
+    groups = tuple(g.model_copy(update={"attention": g.attention.model_copy(update=dsa)}) for g in spec.layers)
+    return spec.model_copy(update={"layers": groups})
+
+
+# transformers Gemma3TextConfig defaults: the published Gemma 3 configs leave these out.
+_GEMMA3_DEFAULTS = {"vocab_size": 262208, "max_position_embeddings": 131072, "sliding_window": 4096,
+                    "sliding_window_pattern": 6, "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": True,
+                    "head_dim": 256, "num_key_value_heads": 4}
+
+
+@register_family("gemma3_text", "gemma3")
+def _parse_gemma3(name: str, config: dict[str, Any]) -> ModelSpec:
+    """Gemma 3: GeGLU MLP, tied embeddings, 5 sliding-window (local) layers for every global layer."""
+    config = {**_GEMMA3_DEFAULTS, **config}
+    n = _int(config, "num_hidden_layers")
+    pattern = _int(config, "sliding_window_pattern")
+    default = ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(n)]
+    kinds = _layer_kinds(config, n, default, ("sliding_attention", "full_attention"))
+    ffn = _dense_ffn({**config, "hidden_act": config["hidden_activation"]})
+    full = _mha({**config, "sliding_window": None})
+    local = _mha(config)
+    make = {"full_attention": lambda: LayerGroup(num_layers=1, attention=full, ffn=ffn),
+            "sliding_attention": lambda: LayerGroup(num_layers=1, attention=local, ffn=ffn)}
+    return _common(name, {**config, "model_type": "gemma3_text"}, _groups_by_kind(kinds, make))
+
+
+@register_family("baichuan")
+def _parse_baichuan(name: str, config: dict[str, Any]) -> ModelSpec:
+    """Baichuan / Baichuan 2: Llama-shaped (fused W_pack q/k/v, no bias, SwiGLU, untied head). The 13B
+    models give their context as model_max_length. They use ALiBi instead of RoPE, which the config
+    does not say; it changes only the small rotary elementwise cost, costed here as RoPE."""
+    cfg = dict(config)
+    if cfg.get("max_position_embeddings") is None:
+        cfg["max_position_embeddings"] = cfg.get("model_max_length")
+    attn = _mha(cfg)
+    return _common(name, cfg, (LayerGroup(num_layers=_int(cfg, "num_hidden_layers"), attention=attn, ffn=_dense_ffn(cfg)),))

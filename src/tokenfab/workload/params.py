@@ -35,6 +35,8 @@ class ParamCount:
 
 def attention_params(attn: AttentionSpec, hidden: int) -> int:
     """Weights (and biases) of one layer's attention projections."""
+    if attn.kind == "linear":
+        return linear_attention_params(attn, hidden)
     if attn.kind == "mla":
         nope, rope = int(attn.qk_nope_head_dim), int(attn.qk_rope_head_dim or 0)
         heads, kv_rank = attn.num_heads, int(attn.kv_lora_rank)
@@ -44,8 +46,8 @@ def attention_params(attn: AttentionSpec, hidden: int) -> int:
             q = hidden * heads * (nope + rope)
         kv = hidden * (kv_rank + rope) + kv_rank + kv_rank * heads * (nope + attn.v_head_dim)
         out = heads * attn.v_head_dim * hidden
-        return q + kv + out
-    q = hidden * attn.num_heads * attn.head_dim
+        return q + kv + out + _indexer_params(attn, hidden)
+    q = hidden * attn.num_heads * attn.head_dim * (2 if attn.output_gate else 1)
     kv = hidden * attn.num_kv_heads * (attn.head_dim + attn.v_head_dim)
     out = attn.num_heads * attn.v_head_dim * hidden
     bias = 0
@@ -54,6 +56,27 @@ def attention_params(attn: AttentionSpec, hidden: int) -> int:
     if attn.out_bias:
         bias += hidden
     return q + kv + out + bias
+
+
+def linear_attention_params(attn: AttentionSpec, hidden: int) -> int:
+    """Gated DeltaNet (Qwen3-Next / Qwen3.5, transformers Qwen3NextGatedDeltaNet): in-projections of q, k
+    (key heads), v and the output gate z (value heads), beta and alpha (one scalar per value head each),
+    the depthwise causal convolution over q, k, v, per-head dt bias and A_log, the gated RMSNorm of
+    the output (one head's width), and the out-projection."""
+    key_dim, value_dim = attn.num_kv_heads * attn.head_dim, attn.num_heads * attn.v_head_dim
+    in_proj = hidden * (2 * key_dim + 2 * value_dim + 2 * attn.num_heads)
+    conv = (2 * key_dim + value_dim) * attn.conv_kernel_size
+    return in_proj + conv + 2 * attn.num_heads + attn.v_head_dim + value_dim * hidden
+
+
+def _indexer_params(attn: AttentionSpec, hidden: int) -> int:
+    """DSA lightning indexer (DeepSeek-V3.2): query up-projection from the q latent, one shared key
+    projection with a LayerNorm, and per-head weights."""
+    if not attn.index_head_dim:
+        return 0
+    heads, dim = int(attn.index_num_heads or 1), attn.index_head_dim
+    q_in = attn.q_lora_rank or hidden
+    return q_in * heads * dim + hidden * dim + 2 * dim + hidden * heads
 
 
 def mlp_params(ffn: FFNSpec, hidden: int, width: int) -> int:

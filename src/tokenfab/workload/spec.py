@@ -19,11 +19,19 @@ class _Frozen(BaseModel):
 class AttentionSpec(_Frozen):
     """Self-attention of one layer."""
 
-    kind: Literal["mha", "mla"] = Field(description="'mha' covers MHA/GQA/MQA; 'mla' is DeepSeek multi-head latent attention.")
-    num_heads: int = Field(ge=1, description="Query heads.")
-    num_kv_heads: int = Field(ge=1, description="Key/value heads (GQA groups); equals num_heads for MHA, 1 for MQA.")
+    kind: Literal["mha", "mla", "linear"] = Field(description=(
+        "'mha' covers MHA/GQA/MQA; 'mla' is DeepSeek multi-head latent attention; 'linear' is a recurrent "
+        "linear-attention layer (Gated DeltaNet in Qwen3-Next / Qwen3.5): a fixed-size state per sequence, no KV cache."))
+    num_heads: int = Field(ge=1, description="Query heads ('linear': value heads).")
+    num_kv_heads: int = Field(ge=1, description="Key/value heads (GQA groups); equals num_heads for MHA, 1 for MQA ('linear': key heads).")
     head_dim: int = Field(ge=1, description="Per-head dimension of queries and keys.")
-    v_head_dim: int = Field(ge=1, description="Per-head dimension of values (differs from head_dim only for MLA).")
+    v_head_dim: int = Field(ge=1, description="Per-head dimension of values (differs from head_dim only for MLA and linear layers).")
+    output_gate: bool = Field(default=False, description="Sigmoid gate on the attention output, projected with q (Qwen3-Next: q_proj is 2x wide).")
+    conv_kernel_size: int = Field(default=0, ge=0, description="'linear' only: causal depthwise convolution over q, k, v (0: none).")
+    # DeepSeek sparse attention (DSA, DeepSeek-V3.2): a light indexer scores all cached tokens, the core attends the top-k.
+    index_num_heads: int | None = Field(default=None, ge=1, description="DSA indexer heads.")
+    index_head_dim: int | None = Field(default=None, ge=1, description="DSA indexer key dimension (cached per token).")
+    index_topk_tokens: int | None = Field(default=None, ge=1, description="DSA: tokens each query attends to.")
     qkv_bias: bool = False
     out_bias: bool = False
     sliding_window_tokens: int | None = Field(default=None, ge=1, description="Local attention window, if any.")
@@ -40,13 +48,27 @@ class AttentionSpec(_Frozen):
             raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
         if self.kind == "mla" and (self.kv_lora_rank is None or self.qk_nope_head_dim is None):
             raise ValueError("MLA attention needs kv_lora_rank and qk_nope_head_dim")
+        if (self.index_topk_tokens is None) != (self.index_head_dim is None):
+            raise ValueError("DSA needs both index_head_dim and index_topk_tokens")
         return self
 
     def kv_cache_elements_per_token(self) -> int:
         """Elements cached per token in one layer (all KV heads): K and V, or MLA's latent + rope key."""
+        if self.kind == "linear":
+            return 0
+        index = int(self.index_head_dim or 0)
         if self.kind == "mla":
-            return int(self.kv_lora_rank) + int(self.qk_rope_head_dim or 0)
-        return self.num_kv_heads * (self.head_dim + self.v_head_dim)
+            return int(self.kv_lora_rank) + int(self.qk_rope_head_dim or 0) + index
+        return self.num_kv_heads * (self.head_dim + self.v_head_dim) + index
+
+    def state_elements_per_sequence(self) -> tuple[int, int]:
+        """'linear' layers: (recurrent state elements, convolution state elements) one sequence keeps.
+        The state is num_heads x head_dim x v_head_dim (a dk x dv matrix per value head); the
+        convolution keeps the last kernel - 1 inputs of q, k and v."""
+        if self.kind != "linear":
+            return 0, 0
+        conv_dim = 2 * self.num_kv_heads * self.head_dim + self.num_heads * self.v_head_dim
+        return self.num_heads * self.head_dim * self.v_head_dim, max(0, self.conv_kernel_size - 1) * conv_dim
 
 
 class FFNSpec(_Frozen):
@@ -102,6 +124,7 @@ class ModelSpec(_Frozen):
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     layers: tuple[LayerGroup, ...] = Field(min_length=1)
     source: str = Field(default="", description="config.json path or bundled name it came from.")
+    num_mtp_layers: int = Field(default=0, ge=0, description="Multi-token-prediction layers shipped beside the main model (DeepSeek-V3 num_nextn_predict_layers); not part of the forward pass, usable as a speculative drafter.")
 
     @property
     def num_layers(self) -> int:

@@ -31,9 +31,9 @@ def test_decode_gemm_is_memory_bound(ideal_cost):
 
 
 def test_no_overlap_adds_compute_and_memory():
-    cc = make_cost(kernel=KernelParams(launch_s=2e-6, compute_eff=0.5, memory_eff=0.8, overlap_exp=1.0,
-                                       half_occupancy_per_unit=0.0))
-    c = estimate_gemm(cc, 256, 1024, 1024)
+    cc = make_cost(make_chip(sram=256e6), kernel=KernelParams(launch_s=2e-6, compute_eff=0.5, memory_eff=0.8,
+                                                              overlap_exp=1.0, half_occupancy_per_unit=0.0))
+    c = estimate_gemm(cc, 256, 1024, 1024)  # operands fit on chip: each read once
     flops, dram = 2 * 256 * 1024 * 1024, (256 * 1024 + 1024 * 1024 + 256 * 1024) * 2
     assert c.time_s == pytest.approx(2e-6 + flops / (100e12 * 0.5) + dram / (1e12 * 0.8), rel=1e-9)
 

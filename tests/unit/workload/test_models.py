@@ -83,3 +83,64 @@ def test_local_config_path(tmp_path):
     (target / "config.json").write_text((CONFIG_DIR / "llama-3.1-8b.json").read_text())
     assert load_model(str(target)).name == "mymodel"
     assert Path(load_model(str(target / "config.json")).source).name == "config.json"
+
+
+# Wave-2 families (issue 13): totals within 1% of the card; active counts as each card counts them.
+NEW_FAMILIES = ["glm-4.5-air", "glm-4.5", "glm-5", "minimax-m2", "qwen3-next-80b-a3b", "qwen3.5-397b-a17b",
+                "deepseek-v3.2-exp", "gemma-3-27b", "baichuan2-7b", "baichuan2-13b", "kimi-k2.5"]
+
+
+@pytest.mark.parametrize("name", NEW_FAMILIES)
+def test_new_family_parameter_counts(name):
+    published = SOURCES[name].get("params_exact", SOURCES[name]["params_published"])
+    assert count_parameters(load_model(name)).total == pytest.approx(published, rel=0.01)
+
+
+@pytest.mark.parametrize("name, with_embeddings, rel", [
+    ("glm-4.5-air", False, 0.03), ("glm-4.5", False, 0.03), ("glm-5", False, 0.03), ("minimax-m2", False, 0.03),
+    ("qwen3.5-397b-a17b", True, 0.03), ("deepseek-v3.2-exp", True, 0.05),
+    ("qwen3-next-80b-a3b", False, 0.10),  # the card rounds 3.25B to "3B"
+])
+def test_new_family_active_parameters(name, with_embeddings, rel):
+    p = count_parameters(load_model(name))
+    active = p.active if with_embeddings else p.active - p.embedding - p.lm_head
+    assert active == pytest.approx(SOURCES[name]["params_active_published"], rel=rel)
+
+
+def test_hybrid_sparse_and_windowed_layouts():
+    nxt = load_model("qwen3-next-80b-a3b")
+    kinds = {g.attention.kind: g.num_layers for g in nxt.layers}
+    assert kinds == {"linear": 36, "mha": 12}
+    full = next(g.attention for g in nxt.layers if g.attention.kind == "mha")
+    assert full.output_gate and full.rotary_dim == 64 and full.head_dim == 256
+    lin = next(g.attention for g in nxt.layers if g.attention.kind == "linear")
+    assert lin.kv_cache_elements_per_token() == 0
+    assert lin.state_elements_per_sequence() == (32 * 128 * 128, 3 * (2 * 16 * 128 + 32 * 128))
+    q35 = load_model("qwen3.5-397b-a17b")
+    assert {g.attention.kind: g.num_layers for g in q35.layers} == {"linear": 45, "mha": 15}
+    assert q35.num_mtp_layers == 1
+    v32 = load_model("deepseek-v3.2-exp").first_attention
+    assert (v32.index_topk_tokens, v32.index_head_dim, v32.index_num_heads) == (2048, 128, 64)
+    assert v32.kv_cache_elements_per_token() == 512 + 64 + 128
+    gemma = load_model("gemma-3-27b")
+    assert {g.attention.sliding_window_tokens: g.num_layers for g in gemma.layers} == {1024: 52, None: 10}
+    assert gemma.tie_word_embeddings and gemma.vocab_size == 262208
+    glm = load_model("glm-4.5")
+    assert [g.num_layers for g in glm.layers] == [3, 89] and glm.first_attention.qkv_bias and glm.num_mtp_layers == 1
+    assert load_model("minimax-m2").num_mtp_layers == 3
+
+
+def test_unsupported_fields_are_named(tmp_path):
+    base = json.loads((CONFIG_DIR / "qwen3-next-80b-a3b.json").read_text())
+    cases = [
+        ({**base, "layer_types": ["mamba"] * 48}, "layer_types: unsupported layer type 'mamba'"),
+        ({**base, "mlp_only_layers": [0]}, "mlp_only_layers"),
+        ({**json.loads((CONFIG_DIR / "minimax-m2.json").read_text()), "attn_type_list": [0] * 62}, "attn_type_list"),
+    ]
+    for cfg, needle in cases:
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(cfg))
+        load_model.cache_clear()
+        with pytest.raises(DataFileError, match=needle) as info:
+            load_model(str(path))
+        assert "\n" not in str(info.value)

@@ -1,0 +1,335 @@
+"""Evaluating thousands of design points of one model at once, with the step model's own numbers.
+
+The slow path (`sweep.evaluate.evaluate_point`) runs `capacity_at_slo` per point: ~40 static
+batches of ~34 steps each, a third of a second. Here the step model runs once per TP degree on
+the base chip while recording every kernel it times (its FLOPs, traffic shape, fitted
+parameters, which peak it runs against) and every (operator, count) pair each step sums. Each
+kernel is then re-timed for all points at once with the same formula (`cost.kernel`,
+`cost.onchip`, `cost.collectives` in numpy), the steps are re-summed, and the static-batch and
+capacity arithmetic of `estimate_static_batch` / `capacity_at_slo` run on arrays. Tests check
+that the result equals the slow path point by point. Models with operators this recording does
+not cover (MoE grouped GEMMs, MLA) fall back to the slow path.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tokenfab.cost.chip_cost import ChipCost, chip_cost
+from tokenfab.cost.collectives import TREE_BUS_FACTOR, bus_factor, collective_name, steps, tree_steps
+from tokenfab.cost.kernel import KernelParams
+from tokenfab.cost.onchip import (
+    DecodeKvShape, GemmShape, PrefillKvShape, ResidencyPlan, gemm_traffic_array, onchip_memory, plan_residency,
+    prefill_kv_passes_array,
+)
+from tokenfab.cost.profile import resolve_profile
+from tokenfab.cost.result import OpCost
+from tokenfab.errors import TokenfabError
+from tokenfab.execution.config import ParallelConfig, PrecisionConfig
+from tokenfab.execution.layers import StepBatch
+from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC, MemoryModel
+from tokenfab.execution.predict import decode_contexts
+from tokenfab.execution.step import StepModel
+from tokenfab.fleet.capacity import SLOSpec
+from tokenfab.hardware.catalog import system_of_chip
+from tokenfab.hardware.spec import ChipSpec
+from tokenfab.sweep.capacity import TP_DEGREES, PointCapacity, compute_dtype
+from tokenfab.sweep.evaluate import PointResult, evaluate_point, finish_point, good_die_cost_usd
+from tokenfab.workload.spec import ModelSpec
+
+
+class _NotRecordable(Exception):
+    """A step contains an operator the recording cannot re-time (the caller falls back)."""
+
+
+class _Peak(float):
+    """A peak rate that remembers which of the chip's rates it is ('vector' for the vector unit)."""
+
+    __slots__ = ("key",)
+
+
+def _peak_key(peaks: dict[str, float], dtype: str) -> str:
+    """Which rate `ChipCost.peak(dtype)` returns (same fallback order)."""
+    if dtype in peaks:
+        return dtype
+    for alt in ("bf16", "fp16"):
+        if alt in peaks:
+            return alt
+    return min(peaks, key=peaks.__getitem__)
+
+
+class _Recorder(ChipCost):
+    """A ChipCost that remembers the inputs of every kernel it times, by the OpCost it returns."""
+
+    def __init__(self, base: ChipCost):
+        super().__init__(base.chip, base.resolved)
+        self.kernels: dict[int, tuple] = {}
+        vec = _Peak(self.vector_flop_per_s)
+        vec.key = "vector"
+        self.vector_flop_per_s = vec
+
+    def peak(self, dtype: str) -> float:
+        p = _Peak(super().peak(dtype))
+        p.key = _peak_key(self._peaks, dtype)
+        return p
+
+    def run_kernel(self, op, flops, dram_bytes, peak, params, work_units, source, warm_cache=False,
+                   onchip_bytes=0.0, shape=None) -> OpCost:
+        cost = super().run_kernel(op, flops, dram_bytes, peak, params, work_units, source, warm_cache, onchip_bytes, shape)
+        self.kernels[id(cost)] = (cost, flops, dram_bytes, getattr(peak, "key", None), params, work_units, shape)
+        return cost
+
+
+class _RecordingStepModel(StepModel):
+    """A StepModel that keeps the (operator, count) pairs of every part it sums."""
+
+    def __init__(self, *args, **kwargs):
+        self.part_pairs: dict[int, list] = {}
+        super().__init__(*args, **kwargs)
+
+    def _aggregate(self, pairs):
+        pairs = list(pairs)
+        part = super()._aggregate(pairs)
+        self.part_pairs[id(part)] = (part, pairs)  # holding the part keeps its id unique
+        return part
+
+
+class _Points:
+    """Per-point chip figures as arrays (the floats ChipCost and PowerModel hold, per design)."""
+
+    def __init__(self, chips: list[ChipSpec]):
+        self.n = len(chips)
+        keys = set(chips[0].peak_flop_per_s) | {"vector"}
+        self.peaks = {k: np.empty(self.n) for k in keys}
+        cols: dict[str, list[float]] = {k: [] for k in ("bw", "sram", "sram_bw", "units", "link", "tdp", "idle", "cap")}
+        for i, chip in enumerate(chips):
+            p = {k: v.value for k, v in chip.peak_flop_per_s.items()}
+            for k, v in p.items():
+                self.peaks[k][i] = v
+            self.peaks["vector"][i] = (chip.vector_flop_per_s.value if chip.vector_flop_per_s else 0.0) or min(p.values())
+            onchip = onchip_memory(chip)
+            cols["bw"].append(chip.memory_bandwidth_bytes_per_s)
+            cols["sram"].append(onchip.capacity_bytes)
+            cols["sram_bw"].append(onchip.bandwidth_bytes_per_s)
+            cols["units"].append(resolve_profile(chip).compute_units)
+            cols["link"].append(chip.scale_up.bandwidth_bytes_per_s.value if chip.scale_up else 0.0)
+            cols["idle"].append(chip.power.idle_w.value)
+            cols["tdp"].append(max(chip.power.tdp_w.value, chip.power.idle_w.value))
+            cols["cap"].append(chip.device_memory_bytes)
+        for k, v in cols.items():
+            setattr(self, k, np.array(v, dtype=float))
+        self.power_peak = self.peaks[_peak_key({k: 1.0 for k in chips[0].peak_flop_per_s}, "bf16")]
+        self.chips = chips
+
+
+def _kernel_time(flops, dram, onchip, peak, bw, sbw, p: KernelParams, work, units) -> tuple[np.ndarray, np.ndarray]:
+    """`cost.kernel.kernel_time_s` (cold, forward pass) over arrays; returns (time, memory-side time)."""
+    t_c = flops / peak
+    t_m = dram / bw
+    if np.any(onchip > 0):
+        t_m = np.where(onchip > 0, np.maximum(t_m, (dram + onchip) / sbw), t_m)
+    half = p.half_occupancy_per_unit * units
+    u = work / (work + half) if p.half_occupancy_per_unit > 0 else 1.0
+    a = np.where(t_c > 0, t_c / (p.compute_eff * u), 0.0)
+    b = t_m / p.memory_eff
+    hi = np.maximum(a, b)
+    safe = np.where(hi > 0, hi, 1.0)
+    blended = safe * ((a / safe) ** p.overlap_exp + (b / safe) ** p.overlap_exp) ** (1.0 / p.overlap_exp)
+    return p.launch_s + np.where(hi > 0, blended, 0.0), t_m
+
+
+class _Retimer:
+    """Times recorded operators for all points (memoised per operator)."""
+
+    def __init__(self, pts: _Points, sm: _RecordingStepModel, rec: _Recorder, residency: tuple):
+        self.pts, self.sm, self.rec = pts, sm, rec
+        self.weights_fit, self.kv_budget, self.kvpt = residency
+        self._memo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def op(self, cost: OpCost, cached_tokens: float) -> tuple[np.ndarray, np.ndarray]:
+        """(time, power) arrays of one operator; `cached_tokens` decides KV residency of decode attention."""
+        key = id(cost)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        pts = self.pts
+        record = self.rec.kernels.get(key)
+        if record is None:
+            if cost.bound != "network":
+                raise _NotRecordable(cost.op)
+            t = self._collective(cost)
+            activity = cost.bytes / (pts.bw * t) if cost.bytes else np.zeros(pts.n)
+        else:
+            _, flops, dram, peak_key, params, work, shape = record
+            dram, onchip = self._traffic(dram, shape, cached_tokens)
+            t, _ = _kernel_time(flops, dram, onchip, pts.peaks[peak_key], pts.bw, pts.sram_bw, params, work, pts.units)
+            activity = np.maximum(flops / (pts.power_peak * t), dram / (pts.bw * t))
+            activity = np.where(onchip > 0, np.maximum(activity, (dram + onchip) / (pts.sram_bw * t)), activity)
+        power = np.where(t > 0, pts.idle + (pts.tdp - pts.idle) * np.minimum(1.0, activity), pts.idle)
+        self._memo[key] = (t, power)
+        return t, power
+
+    def _traffic(self, dram: float, shape, cached_tokens: float) -> tuple[np.ndarray, np.ndarray]:
+        pts, zero = self.pts, np.zeros(self.pts.n)
+        if isinstance(shape, GemmShape):
+            return gemm_traffic_array(shape, pts.sram, self.weights_fit & shape.weights_on_chip)
+        if isinstance(shape, PrefillKvShape):
+            passes = prefill_kv_passes_array(shape, pts.sram, pts.units)
+            return shape.fixed_bytes + passes * shape.kv_bytes_per_pass, zero
+        if isinstance(shape, DecodeKvShape):  # recorded with the KV held on chip: `dram` excludes the cache
+            held = self.weights_fit & (self.kvpt > 0) & (cached_tokens * self.kvpt <= self.kv_budget)
+            return np.where(held, dram, dram + shape.cache_bytes), np.where(held, shape.cache_bytes, 0.0)
+        return dram + zero, zero
+
+    def _collective(self, cost: OpCost) -> np.ndarray:
+        """`LayerCoster.collective` (ring/tree, one-shot when fitted) within one scale-up domain, over link arrays."""
+        name = collective_name({"tp_allreduce": "all_reduce", "lm_head_gather": "all_gather"}.get(cost.op, ""))
+        n = self.sm.par.tp
+        if not name or n > self.sm.system.chips_per_node:
+            raise _NotRecordable(cost.op)
+        message = cost.bytes / bus_factor(name, n)
+        resolved = self.rec.resolved
+        t = _flat_time(name, n, message, self.pts.link, resolved.collective(name, n)[0])
+        if name == "all_reduce" and "all_reduce_oneshot" in resolved.profile.collectives:
+            t = np.minimum(t, _flat_time(name, n, message, self.pts.link, resolved.collective("all_reduce_oneshot", n)[0]))
+        return t
+
+
+def _flat_time(name: str, n: int, message: float, link: np.ndarray, p) -> np.ndarray:
+    """`cost.collectives.flat_time_s` over an array of link bandwidths."""
+    def protocols(bus):
+        return np.minimum(p.small_latency_s + bus / (link * p.small_bus_eff), p.latency_s + bus / (link * p.bus_eff))
+
+    ring = p.per_step_latency_s * steps(name, n) + protocols(bus_factor(name, n) * message)
+    if name == "all_reduce" and n > 2:
+        tree = p.per_step_latency_s * tree_steps(n) + protocols(TREE_BUS_FACTOR * message)
+        ring = np.where(tree < ring, tree, ring)
+    return ring
+
+
+def _step(sm: _RecordingStepModel, rt: _Retimer, batch: StepBatch) -> tuple[np.ndarray, np.ndarray]:
+    """(time, energy) arrays of one step (single pipeline stage), summed as `StepModel.step` sums it."""
+    result = sm.step(batch)
+    cached = batch.num_decode * batch.decode_kv_len
+    part_t, part_busy = [], []
+    for part in result.parts:  # summed part by part, in the order StepModel sums them
+        t = busy = 0.0
+        for cost, count in sm.part_pairs[id(part)][1]:
+            ot, power = rt.op(cost, cached)
+            ot = ot * count
+            t = t + ot
+            busy = busy + power * ot
+        part_t.append(t)
+        part_busy.append(busy)
+    return sum(part_t), sum(part_busy) * sm.par.num_devices
+
+
+def _static_batch(sm, rt, b: int, inp: int, outp: int) -> dict[str, np.ndarray]:
+    """`estimate_static_batch` for all points: ttft, tpot, e2e and energy arrays."""
+    ttft, e_pre = _step(sm, rt, StepBatch(prefill=((b, inp, inp),)))
+    contexts = decode_contexts(inp, outp)
+    n_steps = outp - 1
+    if len(contexts):
+        pairs = [_step(sm, rt, StepBatch(num_decode=b, decode_kv_len=float(c))) for c in contexts]
+        times, energies = np.stack([p[0] for p in pairs], axis=1), np.stack([p[1] for p in pairs], axis=1)
+        if len(contexts) > 1:
+            span = contexts[-1] - contexts[0]
+            mean_t, mean_e = np.trapezoid(times, contexts, axis=1) / span, np.trapezoid(energies, contexts, axis=1) / span
+        else:
+            mean_t, mean_e = times[:, 0], energies[:, 0]
+    else:
+        mean_t = mean_e = np.zeros(rt.pts.n)
+    return {"ttft": ttft, "tpot": mean_t, "e2e": ttft + n_steps * mean_t, "energy": e_pre + n_steps * mean_e}
+
+
+def _tp_setup(pts: _Points, model: ModelSpec, prec: PrecisionConfig, tp: int):
+    """Recording step model, re-timer and per-point (fits, max batch) for one TP degree; None if it cannot run."""
+    base = pts.chips[0]
+    try:
+        system, par = system_of_chip(base, tp), ParallelConfig(tp=tp)
+        sm = _RecordingStepModel(model, system, par, prec)
+    except TokenfabError:
+        return None
+    rec = _Recorder(chip_cost(base))
+    sm.cc = sm.coster.cc = rec
+    mem = MemoryModel(model, system, par, prec)
+    sm.coster.residency = ResidencyPlan(True, float("inf"), mem.kv_bytes_per_token)  # record eligibility
+    plans = [plan_residency(onchip_memory(c), c.memory_bandwidth_bytes_per_s, mem.weights_bytes, mem.kv_bytes_per_token)
+             for c in pts.chips]
+    residency = (np.array([p.weights_on_chip for p in plans]), np.array([p.kv_budget_bytes for p in plans]),
+                 mem.kv_bytes_per_token)
+    return sm, _Retimer(pts, sm, rec, residency), mem
+
+
+def _memory_limits(mem: MemoryModel, pts: _Points, inp: int, outp: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per point: does one request fit, and the largest static batch that fits (MemoryModel at each capacity)."""
+    fits, max_b, memo = np.zeros(pts.n, dtype=bool), np.zeros(pts.n, dtype=int), {}
+    for i, cap in enumerate(pts.cap):
+        if cap not in memo:
+            m = copy.copy(mem)
+            m.capacity, m.usable = cap, cap * DEFAULT_MEMORY_UTILIZATION_FRAC
+            memo[cap] = (m.footprint(inp + outp, inp, 1).fits, m.max_batch(inp, outp, 1))
+        fits[i], max_b[i] = memo[cap]
+    return fits, max_b
+
+
+def fast_capacities(chips: list[ChipSpec], model: ModelSpec, slo: SLOSpec) -> list[PointCapacity | None]:
+    """`capacity_at_slo` for every chip (all derived from chips[0] by knobs that keep its catalog name)."""
+    pts = _Points(chips)
+    prec = PrecisionConfig(dtype=compute_dtype(chips[0]))
+    domain = chips[0].scale_up.domain_size if chips[0].scale_up else 1
+    inp, outp = slo.input_tokens, slo.output_tokens
+    if inp + outp > model.max_position_embeddings:  # predict rejects it: no TP degree can serve it
+        return [None] * pts.n
+    best = np.full(pts.n, -np.inf)
+    info = np.zeros((pts.n, 5))  # power, tp, batch, ttft, tpot
+    for tp in TP_DEGREES:
+        if tp > domain:
+            break
+        setup = _tp_setup(pts, model, prec, tp)
+        if setup is None:
+            continue
+        sm, rt, mem = setup
+        fits, max_b = _memory_limits(mem, pts, inp, outp)
+        single = _static_batch(sm, rt, 1, inp, outp)
+        t_prefill, walking, b = single["ttft"], fits.copy(), 1
+        while walking.any():
+            walking &= b <= max_b
+            if not walking.any():
+                break
+            r = single if b == 1 else _static_batch(sm, rt, b, inp, outp)
+            cycle = outp * r["tpot"] + b * t_prefill
+            walking &= ~((cycle / outp > slo.tpot_s) | (t_prefill + r["tpot"] > slo.ttft_s))
+            rate = b * outp / cycle / tp
+            better = walking & (rate > best)
+            best = np.where(better, rate, best)
+            row = np.stack([r["energy"] / r["e2e"] / tp, np.full(pts.n, tp), np.full(pts.n, b),
+                            t_prefill + r["tpot"], cycle / outp], axis=1)
+            info = np.where(better[:, None], row, info)
+            b *= 2
+    return [PointCapacity(float(best[i]), float(info[i, 0]), int(info[i, 1]), int(info[i, 2]), float(info[i, 3]),
+                          float(info[i, 4])) if np.isfinite(best[i]) else None for i in range(pts.n)]
+
+
+def evaluate_points(chips: list[ChipSpec], knob_sets: list[dict[str, Any]], model: ModelSpec, slo: SLOSpec,
+                    progress: Callable[[int, int], None] | None = None) -> list[PointResult]:
+    """Every point for one model: the batched path, or point by point where it does not apply."""
+    try:
+        capacities = fast_capacities(chips, model, slo)
+    except _NotRecordable:
+        out = []
+        for i, (chip, knobs) in enumerate(zip(chips, knob_sets)):
+            out.append(evaluate_point(chip, knobs, model, slo))
+            if progress:
+                progress(i + 1, len(chips))
+        return out
+    note = f"{model.name} cannot meet the SLO on this design at tp <= {TP_DEGREES[-1]}"
+    results = [finish_point(k, model.name, good_die_cost_usd(c), cap, "" if cap else note)
+               for c, k, cap in zip(chips, knob_sets, capacities)]
+    if progress:
+        progress(len(chips), len(chips))
+    return results

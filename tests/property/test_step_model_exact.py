@@ -1,0 +1,61 @@
+"""One step model: every fast path the simulator uses is an exact memo of `StepModel.step`."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tokenfab import api
+from tokenfab.execution.layers import StepBatch
+
+DEPLOYMENTS = [("qwen3-1.7b", "l40s", 1, 1), ("llama-3.1-8b", "h100-sxm", 2, 1), ("llama-3.1-8b", "a100-sxm", 1, 2),
+               ("qwen3-30b-a3b", "h100-sxm", 2, 1)]
+
+prefill_group = st.tuples(st.integers(1, 4), st.integers(1, 3000), st.integers(0, 4000)).map(lambda g: (g[0], g[1], g[1] + g[2]))
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-12 * max(abs(a), abs(b), 1e-30)
+
+
+@pytest.mark.property
+@settings(max_examples=60, deadline=None)
+@given(dep=st.sampled_from(DEPLOYMENTS), prefill=st.lists(prefill_group, max_size=3).map(tuple),
+       num_decode=st.integers(0, 300), kv=st.floats(1.0, 30000.0))
+def test_fast_step_equals_step(dep, prefill, num_decode, kv):
+    model, hw, tp, pp = dep
+    sm = api.deployment(model, hw, tp=tp, pp=pp).step_model
+    if not prefill and num_decode == 0:
+        num_decode = 1
+    batch = StepBatch(prefill, num_decode, kv if num_decode else 0.0)
+    ref = sm.step(batch)
+    t, e = sm.fast_step(prefill, num_decode, batch.decode_kv_len)
+    assert _close(t, ref.time_s) and _close(e, ref.energy_j)
+    t2, e2 = sm.time_energy(batch)
+    assert _close(t2, ref.time_s) and _close(e2, ref.energy_j)
+
+
+@pytest.mark.property
+@settings(max_examples=40, deadline=None)
+@given(dep=st.sampled_from(DEPLOYMENTS), num_decode=st.integers(1, 300), kv=st.floats(1.0, 30000.0), run=st.integers(0, 4000))
+def test_decode_pair_equals_step(dep, num_decode, kv, run):
+    model, hw, tp, pp = dep
+    sm = api.deployment(model, hw, tp=tp, pp=pp).step_model
+    t0, e0, t1, e1 = sm.decode_pair(num_decode, kv, kv + run)
+    first, last = sm.step(StepBatch((), num_decode, kv)), sm.step(StepBatch((), num_decode, kv + run))
+    assert _close(t0, first.time_s) and _close(e0, first.energy_j)
+    assert _close(t1, last.time_s) and _close(e1, last.energy_j)
+
+
+@pytest.mark.property
+@settings(max_examples=40, deadline=None)
+@given(dep=st.sampled_from(DEPLOYMENTS + [("deepseek-v3", "h200-sxm", 8, 1), ("gpt-oss-20b", "h100-sxm", 1, 1)]), num_decode=st.integers(1, 300),
+       kvs=st.lists(st.floats(1.0, 60000.0), min_size=1, max_size=6))
+def test_vectorised_decode_times_equal_step(dep, num_decode, kvs):
+    model, hw, tp, pp = dep
+    sm = api.deployment(model, hw, tp=tp, pp=pp).step_model
+    times, energies = sm.decode_times(num_decode, kvs)
+    for kv, t, e in zip(kvs, times, energies):
+        ref = sm.step(StepBatch((), num_decode, kv))
+        assert abs(t - ref.time_s) <= 1e-9 * ref.time_s and abs(e - ref.energy_j) <= 1e-9 * ref.energy_j
