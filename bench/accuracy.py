@@ -49,7 +49,7 @@ from tokenfab.cost.chip_cost import ChipCost
 from tokenfab.cost.profile import ResolvedProfile, profile_from_dict
 from tokenfab.errors import TokenfabError
 from tokenfab.hardware.catalog import load_chip
-from tokenfab.report.accuracy_report import GroupRows, write_accuracy_report
+from tokenfab.report.accuracy_report import GroupRows, render_accuracy_markdown, write_accuracy_report
 
 BENCH = Path(__file__).resolve().parent
 EXTERNAL_GROUPS = [  # (name, module in bench/, function, what it measures)
@@ -264,6 +264,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="tokenfab accuracy against ../shared/calibration")
     ap.add_argument("--json", type=Path, help="write all statistics to this JSON file")
     ap.add_argument("--report", type=Path, help="write a self-contained HTML report (tables, scatter plots, band coverage)")
+    ap.add_argument("--summary", type=Path, help="write a Markdown summary (per group and chip) beside the report")
     ap.add_argument("--skip", action="append", default=[], choices=list(RUNNERS), help="leave a group out (repeatable)")
     ap.add_argument("--no-loco", action="store_true", help="skip the leave-one-chip-out refits (= --skip unseen)")
     ap.add_argument("--no-serving", action="store_true", help="skip the serving simulations (= --skip serving)")
@@ -290,12 +291,17 @@ def main() -> None:
     report["wall_s"] = time.perf_counter() - t0
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=float))
+    meta = {"commit": _commit(), "date (UTC)": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "data": "../shared/calibration", "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
+            "groups skipped": ", ".join(sorted(skip)) or "none", "wall time": f"{report['wall_s']:.0f} s"}
     if args.report:
-        meta = {"commit": _commit(), "date (UTC)": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-                "data": str(directory), "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
-                "groups skipped": ", ".join(sorted(skip)) or "none"}
         write_accuracy_report(groups, meta, args.report, band_report)
         print(f"report written to {args.report}")
+    if args.summary:
+        tmp = args.summary.with_name(args.summary.name + ".tmp")
+        tmp.write_text(render_accuracy_markdown(groups, meta))
+        tmp.replace(args.summary)
+        print(f"summary written to {args.summary}")
     print(f"\n(wall time {report['wall_s']:.1f} s)")
 
 

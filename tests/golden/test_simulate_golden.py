@@ -15,9 +15,7 @@ CASES = {
     "vllm/poisson": BASE | dict(rate=8.0, engine="vllm"),
     "sglang/closed-16": BASE | dict(concurrency=16, warmup_requests=16, engine="sglang"),
     "trtllm/closed-16": BASE | dict(concurrency=16, warmup_requests=16, engine="trtllm"),
-    # input_len is dropped: the distribution sets the prompt length (giving both is refused as a conflict)
-    "vllm/offline-lognormal": {k: v for k, v in BASE.items() if k != "input_len"}
-                              | dict(offline=True, input_dist="lognormal:600,300", engine="vllm"),
+    "vllm/offline-lognormal": BASE | dict(offline=True, input_dist="lognormal:600,300", engine="vllm"),
     "vllm/pd-1-2": BASE | dict(rate=10.0, prefill_replicas=1, decode_replicas=2, engine="vllm"),
     "llama-8b/h100/tp2-prefix": dict(model="llama-3.1-8b", hardware="h100-sxm", tp=2, concurrency=32, num_requests=400,
                                      input_len=2048, output_len=128, shared_prefix_tokens=1024, seed=1),

@@ -173,3 +173,37 @@ def test_defect_density_inverts_the_yield_model(target, area, model):
     d0 = defect_density_from_yield(target, area, model, alpha)
     assert d0 > 0 and math.isfinite(d0)
     assert die_yield_frac(d0, area, model, alpha) == pytest.approx(target, rel=1e-7)
+
+
+def _with_shared_hbm(plan: dict, stacks: float, per_chip: list[int]) -> dict:
+    """Every option carries HBM stacks from one shared supply; each scenario may squeeze it."""
+    plan = dict(plan)
+    plan["components"] = [{"name": "hbm", "kind": "hbm", "unit": "stacks", "supply": stacks, "source": "hypothesis"}]
+    plan["options"] = [
+        {**option, "bill_of_materials": {"hbm": "hbm", "hbm_stacks_per_chip": per_chip[k % len(per_chip)]}}
+        for k, option in enumerate(plan["options"])
+    ]
+    plan["scenarios"] = [
+        {**scenario, "component_supply_multiplier": {"hbm": 0.5 if k % 2 else 1.0}}
+        for k, scenario in enumerate(plan["scenarios"])
+    ]
+    return plan
+
+
+@PROPERTY_SETTINGS
+@given(
+    plan=small_plans(),
+    stacks=st.floats(20, 400),
+    per_chip=st.lists(st.integers(1, 8), min_size=1, max_size=3),
+    kind=st.sampled_from(["robust", "two-stage"]),
+)
+def test_shared_components_are_never_overdrawn_and_more_supply_never_costs_more(plan, stacks, per_chip, kind):
+    plan["plan_kind"] = kind
+    tight = plan_fleet(PlanSpec.model_validate(_with_shared_hbm(plan, stacks, per_chip)))
+    for row in tight.component_use:
+        assert row["used"] <= row["supply"] * (1 + 1e-6) + 1e-6
+    ample = plan_fleet(PlanSpec.model_validate(_with_shared_hbm(plan, 2 * stacks, per_chip)))
+    assert ample.objective <= tight.objective * (1 + 1e-5) + 1e-6
+    for price in tight.shadow_prices:
+        if price["kind"] == "component":
+            assert price["shadow_price"] <= 1e-6  # more of a part can only lower cost

@@ -23,9 +23,10 @@ dims = st.integers(min_value=1, max_value=16384)
 
 
 def _chip(sram_bytes: float, sram_bw: float):
-    chip = make_chip(sram=sram_bytes) if sram_bytes > 0 else make_chip()
-    return chip.model_copy(update={"onchip_sram_bandwidth_bytes_per_s": chip.memory.bandwidth_bytes_per_s.model_copy(
-        update={"value": sram_bw})})
+    chip = make_chip()  # a published capacity, 0 included (a chip without the field reads operands once)
+    bw = chip.memory.bandwidth_bytes_per_s
+    return chip.model_copy(update={"onchip_sram_bytes": bw.model_copy(update={"value": sram_bytes}),
+                                   "onchip_sram_bandwidth_bytes_per_s": bw.model_copy(update={"value": sram_bw})})
 
 
 @settings(max_examples=200, deadline=None)

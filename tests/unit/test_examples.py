@@ -27,3 +27,14 @@ def test_example_without_its_trace_says_so_in_one_line(tmp_path):
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
+
+
+def test_seed_study_example_runs():
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "seed_study.py"), "--models", "llama-3.1-8b",
+                           "--chips", "h100-sxm,npu-template,ascend-910b", "--rate", "2", "--top", "1",
+                           "--num-requests", "200"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("| llama-3.1-8b")]
+    assert len(lines) == 3
+    assert "(cost)" in lines[1]  # the NPU is costed by the silicon model, and says so
+    assert lines[2].split("|")[6].strip() == "-"  # no sourced 910B price: left empty

@@ -14,9 +14,10 @@ from tokenfab.api.capacity import predicted_capacity
 from tokenfab.api.deployment import Deployment, deployment
 from tokenfab.api.ops import OpResult, op
 from tokenfab.api.predict import StepInfo, predict, step
+from tokenfab.api.search import search
 from tokenfab.api.simulate import simulate
 from tokenfab.api.sweep import sweep
 from tokenfab.execution.predict import PredictResult
 
-__all__ = ["predict", "op", "step", "simulate", "sweep", "predicted_capacity", "deployment", "PredictResult", "OpResult",
+__all__ = ["predict", "op", "step", "simulate", "search", "sweep", "predicted_capacity", "deployment", "PredictResult", "OpResult",
            "StepInfo", "Deployment"]

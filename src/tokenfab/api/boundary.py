@@ -54,6 +54,8 @@ BOUNDS: dict[str, dict[str, float]] = {
     "static_memory_frac": {"ge": 0, "lt": 1},
     # scheduler
     "max_num_seqs": {"ge": 1, "le": 1 << 20}, "max_batched_tokens": _TOKENS, "block_size": {"ge": 1, "le": 1 << 16},
+    # search
+    "max_devices": _COUNT, "top": {"ge": 0, "le": 100_000}, "workers": {"ge": 1, "le": 4096}, "budget_cny": _POSITIVE,
     # sweeps
     "points": {"ge": 1, "le": 10_000_000},
     # speculative decoding
@@ -178,9 +180,8 @@ def _arrival_options(a: dict, d: dict) -> str | None:
         return "--burstiness only applies with --rate (open-loop arrivals)"
     if a.get("concurrency") is None and changed(a, d, "think_time_ms"):
         return "--think-time-ms only applies with --concurrency (closed-loop clients)"
-    for what in ("input", "output"):
-        if a.get(f"{what}_dist") is not None and changed(a, d, f"{what}_len"):
-            return f"--{what}-len and --{what}-dist both set the {what} length: give one"
+    # A length distribution beside a fixed length is allowed: search's simulate_args carry both and the
+    # distribution wins (documented in `simulate --help`).
     return None
 
 

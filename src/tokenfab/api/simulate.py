@@ -60,6 +60,7 @@ def simulate(
     timeseries_interval_s: float = 1.0, kv_free_memory_frac: float | None = None, engine: str = "vllm",
     warmup_requests: int = 0, static_memory_frac: float | None = None, spec_method: str | None = None,
     spec_tokens: int = 1, spec_acceptance: float | None = None, spec_draft_model: str | None = None,
+    decode_hardware: str | None = None,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
@@ -109,10 +110,11 @@ def simulate(
     QUEUES.get(policy), ROUTERS.get(router)  # unknown names fail here, before any work
 
     def spec(tp_: int, role: str):
-        d = deployment(model, hardware, None, tp_, pp, ep, 1, dtype, weight_dtype, kv_dtype, profile=None, **mem_kw)
+        chip = decode_hardware if role == "decode" and decode_hardware else hardware
+        d = deployment(model, chip, None, tp_, pp, ep, 1, dtype, weight_dtype, kv_dtype, profile=None, **mem_kw)
         if d.memory.kv_capacity_tokens(max_batched_tokens, max_num_seqs) < block_size:
             raise InvalidInputError(
-                f"{model} leaves no room for a KV cache on {hardware} with tp={tp_} "
+                f"{model} leaves no room for a KV cache on {chip} with tp={tp_} "
                 f"(weights {d.memory.weights_bytes / 1e9:.1f} GB per device); raise --tp or lower --max-batched-tokens")
         spec_model = None
         if spec_method is not None and role != "prefill":
@@ -133,6 +135,8 @@ def simulate(
               "chunked_prefill": eng.chunked_prefill, "warmup_requests": warmup_requests,
               "router": router, "arrival": arrival, "num_requests": num_requests, "seed": seed,
               "slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms}
+    if decode_hardware is not None and not (prefill_replicas and decode_replicas):
+        raise InvalidInputError("--decode-hardware needs a disaggregated run (--prefill-replicas and --decode-replicas)")
     if prefill_replicas or decode_replicas:
         if not (prefill_replicas and decode_replicas):
             raise InvalidInputError("disaggregation needs both --prefill-replicas and --decode-replicas")
@@ -146,6 +150,7 @@ def simulate(
                          slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
                          frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token)
         config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
+                      decode_hardware=decode_hardware or hardware,
                       prefill_tp=prefill_tp or tp, decode_tp=decode_tp or tp)
     else:
         r_spec, r_dep = spec(tp, "both")

@@ -44,7 +44,7 @@ def _json_safe(value):
 def _register() -> None:
     # Each command module registers itself on `app`; importing them here keeps `main` small.
     from tokenfab.cli import catalog_cmds, op_cmds, predict_cmds  # noqa: F401
-    for optional in ("simulate_cmds", "calibrate_cmds", "plan_cmds", "sweep_cmds", "serve_cmds"):
+    for optional in ("simulate_cmds", "calibrate_cmds", "plan_cmds", "search_cmds", "sweep_cmds", "serve_cmds"):
         try:
             __import__(f"tokenfab.cli.{optional}")
         except ModuleNotFoundError as exc:

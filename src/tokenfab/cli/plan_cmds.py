@@ -42,6 +42,14 @@ def plan(
     out.print(head)
     _rows_table("purchases by period", plan_table_rows(result))
     _rows_table("scenarios", scenario_table_rows(result))
+    _rows_table("build or not (NRE)", d["build_decisions"])
+    _rows_table("facility power built", d["power_build"])
+    _rows_table("shadow prices (largest first)", [
+        {k: row.get(k) for k in ("constraint", "scenario", "shadow_price", "unit")} for row in d["shadow_prices"][:15]
+    ])
+    if d["regret"]:
+        keys = ("scenario", "probability", "plan_cost", "foresight_cost", "regret")
+        _rows_table("regret against the plan that knew the scenario", [{k: r[k] for k in keys} for r in d["regret"]])
     for line in result.unmet_lines:
         err.print(line, markup=False)
 

@@ -55,7 +55,7 @@ def prefill_attention_work(
     a, kvb = bytes_per_element(act_dtype), bytes_per_element(kv_dtype)
     q_blocks = math.ceil(q_len / Q_BLOCK)
     passes = prefill_kv_passes(kv_read * (head_dim + dv) * kvb, num_heads, num_kv_heads, q_blocks,
-                               cc.onchip.capacity_bytes, cc.compute_units)
+                               cc.onchip.reuse_capacity_bytes, cc.compute_units)
     fixed = batch * (
         q_len * num_heads * (head_dim * a + dv * 2.0)  # read Q, write O (16-bit)
         + q_len * num_kv_heads * (head_dim + dv) * kvb  # write the new K, V into the cache

@@ -111,9 +111,13 @@ def _protocols(bus_bytes: float, link_bw: float, p: CollectiveParams) -> float:
     return min(small, large)
 
 
-def _link_bw(link: LinkSpec | None, what: str) -> float:
+def _link_bw(link: LinkSpec | None, what: str, system: SystemSpec | None = None) -> float:
     if link is None:
-        raise InvalidInputError(f"the system has no {what} link to run a collective over")
+        where = ""
+        if system is not None and system.chip.scale_up is None:
+            where = (f" ({system.chip.name} has no scale-up link in the catalog because none is published; "
+                     f"run it on 1 device or give a system file with an intra-node link)")
+        raise InvalidInputError(f"the system has no {what} link to run a collective over{where}")
     return link.bandwidth_bytes_per_s.value
 
 
@@ -141,16 +145,16 @@ def estimate_collective(
         fit_name = "all_gather"
     per_node = min(num_devices, system.chips_per_node)
     params, source = cc.resolved.collective(fit_name, 2 if name == "send_recv" else per_node)
-    intra_bw = _link_bw(system.scale_up_link, "scale-up") if per_node > 1 else 0.0
+    intra_bw = _link_bw(system.scale_up_link, "scale-up", system) if per_node > 1 else 0.0
     mesh = mesh_domain(system.scale_up_link)
     if name == "send_recv" or num_devices <= system.chips_per_node:
         if name == "send_recv" and num_devices > system.chips_per_node:
-            intra_bw, mesh = _link_bw(system.scale_out_link, "scale-out"), 0
+            intra_bw, mesh = _link_bw(system.scale_out_link, "scale-out", system), 0
         n = 2 if name == "send_recv" else num_devices
         time_s, bound = flat_time_s(name, n, message_bytes, intra_bw, params, mesh)
     else:
         nodes = math.ceil(num_devices / per_node)
-        inter_bw = _link_bw(system.scale_out_link, "scale-out")
+        inter_bw = _link_bw(system.scale_out_link, "scale-out", system)
         time_s = bound = 0.0
         if name in ("all_reduce", "reduce_scatter") and per_node > 1:
             t, b = flat_time_s("reduce_scatter", per_node, message_bytes, intra_bw, params, mesh)

@@ -54,7 +54,7 @@ def gemm_work(
     a_bytes = bytes_per_element(act_dtype) if act_dtype in _SIXTEEN_BIT or cc.supports(act_dtype) else 2.0
     flops = 2.0 * m * n * k
     shape = GemmShape(m, n, k, a_bytes, bytes_per_element(weight_dtype), out_bytes, weights_on_chip)
-    dram, onchip = gemm_traffic_bytes(m, n, k, a_bytes, shape.w_bytes, out_bytes, cc.onchip.capacity_bytes, weights_on_chip)
+    dram, onchip = gemm_traffic_bytes(m, n, k, a_bytes, shape.w_bytes, out_bytes, cc.onchip.reuse_capacity_bytes, weights_on_chip)
     work = min(m, TILE) * n / (TILE * TILE)
     return KernelWork(flops, dram, cc.peak(compute), work, kind, onchip, shape)
 

@@ -27,7 +27,9 @@ so more on-chip memory never slows a kernel.
 Bandwidth: a chip's `onchip_sram_bandwidth_bytes_per_s` when its YAML gives one (with a
 source). Where none is published the model ASSUMES it equals the DRAM bandwidth, so the
 on-chip memory then saves re-reads (effects 1 and 2) but holding data on chip (effect 3)
-gains no speed; `OnChipMemory.bandwidth_basis` says which applies. Chips whose main memory
+gains no speed; `OnChipMemory.bandwidth_basis` says which applies. A chip whose YAML gives no
+on-chip capacity is not taken to have none: its operands are read once and nothing is held on
+chip (`reuse_capacity_bytes` = inf, `capacity_bytes` = 0). Chips whose main memory
 is itself on chip (memory kind 'none', e.g. Hanguang 800) have no separate level: their
 'DRAM' figures already are the SRAM's.
 """
@@ -46,20 +48,26 @@ MIN_TILE = 128  # smallest output-tile edge a GEMM works on without any L2 reuse
 class OnChipMemory:
     """The on-chip level of one chip as the cost functions see it (plain floats)."""
 
-    capacity_bytes: float  # 0 when the chip has no separate on-chip level
+    capacity_bytes: float  # what data can be held there (0: nothing is held on chip)
     bandwidth_bytes_per_s: float
     bandwidth_basis: str  # 'sourced' (chip YAML) or 'assumed-equal-to-dram' (no published figure)
+    reuse_capacity_bytes: float = math.inf  # what GEMM/attention re-reads see (inf: capacity not published)
 
 
 def onchip_memory(chip: ChipSpec) -> OnChipMemory:
-    """The on-chip level of `chip` (see the module doc for the bandwidth assumption)."""
+    """The on-chip level of `chip` (see the module doc for the bandwidth assumption).
+
+    A chip whose YAML gives no on-chip capacity is not assumed to have none: its operands are
+    taken to be read once (as before this model), and nothing is held on chip across steps.
+    """
     dram_bw = chip.memory_bandwidth_bytes_per_s
     if chip.memory.kind == "none":  # the main memory is the SRAM: no second level to model
         return OnChipMemory(0.0, dram_bw, "main-memory-is-on-chip")
+    reuse = chip.onchip_sram_bytes.value if chip.onchip_sram_bytes is not None else math.inf
     sourced = chip.onchip_sram_bandwidth_bytes_per_s
     if sourced is not None and sourced.value > 0:
-        return OnChipMemory(chip.sram_bytes, sourced.value, "sourced")
-    return OnChipMemory(chip.sram_bytes, dram_bw, "assumed-equal-to-dram")
+        return OnChipMemory(chip.sram_bytes, sourced.value, "sourced", reuse)
+    return OnChipMemory(chip.sram_bytes, dram_bw, "assumed-equal-to-dram", reuse)
 
 
 def memory_time_s(dram_bytes: float, onchip_bytes: float, dram_bw: float, onchip_bw: float) -> float:

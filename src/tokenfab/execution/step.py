@@ -122,7 +122,7 @@ class StepModel:
         footprint = MemoryModel(model, system, par, prec)
         self.coster.residency = plan_residency(self.cc.onchip, self.cc.bandwidth_bytes_per_s,
                                                footprint.weights_bytes, footprint.kv_bytes_per_token)
-        self.power = PowerModel(system.chip, self.cc)
+        self.power = PowerModel(system.chip, self.cc, system, par.num_devices)
         self.stage_layers = layers_per_stage(model.num_layers, par.pp)
         self.layer_fraction = self.stage_layers / model.num_layers  # share of each group on the busiest stage
         self._group_counts = [(g, g.num_layers * self.layer_fraction) for g in model.layers]
@@ -226,6 +226,7 @@ class StepModel:
                 time_s += p2p.time_s * (pp - 1)
                 parts.append(self._aggregate([(p2p, (pp - 1) / (micro + pp - 1))]))
         energy = (busy_j + self.power.idle_w * max(0.0, time_s - stage_s * micro)) * self.par.num_devices
+        energy = self.power.to_wall(energy, time_s)
         result = StepResult(time_s, roof_s * (micro + pp - 1), energy, batch.num_tokens, tuple(parts))
         if len(self._cache) < 100_000:
             self._cache[batch] = result
@@ -259,7 +260,7 @@ class StepModel:
             if p2p is not None:
                 time_s += p2p.time_s * (pp - 1)
         energy = (busy * micro + self.power.idle_w * max(0.0, time_s - stage_s * micro)) * self.par.num_devices
-        return time_s, energy
+        return time_s, self.power.to_wall(energy, time_s)
 
     def fast_step(self, prefill: tuple, num_decode: int, decode_kv_len: float) -> tuple[float, float]:
         """`time_energy` for single-stage plans, inlined without building a StepBatch: the simulator
@@ -282,7 +283,7 @@ class StepModel:
             dt, de = self._decode_core(num_decode, decode_kv_len)
             t += dt
             busy += de
-        return t, busy * self.par.num_devices
+        return t, self.power.to_wall(busy * self.par.num_devices, t)
 
     def _prefill_core(self, group: tuple[int, int, int]) -> tuple[float, float]:
         """(time, busy energy) of the attention core of one prefill group (n, q_len, kv_len), memoised."""
@@ -307,8 +308,8 @@ class StepModel:
         busy += head.busy_energy_j
         a_t, a_e = self._decode_core(num_decode, kv_first)
         b_t, b_e = self._decode_core(num_decode, kv_last) if kv_last != kv_first else (a_t, a_e)
-        n = self.par.num_devices
-        return t + a_t, (busy + a_e) * n, t + b_t, (busy + b_e) * n
+        n, wall = self.par.num_devices, self.power.to_wall
+        return t + a_t, wall((busy + a_e) * n, t + a_t), t + b_t, wall((busy + b_e) * n, t + b_t)
 
     def _decode_core(self, num_decode: int, kv_len: float) -> tuple[float, float]:
         """(time, busy energy) of the decode attention cores at this mean context (quantised as in `step`), memoised."""
@@ -352,7 +353,7 @@ class StepModel:
             if p2p is not None:
                 time_s = time_s + p2p.time_s * (pp - 1)
         energy = (busy * micro + power.idle_w * np.maximum(0.0, time_s - stage * micro)) * self.par.num_devices
-        return time_s, energy
+        return time_s, power.to_wall(energy, time_s)
 
     def _core_sum(self, batch: StepBatch) -> tuple[float, float]:
         """(time, busy energy) of the attention cores of every layer for `batch`."""

@@ -49,6 +49,9 @@ class Solution:
             energy = float(np.einsum("im,imt->", data.energy_cost, self.alloc[:, :, :, s]))
             facility = float(data.facility_cost @ self.installed[:, :, s].sum(axis=1))
             penalty = float(lp.unmet_cost @ self.unmet[:, :, s].sum(axis=1)) if lp.unmet_col[0, 0, 0] >= 0 else 0.0
+            nre, power_capex, power_counted = self._fixed_costs(s)
+            capex += nre + power_capex
+            counted += nre + power_counted
             demand = data.demand[:, :, s]
             served_frac = np.divide(self.served[:, :, s], demand, out=np.full(demand.shape, np.inf), where=demand > 0)
             rows.append(
@@ -59,12 +62,82 @@ class Solution:
                     "capex_counted": counted,
                     "energy_cost": energy,
                     "facility_cost": facility,
+                    "nre": nre,
+                    "power_build_capex": power_capex,
                     "total_cost": counted + energy + facility,
                     "unmet_penalty": penalty,
                     "unmet_tokens_per_s_periods": float(self.unmet[:, :, s].sum()),
                     "min_served_frac": float(served_frac.min()),
                 }
             )
+        return rows
+
+    def _fixed_costs(self, s: int) -> tuple[float, float, float]:
+        """(NRE paid, power-build cash, power-build cost counted) in scenario s."""
+        fixed, values = self.lp.fixed, self.outcome.values
+        amount = values[fixed.col[:, s]] if fixed.size else np.zeros(0)
+        nre = fixed.kind == 0
+        return (
+            float(amount[nre] @ fixed.capex[nre]),
+            float(amount[~nre] @ fixed.capex[~nre]),
+            float(amount[~nre] @ fixed.cost[~nre]),
+        )
+
+    def build_decisions(self) -> list[dict]:
+        """One row per chip with a build-or-not decision: built or not, and its NRE."""
+        res, lp = self.data.resources, self.lp
+        rows = []
+        for i in np.flatnonzero(lp.build_col >= 0):
+            built = self.outcome.values[lp.build_col[i]] > 0.5
+            rows.append({"chip": self.data.options[i], "built": bool(built), "nre": float(res.nre[i])})
+        return rows
+
+    def power_built(self) -> list[dict]:
+        """Facility power whose build starts in each period (W), per scenario group."""
+        lp, data = self.lp, self.data
+        rows = []
+        for t in np.flatnonzero(lp.power_col[:, 0] >= 0):
+            cols, first = np.unique(lp.power_col[t], return_index=True)
+            for col, s in zip(cols, first, strict=True):
+                watts = float(self.outcome.values[col])
+                if watts <= 1e-6:
+                    continue
+                scenario = "all" if np.all(lp.power_col[t] == col) else data.scenarios[s]
+                rows.append(
+                    {
+                        "period": data.periods[t],
+                        "scenario": scenario,
+                        "facility_power_w": watts,
+                        "energised_period": data.periods[t + data.resources.power_lead],
+                    }
+                )
+        return rows
+
+    def component_use(self) -> list[dict]:
+        """Units of each component the plan consumes per period and scenario, against supply."""
+        res, data = self.data.resources, self.data
+        if res is None or not res.components:
+            return []
+        rows = []
+        terms_used = np.zeros_like(res.component_supply)  # (C, T, S)
+        for i in range(len(data.options)):
+            lead = int(data.lead[i])
+            for t in range(lead, len(data.periods)):
+                delivered = self.buy[i, t - lead] * data.available[i, t]
+                terms_used[:, t, :] += res.component_use[i, :, t, :] * delivered
+        for c, name in enumerate(res.components):
+            for t, period in enumerate(data.periods):
+                for s, scenario in enumerate(data.scenarios):
+                    rows.append(
+                        {
+                            "component": name,
+                            "unit": res.component_units[c],
+                            "period": period,
+                            "scenario": scenario,
+                            "used": float(terms_used[c, t, s]),
+                            "supply": float(res.component_supply[c, t, s]),
+                        }
+                    )
         return rows
 
     def purchases(self, shared: np.ndarray) -> list[dict]:
@@ -152,6 +225,12 @@ def _row_name(data: PlanData, kind: int, index: np.ndarray) -> tuple[str, dict]:
         return f"demand {model} {data.periods[t]} [{scenario}]", {"model": model, "period": data.periods[t]}
     if kind == RowKind.BUDGET_TOTAL:
         return f"budget total [{scenario}]", {"period": None}
+    if kind == RowKind.COMPONENT:
+        component = data.resources.components[a]
+        return f"component {component} {data.periods[t]} [{scenario}]", {"component": component, "period": data.periods[t]}
+    if kind == RowKind.BUILD_LINK:
+        chip = data.options[a]
+        return f"build-or-not {chip} ordered {data.periods[t]} [{scenario}]", {"chip": chip, "period": data.periods[t]}
     labels = {RowKind.BUDGET_PERIOD: "budget", RowKind.POWER: "facility power", RowKind.FLOOR: "floor space"}
     return f"{labels[RowKind(kind)]} {data.periods[t]} [{scenario}]", {"period": data.periods[t]}
 
@@ -162,6 +241,8 @@ _UNITS = {
     RowKind.BUDGET_PERIOD: "per unit of currency",
     RowKind.POWER: "per W",
     RowKind.FLOOR: "per m^2",
+    RowKind.COMPONENT: "per unit of the component",
+    RowKind.BUILD_LINK: "per chip",
 }
 
 
@@ -189,10 +270,14 @@ def constraint_report(solution: Solution) -> tuple[list[dict], list[dict]]:
             "shadow_price": dual,
             "unit": _UNITS[RowKind(kind)],
         }
+        probability = float(data.probability[lp.row_index[row][2]])
+        if dual is not None and lp.plan_kind == "two-stage" and lp.objective_kind == "min_cost" and probability > 0:
+            # two-stage minimises expected cost, so a scenario's row is worth p_s x its value in that future
+            entry["shadow_price_given_scenario"] = dual / probability
         at_limit = abs(activity[row] - limit) <= 1e-7 * max(1.0, abs(limit))
-        if kind != RowKind.DEMAND and at_limit:
+        if kind not in (RowKind.DEMAND, RowKind.BUILD_LINK) and at_limit:
             binding.append(entry)
-        if dual is not None and abs(dual) > 1e-9:
+        if dual is not None and abs(dual) > 1e-9 and kind != RowKind.BUILD_LINK:  # a big-M row's dual means nothing
             prices.append(entry)
     binding.extend(_supply_binding(solution, sign))
     prices.sort(key=lambda entry: abs(entry["shadow_price"]), reverse=True)

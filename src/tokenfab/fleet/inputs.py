@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tokenfab.errors import DoesNotFitError, InvalidInputError
+from tokenfab.errors import DoesNotFitError, InvalidInputError, UnknownNameError
 from tokenfab.fleet.capacity import CapacityProvider, combined_provider
 from tokenfab.fleet.periods import period_index, resolve_per_period
+from tokenfab.fleet.resource_inputs import ResourceData, apply_utilization, build_resource_data
 from tokenfab.fleet.spec import ChipOptionSpec, MoneySpec, PlanSpec, ScenarioSpec
 from tokenfab.fleet.tco import (
     capex_per_chip,
@@ -85,6 +86,10 @@ class PlanData:
     currency: str
     datacenter: DatacenterFigures
     silicon_rows: list[dict] = field(default_factory=list)
+    wafers_per_chip: np.ndarray | None = None  # (I, T, S) by delivery period; NaN where the silicon is unknown
+    raw_capacity: np.ndarray | None = None  # (I, M) provider tokens/s before the utilisation cap
+    stated_demand: np.ndarray | None = None  # (M, T, S) demand before peak headroom
+    resources: ResourceData | None = None  # components, NRE, power build-out (fleet.resource_inputs)
 
 
 class _Money:
@@ -143,7 +148,9 @@ def build_plan_data(spec: PlanSpec, provider: CapacityProvider | None = None) ->
         energy_cost=np.zeros_like(capacity),
         facility_cost=np.zeros(len(spec.options)),
         facility_power_w=np.zeros(len(spec.options)),
-        floor_m2=np.array([_or(o.floor_m2_per_chip, figures.floor_m2_per_chip) for o in spec.options]),
+        floor_m2=np.array(
+            [_or(o.floor_m2_per_chip, figures.floor_m2_per_chip) * o.chips_per_unit for o in spec.options]
+        ),
         capex_weight=np.ones((len(spec.options), num_t)),
         budget_total=spec.budget.total if spec.budget else None,
         budget_period=resolve_per_period(spec.budget.per_period if spec.budget else None, periods, "budget"),
@@ -152,9 +159,12 @@ def build_plan_data(spec: PlanSpec, provider: CapacityProvider | None = None) ->
         currency=spec.currency,
         datacenter=figures,
     )
+    data.wafers_per_chip = np.full(data.supply.shape, np.nan)
     for i, option in enumerate(spec.options):
         _fill_option(data, spec, i, option, scenarios, money)
     _fill_running_costs(data)
+    apply_utilization(data, spec.utilization)
+    data.resources = build_resource_data(data, spec, scenarios, money)
     if spec.capex_accounting == "depreciation":
         _fill_capex_weight(data)
     return data
@@ -202,13 +212,20 @@ def _capacity(spec: PlanSpec, lookup: CapacityProvider) -> tuple[np.ndarray, np.
     for i, option in enumerate(spec.options):
         if option.chip is not None:
             load_chip(option.chip)  # UnknownNameError with the nearest catalog names
-        key = option.chip or option.name
+        key = option.capacity_key
         for m, model in enumerate(spec.models):
             try:
                 estimate = lookup(key, model.name, model.slo)
             except DoesNotFitError as exc:
                 sources[i][m] = f"does not fit: {exc}"
                 continue
+            except UnknownNameError:
+                if option.pool is None:
+                    raise
+                raise InvalidInputError(
+                    f"no capacity for pool '{key}' serving '{model.name}': add capacity: rows for it, or pass a "
+                    "provider that models prefill/decode pools"
+                ) from None
             capacity[i, m] = estimate.tokens_per_s_per_chip
             power[i, m] = estimate.avg_power_w_per_chip
             sources[i][m] = estimate.source
@@ -263,7 +280,7 @@ def _scaled(supply: np.ndarray, factor: float) -> np.ndarray:
 def _server_share(data: PlanData, option: ChipOptionSpec, money: _Money) -> float:
     if option.server_share is not None:
         return money.convert(option.server_share, f"server_share of option '{option.name}'")
-    usd = data.datacenter.server_share_per_chip_usd
+    usd = data.datacenter.server_share_per_chip_usd * option.chips_per_unit
     return usd * money.rate("USD", "the default server share per chip (datacenter.yaml)")
 
 
@@ -273,6 +290,15 @@ def _bought_price(option: ChipOptionSpec, money: _Money, num_t: int, periods: li
     if option.price is not None:
         currency = option.price.currency if isinstance(option.price, MoneySpec) else money.currency
         base = money.convert(option.price, what)
+    elif option.pool is not None:  # a pool unit is one prefill chip and r decode chips at catalog prices
+        pool = option.pool
+        prices = [load_chip(pool.prefill_chip).price_usd, load_chip(pool.decode_chip).price_usd]
+        if any(price is None for price in prices):
+            raise InvalidInputError(
+                f"pool option '{option.name}': give `price` per pool unit (a chip of the pool has no catalog price_usd)"
+            )
+        usd = prices[0].value + pool.decode_per_prefill * prices[1].value
+        currency, base = "USD", usd * money.rate("USD", f"catalog {what}")
     else:
         chip = load_chip(option.chip) if option.chip else None
         if chip is None or chip.price_usd is None:
@@ -307,6 +333,7 @@ def _fill_manufactured(
             unit_usd = estimate.cost_per_good_chip_usd * (1.0 + made.markup_frac)
             data.chip_price[i, t, s] = unit_usd * usd * scenario.price_multiplier.get(option.name, 1.0)
             supply = wafers[t] * estimate.good_chips_per_wafer
+            data.wafers_per_chip[i, t, s] = 1.0 / estimate.good_chips_per_wafer
             data.supply[i, t, s] = min(supply, cap[t])
             data.supply[i, t, s] *= scenario.supply_multiplier.get(option.name, 1.0)
             data.silicon_rows.append(

@@ -18,6 +18,8 @@ Rows:
   power     sum_i facility_power[i] installed[i,t,s] <= limit[t] - existing power
   floor     sum_i floor[i] installed[i,t,s] <= limit[t] - existing floor
   worst     worst - cost_s >= constant_s, cost_s without the unmet penalty (robust min_cost only)
+  component, build link, power build-out: see fleet.lp_resources (shared parts, NRE binaries,
+            facility power built with a lead time; NRE and power capex count in budgets and costs)
 
 A purchase counts in scenario s only if its delivery period is available in s, and its
 supply bound is the tightest delivery-period supply among the scenarios where it counts.
@@ -31,40 +33,33 @@ among the worst-case optima so that non-worst scenarios are not served wastefull
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
 import numpy as np
 import scipy.sparse as sp
 
 from tokenfab.errors import InvalidInputError
 from tokenfab.fleet.inputs import PlanData
+from tokenfab.fleet.lp_resources import (
+    FixedTerms,
+    add_fixed_to_budget,
+    add_fixed_to_expected,
+    add_fixed_to_worst,
+    build_link_rows,
+    component_rows,
+    fixed_terms,
+    power_build_terms,
+    resource_bounds,
+    resource_columns,
+)
+from tokenfab.fleet.lp_rows import DeliveredTerms, RowKind, Rows
+
+__all__ = ["DeliveredTerms", "LinearProgram", "RowKind", "Rows", "build_lp"]
 
 TIE_BREAK_WEIGHT = 1e-6
 """Weight of expected cost beside the robust worst case (or beside capacity)."""
 
 MAX_DEMAND_MULTIPLE = 1e4
 """Upper bound of the served multiple of demand (max_capacity), so the LP stays bounded."""
-
-
-class RowKind(IntEnum):
-    ALLOC = 0
-    DEMAND = 1
-    BUDGET_TOTAL = 2
-    BUDGET_PERIOD = 3
-    POWER = 4
-    FLOOR = 5
-    WORST = 6
-
-
-@dataclass(slots=True)
-class DeliveredTerms:
-    """One entry per (purchase, period it serves in, scenario it arrives in)."""
-
-    option: np.ndarray
-    order: np.ndarray  # period the purchase was ordered in
-    period: np.ndarray  # period the chips serve in
-    scenario: np.ndarray
-    col: np.ndarray
 
 
 @dataclass(slots=True)
@@ -91,6 +86,10 @@ class LinearProgram:
     unmet_cost: np.ndarray  # (M,) objective cost of 1 token/s of model m unmet for one period
     objective_kind: str
     plan_kind: str
+    build_col: np.ndarray  # (I,) column of the build-or-not binary, -1 where none
+    power_col: np.ndarray  # (T, S) column of power built from t, -1 where none
+    fixed: FixedTerms  # NRE and power-build costs (columns that are not chips)
+    cost_scale: float = 1.0  # a typical chip's objective cost: HiGHS is given cost / cost_scale
 
     @property
     def num_cols(self) -> int:
@@ -99,46 +98,6 @@ class LinearProgram:
     @property
     def num_rows(self) -> int:
         return int(self.row_lower.size)
-
-
-class _Rows:
-    """Accumulates sparse row blocks (COO triplets) and their bounds and labels."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.rows: list[np.ndarray] = []
-        self.cols: list[np.ndarray] = []
-        self.vals: list[np.ndarray] = []
-        self.lower: list[np.ndarray] = []
-        self.upper: list[np.ndarray] = []
-        self.kind: list[np.ndarray] = []
-        self.index: list[np.ndarray] = []
-
-    def block(self, kind: RowKind, index: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-        """Reserve rows (one per row of `index`) and return their numbers."""
-        number = len(index)
-        ids = np.arange(self.count, self.count + number)
-        self.count += number
-        self.kind.append(np.full(number, int(kind)))
-        self.index.append(np.asarray(index, dtype=np.int64).reshape(number, 3))
-        self.lower.append(np.broadcast_to(np.asarray(lower, dtype=float), (number,)).copy())
-        self.upper.append(np.broadcast_to(np.asarray(upper, dtype=float), (number,)).copy())
-        return ids
-
-    def add(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray | float) -> None:
-        rows, cols, vals = np.broadcast_arrays(np.asarray(rows), np.asarray(cols), np.asarray(vals, dtype=float))
-        self.rows.append(rows.ravel().copy())
-        self.cols.append(cols.ravel().copy())
-        self.vals.append(vals.ravel().copy())
-
-    def matrix(self, num_cols: int) -> sp.csc_matrix:
-        if not self.rows:
-            return sp.csc_matrix((self.count, num_cols))
-        coo = sp.coo_matrix(
-            (np.concatenate(self.vals), (np.concatenate(self.rows), np.concatenate(self.cols))),
-            shape=(self.count, num_cols),
-        )
-        return coo.tocsc()  # duplicates are summed
 
 
 @dataclass(slots=True)
@@ -151,6 +110,8 @@ class _Columns:
     worst: int
     scale: np.ndarray
     count: int
+    build: np.ndarray
+    power: np.ndarray
 
 
 def _columns(data: PlanData, objective: str, plan_kind: str, shared: np.ndarray) -> _Columns:
@@ -172,7 +133,8 @@ def _columns(data: PlanData, objective: str, plan_kind: str, shared: np.ndarray)
         groups = 1 if plan_kind == "robust" else num_s
         scale_col = count + (np.zeros(num_s, dtype=np.int64) if groups == 1 else np.arange(num_s))
         count += groups
-    return _Columns(buy_col, alloc_col, unmet_col, worst_col, scale_col, count)
+    build_col, power_col, count = resource_columns(data, shared, count)
+    return _Columns(buy_col, alloc_col, unmet_col, worst_col, scale_col, count, build_col, power_col)
 
 
 def build_lp(
@@ -186,20 +148,25 @@ def build_lp(
     buy_cost, constant_cost = _scenario_costs(data, cols.buy, delivered)
     unmet_cost = np.broadcast_to(np.asarray(unmet_penalty, dtype=float), (len(data.models),)) * data.period_years
     lower, upper, integrality = _bounds(data, cols.buy, cols.count, shared)
+    resource_bounds(data, cols.buy, cols.build, cols.power, (lower, upper, integrality))
+    fixed = fixed_terms(data, cols.build, cols.power)
     if objective == "min_cost":
         upper[cols.unmet] = data.demand
     else:
         upper[cols.scale] = MAX_DEMAND_MULTIPLE
-    rows = _Rows()
+    rows = Rows()
     _alloc_rows(rows, data, cols.alloc, delivered)
     _demand_rows(rows, data, cols.alloc, cols.unmet, cols.scale)
-    _budget_rows(rows, data, cols.buy)
-    _limit_rows(rows, data, delivered, RowKind.POWER, data.facility_power_w, data.power_limit_w)
+    _budget_rows(rows, data, cols.buy, fixed)
+    power_rows = _limit_rows(rows, data, delivered, RowKind.POWER, data.facility_power_w, data.power_limit_w)
+    power_build_terms(rows, data, power_rows, cols.power)
     _limit_rows(rows, data, delivered, RowKind.FLOOR, data.floor_m2, data.floor_limit_m2)
+    component_rows(rows, data, cols.buy)
+    build_link_rows(rows, data, cols.buy, cols.build, upper)
     if cols.worst >= 0:
-        _worst_rows(rows, data, cols, buy_cost, constant_cost)
+        _worst_rows(rows, data, cols, buy_cost, constant_cost, fixed)
     return LinearProgram(
-        cost=_objective_vector(data, cols, buy_cost, unmet_cost, objective),
+        cost=_objective_vector(data, cols, buy_cost, unmet_cost, objective, fixed),
         lower=lower,
         upper=upper,
         integrality=integrality,
@@ -219,15 +186,32 @@ def build_lp(
         unmet_cost=unmet_cost,
         objective_kind=objective,
         plan_kind=plan_kind,
+        build_col=cols.build,
+        power_col=cols.power,
+        fixed=fixed,
+        cost_scale=_cost_scale(buy_cost),
     )
 
 
+def _cost_scale(buy_cost: np.ndarray) -> float:
+    """The median cost of one chip: objective coefficients divided by it are of order one for chips.
+
+    Fleet costs span 1e-6 (robust tie-breaks) to 1e7 (unmet-demand penalties) per unit; unscaled,
+    HiGHS's MIP called a plan optimal that cost 35x what the same model without its binary cost
+    (the bundled example at half its budget). Scaling changes neither the optimum nor the duals
+    (solve multiplies them back).
+    """
+    positive = buy_cost[np.isfinite(buy_cost) & (buy_cost > 0)]
+    return float(np.median(positive)) if positive.size else 1.0
+
+
 def _objective_vector(
-    data: PlanData, cols: _Columns, buy_cost: np.ndarray, unmet_cost: np.ndarray, objective: str
+    data: PlanData, cols: _Columns, buy_cost: np.ndarray, unmet_cost: np.ndarray, objective: str, fixed: FixedTerms
 ) -> np.ndarray:
     """Minimised costs: worst case (robust), expectation (two-stage), or minus the demand multiple."""
     weights = data.probability
     expected = _expected_cost_vector(data, cols, buy_cost, unmet_cost)
+    add_fixed_to_expected(expected, fixed, weights)
     cost = np.zeros(cols.count)
     if objective == "min_cost" and cols.worst >= 0:
         cost[cols.worst] = 1.0
@@ -327,7 +311,7 @@ def _bounds(data: PlanData, buy_col: np.ndarray, num_cols: int, shared: np.ndarr
     return lower, upper, integrality
 
 
-def _alloc_rows(rows: _Rows, data: PlanData, alloc_col: np.ndarray, delivered: DeliveredTerms) -> None:
+def _alloc_rows(rows: Rows, data: PlanData, alloc_col: np.ndarray, delivered: DeliveredTerms) -> None:
     num_i, _, num_t, num_s = alloc_col.shape
     servers = np.flatnonzero((alloc_col[:, :, 0, 0] >= 0).any(axis=1))
     if not servers.size:
@@ -349,7 +333,7 @@ def _alloc_rows(rows: _Rows, data: PlanData, alloc_col: np.ndarray, delivered: D
 
 
 def _demand_rows(
-    rows: _Rows, data: PlanData, alloc_col: np.ndarray, unmet_col: np.ndarray, scale_col: np.ndarray
+    rows: Rows, data: PlanData, alloc_col: np.ndarray, unmet_col: np.ndarray, scale_col: np.ndarray
 ) -> None:
     num_m, num_t, num_s = data.demand.shape
     grid = np.stack(np.meshgrid(np.arange(num_m), np.arange(num_t), np.arange(num_s), indexing="ij"), axis=-1)
@@ -364,12 +348,13 @@ def _demand_rows(
         rows.add(ids, np.broadcast_to(scale_col, ids.shape), -data.demand)
 
 
-def _budget_rows(rows: _Rows, data: PlanData, buy_col: np.ndarray) -> None:
+def _budget_rows(rows: Rows, data: PlanData, buy_col: np.ndarray, fixed: FixedTerms) -> None:
     num_i, _, num_s = buy_col.shape
+    total_ids, period_ids = None, {}
     if data.budget_total is not None:
         index = np.stack([np.zeros(num_s, dtype=int), np.zeros(num_s, dtype=int), np.arange(num_s)], axis=1)
-        ids = rows.block(RowKind.BUDGET_TOTAL, index, -np.inf, data.budget_total)
-        rows.add(np.broadcast_to(ids, buy_col.shape), buy_col, data.unit_capex)
+        total_ids = rows.block(RowKind.BUDGET_TOTAL, index, -np.inf, data.budget_total)
+        rows.add(np.broadcast_to(total_ids, buy_col.shape), buy_col, data.unit_capex)
     finite = np.flatnonzero(np.isfinite(data.budget_period))
     if finite.size:
         pt, ps = np.meshgrid(finite, np.arange(num_s), indexing="ij")
@@ -378,14 +363,17 @@ def _budget_rows(rows: _Rows, data: PlanData, buy_col: np.ndarray) -> None:
         ids = ids.reshape(finite.size, num_s)
         for i in range(num_i):
             rows.add(ids, buy_col[i, finite], data.unit_capex[i, finite])
+        period_ids = {int(t): ids[k] for k, t in enumerate(finite)}
+    add_fixed_to_budget(rows, total_ids, period_ids, fixed)
 
 
 def _limit_rows(
-    rows: _Rows, data: PlanData, delivered: DeliveredTerms, kind: RowKind, per_chip: np.ndarray, limit: np.ndarray
-) -> None:
+    rows: Rows, data: PlanData, delivered: DeliveredTerms, kind: RowKind, per_chip: np.ndarray, limit: np.ndarray
+) -> np.ndarray | None:
+    """Rows (period, scenario) of one facility limit; returns their numbers (-1: no row), or None."""
     finite = np.flatnonzero(np.isfinite(limit))
     if not finite.size or not np.any(per_chip > 0):
-        return
+        return None
     num_s = len(data.scenarios)
     pt, ps = np.meshgrid(finite, np.arange(num_s), indexing="ij")
     index = np.stack([np.zeros(pt.size, dtype=int), pt.ravel(), ps.ravel()], axis=1)
@@ -396,6 +384,7 @@ def _limit_rows(
     rows_for_terms = row_of[delivered.period, delivered.scenario]
     keep = (rows_for_terms >= 0) & (per_chip[delivered.option] > 0)
     rows.add(rows_for_terms[keep], delivered.col[keep], per_chip[delivered.option[keep]])
+    return row_of
 
 
 def _expected_cost_vector(data: PlanData, cols: _Columns, buy_cost: np.ndarray, unmet_cost: np.ndarray) -> np.ndarray:
@@ -410,7 +399,9 @@ def _expected_cost_vector(data: PlanData, cols: _Columns, buy_cost: np.ndarray, 
     return expected
 
 
-def _worst_rows(rows: _Rows, data: PlanData, cols: _Columns, buy_cost: np.ndarray, constant_cost: np.ndarray) -> None:
+def _worst_rows(
+    rows: Rows, data: PlanData, cols: _Columns, buy_cost: np.ndarray, constant_cost: np.ndarray, fixed: FixedTerms
+) -> None:
     """worst - (capex + facility + energy of scenario s) >= existing-fleet cost of s."""
     num_s = len(data.scenarios)
     index = np.stack([np.zeros(num_s, dtype=int), np.zeros(num_s, dtype=int), np.arange(num_s)], axis=1)
@@ -420,3 +411,4 @@ def _worst_rows(rows: _Rows, data: PlanData, cols: _Columns, buy_cost: np.ndarra
     for i, m in np.argwhere(cols.alloc[:, :, 0, 0] >= 0):
         alloc = cols.alloc[i, m]  # (T, S)
         rows.add(np.broadcast_to(ids, alloc.shape), alloc, -data.energy_cost[i, m])
+    add_fixed_to_worst(rows, ids, fixed)

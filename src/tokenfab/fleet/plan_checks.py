@@ -30,10 +30,14 @@ def check_plan(spec: PlanSpec) -> None:
     for option in spec.options:
         if option.chip is not None:
             load_chip(option.chip)  # UnknownNameError naming the nearest catalog chips
+        if option.pool is not None:
+            load_chip(option.pool.prefill_chip)
+            load_chip(option.pool.decode_chip)
     _check_per_period_fields(spec)
     _check_scenarios(spec)
     _check_currencies(spec)
     _check_capacity_rows(spec)
+    _check_components(spec)
     if spec.plan_kind == "two-stage" and spec.first_stage_periods > len(spec.periods):
         raise InvalidInputError(
             f"first_stage_periods {spec.first_stage_periods} exceeds the {len(spec.periods)} periods"
@@ -60,6 +64,11 @@ def _check_per_period_fields(spec: PlanSpec) -> None:
             resolve_per_period(
                 option.manufactured.wafers_per_period, periods, f"wafers_per_period of option '{option.name}'"
             )
+    for component in spec.components:
+        resolve_per_period(component.supply, periods, f"supply of component '{component.name}'")
+    build = spec.limits.power_build
+    if build is not None:
+        resolve_per_period(build.max_mw_per_period, periods, "limits.power_build.max_mw_per_period")
     if spec.budget is not None:
         resolve_per_period(spec.budget.per_period, periods, "budget.per_period")
     resolve_per_period(spec.limits.facility_power_w, periods, "limits.facility_power_w")
@@ -68,7 +77,12 @@ def _check_per_period_fields(spec: PlanSpec) -> None:
 
 def _check_scenarios(spec: PlanSpec) -> None:
     options = [o.name for o in spec.options]
-    manufactured = [o.name for o in spec.options if o.manufactured is not None]
+    manufactured = [
+        o.name
+        for o in spec.options
+        if o.manufactured is not None or (o.bill_of_materials is not None and o.bill_of_materials.silicon is not None)
+    ]
+    components = [c.name for c in spec.components]
     for scenario in spec.scenarios:
         where = f"scenario '{scenario.name}'"
         for cut in scenario.unavailable:
@@ -82,6 +96,9 @@ def _check_scenarios(spec: PlanSpec) -> None:
         for name in [*scenario.price_multiplier, *scenario.supply_multiplier]:
             if name not in options:
                 raise UnknownNameError(f"option in {where}", name, options)
+        for name in scenario.component_supply_multiplier:
+            if name not in components:
+                raise UnknownNameError(f"component in {where}", name, components)
         for name in scenario.yield_ramps:
             if name not in manufactured:
                 raise UnknownNameError(f"manufactured option in {where}.yield_ramps", name, manufactured)
@@ -109,9 +126,36 @@ def _check_currencies(spec: PlanSpec) -> None:
                 )
 
 
+def _check_components(spec: PlanSpec) -> None:
+    """Every component a bill of materials names exists; NRE periods exist; wafers only where dies are known."""
+    _unique("component", [c.name for c in spec.components])
+    components = [c.name for c in spec.components]
+    for option in spec.options:
+        where = f"option '{option.name}'"
+        bom = option.bill_of_materials
+        if bom is not None:
+            for name in bom.components():
+                if name not in components:
+                    raise UnknownNameError(f"component in {where}.bill_of_materials", name, components)
+            if bom.wafers is not None and option.manufactured is None and bom.silicon is None:
+                raise InvalidInputError(f"{where}: bill_of_materials.wafers needs `silicon` (die, node) for a bought chip")
+        made = option.manufactured
+        if made is not None and made.nre is not None:
+            for label in (made.nre.ready_period, made.nre.spend_period):
+                if label is not None:
+                    period_index(label, spec.periods, f"{where}.manufactured.nre")
+        if made is not None and made.wafers_per_period is None and option.supply is None and (
+            bom is None or bom.wafers is None
+        ):
+            raise InvalidInputError(
+                f"{where}: a manufactured chip needs wafers_per_period, supply, or a wafer component in its "
+                "bill_of_materials (otherwise its supply is unlimited)"
+            )
+
+
 def _check_capacity_rows(spec: PlanSpec) -> None:
     models = [m.name for m in spec.models]
-    chips = sorted({o.chip or o.name for o in spec.options})
+    chips = sorted({o.capacity_key for o in spec.options})
     for row in spec.capacity:
         if row.model not in models:
             raise UnknownNameError("model in capacity:", row.model, models)

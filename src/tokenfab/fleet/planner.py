@@ -18,11 +18,12 @@ RuntimeError (an internal error).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
-from tokenfab.fleet.capacity import CapacityProvider
+from tokenfab.fleet.capacity import CachedCapacityProvider, CapacityProvider
 from tokenfab.fleet.extract import MAX_REPORTED_DUALS, Solution, capacity_rows, constraint_report, unit_economics
 from tokenfab.fleet.inputs import PlanData, build_plan_data
 from tokenfab.fleet.lp_model import MAX_DEMAND_MULTIPLE, LinearProgram, build_lp
@@ -45,10 +46,57 @@ _MEANING = {
 
 
 def plan_fleet(spec: PlanSpec, capacity_provider: CapacityProvider | None = None) -> PlanResult:
-    """Plan purchases for `spec`; capacity comes from its `capacity:` rows, else `capacity_provider`."""
+    """Plan purchases for `spec`; capacity comes from its `capacity:` rows, else `capacity_provider`.
+
+    With `spec.regret`, each scenario is also planned alone (the plan that knew the future),
+    at the same unmet-demand price, and the result says what the plan costs in that scenario
+    beyond the foresighted one: the price of not knowing, i.e. what the backup plan costs.
+    """
+    if capacity_provider is not None and not isinstance(capacity_provider, CachedCapacityProvider):
+        capacity_provider = CachedCapacityProvider(capacity_provider)  # one predictor call per pair, however many solves
+    result, penalty = _plan_once(spec, capacity_provider, None)
+    if not spec.regret or len(spec.scenario_list) < 2:
+        return result
+    regret = _regret(spec, capacity_provider, result, penalty)
+    expected = sum(row["probability"] * row["regret"] for row in regret)
+    note = (
+        f"expected regret {expected:,.4g} {result.currency}: the probability-weighted cost of not knowing "
+        "which scenario comes (the expected value of perfect information); per scenario in `regret`"
+    )
+    return dataclasses.replace(result, regret=regret, notes=[*result.notes, note])
+
+
+def _regret(spec: PlanSpec, provider: CapacityProvider | None, result: PlanResult, penalty: np.ndarray) -> list[dict]:
+    rows = []
+    for scenario, costs in zip(spec.scenario_list, result.scenarios, strict=True):
+        alone = spec.model_copy(
+            update={"scenarios": [scenario.model_copy(update={"probability": 1.0})], "regret": False}
+        )
+        foresight, _ = _plan_once(alone, provider, penalty)
+        best = foresight.scenarios[0]
+        plan_cost = costs["total_cost"] + costs["unmet_penalty"]
+        best_cost = best["total_cost"] + best["unmet_penalty"]
+        rows.append(
+            {
+                "scenario": scenario.name,
+                "probability": costs["probability"],
+                "plan_cost": plan_cost,
+                "foresight_cost": best_cost,
+                "regret": plan_cost - best_cost,
+                "foresight_capex": best["capex"],
+                "foresight_purchases": foresight.by_period,
+            }
+        )
+    return rows
+
+
+def _plan_once(
+    spec: PlanSpec, capacity_provider: CapacityProvider | None, penalty: np.ndarray | None
+) -> tuple[PlanResult, np.ndarray]:
     started = time.perf_counter()
     data = build_plan_data(spec, capacity_provider)
-    penalty = _unmet_penalty(spec, data)
+    if penalty is None:
+        penalty = _unmet_penalty(spec, data)
     lp = build_lp(
         data,
         objective=spec.objective,
@@ -58,7 +106,7 @@ def plan_fleet(spec: PlanSpec, capacity_provider: CapacityProvider | None = None
     )
     build_s = time.perf_counter() - started
     outcome = solve_lp(lp, spec.solver)
-    return _result(spec, data, lp, outcome, penalty, build_s)
+    return _result(spec, data, lp, outcome, penalty, build_s), penalty
 
 
 def default_unmet_penalty(data: PlanData) -> np.ndarray:
@@ -150,6 +198,9 @@ def _result(
         silicon=data.silicon_rows,
         stats=_stats(lp, outcome, penalty, data, build_s, len(prices)),
         notes=notes,
+        build_decisions=solution.build_decisions(),
+        power_build=solution.power_built(),
+        component_use=solution.component_use(),
     )
 
 

@@ -70,6 +70,10 @@ class PlanResult:
     silicon: list[dict]
     stats: dict
     notes: list[str] = field(default_factory=list)
+    build_decisions: list[dict] = field(default_factory=list)
+    power_build: list[dict] = field(default_factory=list)
+    component_use: list[dict] = field(default_factory=list)
+    regret: list[dict] | None = None
 
     @property
     def unmet_lines(self) -> list[str]:
@@ -104,6 +108,10 @@ class PlanResult:
             "silicon": self.silicon,
             "stats": self.stats,
             "notes": self.notes,
+            "build_decisions": self.build_decisions,
+            "power_build": self.power_build,
+            "component_use": self.component_use,
+            "regret": self.regret,
         }
         return _json_safe(out)
 

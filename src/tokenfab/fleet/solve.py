@@ -13,6 +13,7 @@ that `--json` output on stdout stays clean.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import time
@@ -80,54 +81,36 @@ def _new_solver(settings: SolverSpec):
     return highspy, solver
 
 
+MAX_ENUMERATED_BINARIES = 5
+"""Up to this many build-or-not binaries (and no other integers), the MILP is solved exactly by
+solving one LP per combination (at most 32 LPs on one warm solver): faster than branch and bound
+on fleet models, whose LP relaxation with a big-M link is weak, and it needs no MIP tolerances."""
+
+
 def solve_lp(lp: LinearProgram, settings: SolverSpec) -> SolveOutcome:
     """Solve `lp` (minimisation); raise RuntimeError if HiGHS finds no solution at all."""
     highspy, solver = _new_solver(settings)
-    matrix = lp.matrix
     is_mip = bool(np.any(lp.integrality))
+    scale = lp.cost_scale
     started = time.perf_counter()
-    status = solver.passModel(
-        lp.num_cols,
-        lp.num_rows,
-        int(matrix.nnz),
-        1,  # column-wise
-        1,  # minimise
-        0.0,
-        lp.cost,
-        lp.lower,
-        _finite(lp.upper, highspy),
-        _finite(lp.row_lower, highspy),
-        _finite(lp.row_upper, highspy),
-        matrix.indptr.astype(np.int32),
-        matrix.indices.astype(np.int32),
-        matrix.data.astype(float),
-        lp.integrality.astype(np.int32),
-    )
-    if status == highspy.HighsStatus.kError:
-        raise RuntimeError("HiGHS rejected the fleet model (internal error building the LP)")
+    binaries = _binary_columns(lp)
+    if binaries is not None:
+        return _enumerate_binaries(highspy, solver, lp, binaries, scale, started)
+    _pass_model(highspy, solver, lp, scale, lp.integrality)
     solver.run()
-    model_status = solver.getModelStatus()
+    outcome_status, words = _status(highspy, solver)
     info = solver.getInfo()
-    words = solver.modelStatusToString(model_status)
-    has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
-    if model_status == highspy.HighsModelStatus.kOptimal:
-        outcome_status = "optimal"
-    elif model_status == highspy.HighsModelStatus.kTimeLimit and has_solution:
-        outcome_status = "time_limit"
-    else:
-        raise RuntimeError(f"HiGHS found no plan: {words}")
     values = np.array(solver.getSolution().col_value)
-    objective = float(info.objective_function_value)
+    objective = float(info.objective_function_value) * scale
     mip_gap = float(info.mip_gap) if is_mip else 0.0
     if is_mip:
         row_dual, col_dual = _fixed_integer_duals(solver, lp, values, highspy)
+        row_dual = None if row_dual is None else row_dual * scale
+        col_dual = None if col_dual is None else col_dual * scale
         note = "MILP: shadow prices come from the LP re-solved with integer purchases fixed at their optimum"
     else:
-        solution = solver.getSolution()
-        valid = solution.dual_valid
-        row_dual = np.array(solution.row_dual) if valid else None
-        col_dual = np.array(solution.col_dual) if valid else None
-        note = "LP duals" if valid else "no dual solution available"
+        row_dual, col_dual = _duals(solver, scale)
+        note = "LP duals" if row_dual is not None else "no dual solution available"
     return SolveOutcome(
         status=outcome_status,
         solver_status=words,
@@ -138,6 +121,89 @@ def solve_lp(lp: LinearProgram, settings: SolverSpec) -> SolveOutcome:
         is_mip=is_mip,
         mip_gap=mip_gap,
         duals_note=note,
+        solve_time_s=time.perf_counter() - started,
+    )
+
+
+def _pass_model(highspy, solver, lp: LinearProgram, scale: float, integrality: np.ndarray) -> None:
+    matrix = lp.matrix
+    status = solver.passModel(
+        lp.num_cols,
+        lp.num_rows,
+        int(matrix.nnz),
+        1,  # column-wise
+        1,  # minimise
+        0.0,
+        lp.cost / scale,
+        lp.lower,
+        _finite(lp.upper, highspy),
+        _finite(lp.row_lower, highspy),
+        _finite(lp.row_upper, highspy),
+        matrix.indptr.astype(np.int32),
+        matrix.indices.astype(np.int32),
+        matrix.data.astype(float),
+        integrality.astype(np.int32),
+    )
+    if status == highspy.HighsStatus.kError:
+        raise RuntimeError("HiGHS rejected the fleet model (internal error building the LP)")
+
+
+def _status(highspy, solver) -> tuple[str, str]:
+    model_status = solver.getModelStatus()
+    words = solver.modelStatusToString(model_status)
+    if model_status == highspy.HighsModelStatus.kOptimal:
+        return "optimal", words
+    has_solution = solver.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
+    if model_status == highspy.HighsModelStatus.kTimeLimit and has_solution:
+        return "time_limit", words
+    raise RuntimeError(f"HiGHS found no plan: {words}")
+
+
+def _duals(solver, scale: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    solution = solver.getSolution()
+    if not solution.dual_valid:
+        return None, None
+    return np.array(solution.row_dual) * scale, np.array(solution.col_dual) * scale
+
+
+def _binary_columns(lp: LinearProgram) -> np.ndarray | None:
+    """The integer columns, if they are few binaries and nothing else is integer; else None."""
+    integers = np.flatnonzero(lp.integrality)
+    if not 0 < integers.size <= MAX_ENUMERATED_BINARIES:
+        return None
+    if np.any(lp.lower[integers] != 0) or np.any(lp.upper[integers] != 1):
+        return None
+    return integers
+
+
+def _enumerate_binaries(highspy, solver, lp: LinearProgram, binaries: np.ndarray, scale: float, started: float):
+    """Exact MILP for a handful of binaries: one LP per 0/1 combination, keep the cheapest."""
+    _pass_model(highspy, solver, lp, scale, np.zeros(lp.num_cols, dtype=np.int32))
+    best = None
+    for combo in itertools.product((0.0, 1.0), repeat=binaries.size):
+        fixed = np.array(combo)
+        solver.changeColsBounds(binaries.size, binaries.astype(np.int32), fixed, fixed)
+        solver.run()
+        if solver.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            continue  # a combination with no feasible plan (cannot happen with unmet-demand slack) or a time-out
+        objective = float(solver.getInfo().objective_function_value) * scale
+        if best is None or objective < best[0] - 1e-9 * abs(objective):
+            row_dual, col_dual = _duals(solver, scale)
+            best = (objective, np.array(solver.getSolution().col_value), row_dual, col_dual)
+    if best is None:
+        raise RuntimeError("HiGHS found no plan for any build-or-not combination")
+    objective, values, row_dual, col_dual = best
+    return SolveOutcome(
+        status="optimal",
+        solver_status=f"Optimal (enumerated {2**binaries.size} build-or-not combinations, one LP each)",
+        values=values,
+        objective=objective,
+        row_dual=row_dual,
+        col_dual=col_dual,
+        is_mip=True,
+        mip_gap=0.0,
+        duals_note="MILP solved by enumerating its build-or-not binaries: shadow prices are the LP duals "
+        "of the best combination (given those build decisions)",
         solve_time_s=time.perf_counter() - started,
     )
 

@@ -22,6 +22,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tokenfab.fleet.capacity import CapacityEntrySpec, SLOSpec
+from tokenfab.fleet.resources import (
+    BillOfMaterialsSpec,
+    ComponentSpec,
+    Money,
+    MoneySpec,
+    NreSpec,
+    PoolSpec,
+    PowerBuildSpec,
+    UtilizationSpec,
+)
 from tokenfab.hardware.catalog import load_chip
 from tokenfab.silicon.chip_cost import ChipCostSpec
 from tokenfab.silicon.ramp import DefectRampSpec
@@ -35,18 +45,6 @@ _CURRENCY = r"^[A-Z]{3}$"
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class MoneySpec(_Frozen):
-    """An amount in a named currency, with where it comes from."""
-
-    value: float = Field(ge=0, description="Amount in `currency`.")
-    currency: str = Field(pattern=_CURRENCY, description="ISO 4217 code, e.g. 'USD', 'CNY'.")
-    source: str = Field(default="", description="URL or citation for the figure.")
-
-
-Money = float | MoneySpec
-"""A bare number (the plan currency) or a MoneySpec."""
 
 
 class ExchangeRateSpec(_Frozen):
@@ -91,8 +89,15 @@ class ManufacturedSpec(_Frozen):
     years_into_ramp_at_start: float = Field(
         default=0.0, ge=0, le=50, description="How far the yield ramp has run when the first period begins, years."
     )
-    wafers_per_period: PerPeriod = Field(description="Wafer starts allocated to this chip per period.")
+    wafers_per_period: PerPeriod | None = Field(
+        default=None,
+        description="Wafer starts reserved for this chip per period (None: limited by the bill of materials' "
+        "shared wafer component, or unlimited).",
+    )
     markup_frac: float = Field(default=0.0, ge=0, le=10, description="Margin over manufacturing cost (0 for in-house).")
+    nre: NreSpec | None = Field(
+        default=None, description="One-off cost of building the chip at all: a build-or-not decision (a MILP)."
+    )
 
 
 class ChipOptionSpec(_Frozen):
@@ -120,6 +125,23 @@ class ChipOptionSpec(_Frozen):
     existing_units: float = Field(default=0.0, ge=0, description="Chips already installed before the first period.")
     floor_m2_per_chip: float | None = Field(default=None, ge=0, description="Floor space per chip incl. aisles, m^2.")
     depreciation_years: float | None = Field(default=None, gt=0, le=30, description="Service life; default the plan's.")
+    bill_of_materials: BillOfMaterialsSpec | None = Field(
+        default=None, description="Components one chip consumes (shared HBM, packaging, wafer starts)."
+    )
+    pool: PoolSpec | None = Field(
+        default=None, description="A prefill/decode pool bought as one unit (capacity asked under pool.capacity_key)."
+    )
+
+    @property
+    def capacity_key(self) -> str:
+        """The name the capacity provider and `capacity:` rows know this option by."""
+        if self.pool is not None:
+            return self.pool.capacity_key
+        return self.chip or self.name
+
+    @property
+    def chips_per_unit(self) -> float:
+        return self.pool.num_chips if self.pool is not None else 1.0
 
     @model_validator(mode="before")
     @classmethod
@@ -143,7 +165,9 @@ class ChipOptionSpec(_Frozen):
     def _price_source(self) -> ChipOptionSpec:
         if self.manufactured is not None and (self.price is not None or self.price_by_period is not None):
             raise ValueError(f"option '{self.name}': a manufactured option takes its price from the silicon model")
-        if self.chip is None and self.price is None and self.manufactured is None:
+        if self.pool is not None and (self.chip is not None or self.manufactured is not None):
+            raise ValueError(f"option '{self.name}': a pool option names its chips in `pool`, not `chip`/`manufactured`")
+        if self.chip is None and self.pool is None and self.price is None and self.manufactured is None:
             raise ValueError(f"option '{self.name}': a custom option (no chip) needs price or manufactured")
         return self
 
@@ -166,6 +190,9 @@ class ScenarioSpec(_Frozen):
     price_multiplier: dict[str, float] = Field(default_factory=dict, description="Option -> price factor (tariffs).")
     supply_multiplier: dict[str, float] = Field(default_factory=dict, description="Option -> supply factor.")
     demand_multiplier: float = Field(default=1.0, ge=0, le=1000, description="Scales every model's demand.")
+    component_supply_multiplier: dict[str, float] = Field(
+        default_factory=dict, description="Component -> supply factor (0: cut off, e.g. an HBM export ban)."
+    )
     yield_ramps: dict[str, DefectRampSpec] = Field(
         default_factory=dict, description="Manufactured option -> the yield ramp that holds in this scenario."
     )
@@ -175,6 +202,7 @@ class ScenarioSpec(_Frozen):
         for label, factors in (
             ("price_multiplier", self.price_multiplier),
             ("supply_multiplier", self.supply_multiplier),
+            ("component_supply_multiplier", self.component_supply_multiplier),
         ):
             bad = {k: v for k, v in factors.items() if not 0 <= v <= 1000}
             if bad:
@@ -203,6 +231,9 @@ class LimitsSpec(_Frozen):
         default=None, description="Grid power for the fleet (chip x server ratio x PUE), W."
     )
     floor_space_m2: PerPeriod | None = Field(default=None, description="White space for the fleet, m^2.")
+    power_build: PowerBuildSpec | None = Field(
+        default=None, description="Facility power the planner may add (cost per MW, lead time) beyond the limit."
+    )
 
 
 class DatacenterSpec(_Frozen):
@@ -251,6 +282,16 @@ class PlanSpec(_Frozen):
     datacenter: DatacenterSpec = Field(default_factory=DatacenterSpec, description="TCO figure overrides.")
     capacity: list[CapacityEntrySpec] = Field(
         default_factory=list, description="Explicit per-chip capacity; overrides any injected provider."
+    )
+    components: list[ComponentSpec] = Field(
+        default_factory=list, description="Shared parts with limited supply (HBM, packaging, wafer starts)."
+    )
+    utilization: UtilizationSpec = Field(
+        default_factory=UtilizationSpec, description="Usable share of chip capacity and peak headroom."
+    )
+    regret: bool = Field(
+        default=False,
+        description="Also solve each scenario alone (perfect foresight) and report each scenario's regret.",
     )
     objective: Literal["min_cost", "max_capacity"] = Field(
         default="min_cost", description="Meet demand at least cost, or serve the largest multiple of it."

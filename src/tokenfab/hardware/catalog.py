@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from tokenfab.errors import DataFileError, InvalidInputError, UnknownNameError
-from tokenfab.hardware.spec import ChipSpec, SystemSpec
+from tokenfab.hardware.spec import ChipSpec, NodePowerSpec, SystemSpec
 
 _HERE = Path(__file__).parent
 CHIP_DIR = _HERE / "chips"
@@ -47,6 +47,28 @@ def validation_message(exc: ValidationError) -> str:
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{loc}: {err['msg']}{more}"
+
+
+NODES_PATH = _HERE / "nodes.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def _node_table() -> dict[str, tuple[NodePowerSpec, int]]:
+    data = read_yaml(NODES_PATH) if NODES_PATH.exists() else {}
+    table = {}
+    for name, entry in data.items():
+        try:
+            spec = NodePowerSpec.model_validate({k: v for k, v in entry.items() if k not in ("chips", "chips_per_node")})
+        except ValidationError as exc:
+            raise DataFileError(f"invalid node power entry {name} in {NODES_PATH}: {validation_message(exc)}") from None
+        for chip in entry.get("chips", []):
+            table[chip] = (spec, int(entry["chips_per_node"]))
+    return table
+
+
+def node_power_of(chip_name: str) -> tuple[NodePowerSpec, int] | None:
+    """(node power spec, accelerators per node) of the server a chip ships in, if the catalog knows it."""
+    return _node_table().get(chip_name)
 
 
 def chip_names() -> list[str]:
@@ -109,6 +131,8 @@ def load_system(name: str, devices: int | None = None) -> SystemSpec:
         system = SystemSpec.model_validate(data)
     except ValidationError as exc:
         raise DataFileError(f"invalid system spec {system_path}: {validation_message(exc)}") from None
+    if system.node_power is None and (known := node_power_of(system.chip.name)) is not None:
+        system = system.model_copy(update={"node_power": known[0]})
     if devices is not None and devices > system.num_devices:
         raise InvalidInputError(
             f"{devices} devices requested but system '{system.name}' has {system.num_devices} "
@@ -127,10 +151,12 @@ def system_of_chip(chip: ChipSpec, devices: int | None) -> SystemSpec:
             f"{devices} devices of {chip.name} do not fill whole nodes of {domain}; "
             f"use a multiple of {domain} (e.g. {domain * nodes}) or at most {domain}"
         )
+    known = node_power_of(chip.name)
     return SystemSpec(
         name=f"{chip.name}-x{devices}",
         display_name=f"{devices} x {chip.display_name}",
         chip=chip,
         chips_per_node=per_node,
         num_nodes=nodes,
+        node_power=known[0] if known else None,
     )

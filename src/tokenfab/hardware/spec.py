@@ -257,6 +257,25 @@ class ChipSpec(_Frozen):
         return self.onchip_sram_bytes.value if self.onchip_sram_bytes else 0.0
 
 
+class NodePowerSpec(_Frozen):
+    """What one node draws beyond its accelerators (host, NICs, switches, fans) and its power-supply losses."""
+
+    host_busy_w: Sourced = Field(description="Host CPUs, memory, NICs and switches under serving load, watts per node.")
+    host_idle_w: Sourced = Field(description="The same, idle, watts per node.")
+    cooling_frac: Sourced = Field(description="Fans as a share of the node's electrical load (0..1).")
+    psu_efficiency_frac: Sourced = Field(description="Power-supply efficiency: wall power = load / efficiency (0..1].")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> NodePowerSpec:
+        if not 0.0 < self.psu_efficiency_frac.value <= 1.0 or not 0.0 <= self.cooling_frac.value < 1.0:
+            raise ValueError("psu_efficiency_frac must lie in (0, 1] and cooling_frac in [0, 1)")
+        return self
+
+    def wall_factor(self) -> float:
+        """Wall watts per watt of electrical load inside the node (fans, then PSU losses)."""
+        return (1.0 + self.cooling_frac.value) / self.psu_efficiency_frac.value
+
+
 class SystemSpec(_Frozen):
     """Several chips: `chips_per_node` joined by the scale-up link, `num_nodes` joined by scale-out."""
 
@@ -267,6 +286,7 @@ class SystemSpec(_Frozen):
     num_nodes: int = Field(default=1, ge=1)
     intra_node: LinkSpec | None = Field(default=None, description="Overrides the chip's scale-up link.")
     inter_node: LinkSpec | None = Field(default=None, description="Overrides the chip's scale-out link.")
+    node_power: NodePowerSpec | None = Field(default=None, description="Beyond-accelerator power of each node (None: accelerators only).")
     notes: str = ""
 
     @property

@@ -169,6 +169,27 @@ separate regression gate (tests/regression).</p>
 <h2>Skipped rows (first 40 per group)</h2><ul>{skipped}</ul></body></html>"""
 
 
+def _md_table(stats: list[dict], keys: list[str]) -> str:
+    head = "| " + " | ".join(keys) + " | rows | MAPE | median | p90 | bias | band coverage |\n"
+    head += "|" + "---|" * (len(keys) + 6) + "\n"
+    body = "".join("| " + " | ".join(str(s[k]) for k in keys)
+                   + f" | {s['num_rows']} | {_pct(s['mape'])} | {_pct(s['median_ape'])} | {_pct(s['p90_ape'])} | "
+                   f"{_pct(s['bias'])} | {NO_BANDS if s['coverage'] is None else _pct(s['coverage'])} |\n" for s in stats)
+    return head + body
+
+
+def render_accuracy_markdown(frames: list[GroupRows], meta: dict) -> str:
+    """A short summary of the same statistics (docs/accuracy.md): per group, and per chip for the vendors."""
+    lines = ["# tokenfab accuracy snapshot", ""]
+    lines += [f"- {k}: `{v}`" for k, v in meta.items()]
+    lines += ["", "Error = predicted / measured - 1; MAPE = mean |error|; bias = median error. Full tables and "
+              "scatter plots: [accuracy.html](accuracy.html). Tracking only; the blocking check is the "
+              "prediction-regression gate (tests/regression).", "", "## Per group", "",
+              _md_table(breakdown(frames, ["group"]), ["group"]), "## Per group and chip", "",
+              _md_table(breakdown(frames, ["group", "device"]), ["group", "device"])]
+    return "\n".join(lines) + "\n"
+
+
 def write_accuracy_report(frames: list[GroupRows], meta: dict, path: str | Path, band_report: dict | None = None) -> Path:
     """Write atomically (temp file then rename)."""
     path = Path(path)

@@ -198,6 +198,7 @@ def render_plan_html(result: PlanResult) -> str:
         "<h2>Binding constraints and shadow prices</h2>",
         _table(binding),
         f"<p>{html.escape(result.stats.get('duals_note', ''))}</p>",
+        *_resource_sections(result),
         "<h2>Unit economics (first period)</h2>",
         _table(economics),
         "<h2>In-house silicon (cost and yield per delivery period)</h2>",
@@ -209,6 +210,28 @@ def render_plan_html(result: PlanResult) -> str:
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(result.name)}</title>"
         f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     )
+
+
+def _resource_sections(result: PlanResult) -> list[str]:
+    """Build-or-not, power build-out, component use against supply, and each scenario's regret."""
+    parts = []
+    if result.build_decisions:
+        parts += ["<h2>Build or not (NRE)</h2>", _table(result.build_decisions)]
+    if result.power_build:
+        parts += ["<h2>Facility power built</h2>", _table(result.power_build)]
+    tight = [row for row in result.component_use if row["supply"] and row["used"] >= 0.999 * row["supply"]]
+    if result.component_use:
+        parts += ["<h2>Components at their supply limit</h2>", _table(tight) if tight else "<p>none</p>"]
+    if result.regret:
+        keys = ("scenario", "probability", "plan_cost", "foresight_cost", "regret")
+        rows = [{k: row[k] for k in keys} for row in result.regret]
+        parts += [
+            "<h2>Regret: each scenario against the plan that knew it in advance</h2>",
+            _table(rows),
+            "<p>regret = this plan's cost in the scenario (incl. unmet-demand penalty) minus the cost of the plan "
+            "made knowing the scenario for certain: what hedging against the other scenarios costs there.</p>",
+        ]
+    return parts
 
 
 def write_plan_report(result: PlanResult, path: str | Path) -> Path:

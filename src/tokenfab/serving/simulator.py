@@ -100,7 +100,7 @@ def replica_spec(sm: StepModel, mem: MemoryModel, sched: SchedulerConfig, hash_b
         hash_block_tokens=hash_block_tokens, preemption=sched.preemption, queue=sched.policy, role=role,
         max_context_tokens=sm.model.max_position_embeddings, kv_bytes_per_token=mem.kv_bytes_per_token,
         swap_bytes_per_s=sched.swap_bytes_per_s,
-        idle_power_w=sm.system.chip.power.idle_w.value * sm.par.num_devices, policy=policy,
+        idle_power_w=sm.power.idle_wall_w(sm.system.chip.power.idle_w.value * sm.par.num_devices), policy=policy,
     )
 
 

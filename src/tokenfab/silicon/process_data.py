@@ -59,6 +59,17 @@ class WaferDefaultsSpec(_Frozen):
     scribe_width_mm: Sourced
 
 
+class NreNodeSpec(_Frozen):
+    """Headline one-off cost of a new chip on one node class (design, verification, IP, masks)."""
+
+    design_usd: Sourced = Field(description="Design cost of one new chip, USD (software not included).")
+    mask_set_usd: Sourced | None = Field(default=None, description="Mask set alone, USD (inside design_usd).")
+
+
+class _NreFile(_Frozen):
+    nodes: dict[str, NreNodeSpec]
+
+
 class _NodeFile(_Frozen):
     wafer_defaults: WaferDefaultsSpec
     nodes: dict[str, NodeSpec]
@@ -118,3 +129,16 @@ def hbm_usd_per_gb() -> Sourced:
 
 def wafer_defaults() -> WaferDefaultsSpec:
     return _node_file().wafer_defaults
+
+
+@functools.cache
+def _nre_file() -> _NreFile:
+    return _load(DATA_DIR / "nre.yaml", _NreFile)  # type: ignore[return-value]
+
+
+def load_nre(node_class: str) -> NreNodeSpec:
+    """Headline NRE of a new chip on a node class ('28nm', '16nm', '7nm', '5nm'), with sources."""
+    nodes = _nre_file().nodes
+    if node_class not in nodes:
+        raise UnknownNameError("NRE node class", node_class, nodes)
+    return nodes[node_class]

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from tokenfab.errors import InvalidInputError, TokenfabError
 from tokenfab.fleet.capacity import SLOSpec
 from tokenfab.fleet.tco import capex_per_chip, datacenter_defaults, energy_cost_per_year, facility_cost_per_year
-from tokenfab.hardware.catalog import read_yaml
+from tokenfab.hardware.catalog import read_yaml, validation_message
 from tokenfab.hardware.spec import ChipSpec, Sourced
 from tokenfab.silicon import ChipCostSpec, estimate_chip_cost
 from tokenfab.sweep.capacity import PointCapacity, capacity_at_slo
@@ -71,7 +73,10 @@ def good_die_cost_usd(chip: ChipSpec) -> float:
 def _die_cost(node: str, area_mm2: float | None, num_dies: int, hbm_bytes: float, name: str) -> float:
     if area_mm2 is None:
         raise InvalidInputError(f"{name} has no die_area_mm2: give one with --vary die_area_mm2=LO:HI:N")
-    spec = ChipCostSpec(node=node, die_area_mm2=area_mm2, num_dies=num_dies, hbm_capacity_bytes=hbm_bytes)
+    try:
+        spec = ChipCostSpec(node=node, die_area_mm2=area_mm2, num_dies=num_dies, hbm_capacity_bytes=hbm_bytes)
+    except ValidationError as exc:  # e.g. a die area beyond what a wafer holds
+        raise InvalidInputError(f"cost of {name}: {validation_message(exc)}") from None
     return estimate_chip_cost(spec).cost_per_good_chip_usd
 
 

@@ -33,7 +33,7 @@ from tokenfab.execution.config import ParallelConfig, PrecisionConfig
 from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC, MemoryModel
 from tokenfab.execution.predict import decode_contexts
-from tokenfab.execution.step import StepModel
+from tokenfab.execution.step import StepModel, quantise_context
 from tokenfab.fleet.capacity import SLOSpec
 from tokenfab.hardware.catalog import system_of_chip
 from tokenfab.hardware.spec import ChipSpec
@@ -105,7 +105,7 @@ class _Points:
         self.n = len(chips)
         keys = set(chips[0].peak_flop_per_s) | {"vector"}
         self.peaks = {k: np.empty(self.n) for k in keys}
-        cols: dict[str, list[float]] = {k: [] for k in ("bw", "sram", "sram_bw", "units", "link", "tdp", "idle", "cap")}
+        cols: dict[str, list[float]] = {k: [] for k in ("bw", "sram", "reuse", "sram_bw", "units", "link", "tdp", "idle", "cap")}
         for i, chip in enumerate(chips):
             p = {k: v.value for k, v in chip.peak_flop_per_s.items()}
             for k, v in p.items():
@@ -114,6 +114,7 @@ class _Points:
             onchip = onchip_memory(chip)
             cols["bw"].append(chip.memory_bandwidth_bytes_per_s)
             cols["sram"].append(onchip.capacity_bytes)
+            cols["reuse"].append(onchip.reuse_capacity_bytes)
             cols["sram_bw"].append(onchip.bandwidth_bytes_per_s)
             cols["units"].append(resolve_profile(chip).compute_units)
             cols["link"].append(chip.scale_up.bandwidth_bytes_per_s.value if chip.scale_up else 0.0)
@@ -176,9 +177,9 @@ class _Retimer:
     def _traffic(self, dram: float, shape, cached_tokens: float) -> tuple[np.ndarray, np.ndarray]:
         pts, zero = self.pts, np.zeros(self.pts.n)
         if isinstance(shape, GemmShape):
-            return gemm_traffic_array(shape, pts.sram, self.weights_fit & shape.weights_on_chip)
+            return gemm_traffic_array(shape, pts.reuse, self.weights_fit & shape.weights_on_chip)
         if isinstance(shape, PrefillKvShape):
-            passes = prefill_kv_passes_array(shape, pts.sram, pts.units)
+            passes = prefill_kv_passes_array(shape, pts.reuse, pts.units)
             return shape.fixed_bytes + passes * shape.kv_bytes_per_pass, zero
         if isinstance(shape, DecodeKvShape):  # recorded with the KV held on chip: `dram` excludes the cache
             held = self.weights_fit & (self.kvpt > 0) & (cached_tokens * self.kvpt <= self.kv_budget)
@@ -214,7 +215,7 @@ def _flat_time(name: str, n: int, message: float, link: np.ndarray, p) -> np.nda
 def _step(sm: _RecordingStepModel, rt: _Retimer, batch: StepBatch) -> tuple[np.ndarray, np.ndarray]:
     """(time, energy) arrays of one step (single pipeline stage), summed as `StepModel.step` sums it."""
     result = sm.step(batch)
-    cached = batch.num_decode * batch.decode_kv_len
+    cached = batch.num_decode * quantise_context(batch.decode_kv_len) if batch.num_decode else 0.0  # as step() does
     part_t, part_busy = [], []
     for part in result.parts:  # summed part by part, in the order StepModel sums them
         t = busy = 0.0
@@ -225,7 +226,8 @@ def _step(sm: _RecordingStepModel, rt: _Retimer, batch: StepBatch) -> tuple[np.n
             busy = busy + power * ot
         part_t.append(t)
         part_busy.append(busy)
-    return sum(part_t), sum(part_busy) * sm.par.num_devices
+    time_s = sum(part_t)
+    return time_s, sm.power.to_wall(sum(part_busy) * sm.par.num_devices, time_s)  # the node's share, as step() adds it
 
 
 def _static_batch(sm, rt, b: int, inp: int, outp: int) -> dict[str, np.ndarray]:

@@ -38,6 +38,11 @@ _NUMERIC: dict[str, tuple[str, bool]] = {
 KNOB_SOURCE = "tokenfab sweep design point"
 
 
+def costed_nodes() -> list[str]:
+    """Process nodes whose data has everything the cost per good die needs (a mature D0)."""
+    return [n for n in node_names() if load_node(n).defect_density_per_cm2 is not None]
+
+
 def knob_names() -> list[str]:
     """Every dotted path `--vary` accepts."""
     return sorted([*_NUMERIC, PROCESS_NODE])
@@ -83,9 +88,12 @@ def parse_vary(text: str) -> KnobRange:
     if path == PROCESS_NODE:
         choices = tuple(c.strip() for c in spec.split(",") if c.strip())
         if not choices:
-            raise InvalidInputError(f"--vary {path}= needs node keys (valid: {', '.join(node_names())})")
+            raise InvalidInputError(f"--vary {path}= needs node keys (valid: {', '.join(costed_nodes())})")
         for c in choices:
             load_node(c)  # UnknownNameError with the nearest keys
+            if c not in costed_nodes():
+                raise InvalidInputError(f"process node '{c}' has no published defect density, so no cost per good die "
+                                        f"(nodes with one: {', '.join(costed_nodes())})")
         return KnobRange(path, choices=choices)
     if path not in _NUMERIC:
         raise UnknownNameError("sweep field", path, knob_names())
@@ -156,12 +164,10 @@ def silicon_node(chip: ChipSpec) -> str:
     catalog's free text names (TSMC 4N/4NP are N5-family, SMIC 7nm-class is N+2); else an error
     asking for `--vary process_node=...`."""
     text = chip.process_node.strip().lower()
-    if text in node_names():
-        return text
-    for word, key in _NODE_WORDS:
-        if word in text.replace(" ", ""):
-            return key
+    key = text if text in node_names() else next((k for w, k in _NODE_WORDS if w in text.replace(" ", "")), None)
+    if key in costed_nodes():
+        return key
     raise InvalidInputError(
         f"{chip.name}'s process node '{chip.process_node}' has no silicon cost data; "
-        f"give one with --vary process_node=KEY (valid: {', '.join(node_names())})"
+        f"give one with --vary process_node=KEY (valid: {', '.join(costed_nodes())})"
     )

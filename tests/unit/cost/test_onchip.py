@@ -57,7 +57,9 @@ def test_memory_time_uses_onchip_bandwidth_only_for_held_data():
 
 def test_bandwidth_assumption_is_stated():
     chip = make_chip(sram=64e6)
-    assert onchip_memory(chip) == OnChipMemory(64e6, 1e12, "assumed-equal-to-dram")
+    assert onchip_memory(chip) == OnChipMemory(64e6, 1e12, "assumed-equal-to-dram", 64e6)
+    unknown = onchip_memory(make_chip())  # no published capacity: operands read once, nothing held on chip
+    assert unknown.reuse_capacity_bytes == math.inf and unknown.capacity_bytes == 0.0
     fast = chip.model_copy(update={"onchip_sram_bandwidth_bytes_per_s": chip.memory.bandwidth_bytes_per_s.model_copy(
         update={"value": 8e12})})
     assert onchip_memory(fast).bandwidth_basis == "sourced"

@@ -46,13 +46,31 @@ def test_report_into_a_directory_is_an_input_error(make_plan, tmp_path):
     not set(chip_names()) >= EXAMPLE_CHIPS,
     reason=f"the hardware catalog does not have all of {sorted(EXAMPLE_CHIPS)} yet",
 )
-def test_bundled_example_plans_within_budget():
+def test_bundled_example_responds_to_scenarios_components_and_budget():
     from tokenfab.api import predicted_capacity
+    from tokenfab.fleet import CachedCapacityProvider
 
     spec = load_plan(EXAMPLE)
-    result = plan_fleet(spec, capacity_provider=predicted_capacity)
+    provider = CachedCapacityProvider(predicted_capacity)
+    result = plan_fleet(spec, capacity_provider=provider)
     assert result.status == "optimal"
-    assert result.currency == "CNY" and result.budget == pytest.approx(380e9)
+    assert result.currency == "CNY" and result.budget == pytest.approx(95e9)
     assert result.total_capex <= result.budget
     assert {row["name"] for row in result.scenarios} >= {"licences-granted", "imports-cut-2027"}
-    assert any(row["chip"] == "inhouse-npu" for row in result.by_period)
+    # 2026 is decided now; later periods adapt to the scenario.
+    adapted = {row["scenario"] for row in result.by_period if row["scenario"] != "all"}
+    assert {"h200-licence-refused", "imports-cut-2027"} <= adapted
+    assert {row["scenario"] for row in result.by_period if row["period"] in ("2026H1", "2026H2")} == {"all"}
+    assert [row["chip"] for row in result.build_decisions] == ["inhouse-npu"]
+    assert {"component", "power"} <= {row["kind"] for row in result.shadow_prices}
+    assert {row["scenario"] for row in result.regret} == {s.name for s in spec.scenarios}
+    assert all(row["regret"] >= -1e-6 * row["foresight_cost"] for row in result.regret)
+    # A budget below what the plan spends in its dearest scenario changes the plan.
+    tighter = 0.8 * result.total_capex
+    tight = plan_fleet(
+        spec.model_copy(update={"regret": False, "budget": spec.budget.model_copy(update={"total": tighter})}),
+        capacity_provider=provider,
+    )
+    assert tight.total_capex <= tighter * (1 + 1e-9)
+    assert [row["units"] for row in tight.by_period] != pytest.approx([row["units"] for row in result.by_period])
+    assert any(row["kind"] == "budget_total" for row in tight.shadow_prices)

@@ -43,3 +43,10 @@ def test_report_is_self_contained_and_says_when_there_are_no_bands(tmp_path):
     assert "75.0%" in with_bands
     path = write_accuracy_report([GroupRows("ops", _rows(True))], {"commit": "x"}, tmp_path / "a.html")
     assert path.read_text().startswith("<!doctype html>") and not (tmp_path / "a.html.tmp").exists()
+
+
+def test_markdown_summary_states_commit_and_per_chip_rows():
+    from tokenfab.report.accuracy_report import render_accuracy_markdown
+
+    md = render_accuracy_markdown([GroupRows("ops", _rows(False))], {"commit": "abc123"})
+    assert "`abc123`" in md and "| GEMM | a | 2 | 10.0% |" in md
