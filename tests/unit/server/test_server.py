@@ -115,9 +115,9 @@ def test_simulation_limits_and_bad_jobs(base_url):
 
 
 def test_search_is_501_until_the_api_has_it(base_url):
-    r = httpx.post(f"{base_url}/search", json={"model": "llama-3.1-8b"})
-    if hasattr(api, "search"):
-        assert r.status_code in (202, 400)
+    r = httpx.post(f"{base_url}/search", json={"model": "llama-3.1-8b", "top": -1})
+    if hasattr(api, "search"):  # bad input is refused before a job is queued
+        assert r.status_code == 400 and "top must be >= 0" in r.json()["error"]
     else:
         assert r.status_code == 501 and "api.search" in r.json()["error"]
 
@@ -168,3 +168,15 @@ def test_serve_refuses_bad_limits(capsys):
     with pytest.raises(SystemExit) as exc:
         run(["serve", "--max-call-s", "nan"])
     assert exc.value.code == 2 and "max_call_s" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(api, "search"), reason="tokenfab.api.search is not in this build")
+def test_search_job_over_http(base_url):
+    body = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "rate": 2.0, "max_devices": 1, "top": 1, "num_requests": 50,
+            "input_len": 256, "output_len": 32}
+    with httpx.Client(timeout=30) as client:
+        r = client.post(f"{base_url}/search", json=body)
+        assert r.status_code == 202
+        job = _wait_job(client, f"{base_url}{r.json()['status_url']}", 120)
+    assert job["status"] == "done", job
+    assert job["result"]["configs_evaluated"] >= 1 and job["result"]["best"]["tp"] == 1
