@@ -56,6 +56,9 @@ def _finite_and_sane(value, key: str = "") -> None:
 
 
 def check(kind: str, argv: list[str], workdir: Path | None = None) -> None:
+    if os.environ.get("FUZZ_LOG"):  # to find a case that kills the process (memory, time) by hand
+        with open(os.environ["FUZZ_LOG"], "a") as log:
+            log.write(" ".join(argv) + "\n")
     before = set(workdir.iterdir()) if workdir else set()
     code, out, err = invoke(argv)
     assert code in (0, 2), f"exit {code} for {argv}: {err[-2000:]}"

@@ -135,6 +135,7 @@ def test_empty_trace_and_window_past_the_end(tmp_path):
     (dict(rate=1.0, think_time_ms=5.0), "--think-time-ms only applies with --concurrency"),
     (dict(rate=1.0, prefill_replicas=1, decode_replicas=1, replicas=3), "--replicas conflicts"),
     (dict(rate=1.0, prefill_tp=2), "--prefill-tp only apply with"),
+    (dict(rate=1e-9), "span ~3e\\+09 s of simulated time"),  # found by the fuzz test: the run exhausted memory
 ])
 def test_conflicting_or_ignored_options_are_refused(kwargs, needle):
     base = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "num_requests": 3}

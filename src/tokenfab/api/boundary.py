@@ -196,7 +196,26 @@ def _pd_options(a: dict, d: dict) -> str | None:
     return None
 
 
-SIMULATE_RULES: tuple[Rule, ...] = (_trace_options, _arrival_options, _pd_options)
+MAX_TIMESERIES_SAMPLES = 10_000_000  # 8 bytes each per series: ~80 MB, far more than any plot needs
+
+
+def _simulated_span(a: dict, d: dict) -> str | None:
+    """The time series keeps one sample per `timeseries_interval_s` of simulated time: a run whose arrivals
+    alone span more samples than MAX_TIMESERIES_SAMPLES (`--rate 1e-9`) would exhaust memory, so refuse it."""
+    num = a.get("num_requests") or 1000
+    interval = a.get("timeseries_interval_s") or 1.0
+    span = 0.0
+    if a.get("rate"):
+        span = num / a["rate"]
+    elif a.get("concurrency"):
+        span = num * (a.get("think_time_ms") or 0.0) / 1e3 / a["concurrency"]
+    if span / interval > MAX_TIMESERIES_SAMPLES:
+        return (f"{num:,} requests at these arrivals span ~{span:.3g} s of simulated time, over "
+                f"{MAX_TIMESERIES_SAMPLES:,} time-series samples of {interval:g} s; raise the rate or lower --num-requests")
+    return None
+
+
+SIMULATE_RULES: tuple[Rule, ...] = (_trace_options, _arrival_options, _pd_options, _simulated_span)
 
 _OP_PARAMS = {
     "gemm": {"m", "n", "k", "dtype", "weight_dtype", "variant", "warm_cache"},
