@@ -2,7 +2,8 @@
 
     python examples/azure_conv_h100_vs_h20.py [--num-requests N] [--trace PATH]
 
-The trace (Splitwise, ISCA'24; CC-BY 4.0) ships in ../shared/traces. Prints TTFT, TPOT and
+The trace (Splitwise, ISCA'24; CC-BY 4.0) ships in the shared data folder: $TOKENFAB_SHARED_DIR/traces,
+or ../shared/traces next to the repository when the variable is unset. Prints TTFT, TPOT and
 end-to-end percentiles, throughput, goodput under a 2 s TTFT / 100 ms TPOT SLO and energy per
 token side by side. The H20 has 15% of the H100's bf16 FLOP/s but 19% more memory bandwidth, so
 prefill (TTFT) suffers on it while decode (TPOT) does not.
@@ -11,14 +12,18 @@ prefill (TTFT) suffers on it while decode (TPOT) does not.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from tokenfab import api
+from tokenfab.errors import TokenfabError
 
-DEFAULT_TRACE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"
+SHARED_DIR = Path(os.environ.get("TOKENFAB_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
+DEFAULT_TRACE = SHARED_DIR / "traces" / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"
 
 
 def main() -> None:
@@ -26,9 +31,13 @@ def main() -> None:
     ap.add_argument("--num-requests", type=int, default=19_366, help="requests to replay (the trace has 19,366)")
     ap.add_argument("--trace", default=str(DEFAULT_TRACE))
     args = ap.parse_args()
-    results = {hw: api.simulate(model="llama-3.1-8b", hardware=hw, trace=args.trace, num_requests=args.num_requests,
-                                slo_ttft_ms=2000, slo_tpot_ms=100).summary
-               for hw in ("h100-sxm", "h20")}
+    try:
+        results = {hw: api.simulate(model="llama-3.1-8b", hardware=hw, trace=args.trace, num_requests=args.num_requests,
+                                    slo_ttft_ms=2000, slo_tpot_ms=100).summary
+                   for hw in ("h100-sxm", "h20")}
+    except TokenfabError as exc:  # a missing trace or a bad argument: one line, exit 2, like the CLI
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     table = Table(title=f"Azure conversation trace, {args.num_requests:,} requests, Llama-3.1-8B bf16, one GPU")
     table.add_column("metric")
     for hw in results:

@@ -46,9 +46,43 @@ def update_regression(request) -> bool:
     return bool(request.config.getoption("--update-regression"))
 
 
-@pytest.fixture(scope="session")
-def shared_traces():
-    """../shared/traces (or $TOKENFAB_SHARED_DIR/traces)."""
+def shared_dir_or_none():
+    """The team's shared data folder ($TOKENFAB_SHARED_DIR, or ../shared next to the repository), or None."""
+    from tokenfab.errors import DataFileError
     from tokenfab.calibrate.measurements import shared_calibration_dir
 
-    return shared_calibration_dir().parent / "traces"
+    try:
+        return shared_calibration_dir().parent
+    except DataFileError:
+        return None
+
+
+SHARED_MISSING = "needs the shared data folder (../shared or $TOKENFAB_SHARED_DIR), which is absent"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `calibration` compare with measured data in shared/: skip them, with the reason, without it."""
+    if shared_dir_or_none() is not None:
+        return
+    skip = pytest.mark.skip(reason=SHARED_MISSING)
+    for item in items:
+        if item.get_closest_marker("calibration"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+    """../shared (or $TOKENFAB_SHARED_DIR); tests using it skip with a reason when it is absent."""
+    found = shared_dir_or_none()
+    if found is None:
+        pytest.skip(SHARED_MISSING)
+    return found
+
+
+@pytest.fixture(scope="session")
+def shared_traces(shared_dir):
+    """../shared/traces (or $TOKENFAB_SHARED_DIR/traces)."""
+    traces = shared_dir / "traces"
+    if not traces.is_dir():
+        pytest.skip(f"{traces} is absent ({SHARED_MISSING})")
+    return traces

@@ -50,14 +50,23 @@ class DataFileError(InvalidInputError):
     """A YAML, JSON, CSV or trace file that cannot be read or does not validate."""
 
 
-class MissingDependencyError(TokenfabError, ImportError):
-    """An optional extra (torch, ray, highspy, matplotlib, pandas) is not installed."""
+EXTRAS = {"torch": "bench", "ray": "ray"}
+"""The only optional packages and the extra that installs each; everything else is a core dependency."""
 
-    def __init__(self, package: str, extra: str, purpose: str):
-        super().__init__(
-            f"{purpose} needs the optional package '{package}': "
-            f"pip install 'tokenfab[{extra}]' (or pip install {package})"
-        )
+
+class MissingDependencyError(TokenfabError, ImportError):
+    """A package is not importable: an optional extra (torch, ray) or, in a broken install, a core one."""
+
+    def __init__(self, package: str, *purpose: str):
+        # Call sites written before pandas, highspy and matplotlib became core passed (package, extra, purpose);
+        # the extra now follows from EXTRAS, so only the last argument, the purpose, is used.
+        purpose = purpose[-1] if purpose else "this command"
+        extra = EXTRAS.get(package)
+        if extra:
+            how = f"the optional package '{package}': pip install 'tokenfab[{extra}]'"
+        else:
+            how = f"'{package}', a core dependency that is missing from this install: pip install --force-reinstall tokenfab"
+        super().__init__(f"{purpose} needs {how}")
 
 
 def nearest_names(name: str, choices: Iterable[str], n: int = 3) -> list[str]:

@@ -1,5 +1,6 @@
 """The examples in examples/ run (with small inputs) and print what they promise."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,21 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_azure_trace_example_runs():
+def test_azure_trace_example_runs(shared_traces):
+    """The example finds the trace through TOKENFAB_SHARED_DIR (the repository's parent may have no shared/)."""
+    env = {**os.environ, "TOKENFAB_SHARED_DIR": str(shared_traces.parent)}
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "azure_conv_h100_vs_h20.py"), "--num-requests", "300"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "h100-sxm" in proc.stdout and "h20" in proc.stdout and "TTFT p99" in proc.stdout
+
+
+def test_example_without_its_trace_says_so_in_one_line(tmp_path):
+    env = {**os.environ, "TOKENFAB_SHARED_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "azure_conv_h100_vs_h20.py"), "--num-requests", "10"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
 
 
 def test_seed_study_example_runs():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from tokenfab.api.boundary import validated
 from tokenfab.errors import InvalidInputError, UnknownNameError
 from tokenfab.execution.config import ParallelConfig, PrecisionConfig
 from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC, MemoryModel
@@ -38,6 +39,7 @@ class Deployment:
         return self.step_model.par
 
 
+@validated
 @functools.lru_cache(maxsize=512)
 def deployment(
     model: str, hardware: str, devices: int | None = None, tp: int = 1, pp: int = 1, ep: int = 1, dp: int | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tokenfab.api.boundary import OP_RULES, validated
 from tokenfab.api.deployment import _dtype, _positive
 from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, add_bands, check_level, op_band
 from tokenfab.cost.attention import estimate_decode_attention, estimate_prefill_attention
@@ -44,6 +45,7 @@ class OpResult:
         return add_bands(out, op_band(self.family, c.source, self.band_level), ("time_s", "tflops", "bus_bandwidth_bytes_per_s"))
 
 
+@validated(conflicts=OP_RULES)
 def op(
     name: str, hardware: str = "h100-sxm", *, m: int | None = None, n: int | None = None, k: int | None = None,
     dtype: str = "bf16", weight_dtype: str | None = None, variant: str = "", warm_cache: bool = False,
@@ -63,7 +65,9 @@ def op(
         if m is None or n is None or k is None:
             raise InvalidInputError("op gemm needs --m, --n and --k")
         _positive(m=m, n=n, k=k)
-        cc = chip_cost(load_chip(hardware), profile)
+        chip = load_chip(hardware)
+        chip.check_compute_dtype(dtype)
+        cc = chip_cost(chip, profile)
         return OpResult("gemm", cc.chip.name, estimate_gemm(cc, m, n, k, dtype, weight_dtype, variant=variant, warm_cache=warm_cache),
                         band_level=band_level)
     if name == "moe":
@@ -73,7 +77,9 @@ def op(
             raise InvalidInputError(f"op moe needs {', '.join(missing)}")
         _positive(tokens=tokens, hidden=hidden, intermediate=intermediate, topk=topk, experts=experts, moe_tp=moe_tp, ep=ep)
         shape = MoEShape(tokens, hidden, intermediate, topk, experts, moe_tp, ep, gated, distribution)
-        cc = chip_cost(load_chip(hardware), profile)
+        chip = load_chip(hardware)
+        chip.check_compute_dtype(dtype)
+        cc = chip_cost(chip, profile)
         cost = estimate_moe(cc, shape, dtype, weight_dtype, variant=variant, warm_cache=warm_cache, op="moe")
         return OpResult("moe", cc.chip.name, cost, family="moe", band_level=band_level)
     if name == "attention":
@@ -100,7 +106,9 @@ def _attention(hardware: str, phase: str, batch: int, q_len: int | None, kv_len:
     _positive(batch=batch, kv_len=kv_len, heads=heads, kv_heads=kv_heads, head_dim=head_dim, q_len=q_len)
     if heads % kv_heads:
         raise InvalidInputError(f"--heads {heads} is not a multiple of --kv-heads {kv_heads}")
-    cc = chip_cost(load_chip(hardware), profile)
+    chip = load_chip(hardware)
+    chip.check_compute_dtype(dtype)
+    cc = chip_cost(chip, profile)
     kv = kv_dtype or ("bf16" if dtype not in ("fp16",) else "fp16")
     if phase == "prefill":
         q = q_len or kv_len

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tokenfab.api.boundary import validated
 from tokenfab.api.deployment import _positive, deployment
 from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, add_bands, check_level, composite_band, op_band, op_family
 from tokenfab.errors import InvalidInputError, UnknownNameError
@@ -19,6 +20,7 @@ from tokenfab.workload.hf_config import load_model
 from tokenfab.workload.onnx_graph import is_graph, load_graph
 
 
+@validated
 def predict(
     model: str = "llama-3.1-8b", hardware: str = "h100-sxm", devices: int | None = None, tp: int = 1, pp: int = 1,
     ep: int = 1, dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
@@ -96,6 +98,7 @@ class StepInfo:
         return add_bands(out, band, ("time_s", "energy_j"))
 
 
+@validated
 def step(
     model: str, hardware: str, *, tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, dtype: str = "bf16",
     weight_dtype: str | None = None, kv_dtype: str | None = None, batch: int = 1, context_len: int = 1024,

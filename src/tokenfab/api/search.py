@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+from tokenfab.api.boundary import validated
 from tokenfab.api.simulate import simulate
 from tokenfab.errors import InvalidInputError
 
@@ -25,6 +26,7 @@ def _confirm(args: dict) -> dict:
     return simulate(**args).summary
 
 
+@validated
 def search(
     model: str | list[str] = "llama-3.1-8b", hardware: str | list[str] = "h100-sxm", *, rate: float | None = None,
     concurrency: int | None = None, trace: str | None = None, input_len: int = 1024, output_len: int = 256,

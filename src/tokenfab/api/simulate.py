@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tokenfab.api.boundary import SIMULATE_RULES, validated
 from tokenfab.api.deployment import _positive, deployment
 from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, check_level, composite_band
 from tokenfab.errors import InvalidInputError, UnknownNameError
@@ -32,6 +33,19 @@ def _length_dist(spec: str | None, fixed: int, what: str):
     raise UnknownNameError(f"{what} length distribution", kind, ["fixed", "uniform", "normal", "lognormal", "empirical"])
 
 
+def _require_trace_requests(wl, trace: str, start_s: float, duration_s: float | None) -> None:
+    """An empty trace, or a window past its end, is a mistake to name, not a table of NaN to print."""
+    import numpy as np
+
+    from tokenfab.serving.workload import open_loop_requests
+
+    if next(open_loop_requests(wl, np.random.default_rng(0)), None) is None:
+        window = f" in the window {start_s:g} s .. {start_s + duration_s:g} s" if duration_s else (
+            f" at or after --trace-start {start_s:g} s" if start_s else "")
+        raise InvalidInputError(f"trace {trace} has no requests{window}")
+
+
+@validated(conflicts=SIMULATE_RULES)
 def simulate(
     model: str = "llama-3.1-8b", hardware: str = "h100-sxm", tp: int = 1, pp: int = 1, ep: int = 1,
     dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
@@ -95,6 +109,8 @@ def simulate(
     except ValidationError as exc:
         err = exc.errors()[0]
         raise InvalidInputError(f"{'.'.join(map(str, err['loc'])) or 'workload'}: {err['msg']}") from None
+    if trace is not None:
+        _require_trace_requests(wl, trace, trace_start_s, trace_duration_s)
     from tokenfab.serving.policies import QUEUES, ROUTERS
 
     QUEUES.get(policy), ROUTERS.get(router)  # unknown names fail here, before any work
@@ -135,7 +151,8 @@ def simulate(
     config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dp": dp, "dtype": dtype, "replicas": replicas,
               "engine": eng.name, "max_num_seqs": max_num_seqs, "max_batched_tokens": max_batched_tokens,
               "chunked_prefill": eng.chunked_prefill, "warmup_requests": warmup_requests,
-              "router": router, "arrival": arrival, "num_requests": num_requests, "seed": seed}
+              "router": router, "arrival": arrival, "num_requests": num_requests, "seed": seed,
+              "slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms}
     if decode_hardware is not None and not (prefill_replicas and decode_replicas):
         raise InvalidInputError("--decode-hardware needs a disaggregated run (--prefill-replicas and --decode-replicas)")
     if prefill_replicas or decode_replicas:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tokenfab.api.boundary import validated
 from tokenfab.api.deployment import _positive
 from tokenfab.fleet.capacity import SLOSpec
 from tokenfab.sweep.run import SweepResult, run_sweep
 from tokenfab.units import ms_to_s
 
 
+@validated
 def sweep(
     base: str = "npu-template", vary: list[str] | tuple[str, ...] = (), model: str | list[str] = "llama-3.1-8b",
     slo_ttft_ms: float = 2000.0, slo_tpot_ms: float = 50.0, input_len: int = 1024, output_len: int = 256,

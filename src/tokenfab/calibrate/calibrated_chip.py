@@ -18,6 +18,7 @@ import yaml
 from tokenfab.calibrate.profiles import fit_chip_profile
 from tokenfab.errors import InvalidInputError
 from tokenfab.hardware.spec import ChipSpec
+from tokenfab.table_io import YAML_SUFFIXES, write_text
 
 def _measured(value: float, what: str, source: str) -> dict:
     return {"value": float(value), "source": source, "basis": "measured", "note": what}
@@ -77,9 +78,5 @@ def _plain(obj):
 
 
 def write_chip_yaml(data: dict, path: str | Path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("# Calibrated chip spec written by tokenfab calibrate; use it anywhere a chip name goes.\n"
-                   + yaml.safe_dump(data, sort_keys=False, width=120))
-    tmp.replace(path)
-    return path
+    return write_text("# Calibrated chip spec written by tokenfab calibrate; use it anywhere a chip name goes.\n"
+                      + yaml.safe_dump(data, sort_keys=False, width=120), path, YAML_SUFFIXES, "chip profile")

@@ -25,6 +25,7 @@ from tokenfab.cost.kernel import KernelParams
 from tokenfab.cost.moe import MoEShape, moe_work
 from tokenfab.errors import InvalidInputError
 from tokenfab.hardware.spec import ChipSpec
+from tokenfab.table_io import YAML_SUFFIXES, write_text
 
 COLLECTIVE_OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "all_reduce_oneshot")
 MIN_POINTS = 8  # full seven-parameter fit
@@ -246,10 +247,6 @@ def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: 
 
 
 def write_profile(profile: dict, path: str | Path) -> Path:
-    path = Path(path)
     header = (f"# Efficiency profile '{profile['name']}' written by tokenfab.calibrate; do not edit by hand.\n"
               f"# {profile['provenance']}\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(header + yaml.safe_dump(profile, sort_keys=False, width=120))
-    tmp.replace(path)
-    return path
+    return write_text(header + yaml.safe_dump(profile, sort_keys=False, width=120), path, YAML_SUFFIXES, "profile")

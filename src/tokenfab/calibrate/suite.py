@@ -45,7 +45,7 @@ def _torch():
     try:
         import torch
     except ImportError:
-        raise MissingDependencyError("torch", "bench", "running device microbenchmarks") from None
+        raise MissingDependencyError("torch", "running device microbenchmarks") from None
     return torch
 
 

@@ -9,7 +9,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from tokenfab.cli.main import app, emit_json, err, out
-from tokenfab.errors import InvalidInputError
+from tokenfab.errors import InvalidInputError, UnknownNameError
+from tokenfab.table_io import HTML_SUFFIXES, TABLE_SUFFIXES, YAML_SUFFIXES, check_output_path
 
 Opt = typer.Option
 
@@ -25,6 +26,7 @@ def calibrate(
     measured_peaks: Annotated[bool | None, Opt(help="Replace vendor peaks by the best measured rates (default: on for cpu).")] = None,
     quick: Annotated[bool, Opt(help="A run of well under a minute.")] = False,
     budget_s: Annotated[float, Opt(help="Bound on the total measuring time, s.")] = 600.0,
+    force: Annotated[bool, Opt(help="Fit a file's measurements of another device as --hardware anyway.")] = False,
 ) -> None:
     """Measure a device with microbenchmarks and/or fit a calibrated chip profile from measurements."""
     import pandas as pd
@@ -36,6 +38,14 @@ def calibrate(
 
     if (device is None) == (measurements is None):
         raise InvalidInputError("give --device to measure or --measurements to fit from (one of them)")
+    if not budget_s > 0 or budget_s == float("inf"):
+        raise InvalidInputError(f"--budget-s must be a finite number > 0, got {budget_s}")
+    if out_path:
+        check_output_path(out_path, TABLE_SUFFIXES, "measurement")
+    if profile_out:
+        check_output_path(profile_out, YAML_SUFFIXES, "chip profile")
+    if measurements is not None and not profile_out:
+        raise InvalidInputError("fitting from --measurements needs --profile-out PATH.yaml for the calibrated chip")
     if device is not None:
         if out_path is None:
             raise InvalidInputError("--device needs --out PATH for the measurement file")
@@ -62,7 +72,12 @@ def calibrate(
             if len(devices) != 1:
                 raise InvalidInputError(f"the file measures {devices}; pick one with --hardware")
             hardware = devices[0]
-        frame = frame[frame["device"] == hardware] if hardware in set(frame["device"]) else frame
+        measured = sorted(frame["device"].dropna().unique())
+        if hardware in measured:
+            frame = frame[frame["device"] == hardware]
+        elif not force:
+            raise InvalidInputError(f"the file measures {', '.join(measured)}, not {hardware}; "
+                                    f"pick one with --hardware, or --force to fit them as {hardware}")
         measured_peaks = bool(measured_peaks)
     if profile_out:
         data = calibrate_chip(frame, load_chip(hardware), name=name, use_measured_peaks=measured_peaks)
@@ -85,6 +100,7 @@ def validate(
     threshold: Annotated[float, Opt(help="Flag rows missing by more than this fraction.")] = 0.2,
     device: Annotated[str | None, Opt(help="Which device's rows to use when the file has several.")] = None,
     as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
+    force: Annotated[bool, Opt(help="Validate a file's measurements of another device against --hardware anyway.")] = False,
 ) -> None:
     """Compare a chip's predictions with measurements: per-group MAPE, worst cases, flagged ops."""
     from tokenfab.calibrate.measurements import read_measurements
@@ -92,14 +108,21 @@ def validate(
     from tokenfab.cost.chip_cost import chip_cost
     from tokenfab.hardware.catalog import load_chip
 
+    if not 0 < threshold < float("inf"):
+        raise InvalidInputError(f"--threshold must be a finite fraction > 0, got {threshold}")
+    if report:
+        check_output_path(report, HTML_SUFFIXES, "report")
     frame = read_measurements(measurements)
     if device:
+        if device not in set(frame["device"]):
+            raise UnknownNameError("device in the file", device, frame["device"].dropna().unique())
         frame = frame[frame["device"] == device]
     elif frame["device"].nunique() > 1:
         raise InvalidInputError(f"the file measures {sorted(frame['device'].unique())}; pick one with --device")
     if frame.empty:
         raise InvalidInputError("no measurements left to validate")
     cc = chip_cost(load_chip(hardware))
+    _same_chip(cc.chip, str(frame["device"].iloc[0]), force)
     pred = predict_measurements(frame, lambda _d: cc)
     stats = [s.as_dict() for s in group_stats(pred, ["group"])]
     flagged = pred[pred["error_frac"].abs() > threshold]
@@ -120,3 +143,13 @@ def validate(
         t.add_row(s["group"], str(s["num_rows"]), f"{s['mape']:.1%}", f"{s['median_ape']:.1%}", f"{s['p90_ape']:.1%}",
                   f"{s['max_ape']:.0%}", f"{s['bias']:+.1%}")
     out.print(t)
+
+
+def _same_chip(chip, measured_device: str, force: bool) -> None:
+    """Measurements of one chip judged against another's model say nothing about either: refuse unless forced.
+    A calibrated chip (named '<device>-...', or inheriting the device's curves) counts as the device."""
+    if force or chip.name == measured_device or chip.name.startswith(f"{measured_device}-") \
+            or chip.efficiency_reference == measured_device:
+        return
+    raise InvalidInputError(f"the measurements are of {measured_device}, not {chip.name}; use --hardware "
+                            f"{measured_device}, or --force to compare them with {chip.name} anyway")

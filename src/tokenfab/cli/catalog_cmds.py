@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tokenfab.cli.format import gb, rate
+from tokenfab.cli.format import flatten_sourced, gb, quantity, rate
 from tokenfab.cli.main import app, emit_json, out
 from tokenfab.cost.profile import resolve_profile
 from tokenfab.hardware.catalog import chip_names, load_chip, load_system, system_names
@@ -54,7 +54,26 @@ def hw_show(name: Annotated[str, typer.Argument(help="Chip or system name, or YA
     if as_json:
         emit_json(data)
         return
-    out.print_json(data=data)
+    _print_spec(data)
+
+
+def _print_spec(data: dict) -> None:
+    """Plain fields, then each sourced number in human units with its basis and source (JSON stays SI)."""
+    plain = Table(title=data.get("display_name") or data.get("name"), show_header=False)
+    for key, value in data.items():
+        if not isinstance(value, dict | list):
+            plain.add_row(key, str(value))
+    out.print(plain)
+    numbers = Table(title="figures (SI in --json)")
+    for col in ("field", "value", "basis", "source / note"):
+        numbers.add_column(col, overflow="fold")
+    for path, item in flatten_sourced(data):
+        note = f" ({item['note']})" if item.get("note") else ""
+        numbers.add_row(path, quantity(path, item["value"]), item["basis"], f"{item['source']}{note}")
+    out.print(numbers)
+    for key, value in data.items():
+        if isinstance(value, dict) and not flatten_sourced({key: value}) and key != "efficiency_profile":
+            out.print(f"{key}: " + ", ".join(f"{k}={v}" for k, v in value.items()))
 
 
 @model_app.command("list")

@@ -8,6 +8,7 @@ internal error (set TOKENFAB_DEBUG=1 for the traceback).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -23,13 +24,27 @@ err = Console(stderr=True)
 
 
 def emit_json(data: dict) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=float) + "\n")
+    """One JSON object on stdout. JSON has no NaN or infinity: an undefined figure (TPOT when every
+    request generated one token) is written as null."""
+    sys.stdout.write(json.dumps(_json_safe(data), indent=2, default=float, allow_nan=False) + "\n")
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # numpy scalars
+        return _json_safe(value.item())
+    return value
 
 
 def _register() -> None:
     # Each command module registers itself on `app`; importing them here keeps `main` small.
     from tokenfab.cli import catalog_cmds, op_cmds, predict_cmds  # noqa: F401
-    for optional in ("simulate_cmds", "calibrate_cmds", "plan_cmds", "search_cmds", "sweep_cmds"):
+    for optional in ("simulate_cmds", "calibrate_cmds", "plan_cmds", "search_cmds", "sweep_cmds", "serve_cmds"):
         try:
             __import__(f"tokenfab.cli.{optional}")
         except ModuleNotFoundError as exc:

@@ -8,7 +8,9 @@ import typer
 from rich.table import Table
 
 from tokenfab import api
+from tokenfab.api.capacity import check_plan_models
 from tokenfab.cli.main import app, emit_json, err, out
+from tokenfab.table_io import HTML_SUFFIXES, check_output_path
 
 
 @app.command()
@@ -22,7 +24,10 @@ def plan(
     from tokenfab.fleet import load_plan, plan_fleet
     from tokenfab.report.fleet_report import plan_table_rows, scenario_table_rows, write_plan_report
 
+    if report:
+        check_output_path(report, HTML_SUFFIXES, "report")
     spec = load_plan(file)
+    check_plan_models(spec, predictor)
     result = plan_fleet(spec, capacity_provider=api.predicted_capacity if predictor else None)
     if report:
         err.print(f"wrote {write_plan_report(result, report)}")

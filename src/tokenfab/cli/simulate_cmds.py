@@ -8,9 +8,9 @@ import typer
 from rich.table import Table
 
 from tokenfab import api
-from tokenfab.cli.format import banded, ms, rate
+from tokenfab.cli.format import banded, rate
 from tokenfab.cli.main import app, emit_json, err, out
-from tokenfab.errors import MissingDependencyError
+from tokenfab.table_io import TABLE_SUFFIXES, check_output_path, write_table
 
 Opt = typer.Option
 
@@ -81,6 +81,9 @@ def simulate(
     as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Simulate serving a stream of requests (continuous batching, paged KV cache, chunked prefill)."""
+    for path in (requests_out, timeseries_out):  # a bad output name fails now, not after the run
+        if path:
+            check_output_path(path, TABLE_SUFFIXES, "table")
     result = api.simulate(
         model=model, hardware=hardware, tp=tp, pp=pp, ep=ep, dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
         rate=rate_, concurrency=concurrency, offline=offline, trace=trace, trace_format=trace_format,
@@ -104,12 +107,7 @@ def simulate(
                   "(latencies depend on how long it runs); lower the rate or add replicas[/yellow]")
     for path, frame in ((requests_out, result.requests_frame), (timeseries_out, result.timeseries_frame)):
         if path:
-            try:
-                from tokenfab.serving.metrics import write_frame
-
-                write_frame(frame(), path)
-            except ImportError as exc:
-                raise MissingDependencyError(exc.name or "pandas", "data", f"writing {path}") from None
+            write_table(frame(), path)
             err.print(f"wrote {path}")
     data = result.to_dict()
     if as_json:
@@ -120,7 +118,7 @@ def simulate(
 
 def print_summary(d: dict) -> None:
     cfg = d["config"]
-    t = Table(title=f"{cfg['model']} on {cfg['hardware']} (tp{cfg['tp']}, {cfg['replicas']} replica(s)), "
+    t = Table(title=f"{cfg['model']} on {cfg['hardware']} ({_pools(cfg)}), "
                     f"{d['completed']:,} requests, {cfg['arrival']} arrivals")
     for col in ("metric", "p50", "p90", "p99", "mean"):
         t.add_column(col)
@@ -132,10 +130,30 @@ def print_summary(d: dict) -> None:
         err.print(f"[dim][lo .. hi]: {d['band_level']:.0%} error band of the prediction (docs/bands.md)[/dim]")
     u = Table(show_header=False)
     u.add_row("throughput", f"{banded(d, 'throughput_tokens_per_s', lambda v: rate(v, 'tok/s'))}, {d['requests_per_s']:.2f} req/s")
-    u.add_row("goodput", f"{d['goodput_requests_per_s']:.2f} req/s ({d['slo_attainment'] * 100:.1f}% within SLO)")
+    u.add_row("goodput", _goodput(d))
     u.add_row("energy", f"{d['energy_j_per_token']:.3f} J/token")
     u.add_row("batch / KV use", f"{d['mean_batch_size']:.1f} sequences, {d['mean_kv_utilization'] * 100:.0f}% of KV blocks")
     u.add_row("prefix-cache hit rate", f"{d['prefix_cache_hit_rate'] * 100:.1f}%")
     u.add_row("preempted / rejected", f"{d['preempted']:,} / {d['rejected']:,} {d['rejected_reasons'] or ''}")
     u.add_row("simulated / wall time", f"{d['simulated_s']:,.1f} s / {d['sim_wall_s']:.2f} s")
     out.print(u)
+
+
+def _pools(cfg: dict) -> str:
+    """Replica count and TP of each pool: 'tp2, 4 replicas' or 'P/D: 2 prefill x tp1 + 3 decode x tp2'."""
+    if cfg.get("prefill_replicas"):
+        return (f"P/D: {cfg['prefill_replicas']} prefill x tp{cfg['prefill_tp']} + "
+                f"{cfg['decode_replicas']} decode x tp{cfg['decode_tp']}")
+    n = cfg["replicas"]
+    return f"tp{cfg['tp']}, {n} replica{'s' if n != 1 else ''}"
+
+
+def _goodput(d: dict) -> str:
+    """Goodput means requests within an SLO: without one it is n/a here (the JSON keeps the number,
+    which then counts every completed request, and says which SLO applied in config.slo_*_ms)."""
+    cfg = d["config"]
+    if cfg.get("slo_ttft_ms") is None and cfg.get("slo_tpot_ms") is None:
+        return "n/a (no --slo-ttft-ms / --slo-tpot-ms given)"
+    slo = " and ".join(f"{name} <= {cfg[key]:g} ms" for name, key in (("TTFT", "slo_ttft_ms"), ("TPOT", "slo_tpot_ms"))
+                       if cfg.get(key) is not None)
+    return f"{d['goodput_requests_per_s']:.2f} req/s ({d['slo_attainment'] * 100:.1f}% within {slo})"

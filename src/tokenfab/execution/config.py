@@ -80,20 +80,9 @@ class PrecisionConfig(BaseModel):
 
 
 def check_precision(chip: ChipSpec, precision: PrecisionConfig) -> None:
-    """Reject formats the chip cannot compute in at all (one line naming what it supports)."""
-    supported = sorted(chip.peak_flop_per_s)
-    dtype = precision.dtype
-    sixteen = [d for d in SIXTEEN_BIT if chip.supports(d)]
-    if dtype in SIXTEEN_BIT and not chip.supports(dtype):
-        if sixteen:
-            raise InvalidInputError(f"{chip.name} has no {dtype} rate; use --dtype {sixteen[0]} (supports: {', '.join(supported)})")
-        raise InvalidInputError(
-            f"{chip.name} has no {dtype} rate (supports: {', '.join(supported)}); use --dtype {supported[0]}"
-        )
-    if dtype in ("fp32", "tf32") and not (chip.supports("fp32") or chip.supports("tf32")):
-        raise InvalidInputError(f"{chip.name} has no fp32/tf32 rate (supports: {', '.join(supported)})")
-    if dtype not in SIXTEEN_BIT and dtype not in ("fp32", "tf32") and not chip.supports(dtype) and not sixteen:
-        raise InvalidInputError(f"{chip.name} has no {dtype} rate nor a 16-bit one to dequantise to (supports: {', '.join(supported)})")
+    """Reject compute formats the chip has no rate for (one line naming those it has): no silent
+    fallback to another format's rate. Weight-only formats (weight_dtype) dequantise explicitly."""
+    chip.check_compute_dtype(precision.dtype)
     if precision.kv not in DTYPES:
         raise InvalidInputError(f"unknown kv dtype {precision.kv}")
 

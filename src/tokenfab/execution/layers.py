@@ -8,7 +8,6 @@ costed per kind of sequence. Shapes are per device after tensor/expert paralleli
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 

@@ -47,7 +47,7 @@ def _highspy():
     try:
         import highspy
     except ImportError:
-        raise MissingDependencyError("highspy", "plan", "fleet planning (tokenfab plan)") from None
+        raise MissingDependencyError("highspy", "fleet planning (tokenfab plan)") from None
     return highspy
 
 

@@ -26,7 +26,6 @@ from tokenfab.fleet.resources import (
     BillOfMaterialsSpec,
     ComponentSpec,
     Money,
-    MoneySpec,
     NreSpec,
     PoolSpec,
     PowerBuildSpec,

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tokenfab.errors import InvalidInputError
 from tokenfab.units import DTYPES
 
 Basis = Literal[
@@ -26,7 +27,35 @@ Basis = Literal[
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+def _si(value: float, unit: str) -> str:
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g} {prefix}{unit}"
+    return f"{value:g} {unit}"
+
+
+def plausible(value: Sourced | None, low: float, high: float, unit: str) -> Sourced | None:
+    """Refuse a figure off by orders of magnitude (3.35 written for 3.35 TB/s): specs are SI, and a
+    value outside [low, high] is almost surely a unit slip, not a chip. The bounds span every chip
+    from a phone NPU to a wafer-scale engine with room to spare."""
+    if value is not None and not low <= value.value <= high:
+        raise ValueError(f"{value.value:g} {unit} is outside the plausible range {_si(low, unit)} .. {_si(high, unit)} "
+                         f"(values are SI: {unit}, not G{unit} or T{unit})")
+    return value
+
+
+# Plausibility bounds, one place: (low, high, unit).
+FLOP_RATE_BOUNDS = (1e9, 1e18, "FLOP/s")
+MEMORY_BANDWIDTH_BOUNDS = (1e9, 1e15, "B/s")
+MEMORY_CAPACITY_BOUNDS = (1e6, 1e14, "B")
+LINK_BANDWIDTH_BOUNDS = (1e6, 1e14, "B/s")
+LINK_LATENCY_BOUNDS = (0.0, 1e-2, "s")
+POWER_BOUNDS = (0.1, 1e5, "W")
+SRAM_BOUNDS = (0.0, 1e12, "B")
+COMPUTE_UNIT_BOUNDS = (1.0, 1e7, "units")
 
 
 class Sourced(_Frozen):
@@ -49,6 +78,16 @@ class MemorySpec(_Frozen):
                                   "81,559 MiB = 85.5e9 bytes.")
     bandwidth_bytes_per_s: Sourced = Field(description="Peak bandwidth in bytes per second.")
 
+    @field_validator("capacity_bytes")
+    @classmethod
+    def _capacity(cls, v: Sourced) -> Sourced:
+        return plausible(v, *MEMORY_CAPACITY_BOUNDS)
+
+    @field_validator("bandwidth_bytes_per_s")
+    @classmethod
+    def _bandwidth(cls, v: Sourced) -> Sourced:
+        return plausible(v, *MEMORY_BANDWIDTH_BOUNDS)
+
 
 class LinkSpec(_Frozen):
     """A chip's port into a fabric (scale-up or scale-out)."""
@@ -66,12 +105,33 @@ class LinkSpec(_Frozen):
         default=False, description="Switch-side reduction (NVLink SHARP / NVLS) available for all-reduce."
     )
 
+    @field_validator("bandwidth_bytes_per_s")
+    @classmethod
+    def _bandwidth(cls, v: Sourced) -> Sourced:
+        return plausible(v, *LINK_BANDWIDTH_BOUNDS)
+
+    @field_validator("latency_s")
+    @classmethod
+    def _latency(cls, v: Sourced | None) -> Sourced | None:
+        return plausible(v, *LINK_LATENCY_BOUNDS)
+
 
 class PowerSpec(_Frozen):
     """Board power envelope used by the energy model."""
 
     tdp_w: Sourced = Field(description="Maximum board/module power, watts.")
     idle_w: Sourced = Field(description="Power when powered on and idle, watts.")
+
+    @field_validator("tdp_w", "idle_w")
+    @classmethod
+    def _watts(cls, v: Sourced) -> Sourced:
+        return plausible(v, *POWER_BOUNDS)
+
+    @model_validator(mode="after")
+    def _idle_below_tdp(self) -> PowerSpec:
+        if self.idle_w.value > self.tdp_w.value:
+            raise ValueError(f"idle_w {self.idle_w.value:g} W exceeds tdp_w {self.tdp_w.value:g} W")
+        return self
 
 
 class ChipSpec(_Frozen):
@@ -130,7 +190,27 @@ class ChipSpec(_Frozen):
             raise ValueError(f"unknown data type(s) {unknown} in peak_flop_per_s (valid: {', '.join(DTYPES)})")
         if not peaks:
             raise ValueError("peak_flop_per_s needs at least one data type")
+        for dtype, peak in peaks.items():
+            try:
+                plausible(peak, *FLOP_RATE_BOUNDS)
+            except ValueError as exc:
+                raise ValueError(f"{dtype}: {exc}") from None
         return peaks
+
+    @field_validator("vector_flop_per_s")
+    @classmethod
+    def _vector_rate(cls, v: Sourced | None) -> Sourced | None:
+        return plausible(v, 1e8, FLOP_RATE_BOUNDS[1], "FLOP/s")
+
+    @field_validator("onchip_sram_bytes")
+    @classmethod
+    def _sram(cls, v: Sourced | None) -> Sourced | None:
+        return plausible(v, *SRAM_BOUNDS)
+
+    @field_validator("num_compute_units")
+    @classmethod
+    def _units(cls, v: Sourced | None) -> Sourced | None:
+        return plausible(v, *COMPUTE_UNIT_BOUNDS)
 
     @model_validator(mode="after")
     def _reference_reason(self) -> ChipSpec:
@@ -145,6 +225,18 @@ class ChipSpec(_Frozen):
 
     def supports(self, dtype: str) -> bool:
         return dtype in self.peak_flop_per_s
+
+    def check_compute_dtype(self, dtype: str) -> None:
+        """Refuse to compute in a format this chip has no rate for (fp32 on a chip with only tf32/bf16
+        tensor rates, fp8 on A100, fp4 on H100): timing it at another format's rate would be a silent lie.
+        Weight-only quantisation stays possible: keep a 16-bit compute format and set the weight format."""
+        if dtype in self.peak_flop_per_s:
+            return
+        supported = ", ".join(sorted(self.peak_flop_per_s))
+        sixteen = [d for d in ("bf16", "fp16") if d in self.peak_flop_per_s]
+        hint = (f"; for weight-only quantisation use --dtype {sixteen[0]} --weight-dtype {dtype}"
+                if sixteen and dtype in ("fp8", "int8", "int4", "fp4") else "")
+        raise InvalidInputError(f"{self.name} has no {dtype} rate (compute formats: {supported}){hint}")
 
     @property
     def memory_bandwidth_bytes_per_s(self) -> float:

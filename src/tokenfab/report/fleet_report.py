@@ -13,8 +13,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-from tokenfab.errors import InvalidInputError, MissingDependencyError
+from tokenfab.errors import MissingDependencyError
 from tokenfab.fleet.result import PlanResult
+from tokenfab.table_io import HTML_SUFFIXES, check_output_path, write_text
 
 MAX_SCENARIO_PANELS = 6
 """Fleet-mix small multiples shown; further scenarios are listed in tables only."""
@@ -54,7 +55,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise MissingDependencyError("matplotlib", "plot", "the fleet plan report") from None
+        raise MissingDependencyError("matplotlib", "the fleet plan report") from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
@@ -235,12 +236,5 @@ def _resource_sections(result: PlanResult) -> list[str]:
 
 def write_plan_report(result: PlanResult, path: str | Path) -> Path:
     """Write the HTML report to `path` and return it."""
-    path = Path(path)
-    if path.is_dir():
-        raise InvalidInputError(f"report path {path} is a directory; give a file name such as plan.html")
-    text = render_plan_html(result)
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInputError(f"cannot write report {path}: {exc.strerror or exc}") from None
-    return path
+    check_output_path(path, HTML_SUFFIXES, "report")
+    return write_text(render_plan_html(result), path, HTML_SUFFIXES, "report")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from tokenfab.calibrate.validate import group_stats
 from tokenfab.errors import MissingDependencyError
+from tokenfab.table_io import HTML_SUFFIXES, check_output_path, write_text
 
 
 def _pyplot():
@@ -25,7 +26,7 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise MissingDependencyError("matplotlib", "plot", "the validation report's plots") from None
+        raise MissingDependencyError("matplotlib", "the validation report's plots") from None
     return plt
 
 
@@ -105,8 +106,5 @@ def _fmt(v) -> str:
 
 
 def write_validation_report(frame: pd.DataFrame, chip: str, path: str | Path, threshold: float = 0.2) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_validation_html(frame, chip, threshold))
-    tmp.replace(path)
-    return path
+    check_output_path(path, HTML_SUFFIXES, "report")
+    return write_text(render_validation_html(frame, chip, threshold), path, HTML_SUFFIXES, "report")

@@ -63,7 +63,7 @@ def _azure_seconds(stamp: str, row: int, path: Path) -> float:
 def _check(row: int, path: Path, t: float, last: float, prompt: int, output: int) -> None:
     if t < last:
         raise DataFileError(f"{path}: row {row}: timestamp goes backwards ({t:.6f} s after {last:.6f} s); sort the trace")
-    if prompt < 0 or output < 0:
+    if prompt < 0 or output < 0:  # zero-length rows are the simulator's to reject (and count)
         raise DataFileError(f"{path}: row {row}: negative token count")
 
 
@@ -108,8 +108,11 @@ def _read_mooncake(path: Path) -> Iterator[TraceRow]:
                 raise DataFileError(f"{path}: line {n}: missing field {exc.args[0]!r} (needs timestamp, input_length, output_length)") from None
             except (TypeError, ValueError):
                 raise DataFileError(f"{path}: line {n}: fields must be numbers") from None
-            if t < 0:
-                raise DataFileError(f"{path}: line {n}: negative timestamp")
+            if not 0 <= t < float("inf"):
+                raise DataFileError(f"{path}: line {n}: timestamp must be a finite number >= 0")
+            if hashes is not None and not (isinstance(hashes, list) and all(
+                    isinstance(h, int) and not isinstance(h, bool) and h >= 0 for h in hashes)):
+                raise DataFileError(f"{path}: line {n}: hash_ids must be a list of non-negative integers")
             first = t if first is None else first
             rel = t - first
             _check(n, path, rel, last if last is not None else 0.0, prompt, output)

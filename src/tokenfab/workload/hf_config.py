@@ -66,6 +66,8 @@ def parse_config(config: dict[str, Any], name: str, source: str = "") -> ModelSp
     model_type = config.get("model_type")
     if not model_type:
         raise DataFileError(f"config {source or name} has no model_type")
+    if not isinstance(model_type, str):
+        raise DataFileError(f"config {source or name}: model_type must be a string, got {model_type!r}")
     parser = _FAMILIES.get(model_type)
     try:
         spec = parser(name, config)
@@ -74,8 +76,9 @@ def parse_config(config: dict[str, Any], name: str, source: str = "") -> ModelSp
     except ValidationError as exc:
         err = exc.errors()[0]
         raise DataFileError(f"config {source or name}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    except (TypeError, ValueError) as exc:
-        raise DataFileError(f"config {source or name}: {exc}") from None
+    except (TypeError, ValueError, AttributeError, ZeroDivisionError, OverflowError) as exc:
+        # a field of the wrong kind (a string for a count, a list for a mapping) in a user's file
+        raise DataFileError(f"config {source or name}: {type(exc).__name__}: {exc}") from None
     return spec.model_copy(update={"source": source or spec.source})
 
 
