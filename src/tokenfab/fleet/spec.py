@@ -26,6 +26,7 @@ from tokenfab.fleet.resources import (
     BillOfMaterialsSpec,
     ComponentSpec,
     Money,
+    MoneySpec,  # noqa: F401  (re-exported: fleet.inputs and plan_checks import it from here)
     NreSpec,
     PoolSpec,
     PowerBuildSpec,
