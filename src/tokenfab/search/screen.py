@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, add_bands, composite_band
 from tokenfab.errors import TokenfabError
+from tokenfab.execution.bands import SERVING_TPOT, SERVING_TTFT, step_parts
 from tokenfab.execution.config import ParallelConfig, PrecisionConfig
 from tokenfab.execution.layers import StepBatch
 from tokenfab.hardware.catalog import load_chip
@@ -69,8 +71,10 @@ def _screen_aggregated(c: Candidate, spec: SearchSpec, t: Traffic) -> dict:
         goodput, ttft, tpot = t.rate * t.output_len, s.ttft_s, s.tpot_s
         power = replicas * (util * s.power_w + (1 - util) * _idle_w(c.hardware, c.devices_per_replica))
     chips = replicas * c.devices_per_replica
-    return _figures(c, spec, chips, goodput, power, ttft, tpot, replicas=replicas, prefill_replicas=0,
-                    decode_replicas=0, batch=s.batch, utilization_frac=util)
+    sm = _step_model(c.model, c.hardware, *_plan(c))
+    out = _figures(c, spec, chips, goodput, power, ttft, tpot, replicas=replicas, prefill_replicas=0,
+                   decode_replicas=0, batch=s.batch, utilization_frac=util)
+    return _with_bands(out, sm, sm, t.input_len, t.output_len, s.batch)
 
 
 def _plan(c: Candidate, tp: int | None = None, hw: str | None = None) -> tuple[ParallelConfig, PrecisionConfig]:
@@ -119,8 +123,24 @@ def _screen_pd(c: Candidate, spec: SearchSpec, t: Traffic) -> dict:
     power = (n_p * (u_p * e_p / t_p + (1 - u_p) * _idle_w(c.hardware, c.tp))
              + n_d * (u_d * sm_d.step(StepBatch((), b, kv)).energy_j / td + (1 - u_d) * _idle_w(c.decode_hardware, c.decode_tp)))
     chips = n_p * c.tp + n_d * c.decode_tp
-    return _figures(c, spec, chips, rate * O, power, ttft, td, replicas=0, prefill_replicas=n_p, decode_replicas=n_d,
-                    batch=b, utilization_frac=max(u_p, u_d), cost_chips={c.hardware: n_p * c.tp, c.decode_hardware: n_d * c.decode_tp})
+    out = _figures(c, spec, chips, rate * O, power, ttft, td, replicas=0, prefill_replicas=n_p, decode_replicas=n_d,
+                   batch=b, utilization_frac=max(u_p, u_d), cost_chips={c.hardware: n_p * c.tp, c.decode_hardware: n_d * c.decode_tp})
+    return _with_bands(out, sm_p, sm_d, I, O, b)
+
+
+def _with_bands(figures: dict, prefill_model, decode_model, input_len: int, output_len: int, batch: int) -> dict:
+    """Error bands of a screened candidate (docs/bands.md) at the default level, as `simulate` derives them: TTFT
+    from a prefill step's ops, TPOT and the rates from a decode step's, with the serving rows' end-to-end scales."""
+    if not figures.get("feasible"):
+        return figures
+    pre = prefill_model.step(StepBatch(prefill=((1, input_len, input_len),)))
+    dec = decode_model.step(StepBatch(num_decode=max(1, batch), decode_kv_len=float(input_len + output_len / 2)))
+    ttft = composite_band(step_parts(pre.breakdown, "prefill"), DEFAULT_BAND_LEVEL, SERVING_TTFT)
+    tpot = composite_band(step_parts(dec.breakdown, "decode"), DEFAULT_BAND_LEVEL, SERVING_TPOT)
+    figures["band_level"] = DEFAULT_BAND_LEVEL
+    add_bands(figures, ttft, ("ttft_s",))
+    return add_bands(figures, tpot, ("tpot_s", "tokens_per_s_per_user", "goodput_tokens_per_s",
+                                     "goodput_tokens_per_s_per_chip"))
 
 
 def _figures(c: Candidate, spec: SearchSpec, chips: int, goodput: float, power: float, ttft: float, tpot: float,
