@@ -42,7 +42,7 @@ def make_profile(kernel: KernelParams = IDEAL, coll: CollectiveParams | None = N
     return EfficiencyProfile(
         name="test", provenance_note="test", compute_units=units, peak_bf16_flop_per_s=100e12,
         gemm=dict(tables), attention_prefill={"bf16": kernel, "fp8": kernel}, attention_decode={"bf16": kernel, "fp8": kernel},
-        elementwise=kernel,
+        elementwise=kernel, moe={**tables, "w4a8": kernel},
         collectives={n: {2: coll, 8: coll} for n in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")},
     )
 

@@ -9,10 +9,13 @@ def predicted_capacity(chip_name: str, model_name: str, slo):
     """Capacity provider for `tokenfab.fleet.plan_fleet`: the best steady state within the SLO over TP
     degrees (`tokenfab.search.capacity.estimate_capacity`, the same function `search` screens with)."""
     from tokenfab.fleet.capacity import CapacityEstimate
+    from tokenfab.hardware.catalog import node_power_of
 
     tokens, power, source = capacity_per_chip(chip_name, model_name, slo.ttft_s, slo.tpot_s, slo.input_tokens,
                                               slo.output_tokens)
-    return CapacityEstimate(tokens_per_s_per_chip=tokens, avg_power_w_per_chip=power, source=source)
+    # the step model's power is at the wall where the catalog knows the chip's server (hardware/nodes.yaml)
+    wall = node_power_of(chip_name) is not None
+    return CapacityEstimate(tokens_per_s_per_chip=tokens, avg_power_w_per_chip=power, source=source, wall_power=wall)
 
 
 def check_plan_models(spec, use_predictor: bool = True) -> None:

@@ -46,9 +46,13 @@ def deployment(
     dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
     kv_free_memory_frac: float | None = None, static_memory_frac: float | None = None,
+    moe_tp: int | None = None, moe_dispatch: str = "normal",
 ) -> Deployment:
-    """Build (and cache) the deployment; `devices` defaults to tp x pp x dp, `dp` to devices / (tp x pp)."""
-    _positive(devices=devices, tp=tp, pp=pp, ep=ep, dp=dp)
+    """Build (and cache) the deployment; `devices` defaults to tp x pp x dp, `dp` to devices / (tp x pp).
+    For MoE models the dp ranks are attention-DP ranks of one instance sharing the experts (ep x moe_tp = tp x dp)."""
+    _positive(devices=devices, tp=tp, pp=pp, ep=ep, dp=dp, moe_tp=moe_tp)
+    if moe_dispatch not in ("normal", "low-latency"):
+        raise UnknownNameError("MoE dispatch", moe_dispatch, ["normal", "low-latency"])
     _dtype(dtype, "data type"), _dtype(weight_dtype, "weight data type"), _dtype(kv_dtype, "kv-cache data type")
     if not 0.0 < memory_utilization_frac <= 1.0:
         raise InvalidInputError(f"memory utilisation must lie in (0, 1], got {memory_utilization_frac}")
@@ -58,7 +62,7 @@ def deployment(
         dp = devices // (tp * pp) if devices is not None else 1
     if devices is not None and devices != tp * pp * dp:
         raise InvalidInputError(f"--devices {devices} != tp x pp x dp = {tp}x{pp}x{dp} = {tp * pp * dp}")
-    par = ParallelConfig(tp=tp, pp=pp, ep=ep, dp=dp)
+    par = ParallelConfig(tp=tp, pp=pp, ep=ep, dp=dp, moe_tp=moe_tp, moe_dispatch=moe_dispatch)
     system = load_system(hardware, par.num_devices)
     spec = load_model(model)
     prec = PrecisionConfig(dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype)

@@ -10,11 +10,12 @@ from tokenfab.cost.attention import estimate_decode_attention, estimate_prefill_
 from tokenfab.cost.chip_cost import chip_cost
 from tokenfab.cost.collectives import COLLECTIVES, bus_bandwidth_bytes_per_s, collective_name, estimate_collective
 from tokenfab.cost.gemm import estimate_gemm
+from tokenfab.cost.moe import MoEShape, estimate_moe
 from tokenfab.cost.result import OpCost
 from tokenfab.errors import InvalidInputError, UnknownNameError
 from tokenfab.hardware.catalog import load_chip, load_system
 
-OPS = ("gemm", "attention", "allreduce", "allgather", "reducescatter", "alltoall", "sendrecv")
+OPS = ("gemm", "attention", "moe", "allreduce", "allgather", "reducescatter", "alltoall", "sendrecv")
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,9 @@ class OpResult:
         c = self.cost
         out = {"op": self.op, "hardware": self.hardware, "time_s": c.time_s, "bound": c.bound,
                "flops": c.flops, "bytes": c.bytes, "roofline_s": c.roofline_s, "efficiency_source": c.source}
-        if self.op == "gemm" or self.op == "attention":
+        if self.op in ("gemm", "attention", "moe"):
             out["tflops"] = c.flops / c.time_s / 1e12 if c.time_s > 0 else 0.0
-        if self.op not in ("gemm", "attention"):
+        if self.op not in ("gemm", "attention", "moe"):
             out["devices"] = self.num_devices
             out["message_bytes"] = self.message_bytes
             out["bus_bandwidth_bytes_per_s"] = bus_bandwidth_bytes_per_s(self.op, self.num_devices, self.message_bytes, c.time_s)
@@ -46,9 +47,11 @@ def op(
     dtype: str = "bf16", weight_dtype: str | None = None, variant: str = "", warm_cache: bool = False,
     phase: str = "decode", batch: int = 1, q_len: int | None = None, kv_len: int = 1024, heads: int = 32,
     kv_heads: int | None = None, head_dim: int = 128, kv_dtype: str | None = None, devices: int = 8,
-    bytes: float | None = None, profile: str | None = None,
+    bytes: float | None = None, profile: str | None = None, tokens: int | None = None, hidden: int | None = None,
+    intermediate: int | None = None, topk: int | None = None, experts: int | None = None, moe_tp: int = 1,
+    ep: int = 1, gated: bool = True, distribution: str = "balanced",
 ) -> OpResult:
-    """Cost of one operator: 'gemm', 'attention' (one layer, one device) or a collective."""
+    """Cost of one operator: 'gemm', 'attention', 'moe' (one layer, one device) or a collective."""
     if name not in OPS and name.replace("_", "") not in OPS:
         raise UnknownNameError("op", name, OPS)
     _dtype(dtype, "data type"), _dtype(weight_dtype, "weight data type"), _dtype(kv_dtype, "kv-cache data type")
@@ -60,6 +63,16 @@ def op(
         chip.check_compute_dtype(dtype)
         cc = chip_cost(chip, profile)
         return OpResult("gemm", cc.chip.name, estimate_gemm(cc, m, n, k, dtype, weight_dtype, variant=variant, warm_cache=warm_cache))
+    if name == "moe":
+        missing = [f"--{n}" for n, v in (("tokens", tokens), ("hidden", hidden), ("intermediate", intermediate),
+                                         ("topk", topk), ("experts", experts)) if v is None]
+        if missing:
+            raise InvalidInputError(f"op moe needs {', '.join(missing)}")
+        _positive(tokens=tokens, hidden=hidden, intermediate=intermediate, topk=topk, experts=experts, moe_tp=moe_tp, ep=ep)
+        shape = MoEShape(tokens, hidden, intermediate, topk, experts, moe_tp, ep, gated, distribution)
+        cc = chip_cost(load_chip(hardware), profile)
+        cost = estimate_moe(cc, shape, dtype, weight_dtype, variant=variant, warm_cache=warm_cache, op="moe")
+        return OpResult("moe", cc.chip.name, cost)
     if name == "attention":
         return OpResult("attention", hardware, _attention(hardware, phase, batch, q_len, kv_len, heads, kv_heads,
                                                           head_dim, dtype, kv_dtype, profile))

@@ -25,7 +25,7 @@ def predict(
     kv_dtype: str | None = None, batch: int = 1, input_len: int = 1024, output_len: int = 128,
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
     spec_method: str | None = None, spec_tokens: int = 1, spec_acceptance: float | None = None,
-    spec_draft_model: str | None = None,
+    spec_draft_model: str | None = None, moe_tp: int | None = None, moe_dispatch: str = "normal",
 ) -> PredictResult | GraphPredictResult:
     """Latency, throughput, memory and energy of a static batch of `batch` requests; with `spec_method`
     ('draft', 'eagle', 'mtp'), decoding is speculative with `spec_tokens` drafted tokens per step."""
@@ -33,7 +33,8 @@ def predict(
     if is_graph(model):
         return predict_graph(model, hardware, batch=batch, dp=dp or (devices or 1), dtype=dtype, tp=tp, pp=pp, ep=ep,
                              profile=profile, spec_method=spec_method)
-    d = deployment(model, hardware, devices, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac, profile)
+    d = deployment(model, hardware, devices, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac, profile,
+                   moe_tp=moe_tp, moe_dispatch=moe_dispatch)
     spec = speculative_model(d.step_model, spec_method, spec_tokens, spec_acceptance, spec_draft_model)
     return estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len, spec)
 
@@ -88,11 +89,11 @@ class StepInfo:
 def step(
     model: str, hardware: str, *, tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, dtype: str = "bf16",
     weight_dtype: str | None = None, kv_dtype: str | None = None, batch: int = 1, context_len: int = 1024,
-    phase: str = "decode", new_tokens: int | None = None,
+    phase: str = "decode", new_tokens: int | None = None, moe_tp: int | None = None,
 ) -> StepInfo:
     """One engine step on one replica: `batch` sequences decoding one token at `context_len`, or
     (phase='prefill') prefilling `new_tokens` (default context_len) tokens each over context_len positions."""
-    d = deployment(model, hardware, None, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype)
+    d = deployment(model, hardware, None, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, moe_tp=moe_tp)
     _positive(batch=batch, context_len=context_len)
     if phase == "decode":
         b = StepBatch(num_decode=batch, decode_kv_len=float(context_len))

@@ -61,6 +61,9 @@ def simulate(
     warmup_requests: int = 0, static_memory_frac: float | None = None, spec_method: str | None = None,
     spec_tokens: int = 1, spec_acceptance: float | None = None, spec_draft_model: str | None = None,
     decode_hardware: str | None = None,
+    dp: int = 1, moe_tp: int | None = None, moe_dispatch: str = "normal",
+    prefill_dp: int | None = None, prefill_ep: int | None = None, prefill_moe_tp: int | None = None,
+    decode_dp: int | None = None, decode_ep: int | None = None, decode_moe_tp: int | None = None,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
@@ -109,9 +112,21 @@ def simulate(
 
     QUEUES.get(policy), ROUTERS.get(router)  # unknown names fail here, before any work
 
-    def spec(tp_: int, role: str):
+    _positive(dp=dp, prefill_dp=prefill_dp, prefill_ep=prefill_ep, prefill_moe_tp=prefill_moe_tp, decode_dp=decode_dp,
+              decode_ep=decode_ep, decode_moe_tp=decode_moe_tp)
+    # P/D pools each take their own layout (prefill_* / decode_*; unset parts follow --tp/--dp/--ep/--moe-tp).
+    p_lay = (prefill_tp or tp, prefill_dp or dp, prefill_ep or ep, prefill_moe_tp if prefill_moe_tp else
+             (moe_tp if (prefill_tp or tp, prefill_dp or dp, prefill_ep or ep) == (tp, dp, ep) else None))
+    d_lay = (decode_tp or tp, decode_dp or dp, decode_ep or ep, decode_moe_tp if decode_moe_tp else
+             (moe_tp if (decode_tp or tp, decode_dp or dp, decode_ep or ep) == (tp, dp, ep) else None))
+
+    def spec(layout: tuple, role: str):
+        # An MoE instance with attention-DP is dp ranks with their own batches sharing the experts: the step
+        # model costs one rank's step (all ranks stepping alike), and each rank gets its own scheduler below.
+        tp_, dp_, ep_, moe_tp_ = layout
         chip = decode_hardware if role == "decode" and decode_hardware else hardware
-        d = deployment(model, chip, None, tp_, pp, ep, 1, dtype, weight_dtype, kv_dtype, profile=None, **mem_kw)
+        d = deployment(model, chip, None, tp_, pp, ep_, dp_, dtype, weight_dtype, kv_dtype, profile=None,
+                       moe_tp=moe_tp_, moe_dispatch=moe_dispatch, **mem_kw)
         if d.memory.kv_capacity_tokens(max_batched_tokens, max_num_seqs) < block_size:
             raise InvalidInputError(
                 f"{model} leaves no room for a KV cache on {chip} with tp={tp_} "
@@ -130,7 +145,7 @@ def simulate(
         return replica_spec(d.step_model, d.memory, sched, wl.hash_block_tokens, role, policy=eng,
                             speculative=spec_model, context_len=context), d
 
-    config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dtype": dtype, "replicas": replicas,
+    config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dp": dp, "dtype": dtype, "replicas": replicas,
               "engine": eng.name, "max_num_seqs": max_num_seqs, "max_batched_tokens": max_batched_tokens,
               "chunked_prefill": eng.chunked_prefill, "warmup_requests": warmup_requests,
               "router": router, "arrival": arrival, "num_requests": num_requests, "seed": seed,
@@ -140,23 +155,25 @@ def simulate(
     if prefill_replicas or decode_replicas:
         if not (prefill_replicas and decode_replicas):
             raise InvalidInputError("disaggregation needs both --prefill-replicas and --decode-replicas")
-        p_spec, p_dep = spec(prefill_tp or tp, "prefill")
-        d_spec, _ = spec(decode_tp or tp, "decode")
+        p_spec, p_dep = spec(p_lay, "prefill")
+        d_spec, _ = spec(d_lay, "decode")
         link = p_dep.step_model.system.scale_out_link or p_dep.step_model.system.scale_up_link
         bw = link.bandwidth_bytes_per_s.value * (prefill_tp or tp)
         per_token = p_dep.memory.kv_bytes_per_token * (prefill_tp or tp) / bw
-        sim = Simulation([p_spec] * prefill_replicas, wl, seed=seed, router=router, decode_specs=[d_spec] * decode_replicas,
+        sim = Simulation([p_spec] * (prefill_replicas * p_lay[1]), wl, seed=seed, router=router,
+                         decode_specs=[d_spec] * (decode_replicas * d_lay[1]),
                          transfer_s_per_token=per_token, progress=progress, timeseries_interval_s=timeseries_interval_s,
                          slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
                          frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token)
         config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                       decode_hardware=decode_hardware or hardware,
-                      prefill_tp=prefill_tp or tp, decode_tp=decode_tp or tp)
+                      prefill_tp=prefill_tp or tp, decode_tp=decode_tp or tp, prefill_dp=p_lay[1], prefill_ep=p_lay[2],
+                      decode_dp=d_lay[1], decode_ep=d_lay[2])
     else:
-        r_spec, r_dep = spec(tp, "both")
+        r_spec, r_dep = spec((tp, dp, ep, moe_tp), "both")
         config.update(kv_capacity_tokens=r_spec.kv_blocks * r_spec.block_tokens,
                       memory_bytes=r_dep.memory.ledger(max_batched_tokens, max_num_seqs))
-        sim = Simulation([r_spec] * replicas, wl, seed=seed, router=router, progress=progress,
+        sim = Simulation([r_spec] * (replicas * dp), wl, seed=seed, router=router, progress=progress,
                          timeseries_interval_s=timeseries_interval_s,
                          slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
                          frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token)

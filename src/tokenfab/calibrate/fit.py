@@ -76,19 +76,20 @@ def predict_samples(theta: np.ndarray, s: KernelSamples) -> np.ndarray:
     return kernel_time_array(s.flops, s.dram_bytes, s.peak, s.bandwidth, theta, s.work_units, s.compute_units, s.cache_bytes)
 
 
-def fit_kernel(samples: KernelSamples, fit_cache: bool = True, fixed: dict[int, float] | None = None) -> tuple[KernelParams, FitQuality]:
-    """Fit the seven kernel parameters (or a subset) to `samples`.
+def fit_kernel(samples: KernelSamples, fit_cache: bool = True, fixed: dict[int, float] | None = None,
+               upper: np.ndarray | None = None) -> tuple[KernelParams, FitQuality]:
+    """Fit the seven kernel parameters (or a subset) to `samples` (`upper` overrides UPPER).
 
     The cache-residency threshold is a step in the model (a working set fits on chip or not),
     which gradient methods cannot move, so it is chosen on a grid and the rest fitted for each.
     """
     fixed = dict(fixed or {})
     if not fit_cache or not np.any(samples.cache_bytes > 0):
-        return _fit_continuous(samples, {**fixed, 5: 1.0, 6: 0.0})
+        return _fit_continuous(samples, {**fixed, 5: 1.0, 6: 0.0}, upper=upper)
     best = None
     for frac in CACHE_FRACTIONS:
         extra = {5: 1.0, 6: 0.0} if frac == 0.0 else {6: frac}
-        params, q, cost = _fit_continuous(samples, {**fixed, **extra}, with_cost=True)
+        params, q, cost = _fit_continuous(samples, {**fixed, **extra}, with_cost=True, upper=upper)
         if best is None or cost < best[2] * (1 - 1e-6):
             best = (params, q, cost)
     return best[0], best[1]
@@ -97,7 +98,9 @@ def fit_kernel(samples: KernelSamples, fit_cache: bool = True, fixed: dict[int, 
 CACHE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def _fit_continuous(samples: KernelSamples, fixed: dict[int, float], with_cost: bool = False):
+def _fit_continuous(samples: KernelSamples, fixed: dict[int, float], with_cost: bool = False,
+                    upper: np.ndarray | None = None):
+    hi_bounds = UPPER if upper is None else upper
     free = [i for i in range(7) if i not in fixed]
     log_t = np.log(samples.time_s)
 
@@ -113,8 +116,8 @@ def _fit_continuous(samples: KernelSamples, fixed: dict[int, float], with_cost: 
 
     best = None
     for start in _STARTS:
-        x0 = np.clip(start[free], LOWER[free] + 1e-12, UPPER[free] - 1e-12)
-        res = least_squares(residual, x0, bounds=(LOWER[free], UPPER[free]), loss="soft_l1", f_scale=0.05,
+        x0 = np.clip(start[free], LOWER[free] + 1e-12, hi_bounds[free] - 1e-12)
+        res = least_squares(residual, x0, bounds=(LOWER[free], hi_bounds[free]), loss="soft_l1", f_scale=0.05,
                             x_scale="jac", max_nfev=4000)
         if best is None or res.cost < best.cost:
             best = res

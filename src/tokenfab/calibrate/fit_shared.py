@@ -27,7 +27,7 @@ from tokenfab.errors import InvalidInputError
 from tokenfab.hardware.catalog import load_chip
 
 HELD_OUT = ("h200-sxm",)  # never fitted, never pooled: the team's unseen-chip check
-SOURCE = ("fitted from shared/calibration ops_gemm.csv, ops_attention.csv, ops_comm.csv: NVIDIA aiconfigurator-core "
+SOURCE = ("fitted from shared/calibration ops_gemm.csv, ops_attention.csv, ops_comm.csv, ops_moe.csv: NVIDIA aiconfigurator-core "
           "0.12.0 measured tables (TensorRT-LLM 1.0.0 / 1.3.0rc20 kernels, NCCL 2.27-2.29), Apache-2.0")
 VENDOR_SOURCES = {
     "ascend-910b": "fitted from shared/calibration/vendors ops_{gemm,attention,comm}_ascend910b.csv: "

@@ -20,15 +20,17 @@ COLUMNS = [
     "device", "op", "dtype", "weight_dtype", "variant", "m", "n", "k", "batch", "q_len", "kv_len",
     "num_heads", "num_kv_heads", "head_dim", "kv_dtype", "num_devices", "message_bytes", "bytes",
     "time_s", "repeats", "spread_frac", "source",
+    "v_head_dim", "num_tokens", "hidden", "intermediate", "topk", "num_experts", "moe_tp", "ep", "gated", "distribution",
 ]
 REQUIRED = ["device", "op", "time_s"]
 OPS = ("gemm", "attention_prefill", "attention_decode", "elementwise", "all_reduce", "all_gather",
-       "reduce_scatter", "all_to_all", "all_reduce_oneshot", "send_recv", "h2d", "d2h")
+       "reduce_scatter", "all_to_all", "all_reduce_oneshot", "send_recv", "h2d", "d2h", "moe")
 _NEEDS = {
     "gemm": ["m", "n", "k", "dtype"],
     "attention_prefill": ["batch", "q_len", "kv_len", "num_heads", "num_kv_heads", "head_dim"],
     "attention_decode": ["batch", "kv_len", "num_heads", "num_kv_heads", "head_dim"],
     "elementwise": ["bytes"],
+    "moe": ["num_tokens", "hidden", "intermediate", "topk", "num_experts", "moe_tp", "ep", "dtype"],
 }
 
 # shared/calibration hardware strings -> catalog names. HARDWARE_NAMES: the aiconfigurator NVIDIA
@@ -53,6 +55,9 @@ _COMM_OPS = {"nccl_all_reduce": "all_reduce", "nccl_all_gather": "all_gather", "
              "nccl_alltoall": "all_to_all", "trtllm_custom_allreduce": "all_reduce_oneshot",
              "hccl_all_reduce": "all_reduce", "hccl_all_gather": "all_gather", "hccl_reduce_scatter": "reduce_scatter",
              "hccl_alltoall": "all_to_all"}
+_MOE_PRECISION = {"bfloat16": ("bf16", "bf16"), "fp8": ("fp8", "fp8"), "w4a8_mxfp4_mxfp8": ("fp8", "fp4")}
+_MOE_NOTE = (r"num_tokens=(?P<num_tokens>\d+), hidden=(?P<hidden>\d+), inter=(?P<intermediate>\d+), topk=(?P<topk>\d+), "
+             r"experts=(?P<num_experts>\d+), moe_tp=(?P<moe_tp>\d+), moe_ep=(?P<ep>\d+), token distribution=(?P<distribution>[^;]+)")
 _ELEMENT_BYTES = {"half": 2, "bfloat16": 2, "int8": 1, "float": 4, "fp8": 1}
 
 
@@ -135,6 +140,17 @@ def from_shared_frame(raw: pd.DataFrame) -> pd.DataFrame:
             "num_heads": _note_int(notes, "num_heads"), "num_kv_heads": _note_int(notes, "num_kv_heads"),
             "head_dim": _note_int(notes, "head_dim"), "time_s": attn["value"] * 1e-3, "source": attn["case_id"],
         }))
+    mla = raw[raw["model"] == "generation_mla"]
+    if len(mla):
+        notes = mla["notes"]
+        lora, rope = _note_int(notes, "kv_lora_rank"), _note_int(notes, "qk_rope_head_dim")
+        parts.append(pd.DataFrame({
+            "device": dev[mla.index], "op": "attention_decode", "variant": "mla", "dtype": "bf16",
+            "kv_dtype": np.where(mla["precision"].str.contains("kv fp8"), "fp8", "bf16"),
+            "batch": _note_int(notes, "batch"), "q_len": 1.0, "kv_len": _note_int(notes, "isl") + _note_int(notes, "step"),
+            "num_heads": _note_int(notes, "num_heads"), "num_kv_heads": 1.0, "head_dim": lora + rope,
+            "v_head_dim": lora, "time_s": mla["value"] * 1e-3, "source": mla["case_id"],
+        }))
     comm = raw[raw["model"].isin(list(_COMM_OPS))]
     if len(comm):
         elems = comm["notes"].str.extract(r"message_size=(\d+)", expand=False).astype(float)
@@ -144,9 +160,32 @@ def from_shared_frame(raw: pd.DataFrame) -> pd.DataFrame:
             "num_devices": comm["n_accel"].astype(float), "message_bytes": elems * width,
             "time_s": comm["value"] * 1e-3, "source": comm["case_id"],
         }))
+    moe = raw[raw["model"] == "moe_layer"]
+    if len(moe):
+        parts.append(_moe_rows(moe, dev[moe.index]))
     if not parts:
         raise DataFileError("no operator-level rows (GEMM, attention, collectives) found in the file")
     return pd.concat(parts, ignore_index=True)
+
+
+def _moe_rows(moe: pd.DataFrame, device: pd.Series) -> pd.DataFrame:
+    """Fused MoE layer rows: shape from the notes; 'nongated' kernels have a plain up projection,
+    'cutlass' names TensorRT-LLM's CUTLASS backend (kept as the variant)."""
+    shape = moe["notes"].str.extract(_MOE_NOTE)
+    prec = moe["precision"].map(_MOE_PRECISION)
+    unknown = sorted(set(moe["precision"][prec.isna()]))
+    if unknown:
+        raise DataFileError(f"ops_moe rows with unknown precision {unknown} (known: {', '.join(_MOE_PRECISION)})")
+    backend = moe["framework"].str.extract(r"\((?P<b>[^)]*)\)")["b"].fillna("")
+    out = pd.DataFrame({
+        "device": device, "op": "moe", "dtype": prec.str[0], "weight_dtype": prec.str[1],
+        "variant": np.where(backend.str.contains("cutlass"), "cutlass", ""),
+        "gated": ~backend.str.contains("nongated"), "distribution": shape["distribution"],
+        "time_s": moe["value"] * 1e-3, "source": moe["case_id"],
+    })
+    for col in ("num_tokens", "hidden", "intermediate", "topk", "num_experts", "moe_tp", "ep"):
+        out[col] = shape[col].astype(float)
+    return out
 
 
 def shared_calibration_dir() -> Path:
@@ -172,7 +211,7 @@ def load_shared_ops(directory: str | Path | None = None, vendors: bool = False) 
     """All operator measurements of shared/calibration (NVIDIA aiconfigurator tables) as one
     measurement table; with `vendors`, also those of shared/calibration/vendors/."""
     directory = Path(directory) if directory else shared_calibration_dir()
-    frames = [pd.read_csv(directory / name) for name in ("ops_gemm.csv", "ops_attention.csv", "ops_comm.csv")]
+    frames = [pd.read_csv(directory / name) for name in ("ops_gemm.csv", "ops_attention.csv", "ops_comm.csv", "ops_moe.csv")]
     if vendors:
         frames += [pd.read_csv(directory / "vendors" / name) for name in VENDOR_FILES]
     return validate(from_shared_frame(pd.concat(frames, ignore_index=True)), str(directory))

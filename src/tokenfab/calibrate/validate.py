@@ -19,13 +19,15 @@ from tokenfab.cost.chip_cost import ChipCost, chip_cost
 from tokenfab.cost.collectives import estimate_collective
 from tokenfab.cost.elementwise import estimate_elementwise
 from tokenfab.cost.gemm import estimate_gemm
+from tokenfab.cost.moe import estimate_moe
 from tokenfab.cost.result import OpCost
+from tokenfab.calibrate.profiles import moe_shape_of
 from tokenfab.hardware.catalog import load_chip, system_of_chip
 from tokenfab.hardware.spec import SystemSpec
 
 GROUPS = {"gemm": "GEMM", "attention_prefill": "attention", "attention_decode": "attention", "elementwise": "memory bandwidth",
           "all_reduce": "collectives", "all_gather": "collectives", "reduce_scatter": "collectives",
-          "all_to_all": "collectives", "all_reduce_oneshot": "collectives", "send_recv": "collectives"}
+          "all_to_all": "collectives", "all_reduce_oneshot": "collectives", "send_recv": "collectives", "moe": "MoE layer"}
 
 
 def _s(value, default: str = "") -> str:
@@ -50,11 +52,18 @@ def predict_row_cost(cc: ChipCost, system_for: Callable[[int], SystemSpec], row:
         if op == "attention_prefill":
             return estimate_prefill_attention(cc, int(row["batch"]), int(row["q_len"]), int(row["kv_len"]), *args,
                                               None, _s(row["dtype"], "bf16"), kv, warm_cache=True)
+        if _s(row.get("variant")) == "mla":  # absorbed MLA: latent + rope scores, latent values
+            return estimate_decode_attention(cc, int(row["batch"]), float(row["kv_len"]), args[0], 1, args[2],
+                                             int(row["v_head_dim"]), kv, latent_dim=args[2], warm_cache=True,
+                                             act_dtype=_s(row["dtype"], "bf16"))
         return estimate_decode_attention(cc, int(row["batch"]), float(row["kv_len"]), *args, None, kv,
                                          warm_cache=True, act_dtype=_s(row["dtype"], "bf16"))
+    if op == "moe":
+        return estimate_moe(cc, moe_shape_of(row), _s(row["dtype"], "bf16"), _s(row["weight_dtype"]) or None,
+                            variant=_s(row["variant"]), warm_cache=True)
     if op == "elementwise":
         return estimate_elementwise(cc, "elementwise", float(row["bytes"]), warm_cache=True)
-    if op in GROUPS and op not in ("gemm", "attention_prefill", "attention_decode", "elementwise"):
+    if op in GROUPS and op not in ("gemm", "attention_prefill", "attention_decode", "elementwise", "moe"):
         n = int(row["num_devices"])
         name = "all_reduce" if op == "all_reduce_oneshot" else op
         impl = "oneshot" if op == "all_reduce_oneshot" else ""

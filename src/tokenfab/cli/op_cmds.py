@@ -1,4 +1,4 @@
-"""`tokenfab op gemm|attention|allreduce|allgather|reducescatter|alltoall`."""
+"""`tokenfab op gemm|attention|moe|allreduce|allgather|reducescatter|alltoall`."""
 
 from __future__ import annotations
 
@@ -67,6 +67,29 @@ def attention(
     """Attention of one layer on one device."""
     _show(api.op("attention", hardware, phase=phase, batch=batch, q_len=q_len, kv_len=kv_len, heads=heads,
                  kv_heads=kv_heads, head_dim=head_dim, dtype=dtype, kv_dtype=kv_dtype), as_json)
+
+
+@op_app.command()
+def moe(
+    hardware: HwOpt = "h100-sxm",
+    tokens: Annotated[int, typer.Option(help="Tokens routed across the expert-parallel group.")] = ...,
+    hidden: Annotated[int, typer.Option(help="Model hidden size.")] = ...,
+    intermediate: Annotated[int, typer.Option(help="Per-expert intermediate width (before --moe-tp splits it).")] = ...,
+    topk: Annotated[int, typer.Option(help="Experts each token is routed to.")] = ...,
+    experts: Annotated[int, typer.Option(help="Routed experts of the layer.")] = ...,
+    moe_tp: Annotated[int, typer.Option("--moe-tp", help="Tensor-parallel split inside each expert.")] = 1,
+    ep: Annotated[int, typer.Option(help="Expert-parallel ranks the experts are spread over.")] = 1,
+    dtype: Annotated[str, typer.Option(help="Activation format (fp8 with --weight-dtype fp4: MXFP4 x MXFP8).")] = "bf16",
+    weight_dtype: Annotated[str | None, typer.Option(help="Expert weight format.")] = None,
+    gated: Annotated[bool, typer.Option("--gated/--no-gated", help="Gated (SwiGLU) experts or a plain up projection.")] = True,
+    distribution: Annotated[str, typer.Option(help="Token routing: balanced, uniform or power-law:A.")] = "balanced",
+    warm_cache: Annotated[bool, typer.Option(help="Model a microbenchmark loop whose weights may stay in on-chip cache.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One fused MoE FFN layer (routed experts) on one device's shard."""
+    _show(api.op("moe", hardware, tokens=tokens, hidden=hidden, intermediate=intermediate, topk=topk, experts=experts,
+                 moe_tp=moe_tp, ep=ep, dtype=dtype, weight_dtype=weight_dtype, gated=gated, distribution=distribution,
+                 warm_cache=warm_cache), as_json)
 
 
 def _collective(name: str):

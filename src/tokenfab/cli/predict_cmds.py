@@ -26,7 +26,9 @@ def predict(
     tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
     pp: Annotated[int, typer.Option(help="Pipeline-parallel stages.")] = 1,
     ep: Annotated[int, typer.Option(help="Expert-parallel degree (MoE).")] = 1,
-    dp: Annotated[int | None, typer.Option(help="Data-parallel replicas (default devices / (tp x pp)).")] = None,
+    dp: Annotated[int | None, typer.Option(help="Attention data-parallel ranks (MoE; ep x moe-tp = tp x dp) or, for dense models, replicas (default devices / (tp x pp)).")] = None,
+    moe_tp: Annotated[int | None, typer.Option("--moe-tp", help="Tensor-parallel split inside each expert (default tp x dp / ep).")] = None,
+    moe_dispatch: Annotated[str, typer.Option(help="MoE token dispatch with attention-DP: normal or low-latency (DeepEP).")] = "normal",
     dtype: Annotated[str, typer.Option(help="Compute/activation format: fp32 tf32 bf16 fp16 fp8 int8 int4 fp4.")] = "bf16",
     weight_dtype: Annotated[str | None, typer.Option(help="Weight format for weight-only quantisation.")] = None,
     kv_dtype: Annotated[str | None, typer.Option(help="KV-cache format (default: 16-bit).")] = None,
@@ -45,8 +47,8 @@ def predict(
     """Latency, throughput, memory and energy of a static batch of requests."""
     result = api.predict(model=model, hardware=hardware, devices=devices, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype,
                          weight_dtype=weight_dtype, kv_dtype=kv_dtype, batch=batch, input_len=input_len,
-                         output_len=output_len, memory_utilization_frac=memory_utilization,
-                         spec_method=spec_method, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance,
+                         output_len=output_len, memory_utilization_frac=memory_utilization, moe_tp=moe_tp,
+                         moe_dispatch=moe_dispatch, spec_method=spec_method, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance,
                          spec_draft_model=spec_draft_model)
     if "throughput_samples_per_s" in (data := result.to_dict()):
         if not result.fits and not allow_no_fit:

@@ -25,6 +25,7 @@ from tokenfab.units import bytes_per_element
 
 Q_BLOCK = 128  # query rows per FlashAttention work unit
 KV_SPLIT = 256  # KV positions per split-KV (flash-decoding) work unit
+MLA_HEAD_TILE = 64  # query heads per tensor-core tile of an absorbed-MLA decode kernel (FlashMLA)
 
 
 def _compute_dtype(act_dtype: str) -> str:
@@ -97,9 +98,11 @@ def decode_attention_work(
     kv = (np.minimum(kv_len, window) if vector else min(kv_len, window)) if window else kv_len
     kvb = bytes_per_element(kv_dtype)
     if latent_dim:
-        flops = 2.0 * batch * num_heads * kv * (2 * latent_dim)
+        # scores over the latent + rope dims (head_dim), values over the latent (dv); the kernel
+        # (FlashMLA, FlashInfer MLA) tiles the heads as the rows of a tensor-core GEMM
+        flops = 2.0 * batch * num_heads * kv * (head_dim + dv)
         cache = batch * kv * latent_dim * kvb
-        units = batch * ceil(kv / KV_SPLIT)
+        units = batch * ceil(num_heads / MLA_HEAD_TILE) * ceil(kv / KV_SPLIT)
     else:
         flops = 2.0 * batch * num_heads * kv * (head_dim + dv)
         cache = batch * kv * num_kv_heads * (head_dim + dv) * kvb
@@ -108,8 +111,28 @@ def decode_attention_work(
     onchip = 0.0
     if kv_on_chip:
         dram, onchip = dram - cache, cache
-    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kv_kind(kv_dtype), onchip,
+    kind = mla_kind(kv_dtype) if latent_dim else kv_kind(kv_dtype)
+    return KernelWork(flops, dram, cc.peak(_compute_dtype(act_dtype)), units, kind, onchip,
                       DecodeKvShape(cache, kv_on_chip))
+
+
+def mla_kind(kv_dtype: str) -> str:
+    """Profile key of the absorbed-MLA decode curve (its own kernel class: FlashMLA, FlashInfer MLA)."""
+    return "mla" if kv_kind(kv_dtype) == "bf16" else "mla-fp8"
+
+
+def decode_curve(cc: ChipCost, kind: str, latent_dim: int | None):
+    """Fitted curve of a decode kernel. Absorbed MLA uses its own fitted class ('mla', from measured MLA
+    decode rows) where a profile layer has it, else the chip's tensor-core prefill curve (see
+    `estimate_decode_attention`); every other decode kernel the decode curve."""
+    if not latent_dim:
+        return cc.resolved.attention("decode", kind)
+    for prof, source in cc.resolved.layers():
+        if kind in prof.attention_decode:
+            return prof.attention_decode[kind], source
+        if "mla" in prof.attention_decode:
+            return prof.attention_decode["mla"], source
+    return cc.resolved.attention("prefill", kv_kind("fp8" if kind.endswith("fp8") else "bf16"))
 
 
 def estimate_decode_attention(
@@ -118,10 +141,15 @@ def estimate_decode_attention(
     latent_dim: int | None = None, op: str = "attention_decode", warm_cache: bool = False, act_dtype: str = "bf16",
     kv_on_chip: bool = False,
 ) -> OpCost:
-    """Time of decode attention (see `decode_attention_work`); `warm_cache` as in `estimate_gemm`."""
+    """Time of decode attention (see `decode_attention_work`); `warm_cache` as in `estimate_gemm`.
+
+    Absorbed MLA decode is its own kernel class: all heads share one latent cache, so the kernel is a
+    tensor-core GEMM of heads x cached tokens, compute bound on most chips; the GQA decode curve,
+    fitted on kernels that stream the cache, never reaches that limit (H20 FlashInfer MLA rows: 510%
+    MAPE with it). Chips without measured MLA rows use their prefill (FlashAttention) curve."""
     w = decode_attention_work(cc, batch, kv_len, num_heads, num_kv_heads, head_dim, v_head_dim, kv_dtype,
                               window, latent_dim, act_dtype, kv_on_chip)
-    params, source = cc.resolved.attention("decode", w.kind)
+    params, source = decode_curve(cc, w.kind, latent_dim)
     return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache,
                          w.onchip_bytes, w.shape)
 
@@ -136,7 +164,7 @@ def decode_attention_arrays(
     cache streamed from DRAM only: contexts whose KV is held on chip go through `estimate_decode_attention`."""
     w = decode_attention_work(cc, batch, np.asarray(kv_len, dtype=float), num_heads, num_kv_heads, head_dim, v_head_dim,
                               kv_dtype, window, latent_dim, act_dtype)
-    params, _ = cc.resolved.attention("decode", w.kind)
+    params, _ = decode_curve(cc, w.kind, latent_dim)
     time_s = kernel_time_array(w.flops, w.dram_bytes, w.peak, cc.bandwidth_bytes_per_s, params.as_vector(),
                                w.work_units, cc.compute_units)
     return time_s, w.flops, w.dram_bytes

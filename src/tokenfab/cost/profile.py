@@ -69,6 +69,7 @@ class EfficiencyProfile:
     elementwise: KernelParams | None  # None: not measured and no GEMM to derive it from
     collectives: dict[str, dict[int, CollectiveParams]] = field(default_factory=dict)  # name -> group size -> fit
     fit_quality: dict[str, dict[str, float]] = field(default_factory=dict)
+    moe: dict[str, KernelParams] = field(default_factory=dict)  # fused MoE layer kernel per format kind
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,12 @@ class ResolvedProfile:
                 return prof.elementwise, source
         raise DataFileError(f"no profile layer of {self.profile.name} has an elementwise curve")
 
+    def moe(self, kind: str) -> tuple[KernelParams, str]:
+        """The fused MoE kernel's fit for `kind` from the first layer that has it, else the nearest bf16 fit."""
+        if not any(prof.moe for prof, _ in self.layers()):
+            raise DataFileError("no fitted 'moe' kernel table in the efficiency profiles (run python -m tokenfab.calibrate.fit_shared)")
+        return self._pick("moe", kind, "bf16")
+
     def has_collective(self, name: str) -> bool:
         return any(name in prof.collectives for prof, _ in self.layers())
 
@@ -166,6 +173,7 @@ def profile_from_dict(data: dict, where: str = "") -> EfficiencyProfile:
                 for name, by_size in data.get("collectives", {}).items()
             },
             fit_quality=data.get("fit_quality", {}),
+            moe={k: _kernel(v, f"{where} moe.{k}") for k, v in data.get("moe", {}).items()},
         )
     except (KeyError, TypeError) as exc:
         raise DataFileError(f"invalid efficiency profile {where}: missing or bad {exc}") from None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from tokenfab.errors import InvalidInputError, ParallelismError
@@ -15,14 +17,24 @@ SIXTEEN_BIT = ("bf16", "fp16")
 
 
 class ParallelConfig(BaseModel):
-    """Tensor, pipeline, expert and data parallelism (devices = tp x pp x dp)."""
+    """Parallel layout of one instance (devices = tp x dp x pp).
+
+    Attention runs tensor-parallel over `tp` devices in each of `dp` data-parallel ranks; the
+    routed experts of an MoE model are spread over the same tp x dp devices as `ep` expert
+    groups of `moe_tp` devices each (ep x moe_tp = tp x dp; TensorRT-LLM's tp=8 with
+    attention_dp is tp=1, dp=8 here). For a dense model the dp ranks share nothing, so they
+    are plain replicas, as before.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    tp: int = Field(default=1, ge=1, description="Tensor-parallel degree: heads and MLP columns split over tp devices.")
+    tp: int = Field(default=1, ge=1, description="Tensor-parallel degree of attention (and dense MLPs): heads and columns split over tp devices.")
     pp: int = Field(default=1, ge=1, description="Pipeline stages: layers split into pp contiguous groups.")
-    ep: int = Field(default=1, ge=1, description="Expert-parallel degree: routed experts split over ep devices of the tp x dp group.")
-    dp: int = Field(default=1, ge=1, description="Data-parallel replicas; the batch is split between them.")
+    ep: int = Field(default=1, ge=1, description="Expert-parallel groups the routed experts are spread over (an expert count ep does not divide gets redundant expert slots, as EPLB does).")
+    dp: int = Field(default=1, ge=1, description="Attention data-parallel ranks, each with its own batch; for dense models independent replicas.")
+    moe_tp: int | None = Field(default=None, ge=1, description="Tensor-parallel split inside each expert; default tp x dp / ep.")
+    moe_dispatch: Literal["normal", "low-latency"] = Field(
+        default="normal", description="Token dispatch kernel (DeepEP terms): 'normal' sends each token once per expert group in the activation format; 'low-latency' sends one fp8 copy per token-expert pair.")
 
     @property
     def num_devices(self) -> int:
@@ -30,13 +42,16 @@ class ParallelConfig(BaseModel):
 
     @property
     def expert_tp(self) -> int:
-        """Tensor-parallel degree inside each expert (experts not split by ep are split by tp)."""
-        return max(1, self.tp // self.ep)
+        """Tensor-parallel degree inside each expert (ep x expert_tp = tp x dp)."""
+        if self.moe_tp is not None:
+            return self.moe_tp
+        return max(1, self.tp * self.dp // self.ep)
 
     @property
-    def moe_token_group(self) -> int:
-        """DP replicas whose tokens meet in one expert-parallel group (ep > tp spans replicas)."""
-        return max(1, self.ep // self.tp)
+    def tokens_move(self) -> bool:
+        """Whether MoE tokens must travel between devices: only when attention-DP ranks hold different
+        tokens (dp > 1); with dp = 1 every device already holds every token of the step."""
+        return self.dp > 1
 
 
 class PrecisionConfig(BaseModel):
@@ -78,6 +93,7 @@ def check_parallelism(model: ModelSpec, system: SystemSpec, par: ParallelConfig)
         raise ParallelismError(
             f"tp x pp x dp = {par.num_devices} devices but the system has {system.num_devices}"
         )
+    _check_moe_layout(model, par)
     for group in model.layers:
         attn = group.attention
         if attn.num_heads % par.tp:
@@ -91,19 +107,26 @@ def check_parallelism(model: ModelSpec, system: SystemSpec, par: ParallelConfig)
         etp = par.expert_tp if ffn.kind == "moe" else par.tp
         if width % etp:
             raise ParallelismError(f"tensor parallel degree {etp} does not divide the MLP width {width} of {model.name}")
-        if ffn.kind == "moe" and ffn.num_experts % par.ep:
-            ok = [d for d in _divisors(ffn.num_experts) if d <= par.tp * par.dp]
-            raise ParallelismError(f"--ep {par.ep} does not divide the {ffn.num_experts} experts of {model.name}; valid ep: {', '.join(map(str, ok))}")
-    if par.ep > 1 and not model.is_moe:
-        raise ParallelismError(f"--ep {par.ep} needs a mixture-of-experts model; {model.name} is dense (use --ep 1)")
-    if par.ep > par.tp * par.dp:
-        raise ParallelismError(f"--ep {par.ep} exceeds tp x dp = {par.tp * par.dp} devices that can hold experts")
-    if par.ep > par.tp and par.ep % par.tp:
-        raise ParallelismError(f"--ep {par.ep} larger than --tp {par.tp} must be a multiple of it")
-    if par.ep <= par.tp and par.tp % par.ep:
-        raise ParallelismError(f"--ep {par.ep} must divide --tp {par.tp} (or be a multiple of it)")
     if par.pp > model.num_layers:
         raise ParallelismError(f"--pp {par.pp} exceeds the {model.num_layers} layers of {model.name}")
+
+
+def _check_moe_layout(model: ModelSpec, par: ParallelConfig) -> None:
+    """ep x moe_tp must cover the tp x dp devices that hold experts (MoE models only)."""
+    if not model.is_moe:
+        if par.ep > 1:
+            raise ParallelismError(f"--ep {par.ep} needs a mixture-of-experts model; {model.name} is dense (use --ep 1)")
+        if par.moe_tp not in (None, par.tp):
+            raise ParallelismError(f"--moe-tp {par.moe_tp} needs a mixture-of-experts model; {model.name} is dense")
+        return
+    group = par.tp * par.dp
+    if par.moe_tp is None and group % par.ep:
+        ok = _divisors(group)
+        raise ParallelismError(f"--ep {par.ep} does not divide tp x dp = {group} devices holding experts; valid ep: {', '.join(map(str, ok))}")
+    if par.ep * par.expert_tp != group:
+        raise ParallelismError(
+            f"--ep {par.ep} x --moe-tp {par.expert_tp} = {par.ep * par.expert_tp} must equal tp x dp = {group} "
+            f"(e.g. --ep {group} --moe-tp 1, or --ep 1 --moe-tp {group})")
 
 
 def _divisors(n: int) -> list[int]:

@@ -16,8 +16,9 @@ from tokenfab.cost.attention import estimate_decode_attention, estimate_prefill_
 from tokenfab.cost.chip_cost import ChipCost
 from tokenfab.cost.collectives import estimate_collective
 from tokenfab.cost.elementwise import activation_bytes, estimate_elementwise, norm_bytes, rotary_bytes
-from tokenfab.cost.gemm import estimate_gemm, gemm_kind
+from tokenfab.cost.gemm import estimate_gemm
 from tokenfab.cost.linear_attention import estimate_dsa_indexer, estimate_linear_attention
+from tokenfab.cost.moe import MoEShape, estimate_moe
 from tokenfab.cost.onchip import NO_RESIDENCY, ResidencyPlan
 from tokenfab.cost.result import OpCost
 from tokenfab.execution.config import ParallelConfig, PrecisionConfig
@@ -67,6 +68,7 @@ class LayerCoster:
         self._gemm_cache: dict[tuple, OpCost] = {}
         self._comm_cache: dict[tuple, OpCost] = {}
         self._elem_cache: dict[tuple, OpCost] = {}
+        self.routing = "balanced"  # token distribution over experts (cost.moe.DISTRIBUTIONS); engines balance with EPLB
 
     def gemm(self, op: str, m: int, n: int, k: int, *, weights: bool = True, stored: bool | None = None) -> OpCost:
         """A GEMM against weights (quantised per the precision config) or between activations;
@@ -263,55 +265,63 @@ class LayerCoster:
         yield self.gemm(f"{prefix}.down_proj", tokens, self.hidden, width)
 
     def moe_ops(self, ffn: FFNSpec, tokens: int) -> Iterator[OpCost]:
-        """Router, expert dispatch, grouped expert GEMMs on the busiest device, combine, shared experts."""
-        par, h = self.par, self.hidden
+        """Router and top-k on this rank's tokens; token dispatch where tokens move; the fused routed-expert
+        kernel on the busiest device; combine; shared experts (tensor-parallel like a dense MLP)."""
+        h = self.hidden
         yield self.gemm("moe.router", tokens, ffn.num_experts, h, weights=False)
         yield self.elementwise("moe.topk", tokens * ffn.num_experts * 4.0 * 2)
-        group_tokens = tokens * par.moe_token_group  # tokens that meet in one EP group
-        assignments = group_tokens * ffn.num_experts_per_token
-        load = busiest_device_load(assignments, par.ep)
-        local_experts = ffn.num_experts // par.ep
-        active = expected_active_experts(local_experts, ffn.num_experts, assignments)
-        width = ffn.expert_intermediate_size // par.expert_tp
-        if par.ep > 1:
-            msg = tokens * ffn.num_experts_per_token * h * self.act_bytes
-            yield from filter(None, [self.collective("moe.dispatch", "all_to_all", par.ep, msg)])
-        up = 2 * width if ffn.gated else width
-        yield self.grouped_gemm("moe.experts_up", active, load, up, h)
-        yield self.elementwise("moe.act", activation_bytes(math.ceil(load), width, self.act_bytes, ffn.gated))
-        yield self.grouped_gemm("moe.experts_down", active, load, h, width)
-        if par.ep > 1:
-            msg = tokens * ffn.num_experts_per_token * h * self.act_bytes
-            yield from filter(None, [self.collective("moe.combine", "all_to_all", par.ep, msg)])
+        dispatch, combine = self.token_exchange(ffn, tokens)
+        if dispatch is not None:
+            yield dispatch
+        yield self.routed_experts(ffn, tokens)
+        if combine is not None:
+            yield combine
         if ffn.num_shared_experts:
             yield from self.dense_ffn_ops(ffn, tokens, ffn.shared_expert_intermediate_size, prefix="moe.shared")
 
-    def grouped_gemm(self, op: str, num_groups: float, total_rows: float, n: int, k: int) -> OpCost:
-        """One grouped GEMM kernel: `num_groups` experts sharing `total_rows` tokens; one launch."""
-        groups = max(1, round(num_groups))
-        rows = max(1, math.ceil(total_rows / groups))
-        one = self.gemm(op, rows, n, k)
-        launch = self.cc.resolved.gemm(gemm_kind(self.cc, self.prec.dtype, self.prec.weights)[0])[0].launch_s
-        time_s = groups * (one.time_s - launch) + launch
-        return OpCost(op, max(time_s, groups * one.roofline_s), one.flops * groups, one.bytes * groups,
-                      one.bound, one.roofline_s * groups, one.source)
+    def routed_experts(self, ffn: FFNSpec, tokens: int) -> OpCost:
+        """The fused expert kernel over the tokens of all dp ranks (they meet in the expert groups)."""
+        par = self.par
+        key = ("moe.experts", tokens)
+        hit = self._gemm_cache.get(key)
+        if hit is None:
+            shape = MoEShape(tokens * par.dp, self.hidden, ffn.expert_intermediate_size, ffn.num_experts_per_token,
+                             ffn.num_experts, par.expert_tp, par.ep, ffn.gated, self.routing)
+            hit = self._gemm_cache[key] = estimate_moe(self.cc, shape, self.prec.dtype, self.prec.weights)
+        return hit
+
+    def token_exchange(self, ffn: FFNSpec, tokens: int) -> tuple[OpCost | None, OpCost | None]:
+        """(dispatch, combine) per device, or (None, None) when no token moves.
+
+        With dp = 1 every device already holds every token (attention ends in a TP all-reduce), so each
+        device runs its experts on the rows routed to them and the layer's closing all-reduce sums the
+        partial outputs: no all-to-all. With dp > 1 each rank's tokens must reach the expert groups
+        of other ranks: an all-gather / reduce-scatter among the dp ranks when ep = 1 (experts split
+        by MoE-TP over everyone), else an all-to-all among the tp x dp devices carrying each token to
+        every device of each expert group it picks (DeepEP 'normal': once per group in the activation
+        format; 'low-latency': one fp8 copy per token-expert pair).
+        """
+        return moe_token_exchange(self, ffn, tokens)
 
 
-def busiest_device_load(assignments: float, devices: int) -> float:
-    """Expected token-expert assignments on the most loaded of `devices` under uniform random routing.
-
-    Each device's load is Binomial(assignments, 1/devices); the expected maximum of `devices`
-    such loads is approximated by mean + std * sqrt(2 ln devices) (Gumbel tail of the normal).
-    """
-    mean = assignments / devices
-    if devices <= 1 or assignments <= 0:
-        return mean
-    std = math.sqrt(assignments * (1.0 / devices) * (1.0 - 1.0 / devices))
-    return min(assignments, mean + std * math.sqrt(2.0 * math.log(devices)))
-
-
-def expected_active_experts(local_experts: int, total_experts: int, assignments: float) -> float:
-    """Local experts that receive at least one token when `assignments` picks are spread uniformly."""
-    if assignments <= 0:
-        return 0.0
-    return local_experts * (1.0 - (1.0 - 1.0 / total_experts) ** assignments)
+def moe_token_exchange(coster: LayerCoster, ffn: FFNSpec, tokens: int) -> tuple[OpCost | None, OpCost | None]:
+    """See `LayerCoster.token_exchange`; message sizes follow NCCL's convention (total send buffer)."""
+    par, h = coster.par, coster.hidden
+    if not par.tokens_move or tokens <= 0:
+        return None, None
+    k, group = ffn.num_experts_per_token, par.tp * par.dp
+    act = coster.act_bytes
+    if par.ep == 1:
+        total = par.dp * tokens * h * act
+        return (coster.collective("moe.dispatch", "all_gather", par.dp, total),
+                coster.collective("moe.combine", "reduce_scatter", par.dp, par.dp * tokens * h * 2.0))
+    share = tokens / par.tp  # the tp devices of a rank split the sending of its tokens
+    if par.moe_dispatch == "low-latency":
+        pairs = share * k * par.expert_tp
+        send, back = pairs * h * 1.0, pairs * h * 2.0
+    else:
+        groups_hit = par.ep * (1.0 - (1.0 - 1.0 / par.ep) ** k)  # distinct expert groups a token picks
+        rows = share * groups_hit * par.expert_tp
+        send, back = rows * h * act, rows * h * 2.0
+    return (coster.collective("moe.dispatch", "all_to_all", group, send),
+            coster.collective("moe.combine", "all_to_all", group, back))

@@ -123,6 +123,7 @@ class StepModel:
         self.coster.residency = plan_residency(self.cc.onchip, self.cc.bandwidth_bytes_per_s,
                                                footprint.weights_bytes, footprint.kv_bytes_per_token)
         self.power = PowerModel(system.chip, self.cc, system, par.num_devices)
+        self._at_wall = self.power.wall_factor != 1.0 or self.power.host_busy_w != 0.0
         self.stage_layers = layers_per_stage(model.num_layers, par.pp)
         self.layer_fraction = self.stage_layers / model.num_layers  # share of each group on the busiest stage
         self._group_counts = [(g, g.num_layers * self.layer_fraction) for g in model.layers]
@@ -283,7 +284,8 @@ class StepModel:
             dt, de = self._decode_core(num_decode, decode_kv_len)
             t += dt
             busy += de
-        return t, self.power.to_wall(busy * self.par.num_devices, t)
+        energy = busy * self.par.num_devices
+        return t, (self.power.to_wall(energy, t) if self._at_wall else energy)
 
     def _prefill_core(self, group: tuple[int, int, int]) -> tuple[float, float]:
         """(time, busy energy) of the attention core of one prefill group (n, q_len, kv_len), memoised."""
@@ -371,6 +373,8 @@ def quantise_context(kv_len: float) -> float:
     """The decode context a step is evaluated at: exact below 256 tokens, else rounded to the nearest multiple of
     1/256 of its power of two (an error below 0.4% of the context, far under the model's accuracy). Part of the
     step model itself, so `predict`, `simulate` and capacity evaluate one function and memos of it are exact."""
+    if kv_len < 256.0:
+        return kv_len
     whole = int(kv_len)
     step = 1 << max(0, whole.bit_length() - 8)
     return float((whole + step // 2) // step * step) if step > 1 else kv_len

@@ -59,6 +59,7 @@ class CapacityEstimate:
     tokens_per_s_per_chip: float
     avg_power_w_per_chip: float
     source: str
+    wall_power: bool = False  # the power is the server's at the wall per chip (host, fans, PSU) rather than the chip's
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.tokens_per_s_per_chip) and self.tokens_per_s_per_chip >= 0):

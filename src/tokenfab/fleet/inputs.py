@@ -63,6 +63,7 @@ class PlanData:
     period_years: float
     capacity: np.ndarray  # (I, M) tokens/s per chip within the model's SLO
     power_w: np.ndarray  # (I, M) average chip power serving that model
+    server_ratio: np.ndarray  # (I, M) server wall / chip power applied to power_w (1 where power_w is at the wall)
     capacity_source: list[list[str]]  # (I, M)
     demand: np.ndarray  # (M, T, S) tokens/s
     unit_capex: np.ndarray  # (I, T, S) capex per chip ordered in t (chip + server + network)
@@ -121,7 +122,7 @@ def build_plan_data(spec: PlanSpec, provider: CapacityProvider | None = None) ->
     periods, num_t = spec.periods, len(spec.periods)
     figures = _datacenter_figures(spec, money)
     lookup = combined_provider(spec.capacity, provider)
-    capacity, power_w, sources = _capacity(spec, lookup)
+    capacity, power_w, sources, at_wall = _capacity(spec, lookup)
     life = np.array(
         [max(1, round((o.depreciation_years or figures.depreciation_years) / spec.period_years)) for o in spec.options]
     )
@@ -134,6 +135,7 @@ def build_plan_data(spec: PlanSpec, provider: CapacityProvider | None = None) ->
         period_years=spec.period_years,
         capacity=capacity,
         power_w=power_w,
+        server_ratio=np.where(at_wall, 1.0, figures.server_power_ratio),
         capacity_source=sources,
         demand=_demand(spec, scenarios),
         unit_capex=np.zeros((len(spec.options), num_t, len(scenarios))),
@@ -204,10 +206,11 @@ def _probabilities(scenarios: list[ScenarioSpec]) -> np.ndarray:
     return np.array(given, dtype=float)
 
 
-def _capacity(spec: PlanSpec, lookup: CapacityProvider) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+def _capacity(spec: PlanSpec, lookup: CapacityProvider) -> tuple[np.ndarray, np.ndarray, list[list[str]], np.ndarray]:
     """Ask the provider once per (chip, model); a model that does not fit counts as 0 tokens/s."""
     capacity = np.zeros((len(spec.options), len(spec.models)))
     power = np.ones_like(capacity)
+    at_wall = np.zeros(capacity.shape, dtype=bool)
     sources = [["" for _ in spec.models] for _ in spec.options]
     for i, option in enumerate(spec.options):
         if option.chip is not None:
@@ -228,10 +231,11 @@ def _capacity(spec: PlanSpec, lookup: CapacityProvider) -> tuple[np.ndarray, np.
                 ) from None
             capacity[i, m] = estimate.tokens_per_s_per_chip
             power[i, m] = estimate.avg_power_w_per_chip
+            at_wall[i, m] = estimate.wall_power
             sources[i][m] = estimate.source
     if not np.any(capacity > 0):
         raise InvalidInputError("no chip option can serve any model (every capacity is 0 tokens/s)")
-    return capacity, power, sources
+    return capacity, power, sources, at_wall
 
 
 def _demand(spec: PlanSpec, scenarios: list[ScenarioSpec]) -> np.ndarray:
@@ -359,15 +363,16 @@ def _fill_running_costs(data: PlanData) -> None:
     """Energy per allocated chip-period; facility (and floor rent) per installed chip-period."""
     dc = data.datacenter
     data.energy_cost = (
-        energy_cost_per_year(data.power_w, dc.server_power_ratio, dc.pue, dc.electricity_price_per_kwh)
+        energy_cost_per_year(data.power_w, data.server_ratio, dc.pue, dc.electricity_price_per_kwh)
         * data.period_years
     )
-    usable = np.where(data.capacity > 0, data.power_w, 0.0)
-    reserved_w = np.where(usable.max(axis=1) > 0, usable.max(axis=1), data.power_w.max(axis=1))
-    facility_per_year = facility_cost_per_year(reserved_w, dc.server_power_ratio, dc.colocation_per_kw_month)
+    server_w = data.power_w * data.server_ratio  # at the wall, per chip
+    usable = np.where(data.capacity > 0, server_w, 0.0)
+    reserved_w = np.where(usable.max(axis=1) > 0, usable.max(axis=1), server_w.max(axis=1))
+    facility_per_year = facility_cost_per_year(reserved_w, 1.0, dc.colocation_per_kw_month)
     floor_per_year = data.floor_m2 * dc.floor_cost_per_m2_year
     data.facility_cost = (facility_per_year + floor_per_year) * data.period_years
-    data.facility_power_w = reserved_w * dc.server_power_ratio * dc.pue
+    data.facility_power_w = reserved_w * dc.pue
 
 
 def _fill_capex_weight(data: PlanData) -> None:

@@ -61,6 +61,11 @@ class TimeSeries:
         width = self.interval_s
         i = int(start / width)
         last = int(end / width)
+        if i == last and last < len(self.dt):  # the common case: within one bucket
+            self.dt[i] += dt
+            self.batch[i] += dt * batch
+            self.kv[i] += dt * kv_frac
+            return
         if last >= len(self.dt):
             grow = last + 1 - len(self.dt)
             self.dt += [0.0] * grow

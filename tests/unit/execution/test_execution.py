@@ -3,7 +3,6 @@ import pytest
 from tokenfab import api
 from tokenfab.errors import InvalidInputError
 from tokenfab.execution.config import ParallelConfig, PrecisionConfig
-from tokenfab.execution.layers import busiest_device_load, expected_active_experts
 from tokenfab.execution.memory import MemoryModel
 from tokenfab.hardware.catalog import load_system
 from tokenfab.workload.hf_config import load_model
@@ -60,7 +59,7 @@ def test_does_not_fit_and_largest_batch():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(model="llama-3.1-70b", tp=3, devices=3), "does not divide the 64 attention heads"),
     (dict(model="llama-3.1-8b", ep=2, tp=2), "dense"),
-    (dict(model="mixtral-8x7b", tp=2, ep=3, dp=3), "does not divide the 8 experts"),
+    (dict(model="mixtral-8x7b", tp=2, ep=4, dp=3), "does not divide tp x dp = 6"),
     (dict(model="llama-3.1-8b", devices=6, tp=4), "not a multiple"),
     (dict(model="llama-3.1-8b", devices=12, tp=4), "whole nodes"),
 ])
@@ -81,21 +80,17 @@ def test_unsupported_dtype_on_int8_only_chip():
         api.predict(model="llama-2-7b", hardware="hanguang-800")
 
 
-def test_moe_load_balance_math():
-    assert busiest_device_load(800, 1) == 800
-    load = busiest_device_load(800, 8)
-    assert 100 < load < 130  # mean 100, std ~9.35, x sqrt(2 ln 8) = 2.04
-    assert expected_active_experts(8, 8, 1) == pytest.approx(1.0)
-    assert expected_active_experts(32, 256, 10_000) == pytest.approx(32, rel=1e-6)
-
-
 def test_expert_parallel_shards_experts():
     tp = api.deployment("qwen3-30b-a3b", "h100-sxm", tp=8, ep=1).memory.weights_bytes
     ep = api.deployment("qwen3-30b-a3b", "h100-sxm", tp=8, ep=8).memory.weights_bytes
     assert ep == pytest.approx(tp, rel=0.02)  # same bytes per device, split by expert instead of by column
     r = api.predict(model="deepseek-v3", hardware="h200-sxm", tp=8, ep=8, dtype="fp8", batch=8, input_len=512, output_len=32)
     ops = {row["op"] for row in r.breakdown}
-    assert {"moe.dispatch", "moe.combine", "attn.q_absorb"} <= ops
+    assert {"moe.experts", "attn.q_absorb"} <= ops
+    assert not {"moe.dispatch", "moe.combine"} & ops  # dp = 1: every device already holds every token
+    r = api.predict(model="deepseek-v3", hardware="h200-sxm", tp=1, dp=8, ep=8, dtype="fp8", batch=8, input_len=512,
+                    output_len=32)
+    assert {"moe.dispatch", "moe.combine"} <= {row["op"] for row in r.breakdown}  # attention-DP: tokens move
 
 
 def test_pipeline_parallel_adds_send_recv():
@@ -108,3 +103,11 @@ def test_provenance_is_reported():
     assert api.predict(hardware="h20").to_dict()["efficiency_source"] == "inherited"
     assert api.predict(hardware="mi300x").to_dict()["efficiency_source"] == "generic"
     assert api.predict(hardware="h100-sxm").to_dict()["efficiency_source"] == "fitted"
+
+
+def test_pd_pools_take_their_own_moe_layouts():
+    r = api.simulate(model="qwen3-30b-a3b", hardware="h100-sxm", tp=1, dp=2, ep=2, prefill_dp=2, prefill_ep=1,
+                     prefill_replicas=1, decode_replicas=1, concurrency=4, num_requests=12, input_len=512, output_len=16)
+    cfg = r.config
+    assert (cfg["prefill_dp"], cfg["prefill_ep"], cfg["decode_dp"], cfg["decode_ep"]) == (2, 1, 2, 2)
+    assert r.summary["completed"] == 12

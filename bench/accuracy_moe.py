@@ -1,0 +1,176 @@
+"""MoE groups of bench/accuracy.py: the fused MoE layer, MoE serving, and which MoE rows are expressible.
+
+    python bench/accuracy_moe.py [--json OUT] [--serving-limit N] [--no-serving]
+
+1. Fused MoE layer (ops_moe.csv, TensorRT-LLM kernels on A100, L40S, H100, B200):
+   - held-out: per chip, the `moe` kernel table is fitted on 70% of the layer shapes (hidden,
+     intermediate, top-k, experts, MoE-TP, EP; every token count of a shape on the same side) and
+     scored on the other 30%, per chip and dtype;
+   - leave-one-chip-out: pooled fit on the other three chips (as the generic profile's `moe` table: with
+     a cache term relative to each chip's own L2, since these benchmarks re-run warm weights),
+     scored on every row of the chip left out; a format no other chip measured (B200's MXFP4 x MXFP8)
+     falls back to the pooled bf16 curve, as the tool would.
+2. MoE serving at fixed concurrency: the aggregated MoE rows of e2e_aiconfigurator_silicon.csv
+   (DeepSeek-V3/R1, Qwen3-235B-A22B, GPT-OSS-120B) through `api.simulate` with the row's layout
+   (tp, attention-DP, MoE-TP, EP) and `--concurrency`, reusing bench/accuracy_serving.py's job runner.
+3. TensorRT-LLM MoE offline throughput rows of trtllm.csv.
+4. Every MoE row of shared/calibration is listed as expressed or failed-by-reason.
+5. Absorbed-MLA decode (H20 FlashInfer MLA rows in vendors/): the fitted 'mla' curve on held-out batch
+   sizes, beside the prefill-curve fallback that chips without MLA measurements use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tokenfab.calibrate.fit import KernelSamples, fit_kernel, predict_samples
+from tokenfab.calibrate.measurements import from_shared_frame, shared_calibration_dir, validate
+from tokenfab.calibrate.profiles import kernel_samples, table_upper
+from tokenfab.hardware.catalog import load_chip
+
+HOLDOUT_FRAC_TENTHS = 3  # 30% of the layer shapes are held out
+SHAPE_COLUMNS = ["hidden", "intermediate", "topk", "num_experts", "moe_tp", "ep"]
+
+
+def moe_rows(directory: Path) -> pd.DataFrame:
+    """ops_moe.csv as measurement rows, each marked held-out (`test`) by a hash of its layer shape."""
+    frame = validate(from_shared_frame(pd.read_csv(directory / "ops_moe.csv")), "ops_moe.csv")
+    key = frame[SHAPE_COLUMNS].astype(int).astype(str).agg("-".join, axis=1) + "-" + frame["variant"].fillna("")
+    frame["test"] = key.map(lambda s: zlib.crc32(s.encode()) % 10 < HOLDOUT_FRAC_TENTHS)
+    return frame
+
+
+def _rows(group: str, device: str, kind: str, samples: KernelSamples, theta: np.ndarray) -> list[dict]:
+    pred = predict_samples(theta, samples)
+    return [{"group": group, "device": device, "kind": kind, "measured": m, "predicted": p, "error_frac": p / m - 1.0}
+            for m, p in zip(samples.time_s, pred)]
+
+
+def kernel_holdout(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per chip and kernel kind: fit on the training shapes, signed error on the held-out ones."""
+    rows = []
+    for device in sorted(frame["device"].unique()):
+        chip, own = load_chip(device), frame[frame["device"] == device]
+        train, test = kernel_samples(own[~own["test"]], chip), kernel_samples(own[own["test"]], chip)
+        for (table, kind), samples in sorted(test.items()):
+            if (table, kind) not in train:
+                continue
+            params, _ = fit_kernel(train[(table, kind)], upper=table_upper("moe"))
+            rows += _rows("moe-layer:held-out", device, kind, samples, params.as_vector())
+    return pd.DataFrame(rows)
+
+
+def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per chip left out: pooled fit (no cache term) on the other chips' rows, error on all of its rows."""
+    devices = sorted(frame["device"].unique())
+    per_chip = {d: kernel_samples(frame[frame["device"] == d], load_chip(d)) for d in devices}
+    rows = []
+    for held in devices:
+        pooled: dict[str, list[KernelSamples]] = {}
+        for d in devices:
+            if d != held:
+                for (_, kind), s in per_chip[d].items():
+                    pooled.setdefault(kind, []).append(s)
+        fits = {kind: fit_kernel(KernelSamples.concat(parts), upper=table_upper("moe"))[0] for kind, parts in pooled.items()}
+        for (_, kind), samples in sorted(per_chip[held].items()):
+            params = fits.get(kind) or fits["bf16"]
+            rows += _rows("moe-layer:unseen-chip", held, kind, samples, params.as_vector())
+        print(f"  moe leave-one-chip-out: {held} done", file=sys.stderr)
+    return pd.DataFrame(rows)
+
+
+def mla_decode_holdout(directory: Path) -> pd.DataFrame:
+    """Absorbed-MLA decode (vendors/ops_attention_h20.csv, FlashInfer MLA on H20): the 'mla' curve fitted on
+    the rows of two thirds of the batch sizes, scored on the other batch sizes; and, for comparison, the curve a
+    chip without MLA measurements uses (its prefill curve, here H20's own)."""
+    from tokenfab.calibrate.measurements import load_vendor_ops
+    from tokenfab.cost.chip_cost import chip_cost
+
+    frame = load_vendor_ops(directory)
+    mla = frame[(frame["op"] == "attention_decode") & (frame["variant"] == "mla")].copy()
+    if mla.empty:
+        return pd.DataFrame()
+    batches = sorted(mla["batch"].unique())
+    mla["test"] = mla["batch"].isin(batches[1::3])  # every third batch size held out (16, 128 of 1..512)
+    rows = []
+    for device, own in mla.groupby("device"):
+        chip = load_chip(str(device))
+        train = kernel_samples(own[~own["test"]], chip)[("attention_decode", "mla")]
+        test = kernel_samples(own[own["test"]], chip)[("attention_decode", "mla")]
+        params, _ = fit_kernel(train)
+        rows += _rows("mla-decode:held-out", str(device), "mla", test, params.as_vector())
+        prefill, _ = chip_cost(chip).resolved.attention("prefill", "bf16")
+        rows += _rows("mla-decode:prefill-curve fallback", str(device), "mla", test, prefill.as_vector())
+    return pd.DataFrame(rows)
+
+
+def summarize(frame: pd.DataFrame, by: list[str]) -> list[dict]:
+    out = []
+    for key, g in frame.groupby(by, sort=True):
+        ape = g["error_frac"].abs()
+        label = key if isinstance(key, str) else "/".join(map(str, key))
+        out.append({"group": label, "num_rows": len(g), "mape": float(ape.mean()), "median_ape": float(ape.median()),
+                    "p90_ape": float(ape.quantile(0.9)), "bias": float(g["error_frac"].median())})
+    return out
+
+
+def _print(title: str, stats: list[dict]) -> None:
+    print(f"\n## {title}")
+    print(f"{'group':58s} {'rows':>6s} {'MAPE':>7s} {'median':>7s} {'p90':>7s} {'bias':>7s}")
+    for s in stats:
+        print(f"{s['group']:58s} {s['num_rows']:6d} {s['mape']*100:6.1f}% {s['median_ape']*100:6.1f}% "
+              f"{s['p90_ape']*100:6.1f}% {s['bias']*100:+6.1f}%")
+
+
+def run_moe_kernel_groups(directory: Path) -> pd.DataFrame:
+    frame = moe_rows(directory)
+    return pd.concat([kernel_holdout(frame), kernel_loco(frame)], ignore_index=True)
+
+
+def run_moe_group(directory: Path, serving_limit: int | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
+    """All MoE groups as one frame (group, device, kind, measured, predicted, error_frac) and the MoE rows
+    not expressed, each with its reason (bench/accuracy.py's EXTERNAL_GROUPS entry 'moe')."""
+    from accuracy_moe_serving import run_moe_serving
+
+    kernel = run_moe_kernel_groups(directory)
+    serving, failed = run_moe_serving(directory, serving_limit, workers)
+    return pd.concat([kernel, mla_decode_holdout(directory), serving], ignore_index=True), failed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-serving", action="store_true")
+    ap.add_argument("--serving-limit", type=int, default=None, help="simulate at most N serving jobs (a spread sample)")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    directory = shared_calibration_dir()
+    if args.no_serving:
+        frame, failed = pd.concat([run_moe_kernel_groups(directory), mla_decode_holdout(directory)], ignore_index=True), []
+    else:
+        frame, failed = run_moe_group(directory, args.serving_limit)
+    report = {"by_device_kind": summarize(frame, ["group", "device", "kind"]) if "kind" in frame else [],
+              "by_group": summarize(frame, ["group"])}
+    _print("MoE groups by device and format", report["by_device_kind"])
+    _print("MoE groups", report["by_group"])
+    report["failed"] = failed
+    print(f"\nMoE rows not expressed: {len(failed)}")
+    for line in failed[:40]:
+        print(f"  {line}")
+    report["wall_s"] = time.perf_counter() - t0
+    print(f"(wall time {report['wall_s']:.1f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

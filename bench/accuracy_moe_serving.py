@@ -1,0 +1,194 @@
+"""MoE serving rows for bench/accuracy_moe.py: every MoE row of shared/calibration, simulated or listed with why not.
+
+- e2e_aiconfigurator_silicon.csv, aggregated MoE runs (DeepSeek-V3/R1, Qwen3-235B-A22B, GPT-OSS-120B on H100
+  and B200): `api.simulate` with the row's layout from its notes (tp, attention_dp -> dp, moe_tp, moe_ep -> ep;
+  a blank attention_dp is moe_tp x moe_ep / tp) and `--concurrency C`, through accuracy_serving's job runner;
+  compared on mean TTFT and TPOT.
+- trtllm.csv MoE trtllm-bench rows (Mixtral, Qwen3 MoE, DeepSeek-R1, GPT-OSS, Llama-4): `--offline` output tokens/s.
+- disaggregated runs of the same file: prefill and decode pools each with their own layout and worker count
+  (simulate's prefill_*/decode_* layout arguments).
+- MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
+  simulated (see `_not_expressed`).
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+from accuracy_serving import HARDWARE, _concurrency_job, _engine_overrides
+
+MOE_MODELS = {"deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
+              "nvidia/DeepSeek-R1-NVFP4": "deepseek-v3", "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3",
+              "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b", "openai/gpt-oss-120b": "gpt-oss-120b",
+              "Mixtral-8x7B": "mixtral-8x7b", "Mixtral-8x22B": "mixtral-8x22b", "Qwen3-235B-A22B": "qwen3-235b-a22b",
+              "Qwen3-30B-A3B": "qwen3-30b-a3b", "DeepSeek-R1-0528": "deepseek-v3", "GPT-OSS-120B": "gpt-oss-120b",
+              "GPT-OSS-20B": "gpt-oss-20b", "Llama-4-Scout-17B-16E": "llama-4-scout-17b-16e"}
+MOE_PATTERN = r"DeepSeek|A22B|A3B|gpt-oss|GPT-OSS|Mixtral|Llama-4|Maverick|Scout"
+QUANT = {"nvfp4": "fp4", "fp8": "fp8", "fp8_block": "fp8", "bfloat16": "bf16", "mxfp4": "fp4", "None": "bf16"}
+_LAYOUT = re.compile(r"tp=(\d+), pp=(\d+), attention_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
+_POOL = re.compile(r"(prefill|decode) workers=(\d*) x \(tp=(\d+), pp=(\d+), attn_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
+
+
+def layout(notes: str) -> dict | None:
+    """tp, pp, dp, moe_tp, ep of an aggregated run from its notes (None if the notes state none)."""
+    m = _LAYOUT.search(notes)
+    if not m:
+        return None
+    tp, pp, dp, moe_tp, ep = (int(x) if x else 0 for x in m.groups())
+    dp = dp or max(1, moe_tp * ep // tp)
+    return {"tp": tp, "pp": pp, "dp": dp, "moe_tp": moe_tp, "ep": ep}
+
+
+def pools(notes: str) -> dict | None:
+    """{'prefill': (workers, layout), 'decode': (workers, layout)} of a disaggregated run, or None."""
+    found = {}
+    for role, workers, tp, pp, dp, moe_tp, ep in _POOL.findall(notes):
+        tp_, moe_tp_, ep_ = int(tp), int(moe_tp), int(ep)
+        found[role] = (int(workers) if workers else 0, {"tp": tp_, "pp": int(pp), "dp": int(dp) if dp else max(1, moe_tp_ * ep_ // tp_),
+                                      "moe_tp": moe_tp_, "ep": ep_})
+    return found if set(found) == {"prefill", "decode"} else None
+
+
+def _disagg_kwargs(p: tuple, d: tuple) -> dict | None:
+    """simulate() arguments for P/D pools with their own layouts (None: pipeline stages differ)."""
+    (pw, pl), (dw, dl) = p, d
+    if pl["pp"] != dl["pp"]:
+        return None
+    return dict(tp=dl["tp"], pp=dl["pp"], dp=dl["dp"], ep=dl["ep"], moe_tp=dl["moe_tp"], prefill_replicas=pw,
+                decode_replicas=dw, prefill_tp=pl["tp"], prefill_dp=pl["dp"], prefill_ep=pl["ep"],
+                prefill_moe_tp=pl["moe_tp"], decode_tp=dl["tp"])
+
+
+def _quant(notes: str) -> str | None:
+    m = re.search(r"gemm_quant=(\w+)", notes)
+    return QUANT.get(m.group(1)) if m else None
+
+
+def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
+    rows = pd.read_csv(directory / "e2e_aiconfigurator_silicon.csv")
+    rows = rows[rows["model"].str.contains(MOE_PATTERN, case=False, na=False)]
+    jobs: dict[tuple, dict] = {}
+    failed = []
+    for _, r in rows.iterrows():
+        notes = str(r["notes"])
+        model, hw, dtype = MOE_MODELS.get(r["model"]), HARDWARE.get(r["hardware"]), _quant(notes)
+        if r["scenario"] == "server-disagg":
+            pd_pools = pools(notes)
+            if pd_pools and not (pd_pools["prefill"][0] and pd_pools["decode"][0]):
+                failed.append(f"{r['case_id']}: P/D worker counts not stated in the source ('workers= x')")
+                continue
+            lay = _disagg_kwargs(pd_pools["prefill"], pd_pools["decode"]) if pd_pools else None
+        else:
+            lay = layout(notes)
+        if model is None or hw is None or dtype is None or lay is None:
+            failed.append(f"{r['case_id']}: unknown model/hardware/format/layout ({r['model']}, {r['hardware']})")
+            continue
+        fw = str(r["framework"]).split()[0]
+        c = int(r["batch"])
+        key = (model, hw, dtype, fw, tuple(lay.items()), c, int(r["input_len"]), int(r["output_len"]))
+        jobs.setdefault(key, {
+            "kwargs": dict(model=model, hardware=hw, **lay, dtype=dtype, kv_dtype="fp8", concurrency=c, engine=fw,
+                           num_requests=min(4 * c, 2000), warmup_requests=c, input_len=int(r["input_len"]),
+                           output_len=int(r["output_len"]), **_engine_overrides(fw, int(r["input_len"]), c)),
+            "meta": {"key": key, "framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c},
+            "measured": {},
+        })["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
+    return list(jobs.values()), failed
+
+
+def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
+    rows = pd.read_csv(directory / "trtllm.csv")
+    rows = rows[rows["model"].str.contains(MOE_PATTERN, case=False, na=False)]
+    jobs, failed = [], []
+    for _, r in rows.iterrows():
+        model, hw = MOE_MODELS.get(r["model"]), HARDWARE.get(r["hardware"])
+        dtype = {"FP8": "fp8", "FP16": "fp16", "FP4": "fp4", "BF16": "bf16"}.get(str(r["precision"]).upper())
+        if "trtllm-bench" not in str(r["framework"]):
+            failed.append(f"{r['case_id']}: static-batch table (bench/accuracy.py end-to-end group predicts it)")
+            continue
+        if model is None or hw is None or dtype is None:
+            failed.append(f"{r['case_id']}: no bundled model/chip/format for {r['model']} on {r['hardware']} ({r['precision']})")
+            continue
+        tp = int(r["tp"]) if not pd.isna(r["tp"]) else 1
+        pp = int(r["pp"]) if not pd.isna(r["pp"]) else 1
+        ep = int(r["ep"]) if not pd.isna(r["ep"]) else 1
+        dp = ep // tp if ep > tp and ep % tp == 0 else 1  # EP wider than TP: attention-DP ranks (TRT-LLM's attention_dp)
+        out = int(r["output_len"])
+        jobs.append({
+            "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype,
+                           kv_dtype="fp8" if dtype != "fp16" else "fp16", offline=True,
+                           num_requests=max(300, min(1500, 300_000 // out)), input_len=int(r["input_len"]), output_len=out,
+                           engine="trtllm", **_engine_overrides("trtllm", int(r["input_len"]), 0)),
+            "meta": {"case_id": r["case_id"], "device": hw, "model": model, "per_gpu": str(r["metric"]).endswith("per_gpu"),
+                     "n_accel": int(r["n_accel"]), "measured": float(r["value"])},
+        })
+    return jobs, failed
+
+
+def _not_expressed(directory: Path) -> list[str]:
+    out = []
+    ml = pd.read_csv(directory / "mlperf.csv")
+    for _, r in ml[ml["model"].str.contains(MOE_PATTERN, case=False, na=False)].iterrows():
+        out.append(f"{r['case_id']}: MLPerf states no prompt lengths (only mean tokens per sample)")
+    pub = pd.read_csv(directory / "e2e_published.csv")
+    for _, r in pub[pub["model"].str.contains("DeepSeek", na=False)].iterrows():
+        out.append(f"{r['case_id']}: per-node P/D throughput with no stated batch or output length "
+                   "(layout expressible: tp 1, dp = ep = 32 prefill / 72 decode; the load is not)")
+    return out
+
+
+def _job(job: dict) -> dict:
+    """accuracy_serving's job runner; a simulator invariant failure becomes this row's failure reason
+    (a bug to fix in the simulator, not an accuracy figure)."""
+    try:
+        return _concurrency_job(job)
+    except AssertionError as exc:
+        return {**job["meta"], "error": f"simulator invariant failed: {exc}"}
+
+
+def spread(jobs: list[dict], limit: int | None) -> list[dict]:
+    """At most `limit` jobs, spread evenly over the list (which is grouped by model and layout)."""
+    if limit is None or len(jobs) <= limit:
+        return jobs
+    step = len(jobs) / limit
+    return [jobs[int(i * step)] for i in range(limit)]
+
+
+def run_moe_serving(directory: Path, limit: int | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
+    conc, failed = concurrency_jobs(directory)
+    thr, failed2 = throughput_jobs(directory)
+    failed += failed2 + _not_expressed(directory)
+    conc_run, thr_run = spread(conc, limit), spread(thr, limit)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        conc_res = list(pool.map(_job, conc_run, chunksize=1))
+        thr_res = list(pool.map(_job, thr_run, chunksize=1))
+    rows = []
+    for job, res in zip(conc_run, conc_res):
+        lay = job["meta"]["layout"]
+        kind = "attention-DP" if lay["dp"] > 1 else ("EP" if lay["ep"] > 1 else "TP")
+        kind = f"P/D, decode {kind}" if "prefill_replicas" in lay else kind
+        for metric, (value, case_id) in job["measured"].items():
+            if res["error"]:
+                failed.append(f"{case_id}: {res['error']}")
+                continue
+            rows.append({"group": f"moe-serving:{metric} ({kind})", "device": res["device"], "kind": res["framework"],
+                         "case_id": case_id, "measured": value, "predicted": res[metric.replace('_ms', '_ms')]})
+    for job, res in zip(thr_run, thr_res):
+        meta = job["meta"]
+        if res["error"]:
+            failed.append(f"{meta['case_id']}: {res['error']}")
+            continue
+        pred = res["throughput"] / (meta["n_accel"] if meta["per_gpu"] else 1)
+        rows.append({"group": "moe-serving:offline output tokens/s (TRT-LLM)", "device": meta["device"], "kind": "trtllm",
+                     "case_id": meta["case_id"], "measured": meta["measured"], "predicted": pred})
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame["error_frac"] = frame["predicted"] / frame["measured"] - 1.0
+    skipped_by_limit = len(conc) - len(conc_run) + len(thr) - len(thr_run)
+    if skipped_by_limit:
+        failed.append(f"{skipped_by_limit} expressible jobs not simulated in this run (--serving-limit)")
+    return frame, failed

@@ -1,0 +1,216 @@
+"""Cost of one fused mixture-of-experts FFN layer on one device's shard.
+
+Inference engines run the routed experts of a layer as ONE fused kernel (TensorRT-LLM's
+fused MoE, vLLM/SGLang `fused_experts`, DeepGEMM grouped GEMMs): permute the tokens by
+expert, one grouped GEMM over the per-expert token counts (up/gate), the activation,
+a second grouped GEMM (down), unpermute and weight by the router scores. Costing each
+expert as its own GEMM charges a launch and an occupancy penalty per expert, which the
+kernels do not pay; here the whole layer is one kernel of the shared form
+(`cost.kernel`) whose work is:
+
+- FLOPs: 2 x rows x hidden x (up width + intermediate) over the rows (token-expert
+  assignments) this device's experts receive;
+- DRAM bytes: the weights of every local expert that receives at least one token (an
+  expert nobody picked is never read), plus the token traffic of permute, the two
+  GEMMs' inputs and outputs, and unpermute;
+- work units: output tiles of the grouped up-GEMM, summed over active experts (at least one
+  row-tile per active expert).
+
+Its efficiencies and fixed cost are a separate kernel class (profile table `moe`),
+fitted on `shared/calibration/ops_moe.csv` through the same fitting machinery as GEMMs.
+
+The rows per expert come from a routing distribution: `balanced` (the benchmark's
+round-robin assignment), `uniform` (independent uniform routing, expected counts) or
+`power-law:A` (heavy-tailed expert popularity as in aiconfigurator's collector: expert
+weights drawn from a power law of exponent A, scaled to integer counts, and the busiest EP
+rank is the one costed, since the layer waits for it). Power-law
+loads are sampled with a seeded generator and averaged over a few draws, so a call is
+deterministic.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tokenfab.cost.chip_cost import ChipCost, KernelWork
+from tokenfab.cost.gemm import TILE, gemm_kind
+from tokenfab.cost.result import OpCost
+from tokenfab.errors import InvalidInputError
+from tokenfab.units import bytes_per_element
+
+DISTRIBUTIONS = ("balanced", "uniform", "power-law:A")
+_POWER_LAW_DRAWS = 8  # draws averaged per power-law load (keeps the expected busiest rank stable)
+_SIXTEEN_BIT = ("bf16", "fp16", "fp32", "tf32")
+
+
+@dataclass(frozen=True, slots=True)
+class MoEShape:
+    """One fused MoE layer as one device sees it (the shape ops_moe.csv records)."""
+
+    num_tokens: int  # tokens routed across the EP group (before dispatch filters them per rank)
+    hidden: int
+    intermediate: int  # per-expert intermediate width before MoE-TP splits it
+    topk: int
+    num_experts: int  # routed experts of the whole layer
+    moe_tp: int = 1  # tensor-parallel split inside each expert
+    ep: int = 1  # expert-parallel ranks the experts are spread over
+    gated: bool = True  # SwiGLU-style gate+up (2 x width) vs a plain up projection
+    distribution: str = "balanced"
+
+    def __post_init__(self) -> None:
+        for name in ("num_tokens", "hidden", "intermediate", "topk", "num_experts", "moe_tp", "ep"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"MoE {name} must be >= 1, got {getattr(self, name)}")
+        if self.topk > self.num_experts:
+            raise InvalidInputError(f"--topk {self.topk} exceeds the {self.num_experts} experts")
+        if self.intermediate % self.moe_tp:
+            raise InvalidInputError(f"--moe-tp {self.moe_tp} does not divide the intermediate width {self.intermediate}")
+        parse_distribution(self.distribution)
+
+    @property
+    def local_experts(self) -> int:
+        """Expert slots per EP rank; a count EP does not divide gets ceil (redundant experts, as EPLB does)."""
+        return math.ceil(self.num_experts / self.ep)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpertLoad:
+    """What the busiest device's experts receive: rows, experts with >= 1 row, and row-tiles."""
+
+    rows: float  # token-expert assignments computed on this device
+    active_experts: float
+    tile_rows: float  # sum over active experts of min(rows_e, TILE): how many output-tile rows are busy
+
+
+def parse_distribution(text: str) -> tuple[str, float]:
+    """('balanced'|'uniform'|'power-law', alpha) from 'balanced', 'uniform', 'power-law:1.2' (or power_law_1.2)."""
+    t = text.strip().lower().replace("_", "-")
+    if t in ("balanced", "uniform"):
+        return t, 0.0
+    for prefix in ("power-law:", "power-law-"):
+        if t.startswith(prefix):
+            try:
+                alpha = float(t[len(prefix):])
+            except ValueError:
+                break
+            if alpha <= 0 or alpha == 1.0:
+                raise InvalidInputError(f"power-law exponent must be > 0 and != 1, got {alpha}")
+            return "power-law", alpha
+    raise InvalidInputError(f"unknown token distribution {text!r} (valid: {', '.join(DISTRIBUTIONS)}, e.g. power-law:1.2)")
+
+
+def expert_load(shape: MoEShape) -> ExpertLoad:
+    """Per-device load of the busiest EP rank under the shape's routing distribution."""
+    kind, alpha = parse_distribution(shape.distribution)
+    return _load(shape.num_tokens, shape.topk, shape.num_experts, shape.ep, kind, alpha)
+
+
+@functools.lru_cache(maxsize=4096)
+def _load(tokens: int, topk: int, experts: int, ep: int, kind: str, alpha: float) -> ExpertLoad:
+    local = math.ceil(experts / ep)
+    picks = tokens * topk
+    if kind == "balanced":
+        # Round-robin routing: picks spread evenly; fewer picks than experts hit distinct experts.
+        rows = picks * local / experts
+        per = picks / experts
+        active = local if per >= 1.0 else rows
+        return ExpertLoad(rows, active, active * min(max(per, 1.0), TILE))
+    if kind == "uniform":
+        p = topk / experts  # chance a given expert is among a token's picks
+        per = tokens * p
+        active = local * (1.0 - (1.0 - p) ** tokens)
+        mean = per * local
+        std = math.sqrt(max(local * tokens * p * (1 - p), 0.0))
+        rows = min(picks, mean + std * math.sqrt(2.0 * math.log(ep))) if ep > 1 else mean
+        return ExpertLoad(rows, active, local * min(per, TILE) if per >= 1 else active)
+    draws = [_power_law_draw(tokens, topk, experts, ep, alpha, seed) for seed in range(_POWER_LAW_DRAWS)]
+    return ExpertLoad(*(float(np.mean([d[i] for d in draws])) for i in range(3)))
+
+
+def _power_law_draw(tokens: int, topk: int, experts: int, ep: int, alpha: float, seed: int) -> tuple[float, float, float]:
+    """One sample of the busiest rank's (rows, active experts, tile rows) under power-law popularity."""
+    rng = np.random.default_rng(seed)
+    picks = tokens * topk
+    lo, hi = (1.0, max(tokens * 0.8, 1.0 + 1e-9)) if picks > experts else (0.01, 2.0)
+    u = rng.random(experts)
+    a = 1.0 - alpha
+    weights = ((hi ** a - lo ** a) * u + lo ** a) ** (1.0 / a)
+    counts = _integer_counts(weights, picks)
+    local = math.ceil(experts / ep)
+    padded = np.zeros(local * ep)
+    padded[:experts] = counts
+    ranks = padded.reshape(ep, local)
+    busiest = ranks[int(np.argmax(ranks.sum(axis=1)))]
+    active = busiest[busiest > 0]
+    return float(busiest.sum()), float(len(active)), float(np.minimum(active, TILE).sum())
+
+
+def _integer_counts(weights: np.ndarray, picks: int) -> np.ndarray:
+    """Integer counts proportional to `weights` summing exactly to `picks`: rounded, and the rounding
+    difference added to (or taken from) the most popular experts one each, as the collector does."""
+    counts = np.round(weights / weights.sum() * picks)
+    delta = int(picks - counts.sum())
+    order = np.argsort(-counts, kind="stable")
+    if delta > 0:
+        np.add.at(counts, order[np.arange(delta) % len(order)], 1.0)
+    elif delta < 0:
+        positive = order[counts[order] > 0][::-1]
+        for i in range(-delta):
+            idx = positive[i % len(positive)]
+            if counts[idx] > 0:
+                counts[idx] -= 1.0
+    return counts
+
+
+def moe_kind(cc: ChipCost, act_dtype: str, weight_dtype: str) -> tuple[str, str]:
+    """(profile key, compute dtype) of the fused MoE kernel for these formats.
+
+    8-bit activations with 4-bit expert weights (GPT-OSS MXFP4 weights, MXFP8 activations) run the
+    tensor cores at the 8-bit rate where the chip has it ('w4a8'); every other pairing follows GEMMs.
+    """
+    if act_dtype == "fp8" and weight_dtype in ("fp4", "int4") and cc.supports("fp8"):
+        return "w4a8", "fp8"
+    kind, compute = gemm_kind(cc, act_dtype, weight_dtype)
+    return kind, compute
+
+
+def moe_work(cc: ChipCost, shape: MoEShape, act_dtype: str = "bf16", weight_dtype: str | None = None,
+             variant: str = "") -> KernelWork:
+    """FLOPs, DRAM bytes and work units of the fused layer (module doc); shared by estimator and fitter.
+    `variant` names another kernel backend with its own fit (e.g. 'cutlass': TensorRT-LLM's CUTLASS MoE)."""
+    weight_dtype = weight_dtype or act_dtype
+    kind, compute = moe_kind(cc, act_dtype, weight_dtype)
+    kind = f"{kind}-{variant}" if variant else kind
+    load = expert_load(shape)
+    h, width = shape.hidden, shape.intermediate // shape.moe_tp
+    up = 2 * width if shape.gated else width
+    a = bytes_per_element(act_dtype) if act_dtype in _SIXTEEN_BIT or cc.supports(act_dtype) else 2.0
+    flops = 2.0 * load.rows * h * (up + width)
+    weights = load.active_experts * (h * up + width * h) * bytes_per_element(weight_dtype)
+    # permute (read + write) and GEMM-1 input in the input format; 16-bit intermediate written and read;
+    # 16-bit GEMM-2 output written, read by unpermute, which writes one 16-bit row per token; plus the
+    # router scores of every token.
+    tokens = load.rows * h * 3 * a + load.rows * width * 2 * 2 + load.rows * h * 2 * 2 + shape.num_tokens * h * 2
+    tokens += shape.num_tokens * shape.num_experts * 2  # the 16-bit router scores the kernel's top-k reads
+    # Work units: output-tile columns of the grouped up-GEMM per active expert (one CTA each, however
+    # few rows the expert got: thin experts are memory bound, not starved of parallelism).
+    work = load.active_experts * math.ceil(up / TILE) * max(1.0, load.tile_rows / max(load.active_experts, 1e-9) / TILE)
+    return KernelWork(flops, weights + tokens, cc.peak(compute), max(work, 1e-9), kind)
+
+
+def estimate_moe(
+    cc: ChipCost, shape: MoEShape, act_dtype: str = "bf16", weight_dtype: str | None = None,
+    *, variant: str = "", warm_cache: bool = False, op: str = "moe.experts",
+) -> OpCost:
+    """Time of the fused routed-expert kernel on the busiest device (router and shared experts excluded).
+
+    `warm_cache` models a microbenchmark that re-runs the layer on the same weights, as
+    ops_moe.csv does; a model's forward pass is never warm.
+    """
+    w = moe_work(cc, shape, act_dtype, weight_dtype, variant)
+    params, source = cc.resolved.moe(w.kind)
+    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)

@@ -1,0 +1,104 @@
+"""Invariants of the MoE cost and expert-parallel layouts, on random shapes and layouts."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from testkit import make_cost
+
+from tokenfab import api
+from tokenfab.cost.gemm import gemm_work
+from tokenfab.cost.moe import MoEShape, estimate_moe, expert_load, moe_work
+from tokenfab.execution.config import ParallelConfig
+from tokenfab.execution.layers import StepBatch
+
+pytestmark = pytest.mark.property
+
+DISTS = st.sampled_from(["balanced", "uniform", "power-law:1.2", "power-law:1.01"])
+
+
+@given(st.integers(1, 4096), st.sampled_from([64, 256, 1024]), st.sampled_from([64, 128, 512]), st.booleans())
+def test_one_expert_top1_does_the_work_of_a_dense_mlp(tokens, hidden, width, gated):
+    """EP = 1 with a single expert every token picks is a dense MLP: same FLOPs, same weight bytes."""
+    cc = make_cost()
+    w = moe_work(cc, MoEShape(tokens, hidden, width, 1, 1, gated=gated))
+    up = gemm_work(cc, tokens, (2 if gated else 1) * width, hidden)
+    down = gemm_work(cc, tokens, hidden, width)
+    assert w.flops == pytest.approx(up.flops + down.flops)
+    dense_weights = ((2 if gated else 1) * width * hidden + width * hidden) * 2
+    assert w.dram_bytes >= dense_weights
+
+
+@given(st.sampled_from([1, 2, 4, 8]), st.integers(1, 512), st.sampled_from(["decode", "prefill"]))
+def test_ep1_default_layout_is_the_dense_equivalent_one(tp, tokens, phase):
+    """--ep 1 splits experts like dense layers (moe_tp = tp x dp): no token moves, same cost as saying so."""
+    implicit = api.deployment("qwen3-30b-a3b", "h100-sxm", tp=tp, ep=1).step_model
+    explicit = api.deployment("qwen3-30b-a3b", "h100-sxm", tp=tp, ep=1, moe_tp=tp).step_model
+    batch = StepBatch(num_decode=tokens, decode_kv_len=512.0) if phase == "decode" else StepBatch(prefill=((1, tokens, tokens),))
+    a, b = implicit.step(batch), explicit.step(batch)
+    assert a.time_s == pytest.approx(b.time_s, rel=1e-12)
+    assert not {"moe.dispatch", "moe.combine"} & set(a.breakdown)
+
+
+@given(st.sampled_from([(1, 1), (2, 2), (1, 4), (2, 4), (4, 2), (8, 8), (2, 8), (1, 8)]), st.integers(1, 4096),
+       st.sampled_from(["normal", "low-latency"]))
+def test_no_all_to_all_bytes_when_no_token_moves(tp_ep, tokens, dispatch):
+    """With dp = 1 every device already holds every token: dispatch and combine move nothing."""
+    tp, ep = tp_ep
+    if ep > tp:
+        return
+    d = api.deployment("qwen3-30b-a3b", "h100-sxm", tp=tp, ep=ep, moe_dispatch=dispatch)
+    coster, ffn = d.step_model.coster, d.step_model.model.layers[0].ffn
+    assert coster.token_exchange(ffn, tokens) == (None, None)
+
+
+@given(st.sampled_from([2, 4, 8]), st.sampled_from([1, 2, 4, 8]), st.integers(1, 4096))
+def test_attention_dp_moves_tokens(dp, ep, tokens):
+    if ep > dp:
+        return
+    d = api.deployment("qwen3-30b-a3b", "h100-sxm", tp=1, dp=dp, ep=ep)
+    dispatch, combine = d.step_model.coster.token_exchange(d.step_model.model.layers[0].ffn, tokens)
+    assert dispatch.bytes > 0 and combine.bytes > 0
+
+
+@given(st.sampled_from(["qwen3-30b-a3b", "deepseek-v3", "mixtral-8x7b"]), st.sampled_from([1, 2, 4, 8]))
+def test_more_ep_never_raises_expert_weight_memory(model, group):
+    """Within one tp x dp group, trading MoE-TP for EP (ep dividing the experts) never adds weight bytes
+    per device, and a wider EP group (more devices) holds fewer."""
+    num_experts = api.deployment(model, "h100-sxm").step_model.model.layers[-1].ffn.num_experts
+    eps = [e for e in (1, 2, 4, 8) if group % e == 0 and num_experts % e == 0]
+    weights = [api.deployment(model, "h100-sxm", tp=1, dp=group, ep=e).memory.weights_bytes for e in eps]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(weights, weights[1:]))
+    wide = [api.deployment(model, "h100-sxm", tp=1, dp=e, ep=e).memory.weights_bytes for e in (1, 2, 4, 8)
+            if num_experts % e == 0]
+    assert all(b < a for a, b in zip(wide, wide[1:]))
+
+
+@given(st.integers(1, 16384), st.sampled_from([(64, 4), (128, 8), (256, 8), (8, 2)]), st.sampled_from([1, 2, 4, 8, 16]),
+       DISTS)
+def test_routed_rows_are_conserved_and_bounded(tokens, experts_topk, ep, dist):
+    """The busiest rank gets at least its even share of the picks and never more than all of them;
+    active experts never exceed the local slots or the rows."""
+    experts, topk = experts_topk
+    load = expert_load(MoEShape(tokens, 64, 64, topk, experts, ep=ep, distribution=dist))
+    picks = tokens * topk
+    assert load.rows <= picks * (1 + 1e-9)
+    assert load.rows >= picks / ep * (1 - 1e-9) - 1.0
+    assert load.active_experts <= min(-(-experts // ep), load.rows + 1e-9) + 1e-9
+
+
+@given(st.integers(1, 8192), st.sampled_from([1, 2, 4, 8]), DISTS)
+def test_fused_moe_never_beats_its_roofline(tokens, ep, dist):
+    from tokenfab.cost.chip_cost import chip_cost
+    from tokenfab.hardware.catalog import load_chip
+
+    cc = chip_cost(load_chip("h100-sxm"))
+    c = estimate_moe(cc, MoEShape(tokens, 2048, 768, 8, 128, ep=ep, distribution=dist), "bf16")
+    assert c.time_s >= max(c.flops / cc.peak("bf16"), c.bytes / cc.bandwidth_bytes_per_s) * (1 - 1e-9)
+
+
+def test_parallel_config_defaults_follow_the_layout_rule():
+    assert ParallelConfig(tp=8).expert_tp == 8
+    assert ParallelConfig(tp=1, dp=8, ep=8).expert_tp == 1
+    assert ParallelConfig(tp=2, dp=4, ep=2).expert_tp == 4

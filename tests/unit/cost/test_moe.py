@@ -1,0 +1,123 @@
+"""Fused MoE layer: routing distributions and the grouped-expert kernel against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from testkit import make_cost
+
+from tokenfab.cost.moe import MoEShape, estimate_moe, expert_load, moe_kind, moe_work, parse_distribution
+from tokenfab.errors import InvalidInputError
+
+pytestmark = pytest.mark.unit
+
+
+def test_balanced_load_many_tokens_fills_every_local_expert():
+    # 64 tokens x top-2 over 8 experts = 128 picks, 16 per expert; EP 2 -> 4 local experts, 64 rows.
+    load = expert_load(MoEShape(64, 16, 32, 2, 8, ep=2))
+    assert load.rows == pytest.approx(64.0)
+    assert load.active_experts == pytest.approx(4.0)
+    assert load.tile_rows == pytest.approx(4 * 16.0)
+
+
+def test_balanced_load_few_tokens_hits_distinct_experts():
+    # 1 token x top-4 over 64 experts on EP 4: 4 picks, one per rank on average, each a distinct expert.
+    load = expert_load(MoEShape(1, 16, 32, 4, 64, ep=4))
+    assert load.rows == pytest.approx(1.0)
+    assert load.active_experts == pytest.approx(1.0)
+
+
+def test_uniform_active_experts_is_one_minus_miss_probability():
+    uni = expert_load(MoEShape(3, 16, 32, 2, 8, distribution="uniform"))
+    assert uni.active_experts == pytest.approx(8 * (1 - (1 - 2 / 8) ** 3))
+    assert uni.rows == pytest.approx(6.0)
+
+
+def test_power_law_is_deterministic_and_loads_the_busiest_rank_more():
+    bal = expert_load(MoEShape(4096, 16, 32, 8, 256, ep=8))
+    pl1 = expert_load(MoEShape(4096, 16, 32, 8, 256, ep=8, distribution="power-law:1.2"))
+    pl2 = expert_load(MoEShape(4096, 16, 32, 8, 256, ep=8, distribution="power_law_1.2"))
+    assert pl1 == pl2
+    assert pl1.rows > bal.rows  # the busiest rank of a skewed routing gets more than its even share
+    assert pl1.rows <= 4096 * 8
+
+
+def test_parse_distribution_rejects_unknown_names():
+    assert parse_distribution("power-law:1.01") == ("power-law", 1.01)
+    with pytest.raises(InvalidInputError, match="balanced"):
+        parse_distribution("zipf")
+    with pytest.raises(InvalidInputError):
+        parse_distribution("power-law:1")
+
+
+def test_work_counts_flops_and_only_active_expert_weights():
+    cc = make_cost()
+    # 64 tokens, top-2, 8 experts, EP 2, MoE-TP 2: 64 rows on 4 local experts, width 16, gated up 32.
+    shape = MoEShape(64, 16, 32, 2, 8, moe_tp=2, ep=2)
+    w = moe_work(cc, shape, "bf16")
+    assert w.flops == pytest.approx(2 * 64 * 16 * (32 + 16))
+    weights = 4 * (16 * 32 + 16 * 16) * 2
+    tokens = 64 * 16 * 3 * 2 + 64 * 16 * 2 * 2 + 64 * 16 * 2 * 2 + 64 * 16 * 2 + 64 * 8 * 2
+    assert w.dram_bytes == pytest.approx(weights + tokens)
+    assert w.kind == "bf16"
+
+
+def test_ungated_experts_have_a_single_up_projection():
+    cc = make_cost()
+    gated = moe_work(cc, MoEShape(64, 16, 32, 2, 8), "bf16")
+    plain = moe_work(cc, MoEShape(64, 16, 32, 2, 8, gated=False), "bf16")
+    assert plain.flops == pytest.approx(gated.flops * 2 / 3)
+
+
+def test_mxfp4_weights_with_fp8_activations_run_at_the_fp8_rate():
+    cc = make_cost()
+    assert moe_kind(cc, "fp8", "fp4") == ("w4a8", "fp8")
+    four = moe_work(cc, MoEShape(1, 64, 64, 1, 1), "fp8", "fp4")
+    eight = moe_work(cc, MoEShape(1, 64, 64, 1, 1), "fp8", "fp8")
+    assert four.peak == eight.peak == 200e12
+    assert four.dram_bytes < eight.dram_bytes
+
+
+def test_ideal_kernel_time_is_the_roofline():
+    cc = make_cost()
+    shape = MoEShape(4096, 1024, 2048, 8, 64, ep=4)
+    cost = estimate_moe(cc, shape)
+    w = moe_work(cc, shape)
+    assert cost.time_s == pytest.approx(max(w.flops / 100e12, w.dram_bytes / 1e12), rel=0.05)
+    assert cost.time_s >= cost.roofline_s
+
+
+def test_one_grouped_kernel_is_cheaper_than_one_launch_per_expert():
+    from tokenfab.cost.kernel import KernelParams
+    slow = KernelParams(launch_s=10e-6, compute_eff=0.8, memory_eff=0.8, overlap_exp=2.0, half_occupancy_per_unit=0.5)
+    cc = make_cost(kernel=slow)
+    cost = estimate_moe(cc, MoEShape(8, 1024, 512, 8, 64))
+    assert cost.time_s < 64 * 10e-6  # one fixed cost, not one per expert
+
+
+def test_ep_not_dividing_experts_uses_redundant_slots():
+    shape = MoEShape(1, 16, 32, 8, 256, ep=144)
+    assert shape.local_experts == math.ceil(256 / 144) == 2
+    assert np.isfinite(expert_load(shape).rows)
+
+
+def test_bad_shapes_are_rejected():
+    with pytest.raises(InvalidInputError, match="topk"):
+        MoEShape(1, 16, 32, 9, 8)
+    with pytest.raises(InvalidInputError, match="moe-tp"):
+        MoEShape(1, 16, 30, 2, 8, moe_tp=4)
+
+
+def test_absorbed_mla_decode_uses_its_fitted_curve_else_the_prefill_curve():
+    from tokenfab.cost.attention import decode_curve
+    from tokenfab.cost.chip_cost import chip_cost
+    from tokenfab.cost.profile import load_profile
+    from tokenfab.hardware.catalog import load_chip
+
+    h20, h100 = chip_cost(load_chip("h20")), chip_cost(load_chip("h100-sxm"))
+    assert decode_curve(h20, "mla", 576)[0] == load_profile("h20").attention_decode["mla"]  # fitted on H20 MLA rows
+    assert decode_curve(h100, "mla", 576)[0] == load_profile("h100-sxm").attention_prefill["bf16"]  # no MLA rows
+    assert decode_curve(h100, "bf16", None)[0] == load_profile("h100-sxm").attention_decode["bf16"]  # GQA unchanged
