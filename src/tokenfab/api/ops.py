@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tokenfab.api.boundary import OP_RULES, validated
 from tokenfab.api.deployment import _dtype, _positive
+from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, add_bands, check_level, op_band
 from tokenfab.cost.attention import estimate_decode_attention, estimate_prefill_attention
 from tokenfab.cost.chip_cost import chip_cost
 from tokenfab.cost.collectives import COLLECTIVES, bus_bandwidth_bytes_per_s, collective_name, estimate_collective
@@ -27,6 +28,8 @@ class OpResult:
     cost: OpCost
     num_devices: int = 1
     message_bytes: float = 0.0
+    family: str = "gemm"
+    band_level: float = DEFAULT_BAND_LEVEL
 
     def to_dict(self) -> dict:
         c = self.cost
@@ -38,7 +41,8 @@ class OpResult:
             out["devices"] = self.num_devices
             out["message_bytes"] = self.message_bytes
             out["bus_bandwidth_bytes_per_s"] = bus_bandwidth_bytes_per_s(self.op, self.num_devices, self.message_bytes, c.time_s)
-        return out
+        out["band_level"] = self.band_level
+        return add_bands(out, op_band(self.family, c.source, self.band_level), ("time_s", "tflops", "bus_bandwidth_bytes_per_s"))
 
 
 @validated(conflicts=OP_RULES)
@@ -49,9 +53,11 @@ def op(
     kv_heads: int | None = None, head_dim: int = 128, kv_dtype: str | None = None, devices: int = 8,
     bytes: float | None = None, profile: str | None = None, tokens: int | None = None, hidden: int | None = None,
     intermediate: int | None = None, topk: int | None = None, experts: int | None = None, moe_tp: int = 1,
-    ep: int = 1, gated: bool = True, distribution: str = "balanced",
+    ep: int = 1, gated: bool = True, distribution: str = "balanced", band_level: float = DEFAULT_BAND_LEVEL,
 ) -> OpResult:
-    """Cost of one operator: 'gemm', 'attention', 'moe' (one layer, one device) or a collective."""
+    """Cost of one operator: 'gemm', 'attention', 'moe' (one layer, one device) or a collective; the result
+    carries an error band at `band_level` (docs/bands.md)."""
+    band_level = check_level(band_level)
     if name not in OPS and name.replace("_", "") not in OPS:
         raise UnknownNameError("op", name, OPS)
     _dtype(dtype, "data type"), _dtype(weight_dtype, "weight data type"), _dtype(kv_dtype, "kv-cache data type")
@@ -62,7 +68,8 @@ def op(
         chip = load_chip(hardware)
         chip.check_compute_dtype(dtype)
         cc = chip_cost(chip, profile)
-        return OpResult("gemm", cc.chip.name, estimate_gemm(cc, m, n, k, dtype, weight_dtype, variant=variant, warm_cache=warm_cache))
+        return OpResult("gemm", cc.chip.name, estimate_gemm(cc, m, n, k, dtype, weight_dtype, variant=variant, warm_cache=warm_cache),
+                        band_level=band_level)
     if name == "moe":
         missing = [f"--{n}" for n, v in (("tokens", tokens), ("hidden", hidden), ("intermediate", intermediate),
                                          ("topk", topk), ("experts", experts)) if v is None]
@@ -72,10 +79,11 @@ def op(
         shape = MoEShape(tokens, hidden, intermediate, topk, experts, moe_tp, ep, gated, distribution)
         cc = chip_cost(load_chip(hardware), profile)
         cost = estimate_moe(cc, shape, dtype, weight_dtype, variant=variant, warm_cache=warm_cache, op="moe")
-        return OpResult("moe", cc.chip.name, cost)
+        return OpResult("moe", cc.chip.name, cost, family="moe", band_level=band_level)
     if name == "attention":
         return OpResult("attention", hardware, _attention(hardware, phase, batch, q_len, kv_len, heads, kv_heads,
-                                                          head_dim, dtype, kv_dtype, profile))
+                                                          head_dim, dtype, kv_dtype, profile),
+                        family=f"attention_{phase}", band_level=band_level)
     coll = collective_name(name)
     if coll not in COLLECTIVES:
         raise UnknownNameError("op", name, OPS)
@@ -87,7 +95,7 @@ def op(
     system = load_system(hardware, devices)
     cc = chip_cost(system.chip, profile)
     cost = estimate_collective(cc, system, coll, devices, bytes)
-    return OpResult(name.replace("_", ""), system.chip.name, cost, devices, bytes)
+    return OpResult(name.replace("_", ""), system.chip.name, cost, devices, bytes, "collectives", band_level)
 
 
 def _attention(hardware: str, phase: str, batch: int, q_len: int | None, kv_len: int, heads: int, kv_heads: int | None,

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from tokenfab.api.boundary import validated
 from tokenfab.api.deployment import _positive, deployment
+from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, add_bands, check_level, composite_band, op_band, op_family
 from tokenfab.errors import InvalidInputError, UnknownNameError
+from tokenfab.execution.bands import step_parts
 from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC
 from tokenfab.execution.predict import PredictResult, estimate_static_batch
@@ -25,18 +27,22 @@ def predict(
     kv_dtype: str | None = None, batch: int = 1, input_len: int = 1024, output_len: int = 128,
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
     spec_method: str | None = None, spec_tokens: int = 1, spec_acceptance: float | None = None,
-    spec_draft_model: str | None = None, moe_tp: int | None = None, moe_dispatch: str = "normal",
+    spec_draft_model: str | None = None, moe_tp: int | None = None, moe_dispatch: str = "normal", band_level: float = DEFAULT_BAND_LEVEL,
 ) -> PredictResult | GraphPredictResult:
     """Latency, throughput, memory and energy of a static batch of `batch` requests; with `spec_method`
-    ('draft', 'eagle', 'mtp'), decoding is speculative with `spec_tokens` drafted tokens per step."""
+    ('draft', 'eagle', 'mtp'), decoding is speculative with `spec_tokens` drafted tokens per step.
+    Language-model results carry error bands at `band_level` (docs/bands.md)."""
     _positive(batch=batch, input_len=input_len, output_len=output_len, spec_tokens=spec_tokens)
+    band_level = check_level(band_level)
     if is_graph(model):
         return predict_graph(model, hardware, batch=batch, dp=dp or (devices or 1), dtype=dtype, tp=tp, pp=pp, ep=ep,
                              profile=profile, spec_method=spec_method)
     d = deployment(model, hardware, devices, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac, profile,
                    moe_tp=moe_tp, moe_dispatch=moe_dispatch)
     spec = speculative_model(d.step_model, spec_method, spec_tokens, spec_acceptance, spec_draft_model)
-    return estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len, spec)
+    result = estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len, spec)
+    result.band_level = band_level
+    return result
 
 
 def predict_graph(model: str, hardware: str, *, batch: int = 1, dp: int = 1, dtype: str = "int8", tp: int = 1,
@@ -70,6 +76,8 @@ class StepInfo:
     """Time and energy of one engine step (per replica; energy over all devices)."""
 
     result: StepResult
+    phase: str = "decode"
+    band_level: float = DEFAULT_BAND_LEVEL
 
     @property
     def time_s(self) -> float:
@@ -81,15 +89,20 @@ class StepInfo:
 
     def to_dict(self) -> dict:
         r = self.result
-        return {"time_s": r.time_s, "energy_j": r.energy_j, "num_tokens": r.num_tokens,
-                "breakdown": {k: {"time_s": v.time_s, "bound": v.bound} for k, v in r.breakdown.items()}}
+        out = {"time_s": r.time_s, "energy_j": r.energy_j, "num_tokens": r.num_tokens, "band_level": self.band_level,
+               "breakdown": {k: {"time_s": v.time_s, "bound": v.bound} for k, v in r.breakdown.items()}}
+        band = composite_band(step_parts(r.breakdown, self.phase), self.band_level)
+        for k, v in r.breakdown.items():
+            add_bands(out["breakdown"][k], op_band(op_family(v.op, self.phase), v.source or "generic", self.band_level),
+                      ("time_s",))
+        return add_bands(out, band, ("time_s", "energy_j"))
 
 
 @validated
 def step(
     model: str, hardware: str, *, tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, dtype: str = "bf16",
     weight_dtype: str | None = None, kv_dtype: str | None = None, batch: int = 1, context_len: int = 1024,
-    phase: str = "decode", new_tokens: int | None = None, moe_tp: int | None = None,
+    phase: str = "decode", new_tokens: int | None = None, moe_tp: int | None = None, band_level: float = DEFAULT_BAND_LEVEL,
 ) -> StepInfo:
     """One engine step on one replica: `batch` sequences decoding one token at `context_len`, or
     (phase='prefill') prefilling `new_tokens` (default context_len) tokens each over context_len positions."""
@@ -102,6 +115,6 @@ def step(
         b = StepBatch(prefill=((batch, q, max(q, context_len)),))
     else:
         raise UnknownNameError("phase", phase, ["prefill", "decode"])
-    return StepInfo(d.step_model.step(b))
+    return StepInfo(d.step_model.step(b), phase, check_level(band_level))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tokenfab.api.boundary import SIMULATE_RULES, validated
 from tokenfab.api.deployment import _positive, deployment
+from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, check_level, composite_band
 from tokenfab.errors import InvalidInputError, UnknownNameError
 from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC
 
@@ -60,7 +61,7 @@ def simulate(
     timeseries_interval_s: float = 1.0, kv_free_memory_frac: float | None = None, engine: str = "vllm",
     warmup_requests: int = 0, static_memory_frac: float | None = None, spec_method: str | None = None,
     spec_tokens: int = 1, spec_acceptance: float | None = None, spec_draft_model: str | None = None,
-    decode_hardware: str | None = None,
+    decode_hardware: str | None = None, band_level: float = DEFAULT_BAND_LEVEL,
     dp: int = 1, moe_tp: int | None = None, moe_dispatch: str = "normal",
     prefill_dp: int | None = None, prefill_ep: int | None = None, prefill_moe_tp: int | None = None,
     decode_dp: int | None = None, decode_ep: int | None = None, decode_moe_tp: int | None = None,
@@ -70,7 +71,8 @@ def simulate(
     `engine` (vllm, sglang, trtllm) sets the scheduler's defaults (token budget, sequence limit, chunked
     prefill, prefill-first, CUDA-graph padding, host overhead, KV-full policy) and the memory policy; any of
     max_num_seqs, max_batched_tokens, block_size, chunked_prefill, memory_utilization_frac and
-    kv_free_memory_frac given explicitly overrides the engine's choice."""
+    kv_free_memory_frac given explicitly overrides the engine's choice. The summary carries error bands
+    at `band_level` (docs/bands.md)."""
     from pydantic import ValidationError
 
     from tokenfab.serving.simulator import SchedulerConfig, Simulation, replica_spec
@@ -82,6 +84,7 @@ def simulate(
     if num_requests is None:  # a trace replays whole; synthetic traffic defaults to 1,000 requests
         num_requests = TRACE_ALL if trace is not None else 1000
     _positive(num_requests=num_requests, replicas=replicas, input_len=input_len, output_len=output_len)
+    band_level = check_level(band_level)
     from tokenfab.serving.engines import engine_spec
 
     eng = engine_spec(engine, _chip_memory(hardware), tp)
@@ -156,7 +159,7 @@ def simulate(
         if not (prefill_replicas and decode_replicas):
             raise InvalidInputError("disaggregation needs both --prefill-replicas and --decode-replicas")
         p_spec, p_dep = spec(p_lay, "prefill")
-        d_spec, _ = spec(d_lay, "decode")
+        d_spec, d_dep = spec(d_lay, "decode")
         link = p_dep.step_model.system.scale_out_link or p_dep.step_model.system.scale_up_link
         bw = link.bandwidth_bytes_per_s.value * (prefill_tp or tp)
         per_token = p_dep.memory.kv_bytes_per_token * (prefill_tp or tp) / bw
@@ -171,6 +174,7 @@ def simulate(
                       decode_dp=d_lay[1], decode_ep=d_lay[2])
     else:
         r_spec, r_dep = spec((tp, dp, ep, moe_tp), "both")
+        p_dep = d_dep = r_dep
         config.update(kv_capacity_tokens=r_spec.kv_blocks * r_spec.block_tokens,
                       memory_bytes=r_dep.memory.ledger(max_batched_tokens, max_num_seqs))
         sim = Simulation([r_spec] * (replicas * dp), wl, seed=seed, router=router, progress=progress,
@@ -179,9 +183,32 @@ def simulate(
                          frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token)
     result = sim.run()
     result.config = config
+    slos = (slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_ms / 1e3 if slo_tpot_ms else None)
+    _add_serving_bands(result, p_dep.step_model, d_dep.step_model, input_len, output_len, band_level, slos)
     return result
 
 
+def _add_serving_bands(result, prefill_model, decode_model, input_len: int, output_len: int, level: float,
+                       slos: tuple[float | None, float | None]) -> None:
+    """Bands of the summary from one representative prefill step (one prompt of the run's mean length)
+    and one decode step (the run's mean batch at the mean context) of the deployment (docs/bands.md)."""
+    from tokenfab.execution.bands import SERVING_TPOT, SERVING_TTFT, SLOTimes, serving_bands, step_parts
+    import numpy as np
+
+    from tokenfab.execution.layers import StepBatch
+
+    summary, log = result.summary, result.log
+    prompt = int(round(log.column("prompt_tokens").mean())) if log.n else input_len
+    output = int(round(log.column("output_tokens").mean())) if log.n else output_len
+    prompt, output = max(1, prompt), max(1, output)
+    batch = max(1, int(round(summary.get("mean_batch_size") or 1)))
+    pre = prefill_model.step(StepBatch(prefill=((1, prompt, prompt),)))
+    dec = decode_model.step(StepBatch(num_decode=batch, decode_kv_len=float(prompt + output / 2)))
+    first, out = log.column("first_token_s"), log.column("output_tokens")
+    tpot = np.where(out > 1, (log.column("finish_s") - first) / np.maximum(out - 1, 1), np.nan)
+    slo = SLOTimes(first - log.column("arrival_s"), tpot, *slos)
+    serving_bands(summary, composite_band(step_parts(pre.breakdown, "prefill"), level, SERVING_TTFT),
+                  composite_band(step_parts(dec.breakdown, "decode"), level, SERVING_TPOT), level, slo)
 
 
 def _chip_memory(hardware: str) -> float:

@@ -65,3 +65,12 @@ def flatten_sourced(data: dict, prefix: str = "") -> list[tuple[str, dict]]:
         elif isinstance(item, dict):
             rows.extend(flatten_sourced(item, path + "."))
     return rows
+
+
+def banded(d: dict, key: str, fmt=None) -> str:
+    """`d[key]` with its error band `[F_lo, F_hi]` (DESIGN.md 'Error bands'), e.g. '12.30 ms [11.02, 14.61 ms]'."""
+    fmt = fmt or ms
+    value, lo, hi = d.get(key), d.get(f"{key}_lo"), d.get(f"{key}_hi")
+    if lo is None or hi is None:
+        return fmt(value)
+    return f"{fmt(value)} [{fmt(lo)} .. {fmt(hi)}]"

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from tokenfab import api
-from tokenfab.cli.format import ms, rate
+from tokenfab.cli.format import banded, ms, rate
 from tokenfab.cli.main import app, emit_json, out
 
 op_app = typer.Typer(no_args_is_help=True, help="Cost of one operator on one device (or one collective).")
@@ -16,6 +16,7 @@ app.add_typer(op_app, name="op")
 
 HwOpt = Annotated[str, typer.Option("--hardware", "-H", help="Chip name or path to a chip YAML.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+BandOpt = Annotated[float, typer.Option(help="Level of the error band (time_s_lo, time_s_hi; docs/bands.md).")]
 
 
 def _show(result: api.OpResult, as_json: bool) -> None:
@@ -24,7 +25,7 @@ def _show(result: api.OpResult, as_json: bool) -> None:
         emit_json(d)
         return
     t = Table(title=f"{d['op']} on {d['hardware']}", show_header=False)
-    t.add_row("time", ms(d["time_s"]))
+    t.add_row(f"time ({d['band_level']:.0%} band)", banded(d, "time_s"))
     t.add_row("bound", d["bound"])
     if "tflops" in d:
         t.add_row("achieved", f"{d['tflops']:.1f} TFLOP/s")
@@ -44,10 +45,12 @@ def gemm(
     dtype: Annotated[str, typer.Option(help="Activation (input) format.")] = "bf16",
     weight_dtype: Annotated[str | None, typer.Option(help="Weight format (weight-only quantisation).")] = None,
     warm_cache: Annotated[bool, typer.Option(help="Model a microbenchmark loop whose operands may stay in on-chip cache.")] = False,
+    band_level: BandOpt = 0.9,
     as_json: JsonOpt = False,
 ) -> None:
     """C[m,n] = A[m,k] @ W[k,n]."""
-    _show(api.op("gemm", hardware, m=m, n=n, k=k, dtype=dtype, weight_dtype=weight_dtype, warm_cache=warm_cache), as_json)
+    _show(api.op("gemm", hardware, m=m, n=n, k=k, dtype=dtype, weight_dtype=weight_dtype, warm_cache=warm_cache,
+                band_level=band_level), as_json)
 
 
 @op_app.command()
@@ -62,11 +65,12 @@ def attention(
     head_dim: Annotated[int, typer.Option(help="Head dimension.")] = 128,
     dtype: Annotated[str, typer.Option(help="Activation format.")] = "bf16",
     kv_dtype: Annotated[str | None, typer.Option(help="KV-cache format.")] = None,
+    band_level: BandOpt = 0.9,
     as_json: JsonOpt = False,
 ) -> None:
     """Attention of one layer on one device."""
     _show(api.op("attention", hardware, phase=phase, batch=batch, q_len=q_len, kv_len=kv_len, heads=heads,
-                 kv_heads=kv_heads, head_dim=head_dim, dtype=dtype, kv_dtype=kv_dtype), as_json)
+                 kv_heads=kv_heads, head_dim=head_dim, dtype=dtype, kv_dtype=kv_dtype, band_level=band_level), as_json)
 
 
 @op_app.command()
@@ -97,9 +101,10 @@ def _collective(name: str):
         hardware: HwOpt = "h100-sxm",
         devices: Annotated[int, typer.Option(help="Devices in the collective.")] = 8,
         bytes_: Annotated[float, typer.Option("--bytes", help="Message size in bytes (NCCL's message size).")] = ...,
+        band_level: BandOpt = 0.9,
         as_json: JsonOpt = False,
     ) -> None:
-        _show(api.op(name, hardware, devices=devices, bytes=bytes_), as_json)
+        _show(api.op(name, hardware, devices=devices, bytes=bytes_, band_level=band_level), as_json)
 
     command.__doc__ = f"{name} among --devices devices of one system."
     op_app.command(name=name)(command)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from tokenfab import api
-from tokenfab.cli.format import gb, ms, pct, rate
+from tokenfab.cli.format import banded, gb, ms, pct, rate
 from tokenfab.cli.main import app, emit_json, err, out
 from tokenfab.errors import DoesNotFitError
 
@@ -37,6 +37,7 @@ def predict(
     output_len: Annotated[int, typer.Option(help="Generated tokens per request.")] = 128,
     memory_utilization: Annotated[float, typer.Option(help="Usable fraction of device memory.")] = 0.9,
     allow_no_fit: Annotated[bool, typer.Option(help="Print the result even if it does not fit in memory.")] = False,
+    band_level: Annotated[float, typer.Option(help="Level of the error bands (F_lo, F_hi; docs/bands.md).")] = 0.9,
     spec_method: Annotated[str | None, typer.Option(help="Speculative decoding: draft | eagle | mtp.")] = None,
     spec_tokens: Annotated[int, typer.Option(help="Tokens drafted per speculative step (k).")] = 1,
     spec_acceptance: Annotated[float | None, typer.Option(
@@ -49,7 +50,7 @@ def predict(
                          weight_dtype=weight_dtype, kv_dtype=kv_dtype, batch=batch, input_len=input_len,
                          output_len=output_len, memory_utilization_frac=memory_utilization, moe_tp=moe_tp,
                          moe_dispatch=moe_dispatch, spec_method=spec_method, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance,
-                         spec_draft_model=spec_draft_model)
+                         spec_draft_model=spec_draft_model, band_level=band_level)
     if "throughput_samples_per_s" in (data := result.to_dict()):
         if not result.fits and not allow_no_fit:
             mem = data["memory_bytes"]
@@ -98,12 +99,13 @@ def print_prediction(d: dict) -> None:
              f"{d['dtype']}/{d['weight_dtype']} weights/{d['kv_dtype']} KV), batch {d['batch']}, "
              f"{d['input_len']} in / {d['output_len']} out")
     t = Table(title=title, show_header=False)
-    t.add_row("TTFT", ms(d["ttft_s"]))
-    t.add_row("TPOT", ms(d["tpot_s"]))
-    t.add_row("end-to-end", ms(d["e2e_s"]))
-    t.add_row("prefill throughput", rate(d["prefill_tokens_per_s"], "tok/s"))
-    t.add_row("decode throughput", rate(d["decode_tokens_per_s"], "tok/s"))
-    t.add_row("throughput (B x O / e2e)", rate(d["throughput_tokens_per_s"], "tok/s"))
+    tok_s = lambda v: rate(v, "tok/s")  # noqa: E731
+    t.add_row(f"TTFT ({d['band_level']:.0%} band)", banded(d, "ttft_s"))
+    t.add_row("TPOT", banded(d, "tpot_s"))
+    t.add_row("end-to-end", banded(d, "e2e_s"))
+    t.add_row("prefill throughput", banded(d, "prefill_tokens_per_s", tok_s))
+    t.add_row("decode throughput", banded(d, "decode_tokens_per_s", tok_s))
+    t.add_row("throughput (B x O / e2e)", banded(d, "throughput_tokens_per_s", tok_s))
     t.add_row("energy per output token", f"{d['energy_j_per_token']:.3f} J")
     mem = d["memory_bytes"]
     t.add_row("memory per device", f"{gb(mem['total_per_device'])} of {gb(mem['capacity_per_device'])} "

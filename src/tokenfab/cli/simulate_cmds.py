@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from tokenfab import api
-from tokenfab.cli.format import ms, rate
+from tokenfab.cli.format import banded, ms, rate
 from tokenfab.cli.main import app, emit_json, err, out
 from tokenfab.table_io import TABLE_SUFFIXES, check_output_path, write_table
 
@@ -77,6 +77,7 @@ def simulate(
     requests_out: Annotated[str | None, Opt(help="Write the per-request table (.csv or .parquet).")] = None,
     timeseries_out: Annotated[str | None, Opt(help="Write batch size and KV use over time (.csv or .parquet).")] = None,
     progress: Annotated[bool, Opt(help="Progress bar on stderr.")] = False,
+    band_level: Annotated[float, Opt(help="Level of the error bands (F_lo, F_hi; docs/bands.md).")] = 0.9,
     as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Simulate serving a stream of requests (continuous batching, paged KV cache, chunked prefill)."""
@@ -99,7 +100,7 @@ def simulate(
         memory_utilization_frac=memory_utilization, progress=progress, kv_free_memory_frac=kv_free_memory_frac,
         engine=engine, warmup_requests=warmup_requests, spec_method=spec_method, spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance, spec_draft_model=spec_draft_model, dp=dp, moe_tp=moe_tp,
-        moe_dispatch=moe_dispatch,
+        moe_dispatch=moe_dispatch, band_level=band_level,
     )
     if result.summary.get("overloaded"):
         err.print("[yellow]warning: the system is overloaded: the queue grows without bound over the run "
@@ -123,10 +124,12 @@ def print_summary(d: dict) -> None:
         t.add_column(col)
     for name in ("ttft_s", "tpot_s", "e2e_s"):
         s = d[name]
-        t.add_row(name.replace("_s", "").upper(), ms(s["p50"]), ms(s["p90"]), ms(s["p99"]), ms(s["mean"]))
+        t.add_row(name.replace("_s", "").upper(), *(banded(s, k) for k in ("p50", "p90", "p99", "mean")))
     out.print(t)
+    if "band_level" in d:
+        err.print(f"[dim][lo .. hi]: {d['band_level']:.0%} error band of the prediction (docs/bands.md)[/dim]")
     u = Table(show_header=False)
-    u.add_row("throughput", f"{rate(d['throughput_tokens_per_s'], 'tok/s')}, {d['requests_per_s']:.2f} req/s")
+    u.add_row("throughput", f"{banded(d, 'throughput_tokens_per_s', lambda v: rate(v, 'tok/s'))}, {d['requests_per_s']:.2f} req/s")
     u.add_row("goodput", _goodput(d))
     u.add_row("energy", f"{d['energy_j_per_token']:.3f} J/token")
     u.add_row("batch / KV use", f"{d['mean_batch_size']:.1f} sequences, {d['mean_kv_utilization'] * 100:.0f}% of KV blocks")

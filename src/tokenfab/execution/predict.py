@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tokenfab.cost.bands import DEFAULT_BAND_LEVEL
 from tokenfab.errors import InvalidInputError
+from tokenfab.execution.bands import static_batch_bands
 from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.memory import MemoryFootprint, MemoryModel
 from tokenfab.execution.speculative import SpeculativeModel
@@ -50,6 +52,7 @@ class PredictResult:
     efficiency_note: str
     breakdown: list[dict] = field(default_factory=list)
     speculative: dict | None = None
+    band_level: float = DEFAULT_BAND_LEVEL
 
     @property
     def fits(self) -> bool:
@@ -58,7 +61,7 @@ class PredictResult:
     def to_dict(self) -> dict:
         decode_s = self.e2e_s - self.ttft_s
         out_tokens = self.batch * self.output_len
-        return {
+        out = {
             "model": self.model, "hardware": self.hardware, "devices": self.devices,
             "tp": self.tp, "pp": self.pp, "ep": self.ep, "dp": self.dp,
             "dtype": self.dtype, "weight_dtype": self.weight_dtype, "kv_dtype": self.kv_dtype,
@@ -74,9 +77,10 @@ class PredictResult:
             "memory_bytes": self.memory.to_dict(),
             "efficiency_source": self.efficiency_source,
             "efficiency_note": self.efficiency_note,
-            "breakdown": self.breakdown,
+            "breakdown": [dict(r) for r in self.breakdown],
             **({"speculative": self.speculative} if self.speculative is not None else {}),
         }
+        return static_batch_bands(out, self.band_level)
 
 
 def decode_contexts(input_len: int, output_len: int) -> np.ndarray:
