@@ -56,6 +56,7 @@ BOUNDS: dict[str, dict[str, float]] = {
     "max_num_seqs": {"ge": 1, "le": 1 << 20}, "max_batched_tokens": _TOKENS, "block_size": {"ge": 1, "le": 1 << 16},
     # search
     "max_devices": _COUNT, "top": {"ge": 0, "le": 100_000}, "workers": {"ge": 1, "le": 4096}, "budget_cny": _POSITIVE,
+    # band_level is checked by the bands module itself (its message names --band-level and the valid range)
     # sweeps
     "points": {"ge": 1, "le": 10_000_000},
     # speculative decoding

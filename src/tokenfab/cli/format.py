@@ -32,15 +32,6 @@ def pct(frac: float) -> str:
     return f"{frac * 100:.0f}%"
 
 
-def banded(d: dict, key: str, fmt=None) -> str:
-    """`d[key]` with its error band `[F_lo, F_hi]` (DESIGN.md 'Error bands'), e.g. '12.30 ms [11.02, 14.61 ms]'."""
-    fmt = fmt or ms
-    value, lo, hi = d.get(key), d.get(f"{key}_lo"), d.get(f"{key}_hi")
-    if lo is None or hi is None:
-        return fmt(value)
-    return f"{fmt(value)} [{fmt(lo)} .. {fmt(hi)}]"
-
-
 def quantity(path: str, value: float) -> str:
     """A catalog number in the unit a person reads, chosen from the SI suffix of its field path
     (`memory.bandwidth_bytes_per_s` -> GB/s or TB/s, `peak_flop_per_s.bf16` -> TFLOP/s, `_bytes` -> GB, `_w` -> W)."""
@@ -74,3 +65,12 @@ def flatten_sourced(data: dict, prefix: str = "") -> list[tuple[str, dict]]:
         elif isinstance(item, dict):
             rows.extend(flatten_sourced(item, path + "."))
     return rows
+
+
+def banded(d: dict, key: str, fmt=None) -> str:
+    """`d[key]` with its error band `[F_lo, F_hi]` (DESIGN.md 'Error bands'), e.g. '12.30 ms [11.02, 14.61 ms]'."""
+    fmt = fmt or ms
+    value, lo, hi = d.get(key), d.get(f"{key}_lo"), d.get(f"{key}_hi")
+    if lo is None or hi is None:
+        return fmt(value)
+    return f"{fmt(value)} [{fmt(lo)} .. {fmt(hi)}]"
