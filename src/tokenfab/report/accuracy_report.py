@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tokenfab.report.validation_report import _png, _pyplot
+from tokenfab.table_io import HTML_SUFFIXES, write_text
 
 NO_BANDS = "no bands yet"
 
@@ -191,9 +192,5 @@ def render_accuracy_markdown(frames: list[GroupRows], meta: dict) -> str:
 
 
 def write_accuracy_report(frames: list[GroupRows], meta: dict, path: str | Path, band_report: dict | None = None) -> Path:
-    """Write atomically (temp file then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_accuracy_html(frames, meta, band_report))
-    tmp.replace(path)
-    return path
+    """Write the HTML page atomically (one-line error for a bad path) and return its path."""
+    return write_text(render_accuracy_html(frames, meta, band_report), path, HTML_SUFFIXES, "report")

@@ -13,9 +13,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-from tokenfab.errors import MissingDependencyError
 from tokenfab.fleet.result import PlanResult
 from tokenfab.table_io import HTML_SUFFIXES, check_output_path, write_text
+from tokenfab.report.plotting import pyplot
 
 MAX_SCENARIO_PANELS = 6
 """Fleet-mix small multiples shown; further scenarios are listed in tables only."""
@@ -52,14 +52,7 @@ def scenario_table_rows(result: PlanResult) -> list[dict[str, Any]]:
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise MissingDependencyError("matplotlib", "the fleet plan report") from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot("the fleet plan report")
 
 
 def _png(fig) -> str:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
 from pathlib import Path
 
-from tokenfab.errors import InvalidInputError, MissingDependencyError
+from tokenfab.errors import MissingDependencyError
+from tokenfab.table_io import HTML_SUFFIXES, write_text
 
 
 def describe(row: dict) -> str:
@@ -85,16 +84,5 @@ def render_search_html(result: dict, limit: int = 50) -> str:
 
 
 def write_search_report(result: dict, path: str | Path) -> Path:
-    """Write the page atomically (temp file + rename) and return its path."""
-    path = Path(path)
-    if path.is_dir():
-        raise InvalidInputError(f"report path {path} is a directory; give a file name such as search.html")
-    text = render_search_html(result)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InvalidInputError(f"cannot write report {path}: {exc.strerror or exc}") from None
-    return path
+    """Write the HTML page atomically (one-line error for a bad path) and return its path."""
+    return write_text(render_search_html(result), path, HTML_SUFFIXES, "report")

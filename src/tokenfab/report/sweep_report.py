@@ -14,8 +14,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-from tokenfab.errors import InvalidInputError, MissingDependencyError
 from tokenfab.sweep.run import SweepResult
+from tokenfab.report.plotting import pyplot
+from tokenfab.table_io import HTML_SUFFIXES, write_text
 
 _STYLE = "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}" \
          "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px;text-align:right}img{max-width:100%}"
@@ -34,14 +35,7 @@ def point_rows(points: list, knob_paths: list[str], limit: int | None = None) ->
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise MissingDependencyError("matplotlib", "plot", "the sweep report") from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot("the sweep report")
 
 
 def _png(plt, fig) -> str:
@@ -134,15 +128,5 @@ def render_sweep_html(result: SweepResult) -> str:
 
 
 def write_sweep_report(result: SweepResult, path: str | Path) -> Path:
-    """Write the HTML report to `path` atomically and return it."""
-    path = Path(path)
-    if path.is_dir():
-        raise InvalidInputError(f"report path {path} is a directory; give a file name such as sweep.html")
-    text = render_sweep_html(result)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        raise InvalidInputError(f"cannot write report {path}: {exc.strerror or exc}") from None
-    return path
+    """Write the HTML page atomically (one-line error for a bad path) and return its path."""
+    return write_text(render_sweep_html(result), path, HTML_SUFFIXES, "report")

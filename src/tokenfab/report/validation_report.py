@@ -15,19 +15,12 @@ import numpy as np
 import pandas as pd
 
 from tokenfab.calibrate.validate import group_stats
-from tokenfab.errors import MissingDependencyError
 from tokenfab.table_io import HTML_SUFFIXES, check_output_path, write_text
+from tokenfab.report.plotting import pyplot
 
 
 def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError("matplotlib", "the validation report's plots") from None
-    return plt
+    return pyplot("the validation report's plots")
 
 
 def _png(fig) -> str:
