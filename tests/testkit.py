@@ -51,3 +51,19 @@ def make_cost(chip: ChipSpec | None = None, kernel: KernelParams = IDEAL, coll: 
     chip = chip or make_chip()
     profile = make_profile(kernel, coll, chip.num_compute_units.value)
     return ChipCost(chip, ResolvedProfile(profile, profile, "fitted", chip.num_compute_units.value, "test profile"))
+
+
+def check_golden(path, current: dict, update: bool) -> None:
+    """Compare `current` with the frozen JSON at `path` (rel 1e-6), or rewrite it with --update-golden."""
+    import json
+
+    import pytest
+
+    if update or not path.exists():
+        path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+        pytest.skip("golden file written; review the diff")
+    frozen = json.loads(path.read_text())
+    assert set(frozen) == set(current)
+    for key, values in frozen.items():
+        for field, value in values.items():
+            assert current[key][field] == pytest.approx(value, rel=1e-6), f"{key}.{field} changed"

@@ -1,9 +1,10 @@
 """Frozen predictions: any change to them must be deliberate (rerun with --update-golden and review the diff)."""
 
-import json
 from pathlib import Path
 
 import pytest
+
+from testkit import check_golden
 
 from tokenfab import api
 
@@ -30,12 +31,4 @@ def _current() -> dict:
 
 
 def test_predictions_match_golden(update_golden):
-    current = _current()
-    if update_golden or not GOLDEN.exists():
-        GOLDEN.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
-        pytest.skip("golden file written; review the diff")
-    frozen = json.loads(GOLDEN.read_text())
-    assert set(frozen) == set(current)
-    for key, values in frozen.items():
-        for field, value in values.items():
-            assert current[key][field] == pytest.approx(value, rel=1e-6), f"{key}.{field} changed"
+    check_golden(GOLDEN, _current(), update_golden)
