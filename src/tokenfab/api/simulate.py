@@ -105,12 +105,17 @@ def simulate(
             trace=TraceSpec(path=trace, format=trace_format, rate_scale=rate_scale, start_s=trace_start_s,
                             duration_s=trace_duration_s) if trace else None,
             shared_prefix_tokens=shared_prefix_tokens,
+            # prefix hashes cover whole KV blocks of the engine (16 tokens, or one block if the engine's are larger)
+            prefix_block_tokens=block_size * max(1, -(-16 // block_size)),
         )
     except ValidationError as exc:
         err = exc.errors()[0]
         raise InvalidInputError(f"{'.'.join(map(str, err['loc'])) or 'workload'}: {err['msg']}") from None
     if trace is not None:
         _require_trace_requests(wl, trace, trace_start_s, trace_duration_s)
+    if wl.hash_block_tokens % block_size:
+        raise InvalidInputError(f"the trace's prefix hashes cover {wl.hash_block_tokens}-token blocks, which KV blocks of "
+                                f"{block_size} tokens do not divide; choose --block-size dividing {wl.hash_block_tokens}")
     from tokenfab.serving.policies import QUEUES, ROUTERS
 
     QUEUES.get(policy), ROUTERS.get(router)  # unknown names fail here, before any work
