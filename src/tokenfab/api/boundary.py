@@ -121,17 +121,31 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
     model = create_model(f"{target.__name__}_arguments", __config__=_CONFIG, **fields)
     defaults = {n: p.default for n, p in signature.parameters.items() if p.default is not p.empty}
 
-    def check(*args, **kwargs) -> dict[str, Any]:
-        """The validated arguments as keywords, or an InvalidInputError; runs nothing."""
+    positional = [n for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = {n for n, (_, default) in fields.items() if default is ...}
+
+    def arguments(args: tuple, kwargs: dict) -> dict[str, Any]:
+        """What `signature.bind(...).arguments` gives, without its cost on the common calls (the API is
+        called in loops); anything unusual goes through `bind` for its exact error message."""
+        if len(args) <= len(positional):
+            given = dict(zip(positional, args))
+            if not any(k in given or k not in fields for k in kwargs):
+                given.update(kwargs)
+                if required <= given.keys():
+                    return given
         try:
-            bound = signature.bind(*args, **kwargs)
+            return signature.bind(*args, **kwargs).arguments
         except TypeError as exc:
             raise InvalidInputError(f"{target.__name__}(): {exc}") from None
+
+    def check(*args, **kwargs) -> dict[str, Any]:
+        """The validated arguments as keywords, or an InvalidInputError; runs nothing."""
+        given = arguments(args, kwargs)
         try:
-            checked = model.model_validate(bound.arguments)
+            checked = model.model_validate(given)
         except ValidationError as exc:
             raise InvalidInputError(_message(target.__name__, exc)) from None
-        values = {name: getattr(checked, name) for name in bound.arguments}
+        values = {name: getattr(checked, name) for name in given}
         full = {**defaults, **values}
         for rule in conflicts:
             reason = rule(full, defaults)
