@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tokenfab.hardware.catalog import load_chip
 from tokenfab.serving.engines import engine_names, engine_spec
+from tokenfab.search.plan_capacity import compute_dtype
 
 Objective = Literal["goodput-per-chip", "goodput-per-cost", "goodput-per-watt", "min-cost"]
 OBJECTIVES: tuple[str, ...] = ("goodput-per-chip", "goodput-per-cost", "goodput-per-watt", "min-cost")
@@ -98,15 +99,6 @@ class Candidate:
         return asdict(self)
 
 
-def native_dtype(chip_name: str) -> str:
-    """The 16-bit format the chip computes in (else the first it lists)."""
-    chip = load_chip(chip_name)
-    for d in ("bf16", "fp16", "fp8", "int8"):
-        if chip.supports(d):
-            return d
-    return next(iter(chip.peak_flop_per_s))
-
-
 def _resolved(engine: str, hw: str, tp: int, seqs: int | None, tokens: int | None) -> tuple[int, int]:
     """Explicit engine limits, or the engine's defaults on this chip (written out so that the
     simulation and the emitted launch flags use the very values the screen assumed)."""
@@ -132,7 +124,7 @@ def enumerate_candidates(spec: SearchSpec) -> list[Candidate]:
     out: list[Candidate] = []
     limits = list(itertools.product(spec.engines, spec.max_num_seqs or (None,), spec.max_batched_tokens or (None,)))
     for model, hw in itertools.product(spec.models, spec.hardware):
-        dtype, domain = native_dtype(hw), _domain(hw)
+        dtype, domain = compute_dtype(hw), _domain(hw)
         for tp, pp, ep in itertools.product(spec.tp, spec.pp, spec.ep):
             if tp > domain or tp * pp > spec.max_devices or ep > tp:
                 continue
@@ -152,10 +144,10 @@ def _disaggregated(spec: SearchSpec) -> list[Candidate]:
         for tp_p, tp_d in itertools.product(spec.tp, spec.tp):
             if tp_p > _domain(hp) or tp_d > _domain(hd) or tp_p + tp_d > spec.max_devices:
                 continue
-            if native_dtype(hp) != native_dtype(hd):
+            if compute_dtype(hp) != compute_dtype(hd):
                 continue  # one compute format for both pools (the KV handed over keeps its format)
             for (w, kv), engine, tokens in itertools.product(_formats(spec), engines, spec.max_batched_tokens or (None,)):
                 seqs, tokens = _resolved(engine, hd, tp_d, max(spec.max_num_seqs) if spec.max_num_seqs else None, tokens)
-                out.append(Candidate(model, hp, tp_p, 1, 1, 1, native_dtype(hp), w, kv, engine, seqs,
+                out.append(Candidate(model, hp, tp_p, 1, 1, 1, compute_dtype(hp), w, kv, engine, seqs,
                                      tokens, decode_hardware=hd, decode_tp=tp_d, disaggregated=True))
     return out
