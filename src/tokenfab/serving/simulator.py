@@ -233,6 +233,7 @@ class Simulation:
         nxt = next(stream, None)
         by_index = {r.index: r for r in self._all()}
         events, pending = self.events, self.pending
+        handlers = (self._arrive, self._handoff_arrive, self._enter_engine)  # by the kind of a pending entry
         bar = _Progress(min(wl.num_requests, 10**9)) if self.progress else None
         now = 0.0
         while True:
@@ -247,7 +248,7 @@ class Simulation:
                 nxt = next(stream, None)
             elif t_pend <= t_evt:
                 now, _, kind, req = heapq.heappop(pending)
-                (self._arrive, self._handoff_arrive, self._enter_engine)[kind](req, now)
+                handlers[kind](req, now)
             else:
                 now, _, idx, v = heapq.heappop(events)
                 if self.version.get(idx) != v:
