@@ -11,11 +11,12 @@ def predicted_capacity(chip_name: str, model_name: str, slo):
     from tokenfab.fleet.capacity import CapacityEstimate
     from tokenfab.hardware.catalog import node_power_of
 
-    tokens, power, source = capacity_per_chip(chip_name, model_name, slo.ttft_s, slo.tpot_s, slo.input_tokens,
-                                              slo.output_tokens)
+    tokens, power, source, (low, high) = capacity_per_chip(chip_name, model_name, slo.ttft_s, slo.tpot_s,
+                                                           slo.input_tokens, slo.output_tokens)
     # the step model's power is at the wall where the catalog knows the chip's server (hardware/nodes.yaml)
     wall = node_power_of(chip_name) is not None
-    return CapacityEstimate(tokens_per_s_per_chip=tokens, avg_power_w_per_chip=power, source=source, wall_power=wall)
+    return CapacityEstimate(tokens_per_s_per_chip=tokens, avg_power_w_per_chip=power, source=source, wall_power=wall,
+                            tokens_per_s_per_chip_lo=low, tokens_per_s_per_chip_hi=high)
 
 
 def check_plan_models(spec, use_predictor: bool = True) -> None:

@@ -60,6 +60,8 @@ class CapacityEstimate:
     avg_power_w_per_chip: float
     source: str
     wall_power: bool = False  # the power is the server's at the wall per chip (host, fans, PSU) rather than the chip's
+    tokens_per_s_per_chip_lo: float | None = None  # error band of the capacity, where the provider gives one
+    tokens_per_s_per_chip_hi: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.tokens_per_s_per_chip) and self.tokens_per_s_per_chip >= 0):

@@ -33,7 +33,9 @@ import statistics
 import weakref
 from dataclasses import dataclass, replace
 
+from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, Band, add_bands, composite_band
 from tokenfab.errors import DoesNotFitError, InvalidInputError
+from tokenfab.execution.bands import SERVING_TPOT, step_parts
 from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.step import StepModel
@@ -89,6 +91,7 @@ class CapacityResult:
     state: SteadyState
     num_devices: int
     max_batch: int  # largest batch the KV cache and the engine limits allow
+    band: Band | None = None  # error band of the decode iteration the throughput rests on (docs/bands.md)
 
     @property
     def tokens_per_s_per_chip(self) -> float:
@@ -99,8 +102,12 @@ class CapacityResult:
         return self.state.power_w / self.num_devices
 
     def to_dict(self) -> dict:
-        return {**self.state.to_dict(), "num_devices": self.num_devices, "max_batch": self.max_batch,
-                "tokens_per_s_per_chip": self.tokens_per_s_per_chip, "power_w_per_chip": self.power_w_per_chip}
+        out = {**self.state.to_dict(), "num_devices": self.num_devices, "max_batch": self.max_batch,
+               "tokens_per_s_per_chip": self.tokens_per_s_per_chip, "power_w_per_chip": self.power_w_per_chip}
+        if self.band is None:
+            return out
+        out["band_level"] = self.band.level
+        return add_bands(out, self.band, ("tpot_s", "iteration_s", "tokens_per_s", "requests_per_s", "tokens_per_s_per_chip"))
 
 
 class _Stepper:
@@ -324,4 +331,6 @@ def estimate_capacity(sm: StepModel, memory: MemoryModel, input_len: int, output
     mean, worst = state(lo), state(min(tail(lo), top))
     tail_tpot = max(mean.tpot_at(percentile, output_len), worst.tpot_at(percentile, output_len))
     best = replace(mean, tpot_s=tail_tpot, ttft_s=max(mean.ttft_s, worst.ttft_s))
-    return CapacityResult(state=best, num_devices=sm.par.num_devices, max_batch=top)
+    decode = sm.step(StepBatch((), max(1, round(best.num_decode)), float(input_len + output_len / 2)))
+    band = composite_band(step_parts(decode.breakdown, "decode"), DEFAULT_BAND_LEVEL, SERVING_TPOT)
+    return CapacityResult(state=best, num_devices=sm.par.num_devices, max_batch=top, band=band)

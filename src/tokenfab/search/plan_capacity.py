@@ -91,11 +91,14 @@ def _step_model(model: str, hardware: str, par: ParallelConfig, prec: PrecisionC
 
 @functools.lru_cache(maxsize=4096)
 def capacity_per_chip(chip: str, model: str, ttft_s: float, tpot_s: float, input_tokens: int, output_tokens: int):
-    """(tokens/s per chip, W per chip, source) at the best TP degree <= the scale-up domain (<= 8)."""
+    """(tokens/s per chip, W per chip, source, (tokens/s low, high) at the default band level) at the best TP
+    degree <= the scale-up domain (<= 8)."""
     r, tp = capacity_on_chip(load_chip(chip), load_model(model), ttft_s, tpot_s, input_tokens, output_tokens)
     source = (f"tokenfab search capacity: tp{tp} batch {r.state.batch} {compute_dtype(chip)}, steady state of the step "
               f"model under {DEFAULT_ENGINE} (TPOT p99 {r.state.tpot_s * 1e3:.1f} ms, TTFT p99 {r.state.ttft_s * 1e3:.0f} ms)")
-    return r.tokens_per_s_per_chip, r.power_w_per_chip, source
+    band = r.band
+    rates = (r.tokens_per_s_per_chip / band.hi_factor, r.tokens_per_s_per_chip / band.lo_factor) if band else (None, None)
+    return r.tokens_per_s_per_chip, r.power_w_per_chip, source, rates
 
 
 def capacity_on_chip(chip: ChipSpec, model: ModelSpec, ttft_s: float, tpot_s: float, input_tokens: int,

@@ -88,6 +88,10 @@ def test_capacity_on_a_chip_spec_equals_the_catalog_provider():
     from tokenfab.workload.hf_config import load_model
 
     r, tp = capacity_on_chip(load_chip("h20"), load_model("qwen3-8b"), 2.0, 0.05, 1024, 256)
-    tokens, power, source = capacity_per_chip("h20", "qwen3-8b", 2.0, 0.05, 1024, 256)
+    tokens, power, source, (low, high) = capacity_per_chip("h20", "qwen3-8b", 2.0, 0.05, 1024, 256)
     assert (r.tokens_per_s_per_chip, r.power_w_per_chip) == (tokens, power)
     assert f"tp{tp} " in source
+    assert low < tokens < high  # the capacity's error band (docs/bands.md)
+    d = r.to_dict()
+    assert d["tokens_per_s_per_chip_lo"] == pytest.approx(low) and d["tokens_per_s_per_chip_hi"] == pytest.approx(high)
+    assert d["tpot_s_lo"] < d["tpot_s"] < d["tpot_s_hi"] and d["band_level"] == 0.9
