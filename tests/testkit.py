@@ -67,3 +67,16 @@ def check_golden(path, current: dict, update: bool) -> None:
     for key, values in frozen.items():
         for field, value in values.items():
             assert current[key][field] == pytest.approx(value, rel=1e-6), f"{key}.{field} changed"
+
+
+def run_cli(args, capsys) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `tokenfab ARGS`, run in-process as the entry point runs it."""
+    import pytest
+
+    from tokenfab.cli.main import run
+
+    with pytest.raises(SystemExit) as exc:
+        run(args)
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exc.value.code or 0, captured.out, captured.err

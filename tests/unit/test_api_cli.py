@@ -5,17 +5,11 @@ import sys
 import pytest
 
 import tokenfab.api as api_module
-from tokenfab.cli.main import run
+from testkit import run_cli as cli
 
 pytestmark = pytest.mark.unit
 
 
-def cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        run(args)
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exc.value.code or 0, captured.out, captured.err
 
 
 def test_public_api_is_guarded():

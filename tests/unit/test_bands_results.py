@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tokenfab import api
-from tokenfab.cli.main import run
+from testkit import run_cli as _cli
 from tokenfab.errors import InvalidInputError
 
 pytestmark = pytest.mark.unit
@@ -80,12 +80,6 @@ def test_bad_band_level_is_rejected_before_work():
         api.predict(band_level=1.2)
 
 
-def _cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        run(args)
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exc.value.code or 0, captured.out, captured.err
 
 
 def test_cli_band_level(capsys):

@@ -9,18 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tokenfab.cli.main import run
+from testkit import run_cli as cli
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def cli(args, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        run(args)
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exc.value.code or 0, captured.out, captured.err
 
 
 def words(text: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tokenfab import api
-from tokenfab.cli.main import run
+from testkit import run_cli as cli
 from tokenfab.errors import DataFileError, InvalidInputError, MissingDependencyError, TokenfabError
 from tokenfab.hardware.catalog import CHIP_DIR, load_chip
 
@@ -17,12 +17,6 @@ pytestmark = pytest.mark.unit
 SMALL = dict(model="llama-3.1-8b", hardware="h100-sxm", num_requests=5, input_len=64, output_len=4)
 
 
-def cli(args, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        run(args)
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exc.value.code or 0, captured.out, captured.err
 
 
 def one_line_exit_2(args, capsys) -> str:
