@@ -231,9 +231,4 @@ def _memory_policy(eng, memory_utilization_frac: float | None, kv_free_memory_fr
     if memory_utilization_frac is not None or kv_free_memory_frac is not None:
         return {"memory_utilization_frac": memory_utilization_frac or DEFAULT_MEMORY_UTILIZATION_FRAC,
                 "kv_free_memory_frac": kv_free_memory_frac}
-    policy = eng.memory
-    if policy.kind == "device-fraction":
-        return {"memory_utilization_frac": policy.fraction}
-    if policy.kind == "free-fraction":
-        return {"kv_free_memory_frac": policy.fraction}
-    return {"static_memory_frac": policy.fraction}
+    return eng.memory.memory_model_kwargs()

@@ -45,6 +45,12 @@ class MemoryPolicy(BaseModel):
     cuda_graph_bytes: float = Field(default=0.0, ge=0, description="Memory held by captured CUDA graphs, per device.")
     source: str = Field(min_length=1, description="Where the default comes from.")
 
+    def memory_model_kwargs(self) -> dict[str, float]:
+        """The `MemoryModel` / `deployment()` keyword that applies this policy."""
+        key = {"device-fraction": "memory_utilization_frac", "free-fraction": "kv_free_memory_frac",
+               "static-fraction": "static_memory_frac"}[self.kind]
+        return {key: self.fraction}
+
 
 class EngineSpec(BaseModel):
     """One serving engine's scheduling and memory behaviour (defaults per its docs/source)."""
