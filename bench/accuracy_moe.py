@@ -15,7 +15,9 @@
    (tp, attention-DP, MoE-TP, EP) and `--concurrency`, reusing bench/accuracy_serving.py's job runner.
 3. TensorRT-LLM MoE offline throughput rows of trtllm.csv.
 4. Every MoE row of shared/calibration is listed as expressed or failed-by-reason.
-5. Absorbed-MLA decode (H20 FlashInfer MLA rows in vendors/): the fitted 'mla' curve on held-out batch
+5. A format a chip did not measure: the same chip's nearest measured format's fit (what the tool uses)
+   against the other chips' fit of that format (its previous rule), on chips with two or more formats.
+6. Absorbed-MLA decode (H20 FlashInfer MLA rows in vendors/): the fitted 'mla' curve on held-out batch
    sizes, beside the prefill-curve fallback that chips without MLA measurements use.
 """
 
@@ -87,6 +89,33 @@ def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def kernel_unmeasured_format(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per chip and format as if the chip had not measured that format: predicted with the fit of the chip's
+    nearest other measured format (what `ResolvedProfile.moe` does), beside the pooled fit of the same format
+    on the other chips (what it did before). Chips with one format only (A100, B200) have nothing to score."""
+    from tokenfab.cost.profile import nearest_moe_kind
+
+    devices = sorted(frame["device"].unique())
+    per_chip = {d: {kind: s for (_, kind), s in kernel_samples(frame[frame["device"] == d], load_chip(d)).items()}
+                for d in devices}
+    fits = {d: {kind: fit_kernel(s, upper=table_upper("moe"))[0] for kind, s in kinds.items()} for d, kinds in per_chip.items()}
+    rows = []
+    for d in devices:
+        for kind, samples in sorted(per_chip[d].items()):
+            others = {k: v for k, v in fits[d].items() if k != kind}
+            if not others:
+                continue
+            near = nearest_moe_kind(kind, others)
+            rows += _rows("moe-layer:unmeasured-format (same chip's nearest format)", d, kind, samples,
+                          others[near].as_vector())
+            pooled = [per_chip[o][kind] for o in devices if o != d and kind in per_chip[o]]
+            if pooled:
+                params, _ = fit_kernel(KernelSamples.concat(pooled), upper=table_upper("moe"))
+                rows += _rows("moe-layer:unmeasured-format (other chips' same format)", d, kind, samples,
+                              params.as_vector())
+    return pd.DataFrame(rows)
+
+
 def mla_decode_holdout(directory: Path) -> pd.DataFrame:
     """Absorbed-MLA decode (vendors/ops_attention_h20.csv, FlashInfer MLA on H20): the 'mla' curve fitted on
     the rows of two thirds of the batch sizes, scored on the other batch sizes; and, for comparison, the curve a
@@ -132,7 +161,7 @@ def _print(title: str, stats: list[dict]) -> None:
 
 def run_moe_kernel_groups(directory: Path) -> pd.DataFrame:
     frame = moe_rows(directory)
-    return pd.concat([kernel_holdout(frame), kernel_loco(frame)], ignore_index=True)
+    return pd.concat([kernel_holdout(frame), kernel_loco(frame), kernel_unmeasured_format(frame)], ignore_index=True)
 
 
 def run_moe_group(directory: Path, serving_limit: int | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:

@@ -264,11 +264,13 @@ class LayerCoster:
         yield self.gemm(f"{prefix}.down_proj", tokens, self.hidden, width)
 
     def moe_ops(self, ffn: FFNSpec, tokens: int) -> Iterator[OpCost]:
-        """Router and top-k on this rank's tokens; token dispatch where tokens move; the fused routed-expert
-        kernel on the busiest device; combine; shared experts (tensor-parallel like a dense MLP)."""
-        h = self.hidden
-        yield self.gemm("moe.router", tokens, ffn.num_experts, h, weights=False)
-        yield self.elementwise("moe.topk", tokens * ffn.num_experts * 4.0 * 2)
+        """Router GEMM on this rank's tokens; token dispatch where tokens move; the fused routed-expert
+        kernel on the busiest device; combine; shared experts (tensor-parallel like a dense MLP).
+
+        Top-k selection is not a separate op: the fused kernel's fit includes it (ops_moe.csv times
+        TensorRT-LLM's MoE module forward from router logits, whose routing method runs the top-k inside),
+        and `cost.moe.moe_work` counts the router scores it reads."""
+        yield self.router(ffn, tokens)
         dispatch, combine = self.token_exchange(ffn, tokens)
         if dispatch is not None:
             yield dispatch
@@ -277,6 +279,18 @@ class LayerCoster:
             yield combine
         if ffn.num_shared_experts:
             yield from self.dense_ffn_ops(ffn, tokens, ffn.shared_expert_intermediate_size, prefix="moe.shared")
+
+    def router(self, ffn: FFNSpec, tokens: int) -> OpCost:
+        """The gate GEMM (tokens x hidden -> expert logits) in the 16-bit activation format, whatever the
+        linear layers' format: quantised MoE checkpoints leave the router unquantised (the bundled GPT-OSS
+        config's quantization_config lists `model.layers.*.mlp.router` in modules_to_not_convert), since
+        routing decisions are sensitive to logit precision."""
+        key = ("moe.router", tokens)
+        hit = self._gemm_cache.get(key)
+        if hit is None:
+            hit = self._gemm_cache[key] = estimate_gemm(self.cc, tokens, ffn.num_experts, self.hidden, self.act_dtype,
+                                                        self.act_dtype, op="moe.router")
+        return hit
 
     def routed_experts(self, ffn: FFNSpec, tokens: int) -> OpCost:
         """The fused expert kernel over the tokens of all dp ranks (they meet in the expert groups)."""
