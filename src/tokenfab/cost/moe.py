@@ -114,10 +114,13 @@ def _load(tokens: int, topk: int, experts: int, ep: int, kind: str, alpha: float
     local = math.ceil(experts / ep)
     picks = tokens * topk
     if kind == "balanced":
-        # Round-robin routing: picks spread evenly; fewer picks than experts hit distinct experts.
-        rows = picks * local / experts
+        # Round-robin routing: picks spread evenly; fewer picks than experts hit distinct experts. Rows are
+        # whole token-expert assignments and the busiest rank gets the rounded-up share: with fewer picks than
+        # ranks it still computes one row of one expert (the benchmark's rank 0 always holds token 0's first
+        # pick), where an expected fraction of a row would leave its weight read to the fixed cost.
         per = picks / experts
-        active = local if per >= 1.0 else rows
+        rows = float(math.ceil(picks * local / experts - 1e-9))
+        active = float(local) if per >= 1.0 else min(rows, float(local))
         return ExpertLoad(rows, active, active * min(max(per, 1.0), TILE))
     if kind == "uniform":
         p = topk / experts  # chance a given expert is among a token's picks

@@ -147,3 +147,13 @@ def test_a_chips_own_moe_fit_of_another_format_beats_the_generic_fit_of_this_for
     assert "fp4" not in own and "w4a8" in own  # B200's rows are MXFP4 x MXFP8 only
     assert b200.resolved.moe("fp4")[0] == own["w4a8"]  # NVFP4 experts: B200's own 4-bit kernel fit
     assert b200.resolved.moe("fp8")[0] == own["w4a8"]  # its only fit, not A100/H100/L40S's pooled fp8
+
+
+def test_balanced_busiest_rank_computes_whole_rows():
+    # 1 token x top-22 over 512 experts on EP 128: 4 local experts hold 22 * 4 / 512 = 0.17 picks on average,
+    # but the busiest rank (the benchmark's rank 0, which holds token 0's first pick) computes one whole row.
+    load = expert_load(MoEShape(1, 16, 32, 22, 512, ep=128))
+    assert load.rows == 1.0 and load.active_experts == 1.0
+    # 3 picks per rank on average stay 3; 3.5 round up to 4 on the busiest rank.
+    assert expert_load(MoEShape(3, 16, 32, 4, 64, ep=4)).rows == 3.0
+    assert expert_load(MoEShape(7, 16, 32, 2, 16, ep=4)).rows == 4.0
