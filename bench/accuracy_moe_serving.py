@@ -21,6 +21,8 @@ import pandas as pd
 
 from accuracy_serving import HARDWARE, _concurrency_job, _engine_overrides
 
+from tokenfab.hardware.catalog import load_chip
+
 MOE_MODELS = {"deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
               "nvidia/DeepSeek-R1-NVFP4": "deepseek-v3", "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3",
               "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b", "openai/gpt-oss-120b": "gpt-oss-120b",
@@ -48,8 +50,10 @@ def pools(notes: str) -> dict | None:
     found = {}
     for role, workers, tp, pp, dp, moe_tp, ep in _POOL.findall(notes):
         tp_, moe_tp_, ep_ = int(tp), int(moe_tp), int(ep)
-        found[role] = (int(workers) if workers else 0, {"tp": tp_, "pp": int(pp), "dp": int(dp) if dp else max(1, moe_tp_ * ep_ // tp_),
-                                      "moe_tp": moe_tp_, "ep": ep_})
+        dp_ = int(dp) if dp else max(1, moe_tp_ * ep_ // tp_)
+        if moe_tp_ == 0 and ep_ == 0:  # experts' split not stated: the default, experts split like dense layers
+            moe_tp_, ep_ = tp_ * dp_, 1
+        found[role] = (int(workers) if workers else 0, {"tp": tp_, "pp": int(pp), "dp": dp_, "moe_tp": moe_tp_, "ep": ep_})
     return found if set(found) == {"prefill", "decode"} else None
 
 
@@ -66,6 +70,15 @@ def _disagg_kwargs(p: tuple, d: tuple) -> dict | None:
 def _quant(notes: str) -> str | None:
     m = re.search(r"gemm_quant=(\w+)", notes)
     return QUANT.get(m.group(1)) if m else None
+
+
+def _formats(dtype: str, hw: str) -> dict:
+    """dtype (and weight_dtype) arguments: 4-bit checkpoints on a chip without an FP4 tensor-core rate run
+    weight-only (4-bit weights dequantised into 16-bit GEMMs), as vLLM and TensorRT-LLM run GPT-OSS's MXFP4
+    experts on Hopper (Marlin / Triton w4a16 kernels)."""
+    if dtype == "fp4" and not load_chip(hw).supports("fp4"):
+        return {"dtype": "bf16", "weight_dtype": "fp4"}
+    return {"dtype": dtype}
 
 
 def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
@@ -91,7 +104,7 @@ def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         c = int(r["batch"])
         key = (model, hw, dtype, fw, tuple(lay.items()), c, int(r["input_len"]), int(r["output_len"]))
         jobs.setdefault(key, {
-            "kwargs": dict(model=model, hardware=hw, **lay, dtype=dtype, kv_dtype="fp8", concurrency=c, engine=fw,
+            "kwargs": dict(model=model, hardware=hw, **lay, **_formats(dtype, hw), kv_dtype="fp8", concurrency=c, engine=fw,
                            num_requests=min(4 * c, 2000), warmup_requests=c, input_len=int(r["input_len"]),
                            output_len=int(r["output_len"]), **_engine_overrides(fw, int(r["input_len"]), c)),
             "meta": {"key": key, "framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c},
