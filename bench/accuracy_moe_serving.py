@@ -2,8 +2,9 @@
 
 - e2e_aiconfigurator_silicon.csv, aggregated MoE runs (DeepSeek-V3/R1, Qwen3-235B-A22B, GPT-OSS-120B on H100
   and B200): `api.simulate` with the row's layout from its notes (tp, attention_dp -> dp, moe_tp, moe_ep -> ep;
-  a blank attention_dp is moe_tp x moe_ep / tp) and `--concurrency C`, through accuracy_serving's job runner;
-  compared on mean TTFT and TPOT.
+  a blank attention_dp is moe_tp x moe_ep / tp) and `--concurrency C` (10 x C requests under the framework's
+  benchmark client fitted on the dense rows, accuracy_serving.fitted_clients), through accuracy_serving's job
+  runner; compared on mean TTFT and TPOT.
 - trtllm.csv MoE trtllm-bench rows (Mixtral, Qwen3 MoE, DeepSeek-R1, GPT-OSS, Llama-4): `--offline` output tokens/s.
 - disaggregated runs of the same file: prefill and decode pools each with their own layout and worker count
   (simulate's prefill_*/decode_* layout arguments).
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from accuracy_serving import HARDWARE, _concurrency_job, _engine_overrides
+from accuracy_serving import EXACT_CLIENT, HARDWARE, _concurrency_job, _engine_overrides, apply_client, fitted_clients
 
 from tokenfab.hardware.catalog import load_chip
 
@@ -81,7 +82,18 @@ def _formats(dtype: str, hw: str) -> dict:
     return {"dtype": dtype}
 
 
-def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
+def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
+    """The MoE fixed-concurrency and P/D jobs, each under its framework's benchmark client: the setting
+    bench/fit_serving_client.py fitted on the dense rows of the same silicon samples (so every MoE row is
+    held out from that fit), the exact client for a framework without one."""
+    clients = fitted_clients() if clients is None else clients
+    jobs, failed = _jobs(directory)
+    for job in jobs:
+        job["kwargs"] = apply_client(job["kwargs"], clients.get(job["meta"]["framework"], EXACT_CLIENT))
+    return jobs, failed
+
+
+def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
     rows = pd.read_csv(directory / "e2e_aiconfigurator_silicon.csv")
     rows = rows[rows["model"].str.contains(MOE_PATTERN, case=False, na=False)]
     jobs: dict[tuple, dict] = {}
@@ -105,7 +117,7 @@ def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         key = (model, hw, dtype, fw, tuple(lay.items()), c, int(r["input_len"]), int(r["output_len"]))
         jobs.setdefault(key, {
             "kwargs": dict(model=model, hardware=hw, **lay, **_formats(dtype, hw), kv_dtype="fp8", concurrency=c, engine=fw,
-                           num_requests=min(4 * c, 2000), warmup_requests=c, input_len=int(r["input_len"]),
+                           num_requests=min(10 * c, 4000), input_len=int(r["input_len"]),
                            output_len=int(r["output_len"]), **_engine_overrides(fw, int(r["input_len"]), c)),
             "meta": {"key": key, "framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c},
             "measured": {},
