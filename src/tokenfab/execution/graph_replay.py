@@ -6,15 +6,17 @@ device-side floor. The operator tables the profiles are fitted on time kernels l
 Python (aiconfigurator's collectors), and their small-kernel floor includes that per-call host time: the
 per-tensor FP8 GEMM's floor is ~12 us on B200, H100 and L40S alike, though the chips differ 3x in speed.
 A floor seen in the op tables cannot be split into host and device parts, so the floor of a replayed
-kernel is fitted per chip on measured serving runs (`bench/fit_graph_replay.py`: fit on half the
-aggregated fixed-concurrency runs, scored on the other half) and stored with its provenance in
-`graph_replay.yaml`. A chip without a fit (or whose fit found the op-table floors right) keeps them;
-a chip without a fit of its own takes its `efficiency_reference`'s, as it takes that chip's profile.
+kernel is fitted per chip on measured serving runs, jointly with the engines' host time per step
+(`bench/fit_engine_overheads.py`: fit on half the aggregated fixed-concurrency runs, scored on the other
+half), and stored with its provenance in `graph_replay.yaml`. A chip whose fit found the op-table floors
+right keeps them; a chip without a fit of its own takes its `efficiency_reference`'s (as it takes that
+chip's profile), or else keeps the op-table floors.
 
 The floor applies to GEMM, attention and elementwise kernels (fused MoE kernels and collectives keep
 their fits: see `ResolvedProfile.with_launch_floor`). Mixed steps (prefill chunks beside decodes) run
-eagerly in TensorRT-LLM and SGLang and keep the op-table floors. Decode-only steps use the replay floor at any batch size: past the engines' largest
-captured size (128-512) decode kernels are long enough that the floor is a small part of them.
+eagerly in TensorRT-LLM and SGLang and keep the op-table floors. Decode-only steps use the replay floor
+at any batch size: past the engines' largest captured size (128-512) decode kernels are long enough that
+the floor is a small part of them.
 """
 
 from __future__ import annotations
