@@ -175,6 +175,23 @@ def _offline_settings(r: pd.Series) -> dict:
     return out
 
 
+def _trtllm_bench_limits(kw: dict) -> dict:
+    """max_batch_size and max_num_tokens as trtllm-bench sets them from the KV cache's room for requests of the
+    dataset's ISL + OSL (tensorrt_llm/bench/build/tuning.py, finetune_setting: batch capped at 4096 / pp and rounded up,
+    tokens = batch x (1 + ISL/OSL) capped at 32768, at least 2048), with tokenfab's KV capacity for the room."""
+    d = api.deployment(kw["model"], kw["hardware"], None, kw["tp"], kw["pp"], dtype=kw["dtype"], kv_dtype=kw["kv_dtype"],
+                       kv_free_memory_frac=kw.get("kv_free_memory_frac", 0.9))
+    isl, osl = kw["input_len"], kw["output_len"]
+    requests = d.memory.kv_capacity_tokens(8192, 2048) / (isl + osl)
+    raw_bs = min(requests, 4096) / kw["pp"]
+    raw_tok = min(raw_bs * (1 + isl / osl), 32768)
+    step = 32 if raw_bs < 256 else 128 if raw_bs < 1024 else 256
+    bs = max(64, step * math.ceil(raw_bs / step)) if raw_bs < 256 else step * math.ceil(raw_bs / step)
+    tstep = 256 if raw_tok < 4096 else 512 if raw_tok < 8192 else 1024
+    tok = max(2048, tstep * math.ceil(raw_tok / tstep)) if raw_tok < 4096 else tstep * math.ceil(raw_tok / tstep)
+    return {"max_num_seqs": int(bs), "max_batched_tokens": int(max(tok, isl + bs))}
+
+
 def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
     rows = pd.read_csv(directory / "trtllm.csv")
     rows = rows[rows["framework"].str.contains("trtllm-bench", na=False)]
@@ -187,9 +204,14 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
             continue
         tp, pp = int(r["tp"]), int(r["pp"]) if not math.isnan(r["pp"]) else 1
         out = int(r["output_len"])
+        kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, dtype=dtype, kv_dtype="fp8" if dtype != "fp16" else "fp16",
+                      offline=True, input_len=int(r["input_len"]), output_len=out, engine="trtllm", **_offline_settings(r))
+        try:
+            kwargs.update(_trtllm_bench_limits(kwargs))
+        except TokenfabError:
+            pass  # the deployment does not fit: simulate reports why
         jobs.append({
-            "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, dtype=dtype, kv_dtype="fp8" if dtype != "fp16" else "fp16",
-                           offline=True, input_len=int(r["input_len"]), output_len=out, engine="trtllm", **_offline_settings(r)),
+            "kwargs": kwargs,
             "meta": {"case_id": r["case_id"], "device": hw, "model": model, "tp": tp, "pp": pp,
                      "per_gpu": r["metric"].endswith("per_gpu"), "n_accel": int(r["n_accel"]), "measured": float(r["value"])},
         })
