@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tokenfab.cost.attention import decode_attention_arrays
-from tokenfab.cost.chip_cost import ChipCost, chip_cost
+from tokenfab.cost.chip_cost import ChipCost, chip_cost, graph_chip_cost
 from tokenfab.cost.elementwise import embedding_bytes, sampling_bytes
 from tokenfab.cost.result import OpCost
 from tokenfab.execution.config import (
     ParallelConfig, PrecisionConfig, check_parallelism, check_precision, layers_per_stage,
 )
 from tokenfab.cost.onchip import plan_residency
+from tokenfab.execution.graph_replay import kernel_floor_s
 from tokenfab.execution.layers import LayerCoster, StepBatch
 from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.power import PowerModel
@@ -109,7 +110,9 @@ class StepModel:
 
     Everything but the attention core depends only on token counts, so it is aggregated once
     per (prefill shape, decode count) and reused across steps that differ only in context length
-    (the common case in decoding and in the serving simulator).
+    (the common case in decoding and in the serving simulator). Decode-only steps are costed as the
+    CUDA-graph replay engines run them, with the chip's fitted replay floor per kernel where it has
+    one (`graph_coster`; see `tokenfab.execution.graph_replay`); steps with prefill work run eagerly.
     """
 
     def __init__(self, model: ModelSpec, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig,
@@ -122,6 +125,12 @@ class StepModel:
         footprint = MemoryModel(model, system, par, prec)
         self.coster.residency = plan_residency(self.cc.onchip, self.cc.bandwidth_bytes_per_s,
                                                footprint.weights_bytes, footprint.kv_bytes_per_token)
+        floor_s = kernel_floor_s(system.chip)
+        self.graph_coster = self.coster  # the coster of decode-only (graph-replayed) steps
+        if floor_s is not None:
+            self.graph_coster = LayerCoster(graph_chip_cost(system.chip, floor_s, profile_path), system, par, prec,
+                                            model.hidden_size)
+            self.graph_coster.residency = self.coster.residency
         self.power = PowerModel(system.chip, self.cc, system, par.num_devices)
         self._at_wall = self.power.wall_factor != 1.0 or self.power.host_busy_w != 0.0
         self.stage_layers = layers_per_stage(model.num_layers, par.pp)
@@ -155,16 +164,18 @@ class StepModel:
     def _layers_part(self, num_tokens: int, num_decode: int) -> StepPart:
         """Layer operators that depend only on token counts: `num_tokens` through every layer
         (`num_decode` of them decoding, which only MLA's absorbed projections care about)."""
-        key = (num_tokens, num_decode if self._mla else 0)
+        graphed = num_tokens == num_decode
+        key = (num_tokens, num_decode if self._mla or graphed else -1)
         hit = self._layers_cache.get(key)
         if hit is not None:
             return hit
         prefill_tokens = num_tokens - num_decode
         canonical = StepBatch(((1, prefill_tokens, prefill_tokens),) if prefill_tokens > 0 else (), num_decode, 0.0)
+        coster = self.graph_coster if graphed else self.coster
         ops = [(cost, count) for group, count in self._group_counts
-               for cost in self.coster.layer_ops(group, canonical, with_core=False)]
+               for cost in coster.layer_ops(group, canonical, with_core=False)]
         h = self.model.hidden_size
-        ops.append((self.coster.elementwise("embedding", embedding_bytes(num_tokens, h, self._act_bytes, self._act_bytes)), 1.0))
+        ops.append((coster.elementwise("embedding", embedding_bytes(num_tokens, h, self._act_bytes, self._act_bytes)), 1.0))
         part = self._aggregate(ops)
         if len(self._layers_cache) < 200_000:
             self._layers_cache[key] = part
@@ -174,25 +185,28 @@ class StepModel:
         """Final norm, LM head and sampling of `num_logits` positions (speculative verify needs k + 1 per sequence)."""
         return self._head_part(num_logits)
 
-    def _head_part(self, num_logits: int) -> StepPart:
-        """Final norm, LM head, logit gather and sampling of `num_logits` sequences."""
-        hit = self._head_cache.get(num_logits)
+    def _head_part(self, num_logits: int, graphed: bool = False) -> StepPart:
+        """Final norm, LM head, logit gather and sampling of `num_logits` sequences (`graphed`: in a decode-only step)."""
+        key = (num_logits, graphed)
+        hit = self._head_cache.get(key)
         if hit is not None:
             return hit
         h, vocab = self.model.hidden_size, self.model.vocab_size
+        coster = self.graph_coster if graphed else self.coster
         head = [
-            self.coster.elementwise("norm", 2.0 * num_logits * h * self._act_bytes),
-            self.coster.gemm("lm_head", num_logits, vocab // self.par.tp, h, weights=False, stored=True),
-            self.coster.collective("lm_head_gather", "all_gather", self.par.tp, num_logits * vocab * 4.0),
-            self.coster.elementwise("sampling", sampling_bytes(num_logits, vocab)),
+            coster.elementwise("norm", 2.0 * num_logits * h * self._act_bytes),
+            coster.gemm("lm_head", num_logits, vocab // self.par.tp, h, weights=False, stored=True),
+            coster.collective("lm_head_gather", "all_gather", self.par.tp, num_logits * vocab * 4.0),
+            coster.elementwise("sampling", sampling_bytes(num_logits, vocab)),
         ]
         part = self._aggregate((cost, 1.0) for cost in head if cost is not None)
         if len(self._head_cache) < 200_000:
-            self._head_cache[num_logits] = part
+            self._head_cache[key] = part
         return part
 
     def _static_for(self, batch: StepBatch) -> tuple[StepPart, StepPart]:
-        return self._layers_part(batch.num_tokens, batch.num_decode), self._head_part(batch.num_sequences)
+        graphed = not batch.prefill and batch.num_decode > 0
+        return self._layers_part(batch.num_tokens, batch.num_decode), self._head_part(batch.num_sequences, graphed)
 
     def _layers_fast(self, num_tokens: int, num_decode: int) -> tuple[float, float]:
         """(time, busy energy) of the layer part: the exact `_layers_part`, memoised on token counts."""
@@ -200,7 +214,7 @@ class StepModel:
         return p.time_s, p.busy_energy_j
 
     def _core_part(self, batch: StepBatch) -> StepPart:
-        core = self.coster.core_attention_ops
+        core = (self.coster if batch.prefill else self.graph_coster).core_attention_ops
         return self._aggregate((cost, count) for group, count in self._group_counts for cost in core(group.attention, batch))
 
     def step(self, batch: StepBatch) -> StepResult:
@@ -244,7 +258,7 @@ class StepModel:
         micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
         mb = _split(batch, micro)
         stage_s, busy = self._layers_fast(mb.num_tokens, mb.num_decode)
-        head = self._head_part(mb.num_sequences)
+        head = self._head_part(mb.num_sequences, not mb.prefill)
         stage_s += head.time_s
         busy += head.busy_energy_j
         for group in mb.prefill:
@@ -252,7 +266,7 @@ class StepModel:
             stage_s += t
             busy += e
         if mb.num_decode:
-            t, e = self._decode_core(mb.num_decode, mb.decode_kv_len)
+            t, e = self._decode_core(mb.num_decode, mb.decode_kv_len, not mb.prefill)
             stage_s += t
             busy += e
         time_s = stage_s * (micro + pp - 1)
@@ -277,11 +291,11 @@ class StepModel:
             t += gt
             busy += ge
         lt, le = self._layers_fast(tokens, num_decode)
-        head = self._head_part(seqs)
+        head = self._head_part(seqs, not prefill)
         t += lt + head.time_s
         busy += le + head.busy_energy_j
         if num_decode:
-            dt, de = self._decode_core(num_decode, decode_kv_len)
+            dt, de = self._decode_core(num_decode, decode_kv_len, not prefill)
             t += dt
             busy += de
         energy = busy * self.par.num_devices
@@ -292,7 +306,7 @@ class StepModel:
         hit = self._prefill_core_cache.get(group)
         if hit is not None:
             return hit
-        time_s, busy = self._core_sum(StepBatch((group,), 0, 0.0))
+        time_s, busy = self._core_sum(StepBatch((group,), 0, 0.0), self.coster)
         if len(self._prefill_core_cache) < 500_000:
             self._prefill_core_cache[group] = (time_s, busy)
         return time_s, busy
@@ -305,25 +319,26 @@ class StepModel:
             t1, e1 = self.time_energy(StepBatch((), num_decode, kv_last))
             return t0, e0, t1, e1
         t, busy = self._layers_fast(num_decode, num_decode)
-        head = self._head_part(num_decode)
+        head = self._head_part(num_decode, True)
         t += head.time_s
         busy += head.busy_energy_j
-        a_t, a_e = self._decode_core(num_decode, kv_first)
-        b_t, b_e = self._decode_core(num_decode, kv_last) if kv_last != kv_first else (a_t, a_e)
+        a_t, a_e = self._decode_core(num_decode, kv_first, True)
+        b_t, b_e = self._decode_core(num_decode, kv_last, True) if kv_last != kv_first else (a_t, a_e)
         n, wall = self.par.num_devices, self.power.to_wall
         return t + a_t, wall((busy + a_e) * n, t + a_t), t + b_t, wall((busy + b_e) * n, t + b_t)
 
-    def _decode_core(self, num_decode: int, kv_len: float) -> tuple[float, float]:
-        """(time, busy energy) of the decode attention cores at this mean context (quantised as in `step`), memoised."""
+    def _decode_core(self, num_decode: int, kv_len: float, graphed: bool) -> tuple[float, float]:
+        """(time, busy energy) of the decode attention cores at this mean context (quantised as in `step`), memoised;
+        `graphed`: the step has no prefill work (replayed as a CUDA graph)."""
         if kv_len >= 256.0:  # quantise_context, inlined: the simulator's hottest call
             whole = int(kv_len)
             q = 1 << (whole.bit_length() - 8)
             kv_len = float((whole + (q >> 1)) // q * q)
-        key = (num_decode, kv_len)
+        key = (num_decode, kv_len, graphed)
         hit = self._decode_core_cache.get(key)
         if hit is not None:
             return hit
-        time_s, busy = self._core_sum(StepBatch((), num_decode, kv_len))
+        time_s, busy = self._core_sum(StepBatch((), num_decode, kv_len), self.graph_coster if graphed else self.coster)
         if len(self._decode_core_cache) < 500_000:
             self._decode_core_cache[key] = (time_s, busy)
         return time_s, busy
@@ -339,16 +354,17 @@ class StepModel:
         stage = np.full(len(kv), sum(p.time_s for p in static))
         busy = np.full(len(kv), sum(p.busy_energy_j for p in static))
         power = self.power
+        coster = self.graph_coster
         for group, count in self._group_counts:
-            args = self.coster.decode_core_args(group.attention)
-            if args is None or any(self.coster.residency.kv_on_chip(n * k) for k in kv):
+            args = coster.decode_core_args(group.attention)
+            if args is None or any(coster.residency.kv_on_chip(n * k) for k in kv):
                 # linear attention, DSA (not one decode-attention kernel) or a KV cache held on chip: context by context
                 for i, k in enumerate(kv):
-                    for cost in self.coster.core_attention_ops(group.attention, StepBatch((), n, float(k))):
+                    for cost in coster.core_attention_ops(group.attention, StepBatch((), n, float(k))):
                         stage[i] += cost.time_s * count
                         busy[i] += power.op_power_w(cost) * cost.time_s * count
                 continue
-            t, flops, dram = decode_attention_arrays(self.cc, n, kv, **args)
+            t, flops, dram = decode_attention_arrays(coster.cc, n, kv, **args)
             activity = np.minimum(1.0, np.maximum(flops / (power.peak * t), dram / (power.bandwidth * t)))
             stage += t * count
             busy += (power.idle_w + (power.tdp_w - power.idle_w) * activity) * t * count
@@ -360,12 +376,12 @@ class StepModel:
         energy = (busy * micro + power.idle_w * np.maximum(0.0, time_s - stage * micro)) * self.par.num_devices
         return time_s, power.to_wall(energy, time_s)
 
-    def _core_sum(self, batch: StepBatch) -> tuple[float, float]:
+    def _core_sum(self, batch: StepBatch, coster: LayerCoster) -> tuple[float, float]:
         """(time, busy energy) of the attention cores of every layer for `batch`."""
         time_s = busy = 0.0
         op_power = self.power.op_power_w
         for group, count in self._group_counts:
-            for cost in self.coster.core_attention_ops(group.attention, batch):
+            for cost in coster.core_attention_ops(group.attention, batch):
                 t = cost.time_s * count
                 time_s += t
                 busy += op_power(cost) * t
