@@ -133,6 +133,8 @@ class StepModel:
         self._head_cache: dict[tuple, StepPart] = {}
         self._decode_core_cache: dict[tuple, tuple[float, float]] = {}
         self._prefill_core_cache: dict[tuple, tuple[float, float]] = {}
+        self._static_cache: dict[tuple, tuple[float, float]] = {}
+        self._pp, self._num_devices = par.pp, par.num_devices
         self._mla = any(g.attention.kind == "mla" for g in model.layers)
         self.provenance = self.cc.resolved.provenance
         self.provenance_note = self.cc.resolved.note
@@ -198,6 +200,21 @@ class StepModel:
         """(time, busy energy) of the layer part: the exact `_layers_part`, memoised on token counts."""
         p = self._layers_part(num_tokens, num_decode)
         return p.time_s, p.busy_energy_j
+
+    def _static_fast(self, num_tokens: int, num_decode: int, num_sequences: int) -> tuple[float, float]:
+        """(time, busy energy) of everything in a single-stage step but the attention cores: the layer part
+        plus the head, summed as `step` sums them (layers + head), memoised in one dict so the simulator's
+        per-iteration call is one lookup."""
+        key = (num_tokens, num_decode if self._mla else 0, num_sequences)
+        hit = self._static_cache.get(key)
+        if hit is not None:
+            return hit
+        lt, le = self._layers_fast(num_tokens, num_decode)
+        head = self._head_part(num_sequences)
+        hit = (lt + head.time_s, le + head.busy_energy_j)
+        if len(self._static_cache) < 200_000:
+            self._static_cache[key] = hit
+        return hit
 
     def _core_part(self, batch: StepBatch) -> StepPart:
         core = self.coster.core_attention_ops
@@ -266,7 +283,7 @@ class StepModel:
     def fast_step(self, prefill: tuple, num_decode: int, decode_kv_len: float) -> tuple[float, float]:
         """`time_energy` for single-stage plans, inlined without building a StepBatch: the simulator
         calls it once per iteration, and the inlining is worth ~20% of a simulation's wall time."""
-        if self.par.pp > 1:
+        if self._pp > 1:
             return self.time_energy(StepBatch(prefill, num_decode, decode_kv_len))
         tokens, seqs = num_decode, num_decode
         t = busy = 0.0
@@ -276,15 +293,14 @@ class StepModel:
             gt, ge = self._prefill_core(group)
             t += gt
             busy += ge
-        lt, le = self._layers_fast(tokens, num_decode)
-        head = self._head_part(seqs)
-        t += lt + head.time_s
-        busy += le + head.busy_energy_j
+        st, se = self._static_fast(tokens, num_decode, seqs)
+        t += st
+        busy += se
         if num_decode:
             dt, de = self._decode_core(num_decode, decode_kv_len)
             t += dt
             busy += de
-        energy = busy * self.par.num_devices
+        energy = busy * self._num_devices
         return t, (self.power.to_wall(energy, t) if self._at_wall else energy)
 
     def _prefill_core(self, group: tuple[int, int, int]) -> tuple[float, float]:
@@ -300,17 +316,17 @@ class StepModel:
     def decode_pair(self, num_decode: int, kv_first: float, kv_last: float) -> tuple[float, float, float, float]:
         """(t_first, e_first, t_last, e_last) of the first and last step of a decode run: the
         token-count part is shared, only the attention core differs."""
-        if self.par.pp > 1:
+        if self._pp > 1:
             t0, e0 = self.time_energy(StepBatch((), num_decode, kv_first))
             t1, e1 = self.time_energy(StepBatch((), num_decode, kv_last))
             return t0, e0, t1, e1
-        t, busy = self._layers_fast(num_decode, num_decode)
-        head = self._head_part(num_decode)
-        t += head.time_s
-        busy += head.busy_energy_j
+        t, busy = self._static_fast(num_decode, num_decode, num_decode)
         a_t, a_e = self._decode_core(num_decode, kv_first)
         b_t, b_e = self._decode_core(num_decode, kv_last) if kv_last != kv_first else (a_t, a_e)
-        n, wall = self.par.num_devices, self.power.to_wall
+        n = self._num_devices
+        if not self._at_wall:  # to_wall is the identity then
+            return t + a_t, (busy + a_e) * n, t + b_t, (busy + b_e) * n
+        wall = self.power.to_wall
         return t + a_t, wall((busy + a_e) * n, t + a_t), t + b_t, wall((busy + b_e) * n, t + b_t)
 
     def _decode_core(self, num_decode: int, kv_len: float) -> tuple[float, float]:
@@ -331,7 +347,7 @@ class StepModel:
     def decode_times(self, num_decode: int, kv_lens) -> tuple[np.ndarray, np.ndarray]:
         """`step(StepBatch((), num_decode, kv)).time_s` and `.energy_j` for every kv in `kv_lens`, vectorised over
         the contexts (only the attention cores depend on them); tests check equality with `step`."""
-        kv = np.array([quantise_context(float(k)) for k in kv_lens])
+        kv = np.array(quantise_contexts(kv_lens))
         pp = self.par.pp
         micro = min(pp, max(1, num_decode)) if pp > 1 else 1
         n = -(-num_decode // micro)
@@ -339,9 +355,11 @@ class StepModel:
         stage = np.full(len(kv), sum(p.time_s for p in static))
         busy = np.full(len(kv), sum(p.busy_energy_j for p in static))
         power = self.power
+        # kv_on_chip is monotone in the context: the shortest one says whether any context's KV stays on chip
+        any_on_chip = self.coster.residency.kv_on_chip(n * kv.min()) if len(kv) else False
         for group, count in self._group_counts:
             args = self.coster.decode_core_args(group.attention)
-            if args is None or any(self.coster.residency.kv_on_chip(n * k) for k in kv):
+            if args is None or any_on_chip:
                 # linear attention, DSA (not one decode-attention kernel) or a KV cache held on chip: context by context
                 for i, k in enumerate(kv):
                     for cost in self.coster.core_attention_ops(group.attention, StepBatch((), n, float(k))):
@@ -381,6 +399,19 @@ def quantise_context(kv_len: float) -> float:
     whole = int(kv_len)
     step = 1 << max(0, whole.bit_length() - 8)
     return float((whole + step // 2) // step * step) if step > 1 else kv_len
+
+
+def quantise_contexts(kv_lens) -> list[float]:
+    """`quantise_context` of each context (the same arithmetic, inlined: `predict` quantises 33 per call)."""
+    out = []
+    for k in kv_lens:
+        k = float(k)
+        if k >= 256.0:
+            whole = int(k)
+            q = 1 << (whole.bit_length() - 8)
+            k = float((whole + (q >> 1)) // q * q)
+        out.append(k)
+    return out
 
 
 def _split(batch: StepBatch, parts: int) -> StepBatch:
