@@ -102,6 +102,23 @@ def _message(fn_name: str, exc: ValidationError) -> str:
 
 Rule = Callable[[dict[str, Any], dict[str, Any]], str | None]
 
+MEMO_SIZE = 4096  # argument lists remembered per function as already checked (then forgotten all at once)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _memo_key(args: tuple, kwargs: dict[str, Any]) -> tuple | None:
+    """A key for an argument list made only of plain scalars, or None. Checking is a pure function of the
+    arguments, so an argument list that passed and came back unchanged passes again: the API is called in
+    loops (a sweep, a decode step per context), and validating through pydantic costs more than a cached
+    decode-step prediction. The types are part of the key, as 1, 1.0 and True are equal but not the same
+    argument; equal plain values of one type are interchangeable, but for 0.0 and -0.0 (not remembered)."""
+    types = (*map(type, args), *map(type, kwargs.values()))
+    if not _PLAIN.issuperset(types):
+        return None
+    if float in types and (0.0 in args or 0.0 in kwargs.values()):
+        return None
+    return args, tuple(kwargs.items()), types
+
 
 def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -> Callable:
     """Wrap `fn` so that its arguments are checked (types, `BOUNDS`, finiteness, `conflicts`) first.
@@ -138,8 +155,13 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
         except TypeError as exc:
             raise InvalidInputError(f"{target.__name__}(): {exc}") from None
 
+    passed: set[tuple] = set()  # plain argument lists that validated to themselves (see _memo_key)
+
     def check(*args, **kwargs) -> dict[str, Any]:
         """The validated arguments as keywords, or an InvalidInputError; runs nothing."""
+        key = _memo_key(args, kwargs)
+        if key is not None and key in passed:
+            return arguments(args, kwargs)
         given = arguments(args, kwargs)
         try:
             checked = model.model_validate(given)
@@ -151,11 +173,22 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
             reason = rule(full, defaults)
             if reason:
                 raise InvalidInputError(reason)
+        if key is not None and all(values[n] is v or (type(values[n]) is type(v) and values[n] == v) for n, v in given.items()):
+            if len(passed) >= MEMO_SIZE:
+                passed.clear()
+            passed.add(key)
         return values
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        return fn(**check(*args, **kwargs))  # the API has no positional-only parameters
+        key = _memo_key(args, kwargs)
+        if key is None or key not in passed:
+            values = check(*args, **kwargs)
+            if key is None or key not in passed:  # checking changed (converted) some argument: pass what it made
+                return fn(**values)  # the API has no positional-only parameters
+        # arguments that check to themselves go on as the caller gave them, the same way every time (an
+        # lru_cache behind sees one key per call form)
+        return fn(*args, **kwargs)
 
     if hasattr(fn, "cache_clear"):
         wrapper.cache_clear = fn.cache_clear

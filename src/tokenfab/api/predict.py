@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenfab.api.boundary import validated
-from tokenfab.api.deployment import _positive, deployment
+from tokenfab.api.deployment import _positive, checked_deployment
 from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, add_bands, check_level, composite_band, op_band, op_family
 from tokenfab.errors import InvalidInputError, UnknownNameError
 from tokenfab.execution.bands import step_parts
@@ -37,7 +37,7 @@ def predict(
     if is_graph(model):
         return predict_graph(model, hardware, batch=batch, dp=dp or (devices or 1), dtype=dtype, tp=tp, pp=pp, ep=ep,
                              profile=profile, spec_method=spec_method)
-    d = deployment(model, hardware, devices, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac, profile,
+    d = checked_deployment(model, hardware, devices, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac, profile,
                    moe_tp=moe_tp, moe_dispatch=moe_dispatch)
     spec = speculative_model(d.step_model, spec_method, spec_tokens, spec_acceptance, spec_draft_model)
     result = estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len, spec)
@@ -106,7 +106,7 @@ def step(
 ) -> StepInfo:
     """One engine step on one replica: `batch` sequences decoding one token at `context_len`, or
     (phase='prefill') prefilling `new_tokens` (default context_len) tokens each over context_len positions."""
-    d = deployment(model, hardware, None, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, moe_tp=moe_tp)
+    d = checked_deployment(model, hardware, None, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, moe_tp=moe_tp)
     _positive(batch=batch, context_len=context_len)
     if phase == "decode":
         b = StepBatch(num_decode=batch, decode_kv_len=float(context_len))
