@@ -89,10 +89,11 @@ class StepInfo:
 
     def to_dict(self) -> dict:
         r = self.result
+        breakdown = r.breakdown  # merged on each access: once here
         out = {"time_s": r.time_s, "energy_j": r.energy_j, "num_tokens": r.num_tokens, "band_level": self.band_level,
-               "breakdown": {k: {"time_s": v.time_s, "bound": v.bound} for k, v in r.breakdown.items()}}
-        band = composite_band(step_parts(r.breakdown, self.phase), self.band_level)
-        for k, v in r.breakdown.items():
+               "breakdown": {k: {"time_s": v.time_s, "bound": v.bound} for k, v in breakdown.items()}}
+        band = composite_band(step_parts(breakdown, self.phase), self.band_level)
+        for k, v in breakdown.items():
             add_bands(out["breakdown"][k], op_band(op_family(v.op, self.phase), v.source or "generic", self.band_level),
                       ("time_s",))
         return add_bands(out, band, ("time_s", "energy_j"))

@@ -84,7 +84,12 @@ class StepResult:
         merged: dict[str, OpTotal] = {}
         for part in self.parts:
             for name, row in part.totals.items():
-                into = merged.setdefault(name, OpTotal(name))
+                into = merged.get(name)
+                if into is None:  # a first row: its copy, as adding it to a zero row would make it
+                    merged[name] = OpTotal(name, 0.0 + row.time_s, 0.0 + row.flops, 0.0 + row.bytes, 0.0 + row.roofline_s,
+                                           row.source, 0.0 + row.onchip_bytes,
+                                           {bound: 0.0 + t for bound, t in row._bound_time.items()})
+                    continue
                 into.time_s += row.time_s
                 into.flops += row.flops
                 into.bytes += row.bytes
@@ -134,6 +139,7 @@ class StepModel:
         self._decode_core_cache: dict[tuple, tuple[float, float]] = {}
         self._prefill_core_cache: dict[tuple, tuple[float, float]] = {}
         self._static_cache: dict[tuple, tuple[float, float]] = {}
+        self._decode_args: list[dict | None] | None = None  # per layer group, for decode_times (built on first use)
         self._pp, self._num_devices = par.pp, par.num_devices
         self._mla = any(g.attention.kind == "mla" for g in model.layers)
         self.provenance = self.cc.resolved.provenance
@@ -351,14 +357,15 @@ class StepModel:
         pp = self.par.pp
         micro = min(pp, max(1, num_decode)) if pp > 1 else 1
         n = -(-num_decode // micro)
-        static = self._static_for(StepBatch((), n, 0.0))
-        stage = np.full(len(kv), sum(p.time_s for p in static))
-        busy = np.full(len(kv), sum(p.busy_energy_j for p in static))
+        static_s, static_j = self._static_fast(n, n, n)  # layers + head, summed as step() sums its parts
+        stage = np.full(len(kv), static_s)
+        busy = np.full(len(kv), static_j)
         power = self.power
         # kv_on_chip is monotone in the context: the shortest one says whether any context's KV stays on chip
         any_on_chip = self.coster.residency.kv_on_chip(n * kv.min()) if len(kv) else False
-        for group, count in self._group_counts:
-            args = self.coster.decode_core_args(group.attention)
+        if self._decode_args is None:
+            self._decode_args = [self.coster.decode_core_args(g.attention) for g, _ in self._group_counts]
+        for (group, count), args in zip(self._group_counts, self._decode_args):
             if args is None or any_on_chip:
                 # linear attention, DSA (not one decode-attention kernel) or a KV cache held on chip: context by context
                 for i, k in enumerate(kv):

@@ -112,6 +112,7 @@ class Replica:
         self.waiting = make_queue(spec.queue)
         self.prefilling: list[Request] = []
         self.stack: list[Request] = []  # admission order, for preemption (lazy: skip finished)
+        self._stack_cap = 64  # rebuild the stack without finished entries beyond this length
         self.g = 0  # iterations run
         self.num_decode = 0
         self.sum_kv = 0  # KV tokens of decoding requests
@@ -448,10 +449,13 @@ class Replica:
     def _start_run(self, now: float, extra_s: float) -> float:
         """Closed-form run of decode iterations until the next completion or block shortage.
         The block for this first iteration is already allocated."""
-        heap, finishing = self.finish_heap, self.finishing
-        while heap and not any(self._valid(req, heap[0]) for req in finishing[heap[0]]):
+        heap, finishing, valid = self.finish_heap, self.finishing, self._valid
+        while heap:  # drop finishing iterations left only with stale entries
+            at = heap[0]
+            if any([valid(req, at) for req in finishing[at]]):
+                break
             del finishing[heapq.heappop(heap)]
-        if not heap:
+        else:
             raise AssertionError("decoding requests without a finishing iteration")
         n = self.num_decode
         k = max(1, min(heap[0] - self.g, MAX_RUN))
@@ -575,7 +579,8 @@ class Replica:
                     req.finish_s = now  # _finished, inlined
                     self.outstanding -= req.prompt_len + req.output_len
                     done.append(req)
-        if len(self.stack) > 2 * (self.num_decode + len(self.prefilling)) + 64:  # drop finished entries (amortised O(1))
+        if len(self.stack) > self._stack_cap:  # drop finished entries (amortised O(1))
             self.stack = [r for r in self.stack if r.finish_s < 0 and (r.decode_join >= 0 or r in self.prefilling)]
+            self._stack_cap = 2 * len(self.stack) + 64
         self.idle_since = now
         return done
