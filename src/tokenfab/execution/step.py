@@ -136,6 +136,7 @@ class StepModel:
         self._cache: dict[StepBatch, StepResult] = {}
         self._layers_cache: dict[tuple, StepPart] = {}
         self._head_cache: dict[tuple, StepPart] = {}
+        self._core_cache: dict[StepBatch, StepPart] = {}
         self._decode_core_cache: dict[tuple, tuple[float, float]] = {}
         self._prefill_core_cache: dict[tuple, tuple[float, float]] = {}
         self._static_cache: dict[tuple, tuple[float, float]] = {}
@@ -239,7 +240,12 @@ class StepModel:
         micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
         mb = _split(batch, micro)
         core_batch = StepBatch(mb.prefill, mb.num_decode, quantise_context(mb.decode_kv_len)) if mb.num_decode else mb
-        parts = [*self._static_for(mb), self._core_part(core_batch)]
+        core = self._core_cache.get(core_batch)
+        if core is None:  # memoised on the quantised context: steps at nearby contexts share their attention part
+            core = self._core_part(core_batch)
+            if len(self._core_cache) < 200_000:
+                self._core_cache[core_batch] = core
+        parts = [*self._static_for(mb), core]
         stage_s = sum(p.time_s for p in parts)
         roof_s = sum(p.roofline_s for p in parts)
         busy_j = sum(p.busy_energy_j for p in parts) * micro
