@@ -2,8 +2,11 @@
 
 1. TTFT and TPOT at fixed concurrency: e2e_aiconfigurator_silicon.csv (H100, B200; Llama-3.1-8B/70B,
    Qwen3-32B; TensorRT-LLM, vLLM, SGLang), simulated as `--concurrency C` closed-loop clients sending
-   10 x C requests of the row's fixed ISL/OSL (the first wave, where all C prompts arrive at once, is
-   part of the mean as in the benchmarks); compared with the simulated mean TTFT / TPOT.
+   10 x C measured requests of the row's ISL/OSL, all C starting at t=0; compared with the simulated mean
+   TTFT / TPOT. How the benchmark client behaved (the first wave counted or left out as warm-up; exact
+   output lengths, or lengths that vary and so spread the clients over the decode cycle) is not stated in
+   the rows: it is fitted per framework on half of them by bench/fit_serving_client.py and read from
+   bench/data/serving_clients.yaml (the exact client, first wave counted, when the file is absent).
 2. Offline throughput: the TensorRT-LLM in-flight-batching max-throughput rows of trtllm.csv (fixed
    ISL/OSL, all requests queued at once), simulated `--offline`, output tokens/s of the whole system.
 MLPerf rows are not expressible: they state neither prompt lengths nor output distributions
@@ -19,8 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 
+import yaml
+
 from tokenfab import api
 from tokenfab.errors import TokenfabError
+
+CLIENTS_PATH = Path(__file__).with_name("data") / "serving_clients.yaml"
+EXACT_CLIENT = {"warmup_waves": 0, "output_variation_frac": 0.0, "request_latency_ms": 0.0}
 
 MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
           "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b", "Llama-3.1-70B": "llama-3.1-70b",
@@ -48,6 +56,28 @@ def _engine_overrides(framework: str, input_len: int, concurrency: int) -> dict:
     return {}
 
 
+def fitted_clients() -> dict[str, dict]:
+    """Per framework, the fitted benchmark-client setting (bench/fit_serving_client.py); {} without the file."""
+    if not CLIENTS_PATH.exists():
+        return {}
+    data = yaml.safe_load(CLIENTS_PATH.read_text()) or {}
+    return {name: {k: row.get(k, v) for k, v in EXACT_CLIENT.items()} for name, row in data.get("frameworks", {}).items()}
+
+
+def apply_client(kwargs: dict, client: dict) -> dict:
+    """The simulate arguments of a fixed-concurrency job under a benchmark-client setting: `warmup_waves` waves of
+    C requests left out of the mean, outputs drawn uniformly within +-`output_variation_frac` of the length, and
+    `request_latency_ms` between client and engine."""
+    kw = dict(kwargs)
+    kw["request_latency_ms"] = float(client.get("request_latency_ms", 0.0))
+    kw["warmup_requests"] = int(client["warmup_waves"]) * kw["concurrency"]
+    f, out = float(client["output_variation_frac"]), kw["output_len"]
+    kw.pop("output_dist", None)
+    if f > 0:
+        kw["output_dist"] = f"uniform:{max(1, round(out * (1 - f)))},{max(1, round(out * (1 + f)))}"
+    return kw
+
+
 _WORKERS = re.compile(r"(prefill|decode) workers=(\d+) x \(tp=(\d+), pp=(\d+), attn_dp=(\d+)[^)]*batch=(\d+)\)")
 
 
@@ -66,7 +96,7 @@ def _disagg_job(r: pd.Series, model: str, hw: str, dtype: str, fw: str) -> dict 
     key = ("disagg", model, hw, dtype, fw, np_, tp_p, nd, tp_d, c, isl, osl)
     return {
         "kwargs": dict(model=model, hardware=hw, tp=tp_d, dtype=dtype, kv_dtype=kv, concurrency=c, engine=fw,
-                       num_requests=min(10 * c, 4000), warmup_requests=c, input_len=isl, output_len=osl,
+                       num_requests=min(10 * c, 4000), input_len=isl, output_len=osl,
                        prefill_replicas=np_, decode_replicas=nd, prefill_tp=tp_p, decode_tp=tp_d,
                        **_engine_overrides(fw, isl, batch_d)),
         "meta": {"key": key, "framework": fw, "device": hw, "model": model, "tp": tp_d, "concurrency": c,
@@ -87,7 +117,17 @@ def _concurrency_job(job: dict) -> dict:
         return {**job["meta"], "error": str(exc)}
 
 
-def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
+def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
+    """The fixed-concurrency and P/D jobs, each under its framework's benchmark client (`clients`, default the fitted
+    ones; a framework without one gets the exact client)."""
+    clients = fitted_clients() if clients is None else clients
+    jobs, skipped = _jobs(directory)
+    for job in jobs:
+        job["kwargs"] = apply_client(job["kwargs"], clients.get(job["meta"]["framework"], EXACT_CLIENT))
+    return jobs, skipped
+
+
+def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
     rows = pd.read_csv(directory / "e2e_aiconfigurator_silicon.csv")
     jobs, skipped = {}, []
     for _, r in rows.iterrows():
@@ -108,7 +148,7 @@ def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         kv = "fp8" if dtype in ("fp8", "fp4") else dtype
         jobs.setdefault(key, {
             "kwargs": dict(model=model, hardware=hw, tp=tp, dtype=dtype, kv_dtype=kv, concurrency=c, engine=fw,
-                           num_requests=min(10 * c, 4000), warmup_requests=c, input_len=int(r["input_len"]),
+                           num_requests=min(10 * c, 4000), input_len=int(r["input_len"]),
                            output_len=int(r["output_len"]), **_engine_overrides(fw, int(r["input_len"]), c)),
             "meta": {"key": key, "framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c},
             "measured": {},

@@ -48,7 +48,7 @@ BOUNDS: dict[str, dict[str, float]] = {
     # serving workload
     "rate": _POSITIVE, "concurrency": {"ge": 1, "le": 10_000_000}, "num_requests": {"ge": 1, "le": 10_000_000},
     "rate_scale": _POSITIVE, "trace_start_s": {"ge": 0}, "trace_duration_s": _POSITIVE, "burstiness": _POSITIVE,
-    "think_time_ms": {"ge": 0}, "shared_prefix_tokens": _NONNEG_TOKENS, "seed": {"ge": 0, "le": (1 << 63) - 1},
+    "think_time_ms": {"ge": 0}, "request_latency_ms": {"ge": 0, "le": 3_600_000}, "shared_prefix_tokens": _NONNEG_TOKENS, "seed": {"ge": 0, "le": (1 << 63) - 1},
     "slo_ttft_ms": _POSITIVE, "slo_tpot_ms": _POSITIVE, "slo_percentile": {"gt": 0, "le": 100},
     "timeseries_interval_s": _POSITIVE, "warmup_requests": {"ge": 0, "le": 10_000_000},
     "static_memory_frac": {"ge": 0, "lt": 1},

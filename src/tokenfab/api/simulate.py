@@ -65,13 +65,16 @@ def simulate(
     dp: int = 1, moe_tp: int | None = None, moe_dispatch: str = "normal",
     prefill_dp: int | None = None, prefill_ep: int | None = None, prefill_moe_tp: int | None = None,
     decode_dp: int | None = None, decode_ep: int | None = None, decode_moe_tp: int | None = None,
+    request_latency_ms: float = 0.0,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
     `engine` (vllm, sglang, trtllm) sets the scheduler's defaults (token budget, sequence limit, chunked
     prefill, prefill-first, CUDA-graph padding, host overhead, KV-full policy) and the memory policy; any of
     max_num_seqs, max_batched_tokens, block_size, chunked_prefill, memory_utilization_frac and
-    kv_free_memory_frac given explicitly overrides the engine's choice. The summary carries error bands
+    kv_free_memory_frac given explicitly overrides the engine's choice. `request_latency_ms` is the latency of each
+    request between client and engine that the engine does not see (network, HTTP, a router hop), part of the
+    TTFT a benchmark client measures. The summary carries error bands
     at `band_level` (docs/bands.md)."""
     from pydantic import ValidationError
 
@@ -156,6 +159,7 @@ def simulate(
     config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dp": dp, "dtype": dtype, "replicas": replicas,
               "engine": eng.name, "max_num_seqs": max_num_seqs, "max_batched_tokens": max_batched_tokens,
               "chunked_prefill": eng.chunked_prefill, "warmup_requests": warmup_requests,
+              "request_latency_ms": request_latency_ms,
               "router": router, "arrival": arrival, "num_requests": num_requests, "seed": seed,
               "slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms}
     if decode_hardware is not None and not (prefill_replicas and decode_replicas):
@@ -172,7 +176,8 @@ def simulate(
                          decode_specs=[d_spec] * (decode_replicas * d_lay[1]),
                          transfer_s_per_token=per_token, progress=progress, timeseries_interval_s=timeseries_interval_s,
                          slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
-                         frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token)
+                         frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token,
+                         request_latency_s=request_latency_ms / 1e3)
         config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                       decode_hardware=decode_hardware or hardware,
                       prefill_tp=prefill_tp or tp, decode_tp=decode_tp or tp, prefill_dp=p_lay[1], prefill_ep=p_lay[2],
@@ -185,7 +190,8 @@ def simulate(
         sim = Simulation([r_spec] * (replicas * dp), wl, seed=seed, router=router, progress=progress,
                          timeseries_interval_s=timeseries_interval_s,
                          slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
-                         frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token)
+                         frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token,
+                         request_latency_s=request_latency_ms / 1e3)
     result = sim.run()
     result.config = config
     slos = (slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_ms / 1e3 if slo_tpot_ms else None)

@@ -37,6 +37,8 @@ def simulate(
     burstiness: Annotated[float, Opt(help="Open loop: coefficient of variation of gaps (gamma; 1 = Poisson).")] = 1.0,
     concurrency: Annotated[int | None, Opt(help="Closed loop: clients, each sending its next request when the last finishes.")] = None,
     think_time_ms: Annotated[float, Opt(help="Closed loop: mean (exponential) pause before a client's next request, ms.")] = 0.0,
+    request_latency_ms: Annotated[float, Opt(help="Latency of each request between client and engine (network, HTTP, "
+                                                  "router hop), part of the measured TTFT, ms.")] = 0.0,
     offline: Annotated[bool, Opt(help="All requests at t = 0 (max-throughput benchmark).")] = False,
     num_requests: Annotated[int | None, Opt(help="Requests to measure (default: a trace replays whole; synthetic traffic 1,000).")] = None,
     warmup_requests: Annotated[int, Opt(help="Requests sent first and left out of the metrics (benchmark warm-up).")] = 0,
@@ -88,7 +90,7 @@ def simulate(
         model=model, hardware=hardware, tp=tp, pp=pp, ep=ep, dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
         rate=rate_, concurrency=concurrency, offline=offline, trace=trace, trace_format=trace_format,
         rate_scale=rate_scale, trace_start_s=trace_start, trace_duration_s=trace_duration, burstiness=burstiness,
-        think_time_ms=think_time_ms,
+        think_time_ms=think_time_ms, request_latency_ms=request_latency_ms,
         num_requests=num_requests, input_len=input_len, output_len=output_len, input_dist=input_dist,
         output_dist=output_dist, shared_prefix_tokens=shared_prefix, seed=seed, slo_ttft_ms=slo_ttft_ms,
         slo_tpot_ms=slo_tpot_ms, replicas=replicas, router=router, prefill_replicas=prefill_replicas,

@@ -119,11 +119,13 @@ class Simulation:
                  decode_specs: Sequence[ReplicaSpec] = (), transfer_s_per_token: float = 0.0,
                  timeseries_interval_s: float = 1.0, progress: bool = False,
                  slo_ttft_s: float | None = None, slo_tpot_s: float | None = None, check_invariants: bool = False,
-                 frontend_s: float = 0.0, frontend_s_per_token: float = 0.0):
+                 frontend_s: float = 0.0, frontend_s_per_token: float = 0.0, request_latency_s: float = 0.0):
         """`frontend_s` + `frontend_s_per_token` x prompt tokens: time each request spends in the serving front end
         (HTTP, detokenising the previous stream, tokenising the prompt), a single-threaded queue in front of the
         engine as in vLLM's and SGLang's API servers. Its serialisation staggers requests that clients send at
-        the same instant, as real servers do."""
+        the same instant, as real servers do. `request_latency_s`: latency each request spends between the client
+        and the engine that is not serialised (network and HTTP round trip, a router hop, the first chunk's way
+        back), part of the TTFT a benchmark client measures."""
         self.workload = workload
         self.rng = np.random.default_rng(seed)
         self.replicas = [Replica(i, s) for i, s in enumerate(specs)]
@@ -144,6 +146,7 @@ class Simulation:
         self.slo_ttft_s, self.slo_tpot_s = slo_ttft_s, slo_tpot_s
         self.check_invariants = check_invariants
         self.frontend_s, self.frontend_s_per_token = frontend_s, frontend_s_per_token
+        self.request_latency_s = request_latency_s
         self.front_free_s = 0.0
         self._frontend = bool(frontend_s or frontend_s_per_token)
         self._warmup = workload.warmup_requests
@@ -193,8 +196,12 @@ class Simulation:
                 self._issue_closed(req.client, now)
             return
         if self._frontend:
-            self.front_free_s = max(self.front_free_s, now) + self.frontend_s + self.frontend_s_per_token * req.prompt_len
+            start = now + self.request_latency_s
+            self.front_free_s = max(self.front_free_s, start) + self.frontend_s + self.frontend_s_per_token * req.prompt_len
             heapq.heappush(self.pending, (self.front_free_s, next(self.seq), 2, req))
+            return
+        if self.request_latency_s:
+            heapq.heappush(self.pending, (now + self.request_latency_s, next(self.seq), 2, req))
             return
         self._enter_engine(req, now)
 
