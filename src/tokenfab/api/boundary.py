@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import operator
 import types
 import typing
 from collections.abc import Callable
@@ -102,6 +104,36 @@ def _message(fn_name: str, exc: ValidationError) -> str:
 
 Rule = Callable[[dict[str, Any], dict[str, Any]], str | None]
 
+_LIMIT_TESTS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+PlainRule = tuple[frozenset, tuple]
+
+
+def _plain_rule(annotation: Any, limits: dict[str, float] | None) -> PlainRule | None:
+    """(exact types, limit tests) under which pydantic passes a value of a parameter unchanged, for annotations
+    made only of int, float, str, bool and None; None for any other (those arguments always go through pydantic)."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    members = typing.get_args(annotation) if union else (annotation,)
+    if not all(m is type(None) or m in (int, float, str, bool) for m in members):
+        return None
+    return frozenset(members), tuple((_LIMIT_TESTS[k], v) for k, v in (limits or {}).items())
+
+
+def _passes_plain(given: dict[str, Any], rules: dict[str, PlainRule | None]) -> bool:
+    """Whether pydantic would pass every argument unchanged, decided without it: a value of an exact type its
+    annotation names (no conversion: an int for a float is converted, so it goes through pydantic), a float
+    finite, a number within its BOUNDS. A property test checks this against pydantic's own verdict."""
+    for name, value in given.items():
+        rule = rules.get(name)
+        if rule is None:
+            return False
+        allowed, tests = rule
+        kind = type(value)
+        if kind not in allowed or (kind is float and not math.isfinite(value)):
+            return False
+        if tests and (kind is int or kind is float) and not all(test(value, bound) for test, bound in tests):
+            return False
+    return True
+
 MEMO_SIZE = 4096  # argument lists remembered per function as already checked (then forgotten all at once)
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
@@ -137,6 +169,14 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
         fields[name] = (_bounded(hints.get(name, Any), BOUNDS.get(name)), default)
     model = create_model(f"{target.__name__}_arguments", __config__=_CONFIG, **fields)
     defaults = {n: p.default for n, p in signature.parameters.items() if p.default is not p.empty}
+    plain = {name: _plain_rule(hints.get(name, Any), BOUNDS.get(name)) for name in fields}
+
+    def _checked(given: dict[str, Any]) -> dict[str, Any]:
+        try:
+            checked = model.model_validate(given)
+        except ValidationError as exc:
+            raise InvalidInputError(_message(target.__name__, exc)) from None
+        return {name: getattr(checked, name) for name in given}
 
     positional = [n for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     required = {n for n, (_, default) in fields.items() if default is ...}
@@ -163,11 +203,7 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
         if key is not None and key in passed:
             return arguments(args, kwargs)
         given = arguments(args, kwargs)
-        try:
-            checked = model.model_validate(given)
-        except ValidationError as exc:
-            raise InvalidInputError(_message(target.__name__, exc)) from None
-        values = {name: getattr(checked, name) for name in given}
+        values = dict(given) if _passes_plain(given, plain) else _checked(given)
         full = {**defaults, **values}
         for rule in conflicts:
             reason = rule(full, defaults)
