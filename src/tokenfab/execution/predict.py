@@ -97,10 +97,11 @@ def _breakdown_rows(totals: dict[str, OpTotal], phase: str, scale: float, cc_pea
     rows = []
     for o in sorted(totals.values(), key=lambda r: -r.time_s):
         t = o.time_s * scale
+        bound = o.bound
         rows.append({
-            "op": o.op, "phase": phase, "time_s": t, "bound": o.bound, "flops": o.flops * scale, "bytes": o.bytes * scale,
+            "op": o.op, "phase": phase, "time_s": t, "bound": bound, "flops": o.flops * scale, "bytes": o.bytes * scale,
             "mfu": o.flops * scale / (cc_peak * t) if t > 0 else 0.0,
-            "mbu": o.bytes * scale / (bw * t) if t > 0 and o.bound != "network" else 0.0,
+            "mbu": o.bytes * scale / (bw * t) if t > 0 and bound != "network" else 0.0,
             "source": o.source,
         })
     return rows

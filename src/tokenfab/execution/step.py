@@ -86,9 +86,11 @@ class StepResult:
             for name, row in part.totals.items():
                 into = merged.get(name)
                 if into is None:  # a first row: its copy, as adding it to a zero row would make it
+                    bound_time = {}
+                    for bound, t in row._bound_time.items():
+                        bound_time[bound] = 0.0 + t
                     merged[name] = OpTotal(name, 0.0 + row.time_s, 0.0 + row.flops, 0.0 + row.bytes, 0.0 + row.roofline_s,
-                                           row.source, 0.0 + row.onchip_bytes,
-                                           {bound: 0.0 + t for bound, t in row._bound_time.items()})
+                                           row.source, 0.0 + row.onchip_bytes, bound_time)
                     continue
                 into.time_s += row.time_s
                 into.flops += row.flops
