@@ -138,18 +138,28 @@ MEMO_SIZE = 4096  # argument lists remembered per function as already checked (t
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
-def _memo_key(args: tuple, kwargs: dict[str, Any]) -> tuple | None:
-    """A key for an argument list made only of plain scalars, or None. Checking is a pure function of the
-    arguments, so an argument list that passed and came back unchanged passes again: the API is called in
-    loops (a sweep, a decode step per context), and validating through pydantic costs more than a cached
-    decode-step prediction. The types are part of the key, as 1, 1.0 and True are equal but not the same
-    argument; equal plain values of one type are interchangeable, but for 0.0 and -0.0 (not remembered)."""
-    types = (*map(type, args), *map(type, kwargs.values()))
+def _memo_key(args: tuple, kwargs: dict[str, Any]) -> tuple:
+    """The key an argument list is remembered under once it checked to itself (see `_rememberable`). Checking is
+    a pure function of the arguments, so such a list passes again: the API is called in loops (a sweep, a
+    decode step per context), and validating through pydantic costs more than a cached decode-step prediction.
+    The types are part of the key, as 1, 1.0 and True are equal but not the same argument."""
+    return args, tuple(kwargs.items()), (*map(type, args), *map(type, kwargs.values()))
+
+
+def _rememberable(key: tuple) -> bool:
+    """Only lists of plain scalars are remembered: equal values of one such type are interchangeable, but for
+    0.0 and -0.0 (lists with a float zero are not remembered) and for containers (not hashable, or mutable)."""
+    args, items, types = key
     if not _PLAIN.issuperset(types):
-        return None
-    if float in types and (0.0 in args or 0.0 in kwargs.values()):
-        return None
-    return args, tuple(kwargs.items()), types
+        return False
+    return not (float in types and (0.0 in args or any(v == 0.0 for _, v in items if type(v) is float)))
+
+
+def _known(key: tuple, passed: set[tuple]) -> bool:
+    try:
+        return key in passed
+    except TypeError:  # an unhashable argument (a list): never remembered
+        return False
 
 
 def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -> Callable:
@@ -200,7 +210,7 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
     def check(*args, **kwargs) -> dict[str, Any]:
         """The validated arguments as keywords, or an InvalidInputError; runs nothing."""
         key = _memo_key(args, kwargs)
-        if key is not None and key in passed:
+        if _known(key, passed):
             return arguments(args, kwargs)
         given = arguments(args, kwargs)
         values = dict(given) if _passes_plain(given, plain) else _checked(given)
@@ -209,7 +219,8 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
             reason = rule(full, defaults)
             if reason:
                 raise InvalidInputError(reason)
-        if key is not None and all(values[n] is v or (type(values[n]) is type(v) and values[n] == v) for n, v in given.items()):
+        if _rememberable(key) and all(values[n] is v or (type(values[n]) is type(v) and values[n] == v)
+                                      for n, v in given.items()):
             if len(passed) >= MEMO_SIZE:
                 passed.clear()
             passed.add(key)
@@ -218,9 +229,9 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         key = _memo_key(args, kwargs)
-        if key is None or key not in passed:
+        if not _known(key, passed):
             values = check(*args, **kwargs)
-            if key is None or key not in passed:  # checking changed (converted) some argument: pass what it made
+            if not _known(key, passed):  # checking changed (converted) some argument: pass what it made
                 return fn(**values)  # the API has no positional-only parameters
         # arguments that check to themselves go on as the caller gave them, the same way every time (an
         # lru_cache behind sees one key per call form)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from tokenfab.api.boundary import validated
@@ -99,6 +100,13 @@ class StepInfo:
         return add_bands(out, band, ("time_s", "energy_j"))
 
 
+@functools.lru_cache(maxsize=4096)
+def _decode_batch(batch: int, context_len: int) -> StepBatch:
+    """The (immutable) StepBatch of a decode step, built once per shape: building one costs more than the
+    step model's cached answer for it (decode-step loops repeat shapes)."""
+    return StepBatch(num_decode=batch, decode_kv_len=float(context_len))
+
+
 @validated
 def step(
     model: str, hardware: str, *, tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, dtype: str = "bf16",
@@ -108,9 +116,9 @@ def step(
     """One engine step on one replica: `batch` sequences decoding one token at `context_len`, or
     (phase='prefill') prefilling `new_tokens` (default context_len) tokens each over context_len positions."""
     d = checked_deployment(model, hardware, None, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, moe_tp=moe_tp)
-    _positive(batch=batch, context_len=context_len)
+    # batch, context_len >= 1: @validated's BOUNDS refused anything else before this line
     if phase == "decode":
-        b = StepBatch(num_decode=batch, decode_kv_len=float(context_len))
+        b = _decode_batch(batch, context_len)
     elif phase == "prefill":
         q = new_tokens or context_len
         b = StepBatch(prefill=((batch, q, max(q, context_len)),))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tokenfab.api import boundary
-from tokenfab.api.boundary import MEMO_SIZE, _memo_key, validated
+from tokenfab.api.boundary import MEMO_SIZE, _memo_key, _rememberable, validated
 from tokenfab.errors import InvalidInputError
 
 pytestmark = pytest.mark.unit
@@ -34,8 +34,9 @@ def _counting(monkeypatch):
 def test_equal_values_of_another_type_are_other_keys():
     assert _memo_key((1,), {}) != _memo_key((True,), {}) != _memo_key((1.0,), {})
     assert _memo_key(("a",), {"tp": 2}) == _memo_key(("a",), {"tp": 2})
-    assert _memo_key(([1],), {}) is None  # containers are not remembered
-    assert _memo_key((), {"rate": 0.0}) is None and _memo_key((), {"rate": -0.0}) is None  # 0.0 == -0.0
+    assert not _rememberable(_memo_key(([1],), {}))  # containers are not remembered
+    assert not _rememberable(_memo_key((), {"rate": 0.0})) and not _rememberable(_memo_key((-0.0,), {}))  # 0.0 == -0.0
+    assert _rememberable(_memo_key(("m", 2), {"rate": 1.5, "seed": 0}))
 
 
 def test_remembered_calls_give_what_checked_calls_give(monkeypatch):
@@ -65,6 +66,8 @@ def test_bad_arguments_fail_every_time(monkeypatch):
             f("m", rate=float("nan"))
     assert calls == []
     f("m", tp=1)
+    with pytest.raises(InvalidInputError, match="valid string"):
+        f(["m"], tp=1)  # an unhashable argument: checked (and refused), not looked up
     with pytest.raises(InvalidInputError):
         f("m", tp=1, rate=-1.0)  # an accepted tp does not vouch for another argument list
     with pytest.raises(InvalidInputError):
