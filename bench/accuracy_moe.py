@@ -1,6 +1,6 @@
 """MoE groups of bench/accuracy.py: the fused MoE layer, MoE serving, and which MoE rows are expressible.
 
-    python bench/accuracy_moe.py [--json OUT] [--serving-limit N] [--no-serving]
+    python bench/accuracy_moe.py [--json OUT] [--serving-limit N] [--no-serving] [--fixed-cost-form]
 
 1. Fused MoE layer (ops_moe.csv, TensorRT-LLM kernels on A100, L40S, H100, B200):
    - held-out: per chip, the `moe` kernel table is fitted on 70% of the layer shapes (hidden,
@@ -15,7 +15,9 @@
    (tp, attention-DP, MoE-TP, EP) and `--concurrency`, reusing bench/accuracy_serving.py's job runner.
 3. TensorRT-LLM MoE offline throughput rows of trtllm.csv.
 4. Every MoE row of shared/calibration is listed as expressed or failed-by-reason.
-5. Absorbed-MLA decode (H20 FlashInfer MLA rows in vendors/): the fitted 'mla' curve on held-out batch
+5. A format a chip did not measure: the same chip's nearest measured format's fit (what the tool uses)
+   against the other chips' fit of that format (its previous rule), on chips with two or more formats.
+6. Absorbed-MLA decode (H20 FlashInfer MLA rows in vendors/): the fitted 'mla' curve on held-out batch
    sizes, beside the prefill-curve fallback that chips without MLA measurements use.
 """
 
@@ -87,6 +89,75 @@ def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def kernel_unmeasured_format(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per chip and format as if the chip had not measured that format: predicted with the fit of the chip's
+    nearest other measured format (what `ResolvedProfile.moe` does), beside the pooled fit of the same format
+    on the other chips (what it did before). Chips with one format only (A100, B200) have nothing to score."""
+    from tokenfab.cost.profile import nearest_moe_kind
+
+    devices = sorted(frame["device"].unique())
+    per_chip = {d: {kind: s for (_, kind), s in kernel_samples(frame[frame["device"] == d], load_chip(d)).items()}
+                for d in devices}
+    fits = {d: {kind: fit_kernel(s, upper=table_upper("moe"))[0] for kind, s in kinds.items()} for d, kinds in per_chip.items()}
+    rows = []
+    for d in devices:
+        for kind, samples in sorted(per_chip[d].items()):
+            others = {k: v for k, v in fits[d].items() if k != kind}
+            if not others:
+                continue
+            near = nearest_moe_kind(kind, others)
+            rows += _rows("moe-layer:unmeasured-format (same chip's nearest format)", d, kind, samples,
+                          others[near].as_vector())
+            pooled = [per_chip[o][kind] for o in devices if o != d and kind in per_chip[o]]
+            if pooled:
+                params, _ = fit_kernel(KernelSamples.concat(pooled), upper=table_upper("moe"))
+                rows += _rows("moe-layer:unmeasured-format (other chips' same format)", d, kind, samples,
+                              params.as_vector())
+    return pd.DataFrame(rows)
+
+
+def fixed_cost_form(frame: pd.DataFrame) -> list[dict]:
+    """Is the fused kernel's fixed cost paid on top of its work (a chain of kernels inside the captured CUDA
+    graph) or hidden under it (host launch overhead, which an eager benchmark shows but a graph replay and a
+    CUDA-graph serving step do not)? Per chip and format: held-out MAPE of the additive form beside the form
+    t = (L^q + work^q)^(1/q) with q fitted (q = 1: additive; q -> inf: max(L, work), fully hidden).
+    The collector (aiconfigurator collect_moe.py, helper.benchmark_with_power) times CUDA-graph replays."""
+    from scipy.optimize import least_squares
+
+    from tokenfab.calibrate.fit import LOWER
+    from tokenfab.cost.kernel import kernel_time_array
+
+    def predict(theta: np.ndarray, s: KernelSamples) -> np.ndarray:
+        work = kernel_time_array(s.flops, s.dram_bytes, s.peak, s.bandwidth, np.r_[0.0, theta[1:7]], s.work_units,
+                                 s.compute_units, s.cache_bytes)
+        return (theta[0] ** theta[7] + work ** theta[7]) ** (1.0 / theta[7])
+
+    out = []
+    for device in sorted(frame["device"].unique()):
+        chip, own = load_chip(device), frame[frame["device"] == device]
+        train, test = kernel_samples(own[~own["test"]], chip), kernel_samples(own[own["test"]], chip)
+        for key in sorted(set(train) & set(test)):
+            base, _ = fit_kernel(train[key], upper=table_upper("moe"))
+            x0 = np.r_[base.as_vector(), 2.0]
+            lo, hi = np.r_[LOWER, 1.0], np.r_[table_upper("moe"), 30.0]
+            free = [i for i in range(8) if i != 6]  # cache residency fraction kept at the additive fit's
+
+            def residual(x: np.ndarray, x0=x0, s=train[key]) -> np.ndarray:
+                theta = x0.copy()
+                theta[free] = x
+                return np.log(predict(theta, s)) - np.log(s.time_s)
+            fit = least_squares(residual, np.clip(x0[free], lo[free] + 1e-12, hi[free] - 1e-12), bounds=(lo[free], hi[free]),
+                                loss="soft_l1", f_scale=0.05, x_scale="jac", max_nfev=3000)
+            theta = x0.copy()
+            theta[free] = fit.x
+            held = test[key].time_s
+            out.append({"device": device, "kind": key[1],
+                        "additive_mape": float(np.mean(np.abs(predict_samples(base.as_vector(), test[key]) / held - 1.0))),
+                        "q_form_mape": float(np.mean(np.abs(predict(theta, test[key]) / held - 1.0))),
+                        "q": float(theta[7]), "launch_s": base.launch_s})
+    return out
+
+
 def mla_decode_holdout(directory: Path) -> pd.DataFrame:
     """Absorbed-MLA decode (vendors/ops_attention_h20.csv, FlashInfer MLA on H20): the 'mla' curve fitted on
     the rows of two thirds of the batch sizes, scored on the other batch sizes; and, for comparison, the curve a
@@ -132,7 +203,7 @@ def _print(title: str, stats: list[dict]) -> None:
 
 def run_moe_kernel_groups(directory: Path) -> pd.DataFrame:
     frame = moe_rows(directory)
-    return pd.concat([kernel_holdout(frame), kernel_loco(frame)], ignore_index=True)
+    return pd.concat([kernel_holdout(frame), kernel_loco(frame), kernel_unmeasured_format(frame)], ignore_index=True)
 
 
 def run_moe_group(directory: Path, serving_limit: int | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
@@ -150,7 +221,13 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-serving", action="store_true")
     ap.add_argument("--serving-limit", type=int, default=None, help="simulate at most N serving jobs (a spread sample)")
+    ap.add_argument("--fixed-cost-form", action="store_true", help="only: is the fitted fixed cost additive or hidden?")
     args = ap.parse_args()
+    if args.fixed_cost_form:
+        for r in fixed_cost_form(moe_rows(shared_calibration_dir())):
+            print(f"{r['device']:9s} {r['kind']:13s} additive {r['additive_mape']*100:5.1f}%  q-form {r['q_form_mape']*100:5.1f}%"
+                  f"  q={r['q']:.2f}  fixed {r['launch_s']*1e6:.1f} us")
+        return
     t0 = time.perf_counter()
     directory = shared_calibration_dir()
     if args.no_serving:

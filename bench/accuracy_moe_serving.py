@@ -2,8 +2,9 @@
 
 - e2e_aiconfigurator_silicon.csv, aggregated MoE runs (DeepSeek-V3/R1, Qwen3-235B-A22B, GPT-OSS-120B on H100
   and B200): `api.simulate` with the row's layout from its notes (tp, attention_dp -> dp, moe_tp, moe_ep -> ep;
-  a blank attention_dp is moe_tp x moe_ep / tp) and `--concurrency C`, through accuracy_serving's job runner;
-  compared on mean TTFT and TPOT.
+  a blank attention_dp is moe_tp x moe_ep / tp) and `--concurrency C` (10 x C requests under the framework's
+  benchmark client fitted on the dense rows, accuracy_serving.fitted_clients), through accuracy_serving's job
+  runner; compared on mean TTFT and TPOT.
 - trtllm.csv MoE trtllm-bench rows (Mixtral, Qwen3 MoE, DeepSeek-R1, GPT-OSS, Llama-4): `--offline` output tokens/s.
 - disaggregated runs of the same file: prefill and decode pools each with their own layout and worker count
   (simulate's prefill_*/decode_* layout arguments).
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from accuracy_serving import HARDWARE, _concurrency_job, _engine_overrides
+from accuracy_serving import EXACT_CLIENT, HARDWARE, _concurrency_job, _engine_overrides, apply_client, fitted_clients
+
+from tokenfab.hardware.catalog import load_chip
 
 MOE_MODELS = {"deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
               "nvidia/DeepSeek-R1-NVFP4": "deepseek-v3", "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3",
@@ -48,8 +51,10 @@ def pools(notes: str) -> dict | None:
     found = {}
     for role, workers, tp, pp, dp, moe_tp, ep in _POOL.findall(notes):
         tp_, moe_tp_, ep_ = int(tp), int(moe_tp), int(ep)
-        found[role] = (int(workers) if workers else 0, {"tp": tp_, "pp": int(pp), "dp": int(dp) if dp else max(1, moe_tp_ * ep_ // tp_),
-                                      "moe_tp": moe_tp_, "ep": ep_})
+        dp_ = int(dp) if dp else max(1, moe_tp_ * ep_ // tp_)
+        if moe_tp_ == 0 and ep_ == 0:  # experts' split not stated: the default, experts split like dense layers
+            moe_tp_, ep_ = tp_ * dp_, 1
+        found[role] = (int(workers) if workers else 0, {"tp": tp_, "pp": int(pp), "dp": dp_, "moe_tp": moe_tp_, "ep": ep_})
     return found if set(found) == {"prefill", "decode"} else None
 
 
@@ -68,7 +73,27 @@ def _quant(notes: str) -> str | None:
     return QUANT.get(m.group(1)) if m else None
 
 
-def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
+def _formats(dtype: str, hw: str) -> dict:
+    """dtype (and weight_dtype) arguments: 4-bit checkpoints on a chip without an FP4 tensor-core rate run
+    weight-only (4-bit weights dequantised into 16-bit GEMMs), as vLLM and TensorRT-LLM run GPT-OSS's MXFP4
+    experts on Hopper (Marlin / Triton w4a16 kernels)."""
+    if dtype == "fp4" and not load_chip(hw).supports("fp4"):
+        return {"dtype": "bf16", "weight_dtype": "fp4"}
+    return {"dtype": dtype}
+
+
+def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
+    """The MoE fixed-concurrency and P/D jobs, each under its framework's benchmark client: the setting
+    bench/fit_serving_client.py fitted on the dense rows of the same silicon samples (so every MoE row is
+    held out from that fit), the exact client for a framework without one."""
+    clients = fitted_clients() if clients is None else clients
+    jobs, failed = _jobs(directory)
+    for job in jobs:
+        job["kwargs"] = apply_client(job["kwargs"], clients.get(job["meta"]["framework"], EXACT_CLIENT))
+    return jobs, failed
+
+
+def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
     rows = pd.read_csv(directory / "e2e_aiconfigurator_silicon.csv")
     rows = rows[rows["model"].str.contains(MOE_PATTERN, case=False, na=False)]
     jobs: dict[tuple, dict] = {}
@@ -91,8 +116,8 @@ def concurrency_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         c = int(r["batch"])
         key = (model, hw, dtype, fw, tuple(lay.items()), c, int(r["input_len"]), int(r["output_len"]))
         jobs.setdefault(key, {
-            "kwargs": dict(model=model, hardware=hw, **lay, dtype=dtype, kv_dtype="fp8", concurrency=c, engine=fw,
-                           num_requests=min(4 * c, 2000), warmup_requests=c, input_len=int(r["input_len"]),
+            "kwargs": dict(model=model, hardware=hw, **lay, **_formats(dtype, hw), kv_dtype="fp8", concurrency=c, engine=fw,
+                           num_requests=min(10 * c, 4000), input_len=int(r["input_len"]),
                            output_len=int(r["output_len"]), **_engine_overrides(fw, int(r["input_len"]), c)),
             "meta": {"key": key, "framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c},
             "measured": {},

@@ -69,19 +69,26 @@ class LayerCoster:
         self._elem_cache: dict[tuple, OpCost] = {}
         self.routing = "balanced"  # token distribution over experts (cost.moe.DISTRIBUTIONS); engines balance with EPLB
 
-    def gemm(self, op: str, m: int, n: int, k: int, *, weights: bool = True, stored: bool | None = None) -> OpCost:
+    def gemm(self, op: str, m: int, n: int, k: int, *, weights: bool = True, stored: bool | None = None,
+             unquantized: bool = False) -> OpCost:
         """A GEMM against weights (quantised per the precision config) or between activations;
         `stored` (default: `weights`) says whether W is a stored weight (16-bit ones like the LM head
-        included) that the deployment may hold on chip."""
+        included) that the deployment may hold on chip; `unquantized`: a weight the checkpoint keeps in
+        16-bit (AttentionSpec.weights_quantized), run as a 16-bit GEMM."""
         stored = weights if stored is None else stored
-        key = (op, m, n, k, weights, stored)
+        key = (op, m, n, k, weights, stored, unquantized)
         hit = self._gemm_cache.get(key)
         if hit is None:
-            w = self.prec.weights if weights else self.act_dtype
-            hit = estimate_gemm(self.cc, m, n, k, self.prec.dtype, w, op=op,
+            act = self.act_dtype if unquantized else self.prec.dtype
+            w = self.act_dtype if unquantized or not weights else self.prec.weights
+            hit = estimate_gemm(self.cc, m, n, k, act, w, op=op,
                                 weights_on_chip=stored and self.residency.weights_on_chip)
             self._gemm_cache[key] = hit
         return hit
+
+    def attn_gemm(self, attn: AttentionSpec, op: str, m: int, n: int, k: int) -> OpCost:
+        """An attention projection: in the linear-layer format unless the checkpoint keeps attention in 16-bit."""
+        return self.gemm(op, m, n, k, unquantized=not attn.weights_quantized)
 
     def elementwise(self, op: str, dram_bytes: float) -> OpCost:
         key = (op, dram_bytes)
@@ -136,11 +143,12 @@ class LayerCoster:
         heads = attn.num_heads // tp
         kv_heads = max(1, attn.num_kv_heads // tp)
         q_width = heads * attn.head_dim * (2 if attn.output_gate else 1)  # gated attention projects the gate with q
-        yield self.gemm("attn.qkv_proj", t, (q_width + kv_heads * (attn.head_dim + attn.v_head_dim)), self.hidden)
+        qkv_width = q_width + kv_heads * (attn.head_dim + attn.v_head_dim)
+        yield self.attn_gemm(attn, "attn.qkv_proj", t, qkv_width, self.hidden)
         yield self.elementwise("attn.rotary", rotary_bytes(t, heads, kv_heads, attn.rotary_dim, self.act_bytes))
         if with_core:
             yield from self.core_attention_ops(attn, batch)
-        yield self.gemm("attn.o_proj", t, self.hidden, heads * attn.v_head_dim)
+        yield self.attn_gemm(attn, "attn.o_proj", t, self.hidden, heads * attn.v_head_dim)
 
     def core_attention_ops(self, attn: AttentionSpec, batch: StepBatch) -> Iterator[OpCost]:
         """The operators whose cost depends on context lengths (the rest depends on token counts only,
@@ -183,22 +191,22 @@ class LayerCoster:
         nope, rope, kv_rank = int(attn.qk_nope_head_dim), int(attn.qk_rope_head_dim or 0), int(attn.kv_lora_rank)
         qk = nope + rope
         if attn.q_lora_rank:
-            yield self.gemm("attn.q_down", t, attn.q_lora_rank, h)
-            yield self.gemm("attn.q_up", t, heads * qk, attn.q_lora_rank)
+            yield self.attn_gemm(attn, "attn.q_down", t, attn.q_lora_rank, h)
+            yield self.attn_gemm(attn, "attn.q_up", t, heads * qk, attn.q_lora_rank)
         else:
-            yield self.gemm("attn.q_proj", t, heads * qk, h)
-        yield self.gemm("attn.kv_down", t, kv_rank + rope, h)
+            yield self.attn_gemm(attn, "attn.q_proj", t, heads * qk, h)
+        yield self.attn_gemm(attn, "attn.kv_down", t, kv_rank + rope, h)
         yield self.elementwise("attn.rotary", rotary_bytes(t, heads, 1, rope, self.act_bytes))
         if batch.num_decode:
             b = batch.num_decode
-            yield self.gemm("attn.q_absorb", b, heads * kv_rank, nope)
-            yield self.gemm("attn.v_absorb", b, heads * attn.v_head_dim, kv_rank)
+            yield self.attn_gemm(attn, "attn.q_absorb", b, heads * kv_rank, nope)
+            yield self.attn_gemm(attn, "attn.v_absorb", b, heads * attn.v_head_dim, kv_rank)
         if attn.index_head_dim:  # DSA indexer projections (replicated: one shared key, few heads)
             yield self.gemm("attn.indexer_proj", t, int(attn.index_num_heads or 1) * (attn.index_head_dim + 1) + attn.index_head_dim,
                             attn.q_lora_rank or h)
         if with_core:
             yield from self._mla_core_ops(attn, batch, heads)
-        yield self.gemm("attn.o_proj", t, h, heads * attn.v_head_dim)
+        yield self.attn_gemm(attn, "attn.o_proj", t, h, heads * attn.v_head_dim)
 
     def _mla_core_ops(self, attn: AttentionSpec, batch: StepBatch, heads: int) -> Iterator[OpCost]:
         """MLA core; with DSA the core attends only the indexer's top-k tokens and the indexer scans the context."""
@@ -206,8 +214,8 @@ class LayerCoster:
         topk = attn.index_topk_tokens
         for n, q, kv in batch.prefill:
             if q <= MLA_ABSORBED_MAX_Q < kv:  # speculative verify: absorbed like decode, q tokens packed as heads
-                yield self.gemm("attn.q_absorb", n * q, heads * kv_rank, nope)
-                yield self.gemm("attn.v_absorb", n * q, heads * attn.v_head_dim, kv_rank)
+                yield self.attn_gemm(attn, "attn.q_absorb", n * q, heads * kv_rank, nope)
+                yield self.attn_gemm(attn, "attn.v_absorb", n * q, heads * attn.v_head_dim, kv_rank)
                 yield estimate_decode_attention(self.cc, n, float(kv), heads * q, 1, kv_rank + rope, kv_rank, self.kv_dtype,
                                                 window=topk, latent_dim=kv_rank + rope, op="attn.core",
                                                 act_dtype=self.act_dtype)
@@ -215,7 +223,7 @@ class LayerCoster:
                     yield estimate_dsa_indexer(self.cc, n, q, kv, int(attn.index_num_heads or 1), int(attn.index_head_dim),
                                                self.kv_dtype)
                 continue
-            yield self.gemm("attn.kv_up", n * kv, heads * (nope + attn.v_head_dim), kv_rank)
+            yield self.attn_gemm(attn, "attn.kv_up", n * kv, heads * (nope + attn.v_head_dim), kv_rank)
             yield estimate_prefill_attention(self.cc, n, q, kv, heads, heads, nope + rope, attn.v_head_dim,
                                              self.act_dtype, self.act_dtype, window=topk, op="attn.core")
             if topk:
@@ -235,13 +243,13 @@ class LayerCoster:
         tp, t = self.par.tp, batch.num_tokens
         heads, key_heads = attn.num_heads // tp, max(1, attn.num_kv_heads // tp)
         key_dim, value_dim = key_heads * attn.head_dim, heads * attn.v_head_dim
-        yield self.gemm("attn.linear_in_proj", t, 2 * key_dim + 2 * value_dim + 2 * heads, self.hidden)
+        yield self.attn_gemm(attn, "attn.linear_in_proj", t, 2 * key_dim + 2 * value_dim + 2 * heads, self.hidden)
         conv = (2 * key_dim + value_dim) * max(1, attn.conv_kernel_size)
         yield self.elementwise("attn.linear_conv", t * (2 * key_dim + value_dim) * 2.0 * self.act_bytes + conv * 2.0)
         if with_core:
             yield from self._linear_core_ops(attn, batch, heads)
         yield self.elementwise("attn.linear_norm", t * value_dim * 3.0 * self.act_bytes)
-        yield self.gemm("attn.o_proj", t, self.hidden, value_dim)
+        yield self.attn_gemm(attn, "attn.o_proj", t, self.hidden, value_dim)
 
     def _linear_core_ops(self, attn: AttentionSpec, batch: StepBatch, heads: int) -> Iterator[OpCost]:
         key_heads = max(1, attn.num_kv_heads // self.par.tp)
@@ -264,11 +272,13 @@ class LayerCoster:
         yield self.gemm(f"{prefix}.down_proj", tokens, self.hidden, width)
 
     def moe_ops(self, ffn: FFNSpec, tokens: int) -> Iterator[OpCost]:
-        """Router and top-k on this rank's tokens; token dispatch where tokens move; the fused routed-expert
-        kernel on the busiest device; combine; shared experts (tensor-parallel like a dense MLP)."""
-        h = self.hidden
-        yield self.gemm("moe.router", tokens, ffn.num_experts, h, weights=False)
-        yield self.elementwise("moe.topk", tokens * ffn.num_experts * 4.0 * 2)
+        """Router GEMM on this rank's tokens; token dispatch where tokens move; the fused routed-expert
+        kernel on the busiest device; combine; shared experts (tensor-parallel like a dense MLP).
+
+        Top-k selection is not a separate op: the fused kernel's fit includes it (ops_moe.csv times
+        TensorRT-LLM's MoE module forward from router logits, whose routing method runs the top-k inside),
+        and `cost.moe.moe_work` counts the router scores it reads."""
+        yield self.router(ffn, tokens)
         dispatch, combine = self.token_exchange(ffn, tokens)
         if dispatch is not None:
             yield dispatch
@@ -277,6 +287,18 @@ class LayerCoster:
             yield combine
         if ffn.num_shared_experts:
             yield from self.dense_ffn_ops(ffn, tokens, ffn.shared_expert_intermediate_size, prefix="moe.shared")
+
+    def router(self, ffn: FFNSpec, tokens: int) -> OpCost:
+        """The gate GEMM (tokens x hidden -> expert logits) in the 16-bit activation format, whatever the
+        linear layers' format: quantised MoE checkpoints leave the router unquantised (the bundled GPT-OSS
+        config's quantization_config lists `model.layers.*.mlp.router` in modules_to_not_convert), since
+        routing decisions are sensitive to logit precision."""
+        key = ("moe.router", tokens)
+        hit = self._gemm_cache.get(key)
+        if hit is None:
+            hit = self._gemm_cache[key] = estimate_gemm(self.cc, tokens, ffn.num_experts, self.hidden, self.act_dtype,
+                                                        self.act_dtype, op="moe.router")
+        return hit
 
     def routed_experts(self, ffn: FFNSpec, tokens: int) -> OpCost:
         """The fused expert kernel over the tokens of all dp ranks (they meet in the expert groups)."""

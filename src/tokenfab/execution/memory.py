@@ -82,7 +82,10 @@ class MemoryModel:
             per_layer_attn = attention_params(attn, h) / par.tp
             if attn.kind == "mha" and attn.num_kv_heads < par.tp:  # replicated KV heads
                 per_layer_attn += h * (attn.head_dim + attn.v_head_dim) * (1 - attn.num_kv_heads / par.tp)
-            linear += g.num_layers * per_layer_attn
+            if attn.weights_quantized:
+                linear += g.num_layers * per_layer_attn
+            else:  # the checkpoint keeps attention in 16-bit (GPT-OSS MXFP4)
+                other += g.num_layers * per_layer_attn
             ffn = g.ffn
             if ffn.kind == "dense":
                 linear += g.num_layers * mlp_params(ffn, h, ffn.intermediate_size) / par.tp

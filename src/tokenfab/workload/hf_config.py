@@ -79,7 +79,19 @@ def parse_config(config: dict[str, Any], name: str, source: str = "") -> ModelSp
     except (TypeError, ValueError, AttributeError, ZeroDivisionError, OverflowError) as exc:
         # a field of the wrong kind (a string for a count, a list for a mapping) in a user's file
         raise DataFileError(f"config {source or name}: {type(exc).__name__}: {exc}") from None
+    spec = _unconverted_attention(spec, config.get("quantization_config"))
     return spec.model_copy(update={"source": source or spec.source})
+
+
+def _unconverted_attention(spec: ModelSpec, quant: Any) -> ModelSpec:
+    """Mark attention unquantised where the checkpoint's quantization_config lists self_attn among
+    modules_to_not_convert (GPT-OSS's MXFP4 checkpoint quantises only the MoE experts)."""
+    skipped = quant.get("modules_to_not_convert") if isinstance(quant, dict) else None
+    if not isinstance(skipped, list) or not any(isinstance(m, str) and "self_attn" in m for m in skipped):
+        return spec
+    groups = tuple(g.model_copy(update={"attention": g.attention.model_copy(update={"weights_quantized": False})})
+                   for g in spec.layers)
+    return spec.model_copy(update={"layers": groups})
 
 
 def _int(config: dict[str, Any], *keys: str, default: int | None = None) -> int:

@@ -34,6 +34,10 @@ class AttentionSpec(_Frozen):
     index_topk_tokens: int | None = Field(default=None, ge=1, description="DSA: tokens each query attends to.")
     qkv_bias: bool = False
     out_bias: bool = False
+    weights_quantized: bool = Field(default=True, description=(
+        "Whether the checkpoint stores this attention's projections in the model's linear-layer format; False "
+        "where its quantization_config leaves self_attn unconverted (GPT-OSS MXFP4: attention stays BF16), so "
+        "they run as 16-bit GEMMs whatever --dtype says."))
     sliding_window_tokens: int | None = Field(default=None, ge=1, description="Local attention window, if any.")
     rotary_dim: int = Field(ge=0, description="Dimensions per head that get rotary embedding.")
     # MLA only (DeepSeek-V2/V3): low-rank projections and the compressed KV cache.

@@ -121,3 +121,39 @@ def test_absorbed_mla_decode_uses_its_fitted_curve_else_the_prefill_curve():
     assert decode_curve(h20, "mla", 576)[0] == load_profile("h20").attention_decode["mla"]  # fitted on H20 MLA rows
     assert decode_curve(h100, "mla", 576)[0] == load_profile("h100-sxm").attention_prefill["bf16"]  # no MLA rows
     assert decode_curve(h100, "bf16", None)[0] == load_profile("h100-sxm").attention_decode["bf16"]  # GQA unchanged
+
+
+def test_unmeasured_format_takes_the_nearest_measured_format_of_the_same_layer():
+    from tokenfab.cost.profile import nearest_moe_kind
+
+    fitted = ["bf16", "fp8", "w4a8", "bf16-cutlass"]
+    assert nearest_moe_kind("fp8", fitted) == "fp8"  # measured: itself
+    assert nearest_moe_kind("fp4", fitted) == "w4a8"  # 4-bit weights first, then 8-bit activations
+    assert nearest_moe_kind("w4a16", fitted) == "w4a8"
+    assert nearest_moe_kind("w8a16", fitted) == "fp8"  # 8-bit weights (bf16 is 16-bit)
+    assert nearest_moe_kind("fp32", ["bf16", "fp8"]) == "bf16"
+    assert nearest_moe_kind("fp8-cutlass", ["bf16-cutlass", "fp8"]) == "bf16-cutlass"  # backend before format
+    assert nearest_moe_kind("bf16", ["bf16-cutlass", "fp8"]) == "fp8"
+    assert nearest_moe_kind("bf16", ["bf16-cutlass"]) == "bf16-cutlass"  # another backend only when nothing else
+
+
+def test_a_chips_own_moe_fit_of_another_format_beats_the_generic_fit_of_this_format():
+    from tokenfab.cost.chip_cost import chip_cost
+    from tokenfab.cost.profile import load_profile
+    from tokenfab.hardware.catalog import load_chip
+
+    b200 = chip_cost(load_chip("b200"))
+    own = load_profile("b200").moe
+    assert "fp4" not in own and "w4a8" in own  # B200's rows are MXFP4 x MXFP8 only
+    assert b200.resolved.moe("fp4")[0] == own["w4a8"]  # NVFP4 experts: B200's own 4-bit kernel fit
+    assert b200.resolved.moe("fp8")[0] == own["w4a8"]  # its only fit, not A100/H100/L40S's pooled fp8
+
+
+def test_balanced_busiest_rank_computes_whole_rows():
+    # 1 token x top-22 over 512 experts on EP 128: 4 local experts hold 22 * 4 / 512 = 0.17 picks on average,
+    # but the busiest rank (the benchmark's rank 0, which holds token 0's first pick) computes one whole row.
+    load = expert_load(MoEShape(1, 16, 32, 22, 512, ep=128))
+    assert load.rows == 1.0 and load.active_experts == 1.0
+    # 3 picks per rank on average stay 3; 3.5 round up to 4 on the busiest rank.
+    assert expert_load(MoEShape(3, 16, 32, 4, 64, ep=4)).rows == 3.0
+    assert expert_load(MoEShape(7, 16, 32, 2, 16, ep=4)).rows == 4.0

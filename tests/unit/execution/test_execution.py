@@ -111,3 +111,31 @@ def test_pd_pools_take_their_own_moe_layouts():
     cfg = r.config
     assert (cfg["prefill_dp"], cfg["prefill_ep"], cfg["decode_dp"], cfg["decode_ep"]) == (2, 1, 2, 2)
     assert r.summary["completed"] == 12
+
+
+def test_attention_the_checkpoint_leaves_unconverted_runs_and_is_stored_in_16_bit():
+    # GPT-OSS's quantization_config lists self_attn in modules_to_not_convert: its MXFP4 checkpoint
+    # quantises only the experts, so at --dtype fp4 the attention projections stay 16-bit GEMMs.
+    from tokenfab.execution.layers import LayerCoster, StepBatch
+    from tokenfab.execution.config import ParallelConfig, PrecisionConfig
+    from tokenfab.cost.chip_cost import chip_cost
+    from tokenfab.hardware.catalog import load_chip, load_system
+    from tokenfab.workload.hf_config import load_model
+
+    model = load_model("gpt-oss-120b")
+    group = model.layers[0]
+    assert not group.attention.weights_quantized and load_model("deepseek-v3").layers[0].attention.weights_quantized
+    cc = chip_cost(load_chip("b200"))
+    coster = LayerCoster(cc, load_system("b200", 8), ParallelConfig(tp=8), PrecisionConfig(dtype="fp4"), model.hidden_size)
+    quantized = group.attention.model_copy(update={"weights_quantized": True})
+    ops = {c.op: c for c in coster.attention_ops(group.attention, StepBatch(num_decode=4, decode_kv_len=1024.0))}
+    fp4 = {c.op: c for c in coster.attention_ops(quantized, StepBatch(num_decode=4, decode_kv_len=1024.0))}
+    assert ops["attn.qkv_proj"].bytes == pytest.approx(4 * fp4["attn.qkv_proj"].bytes, rel=0.05)  # 2 bytes vs 0.5 per weight
+    assert ops["attn.qkv_proj"].source == fp4["attn.qkv_proj"].source  # same chip profile, another format kind
+    # stored in 16-bit too: the weights differ by the attention parameters x (2 - 0.5) bytes
+    from tokenfab.workload.params import attention_params
+    layers = tuple(g.model_copy(update={"attention": quantized}) for g in model.layers)
+    all_fp4 = model.model_copy(update={"layers": layers})
+    system, par, prec = load_system("b200", 1), ParallelConfig(), PrecisionConfig(dtype="fp4")
+    extra = MemoryModel(model, system, par, prec).weights_bytes - MemoryModel(all_fp4, system, par, prec).weights_bytes
+    assert extra == pytest.approx(model.num_layers * attention_params(group.attention, model.hidden_size) * 1.5)
