@@ -8,7 +8,8 @@
    the rows: it is fitted per framework on half of them by bench/fit_serving_client.py and read from
    bench/data/serving_clients.yaml (the exact client, first wave counted, when the file is absent).
 2. Offline throughput: the TensorRT-LLM in-flight-batching max-throughput rows of trtllm.csv (fixed
-   ISL/OSL, all requests queued at once), simulated `--offline`, output tokens/s of the whole system.
+   ISL/OSL, all requests queued at once), simulated `--offline` with the request count and KV share the perf
+   overview states for the run (`_offline_settings`), output tokens/s of the whole system.
 MLPerf rows are not expressible: they state neither prompt lengths nor output distributions
 (only mean tokens per sample), so they are listed as skipped rather than matched to a guess.
 """
@@ -156,6 +157,41 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
     return list(jobs.values()), skipped
 
 
+# $num_requests per (ISL, OSL) of the TensorRT-LLM perf overview's dataset step ("Preparing a Dataset",
+# github.com/NVIDIA/TensorRT-LLM docs/source/performance/perf-overview.md @00f3768): enough requests for a steady state.
+PERF_OVERVIEW_REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500, (2048, 128): 3000,
+                          (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000, (20000, 2000): 1000}
+
+
+def _offline_settings(r: pd.Series) -> dict:
+    """Requests and KV share of a trtllm-bench row as its source states them: the perf overview's $num_requests for
+    its ISL/OSL (else enough for a steady state), and kv_cache_free_gpu_mem_fraction 0.95 where the notes say the
+    run used it (the engine default 0.9 otherwise)."""
+    isl, osl = int(r["input_len"]), int(r["output_len"])
+    n = PERF_OVERVIEW_REQUESTS.get((isl, osl), max(500, min(3000, 600_000 // osl)))
+    out = {"num_requests": n}
+    if "kv_cache_free_gpu_mem_fraction 0.95" in str(r["notes"]):
+        out["kv_free_memory_frac"] = 0.95
+    return out
+
+
+def _trtllm_bench_limits(kw: dict) -> dict:
+    """max_batch_size and max_num_tokens as trtllm-bench sets them from the KV cache's room for requests of the
+    dataset's ISL + OSL (tensorrt_llm/bench/build/tuning.py, finetune_setting: batch capped at 4096 / pp and rounded up,
+    tokens = batch x (1 + ISL/OSL) capped at 32768, at least 2048), with tokenfab's KV capacity for the room."""
+    d = api.deployment(kw["model"], kw["hardware"], None, kw["tp"], kw["pp"], dtype=kw["dtype"], kv_dtype=kw["kv_dtype"],
+                       kv_free_memory_frac=kw.get("kv_free_memory_frac", 0.9))
+    isl, osl = kw["input_len"], kw["output_len"]
+    requests = d.memory.kv_capacity_tokens(8192, 2048) / (isl + osl)
+    raw_bs = min(requests, 4096) / kw["pp"]
+    raw_tok = min(raw_bs * (1 + isl / osl), 32768)
+    step = 32 if raw_bs < 256 else 128 if raw_bs < 1024 else 256
+    bs = max(64, step * math.ceil(raw_bs / step)) if raw_bs < 256 else step * math.ceil(raw_bs / step)
+    tstep = 256 if raw_tok < 4096 else 512 if raw_tok < 8192 else 1024
+    tok = max(2048, tstep * math.ceil(raw_tok / tstep)) if raw_tok < 4096 else tstep * math.ceil(raw_tok / tstep)
+    return {"max_num_seqs": int(bs), "max_batched_tokens": int(max(tok, isl + bs))}
+
+
 def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
     rows = pd.read_csv(directory / "trtllm.csv")
     rows = rows[rows["framework"].str.contains("trtllm-bench", na=False)]
@@ -168,10 +204,14 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
             continue
         tp, pp = int(r["tp"]), int(r["pp"]) if not math.isnan(r["pp"]) else 1
         out = int(r["output_len"])
+        kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, dtype=dtype, kv_dtype="fp8" if dtype != "fp16" else "fp16",
+                      offline=True, input_len=int(r["input_len"]), output_len=out, engine="trtllm", **_offline_settings(r))
+        try:
+            kwargs.update(_trtllm_bench_limits(kwargs))
+        except TokenfabError:
+            pass  # the deployment does not fit: simulate reports why
         jobs.append({
-            "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, dtype=dtype, kv_dtype="fp8" if dtype != "fp16" else "fp16",
-                           offline=True, num_requests=max(500, min(3000, 600_000 // out)), input_len=int(r["input_len"]),
-                           output_len=out, engine="trtllm"),
+            "kwargs": kwargs,
             "meta": {"case_id": r["case_id"], "device": hw, "model": model, "tp": tp, "pp": pp,
                      "per_gpu": r["metric"].endswith("per_gpu"), "n_accel": int(r["n_accel"]), "measured": float(r["value"])},
         })

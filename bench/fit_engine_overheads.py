@@ -1,12 +1,17 @@
-"""Fit each serving engine's host time per iteration on measured serving runs, and write it as data.
+"""Fit, on measured serving runs, each engine's host time per iteration and each chip's kernel floor under
+CUDA-graph replay (jointly: both lengthen a decode step), and write them as data.
 
-    python bench/fit_engine_overheads.py [--grid-ms 0,0.5,1,2,3] [--write]
+    python bench/fit_engine_overheads.py [--grid-ms 0,0.25,0.5,1] [--floor-grid-us 3,4,5,6,8,10,12] [--write]
 
 Rows: the aggregated fixed-concurrency runs of ../shared/calibration/e2e_aiconfigurator_silicon.csv that
-bench/accuracy_serving.py expresses. They are split by a hash of the run's key: the fit half chooses, per
-engine, the step overhead (from the grid) that minimises the TPOT MAPE; the other half reports TTFT and
-TPOT MAPE before (no overhead) and after. `--write` stores the fit with its provenance in
-src/tokenfab/serving/engines/overheads.yaml, which `tokenfab.serving.engines.engine_spec` reads.
+bench/accuracy_serving.py expresses. They are split by a hash of the run's key: on the fit half, every
+(floor, overhead) grid pair is simulated, and the per-chip floor (or none: the op-table floors) and per-engine
+step overhead that together minimise the TPOT MAPE over all fit rows are chosen; the other half reports TTFT
+and TPOT MAPE per chip and engine before (neither) and after. Why a floor: engines replay decode-only steps
+as captured CUDA graphs, while the operator tables time kernels launched one by one with per-call host time
+in their floors (tokenfab.execution.graph_replay). `--write` stores the fits with their provenance in
+src/tokenfab/serving/engines/overheads.yaml (read by `tokenfab.serving.engines.engine_spec`) and
+src/tokenfab/execution/graph_replay.yaml (read by every StepModel).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import itertools
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -23,65 +29,105 @@ import yaml
 
 from accuracy_serving import _concurrency_job, concurrency_jobs
 from tokenfab.calibrate.measurements import shared_calibration_dir
+from tokenfab.execution import graph_replay
 from tokenfab.serving import engines
 
 OUT = Path(engines.__file__).with_name("overheads.yaml")
+SPLIT = "sha256 of the run key, even: fit half; odd: held out"
 
 
 def _half(job: dict) -> int:
     return int(hashlib.sha256(repr(job["meta"]["key"]).encode()).hexdigest(), 16) % 2
 
 
-def _run(jobs: list[dict], overhead_s: dict[str, float]) -> list[dict]:
+def _run(jobs: list[dict], overhead_s: dict[str, float], floor_s: dict[str, float | None]) -> list[dict]:
+    floors = {c: f for c, f in floor_s.items() if f is not None}
     engines.fitted_overheads = lambda: {e: {"step_overhead_s": v} for e, v in overhead_s.items()}  # forked into workers
+    graph_replay.fitted_floors = lambda: floors
     with ProcessPoolExecutor(max_workers=2) as pool:
         return list(pool.map(_concurrency_job, jobs, chunksize=4))
 
 
-def _mape(jobs: list[dict], results: list[dict], metric: str, engine: str) -> tuple[float, int]:
-    errs = [abs(r[metric] / j["measured"][metric][0] - 1.0) for j, r in zip(jobs, results)
-            if not r["error"] and j["meta"]["framework"] == engine and metric in j["measured"]]
-    return (float(np.mean(errs)) if errs else float("nan")), len(errs)
+def _errors(jobs: list[dict], results: list[dict], metric: str, **where: str) -> list[float]:
+    return [abs(r[metric] / j["measured"][metric][0] - 1.0) for j, r in zip(jobs, results)
+            if not r["error"] and metric in j["measured"] and all(j["meta"][k] == v for k, v in where.items())]
+
+
+def _mape(errs: list[float]) -> float:
+    return float(np.mean(errs)) if errs else float("nan")
+
+
+def _joint_best(cells: dict, chips: list[str], names: list[str], floors: list, grid: list[float]) -> tuple[dict, dict]:
+    """Per-chip floor and per-engine overhead minimising the summed TPOT error over all fit rows;
+    `cells[(chip, engine, floor, overhead)]` holds that cell's summed error."""
+    best, best_sum = None, float("inf")
+    for fl in itertools.product(floors, repeat=len(chips)):
+        for ov in itertools.product(grid, repeat=len(names)):
+            total = sum(cells.get((c, e, f, o), 0.0) for c, f in zip(chips, fl) for e, o in zip(names, ov))
+            if total < best_sum:
+                best, best_sum = (fl, ov), total
+    return dict(zip(chips, best[0])), dict(zip(names, best[1]))
+
+
+def _held_out(test: list[dict], before: list[dict], after: list[dict], **where: str) -> dict:
+    row = {}
+    for metric in ("tpot_ms", "ttft_ms"):
+        b, a = _errors(test, before, metric, **where), _errors(test, after, metric, **where)
+        row[f"held_out_{metric}_mape"] = {"before": round(_mape(b), 4), "after": round(_mape(a), 4), "rows": len(b)}
+    return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--grid-ms", default="0,0.5,1,2,3")
+    ap.add_argument("--grid-ms", default="0,0.25,0.5,1")
+    ap.add_argument("--floor-grid-us", default="3,4,5,6,8,10,12")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     grid = [float(x) / 1e3 for x in args.grid_ms.split(",")]
+    floors = [float(x) / 1e6 for x in args.floor_grid_us.split(",")] + [None]  # None: the op-table floors
     jobs = [j for j in concurrency_jobs(shared_calibration_dir())[0] if not j["meta"].get("disaggregated")]
     fit, test = [j for j in jobs if _half(j) == 0], [j for j in jobs if _half(j) == 1]
     names = sorted({j["meta"]["framework"] for j in jobs})
-    scores = {}
-    for g in grid:
-        res = _run(fit, {e: g for e in names})
-        for e in names:
-            scores[(e, g)] = _mape(fit, res, "tpot_ms", e)[0]
-        print(f"overhead {g * 1e3:.1f} ms: " + ", ".join(f"{e} TPOT {scores[(e, g)] * 100:.1f}%" for e in names))
-    best = {e: min(grid, key=lambda g, e=e: scores[(e, g)]) for e in names}
-    before, after = _run(test, {e: 0.0 for e in names}), _run(test, best)
-    report = {}
-    for e in names:
-        row = {"step_overhead_s": best[e]}
-        for metric in ("tpot_ms", "ttft_ms"):
-            (b, n), (a, _) = _mape(test, before, metric, e), _mape(test, after, metric, e)
-            row[f"held_out_{metric}_mape_before"], row[f"held_out_{metric}_mape_after"] = round(b, 4), round(a, 4)
-            row["held_out_rows"] = n
-        report[e] = row
-        print(f"{e}: {best[e] * 1e3:.1f} ms per step; held-out TPOT {row['held_out_tpot_ms_mape_before'] * 100:.1f}% -> "
-              f"{row['held_out_tpot_ms_mape_after'] * 100:.1f}%, TTFT {row['held_out_ttft_ms_mape_before'] * 100:.1f}% -> "
-              f"{row['held_out_ttft_ms_mape_after'] * 100:.1f}% ({row['held_out_rows']} rows)")
+    chips = sorted({j["meta"]["device"] for j in jobs})
+    cells = {}
+    for f, o in itertools.product(floors, grid):
+        res = _run(fit, {e: o for e in names}, {c: f for c in chips})
+        for c, e in itertools.product(chips, names):
+            cells[(c, e, f, o)] = sum(_errors(fit, res, "tpot_ms", device=c, framework=e))
+        fit_mape = sum(cells[(c, e, f, o)] for c in chips for e in names) / len(_errors(fit, res, "tpot_ms"))
+        print(f"floor {'none' if f is None else f'{f * 1e6:.0f} us'}, overhead {o * 1e3:.2f} ms: fit TPOT {fit_mape * 100:.1f}%",
+              flush=True)
+    best_floor, best_ovh = _joint_best(cells, chips, names, floors, grid)
+    before = _run(test, {e: 0.0 for e in names}, {c: None for c in chips})
+    after = _run(test, best_ovh, best_floor)
+    report_e = {e: {"step_overhead_s": best_ovh[e], **_held_out(test, before, after, framework=e)} for e in names}
+    report_c = {c: {"kernel_floor_s": best_floor[c], **{f"{e}_{k}": v for e in names
+                                                        for k, v in _held_out(test, before, after, device=c, framework=e).items()
+                                                        if v["rows"]}} for c in chips}
+    for e, row in report_e.items():
+        print(f"{e}: {row['step_overhead_s'] * 1e3:.2f} ms per step; held-out TPOT {row['held_out_tpot_ms_mape']}, "
+              f"TTFT {row['held_out_ttft_ms_mape']}")
+    for c, row in report_c.items():
+        f = row["kernel_floor_s"]
+        print(f"{c}: replay floor {'none' if f is None else f'{f * 1e6:.0f} us'}; " +
+              "; ".join(f"{k}: {v}" for k, v in row.items() if k != "kernel_floor_s"))
     if args.write:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        data = {"provenance": {
-            "method": "per engine, the grid value minimising TPOT MAPE on the fit half (sha256 of the run key, even) of the "
-                      "aggregated fixed-concurrency rows of shared/calibration/e2e_aiconfigurator_silicon.csv "
-                      "(NVIDIA aiconfigurator-core 0.12.0 silicon samples); held-out figures on the odd half",
-            "grid_s": grid, "commit": commit, "date": dt.date.today().isoformat(),
-            "command": "python bench/fit_engine_overheads.py --write"}, "engines": report}
-        OUT.write_text(yaml.safe_dump(data, sort_keys=False))
-        print(f"wrote {OUT}")
+        _write(grid, floors, report_e, report_c)
+
+
+def _write(grid: list[float], floors: list, report_e: dict, report_c: dict) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    prov = {"method": "jointly, the per-engine step overhead and per-chip CUDA-graph replay floor (or none) from the grids "
+                      "minimising TPOT MAPE over the fit half of the aggregated fixed-concurrency rows of "
+                      "shared/calibration/e2e_aiconfigurator_silicon.csv (NVIDIA aiconfigurator-core 0.12.0 silicon samples); "
+                      "held-out figures (before: no overhead, op-table floors) on the other half",
+            "split": SPLIT, "grid_s": grid, "floor_grid_s": [f for f in floors if f is not None], "commit": commit,
+            "date": dt.date.today().isoformat(), "command": "python bench/fit_engine_overheads.py --write"}
+    OUT.write_text(yaml.safe_dump({"provenance": prov, "engines": report_e}, sort_keys=False))
+    graph_replay.DATA_PATH.write_text("# Kernel floor of CUDA-graph replay per chip, written by bench/fit_engine_overheads.py; "
+                                      "do not edit by hand.\n" + yaml.safe_dump({"provenance": prov, "chips": report_c},
+                                                                                sort_keys=False))
+    print(f"wrote {OUT} and {graph_replay.DATA_PATH}")
 
 
 if __name__ == "__main__":

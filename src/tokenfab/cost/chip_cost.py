@@ -93,3 +93,10 @@ def chip_cost(chip: ChipSpec, profile_path: str | None = None) -> ChipCost:
                                    f"calibrated profile embedded in {chip.name}")
         return ChipCost(chip, resolved)
     return ChipCost(chip, resolve_profile(chip, profile_path))
+
+
+@functools.lru_cache(maxsize=256)
+def graph_chip_cost(chip: ChipSpec, floor_s: float, profile_path: str | None = None) -> ChipCost:
+    """`chip_cost` with every compute kernel's fixed cost capped at `floor_s`: the chip as a captured CUDA graph
+    replays kernels (see `ResolvedProfile.with_launch_floor`)."""
+    return ChipCost(chip, chip_cost(chip, profile_path).resolved.with_launch_floor(floor_s))

@@ -18,6 +18,7 @@ bandwidths.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -135,6 +136,18 @@ class ResolvedProfile:
                 return prof.moe[nearest_moe_kind(kind, prof.moe)], source
         raise DataFileError("no fitted 'moe' kernel table in the efficiency profiles (run python -m tokenfab.calibrate.fit_shared)")
 
+    def with_launch_floor(self, floor_s: float) -> ResolvedProfile:
+        """This resolution with every compute kernel's fixed cost capped at `floor_s`: kernels replayed from a
+        captured CUDA graph (engines' decode steps) pay their device-side floor, not the per-call host time that
+        a microbenchmark launching them one by one adds (see `tokenfab.execution.graph_replay`). Collectives keep
+        their fits: their latency is protocol time on the devices, which a graph does not remove. Fused MoE
+        kernels keep theirs too: the floor is fitted on dense models' runs, which never run them."""
+        profile = _launch_capped(self.profile, floor_s)
+        generic = profile if self.generic is self.profile else _launch_capped(self.generic, floor_s)
+        reference = _launch_capped(self.reference, floor_s) if self.reference is not None else None
+        return ResolvedProfile(profile, generic, self.provenance, self.compute_units,
+                               f"{self.note}; kernel floors of CUDA-graph replay ({floor_s * 1e6:.1f} us)", reference)
+
     def has_collective(self, name: str) -> bool:
         return any(name in prof.collectives for prof, _ in self.layers())
 
@@ -170,6 +183,17 @@ def nearest_moe_kind(kind: str, fitted: dict[str, KernelParams] | list[str]) -> 
         return (int(cvariant != variant), abs(math.log2(w / want[0])), abs(math.log2(a / want[1])), candidate)
 
     return min(fitted, key=distance)
+
+
+def _launch_capped(prof: EfficiencyProfile, floor_s: float) -> EfficiencyProfile:
+    def cap(table: dict[str, KernelParams]) -> dict[str, KernelParams]:
+        return {k: dataclasses.replace(v, launch_s=min(v.launch_s, floor_s)) for k, v in table.items()}
+
+    elementwise = prof.elementwise
+    if elementwise is not None:
+        elementwise = dataclasses.replace(elementwise, launch_s=min(elementwise.launch_s, floor_s))
+    return dataclasses.replace(prof, gemm=cap(prof.gemm), attention_prefill=cap(prof.attention_prefill),
+                               attention_decode=cap(prof.attention_decode), elementwise=elementwise)
 
 
 def nearest_group(by_size: dict[int, CollectiveParams], num_devices: int) -> CollectiveParams:

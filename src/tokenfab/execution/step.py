@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tokenfab.cost.attention import decode_attention_arrays
-from tokenfab.cost.chip_cost import ChipCost, chip_cost
+from tokenfab.cost.chip_cost import ChipCost, chip_cost, graph_chip_cost
 from tokenfab.cost.elementwise import embedding_bytes, sampling_bytes
 from tokenfab.cost.result import OpCost
 from tokenfab.execution.config import (
     ParallelConfig, PrecisionConfig, check_parallelism, check_precision, layers_per_stage,
 )
 from tokenfab.cost.onchip import plan_residency
+from tokenfab.execution.graph_replay import kernel_floor_s
 from tokenfab.execution.layers import LayerCoster, StepBatch
 from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.power import PowerModel
@@ -116,7 +117,9 @@ class StepModel:
 
     Everything but the attention core depends only on token counts, so it is aggregated once
     per (prefill shape, decode count) and reused across steps that differ only in context length
-    (the common case in decoding and in the serving simulator).
+    (the common case in decoding and in the serving simulator). Decode-only steps are costed as the
+    CUDA-graph replay engines run them, with the chip's fitted replay floor per kernel where it has
+    one (`graph_coster`; see `tokenfab.execution.graph_replay`); steps with prefill work run eagerly.
     """
 
     def __init__(self, model: ModelSpec, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig,
@@ -129,6 +132,12 @@ class StepModel:
         footprint = MemoryModel(model, system, par, prec)
         self.coster.residency = plan_residency(self.cc.onchip, self.cc.bandwidth_bytes_per_s,
                                                footprint.weights_bytes, footprint.kv_bytes_per_token)
+        floor_s = kernel_floor_s(system.chip)
+        self.graph_coster = self.coster  # the coster of decode-only (graph-replayed) steps
+        if floor_s is not None:
+            self.graph_coster = LayerCoster(graph_chip_cost(system.chip, floor_s, profile_path), system, par, prec,
+                                            model.hidden_size)
+            self.graph_coster.residency = self.coster.residency
         self.power = PowerModel(system.chip, self.cc, system, par.num_devices)
         self._at_wall = self.power.wall_factor != 1.0 or self.power.host_busy_w != 0.0
         self.stage_layers = layers_per_stage(model.num_layers, par.pp)
@@ -138,9 +147,9 @@ class StepModel:
         self._cache: dict[StepBatch, StepResult] = {}
         self._layers_cache: dict[tuple, StepPart] = {}
         self._head_cache: dict[tuple, StepPart] = {}
-        self._core_cache: dict[StepBatch, StepPart] = {}
         self._decode_core_cache: dict[tuple, tuple[float, float]] = {}
         self._prefill_core_cache: dict[tuple, tuple[float, float]] = {}
+        self._core_cache: dict[StepBatch, StepPart] = {}
         self._static_cache: dict[tuple, tuple[float, float]] = {}
         self._decode_args: list[dict | None] | None = None  # per layer group, for decode_times (built on first use)
         self._pp, self._num_devices = par.pp, par.num_devices
@@ -166,16 +175,18 @@ class StepModel:
     def _layers_part(self, num_tokens: int, num_decode: int) -> StepPart:
         """Layer operators that depend only on token counts: `num_tokens` through every layer
         (`num_decode` of them decoding, which only MLA's absorbed projections care about)."""
-        key = (num_tokens, num_decode if self._mla else 0)
+        graphed = num_tokens == num_decode
+        key = (num_tokens, num_decode if self._mla or graphed else -1)
         hit = self._layers_cache.get(key)
         if hit is not None:
             return hit
         prefill_tokens = num_tokens - num_decode
         canonical = StepBatch(((1, prefill_tokens, prefill_tokens),) if prefill_tokens > 0 else (), num_decode, 0.0)
+        coster = self.graph_coster if graphed else self.coster
         ops = [(cost, count) for group, count in self._group_counts
-               for cost in self.coster.layer_ops(group, canonical, with_core=False)]
+               for cost in coster.layer_ops(group, canonical, with_core=False)]
         h = self.model.hidden_size
-        ops.append((self.coster.elementwise("embedding", embedding_bytes(num_tokens, h, self._act_bytes, self._act_bytes)), 1.0))
+        ops.append((coster.elementwise("embedding", embedding_bytes(num_tokens, h, self._act_bytes, self._act_bytes)), 1.0))
         part = self._aggregate(ops)
         if len(self._layers_cache) < 200_000:
             self._layers_cache[key] = part
@@ -185,48 +196,51 @@ class StepModel:
         """Final norm, LM head and sampling of `num_logits` positions (speculative verify needs k + 1 per sequence)."""
         return self._head_part(num_logits)
 
-    def _head_part(self, num_logits: int) -> StepPart:
-        """Final norm, LM head, logit gather and sampling of `num_logits` sequences."""
-        hit = self._head_cache.get(num_logits)
+    def _head_part(self, num_logits: int, graphed: bool = False) -> StepPart:
+        """Final norm, LM head, logit gather and sampling of `num_logits` sequences (`graphed`: in a decode-only step)."""
+        key = (num_logits, graphed)
+        hit = self._head_cache.get(key)
         if hit is not None:
             return hit
         h, vocab = self.model.hidden_size, self.model.vocab_size
+        coster = self.graph_coster if graphed else self.coster
         head = [
-            self.coster.elementwise("norm", 2.0 * num_logits * h * self._act_bytes),
-            self.coster.gemm("lm_head", num_logits, vocab // self.par.tp, h, weights=False, stored=True),
-            self.coster.collective("lm_head_gather", "all_gather", self.par.tp, num_logits * vocab * 4.0),
-            self.coster.elementwise("sampling", sampling_bytes(num_logits, vocab)),
+            coster.elementwise("norm", 2.0 * num_logits * h * self._act_bytes),
+            coster.gemm("lm_head", num_logits, vocab // self.par.tp, h, weights=False, stored=True),
+            coster.collective("lm_head_gather", "all_gather", self.par.tp, num_logits * vocab * 4.0),
+            coster.elementwise("sampling", sampling_bytes(num_logits, vocab)),
         ]
         part = self._aggregate((cost, 1.0) for cost in head if cost is not None)
         if len(self._head_cache) < 200_000:
-            self._head_cache[num_logits] = part
+            self._head_cache[key] = part
         return part
 
     def _static_for(self, batch: StepBatch) -> tuple[StepPart, StepPart]:
-        return self._layers_part(batch.num_tokens, batch.num_decode), self._head_part(batch.num_sequences)
+        graphed = not batch.prefill and batch.num_decode > 0
+        return self._layers_part(batch.num_tokens, batch.num_decode), self._head_part(batch.num_sequences, graphed)
 
     def _layers_fast(self, num_tokens: int, num_decode: int) -> tuple[float, float]:
         """(time, busy energy) of the layer part: the exact `_layers_part`, memoised on token counts."""
         p = self._layers_part(num_tokens, num_decode)
         return p.time_s, p.busy_energy_j
 
-    def _static_fast(self, num_tokens: int, num_decode: int, num_sequences: int) -> tuple[float, float]:
+    def _static_fast(self, num_tokens: int, num_decode: int, num_sequences: int, graphed: bool) -> tuple[float, float]:
         """(time, busy energy) of everything in a single-stage step but the attention cores: the layer part
-        plus the head, summed as `step` sums them (layers + head), memoised in one dict so the simulator's
-        per-iteration call is one lookup."""
-        key = (num_tokens, num_decode if self._mla else 0, num_sequences)
+        plus the head (`graphed`: a decode-only step), summed as `step` sums them (layers + head), memoised in
+        one dict so the simulator's per-iteration call is one lookup."""
+        key = (num_tokens, num_decode, num_sequences, graphed)
         hit = self._static_cache.get(key)
         if hit is not None:
             return hit
         lt, le = self._layers_fast(num_tokens, num_decode)
-        head = self._head_part(num_sequences)
+        head = self._head_part(num_sequences, graphed)
         hit = (lt + head.time_s, le + head.busy_energy_j)
         if len(self._static_cache) < 200_000:
             self._static_cache[key] = hit
         return hit
 
     def _core_part(self, batch: StepBatch) -> StepPart:
-        core = self.coster.core_attention_ops
+        core = (self.coster if batch.prefill else self.graph_coster).core_attention_ops
         return self._aggregate((cost, count) for group, count in self._group_counts for cost in core(group.attention, batch))
 
     def step(self, batch: StepBatch) -> StepResult:
@@ -275,7 +289,7 @@ class StepModel:
         micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
         mb = _split(batch, micro)
         stage_s, busy = self._layers_fast(mb.num_tokens, mb.num_decode)
-        head = self._head_part(mb.num_sequences)
+        head = self._head_part(mb.num_sequences, not mb.prefill)
         stage_s += head.time_s
         busy += head.busy_energy_j
         for group in mb.prefill:
@@ -283,7 +297,7 @@ class StepModel:
             stage_s += t
             busy += e
         if mb.num_decode:
-            t, e = self._decode_core(mb.num_decode, mb.decode_kv_len)
+            t, e = self._decode_core(mb.num_decode, mb.decode_kv_len, not mb.prefill)
             stage_s += t
             busy += e
         time_s = stage_s * (micro + pp - 1)
@@ -307,11 +321,11 @@ class StepModel:
             gt, ge = self._prefill_core(group)
             t += gt
             busy += ge
-        st, se = self._static_fast(tokens, num_decode, seqs)
+        st, se = self._static_fast(tokens, num_decode, seqs, not prefill)
         t += st
         busy += se
         if num_decode:
-            dt, de = self._decode_core(num_decode, decode_kv_len)
+            dt, de = self._decode_core(num_decode, decode_kv_len, not prefill)
             t += dt
             busy += de
         energy = busy * self._num_devices
@@ -322,7 +336,7 @@ class StepModel:
         hit = self._prefill_core_cache.get(group)
         if hit is not None:
             return hit
-        time_s, busy = self._core_sum(StepBatch((group,), 0, 0.0))
+        time_s, busy = self._core_sum(StepBatch((group,), 0, 0.0), self.coster)
         if len(self._prefill_core_cache) < 500_000:
             self._prefill_core_cache[group] = (time_s, busy)
         return time_s, busy
@@ -334,26 +348,27 @@ class StepModel:
             t0, e0 = self.time_energy(StepBatch((), num_decode, kv_first))
             t1, e1 = self.time_energy(StepBatch((), num_decode, kv_last))
             return t0, e0, t1, e1
-        t, busy = self._static_fast(num_decode, num_decode, num_decode)
-        a_t, a_e = self._decode_core(num_decode, kv_first)
-        b_t, b_e = self._decode_core(num_decode, kv_last) if kv_last != kv_first else (a_t, a_e)
+        t, busy = self._static_fast(num_decode, num_decode, num_decode, True)
+        a_t, a_e = self._decode_core(num_decode, kv_first, True)
+        b_t, b_e = self._decode_core(num_decode, kv_last, True) if kv_last != kv_first else (a_t, a_e)
         n = self._num_devices
         if not self._at_wall:  # to_wall is the identity then
             return t + a_t, (busy + a_e) * n, t + b_t, (busy + b_e) * n
         wall = self.power.to_wall
         return t + a_t, wall((busy + a_e) * n, t + a_t), t + b_t, wall((busy + b_e) * n, t + b_t)
 
-    def _decode_core(self, num_decode: int, kv_len: float) -> tuple[float, float]:
-        """(time, busy energy) of the decode attention cores at this mean context (quantised as in `step`), memoised."""
+    def _decode_core(self, num_decode: int, kv_len: float, graphed: bool) -> tuple[float, float]:
+        """(time, busy energy) of the decode attention cores at this mean context (quantised as in `step`), memoised;
+        `graphed`: the step has no prefill work (replayed as a CUDA graph)."""
         if kv_len >= 256.0:  # quantise_context, inlined: the simulator's hottest call
             whole = int(kv_len)
             q = 1 << (whole.bit_length() - 8)
             kv_len = float((whole + (q >> 1)) // q * q)
-        key = (num_decode, kv_len)
+        key = (num_decode, kv_len, graphed)
         hit = self._decode_core_cache.get(key)
         if hit is not None:
             return hit
-        time_s, busy = self._core_sum(StepBatch((), num_decode, kv_len))
+        time_s, busy = self._core_sum(StepBatch((), num_decode, kv_len), self.graph_coster if graphed else self.coster)
         if len(self._decode_core_cache) < 500_000:
             self._decode_core_cache[key] = (time_s, busy)
         return time_s, busy
@@ -365,23 +380,24 @@ class StepModel:
         pp = self.par.pp
         micro = min(pp, max(1, num_decode)) if pp > 1 else 1
         n = -(-num_decode // micro)
-        static_s, static_j = self._static_fast(n, n, n)  # layers + head, summed as step() sums its parts
+        static_s, static_j = self._static_fast(n, n, n, True)  # layers + head, summed as step() sums its parts
         stage = np.full(len(kv), static_s)
         busy = np.full(len(kv), static_j)
         power = self.power
+        coster = self.graph_coster
         # kv_on_chip is monotone in the context: the shortest one says whether any context's KV stays on chip
-        any_on_chip = self.coster.residency.kv_on_chip(n * kv.min()) if len(kv) else False
+        any_on_chip = coster.residency.kv_on_chip(n * kv.min()) if len(kv) else False
         if self._decode_args is None:
-            self._decode_args = [self.coster.decode_core_args(g.attention) for g, _ in self._group_counts]
+            self._decode_args = [coster.decode_core_args(g.attention) for g, _ in self._group_counts]
         for (group, count), args in zip(self._group_counts, self._decode_args):
             if args is None or any_on_chip:
                 # linear attention, DSA (not one decode-attention kernel) or a KV cache held on chip: context by context
                 for i, k in enumerate(kv):
-                    for cost in self.coster.core_attention_ops(group.attention, StepBatch((), n, float(k))):
+                    for cost in coster.core_attention_ops(group.attention, StepBatch((), n, float(k))):
                         stage[i] += cost.time_s * count
                         busy[i] += power.op_power_w(cost) * cost.time_s * count
                 continue
-            t, flops, dram = decode_attention_arrays(self.cc, n, kv, **args)
+            t, flops, dram = decode_attention_arrays(coster.cc, n, kv, **args)
             activity = np.minimum(1.0, np.maximum(flops / (power.peak * t), dram / (power.bandwidth * t)))
             stage += t * count
             busy += (power.idle_w + (power.tdp_w - power.idle_w) * activity) * t * count
@@ -393,12 +409,12 @@ class StepModel:
         energy = (busy * micro + power.idle_w * np.maximum(0.0, time_s - stage * micro)) * self.par.num_devices
         return time_s, power.to_wall(energy, time_s)
 
-    def _core_sum(self, batch: StepBatch) -> tuple[float, float]:
+    def _core_sum(self, batch: StepBatch, coster: LayerCoster) -> tuple[float, float]:
         """(time, busy energy) of the attention cores of every layer for `batch`."""
         time_s = busy = 0.0
         op_power = self.power.op_power_w
         for group, count in self._group_counts:
-            for cost in self.coster.core_attention_ops(group.attention, batch):
+            for cost in coster.core_attention_ops(group.attention, batch):
                 t = cost.time_s * count
                 time_s += t
                 busy += op_power(cost) * t

@@ -132,7 +132,8 @@ class Replica:
         self._bs, self._budget, self._idle_w = spec.block_tokens, spec.max_num_batched_tokens, spec.idle_power_w
         self._step, self._decode_pair = spec.step.step, spec.step.decode_pair
         self.policy: SchedulerPolicy = spec.policy or _DefaultPolicy()
-        self._overhead_s = self.policy.step_overhead_s
+        # host time per engine iteration; a speculative timer counts iterations in tokens (tau per iteration)
+        self._overhead_s = self.policy.step_overhead_s / getattr(spec.step, "tau", 1.0)
         self._reserve = self.policy.kv_full == "reserve"
         # Prefill-first iterations admit only requests that prefill: a decode pool's hand-offs and swapped-out
         # requests resume decoding directly, through the ordinary decode iteration.

@@ -260,6 +260,10 @@ def _tp_setup(pts: _Points, model: ModelSpec, prec: PrecisionConfig, tp: int):
     sm.cc = sm.coster.cc = rec
     mem = MemoryModel(model, system, par, prec)
     sm.coster.residency = ResidencyPlan(True, float("inf"), mem.kv_bytes_per_token)  # record eligibility
+    if sm.graph_coster is not sm.coster:  # decode-only steps time kernels at the replay floor: record those too
+        graph_rec = _Recorder(sm.graph_coster.cc)
+        graph_rec.kernels = rec.kernels
+        sm.graph_coster.cc, sm.graph_coster.residency = graph_rec, sm.coster.residency
     plans = [plan_residency(onchip_memory(c), c.memory_bandwidth_bytes_per_s, mem.weights_bytes, mem.kv_bytes_per_token)
              for c in pts.chips]
     residency = (np.array([p.weights_on_chip for p in plans]), np.array([p.kv_budget_bytes for p in plans]),

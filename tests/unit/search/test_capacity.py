@@ -6,6 +6,8 @@ from tokenfab import api
 from tokenfab.errors import DoesNotFitError, InvalidInputError
 from tokenfab.fleet.capacity import SLOSpec
 from tokenfab.search.capacity import EngineLimits, _poisson, estimate_capacity, estimate_steady_state, max_batch_for
+from tokenfab.search.plan_capacity import limits_for
+from tokenfab.serving.engines import DEFAULT_ENGINE
 
 pytestmark = pytest.mark.unit
 
@@ -77,7 +79,8 @@ def test_plan_provider_uses_the_search_capacity():
     est = api.predicted_capacity("h100-sxm", "llama-3.1-8b", slo)
     assert "tokenfab search capacity" in est.source
     d = api.deployment("llama-3.1-8b", "h100-sxm")
-    direct = estimate_capacity(d.step_model, d.memory, 1024, 256, 2.0, 0.05)
+    limits = limits_for(DEFAULT_ENGINE, "h100-sxm", 1)  # the plan's engine, with its fitted host time per step
+    direct = estimate_capacity(d.step_model, d.memory, 1024, 256, 2.0, 0.05, limits)
     assert est.tokens_per_s_per_chip >= direct.tokens_per_s_per_chip * 0.999  # tp1 is among the TP degrees tried
 
 

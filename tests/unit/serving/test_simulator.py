@@ -7,6 +7,8 @@ import pytest
 
 from tokenfab import api
 from tokenfab.errors import DataFileError, InvalidInputError
+from tokenfab.hardware.catalog import load_chip
+from tokenfab.serving.engines import DEFAULT_ENGINE, engine_spec
 from tokenfab.serving.replica import ReplicaSpec
 from tokenfab.serving.simulator import Simulation
 from tokenfab.serving.workload import LengthDist, TraceSpec, WorkloadSpec
@@ -42,12 +44,14 @@ def test_md1_mean_wait_matches_the_queueing_formula():
 
 
 def test_single_request_equals_predict():
+    """Same step model; simulate adds the default engine's fitted host time per iteration (predict has no engine)."""
     p = api.predict(model="llama-3.1-8b", hardware="h100-sxm", batch=1, input_len=2000, output_len=300)
     s = api.simulate(model="llama-3.1-8b", hardware="h100-sxm", offline=True, num_requests=1, input_len=2000,
                      output_len=300).summary
-    assert s["ttft_s"]["mean"] == pytest.approx(p.ttft_s, rel=0.01)
-    assert s["tpot_s"]["mean"] == pytest.approx(p.tpot_s, rel=0.01)
-    assert s["e2e_s"]["mean"] == pytest.approx(p.e2e_s, rel=0.01)
+    oh = engine_spec(DEFAULT_ENGINE, load_chip("h100-sxm").device_memory_bytes).step_overhead_s
+    assert s["ttft_s"]["mean"] == pytest.approx(p.ttft_s + oh, rel=0.01)
+    assert s["tpot_s"]["mean"] == pytest.approx(p.tpot_s + oh, rel=0.01)
+    assert s["e2e_s"]["mean"] == pytest.approx(p.e2e_s + 300 * oh, rel=0.01)
 
 
 def test_prefix_caching_strictly_lowers_ttft():
