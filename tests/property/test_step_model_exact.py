@@ -60,3 +60,40 @@ def test_vectorised_decode_times_equal_step(dep, num_decode, kvs):
     for kv, t, e in zip(kvs, times, energies):
         ref = sm.step(StepBatch((), num_decode, kv))
         assert abs(t - ref.time_s) <= 1e-9 * ref.time_s and abs(e - ref.energy_j) <= 1e-9 * ref.energy_j
+
+
+def _sram_step_model():
+    """A design whose weights and short contexts' KV stay in its 44 GB of on-chip memory (the wafer-scale class)."""
+    from tokenfab.execution.config import ParallelConfig, PrecisionConfig
+    from tokenfab.execution.step import StepModel
+    from tokenfab.hardware.catalog import system_of_chip
+    from tokenfab.workload.hf_config import load_model
+    from testkit import make_chip
+
+    chip = make_chip()
+    bw = chip.memory.bandwidth_bytes_per_s
+    chip = chip.model_copy(update={"onchip_sram_bytes": bw.model_copy(update={"value": 44e9}),
+                                   "onchip_sram_bandwidth_bytes_per_s": bw.model_copy(update={"value": 20e12})})
+    return StepModel(load_model("qwen3-8b"), system_of_chip(chip, 1), ParallelConfig(), PrecisionConfig(dtype="bf16"))
+
+
+@pytest.mark.property
+@settings(max_examples=25, deadline=None)
+@given(num_decode=st.integers(1, 64), kvs=st.lists(st.floats(1.0, 200_000.0), min_size=1, max_size=6))
+def test_vectorised_decode_times_equal_step_with_kv_on_chip(num_decode, kvs):
+    """Contexts whose KV stays on chip and contexts whose KV does not, in one call (the on-chip check is taken on
+    the shortest context, exact because holding more tokens never fits where fewer did not)."""
+    sm = _sram_step_model()
+    assert sm.coster.residency.weights_on_chip
+    times, energies = sm.decode_times(num_decode, kvs)
+    for kv, t, e in zip(kvs, times, energies):
+        ref = sm.step(StepBatch((), num_decode, kv))
+        assert abs(t - ref.time_s) <= 1e-9 * ref.time_s and abs(e - ref.energy_j) <= 1e-9 * ref.energy_j
+
+
+@pytest.mark.property
+@given(kvs=st.lists(st.floats(0.0, 1e7) | st.integers(0, 10**7), max_size=20))
+def test_quantise_contexts_is_quantise_context(kvs):
+    from tokenfab.execution.step import quantise_context, quantise_contexts
+
+    assert quantise_contexts(kvs) == [quantise_context(float(k)) for k in kvs]

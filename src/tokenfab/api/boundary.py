@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import operator
 import types
 import typing
 from collections.abc import Callable
@@ -102,6 +104,63 @@ def _message(fn_name: str, exc: ValidationError) -> str:
 
 Rule = Callable[[dict[str, Any], dict[str, Any]], str | None]
 
+_LIMIT_TESTS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+PlainRule = tuple[frozenset, tuple]
+
+
+def _plain_rule(annotation: Any, limits: dict[str, float] | None) -> PlainRule | None:
+    """(exact types, limit tests) under which pydantic passes a value of a parameter unchanged, for annotations
+    made only of int, float, str, bool and None; None for any other (those arguments always go through pydantic)."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    members = typing.get_args(annotation) if union else (annotation,)
+    if not all(m is type(None) or m in (int, float, str, bool) for m in members):
+        return None
+    return frozenset(members), tuple((_LIMIT_TESTS[k], v) for k, v in (limits or {}).items())
+
+
+def _passes_plain(given: dict[str, Any], rules: dict[str, PlainRule | None]) -> bool:
+    """Whether pydantic would pass every argument unchanged, decided without it: a value of an exact type its
+    annotation names (no conversion: an int for a float is converted, so it goes through pydantic), a float
+    finite, a number within its BOUNDS. A property test checks this against pydantic's own verdict."""
+    for name, value in given.items():
+        rule = rules.get(name)
+        if rule is None:
+            return False
+        allowed, tests = rule
+        kind = type(value)
+        if kind not in allowed or (kind is float and not math.isfinite(value)):
+            return False
+        if tests and (kind is int or kind is float) and not all(test(value, bound) for test, bound in tests):
+            return False
+    return True
+
+MEMO_SIZE = 4096  # argument lists remembered per function as already checked (then forgotten all at once)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _memo_key(args: tuple, kwargs: dict[str, Any]) -> tuple:
+    """The key an argument list is remembered under once it checked to itself (see `_rememberable`). Checking is
+    a pure function of the arguments, so such a list passes again: the API is called in loops (a sweep, a
+    decode step per context), and validating through pydantic costs more than a cached decode-step prediction.
+    The types are part of the key, as 1, 1.0 and True are equal but not the same argument."""
+    return args, tuple(kwargs.items()), (*map(type, args), *map(type, kwargs.values()))
+
+
+def _rememberable(key: tuple) -> bool:
+    """Only lists of plain scalars are remembered: equal values of one such type are interchangeable, but for
+    0.0 and -0.0 (lists with a float zero are not remembered) and for containers (not hashable, or mutable)."""
+    args, items, types = key
+    if not _PLAIN.issuperset(types):
+        return False
+    return not (float in types and (0.0 in args or any(v == 0.0 for _, v in items if type(v) is float)))
+
+
+def _known(key: tuple, passed: set[tuple]) -> bool:
+    try:
+        return key in passed
+    except TypeError:  # an unhashable argument (a list): never remembered
+        return False
+
 
 def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -> Callable:
     """Wrap `fn` so that its arguments are checked (types, `BOUNDS`, finiteness, `conflicts`) first.
@@ -120,6 +179,14 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
         fields[name] = (_bounded(hints.get(name, Any), BOUNDS.get(name)), default)
     model = create_model(f"{target.__name__}_arguments", __config__=_CONFIG, **fields)
     defaults = {n: p.default for n, p in signature.parameters.items() if p.default is not p.empty}
+    plain = {name: _plain_rule(hints.get(name, Any), BOUNDS.get(name)) for name in fields}
+
+    def _checked(given: dict[str, Any]) -> dict[str, Any]:
+        try:
+            checked = model.model_validate(given)
+        except ValidationError as exc:
+            raise InvalidInputError(_message(target.__name__, exc)) from None
+        return {name: getattr(checked, name) for name in given}
 
     positional = [n for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     required = {n for n, (_, default) in fields.items() if default is ...}
@@ -138,24 +205,37 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
         except TypeError as exc:
             raise InvalidInputError(f"{target.__name__}(): {exc}") from None
 
+    passed: set[tuple] = set()  # plain argument lists that validated to themselves (see _memo_key)
+
     def check(*args, **kwargs) -> dict[str, Any]:
         """The validated arguments as keywords, or an InvalidInputError; runs nothing."""
+        key = _memo_key(args, kwargs)
+        if _known(key, passed):
+            return arguments(args, kwargs)
         given = arguments(args, kwargs)
-        try:
-            checked = model.model_validate(given)
-        except ValidationError as exc:
-            raise InvalidInputError(_message(target.__name__, exc)) from None
-        values = {name: getattr(checked, name) for name in given}
+        values = dict(given) if _passes_plain(given, plain) else _checked(given)
         full = {**defaults, **values}
         for rule in conflicts:
             reason = rule(full, defaults)
             if reason:
                 raise InvalidInputError(reason)
+        if _rememberable(key) and all(values[n] is v or (type(values[n]) is type(v) and values[n] == v)
+                                      for n, v in given.items()):
+            if len(passed) >= MEMO_SIZE:
+                passed.clear()
+            passed.add(key)
         return values
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        return fn(**check(*args, **kwargs))  # the API has no positional-only parameters
+        key = _memo_key(args, kwargs)
+        if not _known(key, passed):
+            values = check(*args, **kwargs)
+            if not _known(key, passed):  # checking changed (converted) some argument: pass what it made
+                return fn(**values)  # the API has no positional-only parameters
+        # arguments that check to themselves go on as the caller gave them, the same way every time (an
+        # lru_cache behind sees one key per call form)
+        return fn(*args, **kwargs)
 
     if hasattr(fn, "cache_clear"):
         wrapper.cache_clear = fn.cache_clear

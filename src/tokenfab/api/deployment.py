@@ -74,3 +74,7 @@ def deployment(
                                       static_memory_frac))
 
 
+# The cached builder without the argument check, for API functions whose own @validated check already covered
+# every argument they pass on (the same names, so the same types and BOUNDS): a second check per call cost
+# as much as the decode-step prediction it guarded.
+checked_deployment = deployment.__wrapped__

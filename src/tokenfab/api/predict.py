@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from tokenfab.api.boundary import validated
-from tokenfab.api.deployment import _positive, deployment
+from tokenfab.api.deployment import _positive, checked_deployment
 from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, add_bands, check_level, composite_band, op_band, op_family
 from tokenfab.errors import InvalidInputError, UnknownNameError
 from tokenfab.execution.bands import step_parts
@@ -37,7 +38,7 @@ def predict(
     if is_graph(model):
         return predict_graph(model, hardware, batch=batch, dp=dp or (devices or 1), dtype=dtype, tp=tp, pp=pp, ep=ep,
                              profile=profile, spec_method=spec_method)
-    d = deployment(model, hardware, devices, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac, profile,
+    d = checked_deployment(model, hardware, devices, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac, profile,
                    moe_tp=moe_tp, moe_dispatch=moe_dispatch)
     spec = speculative_model(d.step_model, spec_method, spec_tokens, spec_acceptance, spec_draft_model)
     result = estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len, spec)
@@ -89,13 +90,21 @@ class StepInfo:
 
     def to_dict(self) -> dict:
         r = self.result
+        breakdown = r.breakdown  # merged on each access: once here
         out = {"time_s": r.time_s, "energy_j": r.energy_j, "num_tokens": r.num_tokens, "band_level": self.band_level,
-               "breakdown": {k: {"time_s": v.time_s, "bound": v.bound} for k, v in r.breakdown.items()}}
-        band = composite_band(step_parts(r.breakdown, self.phase), self.band_level)
-        for k, v in r.breakdown.items():
+               "breakdown": {k: {"time_s": v.time_s, "bound": v.bound} for k, v in breakdown.items()}}
+        band = composite_band(step_parts(breakdown, self.phase), self.band_level)
+        for k, v in breakdown.items():
             add_bands(out["breakdown"][k], op_band(op_family(v.op, self.phase), v.source or "generic", self.band_level),
                       ("time_s",))
         return add_bands(out, band, ("time_s", "energy_j"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_batch(batch: int, context_len: int) -> StepBatch:
+    """The (immutable) StepBatch of a decode step, built once per shape: building one costs more than the
+    step model's cached answer for it (decode-step loops repeat shapes)."""
+    return StepBatch(num_decode=batch, decode_kv_len=float(context_len))
 
 
 @validated
@@ -106,10 +115,10 @@ def step(
 ) -> StepInfo:
     """One engine step on one replica: `batch` sequences decoding one token at `context_len`, or
     (phase='prefill') prefilling `new_tokens` (default context_len) tokens each over context_len positions."""
-    d = deployment(model, hardware, None, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, moe_tp=moe_tp)
-    _positive(batch=batch, context_len=context_len)
+    d = checked_deployment(model, hardware, None, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, moe_tp=moe_tp)
+    # batch, context_len >= 1: @validated's BOUNDS refused anything else before this line
     if phase == "decode":
-        b = StepBatch(num_decode=batch, decode_kv_len=float(context_len))
+        b = _decode_batch(batch, context_len)
     elif phase == "prefill":
         q = new_tokens or context_len
         b = StepBatch(prefill=((batch, q, max(q, context_len)),))

@@ -97,10 +97,11 @@ def _breakdown_rows(totals: dict[str, OpTotal], phase: str, scale: float, cc_pea
     rows = []
     for o in sorted(totals.values(), key=lambda r: -r.time_s):
         t = o.time_s * scale
+        bound = o.bound
         rows.append({
-            "op": o.op, "phase": phase, "time_s": t, "bound": o.bound, "flops": o.flops * scale, "bytes": o.bytes * scale,
+            "op": o.op, "phase": phase, "time_s": t, "bound": bound, "flops": o.flops * scale, "bytes": o.bytes * scale,
             "mfu": o.flops * scale / (cc_peak * t) if t > 0 else 0.0,
-            "mbu": o.bytes * scale / (bw * t) if t > 0 and o.bound != "network" else 0.0,
+            "mbu": o.bytes * scale / (bw * t) if t > 0 and bound != "network" else 0.0,
             "source": o.source,
         })
     return rows
@@ -135,7 +136,7 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
     ttft, prefill_e = prefill.time_s, prefill.energy_j
     if spec is None:
         times, energies = sm.decode_times(per_replica, contexts) if len(contexts) else ([], [])
-        mean_t, mean_e = _trapezoid_means(contexts, list(times), list(energies))
+        mean_t, mean_e = _trapezoid_means(contexts, times, energies)
         decode_s, decode_j = steps * mean_t, steps * mean_e
     else:
         draft_prefill = spec.drafter.step(StepBatch(prefill=((per_replica, input_len, input_len),)))
@@ -170,14 +171,19 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
     )
 
 
-def _trapezoid_means(contexts: np.ndarray, times: list[float], energies: list[float]) -> tuple[float, float]:
-    """Context-weighted means of per-step time and energy over the sampled decode contexts."""
-    if not times:
+def _trapezoid_means(contexts: np.ndarray, times, energies) -> tuple[float, float]:
+    """Context-weighted means of per-step time and energy over the sampled decode contexts.
+
+    `np.trapezoid(y, contexts)` of both, written out as numpy computes it (the same operations, so the same
+    bits) to take the context differences once."""
+    if len(times) == 0:
         return 0.0, 0.0
     if len(times) == 1:
         return float(times[0]), float(energies[0])
     span = contexts[-1] - contexts[0]
-    return float(np.trapezoid(times, contexts) / span), float(np.trapezoid(energies, contexts) / span)
+    d = np.diff(contexts)
+    y, e = np.asarray(times, dtype=float), np.asarray(energies, dtype=float)
+    return float((d * (y[1:] + y[:-1]) / 2.0).sum(-1) / span), float((d * (e[1:] + e[:-1]) / 2.0).sum(-1) / span)
 
 
 def _speculative_rows(sm: StepModel, spec: SpeculativeModel, seqs: int, ctx: float, steps: int,

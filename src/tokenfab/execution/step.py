@@ -85,7 +85,14 @@ class StepResult:
         merged: dict[str, OpTotal] = {}
         for part in self.parts:
             for name, row in part.totals.items():
-                into = merged.setdefault(name, OpTotal(name))
+                into = merged.get(name)
+                if into is None:  # a first row: its copy, as adding it to a zero row would make it
+                    bound_time = {}
+                    for bound, t in row._bound_time.items():
+                        bound_time[bound] = 0.0 + t
+                    merged[name] = OpTotal(name, 0.0 + row.time_s, 0.0 + row.flops, 0.0 + row.bytes, 0.0 + row.roofline_s,
+                                           row.source, 0.0 + row.onchip_bytes, bound_time)
+                    continue
                 into.time_s += row.time_s
                 into.flops += row.flops
                 into.bytes += row.bytes
@@ -142,6 +149,10 @@ class StepModel:
         self._head_cache: dict[tuple, StepPart] = {}
         self._decode_core_cache: dict[tuple, tuple[float, float]] = {}
         self._prefill_core_cache: dict[tuple, tuple[float, float]] = {}
+        self._core_cache: dict[StepBatch, StepPart] = {}
+        self._static_cache: dict[tuple, tuple[float, float]] = {}
+        self._decode_args: list[dict | None] | None = None  # per layer group, for decode_times (built on first use)
+        self._pp, self._num_devices = par.pp, par.num_devices
         self._mla = any(g.attention.kind == "mla" for g in model.layers)
         self.provenance = self.cc.resolved.provenance
         self.provenance_note = self.cc.resolved.note
@@ -213,6 +224,21 @@ class StepModel:
         p = self._layers_part(num_tokens, num_decode)
         return p.time_s, p.busy_energy_j
 
+    def _static_fast(self, num_tokens: int, num_decode: int, num_sequences: int, graphed: bool) -> tuple[float, float]:
+        """(time, busy energy) of everything in a single-stage step but the attention cores: the layer part
+        plus the head (`graphed`: a decode-only step), summed as `step` sums them (layers + head), memoised in
+        one dict so the simulator's per-iteration call is one lookup."""
+        key = (num_tokens, num_decode, num_sequences, graphed)
+        hit = self._static_cache.get(key)
+        if hit is not None:
+            return hit
+        lt, le = self._layers_fast(num_tokens, num_decode)
+        head = self._head_part(num_sequences, graphed)
+        hit = (lt + head.time_s, le + head.busy_energy_j)
+        if len(self._static_cache) < 200_000:
+            self._static_cache[key] = hit
+        return hit
+
     def _core_part(self, batch: StepBatch) -> StepPart:
         core = (self.coster if batch.prefill else self.graph_coster).core_attention_ops
         return self._aggregate((cost, count) for group, count in self._group_counts for cost in core(group.attention, batch))
@@ -230,7 +256,12 @@ class StepModel:
         micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
         mb = _split(batch, micro)
         core_batch = StepBatch(mb.prefill, mb.num_decode, quantise_context(mb.decode_kv_len)) if mb.num_decode else mb
-        parts = [*self._static_for(mb), self._core_part(core_batch)]
+        core = self._core_cache.get(core_batch)
+        if core is None:  # memoised on the quantised context: steps at nearby contexts share their attention part
+            core = self._core_part(core_batch)
+            if len(self._core_cache) < 200_000:
+                self._core_cache[core_batch] = core
+        parts = [*self._static_for(mb), core]
         stage_s = sum(p.time_s for p in parts)
         roof_s = sum(p.roofline_s for p in parts)
         busy_j = sum(p.busy_energy_j for p in parts) * micro
@@ -280,7 +311,7 @@ class StepModel:
     def fast_step(self, prefill: tuple, num_decode: int, decode_kv_len: float) -> tuple[float, float]:
         """`time_energy` for single-stage plans, inlined without building a StepBatch: the simulator
         calls it once per iteration, and the inlining is worth ~20% of a simulation's wall time."""
-        if self.par.pp > 1:
+        if self._pp > 1:
             return self.time_energy(StepBatch(prefill, num_decode, decode_kv_len))
         tokens, seqs = num_decode, num_decode
         t = busy = 0.0
@@ -290,15 +321,14 @@ class StepModel:
             gt, ge = self._prefill_core(group)
             t += gt
             busy += ge
-        lt, le = self._layers_fast(tokens, num_decode)
-        head = self._head_part(seqs, not prefill)
-        t += lt + head.time_s
-        busy += le + head.busy_energy_j
+        st, se = self._static_fast(tokens, num_decode, seqs, not prefill)
+        t += st
+        busy += se
         if num_decode:
             dt, de = self._decode_core(num_decode, decode_kv_len, not prefill)
             t += dt
             busy += de
-        energy = busy * self.par.num_devices
+        energy = busy * self._num_devices
         return t, (self.power.to_wall(energy, t) if self._at_wall else energy)
 
     def _prefill_core(self, group: tuple[int, int, int]) -> tuple[float, float]:
@@ -314,17 +344,17 @@ class StepModel:
     def decode_pair(self, num_decode: int, kv_first: float, kv_last: float) -> tuple[float, float, float, float]:
         """(t_first, e_first, t_last, e_last) of the first and last step of a decode run: the
         token-count part is shared, only the attention core differs."""
-        if self.par.pp > 1:
+        if self._pp > 1:
             t0, e0 = self.time_energy(StepBatch((), num_decode, kv_first))
             t1, e1 = self.time_energy(StepBatch((), num_decode, kv_last))
             return t0, e0, t1, e1
-        t, busy = self._layers_fast(num_decode, num_decode)
-        head = self._head_part(num_decode, True)
-        t += head.time_s
-        busy += head.busy_energy_j
+        t, busy = self._static_fast(num_decode, num_decode, num_decode, True)
         a_t, a_e = self._decode_core(num_decode, kv_first, True)
         b_t, b_e = self._decode_core(num_decode, kv_last, True) if kv_last != kv_first else (a_t, a_e)
-        n, wall = self.par.num_devices, self.power.to_wall
+        n = self._num_devices
+        if not self._at_wall:  # to_wall is the identity then
+            return t + a_t, (busy + a_e) * n, t + b_t, (busy + b_e) * n
+        wall = self.power.to_wall
         return t + a_t, wall((busy + a_e) * n, t + a_t), t + b_t, wall((busy + b_e) * n, t + b_t)
 
     def _decode_core(self, num_decode: int, kv_len: float, graphed: bool) -> tuple[float, float]:
@@ -346,18 +376,21 @@ class StepModel:
     def decode_times(self, num_decode: int, kv_lens) -> tuple[np.ndarray, np.ndarray]:
         """`step(StepBatch((), num_decode, kv)).time_s` and `.energy_j` for every kv in `kv_lens`, vectorised over
         the contexts (only the attention cores depend on them); tests check equality with `step`."""
-        kv = np.array([quantise_context(float(k)) for k in kv_lens])
+        kv = np.array(quantise_contexts(kv_lens))
         pp = self.par.pp
         micro = min(pp, max(1, num_decode)) if pp > 1 else 1
         n = -(-num_decode // micro)
-        static = self._static_for(StepBatch((), n, 0.0))
-        stage = np.full(len(kv), sum(p.time_s for p in static))
-        busy = np.full(len(kv), sum(p.busy_energy_j for p in static))
+        static_s, static_j = self._static_fast(n, n, n, True)  # layers + head, summed as step() sums its parts
+        stage = np.full(len(kv), static_s)
+        busy = np.full(len(kv), static_j)
         power = self.power
         coster = self.graph_coster
-        for group, count in self._group_counts:
-            args = coster.decode_core_args(group.attention)
-            if args is None or any(coster.residency.kv_on_chip(n * k) for k in kv):
+        # kv_on_chip is monotone in the context: the shortest one says whether any context's KV stays on chip
+        any_on_chip = coster.residency.kv_on_chip(n * kv.min()) if len(kv) else False
+        if self._decode_args is None:
+            self._decode_args = [coster.decode_core_args(g.attention) for g, _ in self._group_counts]
+        for (group, count), args in zip(self._group_counts, self._decode_args):
+            if args is None or any_on_chip:
                 # linear attention, DSA (not one decode-attention kernel) or a KV cache held on chip: context by context
                 for i, k in enumerate(kv):
                     for cost in coster.core_attention_ops(group.attention, StepBatch((), n, float(k))):
@@ -397,6 +430,19 @@ def quantise_context(kv_len: float) -> float:
     whole = int(kv_len)
     step = 1 << max(0, whole.bit_length() - 8)
     return float((whole + step // 2) // step * step) if step > 1 else kv_len
+
+
+def quantise_contexts(kv_lens) -> list[float]:
+    """`quantise_context` of each context (the same arithmetic, inlined: `predict` quantises 33 per call)."""
+    out = []
+    for k in kv_lens:
+        k = float(k)
+        if k >= 256.0:
+            whole = int(k)
+            q = 1 << (whole.bit_length() - 8)
+            k = float((whole + (q >> 1)) // q * q)
+        out.append(k)
+    return out
 
 
 def _split(batch: StepBatch, parts: int) -> StepBatch:

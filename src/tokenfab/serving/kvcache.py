@@ -47,7 +47,7 @@ class BlockPool:
 
     def used_frac(self) -> float:
         """Fraction of blocks holding live KV (private or referenced by a running request)."""
-        return (self.num_blocks - self.free - self.evictable) / self.num_blocks if self.num_blocks else 0.0
+        return (self.num_blocks - self.free - len(self.lru) * self.blocks_per_entry) / self.num_blocks if self.num_blocks else 0.0
 
     def allocate(self, n: int) -> bool:
         """Take `n` blocks, evicting unreferenced cache entries if needed; False (no change) if impossible."""

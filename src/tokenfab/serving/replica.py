@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -38,6 +39,7 @@ class StepTimer(Protocol):
         """(t_first, e_first, t_last, e_last): first and last step of a run of decode-only steps."""
         ...
 
+_by_rid = operator.attrgetter("rid")
 MAX_RUN = 4096  # longest closed-form decode run (bounds the linear-in-context approximation)
 
 
@@ -110,11 +112,15 @@ class Replica:
         self.waiting = make_queue(spec.queue)
         self.prefilling: list[Request] = []
         self.stack: list[Request] = []  # admission order, for preemption (lazy: skip finished)
+        self._stack_cap = 64  # rebuild the stack without finished entries beyond this length
         self.g = 0  # iterations run
         self.num_decode = 0
         self.sum_kv = 0  # KV tokens of decoding requests
         self.bins = [0] * spec.block_tokens  # decoders by (kv - g) mod block size: block-boundary phase
-        self.finish_heap: list[tuple[int, int, Request]] = []
+        # Finishing iterations: a heap of the distinct iterations at which some decoder finishes (plain ints,
+        # cheap to sift) and who finishes at each; a preempted decoder's entry goes stale and is skipped.
+        self.finish_heap: list[int] = []
+        self.finishing: dict[int, list[Request]] = {}
         self.work: _Work | None = None
         self.idle_since = 0.0
         self.energy_j = 0.0
@@ -133,6 +139,10 @@ class Replica:
         # requests resume decoding directly, through the ordinary decode iteration.
         self._prefill_first = self.policy.prefill_first and spec.role != "decode" and spec.preemption != "swap"
         self._final_private = 0  # reserve policy: private blocks the running requests will hold when they finish
+        # hot-path constants: the longest request `rejects` lets through, and the CUDA-graph padding of every
+        # decode batch size up to max_num_seqs (the policy's own function, tabulated)
+        self._max_request_tokens = min(spec.max_context_tokens, spec.kv_blocks * spec.block_tokens)
+        self._padded = [0] + [self.policy.padded_decode(n) for n in range(1, min(spec.max_num_seqs, 2048) + 1)]
 
     # -- views for routers --------------------------------------------------------------
     def outstanding_tokens(self) -> int:
@@ -149,6 +159,9 @@ class Replica:
 
     def rejects(self, req: Request) -> str | None:
         """Why this request can never run here (None if it can)."""
+        p, o = req.prompt_len, req.output_len
+        if 0 < p and 0 < o and p + o <= self._max_request_tokens and (self.spec.chunked_prefill or p <= self._budget):
+            return None  # the common case, the negation of every test below
         total = req.prompt_len + req.output_len
         if req.prompt_len <= 0 or req.output_len <= 0:
             return "zero-length prompt or output"
@@ -195,12 +208,14 @@ class Replica:
     # -- leaving the running set ------------------------------------------------------------
     def _release(self, req: Request, kv: int) -> None:
         """Give back a request's private KV blocks and its prefix-cache references."""
-        self.pool.release(self._blocks_for(req, kv))
-        self._final_private -= req.final_blocks
-        req.final_blocks = 0
+        self.pool.release(-(-kv // self._bs) - req.shared_blocks)  # _blocks_for, inlined
+        if req.final_blocks:
+            self._final_private -= req.final_blocks
+            req.final_blocks = 0
         if req.cache_refs:
             self.pool.drop(req.cache_refs)
-        req.cache_refs, req.shared_blocks = [], 0
+            req.cache_refs = []
+        req.shared_blocks = 0
 
     def _stop_decoding(self, req: Request) -> int:
         """Remove a decoder from the aggregates, bringing its own counters up to date; returns its KV."""
@@ -251,7 +266,8 @@ class Replica:
         req.generated += 1
         if req.first_token_s < 0:
             req.first_token_s = now
-        self._publish(req)
+        if req.hash_ids and not req.published:
+            self._publish(req)
         if self.spec.role == "prefill":  # disaggregated: the KV leaves for the decode pool
             self._release(req, req.computed)
             self.outstanding -= req.prompt_len + req.output_len
@@ -269,7 +285,12 @@ class Replica:
         self.sum_kv += req.computed
         self.bins[(req.computed - self.g) % self.spec.block_tokens] += 1
         finish_at = self.g + (req.output_len - req.generated)
-        heapq.heappush(self.finish_heap, (finish_at, req.rid, req))
+        bucket = self.finishing.get(finish_at)
+        if bucket is None:
+            self.finishing[finish_at] = [req]
+            heapq.heappush(self.finish_heap, finish_at)
+        else:
+            bucket.append(req)
 
     def _publish(self, req: Request) -> None:
         """Offer the request's full prompt hash blocks to the prefix cache (once)."""
@@ -288,42 +309,43 @@ class Replica:
             req.final_blocks -= shift
             self._final_private -= shift
 
-    def _admit(self, budget: int, extra_s: list[float]) -> list[tuple[Request, int]]:
-        """Admit waiting requests into this iteration; returns their prefill chunks."""
-        chunks: list[tuple[Request, int]] = []
-        spec, pool = self.spec, self.pool
-        while budget > 0 and len(self.waiting) and self.num_running < spec.max_num_seqs:
-            req = self.waiting.peek()
+    def _admit(self, budget: int, extra_s: list[float], chunks: list[tuple[Request, int]]) -> None:
+        """Admit waiting requests into this iteration, appending their prefill chunks to `chunks`."""
+        spec, pool, waiting, prefilling = self.spec, self.pool, self.waiting, self.prefilling
+        bs, max_seqs, hash_tokens = self._bs, spec.max_num_seqs, pool.hash_block_tokens
+        while budget > 0 and waiting and self.num_decode + len(prefilling) < max_seqs:
+            req = waiting.peek()
             swapped_in = req.computed > 0
-            hits = 0 if swapped_in else pool.match(req.hash_ids, req.prompt_len + req.generated)
-            start = req.computed if swapped_in else hits * pool.hash_block_tokens
+            hits = pool.match(req.hash_ids, req.prompt_len + req.generated) if req.hash_ids and not swapped_in else 0
+            start = req.computed if swapped_in else hits * hash_tokens
             shared = hits * pool.blocks_per_entry
-            resume_decode = swapped_in and req.generated > 0 and req.prompt_len + req.generated - start == 1
-            chunk = 0 if resume_decode else min(req.prompt_len + req.generated - start, budget)
-            if not spec.chunked_prefill and not resume_decode and chunk < req.prompt_len + req.generated - start:
+            todo = req.prompt_len + req.generated - start
+            resume_decode = swapped_in and req.generated > 0 and todo == 1
+            chunk = 0 if resume_decode else min(todo, budget)
+            if not spec.chunked_prefill and not resume_decode and chunk < todo:
                 break
             if hits:  # referencing cached entries takes them off the evictable list: check after
                 pool.acquire(req.hash_ids[:hits])
-            need = -(-(start + chunk) // spec.block_tokens) - shared
-            if resume_decode and start % spec.block_tokens == 0:
+            need = -(-(start + chunk) // bs) - shared
+            if resume_decode and start % bs == 0:
                 need += 1  # its first decode iteration writes into a new block
             final = 0
             if self._reserve:  # admit only if this request and every running one can finish without eviction
                 out = 1 if spec.role == "prefill" else req.output_len
-                final = max(need, -(-(req.prompt_len + out) // spec.block_tokens) - shared)
+                final = max(need, -(-(req.prompt_len + out) // bs) - shared)
                 held = pool.num_blocks - pool.free - pool.cached_blocks
                 if final + self._final_private - held > pool.available:
                     if hits:
                         pool.drop(req.hash_ids[:hits])
                     break
-            if need > pool.available - self.bins[(-self.g) % spec.block_tokens] or not pool.allocate(need):
+            if need > pool.available - self.bins[(-self.g) % bs] or not pool.allocate(need):
                 if hits:
                     pool.drop(req.hash_ids[:hits])
                 break
             if final:
                 req.final_blocks = final
                 self._final_private += final
-            self.waiting.pop()
+            waiting.pop()
             if not swapped_in and req.hash_ids:
                 pool.record(req.prompt_len + req.generated, start)
             if hits:
@@ -336,21 +358,20 @@ class Replica:
             if resume_decode:
                 self._start_decoding(req)
                 continue
-            self.prefilling.append(req)
+            prefilling.append(req)
             chunks.append((req, chunk))
             budget -= chunk
-        return chunks
 
     def start(self, now: float) -> float | None:
         """Plan the next iteration (or decode run) at `now`; returns its end time, None if idle."""
         if self.work is not None:
             raise AssertionError("replica already busy")
         prefilling, waiting, pool, bins, bs = self.prefilling, self.waiting, self.pool, self.bins, self._bs
-        if not self.num_decode and not prefilling and not len(waiting):
+        if not self.num_decode and not prefilling and not waiting:
             return None
         if now > self.idle_since:
             self.energy_j += self._idle_w * (now - self.idle_since)
-        if self._prefill_first and (prefilling or len(waiting)):
+        if self._prefill_first and (prefilling or waiting):
             end = self._start_prefill_only(now)
             if end is not None:
                 return end
@@ -368,8 +389,8 @@ class Replica:
         if prefilling:
             budget = self._continue_prefills(chunks, budget, need, extra)
             need = bins[(-self.g) % bs]
-        if len(waiting) and budget > 0:
-            chunks += self._admit(budget, extra)
+        if waiting and budget > 0:
+            self._admit(budget, extra, chunks)
         if not chunks and self.num_decode == 0:
             self.idle_since = now
             return None
@@ -379,7 +400,7 @@ class Replica:
             # stay refused until the batch changes: a completion, a shortage or an arrival.
             return self._start_run(now, sum(extra) if extra else 0.0)
         n = self.num_decode
-        prefill = tuple((1, q, r.computed + q) for r, q in chunks)
+        prefill = tuple([(1, q, r.computed + q) for r, q in chunks])
         t, e = self._step(prefill, n, self.sum_kv / n + 1 if n else 0.0)
         t += self._overhead_s + sum(extra)
         e += self._idle_w * self._overhead_s
@@ -394,11 +415,11 @@ class Replica:
         budget = self._budget
         if self.prefilling:
             budget = self._continue_prefills(chunks, budget, 0, extra)
-        if len(self.waiting) and budget > 0:
-            chunks += self._admit(budget, extra)
+        if self.waiting and budget > 0:
+            self._admit(budget, extra, chunks)
         if not chunks:
             return None
-        t, e = self._step(tuple((1, q, r.computed + q) for r, q in chunks), 0, 0.0)
+        t, e = self._step(tuple([(1, q, r.computed + q) for r, q in chunks]), 0, 0.0)
         t += self._overhead_s + sum(extra)
         e += self._idle_w * self._overhead_s
         self.work = _Work(now + t, now, False, 0, chunks=tuple(chunks), decode=False)
@@ -429,15 +450,20 @@ class Replica:
     def _start_run(self, now: float, extra_s: float) -> float:
         """Closed-form run of decode iterations until the next completion or block shortage.
         The block for this first iteration is already allocated."""
-        heap = self.finish_heap
-        while heap and not self._valid(heap[0]):
-            heapq.heappop(heap)
-        if not heap:
+        heap, finishing, valid = self.finish_heap, self.finishing, self._valid
+        while heap:  # drop finishing iterations left only with stale entries
+            at = heap[0]
+            if any([valid(req, at) for req in finishing[at]]):
+                break
+            del finishing[heapq.heappop(heap)]
+        else:
             raise AssertionError("decoding requests without a finishing iteration")
-        k = max(1, min(heap[0][0] - self.g, MAX_RUN))
-        first_need = self.bins[(-self.g) % self.spec.block_tokens]
+        n = self.num_decode
+        k = max(1, min(heap[0] - self.g, MAX_RUN))
+        first_need = self.bins[(-self.g) % self._bs]
         avail = self.pool.available
-        if self._crossings(k) - first_need > avail:
+        blocks = self._crossings(k) - first_need
+        if blocks > avail:
             lo, hi = 1, k  # largest k whose extra blocks fit
             while hi - lo > 1:
                 mid = (lo + hi) // 2
@@ -446,27 +472,30 @@ class Replica:
                 else:
                     hi = mid
             k = lo
-        blocks = self._crossings(k) - first_need
+            blocks = self._crossings(k) - first_need
         self.pool.allocate(blocks)
-        kv0 = self.sum_kv / self.num_decode + 1
-        t0, e0, t1, e1 = self._decode_pair(self.policy.padded_decode(self.num_decode), kv0, kv0 + k - 1)
+        kv0 = self.sum_kv / n + 1
+        padded = self._padded[n] if n < len(self._padded) else self.policy.padded_decode(n)
+        t0, e0, t1, e1 = self._decode_pair(padded, kv0, kv0 + k - 1)
         oh = self._overhead_s
         if oh:
             t0, t1, e0, e1 = t0 + oh, t1 + oh, e0 + oh * self._idle_w, e1 + oh * self._idle_w
         total = k * (t0 + t1) / 2 + extra_s
         self.work = _Work(now + total, now, True, k, t0, t1, e0, e1, blocks=blocks)
-        self._account(now, total, k * (e0 + e1) / 2, self.num_decode)
+        self._account(now, total, k * (e0 + e1) / 2, n)
         return now + total
 
-    def _valid(self, entry: tuple[int, int, Request]) -> bool:
-        finish_at, _, req = entry
+    @staticmethod
+    def _valid(req: Request, finish_at: int) -> bool:
+        """The request still decodes and finishes at `finish_at` (not a stale entry of before a preemption)."""
         return req.decode_join >= 0 and req.finish_s < 0 and req.decode_join + (req.output_len - req.generated) == finish_at
 
     def _account(self, now: float, dt: float, energy: float, batch: int) -> None:
         self.energy_j += energy
         self.busy_s += dt
         kv = self.pool.used_frac()
-        self.work.batch, self.work.kv_frac = batch, kv
+        w = self.work
+        w.batch, w.kv_frac = batch, kv
         if self.on_sample is not None:
             self.on_sample(now, dt, batch, kv)
 
@@ -532,21 +561,27 @@ class Replica:
         replica, requests whose prefill finished and move to the decode pool)."""
         w, self.work = self.work, None
         done: list[Request] = []
-        n = self.num_decode
-        self.g += w.iters
-        self.sum_kv += n * w.iters
+        self.g = g = self.g + w.iters
+        self.sum_kv += self.num_decode * w.iters
         for req, q in w.chunks:
             req.computed += q
-            if req.to_prefill == 0:
+            if req.prompt_len + req.generated == req.computed:  # nothing left to prefill (req.to_prefill == 0)
                 self._prefill_done(req, now, done)
         heap = self.finish_heap
-        while heap and heap[0][0] <= self.g:
-            entry = heapq.heappop(heap)
-            if self._valid(entry):
-                req = entry[2]
-                self._release(req, self._stop_decoding(req))
-                self._finished(req, now, done)
-        if len(self.stack) > 2 * self.num_running + 64:  # drop finished entries (amortised O(1))
+        while heap and heap[0] <= g:
+            finish_at = heapq.heappop(heap)
+            bucket = self.finishing.pop(finish_at)
+            if len(bucket) > 1:
+                bucket.sort(key=_by_rid)  # requests finishing together leave in id order
+            for req in bucket:
+                # _valid, inlined: still decoding and this entry is its current finishing iteration
+                if req.decode_join >= 0 and req.finish_s < 0 and req.decode_join + (req.output_len - req.generated) == finish_at:
+                    self._release(req, self._stop_decoding(req))
+                    req.finish_s = now  # _finished, inlined
+                    self.outstanding -= req.prompt_len + req.output_len
+                    done.append(req)
+        if len(self.stack) > self._stack_cap:  # drop finished entries (amortised O(1))
             self.stack = [r for r in self.stack if r.finish_s < 0 and (r.decode_join >= 0 or r in self.prefilling)]
+            self._stack_cap = 2 * len(self.stack) + 64
         self.idle_since = now
         return done

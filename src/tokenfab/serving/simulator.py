@@ -135,11 +135,11 @@ class Simulation:
         self.series = TimeSeries(timeseries_interval_s)
         for r in self.replicas + self.decoders:
             r.on_sample = self.series.sample
-        self.log = RequestLog(min(workload.num_requests, 1 << 16))
+        self.log = RequestLog()
         self.rejected: Counter = Counter()
         self.events: list[tuple[float, int, int, int]] = []  # (time, seq, replica index, version)
         self.pending: list[tuple[float, int, int, Request]] = []  # (time, seq, kind, request)
-        self.version: dict[int, int] = {}
+        self.version = [0] * (len(self.replicas) + len(self.decoders))  # by replica index: its live event
         self.seq = itertools.count()
         self.issued = 0
         self.progress = progress
@@ -148,6 +148,8 @@ class Simulation:
         self.frontend_s, self.frontend_s_per_token = frontend_s, frontend_s_per_token
         self.request_latency_s = request_latency_s
         self.front_free_s = 0.0
+        self._frontend = bool(frontend_s or frontend_s_per_token)
+        self._warmup = workload.warmup_requests
 
     # -- request sources -------------------------------------------------------------------
     def _closed_loop(self) -> Iterator[tuple[int, int, tuple | None]]:
@@ -174,7 +176,7 @@ class Simulation:
     def _schedule(self, replica: Replica, end: float | None) -> None:
         if end is None:
             return
-        v = self.version.get(replica.index, 0) + 1
+        v = self.version[replica.index] + 1
         self.version[replica.index] = v
         heapq.heappush(self.events, (end, next(self.seq), replica.index, v))
 
@@ -193,7 +195,7 @@ class Simulation:
             if req.client >= 0:
                 self._issue_closed(req.client, now)
             return
-        if self.frontend_s or self.frontend_s_per_token:
+        if self._frontend:
             start = now + self.request_latency_s
             self.front_free_s = max(self.front_free_s, start) + self.frontend_s + self.frontend_s_per_token * req.prompt_len
             heapq.heappush(self.pending, (self.front_free_s, next(self.seq), 2, req))
@@ -205,9 +207,11 @@ class Simulation:
 
     def _enter_engine(self, req: Request, now: float) -> None:
         pool = self.replicas
-        target = pool[self.router.route(req, pool)]
+        target = pool[self.router.route(req, pool)] if len(pool) > 1 else pool[0]  # one replica: nothing to choose
         target.enqueue(req)
-        self._kick(target, now)
+        end = target.start(now) if target.work is None else target.interrupt(now)  # _kick, inlined
+        if end is not None:
+            self._schedule(target, end)
 
     def _handoff_arrive(self, req: Request, now: float) -> None:
         req.ready_s = now
@@ -216,12 +220,13 @@ class Simulation:
         self._kick(target, now)
 
     def _done(self, replica: Replica, reqs: list[Request], now: float) -> None:
+        prefill_pool = replica.spec.role == "prefill"
         for req in reqs:
-            if replica.spec.role == "prefill":
+            if prefill_pool:
                 delay = req.prompt_len * self.transfer_s_per_token
                 heapq.heappush(self.pending, (now + delay, next(self.seq), 1, req))
                 continue
-            if req.rid >= self.workload.warmup_requests:  # warm-up requests are served but not measured
+            if req.rid >= self._warmup:  # warm-up requests are served but not measured
                 self.log.add(req)
             if req.client >= 0:
                 self._issue_closed(req.client, now)
@@ -238,10 +243,12 @@ class Simulation:
         else:
             stream = open_loop_requests(wl, self.rng)
         nxt = next(stream, None)
-        by_index = {r.index: r for r in self._all()}
-        events, pending = self.events, self.pending
+        by_index = self._all()  # replica i sits at position i
+        events, pending, version, heappop = self.events, self.pending, self.version, heapq.heappop
         handlers = (self._arrive, self._handoff_arrive, self._enter_engine)  # by the kind of a pending entry
+        arrive, done, schedule = self._arrive, self._done, self._schedule
         bar = _Progress(min(wl.num_requests, 10**9)) if self.progress else None
+        check = self.check_invariants
         now = 0.0
         while True:
             t_arr = nxt.arrival_s if nxt is not None else INF
@@ -251,21 +258,23 @@ class Simulation:
                 break
             if t_arr <= t_pend and t_arr <= t_evt:
                 now = t_arr
-                self._arrive(nxt, now)
+                arrive(nxt, now)
                 nxt = next(stream, None)
             elif t_pend <= t_evt:
-                now, _, kind, req = heapq.heappop(pending)
+                now, _, kind, req = heappop(pending)
                 handlers[kind](req, now)
             else:
-                now, _, idx, v = heapq.heappop(events)
-                if self.version.get(idx) != v:
+                now, _, idx, v = heappop(events)
+                if version[idx] != v:  # made stale by an interruption
                     continue
                 replica = by_index[idx]
-                self._done(replica, replica.complete(now), now)
-                self._schedule(replica, replica.start(now))
+                finished = replica.complete(now)
+                if finished:
+                    done(replica, finished, now)
+                schedule(replica, replica.start(now))
                 if bar is not None:
                     bar.update(self.log.n)
-            if self.check_invariants:
+            if check:
                 for r in self._all():
                     r.check_invariants()
         if bar is not None:

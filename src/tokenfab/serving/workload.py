@@ -174,11 +174,10 @@ def open_loop_requests(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator
     if spec.arrival == "trace":
         yield from _trace_requests(spec)
         return
-    lengths = synthetic_lengths(spec, rng)
-    for rid, (t, (p, o, h)) in enumerate(zip(arrival_times(spec, rng), lengths)):
-        if rid >= spec.total_requests:
-            return
-        yield Request(rid, 0.0 if spec.arrival == "offline" else t, p, o, h)
+    offline = spec.arrival == "offline"
+    # zip stops at the range: the last request draws nothing more from the generator (the simulator's hot loop)
+    for rid, t, (p, o, h) in zip(range(spec.total_requests), arrival_times(spec, rng), synthetic_lengths(spec, rng)):
+        yield Request(rid, 0.0 if offline else t, p, o, h)
 
 
 def _trace_requests(spec: WorkloadSpec) -> Iterator[Request]:

@@ -96,3 +96,13 @@ def test_bad_onnx_input(tmp_path):
     with pytest.raises(UnknownNameError):
         load_graph("resnet-5", 1)
     assert math.isfinite(api.predict(model="bert-large", hardware="l4", batch=1, dtype="int8").latency_s)
+
+
+@pytest.mark.unit
+def test_bundled_names_match_the_zoo():
+    """`is_graph` answers from a list of names (no onnx import); it must name exactly the zoo's graphs."""
+    from tokenfab.workload.onnx_graph import graph_names, is_graph
+    from tokenfab.workload.onnx_zoo import BUNDLED
+
+    assert graph_names() == sorted(BUNDLED)
+    assert all(is_graph(name) for name in BUNDLED) and not is_graph("llama-3.1-8b")
