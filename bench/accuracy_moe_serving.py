@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from accuracy_serving import EXACT_CLIENT, HARDWARE, _concurrency_job, _engine_overrides, apply_client, fitted_clients
+from accuracy_serving import HARDWARE, _concurrency_job, _engine_overrides, under_clients
 
 from tokenfab.hardware.catalog import load_chip
 
@@ -86,11 +86,8 @@ def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None) ->
     """The MoE fixed-concurrency and P/D jobs, each under its framework's benchmark client: the setting
     bench/fit_serving_client.py fitted on the dense rows of the same silicon samples (so every MoE row is
     held out from that fit), the exact client for a framework without one."""
-    clients = fitted_clients() if clients is None else clients
     jobs, failed = _jobs(directory)
-    for job in jobs:
-        job["kwargs"] = apply_client(job["kwargs"], clients.get(job["meta"]["framework"], EXACT_CLIENT))
-    return jobs, failed
+    return under_clients(jobs, clients), failed
 
 
 def _jobs(directory: Path) -> tuple[list[dict], list[str]]:

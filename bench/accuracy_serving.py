@@ -121,11 +121,17 @@ def _concurrency_job(job: dict) -> dict:
 def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
     """The fixed-concurrency and P/D jobs, each under its framework's benchmark client (`clients`, default the fitted
     ones; a framework without one gets the exact client)."""
-    clients = fitted_clients() if clients is None else clients
     jobs, skipped = _jobs(directory)
+    return under_clients(jobs, clients), skipped
+
+
+def under_clients(jobs: list[dict], clients: dict[str, dict] | None = None) -> list[dict]:
+    """Each job's simulate arguments under its framework's benchmark client (`clients`, default the fitted ones;
+    the exact client for a framework without one)."""
+    clients = fitted_clients() if clients is None else clients
     for job in jobs:
         job["kwargs"] = apply_client(job["kwargs"], clients.get(job["meta"]["framework"], EXACT_CLIENT))
-    return jobs, skipped
+    return jobs
 
 
 def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
