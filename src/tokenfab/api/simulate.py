@@ -162,6 +162,12 @@ def simulate(
               "request_latency_ms": request_latency_ms,
               "router": router, "arrival": arrival, "num_requests": num_requests, "seed": seed,
               "slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms}
+    # what every run takes, aggregated or P/D: randomness, routing, metrics, SLOs, the way from client to engine
+    run_settings = dict(seed=seed, router=router, progress=progress, timeseries_interval_s=timeseries_interval_s,
+                        slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None,
+                        slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
+                        frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token,
+                        request_latency_s=request_latency_ms / 1e3)
     if decode_hardware is not None and not (prefill_replicas and decode_replicas):
         raise InvalidInputError("--decode-hardware needs a disaggregated run (--prefill-replicas and --decode-replicas)")
     if prefill_replicas or decode_replicas:
@@ -172,12 +178,8 @@ def simulate(
         link = p_dep.step_model.system.scale_out_link or p_dep.step_model.system.scale_up_link
         bw = link.bandwidth_bytes_per_s.value * (prefill_tp or tp)
         per_token = p_dep.memory.kv_bytes_per_token * (prefill_tp or tp) / bw
-        sim = Simulation([p_spec] * (prefill_replicas * p_lay[1]), wl, seed=seed, router=router,
-                         decode_specs=[d_spec] * (decode_replicas * d_lay[1]),
-                         transfer_s_per_token=per_token, progress=progress, timeseries_interval_s=timeseries_interval_s,
-                         slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
-                         frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token,
-                         request_latency_s=request_latency_ms / 1e3)
+        sim = Simulation([p_spec] * (prefill_replicas * p_lay[1]), wl, decode_specs=[d_spec] * (decode_replicas * d_lay[1]),
+                         transfer_s_per_token=per_token, **run_settings)
         config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                       decode_hardware=decode_hardware or hardware,
                       prefill_tp=prefill_tp or tp, decode_tp=decode_tp or tp, prefill_dp=p_lay[1], prefill_ep=p_lay[2],
@@ -187,11 +189,7 @@ def simulate(
         p_dep = d_dep = r_dep
         config.update(kv_capacity_tokens=r_spec.kv_blocks * r_spec.block_tokens,
                       memory_bytes=r_dep.memory.ledger(max_batched_tokens, max_num_seqs))
-        sim = Simulation([r_spec] * (replicas * dp), wl, seed=seed, router=router, progress=progress,
-                         timeseries_interval_s=timeseries_interval_s,
-                         slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
-                         frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token,
-                         request_latency_s=request_latency_ms / 1e3)
+        sim = Simulation([r_spec] * (replicas * dp), wl, **run_settings)
     result = sim.run()
     result.config = config
     slos = (slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_ms / 1e3 if slo_tpot_ms else None)
