@@ -19,8 +19,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-
-from accuracy_serving import HARDWARE, _concurrency_job, _engine_overrides, under_clients
+from accuracy_serving import (
+    HARDWARE,
+    _concurrency_job,
+    _engine_overrides,
+    add_measured,
+    fixed_concurrency_kwargs,
+    under_clients,
+)
 
 from tokenfab.hardware.catalog import load_chip
 
@@ -110,15 +116,10 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
             failed.append(f"{r['case_id']}: unknown model/hardware/format/layout ({r['model']}, {r['hardware']})")
             continue
         fw = str(r["framework"]).split()[0]
-        c = int(r["batch"])
-        key = (model, hw, dtype, fw, tuple(lay.items()), c, int(r["input_len"]), int(r["output_len"]))
-        jobs.setdefault(key, {
-            "kwargs": dict(model=model, hardware=hw, **lay, **_formats(dtype, hw), kv_dtype="fp8", concurrency=c, engine=fw,
-                           num_requests=min(10 * c, 4000), input_len=int(r["input_len"]),
-                           output_len=int(r["output_len"]), **_engine_overrides(fw, int(r["input_len"]), c)),
-            "meta": {"key": key, "framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c},
-            "measured": {},
-        })["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
+        c, isl, osl = int(r["batch"]), int(r["input_len"]), int(r["output_len"])
+        add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl),
+                     fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_formats(dtype, hw), kv_dtype="fp8"),
+                     {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c}, r)
     return list(jobs.values()), failed
 
 

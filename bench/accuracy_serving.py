@@ -22,7 +22,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-
 import yaml
 
 from tokenfab import api
@@ -55,6 +54,21 @@ def _engine_overrides(framework: str, input_len: int, concurrency: int) -> dict:
     if framework == "trtllm":
         return {"max_batched_tokens": max(8192, input_len + concurrency)}
     return {}
+
+
+def fixed_concurrency_kwargs(model: str, hw: str, fw: str, c: int, isl: int, osl: int, **layout) -> dict:
+    """`api.simulate` arguments of a fixed-concurrency row (dense or MoE): C closed-loop clients sending 10 x C
+    requests (at most 4,000) of the row's ISL/OSL under the engine's overrides; `layout` carries parallelism,
+    formats and KV dtype."""
+    return dict(model=model, hardware=hw, **layout, concurrency=c, engine=fw, num_requests=min(10 * c, 4000),
+                input_len=isl, output_len=osl, **_engine_overrides(fw, isl, c))
+
+
+def add_measured(jobs: dict[tuple, dict], key: tuple, kwargs: dict, meta: dict, r: pd.Series) -> None:
+    """File row `r`'s metric under the job `key` (created from `kwargs` and `meta` on first sight): the rows of one
+    run (TTFT, TPOT, throughput) share one simulation."""
+    job = jobs.setdefault(key, {"kwargs": kwargs, "meta": {"key": key, **meta}, "measured": {}})
+    job["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
 
 
 def fitted_clients() -> dict[str, dict]:
@@ -148,18 +162,13 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
             if job is None:
                 skipped.append(f"{r['case_id']} (disaggregated layout not stated in the notes)")
                 continue
-            jobs.setdefault(job["meta"]["key"], job)["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
+            add_measured(jobs, job["meta"]["key"], job["kwargs"], job["meta"], r)
             continue
-        c, tp = int(r["batch"]), int(r["tp"])
-        key = (model, hw, dtype, fw, tp, c, int(r["input_len"]), int(r["output_len"]))
+        c, tp, isl, osl = int(r["batch"]), int(r["tp"]), int(r["input_len"]), int(r["output_len"])
         kv = "fp8" if dtype in ("fp8", "fp4") else dtype
-        jobs.setdefault(key, {
-            "kwargs": dict(model=model, hardware=hw, tp=tp, dtype=dtype, kv_dtype=kv, concurrency=c, engine=fw,
-                           num_requests=min(10 * c, 4000), input_len=int(r["input_len"]),
-                           output_len=int(r["output_len"]), **_engine_overrides(fw, int(r["input_len"]), c)),
-            "meta": {"key": key, "framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c},
-            "measured": {},
-        })["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
+        add_measured(jobs, (model, hw, dtype, fw, tp, c, isl, osl),
+                     fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, tp=tp, dtype=dtype, kv_dtype=kv),
+                     {"framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c}, r)
     return list(jobs.values()), skipped
 
 
