@@ -2,8 +2,9 @@
 
 - e2e_aiconfigurator_silicon.csv, aggregated MoE runs (DeepSeek-V3/R1, Qwen3-235B-A22B, GPT-OSS-120B on H100
   and B200): `api.simulate` with the row's layout from its notes (tp, attention_dp -> dp, moe_tp, moe_ep -> ep;
-  a blank attention_dp is moe_tp x moe_ep / tp) and `--concurrency C` (10 x C requests under the framework's
-  benchmark client fitted on the dense rows, accuracy_serving.fitted_clients), through accuracy_serving's job
+  a blank attention_dp: see `layout`) and `--concurrency C`, C the notes' 'fixed concurrency' (the `batch`
+  column is the per-rank batch: `benchmark_concurrency`), 10 x C requests under the framework's
+  benchmark client fitted on the dense rows, accuracy_serving.fitted_clients, through accuracy_serving's job
   runner; compared on mean TTFT and TPOT.
 - trtllm.csv MoE trtllm-bench rows (Mixtral, Qwen3 MoE, DeepSeek-R1, GPT-OSS, Llama-4): `--offline` output tokens/s.
 - disaggregated runs of the same file: prefill and decode pools each with their own layout and worker count
@@ -39,17 +40,45 @@ MOE_MODELS = {"deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3
 MOE_PATTERN = r"DeepSeek|A22B|A3B|gpt-oss|GPT-OSS|Mixtral|Llama-4|Maverick|Scout"
 QUANT = {"nvfp4": "fp4", "fp8": "fp8", "fp8_block": "fp8", "bfloat16": "bf16", "mxfp4": "fp4", "None": "bf16"}
 _LAYOUT = re.compile(r"tp=(\d+), pp=(\d+), attention_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
+_CONCURRENCY = re.compile(r"fixed concurrency=(\d+)")
+_PER_RANK = re.compile(r"batch/concurrency=(\d+)")
 _POOL = re.compile(r"(prefill|decode) workers=(\d*) x \(tp=(\d+), pp=(\d+), attn_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
 
 
 def layout(notes: str) -> dict | None:
-    """tp, pp, dp, moe_tp, ep of an aggregated run from its notes (None if the notes state none)."""
+    """tp, pp, dp, moe_tp, ep of an aggregated run from its notes (None if the notes state none).
+
+    A blank attention_dp is moe_tp x moe_ep / tp, unless the run's concurrency is its per-rank batch times
+    tp (`benchmark_concurrency`): then it is TensorRT-LLM's tp=T with attention-DP on, i.e. tp 1, dp T
+    (DeepSeek-R1/V3.1-NVFP4 and GPT-OSS rows of TensorRT-LLM 1.3, where every explicit attention_dp=D row
+    also has concurrency = batch x D)."""
     m = _LAYOUT.search(notes)
     if not m:
         return None
     tp, pp, dp, moe_tp, ep = (int(x) if x else 0 for x in m.groups())
+    if not dp:
+        per_rank, total = _note_number(notes, _PER_RANK), _note_number(notes, _CONCURRENCY)
+        if tp > 1 and per_rank and total == per_rank * tp:
+            tp, dp = 1, tp
     dp = dp or max(1, moe_tp * ep // tp)
     return {"tp": tp, "pp": pp, "dp": dp, "moe_tp": moe_tp, "ep": ep}
+
+
+def benchmark_concurrency(notes: str, batch: float, lay: dict) -> int:
+    """Clients of the benchmark: the notes' 'fixed concurrency=C'. The `batch` column is the per-rank batch
+    (per attention-DP rank; per decode worker and rank for P/D runs), so without a stated C it is batch x dp,
+    times the decode workers for P/D (that product equals the stated C on all 128 MoE P/D rows stating both)."""
+    stated = _note_number(notes, _CONCURRENCY)
+    if stated:
+        return stated
+    if "prefill_replicas" in lay:
+        return int(batch) * lay["decode_replicas"] * lay["dp"]
+    return int(batch) * lay["dp"]
+
+
+def _note_number(notes: str, pattern: re.Pattern) -> int | None:
+    m = pattern.search(notes)
+    return int(m.group(1)) if m else None
 
 
 def pools(notes: str) -> dict | None:
@@ -116,7 +145,7 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
             failed.append(f"{r['case_id']}: unknown model/hardware/format/layout ({r['model']}, {r['hardware']})")
             continue
         fw = str(r["framework"]).split()[0]
-        c, isl, osl = int(r["batch"]), int(r["input_len"]), int(r["output_len"])
+        c, isl, osl = benchmark_concurrency(notes, r["batch"], lay), int(r["input_len"]), int(r["output_len"])
         add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl),
                      fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_formats(dtype, hw), kv_dtype="fp8"),
                      {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c}, r)
@@ -140,6 +169,12 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         pp = int(r["pp"]) if not pd.isna(r["pp"]) else 1
         ep = int(r["ep"]) if not pd.isna(r["ep"]) else 1
         dp = ep // tp if ep > tp and ep % tp == 0 else 1  # EP wider than TP: attention-DP ranks (TRT-LLM's attention_dp)
+        if "attention DP enabled" in str(r["notes"]) and tp > 1:
+            # v1.0-era tables: "TP8 PP1 (MoE: --ep set but value not listed; attention DP enabled)": TRT-LLM's tp
+            # with attention DP is tp ranks of attention-DP (tp 1, dp tp here). The unlisted --ep is an assumption:
+            # ep = dp (experts spread over the whole group, no MoE-TP); the table does not state it
+            tp, dp = 1, tp
+            ep = dp if pd.isna(r["ep"]) else ep
         out = int(r["output_len"])
         jobs.append({
             "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype,

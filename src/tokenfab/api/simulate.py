@@ -137,7 +137,7 @@ def simulate(
         tp_, dp_, ep_, moe_tp_ = layout
         chip = decode_hardware if role == "decode" and decode_hardware else hardware
         d = deployment(model, chip, None, tp_, pp, ep_, dp_, dtype, weight_dtype, kv_dtype, profile=None,
-                       moe_tp=moe_tp_, moe_dispatch=moe_dispatch, **mem_kw)
+                       moe_tp=moe_tp_, moe_dispatch=moe_dispatch, staggered_prefill=True, **mem_kw)
         if d.memory.kv_capacity_tokens(max_batched_tokens, max_num_seqs) < block_size:
             raise InvalidInputError(
                 f"{model} leaves no room for a KV cache on {chip} with tp={tp_} "

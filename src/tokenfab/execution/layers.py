@@ -64,6 +64,7 @@ class LayerCoster:
         self.act_bytes = bytes_per_element(prec.activations)
         self.kv_dtype, self.act_dtype = prec.kv, prec.activations
         self.residency: ResidencyPlan = NO_RESIDENCY  # what the deployment holds on chip (set by StepModel)
+        self.staggered_prefill = False  # attention-DP ranks prefill alone (serving), not all at once (set by StepModel)
         self._gemm_cache: dict[tuple, OpCost] = {}
         self._comm_cache: dict[tuple, OpCost] = {}
         self._elem_cache: dict[tuple, OpCost] = {}
@@ -124,7 +125,7 @@ class LayerCoster:
         if group.ffn.kind == "dense":
             yield from self.dense_ffn_ops(group.ffn, t)
         else:
-            yield from self.moe_ops(group.ffn, t)
+            yield from self.moe_ops(group.ffn, t, expert_group_tokens(batch, self.par.dp, self.staggered_prefill))
         yield from self._tp_allreduce(t)
 
     def _tp_allreduce(self, tokens: int) -> Iterator[OpCost]:
@@ -271,9 +272,10 @@ class LayerCoster:
         yield self.elementwise(f"{prefix}.act", activation_bytes(tokens, width, self.act_bytes, ffn.gated))
         yield self.gemm(f"{prefix}.down_proj", tokens, self.hidden, width)
 
-    def moe_ops(self, ffn: FFNSpec, tokens: int) -> Iterator[OpCost]:
+    def moe_ops(self, ffn: FFNSpec, tokens: int, group_tokens: int | None = None) -> Iterator[OpCost]:
         """Router GEMM on this rank's tokens; token dispatch where tokens move; the fused routed-expert
-        kernel on the busiest device; combine; shared experts (tensor-parallel like a dense MLP).
+        kernel on the busiest device over the `group_tokens` all dp ranks route (default tokens x dp, see
+        `expert_group_tokens`); combine; shared experts (tensor-parallel like a dense MLP).
 
         Top-k selection is not a separate op: the fused kernel's fit includes it (ops_moe.csv times
         TensorRT-LLM's MoE module forward from router logits, whose routing method runs the top-k inside),
@@ -282,7 +284,7 @@ class LayerCoster:
         dispatch, combine = self.token_exchange(ffn, tokens)
         if dispatch is not None:
             yield dispatch
-        yield self.routed_experts(ffn, tokens)
+        yield self.routed_experts(ffn, tokens * self.par.dp if group_tokens is None else group_tokens)
         if combine is not None:
             yield combine
         if ffn.num_shared_experts:
@@ -300,13 +302,13 @@ class LayerCoster:
                                                         self.act_dtype, op="moe.router")
         return hit
 
-    def routed_experts(self, ffn: FFNSpec, tokens: int) -> OpCost:
+    def routed_experts(self, ffn: FFNSpec, group_tokens: int) -> OpCost:
         """The fused expert kernel over the tokens of all dp ranks (they meet in the expert groups)."""
         par = self.par
-        key = ("moe.experts", tokens)
+        key = ("moe.experts", group_tokens)
         hit = self._gemm_cache.get(key)
         if hit is None:
-            shape = MoEShape(tokens * par.dp, self.hidden, ffn.expert_intermediate_size, ffn.num_experts_per_token,
+            shape = MoEShape(group_tokens, self.hidden, ffn.expert_intermediate_size, ffn.num_experts_per_token,
                              ffn.num_experts, par.expert_tp, par.ep, ffn.gated, self.routing)
             hit = self._gemm_cache[key] = estimate_moe(self.cc, shape, self.prec.dtype, self.prec.weights)
         return hit
@@ -323,6 +325,20 @@ class LayerCoster:
         format; 'low-latency': one fp8 copy per token-expert pair).
         """
         return moe_token_exchange(self, ffn, tokens)
+
+
+def expert_group_tokens(batch: StepBatch, dp: int, staggered_prefill: bool) -> int:
+    """Tokens the expert groups process in a step of one attention-DP rank (all dp ranks meet in every MoE
+    layer, each rank taken to carry the same decode load as this one).
+
+    A static batch (`predict`) splits its requests over the ranks, which all prefill at once: dp x the step's
+    tokens. Under serving traffic (`staggered_prefill`) a prompt is prefilled by the one rank its request was
+    routed to while the others decode: this rank's prefill tokens plus dp x its decodes. Charging every
+    rank's chunk to all of them cost a 64-rank DeepSeek deployment 64 x 8k tokens of experts per 8k prompt.
+    With dp = 1, and in decode-only steps, both are the same count."""
+    if staggered_prefill:
+        return batch.prefill_tokens + dp * batch.num_decode
+    return dp * batch.num_tokens
 
 
 def moe_token_exchange(coster: LayerCoster, ffn: FFNSpec, tokens: int) -> tuple[OpCost | None, OpCost | None]:

@@ -139,3 +139,30 @@ def test_attention_the_checkpoint_leaves_unconverted_runs_and_is_stored_in_16_bi
     system, par, prec = load_system("b200", 1), ParallelConfig(), PrecisionConfig(dtype="fp4")
     extra = MemoryModel(model, system, par, prec).weights_bytes - MemoryModel(all_fp4, system, par, prec).weights_bytes
     assert extra == pytest.approx(model.num_layers * attention_params(group.attention, model.hidden_size) * 1.5)
+
+
+def test_attention_dp_rank_prefilling_alone_charges_the_experts_its_own_prompt_plus_every_ranks_decodes():
+    """Serving (staggered prefill): one rank's 2,048-token prompt beside 4 decodes per rank on 8 ranks reaches the
+    experts as 2,048 + 8 x 4 tokens; a static batch (all ranks prefill at once) as 8 x (2,048 + 4)."""
+    from tokenfab.execution.layers import StepBatch, expert_group_tokens
+
+    batch = StepBatch(prefill=((1, 2048, 2048),), num_decode=4, decode_kv_len=1000.0)
+    assert expert_group_tokens(batch, 8, staggered_prefill=True) == 2048 + 8 * 4
+    assert expert_group_tokens(batch, 8, staggered_prefill=False) == 8 * 2052
+    decode_only = StepBatch(num_decode=4, decode_kv_len=1000.0)
+    assert expert_group_tokens(decode_only, 8, True) == expert_group_tokens(decode_only, 8, False) == 32
+    assert expert_group_tokens(batch, 1, True) == expert_group_tokens(batch, 1, False) == batch.num_tokens
+
+
+def test_serving_step_of_an_attention_dp_rank_costs_experts_on_the_group_tokens():
+    from tokenfab.execution.layers import StepBatch
+
+    kw = dict(tp=1, dp=8, ep=8, dtype="fp8")
+    static = api.deployment("deepseek-v3", "h200-sxm", **kw).step_model
+    serving = api.deployment("deepseek-v3", "h200-sxm", staggered_prefill=True, **kw).step_model
+    prefill = StepBatch(prefill=((1, 2048, 2048),), num_decode=4, decode_kv_len=1000.0)
+    decode = StepBatch(num_decode=4, decode_kv_len=1000.0)
+    experts = {name: sm.step(prefill).breakdown["moe.experts"] for name, sm in (("static", static), ("serving", serving))}
+    assert experts["serving"].flops == pytest.approx(experts["static"].flops * (2048 + 32) / (8 * 2052), rel=0.05)
+    assert serving.step(decode).time_s == static.step(decode).time_s
+    assert serving.fast_step(prefill.prefill, 4, 1000.0)[0] == pytest.approx(serving.step(prefill).time_s)
