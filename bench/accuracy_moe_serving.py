@@ -126,12 +126,30 @@ def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None) ->
     return under_clients(jobs, clients), failed
 
 
+def relabelled_duplicates(rows: pd.DataFrame) -> pd.Series:
+    """Rows whose measurement also appears, to the last digit, on a run of the same model, chip, lengths,
+    concurrency and metric with FEWER GPUs: True for the larger-GPU copy, which is not scored.
+
+    shared/calibration's aggregated MoE rows from aiconfigurator's 2026-04-06 source repeat 74 measurements of
+    the 2026-03-25 source's 4- and 8-GPU runs (ids '..._tp8_0_ep8_0_...' there, '..._tp8_ep8_...' here) under
+    16- and 64-GPU layouts (e.g. attention_dp=64 with moe_tp=8 x moe_ep=8 for an 8-GPU DEP8 run; tp=64 for
+    DeepSeek's 128 heads): one measurement cannot be both, and its id names the 8-GPU layout."""
+    key = rows[["model", "hardware", "input_len", "output_len", "metric"]].astype(str).agg("|".join, axis=1)
+    key = key + "|" + rows["notes"].str.extract(_CONCURRENCY, expand=False).fillna("") + "|" + rows["value"].round(4).astype(str)
+    fewest = rows.groupby(key)["n_accel"].transform("min")
+    return rows["n_accel"] > fewest
+
+
 def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
     rows = pd.read_csv(directory / "e2e_aiconfigurator_silicon.csv")
     rows = rows[rows["model"].str.contains(MOE_PATTERN, case=False, na=False)]
     jobs: dict[tuple, dict] = {}
     failed = []
-    for _, r in rows.iterrows():
+    duplicate = relabelled_duplicates(rows)
+    for _, r in rows[duplicate].iterrows():
+        failed.append(f"{r['case_id']}: the same measurement as a run with fewer GPUs, relabelled with a "
+                      f"{int(r['n_accel'])}-GPU layout (`relabelled_duplicates`)")
+    for _, r in rows[~duplicate].iterrows():
         notes = str(r["notes"])
         model, hw, dtype = MOE_MODELS.get(r["model"]), HARDWARE.get(r["hardware"]), _quant(notes)
         if r["scenario"] == "server-disagg":

@@ -38,3 +38,16 @@ def test_pd_concurrency_without_a_stated_number_is_workers_times_ranks_times_bat
     lay = _disagg_kwargs(p["prefill"], p["decode"])
     assert (lay["prefill_replicas"], lay["decode_replicas"], lay["dp"], lay["prefill_dp"]) == (7, 2, 8, 4)
     assert benchmark_concurrency(_PD, 128, lay) == 2 * 8 * 128
+
+
+def test_a_measurement_repeated_under_a_larger_gpu_layout_is_the_larger_copy_left_out():
+    import pandas as pd
+
+    from accuracy_moe_serving import relabelled_duplicates
+
+    base = dict(model="deepseek-ai/DeepSeek-R1", hardware="B200-SXM-180GB", input_len=8192, output_len=1024,
+                metric="ttft_ms", notes="measured serving benchmark at fixed concurrency=64")
+    rows = pd.DataFrame([{**base, "n_accel": 8, "value": 2039.9696}, {**base, "n_accel": 64, "value": 2039.9696},
+                         {**base, "n_accel": 64, "value": 1807.4730},  # its own measurement: kept
+                         {**base, "n_accel": 64, "value": 2039.9696, "metric": "tpot_ms"}])
+    assert relabelled_duplicates(rows).tolist() == [False, True, False, False]

@@ -186,17 +186,22 @@ class LayerCoster:
 
     def _mla_ops(self, attn: AttentionSpec, batch: StepBatch, with_core: bool) -> Iterator[OpCost]:
         """DeepSeek MLA: latent projections on all tokens; prefill decompresses K/V and runs MHA,
-        decode absorbs the up-projections and attends in the latent space."""
+        decode absorbs the up-projections and attends in the latent space.
+
+        With a query latent the query and KV down-projections read the same input and are one replicated
+        GEMM of q_lora_rank + kv_lora_rank + rope columns in the engines (SGLang and vLLM
+        `fused_qkv_a_proj_with_mqa` / `fused_qkv_a_proj`, TensorRT-LLM's fused `kv_a_proj_with_mqa`): one
+        kernel and one read of the activations, not two."""
         tp, t, h = self.par.tp, batch.num_tokens, self.hidden
         heads = attn.num_heads // tp
         nope, rope, kv_rank = int(attn.qk_nope_head_dim), int(attn.qk_rope_head_dim or 0), int(attn.kv_lora_rank)
         qk = nope + rope
         if attn.q_lora_rank:
-            yield self.attn_gemm(attn, "attn.q_down", t, attn.q_lora_rank, h)
+            yield self.attn_gemm(attn, "attn.qkv_down", t, attn.q_lora_rank + kv_rank + rope, h)
             yield self.attn_gemm(attn, "attn.q_up", t, heads * qk, attn.q_lora_rank)
         else:
             yield self.attn_gemm(attn, "attn.q_proj", t, heads * qk, h)
-        yield self.attn_gemm(attn, "attn.kv_down", t, kv_rank + rope, h)
+            yield self.attn_gemm(attn, "attn.kv_down", t, kv_rank + rope, h)
         yield self.elementwise("attn.rotary", rotary_bytes(t, heads, 1, rope, self.act_bytes))
         if batch.num_decode:
             b = batch.num_decode
