@@ -10,7 +10,8 @@
 - disaggregated runs of the same file: prefill and decode pools each with their own layout and worker count
   (simulate's prefill_*/decode_* layout arguments).
 - MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
-  simulated (see `_not_expressed`).
+  simulated (see `_not_expressed`); so are P/D runs without worker counts and measurements repeated under a
+  larger-GPU layout label (`relabelled_duplicates`).
 """
 
 from __future__ import annotations
@@ -104,6 +105,16 @@ def _disagg_kwargs(p: tuple, d: tuple) -> dict | None:
                 prefill_moe_tp=pl["moe_tp"], decode_tp=dl["tp"])
 
 
+def _exchange(framework: str, lay: dict) -> dict:
+    """How an engine moves tokens between attention-DP ranks and experts on these HGX systems: TensorRT-LLM's
+    MoE all-to-all needs MNNVL (GB200 NVL72) or TRTLLM_CAN_USE_DEEP_EP=1, which no row states, so it
+    all-gathers and reduce-scatters (`fused_moe_wide_ep.py`, select_alltoall_method_type); SGLang and vLLM
+    rows keep the DeepEP-style all-to-all ('normal')."""
+    if framework == "trtllm" and max(lay["dp"], lay.get("prefill_dp", 1)) > 1:
+        return {"moe_dispatch": "allgather"}
+    return {}
+
+
 def _quant(notes: str) -> str | None:
     m = re.search(r"gemm_quant=(\w+)", notes)
     return QUANT.get(m.group(1)) if m else None
@@ -167,7 +178,7 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
         c, isl, osl = benchmark_concurrency(notes, r["batch"], lay), int(r["input_len"]), int(r["output_len"])
         add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl),
                      fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_formats(dtype, hw), kv_dtype="fp8",
-                                              **engine_release(r["framework"])),
+                                              **_exchange(fw, lay), **engine_release(r["framework"])),
                      {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c}, r)
     return list(jobs.values()), failed
 
@@ -197,7 +208,7 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
             ep = dp if pd.isna(r["ep"]) else ep
         out = int(r["output_len"])
         jobs.append({
-            "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype,
+            "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype, **_exchange("trtllm", {"dp": dp}),
                            kv_dtype="fp8" if dtype != "fp16" else "fp16", offline=True,
                            num_requests=max(300, min(1500, 300_000 // out)), input_len=int(r["input_len"]), output_len=out,
                            engine="trtllm", **_engine_overrides("trtllm", int(r["input_len"]), 0)),
@@ -207,6 +218,25 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
     return jobs, failed
 
 
+def published_jobs(directory: Path) -> list[dict]:
+    """SGLang's 96 x H100 large-scale-EP blog: the prefill nodes' input tokens/s per node for 2000-token inputs,
+    as a saturated prefill pool (offline, one output token) of the blog's prefill layout, EP32 over 4 nodes with
+    attention-DP (tp 1, dp = ep = 32), DeepEP normal dispatch, FP8 weights and KV."""
+    pub = pd.read_csv(directory / "e2e_published.csv")
+    rows = pub[pub["model"].str.contains("DeepSeek", na=False) & pub["scenario"].str.contains("prefill", na=False)]
+    jobs = []
+    for _, r in rows.iterrows():
+        isl, ranks = int(r["input_len"]), 32
+        jobs.append({
+            "kwargs": dict(model="deepseek-v3", hardware="h100-sxm", tp=1, dp=ranks, ep=ranks, dtype="fp8", kv_dtype="fp8",
+                           engine="sglang", offline=True, num_requests=40 * ranks, input_len=isl, output_len=1),
+            "meta": {"case_id": r["case_id"], "device": "h100-sxm", "model": "deepseek-v3", "per_gpu": False, "n_accel": 1,
+                     "measured": float(r["value"]), "scale": isl / (ranks // int(r["n_accel"])),
+                     "group": "moe-serving:prefill input tokens/s per node (SGLang large-scale EP)", "kind": "sglang"},
+        })
+    return jobs
+
+
 def _not_expressed(directory: Path) -> list[str]:
     out = []
     ml = pd.read_csv(directory / "mlperf.csv")
@@ -214,8 +244,9 @@ def _not_expressed(directory: Path) -> list[str]:
         out.append(f"{r['case_id']}: MLPerf states no prompt lengths (only mean tokens per sample)")
     pub = pd.read_csv(directory / "e2e_published.csv")
     for _, r in pub[pub["model"].str.contains("DeepSeek", na=False)].iterrows():
-        out.append(f"{r['case_id']}: per-node P/D throughput with no stated batch or output length "
-                   "(layout expressible: tp 1, dp = ep = 32 prefill / 72 decode; the load is not)")
+        if "prefill" not in str(r["scenario"]):  # the prefill node's figure is a job (`published_jobs`)
+            out.append(f"{r['case_id']}: per-node decode throughput with no stated batch or output length "
+                       "(layout expressible: tp 1, dp = ep = 72; the load is not)")
     return out
 
 
@@ -239,6 +270,7 @@ def spread(jobs: list[dict], limit: int | None) -> list[dict]:
 def run_moe_serving(directory: Path, limit: int | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
     conc, failed = concurrency_jobs(directory)
     thr, failed2 = throughput_jobs(directory)
+    thr += published_jobs(directory)
     failed += failed2 + _not_expressed(directory)
     conc_run, thr_run = spread(conc, limit), spread(thr, limit)
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -260,8 +292,9 @@ def run_moe_serving(directory: Path, limit: int | None = None, workers: int = 2)
         if res["error"]:
             failed.append(f"{meta['case_id']}: {res['error']}")
             continue
-        pred = res["throughput"] / (meta["n_accel"] if meta["per_gpu"] else 1)
-        rows.append({"group": "moe-serving:offline output tokens/s (TRT-LLM)", "device": meta["device"], "kind": "trtllm",
+        pred = res["throughput"] * meta.get("scale", 1.0) / (meta["n_accel"] if meta["per_gpu"] else 1)
+        rows.append({"group": meta.get("group", "moe-serving:offline output tokens/s (TRT-LLM)"), "device": meta["device"],
+                     "kind": meta.get("kind", "trtllm"),
                      "case_id": meta["case_id"], "measured": meta["measured"], "predicted": pred})
     frame = pd.DataFrame(rows)
     if len(frame):

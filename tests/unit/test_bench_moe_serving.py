@@ -51,3 +51,11 @@ def test_a_measurement_repeated_under_a_larger_gpu_layout_is_the_larger_copy_lef
                          {**base, "n_accel": 64, "value": 1807.4730},  # its own measurement: kept
                          {**base, "n_accel": 64, "value": 2039.9696, "metric": "tpot_ms"}])
     assert relabelled_duplicates(rows).tolist() == [False, True, False, False]
+
+
+def test_trtllm_attention_dp_rows_all_gather_and_other_engines_keep_the_all_to_all():
+    from accuracy_moe_serving import _exchange
+
+    assert _exchange("trtllm", {"dp": 8}) == {"moe_dispatch": "allgather"}
+    assert _exchange("trtllm", {"dp": 1, "prefill_dp": 4}) == {"moe_dispatch": "allgather"}
+    assert _exchange("trtllm", {"dp": 1}) == {} == _exchange("sglang", {"dp": 8})

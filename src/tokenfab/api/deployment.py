@@ -15,6 +15,9 @@ from tokenfab.units import DTYPES
 from tokenfab.workload.hf_config import load_model
 
 
+MOE_DISPATCH = ("normal", "low-latency", "allgather")  # see execution.layers.moe_token_exchange
+
+
 def _dtype(value: str | None, what: str) -> str | None:
     if value is not None and value not in DTYPES:
         raise UnknownNameError(what, value, DTYPES)
@@ -52,8 +55,8 @@ def deployment(
     For MoE models the dp ranks are attention-DP ranks of one instance sharing the experts (ep x moe_tp = tp x dp);
     `staggered_prefill`: they serve traffic, each prefilling its own requests (`layers.expert_group_tokens`)."""
     _positive(devices=devices, tp=tp, pp=pp, ep=ep, dp=dp, moe_tp=moe_tp)
-    if moe_dispatch not in ("normal", "low-latency"):
-        raise UnknownNameError("MoE dispatch", moe_dispatch, ["normal", "low-latency"])
+    if moe_dispatch not in MOE_DISPATCH:
+        raise UnknownNameError("MoE dispatch", moe_dispatch, list(MOE_DISPATCH))
     _dtype(dtype, "data type"), _dtype(weight_dtype, "weight data type"), _dtype(kv_dtype, "kv-cache data type")
     if not 0.0 < memory_utilization_frac <= 1.0:
         raise InvalidInputError(f"memory utilisation must lie in (0, 1], got {memory_utilization_frac}")

@@ -26,6 +26,13 @@ from tokenfab.units import bytes_per_element
 from tokenfab.workload.spec import AttentionSpec, FFNSpec, LayerGroup
 
 
+# Bytes per hidden element of a token sent to the experts in FP8: one byte plus a 4-byte scale per 128 elements
+# (per-token-group quantisation, the input DeepGEMM's grouped FP8 GEMMs take). DeepEP's low-latency dispatch
+# always sends this; its normal dispatch does so when the experts run FP8 (SGLang quantises with
+# per_token_group_quant_fp8 before dispatching); combine returns 16-bit rows either way.
+FP8_DISPATCH_BYTES = 1.0 + 4.0 / 128
+FP4_GATHER_BYTES = 0.5 + 1.0 / 16  # NVFP4: two elements a byte, one FP8 scale per 16 elements
+
 # Query chunks up to this length over a longer cached context run MLA in the absorbed (decode) form,
 # as vLLM's and SGLang's MLA backends do for speculative verify steps (FlashMLA packs the q tokens of a
 # sequence as extra heads over one read of the latent cache); longer chunks decompress K/V (prefill form).
@@ -286,7 +293,7 @@ class LayerCoster:
         TensorRT-LLM's MoE module forward from router logits, whose routing method runs the top-k inside),
         and `cost.moe.moe_work` counts the router scores it reads."""
         yield self.router(ffn, tokens)
-        dispatch, combine = self.token_exchange(ffn, tokens)
+        dispatch, combine = self.token_exchange(ffn, tokens, group_tokens)
         if dispatch is not None:
             yield dispatch
         yield self.routed_experts(ffn, tokens * self.par.dp if group_tokens is None else group_tokens)
@@ -318,7 +325,7 @@ class LayerCoster:
             hit = self._gemm_cache[key] = estimate_moe(self.cc, shape, self.prec.dtype, self.prec.weights)
         return hit
 
-    def token_exchange(self, ffn: FFNSpec, tokens: int) -> tuple[OpCost | None, OpCost | None]:
+    def token_exchange(self, ffn: FFNSpec, tokens: int, group_tokens: int | None = None) -> tuple[OpCost | None, OpCost | None]:
         """(dispatch, combine) per device, or (None, None) when no token moves.
 
         With dp = 1 every device already holds every token (attention ends in a TP all-reduce), so each
@@ -327,9 +334,10 @@ class LayerCoster:
         of other ranks: an all-gather / reduce-scatter among the dp ranks when ep = 1 (experts split
         by MoE-TP over everyone), else an all-to-all among the tp x dp devices carrying each token to
         every device of each expert group it picks (DeepEP 'normal': once per group in the activation
-        format; 'low-latency': one fp8 copy per token-expert pair).
+        format; 'low-latency': one fp8 copy per token-expert pair), or with 'allgather' the all-gather /
+        reduce-scatter of the `group_tokens` all ranks route (default tokens x dp).
         """
-        return moe_token_exchange(self, ffn, tokens)
+        return moe_token_exchange(self, ffn, tokens, tokens * self.par.dp if group_tokens is None else group_tokens)
 
 
 def expert_group_tokens(batch: StepBatch, dp: int, staggered_prefill: bool) -> int:
@@ -346,24 +354,30 @@ def expert_group_tokens(batch: StepBatch, dp: int, staggered_prefill: bool) -> i
     return dp * batch.num_tokens
 
 
-def moe_token_exchange(coster: LayerCoster, ffn: FFNSpec, tokens: int) -> tuple[OpCost | None, OpCost | None]:
-    """See `LayerCoster.token_exchange`; message sizes follow NCCL's convention (total send buffer)."""
+def moe_token_exchange(coster: LayerCoster, ffn: FFNSpec, tokens: int, group_tokens: int) -> tuple[OpCost | None, OpCost | None]:
+    """See `LayerCoster.token_exchange`; message sizes follow NCCL's convention (total send buffer).
+
+    The gather moves the `group_tokens` of all ranks (allgatherv of each rank's own count, as TensorRT-LLM
+    gathers without DP padding), FP4 models in their quantised form: TensorRT-LLM all-gathers NVFP4
+    activations (half a byte plus an FP8 scale per 16 elements) and reduce-scatters 16-bit outputs
+    (`fused_moe_wide_ep.py`: all-to-all only with MNNVL or TRTLLM_CAN_USE_DEEP_EP, else allgather)."""
     par, h = coster.par, coster.hidden
     if not par.tokens_move or tokens <= 0:
         return None, None
     k, group = ffn.num_experts_per_token, par.tp * par.dp
     act = coster.act_bytes
-    if par.ep == 1:
-        total = par.dp * tokens * h * act
-        return (coster.collective("moe.dispatch", "all_gather", par.dp, total),
-                coster.collective("moe.combine", "reduce_scatter", par.dp, par.dp * tokens * h * 2.0))
+    if par.ep == 1 or par.moe_dispatch == "allgather":
+        width = FP4_GATHER_BYTES if coster.prec.dtype == "fp4" and par.moe_dispatch == "allgather" else act
+        return (coster.collective("moe.dispatch", "all_gather", par.dp, group_tokens * h * width),
+                coster.collective("moe.combine", "reduce_scatter", par.dp, group_tokens * h * 2.0))
     share = tokens / par.tp  # the tp devices of a rank split the sending of its tokens
     if par.moe_dispatch == "low-latency":
         pairs = share * k * par.expert_tp
-        send, back = pairs * h * 1.0, pairs * h * 2.0
+        send, back = pairs * h * FP8_DISPATCH_BYTES, pairs * h * 2.0
     else:
         groups_hit = par.ep * (1.0 - (1.0 - 1.0 / par.ep) ** k)  # distinct expert groups a token picks
         rows = share * groups_hit * par.expert_tp
-        send, back = rows * h * act, rows * h * 2.0
+        width = FP8_DISPATCH_BYTES if coster.prec.dtype == "fp8" else act
+        send, back = rows * h * width, rows * h * 2.0
     return (coster.collective("moe.dispatch", "all_to_all", group, send),
             coster.collective("moe.combine", "all_to_all", group, back))
