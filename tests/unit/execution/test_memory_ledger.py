@@ -91,3 +91,18 @@ def test_engine_version_errors_name_the_choices(engine, version, fragment):
     with pytest.raises(InvalidInputError, match=fragment):
         api.simulate(model="llama-3.1-8b", hardware="h100-sxm", engine=engine, engine_version=version, rate=1.0,
                      num_requests=2, input_len=64, output_len=2)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("tp, logged_kv_gib", [(1, 53.29), (2, 71.29 - 7.48 - 3.58 - 1.26)])
+def test_vllm_published_profile_meta_llama_3_8b_h100(tp, logged_kv_gib):
+    """github.com/vllm-project/vllm/pull/10511 (2024-12-13 sanity checks, `vllm serve meta-llama/Meta-Llama-3-8B`,
+    H100, gpu_memory_utilization 0.90): total_gpu_memory 79.22 GiB, weights 14.96 / 7.48 GiB, non_torch_memory 1.79 /
+    3.58 GiB, activation peak 1.26 GiB, so 53.29 GiB (TP 1, logged) and 58.97 GiB (TP 2, from its terms) for the KV
+    cache. Llama-3-8B has Llama-3.1-8B's layers. The ledger has the weights and activations but no term for the
+    non-torch memory (CUDA context, cuBLAS and NCCL buffers) and sizes the device from nvidia-smi's 79.65 GiB rather
+    than CUDA's 79.22 GiB, so it holds 4.5% (TP 1) and 7.9% (TP 2) more KV than vLLM logged."""
+    r = api.simulate(model="llama-3.1-8b", hardware="h100-sxm", tp=tp, engine="vllm", rate=1.0, num_requests=2,
+                     input_len=64, output_len=2)
+    assert r.config["memory_bytes"]["weights"] / 2**30 == pytest.approx(14.96 / tp, rel=0.01)
+    assert r.config["memory_bytes"]["kv_cache"] / 2**30 == pytest.approx(logged_kv_gib, rel=0.10)
