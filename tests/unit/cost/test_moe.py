@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -111,7 +112,7 @@ def test_bad_shapes_are_rejected():
         MoEShape(1, 16, 30, 2, 8, moe_tp=4)
 
 
-def test_absorbed_mla_decode_uses_its_fitted_curve_else_the_prefill_curve():
+def test_absorbed_mla_decode_uses_its_fitted_curve_else_the_decode_curve_with_prefill_compute():
     from tokenfab.cost.attention import decode_curve
     from tokenfab.cost.chip_cost import chip_cost
     from tokenfab.cost.profile import load_profile
@@ -119,7 +120,9 @@ def test_absorbed_mla_decode_uses_its_fitted_curve_else_the_prefill_curve():
 
     h20, h100 = chip_cost(load_chip("h20")), chip_cost(load_chip("h100-sxm"))
     assert decode_curve(h20, "mla", 576)[0] == load_profile("h20").attention_decode["mla"]  # fitted on H20 MLA rows
-    assert decode_curve(h100, "mla", 576)[0] == load_profile("h100-sxm").attention_prefill["bf16"]  # no MLA rows
+    own = load_profile("h100-sxm")  # no MLA rows: the GQA decode curve with the prefill curve's compute efficiency
+    assert decode_curve(h100, "mla", 576)[0] == dataclasses.replace(
+        own.attention_decode["bf16"], compute_eff=own.attention_prefill["bf16"].compute_eff)
     assert decode_curve(h100, "bf16", None)[0] == load_profile("h100-sxm").attention_decode["bf16"]  # GQA unchanged
 
 
