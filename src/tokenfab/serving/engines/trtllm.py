@@ -33,8 +33,11 @@ def capture_sizes(max_bs: int = 128) -> tuple[int, ...]:
 # "Performance benchmarking" (docs/source/performance/perf-benchmarking.md, trtllm-bench throughput, Llama-2-7B FP8,
 # H100, engine 0.12.0.dev2024073000): maxBatchSize 4096, vocab 32000, "Allocated 1.14 GB GPU memory for runtime
 # buffers", "Allocated 4.35 GB GPU memory for decoder" (MemoryCounters::bytesToString: GB = 2^30 bytes).
-# Per slot the same log's few [batch, beam, max_seq_len] int32 buffers (max_seq_len 4098) are folded into this
-# figure: a measurement of one configuration, not a fit.
+# Per slot the same log's [batch, beam, max_seq_len] buffers (output ids, cache indirection; max_seq_len 4098) are
+# folded into this figure: a measurement of one configuration, not a fit. Those grow with max_seq_len, which this
+# law does not follow (NVIDIA/TensorRT-LLM issue #2317, v0.12: Llama-3.1's default max_seq_len 131072 against
+# Llama-3's 8192 took runtime buffers to about 3 GB and the decoder to about 5 GB); no published log states enough
+# of its configuration to separate the two terms. trtllm-bench builds for the dataset's ISL + OSL, mostly below 4098.
 LOG_MAX_BATCH_SIZE, LOG_VOCAB_SIZE = 4096, 32000
 LOG_RUNTIME_BUFFERS_BYTES, LOG_DECODER_BYTES = 1.14 * 2.0**30, 4.35 * 2.0**30
 ENGINE_RUNTIME_BYTES_PER_SLOT_VOCAB = (LOG_RUNTIME_BUFFERS_BYTES + LOG_DECODER_BYTES) / (LOG_MAX_BATCH_SIZE * LOG_VOCAB_SIZE)
