@@ -70,11 +70,16 @@ def fixed_concurrency_kwargs(model: str, hw: str, fw: str, c: int, isl: int, osl
 
 
 def engine_release(framework: str) -> dict:
-    """`engine_version` of a row whose engine models more than one release (SGLang: its memory sizing changed in
-    0.5.4), from the framework column ('sglang 0.5.1.post1'); nothing when the column states no version."""
+    """`engine_version` of a row whose engine models more than one release, from the framework column: SGLang
+    ('sglang 0.5.1.post1': its memory sizing changed in 0.5.4) and the trtllm-bench rows of trtllm.csv
+    ('TensorRT-LLM v0.14.0 (...)', '~v1.1/1.2': the v0.x TensorRT-engine runtime holds runtime and decoder buffers
+    before sizing the KV cache; a range names its first release). The aiconfigurator rows' 'trtllm 0.8.1.post2'
+    names the ai-dynamo container, not a TensorRT-LLM release: nothing for those, nor when no version is stated."""
     parts = str(framework).split()
     if parts[0] == "sglang" and len(parts) > 1 and parts[1] != "nan":
         return {"engine_version": parts[1]}
+    if parts[0] == "TensorRT-LLM" and len(parts) > 1 and parts[1].lstrip("~").startswith("v"):
+        return {"engine_version": parts[1].lstrip("~v").split("/")[0]}
     return {}
 
 
@@ -288,7 +293,8 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         out = int(r["output_len"])
         run_model = _full_attention_model(model) if any(v in str(r["framework"]) for v in FULL_ATTENTION_RELEASES) else model
         kwargs = dict(model=run_model, hardware=hw, tp=tp, pp=pp, dtype=dtype, kv_dtype="fp8" if dtype != "fp16" else "fp16",
-                      offline=True, input_len=int(r["input_len"]), output_len=out, engine="trtllm", **_offline_settings(r))
+                      offline=True, input_len=int(r["input_len"]), output_len=out, engine="trtllm", **_offline_settings(r),
+                      **engine_release(r["framework"]))
         try:
             kwargs.update(_trtllm_bench_limits(kwargs))
         except TokenfabError:

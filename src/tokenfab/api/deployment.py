@@ -50,6 +50,7 @@ def deployment(
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
     kv_free_memory_frac: float | None = None, static_memory_frac: float | None = None,
     moe_tp: int | None = None, moe_dispatch: str = "normal", staggered_prefill: bool = False,
+    runtime_reserved_bytes: float = 0.0,
 ) -> Deployment:
     """Build (and cache) the deployment; `devices` defaults to tp x pp x dp, `dp` to devices / (tp x pp).
     For MoE models the dp ranks are attention-DP ranks of one instance sharing the experts (ep x moe_tp = tp x dp);
@@ -75,7 +76,7 @@ def deployment(
         if frac is not None and not 0.0 < frac <= 1.0:
             raise InvalidInputError(f"{name} must lie in (0, 1], got {frac}")
     return Deployment(sm, MemoryModel(spec, system, par, prec, memory_utilization_frac, kv_free_memory_frac,
-                                      static_memory_frac))
+                                      static_memory_frac, runtime_reserved_bytes))
 
 
 # The cached builder without the argument check, for API functions whose own @validated check already covered

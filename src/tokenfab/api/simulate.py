@@ -75,7 +75,8 @@ def simulate(
     kv_free_memory_frac given explicitly overrides the engine's choice. `request_latency_ms` is the latency of each
     request between client and engine that the engine does not see (network, HTTP, a router hop), part of the
     TTFT a benchmark client measures. `engine_version` selects a release whose defaults differ (SGLang 0.5.0-0.5.3
-    against 0.5.4 on; see `tokenfab.serving.engines`). The summary carries error bands
+    against 0.5.4 on; TensorRT-LLM 0.12-0.16, whose engine runtime holds buffers sized by max_num_seqs x vocabulary
+    before it sizes the KV cache, against the PyTorch backend; see `tokenfab.serving.engines`). The summary carries error bands
     at `band_level` (docs/bands.md)."""
     from pydantic import ValidationError
 
@@ -140,6 +141,7 @@ def simulate(
         chip = decode_hardware if role == "decode" and decode_hardware else hardware
         mem_kw = _memory_policy(eng, memory_utilization_frac, kv_free_memory_frac, static_memory_frac,
                                 (tp_, pp, dp_, spec_method is not None and role != "prefill"))
+        mem_kw.update(_runtime_reserve(eng, model, max_num_seqs, tp_ * pp))
         d = deployment(model, chip, None, tp_, pp, ep_, dp_, dtype, weight_dtype, kv_dtype, profile=None,
                        moe_tp=moe_tp_, moe_dispatch=moe_dispatch, staggered_prefill=not offline, **mem_kw)
         if d.memory.kv_capacity_tokens(max_batched_tokens, max_num_seqs) < block_size:
@@ -228,6 +230,17 @@ def _chip_memory(hardware: str) -> float:
     from tokenfab.hardware.catalog import load_system
 
     return load_system(hardware).chip.device_memory_bytes
+
+
+def _runtime_reserve(eng, model: str, max_num_seqs: int, world_size: int) -> dict:
+    """deployment() keyword for the buffers the engine sizes by max_batch_size x vocabulary before it sizes the
+    KV cache (TensorRT-LLM v0.x), whatever KV fraction applies; nothing for engines without them."""
+    if not eng.memory.runtime_bytes_per_slot_vocab:
+        return {}
+    from tokenfab.workload.hf_config import load_model
+
+    vocab = load_model(model).vocab_size
+    return {"runtime_reserved_bytes": eng.memory.runtime_reserved_bytes(max_num_seqs, vocab, world_size)}
 
 
 def _memory_policy(eng, memory_utilization_frac: float | None, kv_free_memory_frac: float | None,

@@ -44,6 +44,7 @@ def simulate(
     warmup_requests: Annotated[int, Opt(help="Requests sent first and left out of the metrics (benchmark warm-up).")] = 0,
     engine: Annotated[str, Opt(help="Serving engine whose scheduler and memory policy to model: vllm (default), sglang, trtllm.")] = "vllm",
     engine_version: Annotated[str | None, Opt(help="Engine release whose defaults differ (sglang: 0.5.0-0.5.3 or 0.5.4 on; "
+                                                   "trtllm: 0.12-0.16 TensorRT engine or 0.20/0.21/1.x PyTorch backend; "
                                                    "default: the newest modelled).")] = None,
     spec_method: Annotated[str | None, Opt(help="Speculative decoding: draft, eagle or mtp.")] = None,
     spec_tokens: Annotated[int, Opt(help="Speculative decoding: tokens drafted per step (k).")] = 1,

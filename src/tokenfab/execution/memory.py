@@ -51,17 +51,20 @@ class MemoryModel:
 
     def __init__(self, model: ModelSpec, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig,
                  memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, kv_free_memory_frac: float | None = None,
-                 static_memory_frac: float | None = None):
+                 static_memory_frac: float | None = None, runtime_reserved_bytes: float = 0.0):
         """KV-cache sizing follows one engine policy: by default vLLM's (the whole process below
         `memory_utilization_frac` of the device); `kv_free_memory_frac`: TensorRT-LLM's (the KV cache gets that
         fraction of the memory left after weights and activations, its free_gpu_memory_fraction, default 0.9);
         `static_memory_frac`: SGLang's (weights plus the KV pool take that fraction of the device,
-        mem_fraction_static; activations live in the rest)."""
+        mem_fraction_static; activations live in the rest). `runtime_reserved_bytes`: engine buffers allocated before
+        the KV cache is sized, which its free-memory measurement therefore excludes (TensorRT-LLM v0.x runtime and
+        decoder buffers, `MemoryPolicy.runtime_reserved_bytes`)."""
         self.model, self.par, self.prec = model, par, prec
         self.capacity = system.chip.device_memory_bytes
         self.usable = self.capacity * memory_utilization_frac
         self.kv_free_memory_frac = kv_free_memory_frac
         self.static_memory_frac = static_memory_frac
+        self.runtime_reserved_bytes = runtime_reserved_bytes
         self.weights_bytes = self._weights()
         self._kv_scale = bytes_per_element(prec.kv) * layers_per_stage(model.num_layers, par.pp) / model.num_layers
         self.kv_growing_bytes_per_token = self._kv_per_token()  # layers that keep every token of the context
@@ -170,21 +173,26 @@ class MemoryModel:
         if self.static_memory_frac is not None:
             free = self.static_memory_frac * self.capacity - self.weights_bytes
         elif self.kv_free_memory_frac is not None:
-            left = self.capacity - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
+            left = (self.capacity - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
+                    - self.runtime_reserved_bytes)
             free = self.kv_free_memory_frac * left
         else:
             free = self.usable - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
+        if self.kv_free_memory_frac is None:
+            free -= self.runtime_reserved_bytes
         per_token = self.kv_bytes_per_token_at(context_len) if context_len else self.kv_bytes_per_token
         return max(0, math.floor(free / per_token)) if per_token > 0 else 0
 
     def ledger(self, prefill_tokens: int = 0, num_sequences: int = 0) -> dict[str, float]:
         """Where each device's memory goes under this engine policy (bytes): weights, activations and
-        workspace of the largest step, the KV cache the policy allocates, and what the policy leaves unused
-        (the engine's headroom for CUDA graphs, the runtime and fragmentation)."""
+        workspace of the largest step, the engine's runtime buffers allocated before KV sizing, the KV cache the
+        policy allocates, and what the policy leaves unused (the engine's headroom for CUDA graphs, the runtime
+        and fragmentation)."""
         kv = self.kv_capacity_tokens(prefill_tokens, num_sequences) * self.kv_bytes_per_token
         act = self.activations_bytes(prefill_tokens, num_sequences)
-        return {"capacity": self.capacity, "weights": self.weights_bytes, "activations": act, "kv_cache": kv,
-                "unused": max(0.0, self.capacity - self.weights_bytes - act - kv)}
+        runtime = self.runtime_reserved_bytes
+        return {"capacity": self.capacity, "weights": self.weights_bytes, "activations": act, "runtime_buffers": runtime,
+                "kv_cache": kv, "unused": max(0.0, self.capacity - self.weights_bytes - act - runtime - kv)}
 
     def max_batch(self, input_len: int, output_len: int, dp: int = 1) -> int:
         """Largest static batch (over all replicas) whose prompts and outputs fit.

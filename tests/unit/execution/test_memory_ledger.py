@@ -21,7 +21,7 @@ def test_ledger_adds_up_to_capacity(engine):
     r = api.simulate(model="llama-3.1-8b", hardware="h100-sxm", engine=engine, rate=1.0, num_requests=3,
                      input_len=64, output_len=4)
     led = r.config["memory_bytes"]
-    parts = led["weights"] + led["activations"] + led["kv_cache"] + led["unused"]
+    parts = led["weights"] + led["activations"] + led["runtime_buffers"] + led["kv_cache"] + led["unused"]
     assert parts == pytest.approx(led["capacity"], rel=1e-9)
     assert r.config["kv_capacity_tokens"] * api.deployment("llama-3.1-8b", "h100-sxm").memory.kv_bytes_per_token <= led["kv_cache"] + 1
 
@@ -84,7 +84,8 @@ def test_simulate_sizes_sglang_pool_for_its_layout():
 @pytest.mark.unit
 @pytest.mark.parametrize("engine, version, fragment", [("sglang", "0.4.9", "outside the modelled 0.5.x"),
                                                        ("sglang", "latest", "not of the form"),
-                                                       ("trtllm", "1.0", "models one release")])
+                                                       ("vllm", "0.12.0", "models one release"),
+                                                       ("trtllm", "0.18", "is not modelled; choose 0.12-0.16")])
 def test_engine_version_errors_name_the_choices(engine, version, fragment):
     from tokenfab.errors import InvalidInputError
 

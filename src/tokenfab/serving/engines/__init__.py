@@ -74,7 +74,18 @@ class MemoryPolicy(BaseModel):
     cuda_graph_bytes: float = Field(default=0.0, ge=0, description="Memory held by captured CUDA graphs, per device.")
     reserve: StaticReserve | None = Field(default=None, description="static-fraction only: the engine derives its "
                                                                     "fraction from a reserve that grows with the layout.")
+    runtime_bytes_per_slot_vocab: float = Field(
+        default=0.0, ge=0, description="Bytes the engine allocates per sequence slot (max_batch_size) per padded vocabulary "
+                                       "entry before it sizes the KV cache from free memory (TensorRT-LLM v0.x engine "
+                                       "runtime: logits and decoder buffers); 0 for engines that size KV otherwise.")
     source: str = Field(min_length=1, description="Where the default comes from.")
+
+    def runtime_reserved_bytes(self, max_num_seqs: int, vocab_size: int, world_size: int = 1) -> float:
+        """Per-device bytes of the buffers sized by max_batch_size x vocabulary that the engine holds before it
+        measures free memory for the KV cache; the vocabulary is padded to a multiple of the TP x PP world
+        (TensorRT-LLM ModelConfig::getVocabSizePadded) and every rank holds the full padded width."""
+        padded = -(-vocab_size // world_size) * world_size
+        return self.runtime_bytes_per_slot_vocab * max_num_seqs * padded
 
     def memory_model_kwargs(self, tp: int = 1, pp: int = 1, dp: int = 1, speculative: bool = False) -> dict[str, float]:
         """The `MemoryModel` / `deployment()` keyword that applies this policy to a layout (tp x pp model ranks,

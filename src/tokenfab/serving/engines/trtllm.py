@@ -1,4 +1,5 @@
-"""TensorRT-LLM engine (v1.0 - v1.3, PyTorch backend), as `trtllm-serve` runs by default.
+"""TensorRT-LLM engine (v1.0 - v1.3, PyTorch backend), as `trtllm-serve` runs by default; `version` 0.12-0.16
+selects the TensorRT-engine runtime's memory sizing (runtime and decoder buffers held before the KV cache is sized).
 
 Sources: tensorrt_llm/llmapi/llm_args.py (max_num_tokens 8192, max_batch_size 2048, enable_chunked_prefill
 False, KvCacheConfig.free_gpu_memory_fraction 0.9 of the memory free after loading the model,
@@ -10,6 +11,7 @@ an iteration).
 
 from __future__ import annotations
 
+from tokenfab.errors import InvalidInputError
 from tokenfab.serving.engines import EngineSpec, MemoryPolicy, register_engine
 
 SOURCE = ("TensorRT-LLM v1.0-v1.3: tensorrt_llm/llmapi/llm_args.py (max_num_tokens, max_batch_size, "
@@ -22,12 +24,57 @@ def capture_sizes(max_bs: int = 128) -> tuple[int, ...]:
     return tuple(s for s in sizes if s <= max_bs)
 
 
+# The v0.x TensorRT-engine runtime (trtllm-bench's C++ executor) allocates, before it measures free memory for the
+# paged KV cache, runtime buffers (logits [max_batch_size x beam, vocab_padded], batch_manager/runtimeBuffers.cpp
+# setMaxBufferSizes: numLogits = maxBatchSize x beam) and the decoder's per-slot buffers (GptDecoderBatched:
+# sampling workspaces over the vocabulary per sequence slot); trtGptModelInflightBatching.cpp logs both
+# ("[MemUsageChange] Allocated ... GPU memory for runtime buffers / for decoder") before createKvCacheManager.
+# Coefficient: the one published log that states the sizes these scale with, NVIDIA/TensorRT-LLM v0.12 docs
+# "Performance benchmarking" (docs/source/performance/perf-benchmarking.md, trtllm-bench throughput, Llama-2-7B FP8,
+# H100, engine 0.12.0.dev2024073000): maxBatchSize 4096, vocab 32000, "Allocated 1.14 GB GPU memory for runtime
+# buffers", "Allocated 4.35 GB GPU memory for decoder" (MemoryCounters::bytesToString: GB = 2^30 bytes).
+# Per slot the same log's [batch, beam, max_seq_len] buffers (output ids, cache indirection; max_seq_len 4098) are
+# folded into this figure: a measurement of one configuration, not a fit. Those grow with max_seq_len, which this
+# law does not follow (NVIDIA/TensorRT-LLM issue #2317, v0.12: Llama-3.1's default max_seq_len 131072 against
+# Llama-3's 8192 took runtime buffers to about 3 GB and the decoder to about 5 GB); no published log states enough
+# of its configuration to separate the two terms. trtllm-bench builds for the dataset's ISL + OSL, mostly below 4098.
+LOG_MAX_BATCH_SIZE, LOG_VOCAB_SIZE = 4096, 32000
+LOG_RUNTIME_BUFFERS_BYTES, LOG_DECODER_BYTES = 1.14 * 2.0**30, 4.35 * 2.0**30
+ENGINE_RUNTIME_BYTES_PER_SLOT_VOCAB = (LOG_RUNTIME_BUFFERS_BYTES + LOG_DECODER_BYTES) / (LOG_MAX_BATCH_SIZE * LOG_VOCAB_SIZE)
+ENGINE_RUNTIME_SOURCE = ("NVIDIA/TensorRT-LLM v0.12 docs/source/performance/perf-benchmarking.md trtllm-bench log "
+                         "(Llama-2-7B, maxBatchSize 4096, vocab 32000: runtime buffers 1.14 GB, decoder 4.35 GB); "
+                         "batch_manager/runtimeBuffers.cpp setMaxBufferSizes")
+ENGINE_RUNTIME_MINORS = range(12, 17)  # v0.12-v0.16: trtllm-bench runs a TensorRT engine through the C++ executor
+PYTORCH_RELEASES = ("0.20", "0.21")  # trtllm-bench's PyTorch backend, as the 1.x releases (the rows' v0.20 runs)
+
+
+def _era(version: str | None) -> str:
+    """'engine' for the v0.12-v0.16 TensorRT-engine runtime, 'pytorch' for v0.20, v0.21 and 1.x (None: 1.x)."""
+    if version is None:
+        return "pytorch"
+    parts = version.lstrip("v").split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        raise InvalidInputError(f"TensorRT-LLM version {version!r} is not of the form 0.N or 1.N; modelled: "
+                                f"0.12-0.16 (TensorRT engine), {', '.join(PYTORCH_RELEASES)}, 1.0-1.3 (PyTorch backend)") from None
+    if major == 1 or f"{major}.{minor}" in PYTORCH_RELEASES:
+        return "pytorch"
+    if major == 0 and minor in ENGINE_RUNTIME_MINORS:
+        return "engine"
+    raise InvalidInputError(f"TensorRT-LLM {version} is not modelled; choose 0.12-0.16 (TensorRT engine), "
+                            f"{', '.join(PYTORCH_RELEASES)} or 1.0-1.3 (PyTorch backend)")
+
+
 @register_engine("trtllm")
-def trtllm_engine(device_memory_bytes: float, tp: int) -> EngineSpec:
+def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = None) -> EngineSpec:
+    engine_runtime = _era(version) == "engine"
+    memory = MemoryPolicy(kind="free-fraction", fraction=0.9, source="TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9")
+    if engine_runtime:
+        memory = memory.model_copy(update={"runtime_bytes_per_slot_vocab": ENGINE_RUNTIME_BYTES_PER_SLOT_VOCAB,
+                                           "source": f"{memory.source}; runtime and decoder buffers: {ENGINE_RUNTIME_SOURCE}"})
     return EngineSpec(
-        name="trtllm", version="1.0-1.3 (PyTorch backend)", max_num_seqs=2048, max_num_batched_tokens=8192,
+        name="trtllm", version=version or "1.0-1.3 (PyTorch backend)", max_num_seqs=2048, max_num_batched_tokens=8192,
         chunked_prefill=False, prefill_first=False, cuda_graph_sizes=capture_sizes(), kv_full="reserve",
-        block_tokens=32,
-        memory=MemoryPolicy(kind="free-fraction", fraction=0.9, source="TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9"),
-        source=SOURCE,
+        block_tokens=32, memory=memory, source=SOURCE,
     )

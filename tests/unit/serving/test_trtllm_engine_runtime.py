@@ -1,0 +1,71 @@
+"""TensorRT-LLM v0.x (TensorRT-engine runtime): buffers sized by max_batch_size x vocabulary that the runtime holds
+before it sizes the paged KV cache, against the published trtllm-bench log they are taken from
+(NVIDIA/TensorRT-LLM v0.12 docs/source/performance/perf-benchmarking.md: Llama-2-7B FP8 on H100, maxBatchSize 4096,
+maxNumTokens 8192, vocab 32000, "Allocated 1.14 GB GPU memory for runtime buffers", "Allocated 4.35 GB GPU memory
+for decoder", KV Memory Percentage 99%, "Allocated 62.99 GiB for max tokens in paged KV cache")."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokenfab import api
+from tokenfab.errors import InvalidInputError
+from tokenfab.hardware.catalog import load_chip
+from tokenfab.serving.engines import engine_spec
+
+GIB = 2.0**30
+H100 = load_chip("h100-sxm").device_memory_bytes
+
+
+def _memory(version: str | None):
+    return engine_spec("trtllm", H100, 1, version).memory
+
+
+@pytest.mark.unit
+def test_published_log_runtime_plus_decoder_bytes():
+    """The log's configuration reproduces the log's two allocations: 1.14 GB + 4.35 GB = 5.49 x 2^30 bytes."""
+    assert _memory("0.12").runtime_reserved_bytes(4096, 32000) == pytest.approx(5.49 * GIB, rel=1e-12)
+
+
+@pytest.mark.unit
+def test_llama3_vocab_at_a_small_batch_hand_computed():
+    """Llama-3 (vocab 128,256) at max_batch_size 64: 5.49 GiB x (64 x 128256) / (4096 x 32000) = 5.49 x 0.062625
+    = 0.34381 GiB; the padded vocabulary is the full width on every TP rank (128256 is a multiple of 4)."""
+    mem = _memory("0.14.0")
+    assert mem.runtime_reserved_bytes(64, 128256) == pytest.approx(0.34381 * GIB, rel=1e-4)
+    assert mem.runtime_reserved_bytes(64, 128256, world_size=4) == mem.runtime_reserved_bytes(64, 128256)
+    # a vocabulary TP x PP does not divide is padded up to the next multiple: 32001 -> 32004 at 4 ranks
+    assert mem.runtime_reserved_bytes(1, 32001, 4) == pytest.approx(mem.runtime_bytes_per_slot_vocab * 32004)
+
+
+@pytest.mark.unit
+def test_pytorch_backend_releases_hold_no_such_buffers():
+    for version in (None, "0.20", "1.0", "1.2.0rc6"):
+        assert _memory(version).runtime_bytes_per_slot_vocab == 0.0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("version", ["0.8.1", "0.18", "2.0", "latest"])
+def test_unmodelled_release_names_the_valid_ones(version):
+    with pytest.raises(InvalidInputError, match="0.12-0.16"):
+        engine_spec("trtllm", H100, 1, version)
+
+
+@pytest.mark.unit
+def test_published_log_kv_cache_bytes():
+    """The log's KV cache (62.99 GiB at free fraction 0.99) against the ledger with and without the buffers: 66.0 GiB
+    (+4.8%) with them, 71.5 GiB (+13.4%) without. The rest of the gap is what the ledger has no term for: the log's
+    device total is 79.10 GiB (the catalog's 81,559 MiB is 79.65), and it holds about 3 GiB beyond the engine
+    (6,166 MiB), its execution context (928.77 MiB) and these buffers."""
+    kv = {}
+    for version in (None, "0.12"):
+        r = api.simulate(model="llama-2-7b", hardware="h100-sxm", dtype="fp8", kv_dtype="fp8", engine="trtllm",
+                         engine_version=version, max_num_seqs=4096, max_batched_tokens=8192, kv_free_memory_frac=0.99,
+                         rate=1.0, num_requests=2, input_len=64, output_len=2)
+        led = r.config["memory_bytes"]
+        assert led["weights"] + led["activations"] + led["runtime_buffers"] + led["kv_cache"] + led["unused"] == \
+            pytest.approx(led["capacity"], rel=1e-9)
+        kv[version] = led["kv_cache"]
+    assert kv[None] - kv["0.12"] == pytest.approx(0.99 * 5.49 * GIB, rel=1e-3)
+    assert kv["0.12"] == pytest.approx(62.99 * GIB, rel=0.06)
+    assert abs(kv["0.12"] / (62.99 * GIB) - 1) < abs(kv[None] / (62.99 * GIB) - 1)
