@@ -32,7 +32,7 @@ from tokenfab.workload.spec import AttentionSpec, FFNSpec, LayerGroup
 MLA_ABSORBED_MAX_Q = 16
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen (never changed after it is made): see cost.result.OpCost
 class StepBatch:
     """Work of one engine step on one data-parallel replica.
 
@@ -48,8 +48,8 @@ class StepBatch:
     num_sequences: int = field(init=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "prefill_tokens", sum(n * q for n, q, _ in self.prefill))
-        object.__setattr__(self, "num_sequences", sum(n for n, _, _ in self.prefill) + self.num_decode)
+        self.prefill_tokens = sum(n * q for n, q, _ in self.prefill)
+        self.num_sequences = sum(n for n, _, _ in self.prefill) + self.num_decode
 
     @property
     def num_tokens(self) -> int:
