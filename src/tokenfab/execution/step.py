@@ -342,17 +342,28 @@ class StepModel:
             return self.time_energy(StepBatch(prefill, num_decode, decode_kv_len))
         tokens, seqs = num_decode, num_decode
         t = busy = 0.0
+        # the memo lookups of _prefill_core, _static_fast and _decode_core inlined (a call each saved per iteration)
+        prefill_cores = self._prefill_core_cache
         for group in prefill:
             tokens += group[0] * group[1]
             seqs += group[0]
-            gt, ge = self._prefill_core(group)
+            hit = prefill_cores.get(group)
+            gt, ge = hit if hit is not None else self._prefill_core(group)
             t += gt
             busy += ge
-        st, se = self._static_fast(tokens, num_decode, seqs, not prefill)
+        graphed = not prefill
+        hit = self._static_cache.get((tokens, num_decode, seqs, graphed))
+        st, se = hit if hit is not None else self._static_fast(tokens, num_decode, seqs, graphed)
         t += st
         busy += se
         if num_decode:
-            dt, de = self._decode_core(num_decode, decode_kv_len, not prefill)
+            kv_len = decode_kv_len
+            if kv_len >= 256.0:  # quantise_context, as _decode_core does it
+                whole = int(kv_len)
+                q = 1 << (whole.bit_length() - 8)
+                kv_len = float((whole + (q >> 1)) // q * q)
+            hit = self._decode_core_cache.get((num_decode, kv_len, graphed))
+            dt, de = hit if hit is not None else self._decode_core(num_decode, kv_len, graphed)
             t += dt
             busy += de
         energy = busy * self._num_devices
