@@ -24,6 +24,7 @@ from accuracy_serving import (
     _concurrency_job,
     _engine_overrides,
     add_measured,
+    engine_release,
     fixed_concurrency_kwargs,
     under_clients,
 )
@@ -118,7 +119,8 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
         fw = str(r["framework"]).split()[0]
         c, isl, osl = int(r["batch"]), int(r["input_len"]), int(r["output_len"])
         add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl),
-                     fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_formats(dtype, hw), kv_dtype="fp8"),
+                     fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_formats(dtype, hw), kv_dtype="fp8",
+                                              **engine_release(r["framework"])),
                      {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c}, r)
     return list(jobs.values()), failed
 

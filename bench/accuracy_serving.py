@@ -64,6 +64,15 @@ def fixed_concurrency_kwargs(model: str, hw: str, fw: str, c: int, isl: int, osl
                 input_len=isl, output_len=osl, **_engine_overrides(fw, isl, c))
 
 
+def engine_release(framework: str) -> dict:
+    """`engine_version` of a row whose engine models more than one release (SGLang: its memory sizing changed in
+    0.5.4), from the framework column ('sglang 0.5.1.post1'); nothing when the column states no version."""
+    parts = str(framework).split()
+    if parts[0] == "sglang" and len(parts) > 1 and parts[1] != "nan":
+        return {"engine_version": parts[1]}
+    return {}
+
+
 def add_measured(jobs: dict[tuple, dict], key: tuple, kwargs: dict, meta: dict, r: pd.Series) -> None:
     """File row `r`'s metric under the job `key` (created from `kwargs` and `meta` on first sight): the rows of one
     run (TTFT, TPOT, throughput) share one simulation."""
@@ -110,7 +119,7 @@ def _disagg_job(r: pd.Series, model: str, hw: str, dtype: str, fw: str) -> dict 
     kv = "fp8" if dtype in ("fp8", "fp4") else dtype
     key = ("disagg", model, hw, dtype, fw, np_, tp_p, nd, tp_d, c, isl, osl)
     return {
-        "kwargs": dict(model=model, hardware=hw, tp=tp_d, dtype=dtype, kv_dtype=kv, concurrency=c, engine=fw,
+        "kwargs": dict(model=model, hardware=hw, tp=tp_d, dtype=dtype, kv_dtype=kv, concurrency=c, engine=fw, **engine_release(r["framework"]),
                        num_requests=min(10 * c, 4000), input_len=isl, output_len=osl,
                        prefill_replicas=np_, decode_replicas=nd, prefill_tp=tp_p, decode_tp=tp_d,
                        **_engine_overrides(fw, isl, batch_d)),
@@ -167,7 +176,8 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
         c, tp, isl, osl = int(r["batch"]), int(r["tp"]), int(r["input_len"]), int(r["output_len"])
         kv = "fp8" if dtype in ("fp8", "fp4") else dtype
         add_measured(jobs, (model, hw, dtype, fw, tp, c, isl, osl),
-                     fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, tp=tp, dtype=dtype, kv_dtype=kv),
+                     fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, tp=tp, dtype=dtype, kv_dtype=kv,
+                                              **engine_release(r["framework"])),
                      {"framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c}, r)
     return list(jobs.values()), skipped
 

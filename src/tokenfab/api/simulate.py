@@ -65,7 +65,7 @@ def simulate(
     dp: int = 1, moe_tp: int | None = None, moe_dispatch: str = "normal",
     prefill_dp: int | None = None, prefill_ep: int | None = None, prefill_moe_tp: int | None = None,
     decode_dp: int | None = None, decode_ep: int | None = None, decode_moe_tp: int | None = None,
-    request_latency_ms: float = 0.0,
+    request_latency_ms: float = 0.0, engine_version: str | None = None,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
@@ -74,7 +74,8 @@ def simulate(
     max_num_seqs, max_batched_tokens, block_size, chunked_prefill, memory_utilization_frac and
     kv_free_memory_frac given explicitly overrides the engine's choice. `request_latency_ms` is the latency of each
     request between client and engine that the engine does not see (network, HTTP, a router hop), part of the
-    TTFT a benchmark client measures. The summary carries error bands
+    TTFT a benchmark client measures. `engine_version` selects a release whose defaults differ (SGLang 0.5.0-0.5.3
+    against 0.5.4 on; see `tokenfab.serving.engines`). The summary carries error bands
     at `band_level` (docs/bands.md)."""
     from pydantic import ValidationError
 
@@ -90,11 +91,10 @@ def simulate(
     band_level = check_level(band_level)
     from tokenfab.serving.engines import engine_spec
 
-    eng = engine_spec(engine, _chip_memory(hardware), tp)
+    eng = engine_spec(engine, _chip_memory(hardware), tp, engine_version)
     eng = eng.model_copy(update={k: v for k, v in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_batched_tokens),
                                                   ("block_tokens", block_size), ("chunked_prefill", chunked_prefill))
                                  if v is not None})
-    mem_kw = _memory_policy(eng, memory_utilization_frac, kv_free_memory_frac, static_memory_frac)
     max_num_seqs, max_batched_tokens, block_size = eng.max_num_seqs, eng.max_num_batched_tokens, eng.block_tokens
     try:
         sched = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_batched_tokens,
@@ -136,6 +136,8 @@ def simulate(
         # model costs one rank's step (all ranks stepping alike), and each rank gets its own scheduler below.
         tp_, dp_, ep_, moe_tp_ = layout
         chip = decode_hardware if role == "decode" and decode_hardware else hardware
+        mem_kw = _memory_policy(eng, memory_utilization_frac, kv_free_memory_frac, static_memory_frac,
+                                (tp_, pp, dp_, spec_method is not None and role != "prefill"))
         d = deployment(model, chip, None, tp_, pp, ep_, dp_, dtype, weight_dtype, kv_dtype, profile=None,
                        moe_tp=moe_tp_, moe_dispatch=moe_dispatch, **mem_kw)
         if d.memory.kv_capacity_tokens(max_batched_tokens, max_num_seqs) < block_size:
@@ -227,12 +229,13 @@ def _chip_memory(hardware: str) -> float:
 
 
 def _memory_policy(eng, memory_utilization_frac: float | None, kv_free_memory_frac: float | None,
-                   static_memory_frac: float | None = None) -> dict:
-    """deployment() keyword arguments for the engine's memory policy, unless the caller chose one
-    (vLLM's gpu_memory_utilization, TensorRT-LLM's free_gpu_memory_fraction, SGLang's mem_fraction_static)."""
+                   static_memory_frac: float | None = None, layout: tuple[int, int, int, bool] = (1, 1, 1, False)) -> dict:
+    """deployment() keyword arguments for the engine's memory policy on a pool's layout (tp, pp, attention-DP,
+    speculative), unless the caller chose one (vLLM's gpu_memory_utilization, TensorRT-LLM's
+    free_gpu_memory_fraction, SGLang's mem_fraction_static)."""
     if static_memory_frac is not None:
         return {"static_memory_frac": static_memory_frac}
     if memory_utilization_frac is not None or kv_free_memory_frac is not None:
         return {"memory_utilization_frac": memory_utilization_frac or DEFAULT_MEMORY_UTILIZATION_FRAC,
                 "kv_free_memory_frac": kv_free_memory_frac}
-    return eng.memory.memory_model_kwargs()
+    return eng.memory.memory_model_kwargs(*layout)

@@ -43,6 +43,8 @@ def simulate(
     num_requests: Annotated[int | None, Opt(help="Requests to measure (default: a trace replays whole; synthetic traffic 1,000).")] = None,
     warmup_requests: Annotated[int, Opt(help="Requests sent first and left out of the metrics (benchmark warm-up).")] = 0,
     engine: Annotated[str, Opt(help="Serving engine whose scheduler and memory policy to model: vllm (default), sglang, trtllm.")] = "vllm",
+    engine_version: Annotated[str | None, Opt(help="Engine release whose defaults differ (sglang: 0.5.0-0.5.3 or 0.5.4 on; "
+                                                   "default: the newest modelled).")] = None,
     spec_method: Annotated[str | None, Opt(help="Speculative decoding: draft, eagle or mtp.")] = None,
     spec_tokens: Annotated[int, Opt(help="Speculative decoding: tokens drafted per step (k).")] = 1,
     spec_acceptance: Annotated[float | None, Opt(help="Speculative decoding: per-token acceptance (default: the model's published one).")] = None,
@@ -100,7 +102,7 @@ def simulate(
         max_batched_tokens=max_batched_tokens, block_size=block_size, chunked_prefill=chunked_prefill,
         prefix_caching=prefix_caching, preemption=preemption, policy=policy,
         memory_utilization_frac=memory_utilization, progress=progress, kv_free_memory_frac=kv_free_memory_frac,
-        engine=engine, warmup_requests=warmup_requests, spec_method=spec_method, spec_tokens=spec_tokens,
+        engine=engine, engine_version=engine_version, warmup_requests=warmup_requests, spec_method=spec_method, spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance, spec_draft_model=spec_draft_model, dp=dp, moe_tp=moe_tp,
         moe_dispatch=moe_dispatch, band_level=band_level,
     )

@@ -59,10 +59,25 @@ def _quant(weight_dtype: str | None) -> str | None:
     return {"fp8": "fp8", "int8": "w8a8_int8", "int4": "awq", "fp4": "modelopt_fp4"}.get(weight_dtype or "")
 
 
+def _memory_flag(engine: str, cfg: dict, role: str, a: dict) -> list[str]:
+    """The engine's memory fraction, written out as the simulation sized the pool with it: the pinned release
+    may derive a different default (SGLang's depends on its version and the layout)."""
+    from tokenfab.serving.engines import engine_spec
+
+    hw = cfg.get("decode_hardware") if role == "decode" and cfg.get("decode_hardware") else cfg["hardware"]
+    (frac,) = engine_spec(engine, load_chip(hw).device_memory_bytes, a["tp"]).memory.memory_model_kwargs(
+        a["tp"], a["pp"], a["dp"]).values()
+    flag = {"vllm": "--gpu-memory-utilization", "sglang": "--mem-fraction-static",
+            "trtllm": "--kv_cache_free_gpu_memory_fraction"}[engine]
+    return [flag, f"{frac:g}"]
+
+
 def command(engine: str, cfg: dict, role: str = "both", port: int = 8000) -> list[str]:
     """argv of one server of `engine` for a pool of the configuration."""
     a, model = _pool_args(cfg, role), hf_id(cfg["model"])
     q = _quant(a["weight_quant"])
+    if engine not in TARGETS[:3]:
+        raise UnknownNameError("engine", engine, TARGETS[:3])
     if engine == "vllm":
         argv = ["vllm", "serve", model, "--host", "0.0.0.0", "--port", str(port), "--tensor-parallel-size", str(a["tp"]),
                 "--pipeline-parallel-size", str(a["pp"]), "--dtype", a["dtype"], "--max-num-seqs", str(a["max_num_seqs"]),
@@ -80,14 +95,12 @@ def command(engine: str, cfg: dict, role: str = "both", port: int = 8000) -> lis
         argv += ["--quantization", q] if q else []
         argv += ["--ep-size", str(a["ep"])] if a["ep"] > 1 else []
         argv += ["--disaggregation-mode", role] if role != "both" else []
-    elif engine == "trtllm":
+    else:
         argv = ["trtllm-serve", model, "--backend", "pytorch", "--host", "0.0.0.0", "--port", str(port),
                 "--tp_size", str(a["tp"]), "--pp_size", str(a["pp"]), "--max_batch_size", str(a["max_num_seqs"]),
                 "--max_num_tokens", str(a["max_batched_tokens"])]
         argv += ["--ep_size", str(a["ep"])] if a["ep"] > 1 else []
-    else:
-        raise UnknownNameError("engine", engine, TARGETS[:3])
-    return argv
+    return argv + _memory_flag(engine, cfg, role, a)
 
 
 def emitted_flags(argv: list[str]) -> list[str]:

@@ -52,7 +52,7 @@ def _limits_of(eng, max_num_seqs: int | None = None, max_batched_tokens: int | N
 
 def memory_kwargs(engine: str, hardware: str, tp: int) -> dict:
     """MemoryModel keywords for the engine's KV sizing policy (as `api.simulate` applies it)."""
-    return engine_for(engine, hardware, tp).memory.memory_model_kwargs()
+    return engine_for(engine, hardware, tp).memory.memory_model_kwargs(tp=tp)
 
 
 def capacity_for(model: str, hardware: str, tp: int = 1, pp: int = 1, ep: int = 1, dtype: str = "bf16",
@@ -109,7 +109,7 @@ def capacity_on_chip(chip: ChipSpec, model: ModelSpec, ttft_s: float, tpot_s: fl
             system = system_of_chip(chip, tp)
             sm = StepModel(model, system, par, prec)
             eng = engine_spec(engine, chip.device_memory_bytes, tp)
-            mem = MemoryModel(model, system, par, prec, **eng.memory.memory_model_kwargs())
+            mem = MemoryModel(model, system, par, prec, **eng.memory.memory_model_kwargs(tp=tp))
             limits = _limits_of(eng)
             r = estimate_capacity(sm, mem, input_tokens, output_tokens, ttft_s, tpot_s, limits, percentile)
         except TokenfabError:

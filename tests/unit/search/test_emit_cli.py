@@ -39,7 +39,20 @@ def test_commands_carry_the_layout():
     assert argv[argv.index("--max-num-seqs") + 1] == "128"
     assert argv[argv.index("--kv-cache-dtype") + 1] == "fp8"
     assert "--enable-expert-parallel" in command("vllm", MOE)
-    assert command("sglang", PD, "decode")[-2:] == ["--disaggregation-mode", "decode"]
+    pd_decode = command("sglang", PD, "decode")
+    assert pd_decode[pd_decode.index("--disaggregation-mode") + 1] == "decode"
+
+
+@pytest.mark.unit
+def test_commands_write_the_memory_fraction_the_simulation_used():
+    """The pinned SGLang (0.4.9) would derive its own mem_fraction_static; the command carries the one the pool was
+    sized with (H100, TP 4: PR #10975's reserve of 512 + 8192 x 1.5 + 512 x 2 + 4 x 128 MiB, round(1 - 14336 /
+    81559, 3)), and vLLM / TensorRT-LLM carry their 0.9."""
+    sg = command("sglang", AGG)
+    assert sg[sg.index("--mem-fraction-static") + 1] == "0.824"
+    vl, tr = command("vllm", AGG), command("trtllm", AGG)
+    assert vl[vl.index("--gpu-memory-utilization") + 1] == "0.9"
+    assert tr[tr.index("--kv_cache_free_gpu_memory_fraction") + 1] == "0.9"
 
 
 def test_k8s_manifests_parse_and_request_devices():

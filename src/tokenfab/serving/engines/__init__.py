@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -25,10 +26,37 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from tokenfab.errors import InvalidInputError
 from tokenfab.registry import Registry
 
 DEFAULT_ENGINE = "vllm"
 OVERHEADS_PATH = Path(__file__).with_name("overheads.yaml")
+
+
+class StaticReserve(BaseModel):
+    """The memory an engine keeps out of its static pool (weights + KV), from which it sets its fraction as
+    round((device - reserve) / device, 3): SGLang's default mem_fraction_static (server_args.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    device_memory_bytes: float = Field(gt=0, description="Device memory as the engine reads it (nvidia-smi memory.total).")
+    fixed_bytes: float = Field(ge=0, description="Reserve independent of the layout (activations of the largest prefill "
+                                                 "chunk, CUDA-graph buffers, backend metadata).")
+    per_model_rank_bytes: float = Field(default=0.0, ge=0, description="Added per tp x pp rank.")
+    dp_attention_bytes: float = Field(default=0.0, ge=0, description="Added once when attention-DP is on.")
+    per_dp_rank_bytes: float = Field(default=0.0, ge=0, description="Added per attention-DP rank when attention-DP is on.")
+    floor_bytes: float = Field(default=0.0, ge=0, description="Least reserve (before the speculative term).")
+    speculative_bytes: float = Field(default=0.0, ge=0, description="Added for a draft model / MTP head and its graphs.")
+
+    def reserved_bytes(self, tp: int = 1, pp: int = 1, dp: int = 1, speculative: bool = False) -> float:
+        r = self.fixed_bytes + self.per_model_rank_bytes * tp * pp
+        if dp > 1:
+            r += self.dp_attention_bytes + self.per_dp_rank_bytes * dp
+        return max(r, self.floor_bytes) + (self.speculative_bytes if speculative else 0.0)
+
+    def fraction(self, tp: int = 1, pp: int = 1, dp: int = 1, speculative: bool = False) -> float:
+        mem = self.device_memory_bytes
+        return round((mem - self.reserved_bytes(tp, pp, dp, speculative)) / mem, 3)
 
 
 class MemoryPolicy(BaseModel):
@@ -41,15 +69,20 @@ class MemoryPolicy(BaseModel):
                     "device (vLLM gpu_memory_utilization); static-fraction: weights plus KV pool take `fraction` "
                     "(SGLang mem_fraction_static); free-fraction: KV gets `fraction` of what is free after loading "
                     "(TensorRT-LLM free_gpu_memory_fraction).")
-    fraction: float = Field(gt=0, le=1, description="The engine's fraction (see kind).")
+    fraction: float = Field(gt=0, le=1, description="The engine's fraction (see kind); with `reserve`, the value at "
+                                                     "TP 1 without attention-DP or speculation.")
     cuda_graph_bytes: float = Field(default=0.0, ge=0, description="Memory held by captured CUDA graphs, per device.")
+    reserve: StaticReserve | None = Field(default=None, description="static-fraction only: the engine derives its "
+                                                                    "fraction from a reserve that grows with the layout.")
     source: str = Field(min_length=1, description="Where the default comes from.")
 
-    def memory_model_kwargs(self) -> dict[str, float]:
-        """The `MemoryModel` / `deployment()` keyword that applies this policy."""
+    def memory_model_kwargs(self, tp: int = 1, pp: int = 1, dp: int = 1, speculative: bool = False) -> dict[str, float]:
+        """The `MemoryModel` / `deployment()` keyword that applies this policy to a layout (tp x pp model ranks,
+        `dp` attention-DP ranks, a draft model or MTP head when `speculative`)."""
         key = {"device-fraction": "memory_utilization_frac", "free-fraction": "kv_free_memory_frac",
                "static-fraction": "static_memory_frac"}[self.kind]
-        return {key: self.fraction}
+        frac = self.reserve.fraction(tp, pp, dp, speculative) if self.reserve is not None else self.fraction
+        return {key: frac}
 
 
 class EngineSpec(BaseModel):
@@ -101,12 +134,26 @@ def fitted_overheads() -> dict[str, dict[str, float]]:
     return {name: {k: float(v[k]) for k in FITTED_FIELDS if k in v} for name, v in data.get("engines", {}).items()}
 
 
-def engine_spec(name: str, device_memory_bytes: float, tp: int = 1) -> EngineSpec:
-    """The engine's defaults for a device of this memory size, with its fitted host overheads."""
+def engine_spec(name: str, device_memory_bytes: float, tp: int = 1, version: str | None = None) -> EngineSpec:
+    """The engine's defaults for a device of this memory size, with its fitted host overheads. `version` selects
+    a release whose defaults differ (an engine that models one release takes none)."""
     _load_builtin()
-    spec = ENGINES.get(name)(device_memory_bytes, tp)
+    factory = ENGINES.get(name)
+    if version is None:
+        spec = factory(device_memory_bytes, tp)
+    elif "version" in inspect.signature(factory).parameters:
+        spec = factory(device_memory_bytes, tp, version=version)
+    else:
+        raise InvalidInputError(f"engine {name} models one release ({factory(device_memory_bytes, tp).version}); "
+                                f"an engine version can be chosen for: {', '.join(versioned_engines())}")
     fitted = fitted_overheads().get(name)
     return spec.model_copy(update=fitted) if fitted else spec
+
+
+def versioned_engines() -> list[str]:
+    """Engines whose factory takes a release (`engine_spec(..., version=)`)."""
+    _load_builtin()
+    return [n for n in ENGINES.names() if "version" in inspect.signature(ENGINES.get(n)).parameters]
 
 
 def engine_names() -> list[str]:

@@ -1,41 +1,103 @@
 """SGLang engine (v0.5.x), as `python -m sglang.launch_server` runs by default.
 
-Sources: python/sglang/srt/server_args.py (`_handle_gpu_memory_settings`: chunked_prefill_size 2048 below
-35 GB of device memory, 4096 below 60 GB, 8192 below 90 GB, 16384 above; cuda_graph_max_bs 160 for
-TP < 4 on 80 GB-class GPUs, 256 above; mem_fraction_static ~0.88 on 80 GB GPUs at TP 1),
-python/sglang/srt/managers/scheduler.py (a new prefill batch is run as soon as waiting requests can be
-admitted, pausing decodes; enable_mixed_chunk is off by default; requests are retracted, i.e. recomputed,
-when the KV pool runs out), python/sglang/srt/model_executor/cuda_graph_runner.py (capture sizes
+Two releases' defaults, because SGLang changed how it sizes memory within 0.5.x:
+- 0.5.0-0.5.3 (`version="0.5.1"`): PR #7054 (2025-06) keeps a reserve out of the static pool by device size:
+  (9.5 + tp x pp / 2) GiB below 90 GiB of device memory, (12 + tp x pp / 2) GiB below 160 GiB, 32 GiB above;
+  4 GiB more with attention-DP, 2 GiB more with an EAGLE/MTP draft; chunked_prefill_size 2048 below 35 GiB,
+  8192 below 160 GiB, 16384 above.
+- 0.5.4 on (the default): PR #10975 (merged 2025-09, github.com/sgl-project/sglang/pull/10975) derives the reserve
+  from the settings it sizes: 512 MiB + 1.5 MiB per chunked-prefill token (at least 2048) + 2 MiB per CUDA-graph
+  batch + tp x pp x 128 MiB, with attention-DP 3 MiB per graph batch per DP rank (1.5 more above 300 batches),
+  at least 10 GiB on devices above 60 GiB, then 2 GiB for an EAGLE/MTP draft; chunked_prefill_size and
+  cuda_graph_max_bs by device size (8192 / 256 at TP < 4, 512 at TP >= 4 up to 160 GiB; 16384 / 512 above).
+Either way mem_fraction_static = round((device - reserve) / device, 3), device memory as nvidia-smi reports it
+(python/sglang/srt/server_args.py `_handle_gpu_memory_settings`; the aiconfigurator SGLang backend re-derives
+the same, ai-dynamo/aiconfigurator PR #1511).
+
+Scheduling (both): python/sglang/srt/managers/scheduler.py (a new prefill batch is run as soon as waiting
+requests can be admitted, pausing decodes; enable_mixed_chunk is off by default; requests are retracted, i.e.
+recomputed, when the KV pool runs out), python/sglang/srt/model_executor/cuda_graph_runner.py (capture sizes
 1, 2, 4, 8, 12, 16, 24, 32, then steps of 8 / 16).
 """
 
 from __future__ import annotations
 
-from tokenfab.serving.engines import EngineSpec, MemoryPolicy, register_engine
-from tokenfab.units import GB
+from tokenfab.errors import InvalidInputError
+from tokenfab.serving.engines import (
+    EngineSpec,
+    MemoryPolicy,
+    StaticReserve,
+    register_engine,
+)
 
+MIB, GIB = 2.0**20, 2.0**30
 SOURCE = ("SGLang v0.5.x: python/sglang/srt/server_args.py (chunked_prefill_size, cuda_graph_max_bs, "
-          "mem_fraction_static), srt/managers/scheduler.py (prefill-first, retract), srt/model_executor/cuda_graph_runner.py")
-
-
-def _chunk(device_memory_bytes: float) -> int:
-    gb = device_memory_bytes / GB
-    return 2048 if gb < 35 else 4096 if gb < 60 else 8192 if gb < 90 else 16384
+          "mem_fraction_static: PR #7054 for 0.5.0-0.5.3, PR #10975 from 0.5.4), srt/managers/scheduler.py "
+          "(prefill-first, retract), srt/model_executor/cuda_graph_runner.py")
+RELEASES = ("0.5.1", "0.5.4")  # one per memory-sizing era; any 0.5.x selects its era
 
 
 def capture_sizes(max_bs: int) -> tuple[int, ...]:
-    sizes = [1, 2, 4, 8, 12, 16, 24, 32, *range(40, 161, 8), *range(176, 513, 16)]
+    sizes = [1, 2, 4, 8, 12, 16, 24, 32, *range(40, 257, 8), *range(272, 512, 16), *range(512, 1025, 32)]
     return tuple(s for s in sizes if s <= max_bs)
 
 
+def _era(version: str | None) -> str:
+    """The memory-sizing era of a release string such as '0.5.1.post1' or '0.5.9' (None: the current one)."""
+    if version is None:
+        return "0.5.4"
+    try:
+        major, minor, patch = (int(p) for p in version.split(".")[:3])
+    except ValueError:
+        raise InvalidInputError(f"SGLang version {version!r} is not of the form 0.5.N; known eras: "
+                                f"{', '.join(RELEASES)} (0.5.0-0.5.3, 0.5.4 on)") from None
+    if (major, minor) != (0, 5):
+        raise InvalidInputError(f"SGLang {version} is outside the modelled 0.5.x releases; choose 0.5.0-0.5.9 "
+                                f"(eras {', '.join(RELEASES)})")
+    return "0.5.1" if patch <= 3 else "0.5.4"
+
+
+def _reserve_pr7054(mem: float) -> StaticReserve:
+    gib = mem / GIB
+    fixed = 9.5 if gib < 90 else 12.0 if gib < 160 else 32.0
+    per_rank = 0.5 if gib < 160 else 0.0
+    return StaticReserve(device_memory_bytes=mem, fixed_bytes=fixed * GIB, per_model_rank_bytes=per_rank * GIB,
+                         dp_attention_bytes=4 * GIB, speculative_bytes=2 * GIB)
+
+
+def _reserve_pr10975(mem: float, chunk: int, graph_bs: int) -> StaticReserve:
+    per_dp = graph_bs * 3 + (graph_bs * 1.5 if graph_bs > 300 else 0.0)
+    return StaticReserve(device_memory_bytes=mem, fixed_bytes=(512 + max(chunk, 2048) * 1.5 + graph_bs * 2) * MIB,
+                         per_model_rank_bytes=128 * MIB, per_dp_rank_bytes=per_dp * MIB,
+                         floor_bytes=10 * GIB if mem > 60 * GIB else 0.0, speculative_bytes=2 * GIB)
+
+
+def _sizes(era: str, mem: float, tp: int) -> tuple[int, int]:
+    """(chunked_prefill_size, cuda_graph_max_bs) by device memory, as each era's server_args sets them."""
+    gib = mem / GIB
+    if era == "0.5.1":
+        chunk = 2048 if gib < 35 else 8192 if gib < 160 else 16384
+        return chunk, 160 if (tp < 4 and gib < 90) else 256
+    if gib < 35:
+        return 2048, 24 if tp < 4 else 80
+    if gib < 60:
+        return 4096, 32 if tp < 4 else 160
+    if gib < 160:
+        return 8192, 256 if tp < 4 else 512
+    return 16384, 512
+
+
 @register_engine("sglang")
-def sglang_engine(device_memory_bytes: float, tp: int) -> EngineSpec:
-    max_bs = 160 if (tp < 4 and device_memory_bytes < 90 * GB) else 256
-    chunk = _chunk(device_memory_bytes)
+def sglang_engine(device_memory_bytes: float, tp: int, version: str | None = None) -> EngineSpec:
+    era = _era(version)
+    chunk, max_bs = _sizes(era, device_memory_bytes, tp)
+    reserve = (_reserve_pr7054(device_memory_bytes) if era == "0.5.1"
+               else _reserve_pr10975(device_memory_bytes, chunk, max_bs))
     return EngineSpec(
-        name="sglang", version="0.5.x", max_num_seqs=4096, max_num_batched_tokens=chunk, chunked_prefill=True,
-        prefill_chunk_tokens=chunk, prefill_first=True, cuda_graph_sizes=capture_sizes(max_bs), kv_full="preempt",
-        block_tokens=1,
-        memory=MemoryPolicy(kind="static-fraction", fraction=0.88, source="SGLang server_args mem_fraction_static (80 GB GPU, TP 1)"),
+        name="sglang", version=version or "0.5.4-0.5.9", max_num_seqs=4096, max_num_batched_tokens=chunk,
+        chunked_prefill=True, prefill_chunk_tokens=chunk, prefill_first=True, cuda_graph_sizes=capture_sizes(max_bs),
+        kv_full="preempt", block_tokens=1,
+        memory=MemoryPolicy(kind="static-fraction", fraction=reserve.fraction(), reserve=reserve,
+                            source=f"SGLang server_args mem_fraction_static heuristic ({'PR #7054' if era == '0.5.1' else 'PR #10975'})"),
         source=SOURCE,
     )
