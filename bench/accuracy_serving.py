@@ -16,8 +16,10 @@ MLPerf rows are not expressible: they state neither prompt lengths nor output di
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -200,6 +202,32 @@ def _offline_settings(r: pd.Series) -> dict:
     return out
 
 
+# Releases whose trtllm-bench keeps every layer's whole sequence in the KV cache: its runtime config builds
+# KvCacheConfig(free_gpu_memory_fraction=...) and sets no max_attention_window (tensorrt_llm/bench dataclasses of
+# the v0.12-v0.14 trtllm-bench), and TensorRT-LLM runs sliding-window attention only when asked for a
+# max_attention_window_size (examples' READMEs: "Add --max_attention_window_size 4096 ... which enables the sliding
+# window attention"). Mistral-7B-v0.1's 4096-token window therefore did not bound these runs' KV cache or attention.
+FULL_ATTENTION_RELEASES = ("v0.14.0",)
+
+
+def _full_attention_model(model: str) -> str:
+    """A config.json of `model` with its sliding window off (HF's use_sliding_window), written once per process
+    tree under the temp directory; `model` itself when it has no window."""
+    from tokenfab.workload.hf_config import CONFIG_DIR
+
+    config = json.loads((CONFIG_DIR / f"{model}.json").read_text())
+    if not config.get("sliding_window"):
+        return model
+    path = Path(tempfile.gettempdir()) / "tokenfab-bench" / f"{model}-full-attention" / "config.json"
+    text = json.dumps({**config, "use_sliding_window": False}, indent=1)
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return str(path)
+
+
 def _trtllm_bench_limits(kw: dict) -> dict:
     """max_batch_size and max_num_tokens as trtllm-bench sets them from the KV cache's room for requests of the
     dataset's ISL + OSL (tensorrt_llm/bench/build/tuning.py, finetune_setting: batch capped at 4096 / pp and rounded up,
@@ -229,7 +257,8 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
             continue
         tp, pp = int(r["tp"]), int(r["pp"]) if not math.isnan(r["pp"]) else 1
         out = int(r["output_len"])
-        kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, dtype=dtype, kv_dtype="fp8" if dtype != "fp16" else "fp16",
+        run_model = _full_attention_model(model) if any(v in str(r["framework"]) for v in FULL_ATTENTION_RELEASES) else model
+        kwargs = dict(model=run_model, hardware=hw, tp=tp, pp=pp, dtype=dtype, kv_dtype="fp8" if dtype != "fp16" else "fp16",
                       offline=True, input_len=int(r["input_len"]), output_len=out, engine="trtllm", **_offline_settings(r))
         try:
             kwargs.update(_trtllm_bench_limits(kwargs))

@@ -17,6 +17,7 @@ import yaml
 from tokenfab.calibrate.fit import (
     UPPER, CollectiveSamples, FitQuality, KernelSamples, fit_collective, fit_kernel,
 )
+from tokenfab.calibrate.host_bound import drop_host_bound
 from tokenfab.cost.attention import decode_attention_work, prefill_attention_work
 from tokenfab.cost.chip_cost import ChipCost, KernelWork
 from tokenfab.cost.collectives import mesh_domain
@@ -120,6 +121,7 @@ def collective_samples(frame: pd.DataFrame, chip: ChipSpec) -> dict[str, Collect
         return {}
     bw = chip.scale_up.bandwidth_bytes_per_s.value
     mesh = mesh_domain(chip.scale_up)
+    frame = drop_host_bound(frame)  # group sizes measured on a slower host fabric (host_bound.yaml)
     out = {}
     for name in COLLECTIVE_OPS:
         rows = frame[frame["op"] == name]

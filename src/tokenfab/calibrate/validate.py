@@ -21,6 +21,7 @@ from tokenfab.cost.elementwise import estimate_elementwise
 from tokenfab.cost.gemm import estimate_gemm
 from tokenfab.cost.moe import estimate_moe
 from tokenfab.cost.result import OpCost
+from tokenfab.calibrate.host_bound import host_bound_mask
 from tokenfab.calibrate.profiles import moe_shape_of
 from tokenfab.hardware.catalog import load_chip, system_of_chip
 from tokenfab.hardware.spec import SystemSpec
@@ -28,6 +29,7 @@ from tokenfab.hardware.spec import SystemSpec
 GROUPS = {"gemm": "GEMM", "attention_prefill": "attention", "attention_decode": "attention", "elementwise": "memory bandwidth",
           "all_reduce": "collectives", "all_gather": "collectives", "reduce_scatter": "collectives",
           "all_to_all": "collectives", "all_reduce_oneshot": "collectives", "send_recv": "collectives", "moe": "MoE layer"}
+HOST_BOUND_GROUP = "collectives (host-bound, not fitted)"
 
 
 def _s(value, default: str = "") -> str:
@@ -92,6 +94,8 @@ def predict_measurements(frame: pd.DataFrame, cost_for: Callable[[str], ChipCost
     out["efficiency_source"] = sources
     out["error_frac"] = out["predicted_s"] / out["time_s"] - 1.0
     out["group"] = out["op"].map(GROUPS).fillna("other")
+    # rows of a host's fabric, not the chip's (host_bound.yaml): left out of the fit, scored on their own
+    out.loc[out["group"].eq("collectives") & host_bound_mask(out), "group"] = HOST_BOUND_GROUP
     return out
 
 

@@ -68,10 +68,17 @@ def test_profile_written_and_read_back_predicts_the_same(tmp_path):
 
 
 def test_suite_runs_on_cpu_with_tiny_shapes(tmp_path):
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     from tokenfab.calibrate.suite import SuiteConfig, run_suite
 
-    rows = run_suite(SuiteConfig(device="cpu", tiny=True, budget_s=30, repeats=5), "cpu-host")
+    # one intra-op thread: on a loaded shared machine torch's worker threads wait on each other for every
+    # microsecond-sized op, and the tiny copies then time as a bandwidth below any real device's
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = run_suite(SuiteConfig(device="cpu", tiny=True, budget_s=30, repeats=5), "cpu-host")
+    finally:
+        torch.set_num_threads(threads)
     ops = {r["op"] for r in rows}
     assert {"gemm", "elementwise", "attention_prefill", "attention_decode"} <= ops
     assert all(r["time_s"] > 0 and r["repeats"] >= 3 and r["spread_frac"] >= 0 for r in rows)
