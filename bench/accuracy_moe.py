@@ -9,7 +9,11 @@
    - leave-one-chip-out: pooled fit on the other three chips (as the generic profile's `moe` table: with
      a cache term relative to each chip's own L2, since these benchmarks re-run warm weights),
      scored on every row of the chip left out; a format no other chip measured (B200's MXFP4 x MXFP8)
-     falls back to the pooled bf16 curve, as the tool would.
+     falls back to the pooled bf16 curve, as the tool would;
+   - leave-one-chip-out, own fixed cost: the same pooled efficiencies with only the fixed cost taken from
+     the held chip (median residual of its 1-token rows), scored on its other rows: how much of the
+     unseen-chip error is the fixed cost, which is the engine's kernel chain and no spec states;
+   - leave-one-chip-out on layers measured at >= 200 us, where the work, not the fixed cost, dominates.
 2. MoE serving at fixed concurrency: the aggregated MoE rows of e2e_aiconfigurator_silicon.csv
    (DeepSeek-V3/R1, Qwen3-235B-A22B, GPT-OSS-120B) through `api.simulate` with the row's layout
    (tp, attention-DP, MoE-TP, EP) and `--concurrency`, reusing bench/accuracy_serving.py's job runner.
@@ -71,9 +75,14 @@ def kernel_holdout(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per chip left out: pooled fit (no cache term) on the other chips' rows, error on all of its rows."""
+    """Per chip left out: pooled fit on the other chips' rows, error on all of its rows. Beside it, what
+    generalises without the fixed cost: the same pooled efficiencies with the fixed cost alone refitted on
+    the held chip's 1-token rows (the layer timed once per shape at its smallest size), scored on its other rows."""
     devices = sorted(frame["device"].unique())
     per_chip = {d: kernel_samples(frame[frame["device"] == d], load_chip(d)) for d in devices}
+    one = frame["num_tokens"] == 1
+    smallest = {d: kernel_samples(frame[(frame["device"] == d) & one], load_chip(d)) for d in devices}
+    rest = {d: kernel_samples(frame[(frame["device"] == d) & ~one], load_chip(d)) for d in devices}
     rows = []
     for held in devices:
         pooled: dict[str, list[KernelSamples]] = {}
@@ -85,6 +94,11 @@ def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
         for (_, kind), samples in sorted(per_chip[held].items()):
             params = fits.get(kind) or fits["bf16"]
             rows += _rows("moe-layer:unseen-chip", held, kind, samples, params.as_vector())
+            theta = params.as_vector()
+            theta[0] = 0.0
+            small = smallest[held][("moe", kind)]
+            theta[0] = max(0.0, float(np.median(small.time_s - predict_samples(theta, small))))
+            rows += _rows("moe-layer:unseen-chip, own fixed cost", held, kind, rest[held][("moe", kind)], theta)
         print(f"  moe leave-one-chip-out: {held} done", file=sys.stderr)
     return pd.DataFrame(rows)
 
@@ -201,9 +215,15 @@ def _print(title: str, stats: list[dict]) -> None:
               f"{s['p90_ape']*100:6.1f}% {s['bias']*100:+6.1f}%")
 
 
+WORK_DOMINATED_S = 200e-6  # several times every chip's fitted fixed cost (21-51 us)
+
+
 def run_moe_kernel_groups(directory: Path) -> pd.DataFrame:
     frame = moe_rows(directory)
-    return pd.concat([kernel_holdout(frame), kernel_loco(frame), kernel_unmeasured_format(frame)], ignore_index=True)
+    loco = kernel_loco(frame)
+    unseen = loco[(loco["group"] == "moe-layer:unseen-chip") & (loco["measured"] >= WORK_DOMINATED_S)]
+    work = unseen.assign(group="moe-layer:unseen-chip, layers >= 200 us (work-dominated)")
+    return pd.concat([kernel_holdout(frame), loco, work, kernel_unmeasured_format(frame)], ignore_index=True)
 
 
 def run_moe_group(directory: Path, serving_limit: int | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:

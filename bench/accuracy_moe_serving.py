@@ -2,14 +2,16 @@
 
 - e2e_aiconfigurator_silicon.csv, aggregated MoE runs (DeepSeek-V3/R1, Qwen3-235B-A22B, GPT-OSS-120B on H100
   and B200): `api.simulate` with the row's layout from its notes (tp, attention_dp -> dp, moe_tp, moe_ep -> ep;
-  a blank attention_dp is moe_tp x moe_ep / tp) and `--concurrency C` (10 x C requests under the framework's
-  benchmark client fitted on the dense rows, accuracy_serving.fitted_clients), through accuracy_serving's job
+  a blank attention_dp: see `layout`) and `--concurrency C`, C the notes' 'fixed concurrency' (the `batch`
+  column is the per-rank batch: `benchmark_concurrency`), 10 x C requests under the framework's
+  benchmark client fitted on the dense rows, accuracy_serving.fitted_clients, through accuracy_serving's job
   runner; compared on mean TTFT and TPOT.
 - trtllm.csv MoE trtllm-bench rows (Mixtral, Qwen3 MoE, DeepSeek-R1, GPT-OSS, Llama-4): `--offline` output tokens/s.
 - disaggregated runs of the same file: prefill and decode pools each with their own layout and worker count
   (simulate's prefill_*/decode_* layout arguments).
 - MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
-  simulated (see `_not_expressed`).
+  simulated (see `_not_expressed`); so are P/D runs without worker counts and measurements repeated under a
+  larger-GPU layout label (`relabelled_duplicates`).
 """
 
 from __future__ import annotations
@@ -40,17 +42,45 @@ MOE_MODELS = {"deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3
 MOE_PATTERN = r"DeepSeek|A22B|A3B|gpt-oss|GPT-OSS|Mixtral|Llama-4|Maverick|Scout"
 QUANT = {"nvfp4": "fp4", "fp8": "fp8", "fp8_block": "fp8", "bfloat16": "bf16", "mxfp4": "fp4", "None": "bf16"}
 _LAYOUT = re.compile(r"tp=(\d+), pp=(\d+), attention_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
+_CONCURRENCY = re.compile(r"fixed concurrency=(\d+)")
+_PER_RANK = re.compile(r"batch/concurrency=(\d+)")
 _POOL = re.compile(r"(prefill|decode) workers=(\d*) x \(tp=(\d+), pp=(\d+), attn_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
 
 
 def layout(notes: str) -> dict | None:
-    """tp, pp, dp, moe_tp, ep of an aggregated run from its notes (None if the notes state none)."""
+    """tp, pp, dp, moe_tp, ep of an aggregated run from its notes (None if the notes state none).
+
+    A blank attention_dp is moe_tp x moe_ep / tp, unless the run's concurrency is its per-rank batch times
+    tp (`benchmark_concurrency`): then it is TensorRT-LLM's tp=T with attention-DP on, i.e. tp 1, dp T
+    (DeepSeek-R1/V3.1-NVFP4 and GPT-OSS rows of TensorRT-LLM 1.3, where every explicit attention_dp=D row
+    also has concurrency = batch x D)."""
     m = _LAYOUT.search(notes)
     if not m:
         return None
     tp, pp, dp, moe_tp, ep = (int(x) if x else 0 for x in m.groups())
+    if not dp:
+        per_rank, total = _note_number(notes, _PER_RANK), _note_number(notes, _CONCURRENCY)
+        if tp > 1 and per_rank and total == per_rank * tp:
+            tp, dp = 1, tp
     dp = dp or max(1, moe_tp * ep // tp)
     return {"tp": tp, "pp": pp, "dp": dp, "moe_tp": moe_tp, "ep": ep}
+
+
+def benchmark_concurrency(notes: str, batch: float, lay: dict) -> int:
+    """Clients of the benchmark: the notes' 'fixed concurrency=C'. The `batch` column is the per-rank batch
+    (per attention-DP rank; per decode worker and rank for P/D runs), so without a stated C it is batch x dp,
+    times the decode workers for P/D (that product equals the stated C on all 128 MoE P/D rows stating both)."""
+    stated = _note_number(notes, _CONCURRENCY)
+    if stated:
+        return stated
+    if "prefill_replicas" in lay:
+        return int(batch) * lay["decode_replicas"] * lay["dp"]
+    return int(batch) * lay["dp"]
+
+
+def _note_number(notes: str, pattern: re.Pattern) -> int | None:
+    m = pattern.search(notes)
+    return int(m.group(1)) if m else None
 
 
 def pools(notes: str) -> dict | None:
@@ -75,6 +105,16 @@ def _disagg_kwargs(p: tuple, d: tuple) -> dict | None:
                 prefill_moe_tp=pl["moe_tp"], decode_tp=dl["tp"])
 
 
+def _exchange(framework: str, lay: dict) -> dict:
+    """How an engine moves tokens between attention-DP ranks and experts on these HGX systems: TensorRT-LLM's
+    MoE all-to-all needs MNNVL (GB200 NVL72) or TRTLLM_CAN_USE_DEEP_EP=1, which no row states, so it
+    all-gathers and reduce-scatters (`fused_moe_wide_ep.py`, select_alltoall_method_type); SGLang and vLLM
+    rows keep the DeepEP-style all-to-all ('normal')."""
+    if framework == "trtllm" and max(lay["dp"], lay.get("prefill_dp", 1)) > 1:
+        return {"moe_dispatch": "allgather"}
+    return {}
+
+
 def _quant(notes: str) -> str | None:
     m = re.search(r"gemm_quant=(\w+)", notes)
     return QUANT.get(m.group(1)) if m else None
@@ -97,12 +137,30 @@ def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None) ->
     return under_clients(jobs, clients), failed
 
 
+def relabelled_duplicates(rows: pd.DataFrame) -> pd.Series:
+    """Rows whose measurement also appears, to the last digit, on a run of the same model, chip, lengths,
+    concurrency and metric with FEWER GPUs: True for the larger-GPU copy, which is not scored.
+
+    shared/calibration's aggregated MoE rows from aiconfigurator's 2026-04-06 source repeat 74 measurements of
+    the 2026-03-25 source's 4- and 8-GPU runs (ids '..._tp8_0_ep8_0_...' there, '..._tp8_ep8_...' here) under
+    16- and 64-GPU layouts (e.g. attention_dp=64 with moe_tp=8 x moe_ep=8 for an 8-GPU DEP8 run; tp=64 for
+    DeepSeek's 128 heads): one measurement cannot be both, and its id names the 8-GPU layout."""
+    key = rows[["model", "hardware", "input_len", "output_len", "metric"]].astype(str).agg("|".join, axis=1)
+    key = key + "|" + rows["notes"].str.extract(_CONCURRENCY, expand=False).fillna("") + "|" + rows["value"].round(4).astype(str)
+    fewest = rows.groupby(key)["n_accel"].transform("min")
+    return rows["n_accel"] > fewest
+
+
 def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
     rows = pd.read_csv(directory / "e2e_aiconfigurator_silicon.csv")
     rows = rows[rows["model"].str.contains(MOE_PATTERN, case=False, na=False)]
     jobs: dict[tuple, dict] = {}
     failed = []
-    for _, r in rows.iterrows():
+    duplicate = relabelled_duplicates(rows)
+    for _, r in rows[duplicate].iterrows():
+        failed.append(f"{r['case_id']}: the same measurement as a run with fewer GPUs, relabelled with a "
+                      f"{int(r['n_accel'])}-GPU layout (`relabelled_duplicates`)")
+    for _, r in rows[~duplicate].iterrows():
         notes = str(r["notes"])
         model, hw, dtype = MOE_MODELS.get(r["model"]), HARDWARE.get(r["hardware"]), _quant(notes)
         if r["scenario"] == "server-disagg":
@@ -117,10 +175,10 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
             failed.append(f"{r['case_id']}: unknown model/hardware/format/layout ({r['model']}, {r['hardware']})")
             continue
         fw = str(r["framework"]).split()[0]
-        c, isl, osl = int(r["batch"]), int(r["input_len"]), int(r["output_len"])
+        c, isl, osl = benchmark_concurrency(notes, r["batch"], lay), int(r["input_len"]), int(r["output_len"])
         add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl),
                      fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_formats(dtype, hw), kv_dtype="fp8",
-                                              **engine_release(r["framework"])),
+                                              **_exchange(fw, lay), **engine_release(r["framework"])),
                      {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c}, r)
     return list(jobs.values()), failed
 
@@ -142,9 +200,15 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         pp = int(r["pp"]) if not pd.isna(r["pp"]) else 1
         ep = int(r["ep"]) if not pd.isna(r["ep"]) else 1
         dp = ep // tp if ep > tp and ep % tp == 0 else 1  # EP wider than TP: attention-DP ranks (TRT-LLM's attention_dp)
+        if "attention DP enabled" in str(r["notes"]) and tp > 1:
+            # v1.0-era tables: "TP8 PP1 (MoE: --ep set but value not listed; attention DP enabled)": TRT-LLM's tp
+            # with attention DP is tp ranks of attention-DP (tp 1, dp tp here). The unlisted --ep is an assumption:
+            # ep = dp (experts spread over the whole group, no MoE-TP); the table does not state it
+            tp, dp = 1, tp
+            ep = dp if pd.isna(r["ep"]) else ep
         out = int(r["output_len"])
         jobs.append({
-            "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype,
+            "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype, **_exchange("trtllm", {"dp": dp}),
                            kv_dtype="fp8" if dtype != "fp16" else "fp16", offline=True,
                            num_requests=max(300, min(1500, 300_000 // out)), input_len=int(r["input_len"]), output_len=out,
                            engine="trtllm", **_engine_overrides("trtllm", int(r["input_len"]), 0)),
@@ -154,6 +218,25 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
     return jobs, failed
 
 
+def published_jobs(directory: Path) -> list[dict]:
+    """SGLang's 96 x H100 large-scale-EP blog: the prefill nodes' input tokens/s per node for 2000-token inputs,
+    as a saturated prefill pool (offline, one output token) of the blog's prefill layout, EP32 over 4 nodes with
+    attention-DP (tp 1, dp = ep = 32), DeepEP normal dispatch, FP8 weights and KV."""
+    pub = pd.read_csv(directory / "e2e_published.csv")
+    rows = pub[pub["model"].str.contains("DeepSeek", na=False) & pub["scenario"].str.contains("prefill", na=False)]
+    jobs = []
+    for _, r in rows.iterrows():
+        isl, ranks = int(r["input_len"]), 32
+        jobs.append({
+            "kwargs": dict(model="deepseek-v3", hardware="h100-sxm", tp=1, dp=ranks, ep=ranks, dtype="fp8", kv_dtype="fp8",
+                           engine="sglang", offline=True, num_requests=40 * ranks, input_len=isl, output_len=1),
+            "meta": {"case_id": r["case_id"], "device": "h100-sxm", "model": "deepseek-v3", "per_gpu": False, "n_accel": 1,
+                     "measured": float(r["value"]), "scale": isl / (ranks // int(r["n_accel"])),
+                     "group": "moe-serving:prefill input tokens/s per node (SGLang large-scale EP)", "kind": "sglang"},
+        })
+    return jobs
+
+
 def _not_expressed(directory: Path) -> list[str]:
     out = []
     ml = pd.read_csv(directory / "mlperf.csv")
@@ -161,8 +244,9 @@ def _not_expressed(directory: Path) -> list[str]:
         out.append(f"{r['case_id']}: MLPerf states no prompt lengths (only mean tokens per sample)")
     pub = pd.read_csv(directory / "e2e_published.csv")
     for _, r in pub[pub["model"].str.contains("DeepSeek", na=False)].iterrows():
-        out.append(f"{r['case_id']}: per-node P/D throughput with no stated batch or output length "
-                   "(layout expressible: tp 1, dp = ep = 32 prefill / 72 decode; the load is not)")
+        if "prefill" not in str(r["scenario"]):  # the prefill node's figure is a job (`published_jobs`)
+            out.append(f"{r['case_id']}: per-node decode throughput with no stated batch or output length "
+                       "(layout expressible: tp 1, dp = ep = 72; the load is not)")
     return out
 
 
@@ -186,6 +270,7 @@ def spread(jobs: list[dict], limit: int | None) -> list[dict]:
 def run_moe_serving(directory: Path, limit: int | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
     conc, failed = concurrency_jobs(directory)
     thr, failed2 = throughput_jobs(directory)
+    thr += published_jobs(directory)
     failed += failed2 + _not_expressed(directory)
     conc_run, thr_run = spread(conc, limit), spread(thr, limit)
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -207,8 +292,9 @@ def run_moe_serving(directory: Path, limit: int | None = None, workers: int = 2)
         if res["error"]:
             failed.append(f"{meta['case_id']}: {res['error']}")
             continue
-        pred = res["throughput"] / (meta["n_accel"] if meta["per_gpu"] else 1)
-        rows.append({"group": "moe-serving:offline output tokens/s (TRT-LLM)", "device": meta["device"], "kind": "trtllm",
+        pred = res["throughput"] * meta.get("scale", 1.0) / (meta["n_accel"] if meta["per_gpu"] else 1)
+        rows.append({"group": meta.get("group", "moe-serving:offline output tokens/s (TRT-LLM)"), "device": meta["device"],
+                     "kind": meta.get("kind", "trtllm"),
                      "case_id": meta["case_id"], "measured": meta["measured"], "predicted": pred})
     frame = pd.DataFrame(rows)
     if len(frame):

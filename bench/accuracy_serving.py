@@ -6,7 +6,10 @@
    TTFT / TPOT. How the benchmark client behaved (the first wave counted or left out as warm-up; exact
    output lengths, or lengths that vary and so spread the clients over the decode cycle) is not stated in
    the rows: it is fitted per framework on half of them by bench/fit_serving_client.py and read from
-   bench/data/serving_clients.yaml (the exact client, first wave counted, when the file is absent).
+   bench/data/serving_clients.yaml (the exact client, first wave counted, when the file is absent). One
+   measurement campaign (hardware, framework release, source file of the notes) may also have admitted fewer
+   requests than its C clients sent (`held_slots`: at most C - held_slots running, one request always waiting
+   for a slot); that too is fitted per campaign on half the runs (`campaigns:` in the same file).
 2. Offline throughput: the TensorRT-LLM in-flight-batching max-throughput rows of trtllm.csv (fixed
    ISL/OSL, all requests queued at once), simulated `--offline` with the request count and KV share the perf
    overview states for the run (`_offline_settings`), output tokens/s of the whole system.
@@ -82,20 +85,40 @@ def add_measured(jobs: dict[tuple, dict], key: tuple, kwargs: dict, meta: dict, 
     job["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
 
 
+def _fit_file() -> dict:
+    return (yaml.safe_load(CLIENTS_PATH.read_text()) or {}) if CLIENTS_PATH.exists() else {}
+
+
 def fitted_clients() -> dict[str, dict]:
     """Per framework, the fitted benchmark-client setting (bench/fit_serving_client.py); {} without the file."""
-    if not CLIENTS_PATH.exists():
-        return {}
-    data = yaml.safe_load(CLIENTS_PATH.read_text()) or {}
-    return {name: {k: row.get(k, v) for k, v in EXACT_CLIENT.items()} for name, row in data.get("frameworks", {}).items()}
+    return {name: {k: row.get(k, v) for k, v in EXACT_CLIENT.items()} for name, row in _fit_file().get("frameworks", {}).items()}
+
+
+def fitted_campaigns() -> dict[str, int]:
+    """Per measurement campaign (`campaign()`), the fitted number of held slots where it is not 0; {} without the file."""
+    return {name: int(row["held_slots"]) for name, row in _fit_file().get("campaigns", {}).items() if row.get("held_slots")}
+
+
+_SOURCE_FILE = re.compile(r"source_file=([^;\]]+)")
+
+
+def campaign(r: pd.Series) -> str:
+    """The measurement campaign a row belongs to: chip, framework release and the source file its notes name (one
+    deployment recipe and one benchmark client per campaign, which the rows do not state)."""
+    m = _SOURCE_FILE.search(str(r["notes"]))
+    return f"{r['hardware']} {r['framework']} {m.group(1) if m else '?'}"
 
 
 def apply_client(kwargs: dict, client: dict) -> dict:
     """The simulate arguments of a fixed-concurrency job under a benchmark-client setting: `warmup_waves` waves of
-    C requests left out of the mean, outputs drawn uniformly within +-`output_variation_frac` of the length, and
-    `request_latency_ms` between client and engine."""
+    C requests left out of the mean, outputs drawn uniformly within +-`output_variation_frac` of the length,
+    `request_latency_ms` between client and engine, and `held_slots` (campaign-fitted, default 0) of the C
+    sequence slots the engine did not give to requests (at most C - held_slots run at once)."""
     kw = dict(kwargs)
     kw["request_latency_ms"] = float(client.get("request_latency_ms", 0.0))
+    held = int(client.get("held_slots", 0))
+    if held:
+        kw["max_num_seqs"] = max(1, kw["concurrency"] - held)
     kw["warmup_requests"] = int(client["warmup_waves"]) * kw["concurrency"]
     f, out = float(client["output_variation_frac"]), kw["output_len"]
     kw.pop("output_dist", None)
@@ -143,19 +166,25 @@ def _concurrency_job(job: dict) -> dict:
         return {**job["meta"], "error": str(exc)}
 
 
-def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
+def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None,
+                     campaigns: dict[str, int] | None = None) -> tuple[list[dict], list[str]]:
     """The fixed-concurrency and P/D jobs, each under its framework's benchmark client (`clients`, default the fitted
-    ones; a framework without one gets the exact client)."""
+    ones; a framework without one gets the exact client) and its campaign's held slots (`campaigns`)."""
     jobs, skipped = _jobs(directory)
-    return under_clients(jobs, clients), skipped
+    return under_clients(jobs, clients, campaigns), skipped
 
 
-def under_clients(jobs: list[dict], clients: dict[str, dict] | None = None) -> list[dict]:
+def under_clients(jobs: list[dict], clients: dict[str, dict] | None = None,
+                  campaigns: dict[str, int] | None = None) -> list[dict]:
     """Each job's simulate arguments under its framework's benchmark client (`clients`, default the fitted ones;
-    the exact client for a framework without one)."""
+    the exact client for a framework without one) and its campaign's held slots (`campaigns`, default the fitted
+    ones; 0 for a job without a campaign)."""
     clients = fitted_clients() if clients is None else clients
+    campaigns = fitted_campaigns() if campaigns is None else campaigns
     for job in jobs:
-        job["kwargs"] = apply_client(job["kwargs"], clients.get(job["meta"]["framework"], EXACT_CLIENT))
+        client = {**clients.get(job["meta"]["framework"], EXACT_CLIENT),
+                  "held_slots": campaigns.get(job["meta"].get("campaign", ""), 0)}
+        job["kwargs"] = apply_client(job["kwargs"], client)
     return jobs
 
 
@@ -180,7 +209,7 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
         add_measured(jobs, (model, hw, dtype, fw, tp, c, isl, osl),
                      fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, tp=tp, dtype=dtype, kv_dtype=kv,
                                               **engine_release(r["framework"])),
-                     {"framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c}, r)
+                     {"framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c, "campaign": campaign(r)}, r)
     return list(jobs.values()), skipped
 
 

@@ -15,6 +15,9 @@ from tokenfab.units import DTYPES
 from tokenfab.workload.hf_config import load_model
 
 
+MOE_DISPATCH = ("normal", "low-latency", "allgather")  # see execution.layers.moe_token_exchange
+
+
 def _dtype(value: str | None, what: str) -> str | None:
     if value is not None and value not in DTYPES:
         raise UnknownNameError(what, value, DTYPES)
@@ -46,13 +49,14 @@ def deployment(
     dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
     kv_free_memory_frac: float | None = None, static_memory_frac: float | None = None,
-    moe_tp: int | None = None, moe_dispatch: str = "normal",
+    moe_tp: int | None = None, moe_dispatch: str = "normal", staggered_prefill: bool = False,
 ) -> Deployment:
     """Build (and cache) the deployment; `devices` defaults to tp x pp x dp, `dp` to devices / (tp x pp).
-    For MoE models the dp ranks are attention-DP ranks of one instance sharing the experts (ep x moe_tp = tp x dp)."""
+    For MoE models the dp ranks are attention-DP ranks of one instance sharing the experts (ep x moe_tp = tp x dp);
+    `staggered_prefill`: they serve traffic, each prefilling its own requests (`layers.expert_group_tokens`)."""
     _positive(devices=devices, tp=tp, pp=pp, ep=ep, dp=dp, moe_tp=moe_tp)
-    if moe_dispatch not in ("normal", "low-latency"):
-        raise UnknownNameError("MoE dispatch", moe_dispatch, ["normal", "low-latency"])
+    if moe_dispatch not in MOE_DISPATCH:
+        raise UnknownNameError("MoE dispatch", moe_dispatch, list(MOE_DISPATCH))
     _dtype(dtype, "data type"), _dtype(weight_dtype, "weight data type"), _dtype(kv_dtype, "kv-cache data type")
     if not 0.0 < memory_utilization_frac <= 1.0:
         raise InvalidInputError(f"memory utilisation must lie in (0, 1], got {memory_utilization_frac}")
@@ -66,7 +70,7 @@ def deployment(
     system = load_system(hardware, par.num_devices)
     spec = load_model(model)
     prec = PrecisionConfig(dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
-    sm = StepModel(spec, system, par, prec, profile)
+    sm = StepModel(spec, system, par, prec, profile, staggered_prefill=staggered_prefill)
     for name, frac in (("KV share of free memory", kv_free_memory_frac), ("static memory fraction", static_memory_frac)):
         if frac is not None and not 0.0 < frac <= 1.0:
             raise InvalidInputError(f"{name} must lie in (0, 1], got {frac}")

@@ -134,12 +134,14 @@ def simulate(
     def spec(layout: tuple, role: str):
         # An MoE instance with attention-DP is dp ranks with their own batches sharing the experts: the step
         # model costs one rank's step (all ranks stepping alike), and each rank gets its own scheduler below.
+        # Under arriving traffic a rank prefills its own prompts while the others decode (staggered); offline,
+        # every request is queued at once and all ranks prefill together (`layers.expert_group_tokens`).
         tp_, dp_, ep_, moe_tp_ = layout
         chip = decode_hardware if role == "decode" and decode_hardware else hardware
         mem_kw = _memory_policy(eng, memory_utilization_frac, kv_free_memory_frac, static_memory_frac,
                                 (tp_, pp, dp_, spec_method is not None and role != "prefill"))
         d = deployment(model, chip, None, tp_, pp, ep_, dp_, dtype, weight_dtype, kv_dtype, profile=None,
-                       moe_tp=moe_tp_, moe_dispatch=moe_dispatch, **mem_kw)
+                       moe_tp=moe_tp_, moe_dispatch=moe_dispatch, staggered_prefill=not offline, **mem_kw)
         if d.memory.kv_capacity_tokens(max_batched_tokens, max_num_seqs) < block_size:
             raise InvalidInputError(
                 f"{model} leaves no room for a KV cache on {chip} with tp={tp_} "

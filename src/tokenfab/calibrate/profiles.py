@@ -19,7 +19,7 @@ from tokenfab.calibrate.fit import (
 )
 from tokenfab.calibrate.host_bound import drop_host_bound
 from tokenfab.cost.attention import decode_attention_work, prefill_attention_work
-from tokenfab.cost.chip_cost import ChipCost, KernelWork
+from tokenfab.cost.chip_cost import ChipCost, KernelWork, warm_cache_bytes
 from tokenfab.cost.collectives import mesh_domain
 from tokenfab.cost.gemm import gemm_work
 from tokenfab.cost.kernel import KernelParams
@@ -110,7 +110,8 @@ def kernel_samples(frame: pd.DataFrame, chip: ChipSpec, warm: bool = True) -> di
             flops=np.array([w.flops for w, _, _ in items]), dram_bytes=np.array([w.dram_bytes for w, _, _ in items]),
             peak=np.array([w.peak for w, _, _ in items]), bandwidth=np.full(n, cc.bandwidth_bytes_per_s),
             work_units=np.array([w.work_units for w, _, _ in items]), compute_units=np.full(n, cc.compute_units),
-            cache_bytes=np.array([chip.sram_bytes if warm else 0.0 for _, _, warm in items]),
+            cache_bytes=np.array([warm_cache_bytes(chip.sram_bytes, w.dram_bytes, w.resident_bytes) if warm else 0.0
+                                  for w, _, warm in items]),
             time_s=np.array([t for _, t, _ in items]),
         )
     return out

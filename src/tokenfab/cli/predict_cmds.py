@@ -28,7 +28,7 @@ def predict(
     ep: Annotated[int, typer.Option(help="Expert-parallel degree (MoE).")] = 1,
     dp: Annotated[int | None, typer.Option(help="Attention data-parallel ranks (MoE; ep x moe-tp = tp x dp) or, for dense models, replicas (default devices / (tp x pp)).")] = None,
     moe_tp: Annotated[int | None, typer.Option("--moe-tp", help="Tensor-parallel split inside each expert (default tp x dp / ep).")] = None,
-    moe_dispatch: Annotated[str, typer.Option(help="MoE token dispatch with attention-DP: normal or low-latency (DeepEP).")] = "normal",
+    moe_dispatch: Annotated[str, typer.Option(help="MoE token exchange with attention-DP: normal or low-latency (DeepEP all-to-all), or allgather (all-gather / reduce-scatter, TensorRT-LLM without MNNVL or DeepEP).")] = "normal",
     dtype: Annotated[str, typer.Option(help="Compute/activation format: fp32 tf32 bf16 fp16 fp8 int8 int4 fp4.")] = "bf16",
     weight_dtype: Annotated[str | None, typer.Option(help="Weight format for weight-only quantisation.")] = None,
     kv_dtype: Annotated[str | None, typer.Option(help="KV-cache format (default: 16-bit).")] = None,

@@ -24,7 +24,7 @@ def simulate(
     ep: Annotated[int, Opt(help="Expert-parallel degree per replica.")] = 1,
     dp: Annotated[int, Opt(help="Attention data-parallel ranks per replica (MoE: ranks share the experts, ep x moe-tp = tp x dp).")] = 1,
     moe_tp: Annotated[int | None, Opt("--moe-tp", help="Tensor-parallel split inside each expert (default tp x dp / ep).")] = None,
-    moe_dispatch: Annotated[str, Opt(help="MoE token dispatch with attention-DP: normal or low-latency (DeepEP).")] = "normal",
+    moe_dispatch: Annotated[str, Opt(help="MoE token exchange with attention-DP: normal or low-latency (DeepEP all-to-all), or allgather (all-gather / reduce-scatter, TensorRT-LLM without MNNVL or DeepEP).")] = "normal",
     dtype: Annotated[str, Opt(help="Compute/activation format.")] = "bf16",
     weight_dtype: Annotated[str | None, Opt(help="Weight format (weight-only quantisation).")] = None,
     kv_dtype: Annotated[str | None, Opt(help="KV-cache format.")] = None,

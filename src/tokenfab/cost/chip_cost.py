@@ -23,6 +23,17 @@ class KernelWork:
     kind: str  # key of the fitted curve in the profile table
     onchip_bytes: float = 0.0  # bytes of data held on chip across steps (see cost.onchip)
     shape: object | None = None  # what the traffic depends on (a cost.onchip shape), for design sweeps
+    # Distinct bytes a warm re-run must keep on chip to be served from cache, where that is less than the
+    # traffic (a fused kernel writes and re-reads its own intermediates); 0: the traffic itself.
+    resident_bytes: float = 0.0
+
+
+def warm_cache_bytes(sram_bytes: float, dram_bytes: float, resident_bytes: float) -> float:
+    """The cache size the kernel formula compares a warm kernel's traffic against: the chip's SRAM, scaled by
+    traffic / resident bytes when fewer distinct bytes than the traffic must stay on chip (`KernelWork`)."""
+    if resident_bytes <= 0.0 or dram_bytes <= 0.0:
+        return sram_bytes
+    return sram_bytes * dram_bytes / resident_bytes
 
 
 class ChipCost:
@@ -68,14 +79,16 @@ class ChipCost:
     def run_kernel(
         self, op: str, flops: float, dram_bytes: float, peak: float, params: KernelParams,
         work_units: float, source: str, warm_cache: bool = False, onchip_bytes: float = 0.0,
-        shape: object | None = None,
+        shape: object | None = None, resident_bytes: float = 0.0,
     ) -> OpCost:
         """Time one kernel with the shared formula and package it as an OpCost. `shape` (a
-        `cost.onchip` shape) lets a recording subclass re-evaluate the traffic at other designs."""
+        `cost.onchip` shape) lets a recording subclass re-evaluate the traffic at other designs;
+        `resident_bytes` (see `KernelWork`) only matters with `warm_cache`."""
         onchip_bw = self.onchip.bandwidth_bytes_per_s
         time_s, roofline = kernel_time_s(
             flops, dram_bytes, peak, self.bandwidth_bytes_per_s, params, work_units,
-            self.compute_units, self.sram_bytes if warm_cache else 0.0, onchip_bytes, onchip_bw,
+            self.compute_units, warm_cache_bytes(self.sram_bytes, dram_bytes, resident_bytes) if warm_cache else 0.0,
+            onchip_bytes, onchip_bw,
         )
         onchip_s = (dram_bytes + onchip_bytes) / onchip_bw if onchip_bytes > 0.0 else 0.0
         bound = classify_bound(flops / peak, dram_bytes / self.bandwidth_bytes_per_s, params.launch_s, onchip_s)

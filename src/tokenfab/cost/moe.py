@@ -14,7 +14,10 @@ kernels do not pay; here the whole layer is one kernel of the shared form
   expert nobody picked is never read), plus the token traffic of permute, the two
   GEMMs' inputs and outputs, and unpermute;
 - work units: output tiles of the grouped up-GEMM, summed over active experts (at least one
-  row-tile per active expert).
+  row-tile per active expert);
+- resident bytes: what a warm microbenchmark must keep on chip to re-run from cache (weights and each
+  token buffer once), which is less than the traffic, since the kernel writes and re-reads its own
+  permuted input and intermediates. Only the warm-cache fit and `warm_cache=True` use it.
 
 Its efficiencies and fixed cost are a separate kernel class (profile table `moe`),
 fitted on `shared/calibration/ops_moe.csv` through the same fitting machinery as GEMMs.
@@ -207,11 +210,17 @@ def moe_work(cc: ChipCost, shape: MoEShape, act_dtype: str = "bf16", weight_dtyp
     # 16-bit GEMM-2 output written, read by unpermute, which writes one 16-bit row per token; plus the
     # router scores of every token.
     tokens = load.rows * h * 3 * a + load.rows * width * 2 * 2 + load.rows * h * 2 * 2 + shape.num_tokens * h * 2
-    tokens += shape.num_tokens * shape.num_experts * 2  # the 16-bit router scores the kernel's top-k reads
+    scores = shape.num_tokens * shape.num_experts * 2  # the 16-bit router scores the kernel's top-k reads
+    # Distinct bytes a warm re-run keeps on chip: the weights, the permuted input, the intermediate, the
+    # GEMM-2 output, the layer output and the scores. `tokens` counts each buffer's writes and re-reads,
+    # so comparing it with the cache would evict working sets that fit (L40S layers at 1.0-1.3x its L2
+    # ran at cache speed, 92-147% over-predicted when the traffic was compared).
+    resident = weights + load.rows * (h * a + width * 2 + h * 2) + shape.num_tokens * h * 2 + scores
+    tokens += scores
     # Work units: output-tile columns of the grouped up-GEMM per active expert (one CTA each, however
     # few rows the expert got: thin experts are memory bound, not starved of parallelism).
     work = load.active_experts * math.ceil(up / TILE) * max(1.0, load.tile_rows / max(load.active_experts, 1e-9) / TILE)
-    return KernelWork(flops, weights + tokens, cc.peak(compute), max(work, 1e-9), kind)
+    return KernelWork(flops, weights + tokens, cc.peak(compute), max(work, 1e-9), kind, resident_bytes=resident)
 
 
 def estimate_moe(
@@ -225,4 +234,5 @@ def estimate_moe(
     """
     w = moe_work(cc, shape, act_dtype, weight_dtype, variant)
     params, source = cc.resolved.moe(w.kind)
-    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache)
+    return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache,
+                         resident_bytes=w.resident_bytes)

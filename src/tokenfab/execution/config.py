@@ -33,8 +33,8 @@ class ParallelConfig(BaseModel):
     ep: int = Field(default=1, ge=1, description="Expert-parallel groups the routed experts are spread over (an expert count ep does not divide gets redundant expert slots, as EPLB does).")
     dp: int = Field(default=1, ge=1, description="Attention data-parallel ranks, each with its own batch; for dense models independent replicas.")
     moe_tp: int | None = Field(default=None, ge=1, description="Tensor-parallel split inside each expert; default tp x dp / ep.")
-    moe_dispatch: Literal["normal", "low-latency"] = Field(
-        default="normal", description="Token dispatch kernel (DeepEP terms): 'normal' sends each token once per expert group in the activation format; 'low-latency' sends one fp8 copy per token-expert pair.")
+    moe_dispatch: Literal["normal", "low-latency", "allgather"] = Field(
+        default="normal", description="Token exchange with attention-DP (DeepEP terms): 'normal' sends each token once per expert group in the activation format; 'low-latency' sends one fp8 copy per token-expert pair; 'allgather' gathers every rank's tokens on every rank and reduce-scatters the outputs (TensorRT-LLM without MNNVL or DeepEP).")
 
     @property
     def num_devices(self) -> int:

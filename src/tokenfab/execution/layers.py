@@ -26,6 +26,13 @@ from tokenfab.units import bytes_per_element
 from tokenfab.workload.spec import AttentionSpec, FFNSpec, LayerGroup
 
 
+# Bytes per hidden element of a token sent to the experts in FP8: one byte plus a 4-byte scale per 128 elements
+# (per-token-group quantisation, the input DeepGEMM's grouped FP8 GEMMs take). DeepEP's low-latency dispatch
+# always sends this; its normal dispatch does so when the experts run FP8 (SGLang quantises with
+# per_token_group_quant_fp8 before dispatching); combine returns 16-bit rows either way.
+FP8_DISPATCH_BYTES = 1.0 + 4.0 / 128
+FP4_GATHER_BYTES = 0.5 + 1.0 / 16  # NVFP4: two elements a byte, one FP8 scale per 16 elements
+
 # Query chunks up to this length over a longer cached context run MLA in the absorbed (decode) form,
 # as vLLM's and SGLang's MLA backends do for speculative verify steps (FlashMLA packs the q tokens of a
 # sequence as extra heads over one read of the latent cache); longer chunks decompress K/V (prefill form).
@@ -64,6 +71,7 @@ class LayerCoster:
         self.act_bytes = bytes_per_element(prec.activations)
         self.kv_dtype, self.act_dtype = prec.kv, prec.activations
         self.residency: ResidencyPlan = NO_RESIDENCY  # what the deployment holds on chip (set by StepModel)
+        self.staggered_prefill = False  # attention-DP ranks prefill alone (serving), not all at once (set by StepModel)
         self._gemm_cache: dict[tuple, OpCost] = {}
         self._comm_cache: dict[tuple, OpCost] = {}
         self._elem_cache: dict[tuple, OpCost] = {}
@@ -124,7 +132,7 @@ class LayerCoster:
         if group.ffn.kind == "dense":
             yield from self.dense_ffn_ops(group.ffn, t)
         else:
-            yield from self.moe_ops(group.ffn, t)
+            yield from self.moe_ops(group.ffn, t, expert_group_tokens(batch, self.par.dp, self.staggered_prefill))
         yield from self._tp_allreduce(t)
 
     def _tp_allreduce(self, tokens: int) -> Iterator[OpCost]:
@@ -185,17 +193,22 @@ class LayerCoster:
 
     def _mla_ops(self, attn: AttentionSpec, batch: StepBatch, with_core: bool) -> Iterator[OpCost]:
         """DeepSeek MLA: latent projections on all tokens; prefill decompresses K/V and runs MHA,
-        decode absorbs the up-projections and attends in the latent space."""
+        decode absorbs the up-projections and attends in the latent space.
+
+        With a query latent the query and KV down-projections read the same input and are one replicated
+        GEMM of q_lora_rank + kv_lora_rank + rope columns in the engines (SGLang and vLLM
+        `fused_qkv_a_proj_with_mqa` / `fused_qkv_a_proj`, TensorRT-LLM's fused `kv_a_proj_with_mqa`): one
+        kernel and one read of the activations, not two."""
         tp, t, h = self.par.tp, batch.num_tokens, self.hidden
         heads = attn.num_heads // tp
         nope, rope, kv_rank = int(attn.qk_nope_head_dim), int(attn.qk_rope_head_dim or 0), int(attn.kv_lora_rank)
         qk = nope + rope
         if attn.q_lora_rank:
-            yield self.attn_gemm(attn, "attn.q_down", t, attn.q_lora_rank, h)
+            yield self.attn_gemm(attn, "attn.qkv_down", t, attn.q_lora_rank + kv_rank + rope, h)
             yield self.attn_gemm(attn, "attn.q_up", t, heads * qk, attn.q_lora_rank)
         else:
             yield self.attn_gemm(attn, "attn.q_proj", t, heads * qk, h)
-        yield self.attn_gemm(attn, "attn.kv_down", t, kv_rank + rope, h)
+            yield self.attn_gemm(attn, "attn.kv_down", t, kv_rank + rope, h)
         yield self.elementwise("attn.rotary", rotary_bytes(t, heads, 1, rope, self.act_bytes))
         if batch.num_decode:
             b = batch.num_decode
@@ -271,18 +284,19 @@ class LayerCoster:
         yield self.elementwise(f"{prefix}.act", activation_bytes(tokens, width, self.act_bytes, ffn.gated))
         yield self.gemm(f"{prefix}.down_proj", tokens, self.hidden, width)
 
-    def moe_ops(self, ffn: FFNSpec, tokens: int) -> Iterator[OpCost]:
+    def moe_ops(self, ffn: FFNSpec, tokens: int, group_tokens: int | None = None) -> Iterator[OpCost]:
         """Router GEMM on this rank's tokens; token dispatch where tokens move; the fused routed-expert
-        kernel on the busiest device; combine; shared experts (tensor-parallel like a dense MLP).
+        kernel on the busiest device over the `group_tokens` all dp ranks route (default tokens x dp, see
+        `expert_group_tokens`); combine; shared experts (tensor-parallel like a dense MLP).
 
         Top-k selection is not a separate op: the fused kernel's fit includes it (ops_moe.csv times
         TensorRT-LLM's MoE module forward from router logits, whose routing method runs the top-k inside),
         and `cost.moe.moe_work` counts the router scores it reads."""
         yield self.router(ffn, tokens)
-        dispatch, combine = self.token_exchange(ffn, tokens)
+        dispatch, combine = self.token_exchange(ffn, tokens, group_tokens)
         if dispatch is not None:
             yield dispatch
-        yield self.routed_experts(ffn, tokens)
+        yield self.routed_experts(ffn, tokens * self.par.dp if group_tokens is None else group_tokens)
         if combine is not None:
             yield combine
         if ffn.num_shared_experts:
@@ -300,18 +314,18 @@ class LayerCoster:
                                                         self.act_dtype, op="moe.router")
         return hit
 
-    def routed_experts(self, ffn: FFNSpec, tokens: int) -> OpCost:
+    def routed_experts(self, ffn: FFNSpec, group_tokens: int) -> OpCost:
         """The fused expert kernel over the tokens of all dp ranks (they meet in the expert groups)."""
         par = self.par
-        key = ("moe.experts", tokens)
+        key = ("moe.experts", group_tokens)
         hit = self._gemm_cache.get(key)
         if hit is None:
-            shape = MoEShape(tokens * par.dp, self.hidden, ffn.expert_intermediate_size, ffn.num_experts_per_token,
+            shape = MoEShape(group_tokens, self.hidden, ffn.expert_intermediate_size, ffn.num_experts_per_token,
                              ffn.num_experts, par.expert_tp, par.ep, ffn.gated, self.routing)
             hit = self._gemm_cache[key] = estimate_moe(self.cc, shape, self.prec.dtype, self.prec.weights)
         return hit
 
-    def token_exchange(self, ffn: FFNSpec, tokens: int) -> tuple[OpCost | None, OpCost | None]:
+    def token_exchange(self, ffn: FFNSpec, tokens: int, group_tokens: int | None = None) -> tuple[OpCost | None, OpCost | None]:
         """(dispatch, combine) per device, or (None, None) when no token moves.
 
         With dp = 1 every device already holds every token (attention ends in a TP all-reduce), so each
@@ -320,29 +334,50 @@ class LayerCoster:
         of other ranks: an all-gather / reduce-scatter among the dp ranks when ep = 1 (experts split
         by MoE-TP over everyone), else an all-to-all among the tp x dp devices carrying each token to
         every device of each expert group it picks (DeepEP 'normal': once per group in the activation
-        format; 'low-latency': one fp8 copy per token-expert pair).
+        format; 'low-latency': one fp8 copy per token-expert pair), or with 'allgather' the all-gather /
+        reduce-scatter of the `group_tokens` all ranks route (default tokens x dp).
         """
-        return moe_token_exchange(self, ffn, tokens)
+        return moe_token_exchange(self, ffn, tokens, tokens * self.par.dp if group_tokens is None else group_tokens)
 
 
-def moe_token_exchange(coster: LayerCoster, ffn: FFNSpec, tokens: int) -> tuple[OpCost | None, OpCost | None]:
-    """See `LayerCoster.token_exchange`; message sizes follow NCCL's convention (total send buffer)."""
+def expert_group_tokens(batch: StepBatch, dp: int, staggered_prefill: bool) -> int:
+    """Tokens the expert groups process in a step of one attention-DP rank (all dp ranks meet in every MoE
+    layer, each rank taken to carry the same decode load as this one).
+
+    A static batch (`predict`) splits its requests over the ranks, which all prefill at once: dp x the step's
+    tokens. Under serving traffic (`staggered_prefill`) a prompt is prefilled by the one rank its request was
+    routed to while the others decode: this rank's prefill tokens plus dp x its decodes. Charging every
+    rank's chunk to all of them cost a 64-rank DeepSeek deployment 64 x 8k tokens of experts per 8k prompt.
+    With dp = 1, and in decode-only steps, both are the same count."""
+    if staggered_prefill:
+        return batch.prefill_tokens + dp * batch.num_decode
+    return dp * batch.num_tokens
+
+
+def moe_token_exchange(coster: LayerCoster, ffn: FFNSpec, tokens: int, group_tokens: int) -> tuple[OpCost | None, OpCost | None]:
+    """See `LayerCoster.token_exchange`; message sizes follow NCCL's convention (total send buffer).
+
+    The gather moves the `group_tokens` of all ranks (allgatherv of each rank's own count, as TensorRT-LLM
+    gathers without DP padding), FP4 models in their quantised form: TensorRT-LLM all-gathers NVFP4
+    activations (half a byte plus an FP8 scale per 16 elements) and reduce-scatters 16-bit outputs
+    (`fused_moe_wide_ep.py`: all-to-all only with MNNVL or TRTLLM_CAN_USE_DEEP_EP, else allgather)."""
     par, h = coster.par, coster.hidden
     if not par.tokens_move or tokens <= 0:
         return None, None
     k, group = ffn.num_experts_per_token, par.tp * par.dp
     act = coster.act_bytes
-    if par.ep == 1:
-        total = par.dp * tokens * h * act
-        return (coster.collective("moe.dispatch", "all_gather", par.dp, total),
-                coster.collective("moe.combine", "reduce_scatter", par.dp, par.dp * tokens * h * 2.0))
+    if par.ep == 1 or par.moe_dispatch == "allgather":
+        width = FP4_GATHER_BYTES if coster.prec.dtype == "fp4" and par.moe_dispatch == "allgather" else act
+        return (coster.collective("moe.dispatch", "all_gather", par.dp, group_tokens * h * width),
+                coster.collective("moe.combine", "reduce_scatter", par.dp, group_tokens * h * 2.0))
     share = tokens / par.tp  # the tp devices of a rank split the sending of its tokens
     if par.moe_dispatch == "low-latency":
         pairs = share * k * par.expert_tp
-        send, back = pairs * h * 1.0, pairs * h * 2.0
+        send, back = pairs * h * FP8_DISPATCH_BYTES, pairs * h * 2.0
     else:
         groups_hit = par.ep * (1.0 - (1.0 - 1.0 / par.ep) ** k)  # distinct expert groups a token picks
         rows = share * groups_hit * par.expert_tp
-        send, back = rows * h * act, rows * h * 2.0
+        width = FP8_DISPATCH_BYTES if coster.prec.dtype == "fp8" else act
+        send, back = rows * h * width, rows * h * 2.0
     return (coster.collective("moe.dispatch", "all_to_all", group, send),
             coster.collective("moe.combine", "all_to_all", group, back))

@@ -127,7 +127,7 @@ class StepModel:
     """
 
     def __init__(self, model: ModelSpec, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig,
-                 profile_path: str | None = None):
+                 profile_path: str | None = None, staggered_prefill: bool = False):
         check_precision(system.chip, prec)
         check_parallelism(model, system, par)
         self.model, self.system, self.par, self.prec = model, system, par, prec
@@ -158,6 +158,10 @@ class StepModel:
         self._decode_plans: list[DecodeCorePlan | None] | None = None  # per layer group, for decode_times (on first use)
         self._pp, self._num_devices = par.pp, par.num_devices
         self._mla = any(g.attention.kind == "mla" for g in model.layers)
+        # Attention-DP MoE under serving traffic: ranks prefill alone, so the experts' token count depends on
+        # the decode share of a step (`layers.expert_group_tokens`), and the layer memo is keyed by it.
+        self._moe_dp = staggered_prefill and par.dp > 1 and any(g.ffn.kind != "dense" for g in model.layers)
+        self.coster.staggered_prefill = self.graph_coster.staggered_prefill = staggered_prefill
         self.provenance = self.cc.resolved.provenance
         self.provenance_note = self.cc.resolved.note
 
@@ -203,7 +207,7 @@ class StepModel:
         """Layer operators that depend only on token counts: `num_tokens` through every layer
         (`num_decode` of them decoding, which only MLA's absorbed projections care about)."""
         graphed = num_tokens == num_decode
-        key = (num_tokens, num_decode if self._mla or graphed else -1)
+        key = (num_tokens, num_decode if self._mla or graphed or self._moe_dp else -1)
         hit = self._layers_cache.get(key)
         if hit is not None:
             return hit

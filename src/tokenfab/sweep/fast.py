@@ -78,8 +78,9 @@ class _Recorder(ChipCost):
         return p
 
     def run_kernel(self, op, flops, dram_bytes, peak, params, work_units, source, warm_cache=False,
-                   onchip_bytes=0.0, shape=None) -> OpCost:
-        cost = super().run_kernel(op, flops, dram_bytes, peak, params, work_units, source, warm_cache, onchip_bytes, shape)
+                   onchip_bytes=0.0, shape=None, resident_bytes=0.0) -> OpCost:
+        cost = super().run_kernel(op, flops, dram_bytes, peak, params, work_units, source, warm_cache, onchip_bytes, shape,
+                                  resident_bytes)
         self.kernels[id(cost)] = (cost, flops, dram_bytes, getattr(peak, "key", None), params, work_units, shape)
         return cost
 

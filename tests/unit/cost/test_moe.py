@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -65,6 +66,36 @@ def test_work_counts_flops_and_only_active_expert_weights():
     assert w.kind == "bf16"
 
 
+def test_resident_bytes_count_each_buffer_once():
+    cc = make_cost()
+    # Same shape as above: the traffic writes and re-reads the permuted input and the intermediates; the
+    # bytes a warm re-run must keep on chip count each buffer once: weights, permuted input (16-bit),
+    # intermediate (16-bit, width 16), GEMM-2 output (16-bit), layer output and router scores.
+    w = moe_work(cc, MoEShape(64, 16, 32, 2, 8, moe_tp=2, ep=2), "bf16")
+    weights = 4 * (16 * 32 + 16 * 16) * 2
+    assert w.resident_bytes == pytest.approx(weights + 64 * (16 * 2 + 16 * 2 + 16 * 2) + 64 * 16 * 2 + 64 * 8 * 2)
+    assert w.resident_bytes < w.dram_bytes
+
+
+def test_warm_layer_whose_resident_set_fits_is_served_from_cache():
+    from tokenfab.cost.chip_cost import warm_cache_bytes
+    from tokenfab.cost.kernel import KernelParams
+    # Cache 4x DRAM bandwidth for a working set up to the whole SRAM: a layer whose traffic exceeds the
+    # SRAM but whose resident set fits runs from cache; cold (a model's forward pass) it never does.
+    params = KernelParams(launch_s=0.0, compute_eff=1.0, memory_eff=1.0, overlap_exp=20.0, half_occupancy_per_unit=0.0,
+                          cache_bw_factor=4.0, cache_capacity_frac=1.0)
+    cc = make_cost(kernel=params)
+    shape = MoEShape(4096, 1024, 16, 2, 8)  # memory bound, token traffic dominates the weights
+    w = moe_work(cc, shape)
+    sram = (w.resident_bytes + w.dram_bytes) / 2  # fits the resident set, not the traffic
+    assert w.resident_bytes < sram < w.dram_bytes
+    assert warm_cache_bytes(sram, w.dram_bytes, w.resident_bytes) == pytest.approx(sram * w.dram_bytes / w.resident_bytes)
+    assert warm_cache_bytes(sram, w.dram_bytes, 0.0) == sram
+    cc.sram_bytes = sram
+    warm, cold = estimate_moe(cc, shape, warm_cache=True), estimate_moe(cc, shape)
+    assert warm.time_s == pytest.approx(cold.time_s / 4.0, rel=0.02)
+
+
 def test_ungated_experts_have_a_single_up_projection():
     cc = make_cost()
     gated = moe_work(cc, MoEShape(64, 16, 32, 2, 8), "bf16")
@@ -111,7 +142,7 @@ def test_bad_shapes_are_rejected():
         MoEShape(1, 16, 30, 2, 8, moe_tp=4)
 
 
-def test_absorbed_mla_decode_uses_its_fitted_curve_else_the_prefill_curve():
+def test_absorbed_mla_decode_uses_its_fitted_curve_else_the_decode_curve_with_prefill_compute():
     from tokenfab.cost.attention import decode_curve
     from tokenfab.cost.chip_cost import chip_cost
     from tokenfab.cost.profile import load_profile
@@ -119,7 +150,9 @@ def test_absorbed_mla_decode_uses_its_fitted_curve_else_the_prefill_curve():
 
     h20, h100 = chip_cost(load_chip("h20")), chip_cost(load_chip("h100-sxm"))
     assert decode_curve(h20, "mla", 576)[0] == load_profile("h20").attention_decode["mla"]  # fitted on H20 MLA rows
-    assert decode_curve(h100, "mla", 576)[0] == load_profile("h100-sxm").attention_prefill["bf16"]  # no MLA rows
+    own = load_profile("h100-sxm")  # no MLA rows: the GQA decode curve with the prefill curve's compute efficiency
+    assert decode_curve(h100, "mla", 576)[0] == dataclasses.replace(
+        own.attention_decode["bf16"], compute_eff=own.attention_prefill["bf16"].compute_eff)
     assert decode_curve(h100, "bf16", None)[0] == load_profile("h100-sxm").attention_decode["bf16"]  # GQA unchanged
 
 

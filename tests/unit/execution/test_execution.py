@@ -139,3 +139,64 @@ def test_attention_the_checkpoint_leaves_unconverted_runs_and_is_stored_in_16_bi
     system, par, prec = load_system("b200", 1), ParallelConfig(), PrecisionConfig(dtype="fp4")
     extra = MemoryModel(model, system, par, prec).weights_bytes - MemoryModel(all_fp4, system, par, prec).weights_bytes
     assert extra == pytest.approx(model.num_layers * attention_params(group.attention, model.hidden_size) * 1.5)
+
+
+def test_attention_dp_rank_prefilling_alone_charges_the_experts_its_own_prompt_plus_every_ranks_decodes():
+    """Serving (staggered prefill): one rank's 2,048-token prompt beside 4 decodes per rank on 8 ranks reaches the
+    experts as 2,048 + 8 x 4 tokens; a static batch (all ranks prefill at once) as 8 x (2,048 + 4)."""
+    from tokenfab.execution.layers import StepBatch, expert_group_tokens
+
+    batch = StepBatch(prefill=((1, 2048, 2048),), num_decode=4, decode_kv_len=1000.0)
+    assert expert_group_tokens(batch, 8, staggered_prefill=True) == 2048 + 8 * 4
+    assert expert_group_tokens(batch, 8, staggered_prefill=False) == 8 * 2052
+    decode_only = StepBatch(num_decode=4, decode_kv_len=1000.0)
+    assert expert_group_tokens(decode_only, 8, True) == expert_group_tokens(decode_only, 8, False) == 32
+    assert expert_group_tokens(batch, 1, True) == expert_group_tokens(batch, 1, False) == batch.num_tokens
+
+
+def test_serving_step_of_an_attention_dp_rank_costs_experts_on_the_group_tokens():
+    from tokenfab.execution.layers import StepBatch
+
+    kw = dict(tp=1, dp=8, ep=8, dtype="fp8")
+    static = api.deployment("deepseek-v3", "h200-sxm", **kw).step_model
+    serving = api.deployment("deepseek-v3", "h200-sxm", staggered_prefill=True, **kw).step_model
+    prefill = StepBatch(prefill=((1, 2048, 2048),), num_decode=4, decode_kv_len=1000.0)
+    decode = StepBatch(num_decode=4, decode_kv_len=1000.0)
+    experts = {name: sm.step(prefill).breakdown["moe.experts"] for name, sm in (("static", static), ("serving", serving))}
+    assert experts["serving"].flops == pytest.approx(experts["static"].flops * (2048 + 32) / (8 * 2052), rel=0.05)
+    assert serving.step(decode).time_s == static.step(decode).time_s
+    assert serving.fast_step(prefill.prefill, 4, 1000.0)[0] == pytest.approx(serving.step(prefill).time_s)
+
+
+def test_normal_dispatch_sends_fp8_rows_when_the_experts_run_fp8():
+    """DeepSeek-V3, tp 1 x dp 8, EP 8, 64 tokens per rank: each token reaches 8 x (1 - (7/8)^8) expert groups;
+    FP8 experts are sent one byte plus a 4-byte scale per 128 elements, bf16 experts two bytes; combine 16-bit."""
+    from tokenfab.execution.layers import FP8_DISPATCH_BYTES
+
+    rows = 64 * 8 * (1 - (7 / 8) ** 8)
+    for dtype, width in (("fp8", FP8_DISPATCH_BYTES), ("bf16", 2.0)):
+        sm = api.deployment("deepseek-v3", "h200-sxm", tp=1, dp=8, ep=8, dtype=dtype).step_model
+        dispatch, combine = sm.coster.token_exchange(sm.model.layers[-1].ffn, 64)
+        # an all-to-all's bytes are those leaving each device: 7/8 of its send buffer on 8 devices
+        assert dispatch.bytes == pytest.approx(rows * 7168 * width * 7 / 8)
+        assert combine.bytes == pytest.approx(rows * 7168 * 2.0 * 7 / 8)
+
+
+def test_allgather_exchange_moves_every_ranks_tokens_once_in_nvfp4():
+    """TensorRT-LLM's exchange without MNNVL/DeepEP: all-gather of all ranks' tokens (NVFP4: 0.5 byte plus an FP8
+    scale per 16 elements) and a 16-bit reduce-scatter, sized by the tokens all ranks route (serving: one rank's
+    2,048-token prompt plus 8 x 4 decodes)."""
+    from tokenfab.execution.layers import FP4_GATHER_BYTES, StepBatch
+
+    sm = api.deployment("deepseek-v3", "b200", tp=1, dp=8, ep=8, dtype="fp4", moe_dispatch="allgather",
+                        staggered_prefill=True).step_model
+    ffn = sm.model.layers[-1].ffn
+    gather, scatter = sm.coster.token_exchange(ffn, 2052, 2048 + 8 * 4)
+    assert gather.bytes == pytest.approx((2048 + 32) * 7168 * FP4_GATHER_BYTES * 7 / 8)
+    assert scatter.bytes == pytest.approx((2048 + 32) * 7168 * 2.0 * 7 / 8)
+    step = sm.step(StepBatch(prefill=((1, 2048, 2048),), num_decode=4, decode_kv_len=1000.0)).breakdown
+    assert step["moe.dispatch"].bytes == pytest.approx(gather.bytes * ffn_layers(sm))
+
+
+def ffn_layers(sm) -> float:
+    return sum(g.num_layers for g in sm.model.layers if g.ffn.kind != "dense")

@@ -1,0 +1,61 @@
+"""How bench/accuracy_moe_serving.py reads a run's layout and benchmark concurrency from its notes."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from accuracy_moe_serving import _disagg_kwargs, benchmark_concurrency, layout, pools  # noqa: E402
+
+pytestmark = pytest.mark.unit
+
+_ADP = ("aggregated serving: tp=1, pp=1, attention_dp=8, moe_tp=1, moe_ep=8, batch/concurrency=32; gemm_quant=nvfp4; "
+        "measured serving benchmark at fixed concurrency=256; data_source=[silicon_concurrency=256]")
+_TRT13 = ("aggregated serving: tp=8, pp=1, attention_dp=, moe_tp=1, moe_ep=8, batch/concurrency=56; "
+          "measured serving benchmark at fixed concurrency=448")
+_PLAIN = ("aggregated serving: tp=4, pp=1, attention_dp=, moe_tp=1, moe_ep=4, batch/concurrency=64; "
+          "measured serving benchmark at fixed concurrency=64")
+_PD = ("disaggregated serving: prefill workers=7 x (tp=1, pp=1, attn_dp=4, moe_tp=1, moe_ep=4, batch=1); "
+       "decode workers=2 x (tp=1, pp=1, attn_dp=8, moe_tp=1, moe_ep=8, batch=128); measured serving benchmark at "
+       "fixed concurrency")
+
+
+def test_attention_dp_run_is_benchmarked_at_batch_times_ranks():
+    lay = layout(_ADP)
+    assert lay == {"tp": 1, "pp": 1, "dp": 8, "moe_tp": 1, "ep": 8}
+    assert benchmark_concurrency(_ADP, 32, lay) == 256
+
+
+def test_blank_attention_dp_with_concurrency_tp_times_batch_is_trtllm_attention_dp():
+    assert layout(_TRT13) == {"tp": 1, "pp": 1, "dp": 8, "moe_tp": 1, "ep": 8}
+    assert layout(_PLAIN) == {"tp": 4, "pp": 1, "dp": 1, "moe_tp": 1, "ep": 4}
+    assert benchmark_concurrency(_PLAIN, 64, layout(_PLAIN)) == 64
+
+
+def test_pd_concurrency_without_a_stated_number_is_workers_times_ranks_times_batch():
+    p = pools(_PD)
+    lay = _disagg_kwargs(p["prefill"], p["decode"])
+    assert (lay["prefill_replicas"], lay["decode_replicas"], lay["dp"], lay["prefill_dp"]) == (7, 2, 8, 4)
+    assert benchmark_concurrency(_PD, 128, lay) == 2 * 8 * 128
+
+
+def test_a_measurement_repeated_under_a_larger_gpu_layout_is_the_larger_copy_left_out():
+    import pandas as pd
+
+    from accuracy_moe_serving import relabelled_duplicates
+
+    base = dict(model="deepseek-ai/DeepSeek-R1", hardware="B200-SXM-180GB", input_len=8192, output_len=1024,
+                metric="ttft_ms", notes="measured serving benchmark at fixed concurrency=64")
+    rows = pd.DataFrame([{**base, "n_accel": 8, "value": 2039.9696}, {**base, "n_accel": 64, "value": 2039.9696},
+                         {**base, "n_accel": 64, "value": 1807.4730},  # its own measurement: kept
+                         {**base, "n_accel": 64, "value": 2039.9696, "metric": "tpot_ms"}])
+    assert relabelled_duplicates(rows).tolist() == [False, True, False, False]
+
+
+def test_trtllm_attention_dp_rows_all_gather_and_other_engines_keep_the_all_to_all():
+    from accuracy_moe_serving import _exchange
+
+    assert _exchange("trtllm", {"dp": 8}) == {"moe_dispatch": "allgather"}
+    assert _exchange("trtllm", {"dp": 1, "prefill_dp": 4}) == {"moe_dispatch": "allgather"}
+    assert _exchange("trtllm", {"dp": 1}) == {} == _exchange("sglang", {"dp": 8})
