@@ -212,6 +212,10 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
         key = _memo_key(args, kwargs)
         if _known(key, passed):
             return arguments(args, kwargs)
+        return _check_new(key, args, kwargs)
+
+    def _check_new(key: tuple, args: tuple, kwargs: dict) -> dict[str, Any]:
+        """`check` of an argument list not remembered as passed (its memo key already made)."""
         given = arguments(args, kwargs)
         values = dict(given) if _passes_plain(given, plain) else _checked(given)
         full = {**defaults, **values}
@@ -230,7 +234,7 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
     def wrapper(*args, **kwargs):
         key = _memo_key(args, kwargs)
         if not _known(key, passed):
-            values = check(*args, **kwargs)
+            values = _check_new(key, args, kwargs)
             if not _known(key, passed):  # checking changed (converted) some argument: pass what it made
                 return fn(**values)  # the API has no positional-only parameters
         # arguments that check to themselves go on as the caller gave them, the same way every time (an

@@ -12,7 +12,7 @@ from tokenfab.cost.result import OpCost, classify_bound
 from tokenfab.hardware.spec import ChipSpec
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: built per operator, see cost.result.OpCost
 class KernelWork:
     """What a kernel must do, independent of efficiencies: the fitter and the estimators share it."""
 

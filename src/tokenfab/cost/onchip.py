@@ -133,7 +133,7 @@ def prefill_kv_passes(
     return max(1, math.ceil(readers / max(1.0, compute_units)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: built per operator, see cost.result.OpCost
 class GemmShape:
     """What a GEMM's traffic depends on, for re-evaluating it at other on-chip capacities (`sweep`)."""
 
@@ -146,7 +146,7 @@ class GemmShape:
     weights_on_chip: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: built per operator, see cost.result.OpCost
 class PrefillKvShape:
     """What prefill attention's traffic depends on: bytes that never change, K/V bytes read per pass."""
 
@@ -158,7 +158,7 @@ class PrefillKvShape:
     num_q_blocks: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: built per operator, see cost.result.OpCost
 class DecodeKvShape:
     """Decode attention's cache bytes, which come from on chip when the deployment holds the KV there."""
 

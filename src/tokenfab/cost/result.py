@@ -14,9 +14,13 @@ class RooflineViolation(AssertionError):
     """A cost model predicted a time below the physical lower bound: a bug, never user error."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class OpCost:
-    """Cost of one operator on one device.
+    """Cost of one operator on one device (a record that is never changed after it is made: caches share it).
+
+    A slotted dataclass rather than a frozen one: a frozen dataclass sets each field through
+    `object.__setattr__`, which made building one ~5x slower, and a `predict` call builds a few dozen.
+    Hashable and compared by value, as the frozen record was.
 
     `roofline_s` is the physical lower bound max(FLOPs/peak, bytes/bandwidth) (or the
     link bound for collectives); `time_s` is never below it. `source` says where the

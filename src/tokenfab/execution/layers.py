@@ -39,7 +39,7 @@ FP4_GATHER_BYTES = 0.5 + 1.0 / 16  # NVFP4: two elements a byte, one FP8 scale p
 MLA_ABSORBED_MAX_Q = 16
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen (never changed after it is made): see cost.result.OpCost
 class StepBatch:
     """Work of one engine step on one data-parallel replica.
 
@@ -55,8 +55,8 @@ class StepBatch:
     num_sequences: int = field(init=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "prefill_tokens", sum(n * q for n, q, _ in self.prefill))
-        object.__setattr__(self, "num_sequences", sum(n for n, _, _ in self.prefill) + self.num_decode)
+        self.prefill_tokens = sum(n * q for n, q, _ in self.prefill)
+        self.num_sequences = sum(n for n, _, _ in self.prefill) + self.num_decode
 
     @property
     def num_tokens(self) -> int:

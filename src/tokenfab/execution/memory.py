@@ -22,7 +22,7 @@ from tokenfab.workload.spec import ModelSpec
 DEFAULT_MEMORY_UTILIZATION_FRAC = 0.9  # vLLM EngineArgs default gpu_memory_utilization (docs.vllm.ai)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: built per operator, see cost.result.OpCost
 class MemoryFootprint:
     weights_bytes: float
     kv_cache_bytes: float

@@ -20,7 +20,7 @@ from tokenfab.execution.bands import static_batch_bands
 from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.memory import MemoryFootprint, MemoryModel
 from tokenfab.execution.speculative import SpeculativeModel
-from tokenfab.execution.step import OpTotal, StepModel
+from tokenfab.execution.step import OpTotal, StepModel, StepResult
 
 MAX_DECODE_SAMPLES = 33
 
@@ -83,26 +83,66 @@ class PredictResult:
         return static_batch_bands(out, self.band_level)
 
 
+_SAMPLE_INDEX = np.arange(MAX_DECODE_SAMPLES, dtype=float)
+
+
 def decode_contexts(input_len: int, output_len: int) -> np.ndarray:
-    """KV lengths of the decode steps to evaluate (step i attends to input_len + i positions)."""
+    """KV lengths of the decode steps to evaluate (step i attends to input_len + i positions).
+
+    Beyond `MAX_DECODE_SAMPLES` steps, `np.linspace(input_len + 1, input_len + steps, MAX_DECODE_SAMPLES)` written
+    out as numpy computes it (index x (stop - start) / (num - 1) + start, the last set to stop): the same bits
+    without linspace's argument handling, a tenth of the decode phase's cost (tests check equality)."""
     steps = output_len - 1
     if steps <= 0:
         return np.array([], dtype=float)
     if steps <= MAX_DECODE_SAMPLES:
         return input_len + np.arange(1, steps + 1, dtype=float)
-    return np.linspace(input_len + 1, input_len + steps, MAX_DECODE_SAMPLES)
+    start, stop = float(input_len + 1), float(input_len + steps)
+    y = _SAMPLE_INDEX * ((stop - start) / (MAX_DECODE_SAMPLES - 1))
+    y += start
+    y[-1] = stop
+    return y
 
 
-def _breakdown_rows(totals: dict[str, OpTotal], phase: str, scale: float, cc_peak: float, bw: float) -> list[dict]:
+def _breakdown_rows(result: StepResult, phase: str, scale: float, cc_peak: float, bw: float) -> list[dict]:
+    """Rows of `result.breakdown` (the per-operator merge of the step's parts), longest first, each scaled by
+    `scale`. Built from the parts directly: the merge's sums in its order (a first row copied as 0.0 + x, later
+    rows added part by part, bounds by summed time), without building the merged OpTotal copies, which took
+    a sixth of a `predict` call; tests check equality with the rows of `result.breakdown`."""
+    by_name: dict[str, list[OpTotal]] = {}
+    for part in result.parts:
+        for name, row in part.totals.items():
+            same = by_name.get(name)
+            if same is None:
+                by_name[name] = [row]
+            else:
+                same.append(row)
+    merged = []
+    for name, same in by_name.items():
+        first = same[0]
+        if len(same) == 1:
+            merged.append((name, 0.0 + first.time_s, 0.0 + first.flops, 0.0 + first.bytes, first.bound, first.source))
+            continue
+        time_s, flops, nbytes, source = 0.0 + first.time_s, 0.0 + first.flops, 0.0 + first.bytes, first.source
+        bound_time = {b: 0.0 + t for b, t in first._bound_time.items()}
+        for row in same[1:]:
+            time_s += row.time_s
+            flops += row.flops
+            nbytes += row.bytes
+            for b, t in row._bound_time.items():
+                bound_time[b] = bound_time.get(b, 0.0) + t
+            source = row.source if not source or source == row.source else "mixed"
+        bound = max(bound_time, key=bound_time.__getitem__) if bound_time else "memory"
+        merged.append((name, time_s, flops, nbytes, bound, source))
+    merged.sort(key=lambda m: -m[1])
     rows = []
-    for o in sorted(totals.values(), key=lambda r: -r.time_s):
-        t = o.time_s * scale
-        bound = o.bound
+    for op, time_s, flops, nbytes, bound, source in merged:
+        t = time_s * scale
         rows.append({
-            "op": o.op, "phase": phase, "time_s": t, "bound": bound, "flops": o.flops * scale, "bytes": o.bytes * scale,
-            "mfu": o.flops * scale / (cc_peak * t) if t > 0 else 0.0,
-            "mbu": o.bytes * scale / (bw * t) if t > 0 and bound != "network" else 0.0,
-            "source": o.source,
+            "op": op, "phase": phase, "time_s": t, "bound": bound, "flops": flops * scale, "bytes": nbytes * scale,
+            "mfu": flops * scale / (cc_peak * t) if t > 0 else 0.0,
+            "mbu": nbytes * scale / (bw * t) if t > 0 and bound != "network" else 0.0,
+            "source": source,
         })
     return rows
 
@@ -146,12 +186,12 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
         decode_s, decode_j = steps / spec.tokens_per_iteration * it_t, steps / spec.tokens_per_iteration * it_e
     footprint = mem.footprint(per_replica * (input_len + output_len), per_replica * input_len, per_replica)
     peak, bw = sm.cc.peak(sm.prec.dtype), sm.cc.bandwidth_bytes_per_s
-    rows = _breakdown_rows(prefill.breakdown, "prefill", 1.0, peak, bw)
+    rows = _breakdown_rows(prefill, "prefill", 1.0, peak, bw)
     info = None
     if len(contexts) and spec is None:
         mid = sm.step(StepBatch(num_decode=per_replica, decode_kv_len=float(contexts[len(contexts) // 2])))
         scale = decode_s / mid.time_s if mid.time_s > 0 else 0.0
-        rows += _breakdown_rows(mid.breakdown, "decode", scale, peak, bw)
+        rows += _breakdown_rows(mid, "decode", scale, peak, bw)
     elif len(contexts):
         rows += _speculative_rows(sm, spec, per_replica, float(contexts[len(contexts) // 2]), steps, peak, bw)
         footprint = _with_drafter(footprint, spec, per_replica * (input_len + output_len))
@@ -181,7 +221,7 @@ def _trapezoid_means(contexts: np.ndarray, times, energies) -> tuple[float, floa
     if len(times) == 1:
         return float(times[0]), float(energies[0])
     span = contexts[-1] - contexts[0]
-    d = np.diff(contexts)
+    d = contexts[1:] - contexts[:-1]  # np.diff
     y, e = np.asarray(times, dtype=float), np.asarray(energies, dtype=float)
     return float((d * (y[1:] + y[:-1]) / 2.0).sum(-1) / span), float((d * (e[1:] + e[:-1]) / 2.0).sum(-1) / span)
 
@@ -194,8 +234,8 @@ def _speculative_rows(sm: StepModel, spec: SpeculativeModel, seqs: int, ctx: flo
     c = int(round(ctx))
     verify = sm.step(StepBatch(prefill=((seqs, k + 1, c + k + 1),)))
     draft = spec.drafter.step(StepBatch(num_decode=seqs, decode_kv_len=ctx))
-    return (_breakdown_rows(verify.breakdown, "verify", iterations, peak, bw)
-            + _breakdown_rows(draft.breakdown, "draft", iterations * k, peak, bw))
+    return (_breakdown_rows(verify, "verify", iterations, peak, bw)
+            + _breakdown_rows(draft, "draft", iterations * k, peak, bw))
 
 
 def _with_drafter(fp: MemoryFootprint, spec: SpeculativeModel, tokens_in_cache: float) -> MemoryFootprint:

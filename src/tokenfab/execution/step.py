@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tokenfab.cost.attention import decode_attention_arrays
 from tokenfab.cost.chip_cost import ChipCost, chip_cost, graph_chip_cost
 from tokenfab.cost.elementwise import embedding_bytes, sampling_bytes
 from tokenfab.cost.result import OpCost
@@ -20,6 +19,7 @@ from tokenfab.execution.config import (
     ParallelConfig, PrecisionConfig, check_parallelism, check_precision, layers_per_stage,
 )
 from tokenfab.cost.onchip import plan_residency
+from tokenfab.execution.decode_arrays import DecodeCorePlan
 from tokenfab.execution.graph_replay import kernel_floor_s
 from tokenfab.execution.layers import LayerCoster, StepBatch
 from tokenfab.execution.memory import MemoryModel
@@ -56,7 +56,11 @@ class OpTotal:
     @property
     def bound(self) -> str:
         """The limit that accounts for most of this operator's time."""
-        return max(self._bound_time, key=self._bound_time.__getitem__) if self._bound_time else "memory"
+        bound_time = self._bound_time
+        if len(bound_time) == 1:  # the common case: what max() would return, without it
+            for bound in bound_time:
+                return bound
+        return max(bound_time, key=bound_time.__getitem__) if bound_time else "memory"
 
 
 @dataclass(slots=True)
@@ -151,7 +155,7 @@ class StepModel:
         self._prefill_core_cache: dict[tuple, tuple[float, float]] = {}
         self._core_cache: dict[StepBatch, StepPart] = {}
         self._static_cache: dict[tuple, tuple[float, float]] = {}
-        self._decode_args: list[dict | None] | None = None  # per layer group, for decode_times (built on first use)
+        self._decode_plans: list[DecodeCorePlan | None] | None = None  # per layer group, for decode_times (on first use)
         self._pp, self._num_devices = par.pp, par.num_devices
         self._mla = any(g.attention.kind == "mla" for g in model.layers)
         # Attention-DP MoE under serving traffic: ranks prefill alone, so the experts' token count depends on
@@ -162,18 +166,41 @@ class StepModel:
         self.provenance_note = self.cc.resolved.note
 
     def _aggregate(self, pairs) -> StepPart:
+        """Per-operator totals and sums of (cost, count) pairs. `OpTotal.add` and `PowerModel.op_power_w` inlined
+        (the same operations in the same order: a first row is its cost added to zeros), since a prefill step
+        spends a third of its time here."""
         totals: dict[str, OpTotal] = {}
         time_s = roof = busy = 0.0
-        op_power = self.power.op_power_w
+        power = self.power
+        idle_w, swing_w, peak, bw, onchip_bw = (power.idle_w, power.tdp_w - power.idle_w, power.peak, power.bandwidth,
+                                                power.onchip_bandwidth)
         for cost, count in pairs:
+            ct, cflops, cbytes, conchip = cost.time_s, cost.flops, cost.bytes, cost.onchip_bytes
+            t = ct * count
+            r = cost.roofline_s * count
             row = totals.get(cost.op)
             if row is None:
-                row = totals[cost.op] = OpTotal(cost.op)
-            row.add(cost, count)
-            t = cost.time_s * count
+                totals[cost.op] = OpTotal(cost.op, 0.0 + t, 0.0 + cflops * count, 0.0 + cbytes * count, 0.0 + r,
+                                          cost.source, 0.0 + conchip * count, {cost.bound: 0.0 + t})
+            else:
+                row.time_s += t
+                row.flops += cflops * count
+                row.bytes += cbytes * count
+                row.onchip_bytes += conchip * count
+                row.roofline_s += r
+                bound_time = row._bound_time
+                bound_time[cost.bound] = bound_time.get(cost.bound, 0.0) + t
+                if row.source != cost.source:
+                    row.source = cost.source if not row.source else "mixed"
             time_s += t
-            roof += cost.roofline_s * count
-            busy += op_power(cost) * t
+            roof += r
+            if ct <= 0:
+                busy += idle_w * t
+                continue
+            activity = max(cflops / (peak * ct), cbytes / (bw * ct))
+            if conchip > 0.0:
+                activity = max(activity, (cbytes + conchip) / (onchip_bw * ct))
+            busy += (idle_w + swing_w * min(1.0, activity)) * t
         return StepPart(totals, time_s, roof, busy)
 
     def _layers_part(self, num_tokens: int, num_decode: int) -> StepPart:
@@ -319,17 +346,28 @@ class StepModel:
             return self.time_energy(StepBatch(prefill, num_decode, decode_kv_len))
         tokens, seqs = num_decode, num_decode
         t = busy = 0.0
+        # the memo lookups of _prefill_core, _static_fast and _decode_core inlined (a call each saved per iteration)
+        prefill_cores = self._prefill_core_cache
         for group in prefill:
             tokens += group[0] * group[1]
             seqs += group[0]
-            gt, ge = self._prefill_core(group)
+            hit = prefill_cores.get(group)
+            gt, ge = hit if hit is not None else self._prefill_core(group)
             t += gt
             busy += ge
-        st, se = self._static_fast(tokens, num_decode, seqs, not prefill)
+        graphed = not prefill
+        hit = self._static_cache.get((tokens, num_decode, seqs, graphed))
+        st, se = hit if hit is not None else self._static_fast(tokens, num_decode, seqs, graphed)
         t += st
         busy += se
         if num_decode:
-            dt, de = self._decode_core(num_decode, decode_kv_len, not prefill)
+            kv_len = decode_kv_len
+            if kv_len >= 256.0:  # quantise_context, as _decode_core does it
+                whole = int(kv_len)
+                q = 1 << (whole.bit_length() - 8)
+                kv_len = float((whole + (q >> 1)) // q * q)
+            hit = self._decode_core_cache.get((num_decode, kv_len, graphed))
+            dt, de = hit if hit is not None else self._decode_core(num_decode, kv_len, graphed)
             t += dt
             busy += de
         energy = busy * self._num_devices
@@ -380,36 +418,47 @@ class StepModel:
     def decode_times(self, num_decode: int, kv_lens) -> tuple[np.ndarray, np.ndarray]:
         """`step(StepBatch((), num_decode, kv)).time_s` and `.energy_j` for every kv in `kv_lens`, vectorised over
         the contexts (only the attention cores depend on them); tests check equality with `step`."""
-        kv = np.array(quantise_contexts(kv_lens))
+        quantised = quantise_contexts(kv_lens.tolist() if isinstance(kv_lens, np.ndarray) else kv_lens)
+        kv = np.array(quantised)
         pp = self.par.pp
         micro = min(pp, max(1, num_decode)) if pp > 1 else 1
         n = -(-num_decode // micro)
         static_s, static_j = self._static_fast(n, n, n, True)  # layers + head, summed as step() sums its parts
-        stage = np.full(len(kv), static_s)
-        busy = np.full(len(kv), static_j)
+        stage = busy = None  # arrays from the first group on (static + first core is the sum step() forms)
         power = self.power
         coster = self.graph_coster
         # kv_on_chip is monotone in the context: the shortest one says whether any context's KV stays on chip
-        any_on_chip = coster.residency.kv_on_chip(n * kv.min()) if len(kv) else False
-        if self._decode_args is None:
-            self._decode_args = [coster.decode_core_args(g.attention) for g, _ in self._group_counts]
-        for (group, count), args in zip(self._group_counts, self._decode_args):
-            if args is None or any_on_chip:
+        any_on_chip = coster.residency.kv_on_chip(n * min(quantised)) if quantised else False
+        if self._decode_plans is None:
+            self._decode_plans = [None if args is None else DecodeCorePlan.build(coster.cc, **args)
+                                  for args in (coster.decode_core_args(g.attention) for g, _ in self._group_counts)]
+        idle, swing = power.idle_w, power.tdp_w - power.idle_w
+        for (group, count), plan in zip(self._group_counts, self._decode_plans):
+            if plan is None or any_on_chip:
                 # linear attention, DSA (not one decode-attention kernel) or a KV cache held on chip: context by context
+                if stage is None:
+                    stage, busy = np.full(len(kv), static_s), np.full(len(kv), static_j)
                 for i, k in enumerate(kv):
                     for cost in coster.core_attention_ops(group.attention, StepBatch((), n, float(k))):
                         stage[i] += cost.time_s * count
                         busy[i] += power.op_power_w(cost) * cost.time_s * count
                 continue
-            t, flops, dram = decode_attention_arrays(coster.cc, n, kv, **args)
+            t, flops, dram = plan.arrays(n, kv)
             activity = np.minimum(1.0, np.maximum(flops / (power.peak * t), dram / (power.bandwidth * t)))
-            stage += t * count
-            busy += (power.idle_w + (power.tdp_w - power.idle_w) * activity) * t * count
+            if stage is None:
+                stage = static_s + t * count
+                busy = static_j + (idle + swing * activity) * t * count
+            else:
+                stage += t * count
+                busy += (idle + swing * activity) * t * count
+        if stage is None:
+            stage, busy = np.full(len(kv), static_s), np.full(len(kv), static_j)
+        if pp == 1:  # stage x 1 and no bubble: (busy x 1 + idle x max(0, 0)) x devices is busy x devices exactly
+            return stage, power.to_wall(busy * self.par.num_devices, stage)
         time_s = stage * (micro + pp - 1)
-        if pp > 1:
-            p2p = self.coster.collective("pp_send_recv", "send_recv", 2, n * self.model.hidden_size * self._act_bytes)
-            if p2p is not None:
-                time_s = time_s + p2p.time_s * (pp - 1)
+        p2p = self.coster.collective("pp_send_recv", "send_recv", 2, n * self.model.hidden_size * self._act_bytes)
+        if p2p is not None:
+            time_s = time_s + p2p.time_s * (pp - 1)
         energy = (busy * micro + power.idle_w * np.maximum(0.0, time_s - stage * micro)) * self.par.num_devices
         return time_s, power.to_wall(energy, time_s)
 

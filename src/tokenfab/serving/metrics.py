@@ -62,16 +62,18 @@ class TimeSeries:
         takes back [t + dt, t) (a decode run cut short by an arrival)."""
         width = self.interval_s
         if dt >= 0:
-            sign, start, end = 1.0, t, t + dt
+            start, end = t, t + dt
         else:
-            sign, start, end = -1.0, t + dt, t
+            start, end = t + dt, t
         i = int(start / width)
         last = int(end / width)
-        if i == last and last < len(self.dt):  # the common case: within one bucket
-            self.dt[i] += dt
+        dts = self.dt
+        if i == last and last < len(dts):  # the common case: within one bucket
+            dts[i] += dt
             self.batch[i] += dt * batch
             self.kv[i] += dt * kv_frac
             return
+        sign = 1.0 if dt >= 0 else -1.0
         if last >= len(self.dt):
             grow = last + 1 - len(self.dt)
             self.dt += [0.0] * grow

@@ -493,7 +493,9 @@ class Replica:
     def _account(self, now: float, dt: float, energy: float, batch: int) -> None:
         self.energy_j += energy
         self.busy_s += dt
-        kv = self.pool.used_frac()
+        pool = self.pool
+        blocks = pool.num_blocks  # pool.used_frac(), inlined (twice per request)
+        kv = (blocks - pool.free - len(pool.lru) * pool.blocks_per_entry) / blocks if blocks else 0.0
         w = self.work
         w.batch, w.kv_frac = batch, kv
         if self.on_sample is not None:
