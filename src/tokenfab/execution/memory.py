@@ -170,16 +170,14 @@ class MemoryModel:
         """KV tokens that fit beside the weights (and one step's activations) on each device. With
         `context_len`, tokens are costed at `kv_bytes_per_token_at(context_len)` (sliding-window and linear
         layers amortised over sequences of that length); without it, at every layer's full per-token cost."""
+        runtime = self.runtime_reserved_bytes  # held before any policy measures what is left
         if self.static_memory_frac is not None:
-            free = self.static_memory_frac * self.capacity - self.weights_bytes
+            free = self.static_memory_frac * self.capacity - self.weights_bytes - runtime
         elif self.kv_free_memory_frac is not None:
-            left = (self.capacity - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
-                    - self.runtime_reserved_bytes)
+            left = self.capacity - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences) - runtime
             free = self.kv_free_memory_frac * left
         else:
-            free = self.usable - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences)
-        if self.kv_free_memory_frac is None:
-            free -= self.runtime_reserved_bytes
+            free = self.usable - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences) - runtime
         per_token = self.kv_bytes_per_token_at(context_len) if context_len else self.kv_bytes_per_token
         return max(0, math.floor(free / per_token)) if per_token > 0 else 0
 
