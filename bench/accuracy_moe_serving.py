@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from accuracy_serving import (
     HARDWARE,
     _concurrency_job,
@@ -44,6 +45,7 @@ QUANT = {"nvfp4": "fp4", "fp8": "fp8", "fp8_block": "fp8", "bfloat16": "bf16", "
 _LAYOUT = re.compile(r"tp=(\d+), pp=(\d+), attention_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
 _CONCURRENCY = re.compile(r"fixed concurrency=(\d+)")
 _PER_RANK = re.compile(r"batch/concurrency=(\d+)")
+_PREFILL_BATCH = re.compile(r"prefill workers=\d* x \([^)]*batch=(\d+)\)")
 _POOL = re.compile(r"(prefill|decode) workers=(\d*) x \(tp=(\d+), pp=(\d+), attn_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
 
 
@@ -105,6 +107,18 @@ def _disagg_kwargs(p: tuple, d: tuple) -> dict | None:
                 prefill_moe_tp=pl["moe_tp"], decode_tp=dl["tp"])
 
 
+def prefill_limit(framework: str, notes: str) -> dict:
+    """The prefill pool's sequence limit of a TensorRT-LLM P/D run: the notes' prefill 'batch=B' is the context
+    servers' max_batch_size, which aiconfigurator's generator writes as given (rule_plugin/trtllm.rule: 'prefill
+    max_batch_size = max_batch_size if max_batch_size else 1') and TensorRT-LLM applies per attention-DP rank (each
+    rank schedules its own batch). SGLang's prefill servers take it as --max-running-requests, which SGLang divides
+    by the DP size (model_runner: max_running_requests // dp_size, 0 for batch 1 under DP): not applied there."""
+    m = _PREFILL_BATCH.search(notes)
+    if framework != "trtllm" or not m:
+        return {}
+    return {"prefill_max_num_seqs": int(m.group(1))}
+
+
 def _exchange(framework: str, lay: dict) -> dict:
     """How an engine moves tokens between attention-DP ranks and experts on these HGX systems: TensorRT-LLM's
     MoE all-to-all needs MNNVL (GB200 NVL72) or TRTLLM_CAN_USE_DEEP_EP=1, which no row states, so it
@@ -129,12 +143,43 @@ def _formats(dtype: str, hw: str) -> dict:
     return {"dtype": dtype}
 
 
-def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
+def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None,
+                     balance: dict | None = None) -> tuple[list[dict], list[str]]:
     """The MoE fixed-concurrency and P/D jobs, each under its framework's benchmark client: the setting
     bench/fit_serving_client.py fitted on the dense rows of the same silicon samples (so every MoE row is
-    held out from that fit), the exact client for a framework without one."""
+    held out from that fit), the exact client for a framework without one. Aggregated TensorRT-LLM attention-DP
+    runs also take the attention-DP context balancing `balance` (default: bench/fit_attention_dp_balance.py's
+    choice, none without its file; {} for none)."""
     jobs, failed = _jobs(directory)
-    return under_clients(jobs, clients), failed
+    jobs = under_clients(jobs, clients)
+    balance = fitted_balance() if balance is None else balance
+    for job in jobs:
+        if balance and is_balanced_kind(job["meta"]):
+            job["kwargs"].update(balance)
+    return jobs, failed
+
+
+BALANCE_PATH = Path(__file__).with_name("data") / "attention_dp_balance.yaml"
+
+
+def fitted_balance() -> dict:
+    """simulate() arguments of the fitted TensorRT-LLM attention-DP balancing ({} without the file or when off)."""
+    if not BALANCE_PATH.exists():
+        return {}
+    row = (yaml.safe_load(BALANCE_PATH.read_text()) or {}).get("trtllm", {})
+    if not row.get("adp_timeout_iters"):
+        return {}
+    return {"adp_timeout_iters": int(row["adp_timeout_iters"]), "adp_batching_wait_iters": int(row["adp_batching_wait_iters"])}
+
+
+def is_balanced_kind(meta: dict) -> bool:
+    """An aggregated TensorRT-LLM run with attention-DP started by hand (a TensorRT-LLM release image), the runs
+    whose balancing is fitted. Runs deployed through Dynamo (notes: image=nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime)
+    run the engine configuration aiconfigurator's generator writes, whose TensorRT-LLM templates
+    (generator/config/backend_templates/trtllm/extra_engine_args.*.yaml.j2) set no attention_dp_config: balancing
+    off, TensorRT-LLM's default."""
+    lay = meta["layout"]
+    return meta["framework"] == "trtllm" and "prefill_replicas" not in lay and lay["dp"] > 1 and not meta.get("dynamo")
 
 
 def relabelled_duplicates(rows: pd.DataFrame) -> pd.Series:
@@ -178,8 +223,10 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
         c, isl, osl = benchmark_concurrency(notes, r["batch"], lay), int(r["input_len"]), int(r["output_len"])
         add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl),
                      fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_formats(dtype, hw), kv_dtype="fp8",
-                                              **_exchange(fw, lay), **engine_release(r["framework"])),
-                     {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c}, r)
+                                              **_exchange(fw, lay), **engine_release(r["framework"]),
+                                              **(prefill_limit(fw, notes) if "prefill_replicas" in lay else {})),
+                     {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c,
+                      "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes}, r)
     return list(jobs.values()), failed
 
 

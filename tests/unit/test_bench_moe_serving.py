@@ -59,3 +59,22 @@ def test_trtllm_attention_dp_rows_all_gather_and_other_engines_keep_the_all_to_a
     assert _exchange("trtllm", {"dp": 8}) == {"moe_dispatch": "allgather"}
     assert _exchange("trtllm", {"dp": 1, "prefill_dp": 4}) == {"moe_dispatch": "allgather"}
     assert _exchange("trtllm", {"dp": 1}) == {} == _exchange("sglang", {"dp": 8})
+
+
+def test_trtllm_pd_runs_limit_the_prefill_pool_to_the_stated_batch_and_sglang_runs_do_not():
+    from accuracy_moe_serving import prefill_limit
+
+    assert prefill_limit("trtllm", _PD) == {"prefill_max_num_seqs": 1}
+    assert prefill_limit("sglang", _PD) == {}
+    assert prefill_limit("trtllm", _PD.replace("batch=1)", "batch=)")) == {}
+
+
+def test_balancing_applies_to_hand_started_aggregated_trtllm_attention_dp_runs_only():
+    from accuracy_moe_serving import is_balanced_kind
+
+    adp = {"tp": 1, "pp": 1, "dp": 8, "moe_tp": 1, "ep": 8}
+    assert is_balanced_kind({"framework": "trtllm", "layout": adp, "dynamo": False})
+    assert not is_balanced_kind({"framework": "trtllm", "layout": adp, "dynamo": True})
+    assert not is_balanced_kind({"framework": "sglang", "layout": adp, "dynamo": False})
+    assert not is_balanced_kind({"framework": "trtllm", "layout": {**adp, "dp": 1}, "dynamo": False})
+    assert not is_balanced_kind({"framework": "trtllm", "layout": {**adp, "prefill_replicas": 1}, "dynamo": False})

@@ -143,6 +143,10 @@ class Replica:
         # decode batch size up to max_num_seqs (the policy's own function, tabulated)
         self._max_request_tokens = min(spec.max_context_tokens, spec.kv_blocks * spec.block_tokens)
         self._padded = [0] + [self.policy.padded_decode(n) for n in range(1, min(spec.max_num_seqs, 2048) + 1)]
+        # attention-DP context balancing (`serving.attention_dp.BalanceGate`, shared by an instance's ranks): whether
+        # waiting prompts may start, and while they may not, the most decode iterations to run before asking again
+        self.gate = None
+        self.hold_iters = MAX_RUN
 
     # -- views for routers --------------------------------------------------------------
     def outstanding_tokens(self) -> int:
@@ -389,7 +393,7 @@ class Replica:
         if prefilling:
             budget = self._continue_prefills(chunks, budget, need, extra)
             need = bins[(-self.g) % bs]
-        if waiting and budget > 0:
+        if waiting and budget > 0 and (self.gate is None or self.gate.admits(self)):
             self._admit(budget, extra, chunks)
         if not chunks and self.num_decode == 0:
             self.idle_since = now
@@ -460,6 +464,8 @@ class Replica:
             raise AssertionError("decoding requests without a finishing iteration")
         n = self.num_decode
         k = max(1, min(heap[0] - self.g, MAX_RUN))
+        if self.gate is not None and self.waiting:  # prompts held by attention-DP balancing: ask again in time
+            k = max(1, min(k, self.hold_iters))
         first_need = self.bins[(-self.g) % self._bs]
         avail = self.pool.available
         blocks = self._crossings(k) - first_need
