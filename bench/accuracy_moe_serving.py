@@ -8,10 +8,14 @@
   runner; compared on mean TTFT and TPOT.
 - trtllm.csv MoE trtllm-bench rows (Mixtral, Qwen3 MoE, DeepSeek-R1, GPT-OSS, Llama-4): `--offline` output tokens/s.
 - disaggregated runs of the same file: prefill and decode pools each with their own layout and worker count
-  (simulate's prefill_*/decode_* layout arguments).
+  (simulate's prefill_*/decode_* layout arguments; TensorRT-LLM context servers limited to the stated prefill
+  batch, `prefill_limit`); runs whose worker counts the source leaves blank under a stated assumption
+  (`assume_workers`), scored in groups of their own.
+- aggregated TensorRT-LLM attention-DP runs under the context balancing bench/fit_attention_dp_balance.py chose
+  (`concurrency_jobs`, `is_balanced_kind`).
 - MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
-  simulated (see `_not_expressed`); so are P/D runs without worker counts and measurements repeated under a
-  larger-GPU layout label (`relabelled_duplicates`).
+  simulated (see `_not_expressed`); so are measurements repeated under a larger-GPU layout label
+  (`relabelled_duplicates`).
 """
 
 from __future__ import annotations
@@ -97,6 +101,21 @@ def pools(notes: str) -> dict | None:
     return found if set(found) == {"prefill", "decode"} else None
 
 
+ASSUMED_WORKERS = 1
+# 10 x C requests per run, as fixed_concurrency_kwargs states, without its 4,000 cap: MoE runs reach C = 4,096, and
+# 4,000 requests for 4,096 clients is one burst of prompts, not the benchmark's steady state (TTFT 27 s against a
+# measured 4.3 s for the DeepSeek-R1 P/D run at C = 4096)
+MAX_REQUESTS = 50_000
+
+
+def assume_workers(found: dict) -> dict:
+    """P/D pools whose worker counts the source leaves blank ('prefill workers= x (...)': 786 DeepSeek-R1 rows of
+    aiconfigurator's 2026-03-25 and 2026-04-06 samples) under a stated assumption, ASSUMED_WORKERS of each: the
+    smallest deployment of the stated layouts, as the 114 other MoE P/D rows of the same file state it ('1 x').
+    These runs are scored in a group of their own (`run_moe_serving(assumed_workers=True)`), never in the P/D groups."""
+    return {role: (workers or ASSUMED_WORKERS, lay) for role, (workers, lay) in found.items()}
+
+
 def _disagg_kwargs(p: tuple, d: tuple) -> dict | None:
     """simulate() arguments for P/D pools with their own layouts (None: pipeline stages differ)."""
     (pw, pl), (dw, dl) = p, d
@@ -143,14 +162,15 @@ def _formats(dtype: str, hw: str) -> dict:
     return {"dtype": dtype}
 
 
-def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None,
-                     balance: dict | None = None) -> tuple[list[dict], list[str]]:
+def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, balance: dict | None = None,
+                     assumed_workers: bool = False) -> tuple[list[dict], list[str]]:
     """The MoE fixed-concurrency and P/D jobs, each under its framework's benchmark client: the setting
     bench/fit_serving_client.py fitted on the dense rows of the same silicon samples (so every MoE row is
     held out from that fit), the exact client for a framework without one. Aggregated TensorRT-LLM attention-DP
     runs also take the attention-DP context balancing `balance` (default: bench/fit_attention_dp_balance.py's
-    choice, none without its file; {} for none)."""
-    jobs, failed = _jobs(directory)
+    choice, none without its file; {} for none). `assumed_workers`: P/D runs without stated worker counts run under
+    `assume_workers` (else they are listed as not expressed)."""
+    jobs, failed = _jobs(directory, assumed_workers)
     jobs = under_clients(jobs, clients)
     balance = fitted_balance() if balance is None else balance
     for job in jobs:
@@ -196,7 +216,7 @@ def relabelled_duplicates(rows: pd.DataFrame) -> pd.Series:
     return rows["n_accel"] > fewest
 
 
-def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
+def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], list[str]]:
     rows = pd.read_csv(directory / "e2e_aiconfigurator_silicon.csv")
     rows = rows[rows["model"].str.contains(MOE_PATTERN, case=False, na=False)]
     jobs: dict[tuple, dict] = {}
@@ -208,11 +228,15 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
     for _, r in rows[~duplicate].iterrows():
         notes = str(r["notes"])
         model, hw, dtype = MOE_MODELS.get(r["model"]), HARDWARE.get(r["hardware"]), _quant(notes)
+        assumed = False
         if r["scenario"] == "server-disagg":
             pd_pools = pools(notes)
             if pd_pools and not (pd_pools["prefill"][0] and pd_pools["decode"][0]):
-                failed.append(f"{r['case_id']}: P/D worker counts not stated in the source ('workers= x')")
-                continue
+                if not assumed_workers:
+                    failed.append(f"{r['case_id']}: P/D worker counts not stated in the source ('workers= x'); "
+                                  f"simulated only under an assumed count (assumed_workers=True, `assume_workers`)")
+                    continue
+                pd_pools, assumed = assume_workers(pd_pools), True
             lay = _disagg_kwargs(pd_pools["prefill"], pd_pools["decode"]) if pd_pools else None
         else:
             lay = layout(notes)
@@ -220,13 +244,17 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
             failed.append(f"{r['case_id']}: unknown model/hardware/format/layout ({r['model']}, {r['hardware']})")
             continue
         fw = str(r["framework"]).split()[0]
+        if _note_number(notes, _CONCURRENCY) is None and pd.isna(r["batch"]):
+            failed.append(f"{r['case_id']}: neither the benchmark concurrency nor the per-rank batch is stated")
+            continue
         c, isl, osl = benchmark_concurrency(notes, r["batch"], lay), int(r["input_len"]), int(r["output_len"])
-        add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl),
-                     fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_formats(dtype, hw), kv_dtype="fp8",
-                                              **_exchange(fw, lay), **engine_release(r["framework"]),
-                                              **(prefill_limit(fw, notes) if "prefill_replicas" in lay else {})),
+        kwargs = fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_formats(dtype, hw), kv_dtype="fp8",
+                                          **_exchange(fw, lay), **engine_release(r["framework"]),
+                                          **(prefill_limit(fw, notes) if "prefill_replicas" in lay else {}))
+        kwargs["num_requests"] = min(10 * c, MAX_REQUESTS)
+        add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl, assumed), kwargs,
                      {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c,
-                      "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes}, r)
+                      "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes, "workers_assumed": assumed}, r)
     return list(jobs.values()), failed
 
 
@@ -314,8 +342,11 @@ def spread(jobs: list[dict], limit: int | None) -> list[dict]:
     return [jobs[int(i * step)] for i in range(limit)]
 
 
-def run_moe_serving(directory: Path, limit: int | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
-    conc, failed = concurrency_jobs(directory)
+def run_moe_serving(directory: Path, limit: int | None = None, workers: int = 2,
+                    assumed_workers: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """Every expressible MoE serving row simulated (`assumed_workers`: also the P/D runs without stated worker
+    counts, in groups of their own; they take minutes, most of them overloaded under one decode worker)."""
+    conc, failed = concurrency_jobs(directory, assumed_workers=assumed_workers)
     thr, failed2 = throughput_jobs(directory)
     thr += published_jobs(directory)
     failed += failed2 + _not_expressed(directory)
@@ -328,6 +359,8 @@ def run_moe_serving(directory: Path, limit: int | None = None, workers: int = 2)
         lay = job["meta"]["layout"]
         kind = "attention-DP" if lay["dp"] > 1 else ("EP" if lay["ep"] > 1 else "TP")
         kind = f"P/D, decode {kind}" if "prefill_replicas" in lay else kind
+        if job["meta"].get("workers_assumed"):
+            kind = f"{kind}; worker counts not stated, {ASSUMED_WORKERS} + {ASSUMED_WORKERS} assumed"
         for metric, (value, case_id) in job["measured"].items():
             if res["error"]:
                 failed.append(f"{case_id}: {res['error']}")

@@ -78,3 +78,15 @@ def test_balancing_applies_to_hand_started_aggregated_trtllm_attention_dp_runs_o
     assert not is_balanced_kind({"framework": "sglang", "layout": adp, "dynamo": False})
     assert not is_balanced_kind({"framework": "trtllm", "layout": {**adp, "dp": 1}, "dynamo": False})
     assert not is_balanced_kind({"framework": "trtllm", "layout": {**adp, "prefill_replicas": 1}, "dynamo": False})
+
+
+def test_pd_runs_without_worker_counts_are_listed_unless_assumed_and_then_one_worker_each():
+    from accuracy_moe_serving import assume_workers
+
+    blank = _PD.replace("prefill workers=7", "prefill workers=").replace("decode workers=2", "decode workers=")
+    found = pools(blank)
+    assert (found["prefill"][0], found["decode"][0]) == (0, 0)
+    assumed = assume_workers(found)
+    assert (assumed["prefill"][0], assumed["decode"][0]) == (1, 1)
+    assert assumed["prefill"][1] == found["prefill"][1]  # the stated layouts are kept
+    assert assume_workers(pools(_PD)) == pools(_PD)  # stated counts are not touched
