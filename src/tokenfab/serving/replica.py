@@ -147,6 +147,9 @@ class Replica:
         # waiting prompts may start, and while they may not, the most decode iterations to run before asking again
         self.gate = None
         self.hold_iters = MAX_RUN
+        # disaggregated decode pool: hand-offs admitted in the iteration being planned, whose first token the client
+        # sees when that iteration ends (the decode side streams the prefill's token after the KV arrived)
+        self._first_out: list[Request] = []
 
     # -- views for routers --------------------------------------------------------------
     def outstanding_tokens(self) -> int:
@@ -360,6 +363,8 @@ class Replica:
                 extra_s.append(start * spec.kv_bytes_per_token / spec.swap_bytes_per_s)
             self.stack.append(req)
             if resume_decode:
+                if req.first_token_s < 0:
+                    self._first_out.append(req)
                 self._start_decoding(req)
                 continue
             prefilling.append(req)
@@ -408,6 +413,8 @@ class Replica:
         t, e = self._step(prefill, n, self.sum_kv / n + 1 if n else 0.0)
         t += self._overhead_s + sum(extra)
         e += self._idle_w * self._overhead_s
+        if self._first_out:
+            self._emit_first(now + t)
         self.work = _Work(now + t, now, False, 1, chunks=tuple(chunks))
         self._account(now, t, e, n + len(prefilling))
         return now + t
@@ -487,9 +494,17 @@ class Replica:
         if oh:
             t0, t1, e0, e1 = t0 + oh, t1 + oh, e0 + oh * self._idle_w, e1 + oh * self._idle_w
         total = k * (t0 + t1) / 2 + extra_s
+        if self._first_out:
+            self._emit_first(now + extra_s + t0)
         self.work = _Work(now + total, now, True, k, t0, t1, e0, e1, blocks=blocks)
         self._account(now, total, k * (e0 + e1) / 2, n)
         return now + total
+
+    def _emit_first(self, at_s: float) -> None:
+        """Hand-offs admitted in this work show their first token when its first iteration ends."""
+        for req in self._first_out:
+            req.first_token_s = at_s
+        self._first_out.clear()
 
     @staticmethod
     def _valid(req: Request, finish_at: int) -> bool:

@@ -228,7 +228,11 @@ class Simulation:
                 self._kick(rank, now)
 
     def _handoff_arrive(self, req: Request, now: float) -> None:
-        req.ready_s = now
+        # The client sees the first token from the decode side (TensorRT-LLM's disaggregated server streams the
+        # generation server's response, which carries the context server's token once the KV has arrived:
+        # PyExecutor._prepare_disagg_gen_transmission_complete; SGLang's decode server likewise): it is set when
+        # the decode replica admits the request and its first iteration there ends (Replica._emit_first).
+        req.ready_s, req.first_token_s = now, -1.0
         target = self.decoders[self.decode_router.route(req, self.decoders)]
         target.enqueue(req)
         self._kick(target, now)
