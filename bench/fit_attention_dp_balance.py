@@ -7,8 +7,9 @@ TensorRT-LLM can hold prompts back until every attention-DP rank has one (`atten
 The candidates are the settings TensorRT-LLM documents: off (its default, llm_args.py AttentionDpConfig
 enable_balance=False), the tech blog's context wait alone and its production configuration
 (docs/source/blogs/tech_blog/blog10_ADP_Balance_Strategy.md: timeout_iters 50; timeout_iters 50 with
-batching_wait_iters 10). Rows: the aggregated TensorRT-LLM attention-DP runs bench/accuracy_moe_serving.py expresses (those started from
-TensorRT-LLM release images; Dynamo deployments keep balancing off, see `accuracy_moe_serving.is_balanced_kind`),
+batching_wait_iters 10). Rows: the aggregated TensorRT-LLM attention-DP runs bench/accuracy_moe_serving.py expresses
+(those started from TensorRT-LLM release images; Dynamo deployments keep balancing off, see
+`accuracy_moe_serving.is_balanced_kind`),
 under the fitted benchmark client, split by a hash of the run key as bench/fit_serving_client.py splits them; the fit
 half picks the candidate minimising the mean of TTFT and TPOT MAPE, the other half reports the figures. `--write`
 stores the choice with provenance in bench/data/attention_dp_balance.yaml, which bench/accuracy_moe_serving.py reads.

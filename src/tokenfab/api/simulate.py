@@ -194,7 +194,9 @@ def simulate(
                                      "acceptance": sspec.acceptance_frac, "acceptance_source": sspec.acceptance_source,
                                      "tokens_per_iteration": spec_model.tokens_per_iteration}
         context = float(input_len + output_len) if trace is None and input_dist is None and output_dist is None else None
-        role_sched = sched.model_copy(update={"max_num_seqs": prefill_max_num_seqs}) if role == "prefill" and prefill_max_num_seqs else sched
+        role_sched = sched
+        if role == "prefill" and prefill_max_num_seqs:  # a context server's own sequence limit
+            role_sched = sched.model_copy(update={"max_num_seqs": prefill_max_num_seqs})
         rspec = replica_spec(d.step_model, d.memory, role_sched, wl.hash_block_tokens, role, policy=eng,
                              speculative=spec_model, context_len=context)
         together = None
@@ -228,7 +230,8 @@ def simulate(
         sim = Simulation([s for _ in range(prefill_replicas) for s in p_ranks()], wl,
                          decode_specs=[s for _ in range(decode_replicas) for s in d_ranks()],
                          transfer_s_per_token=per_token, **run_settings)
-        config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas, prefill_max_num_seqs=prefill_max_num_seqs or max_num_seqs,
+        config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
+                      prefill_max_num_seqs=prefill_max_num_seqs or max_num_seqs,
                       decode_hardware=decode_hardware or hardware,
                       prefill_tp=prefill_tp or tp, decode_tp=decode_tp or tp, prefill_dp=p_lay[1], prefill_ep=p_lay[2],
                       decode_dp=d_lay[1], decode_ep=d_lay[2])
