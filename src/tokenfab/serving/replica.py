@@ -41,6 +41,10 @@ class StepTimer(Protocol):
 
 _by_rid = operator.attrgetter("rid")
 MAX_RUN = 4096  # longest closed-form decode run (bounds the linear-in-context approximation)
+# The inlined common cases of admission, prefill completion and decode finish (and the simulator's inlined
+# arrival): False makes replicas built afterwards take the general methods everywhere, which the equality test
+# (tests/property/test_simulate_fast_paths.py) runs against.
+FAST_PATHS = True
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,9 @@ class Replica:
         # host time per engine iteration; a speculative timer counts iterations in tokens (tau per iteration)
         self._overhead_s = self.policy.step_overhead_s / getattr(spec.step, "tau", 1.0)
         self._reserve = self.policy.kv_full == "reserve"
-        self._prefill_pool = spec.role == "prefill"
+        self._fast = FAST_PATHS
+        self._general_prefill_done = spec.role == "prefill" or not FAST_PATHS  # every prefill completion via _prefill_done
+        self.inline_done = FAST_PATHS and spec.role != "prefill"  # the simulator may log its finished requests inline
         # Prefill-first iterations admit only requests that prefill: a decode pool's hand-offs and swapped-out
         # requests resume decoding directly, through the ordinary decode iteration.
         self._prefill_first = self.policy.prefill_first and spec.role != "decode" and spec.preemption != "swap"
@@ -322,7 +328,8 @@ class Replica:
         """Admit waiting requests into this iteration, appending their prefill chunks to `chunks`."""
         spec, pool, waiting, prefilling = self.spec, self.pool, self.waiting, self.prefilling
         bs, max_seqs, hash_tokens = self._bs, spec.max_num_seqs, pool.hash_block_tokens
-        chunked, plain, stack, bins, peek = spec.chunked_prefill, not self._reserve, self.stack, self.bins, waiting.peek
+        chunked, stack, bins, peek = spec.chunked_prefill, self.stack, self.bins, waiting.peek
+        plain = self._fast and not self._reserve
         while budget > 0 and waiting and self.num_decode + len(prefilling) < max_seqs:
             req = peek()
             if plain and not req.computed and not req.hash_ids:
@@ -628,7 +635,7 @@ class Replica:
             req.computed = computed = req.computed + q
             if req.prompt_len + req.generated != computed:  # prefill not finished (req.to_prefill > 0)
                 continue
-            if req.hash_ids or self._prefill_pool or req.generated + 1 >= req.output_len:
+            if req.hash_ids or self._general_prefill_done or req.generated + 1 >= req.output_len:
                 self._prefill_done(req, now, done)
                 continue
             # _prefill_done then _start_decoding, inlined for the common case: no prefix blocks to publish,
@@ -648,7 +655,7 @@ class Replica:
                 heapq.heappush(heap, finish_at)
             else:
                 bucket.append(req)
-        bins, bs, release = self.bins, self._bs, self.pool.release
+        bins, bs, release, fast = self.bins, self._bs, self.pool.release, self._fast
         while heap and heap[0] <= g:
             finish_at = heapq.heappop(heap)
             bucket = self.finishing.pop(finish_at)
@@ -658,6 +665,10 @@ class Replica:
                 # _valid, inlined: still decoding and this entry is its current finishing iteration
                 join = req.decode_join
                 if join >= 0 and req.finish_s < 0 and join + (req.output_len - req.generated) == finish_at:
+                    if not fast:
+                        self._release(req, self._stop_decoding(req))
+                        self._finished(req, now, done)
+                        continue
                     # _stop_decoding, inlined
                     kv = req.computed + (g - join)
                     req.generated += g - join

@@ -267,7 +267,8 @@ class Simulation:
         bar = _Progress(min(self.workload.num_requests, 10**9)) if self.progress else None
         check = self.check_invariants
         # one replica, requests straight into the engine: an arrival is queued on it here (`_arrive`, inlined)
-        only = self.replicas[0] if len(self.replicas) == 1 and not self._frontend and not self.request_latency_s else None
+        direct = len(self.replicas) == 1 and not self._frontend and not self.request_latency_s and self.replicas[0]._fast
+        only = self.replicas[0] if direct else None
         max_tokens, chunked, budget = (only._max_request_tokens, only.spec.chunked_prefill, only._budget) if only else (0, 0, 0)
         now = 0.0
         while True:
@@ -299,7 +300,7 @@ class Simulation:
                 replica = by_index[idx]
                 finished = replica.complete(now)
                 if finished:
-                    if replica.spec.role == "prefill":
+                    if not replica.inline_done:  # a prefill pool's hand-offs (or the general path)
                         done(replica, finished, now)
                     else:  # _done, inlined
                         for req in finished:
