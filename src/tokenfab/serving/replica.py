@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from tokenfab.serving.invariants import check_replica
 from tokenfab.serving.kvcache import BlockPool
 from tokenfab.serving.policies import make_queue
 from tokenfab.serving.request import Request
@@ -506,7 +507,7 @@ class Replica:
         heap, finishing = self.finish_heap, self.finishing
         while heap:  # drop finishing iterations left only with stale entries
             at = heap[0]
-            for req in finishing[at]:  # any of them `_valid` (inlined)?
+            for req in finishing[at]:  # any still decoding with this as its finishing iteration?
                 join = req.decode_join
                 if join >= 0 and req.finish_s < 0 and join + (req.output_len - req.generated) == at:
                     break
@@ -550,11 +551,6 @@ class Replica:
             self.on_sample(now, total, n, kv)
         return now + total
 
-    @staticmethod
-    def _valid(req: Request, finish_at: int) -> bool:
-        """The request still decodes and finishes at `finish_at` (not a stale entry of before a preemption)."""
-        return req.decode_join >= 0 and req.finish_s < 0 and req.decode_join + (req.output_len - req.generated) == finish_at
-
     def _account(self, now: float, dt: float, energy: float, batch: int) -> None:
         self.energy_j += energy
         self.busy_s += dt
@@ -567,27 +563,8 @@ class Replica:
             self.on_sample(now, dt, batch, kv)
 
     def check_invariants(self) -> None:
-        """Block conservation and aggregate consistency (for tests; O(running))."""
-        running = [r for r in self.stack if r.finish_s < 0 and (r.decode_join >= 0 or r in self.prefilling)]
-        private = sum(self._blocks_for(r, self._kv(r)) for r in running)
-        pool = self.pool
-        if pool.free < 0 or private < 0:
-            raise AssertionError("negative block count")
-        # a decode run pre-allocates its KV growth; those blocks are not yet attributed to requests
-        pending = self.work.blocks if self.work is not None and self.work.run else 0
-        if self.work is not None and not self.work.run:
-            pending = sum(self._blocks_for(r, self._kv(r) + q) - self._blocks_for(r, self._kv(r)) for r, q in self.work.chunks)
-            pending += self.bins[(-self.g) % self.spec.block_tokens] if self.num_decode and self.work.decode else 0
-        elif self.work is not None:
-            pending += self.bins[(-self.g) % self.spec.block_tokens]
-        if pool.free + private + pool.cached_blocks + pending != pool.num_blocks:
-            raise AssertionError(f"KV blocks not conserved: free {pool.free} + private {private} + cached "
-                                 f"{pool.cached_blocks} + in-flight {pending} != {pool.num_blocks}")
-        decoders = [r for r in running if r.decode_join >= 0]
-        if len(decoders) != self.num_decode or sum(self._kv(r) for r in decoders) != self.sum_kv:
-            raise AssertionError("decode aggregates out of sync")
-        if len(running) > self.spec.max_num_seqs:
-            raise AssertionError("more running sequences than max_num_seqs")
+        """Block conservation and aggregate consistency (for tests; O(running)): see `serving.invariants`."""
+        check_replica(self)
 
     # -- interruption and completion ---------------------------------------------------------
     def interrupt(self, now: float) -> float | None:
@@ -662,7 +639,7 @@ class Replica:
             if len(bucket) > 1:
                 bucket.sort(key=_by_rid)  # requests finishing together leave in id order
             for req in bucket:
-                # _valid, inlined: still decoding and this entry is its current finishing iteration
+                # still decoding and this entry is its current finishing iteration (not stale after a preemption)
                 join = req.decode_join
                 if join >= 0 and req.finish_s < 0 and join + (req.output_len - req.generated) == finish_at:
                     if not fast:
