@@ -25,12 +25,15 @@ from accuracy_serving import (
     HARDWARE,
     _concurrency_job,
     _engine_overrides,
+    _offline_settings,
+    _trtllm_bench_limits,
     add_measured,
     engine_release,
     fixed_concurrency_kwargs,
     under_clients,
 )
 
+from tokenfab.errors import TokenfabError
 from tokenfab.hardware.catalog import load_chip
 
 MOE_MODELS = {"deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
@@ -206,12 +209,16 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
             # ep = dp (experts spread over the whole group, no MoE-TP); the table does not state it
             tp, dp = 1, tp
             ep = dp if pd.isna(r["ep"]) else ep
-        out = int(r["output_len"])
+        kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype, **_exchange("trtllm", {"dp": dp}),
+                      kv_dtype="fp8" if dtype != "fp16" else "fp16", offline=True, input_len=int(r["input_len"]),
+                      output_len=int(r["output_len"]), engine="trtllm", **_offline_settings(r),
+                      **_engine_overrides("trtllm", int(r["input_len"]), 0), **engine_release(r["framework"]))
+        try:  # trtllm-bench sizes max_batch_size / max_num_tokens from the KV room, for MoE models as for dense ones
+            kwargs.update(_trtllm_bench_limits(kwargs))
+        except TokenfabError:
+            pass  # the deployment does not fit: simulate reports why
         jobs.append({
-            "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype, **_exchange("trtllm", {"dp": dp}),
-                           kv_dtype="fp8" if dtype != "fp16" else "fp16", offline=True,
-                           num_requests=max(300, min(1500, 300_000 // out)), input_len=int(r["input_len"]), output_len=out,
-                           engine="trtllm", **_engine_overrides("trtllm", int(r["input_len"]), 0)),
+            "kwargs": kwargs,
             "meta": {"case_id": r["case_id"], "device": hw, "model": model, "per_gpu": str(r["metric"]).endswith("per_gpu"),
                      "n_accel": int(r["n_accel"]), "measured": float(r["value"])},
         })

@@ -265,9 +265,11 @@ def _full_attention_model(model: str) -> str:
 def _trtllm_bench_limits(kw: dict) -> dict:
     """max_batch_size and max_num_tokens as trtllm-bench sets them from the KV cache's room for requests of the
     dataset's ISL + OSL (tensorrt_llm/bench/build/tuning.py, finetune_setting: batch capped at 4096 / pp and rounded up,
-    tokens = batch x (1 + ISL/OSL) capped at 32768, at least 2048), with tokenfab's KV capacity for the room."""
+    tokens = batch x (1 + ISL/OSL) capped at 32768, at least 2048), with tokenfab's KV capacity for the room (of one
+    attention-DP rank for MoE layouts: `kw`'s ep / dp / moe_tp / weight_dtype / moe_dispatch where it has them)."""
+    layout = {k: kw[k] for k in ("ep", "dp", "moe_tp", "weight_dtype", "moe_dispatch") if kw.get(k) is not None}
     d = api.deployment(kw["model"], kw["hardware"], None, kw["tp"], kw["pp"], dtype=kw["dtype"], kv_dtype=kw["kv_dtype"],
-                       kv_free_memory_frac=kw.get("kv_free_memory_frac", 0.9))
+                       kv_free_memory_frac=kw.get("kv_free_memory_frac", 0.9), **layout)
     isl, osl = kw["input_len"], kw["output_len"]
     requests = d.memory.kv_capacity_tokens(8192, 2048) / (isl + osl)
     raw_bs = min(requests, 4096) / kw["pp"]
