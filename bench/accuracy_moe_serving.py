@@ -147,10 +147,14 @@ def relabelled_duplicates(rows: pd.DataFrame) -> pd.Series:
     shared/calibration's aggregated MoE rows from aiconfigurator's 2026-04-06 source repeat 74 measurements of
     the 2026-03-25 source's 4- and 8-GPU runs (ids '..._tp8_0_ep8_0_...' there, '..._tp8_ep8_...' here) under
     16- and 64-GPU layouts (e.g. attention_dp=64 with moe_tp=8 x moe_ep=8 for an 8-GPU DEP8 run; tp=64 for
-    DeepSeek's 128 heads): one measurement cannot be both, and its id names the 8-GPU layout."""
-    key = rows[["model", "hardware", "input_len", "output_len", "metric"]].astype(str).agg("|".join, axis=1)
+    DeepSeek's 128 heads): one measurement cannot be both, and its id names the 8-GPU layout. The model is compared
+    as the architecture it maps to: the 2026-04-27 db-dump repeats the 2026-03-25 SGLang DeepSeek-R1 runs (case ids
+    'dsr1_...') under 16- and 64-GPU layouts with the model named DeepSeek-V3. A row that states no GPU count
+    (n_accel 0: P/D runs without worker counts) is no smaller copy of anything."""
+    model = rows["model"].map(MOE_MODELS).fillna(rows["model"])
+    key = model.astype(str) + "|" + rows[["hardware", "input_len", "output_len", "metric"]].astype(str).agg("|".join, axis=1)
     key = key + "|" + rows["notes"].str.extract(_CONCURRENCY, expand=False).fillna("") + "|" + rows["value"].round(4).astype(str)
-    fewest = rows.groupby(key)["n_accel"].transform("min")
+    fewest = rows["n_accel"].where(rows["n_accel"] > 0).groupby(key).transform("min")
     return rows["n_accel"] > fewest
 
 

@@ -82,3 +82,19 @@ def test_trtllm_bench_moe_rows_take_trtllm_bench_batch_limits(tmp_path):
     limits = _trtllm_bench_limits(kw)
     assert (kw["max_num_seqs"], kw["max_batched_tokens"]) == (limits["max_num_seqs"], limits["max_batched_tokens"])
     assert kw["max_num_seqs"] > 1 and kw["max_batched_tokens"] >= 8192 + kw["max_num_seqs"]
+
+
+def test_a_copy_naming_another_checkpoint_of_the_same_architecture_is_still_a_duplicate():
+    """The db-dump's 64-GPU copy of an 8-GPU SGLang DeepSeek-R1 run names the model DeepSeek-V3 (one architecture)."""
+    import pandas as pd
+
+    from accuracy_moe_serving import relabelled_duplicates
+
+    base = dict(hardware="B200-SXM-180GB", input_len=1024, output_len=1024, metric="tpot_ms", value=9.2047,
+                notes="measured serving benchmark at fixed concurrency=8")
+    rows = pd.DataFrame([{**base, "model": "deepseek-ai/DeepSeek-R1", "n_accel": 8},
+                         {**base, "model": "deepseek-ai/DeepSeek-V3", "n_accel": 64},
+                         {**base, "model": "Qwen/Qwen3-235B-A22B-FP8", "n_accel": 64},  # another model: kept
+                         {**base, "model": "deepseek-ai/DeepSeek-R1", "n_accel": 0, "value": 7.5},  # no GPU count...
+                         {**base, "model": "deepseek-ai/DeepSeek-V3", "n_accel": 16, "value": 7.5}])  # ...so no copy
+    assert relabelled_duplicates(rows).tolist() == [False, True, False, False, False]
