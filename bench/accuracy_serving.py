@@ -221,7 +221,11 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
 # $num_requests per (ISL, OSL) of the TensorRT-LLM perf overview's dataset step ("Preparing a Dataset",
 # github.com/NVIDIA/TensorRT-LLM docs/source/performance/perf-overview.md @00f3768): enough requests for a steady state.
 PERF_OVERVIEW_REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500, (2048, 128): 3000,
-                          (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000, (20000, 2000): 1000}
+                          (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000, (20000, 2000): 1000,
+                          # the developer-guide perf overview's table (docs/source/developer-guide/perf-overview.md
+                          # @03e27c7, "Number of Requests"), whose pairs the tables above do not use
+                          (1024, 1024): 3000, (8192, 1024): 1500, (1024, 8192): 1500, (32768, 1024): 1000,
+                          (1024, 32768): 1000}
 
 
 def _offline_settings(r: pd.Series) -> dict:
