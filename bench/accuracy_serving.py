@@ -214,6 +214,12 @@ def under_clients(jobs: list[dict], clients: dict[str, dict] | None = None, camp
     return jobs
 
 
+# An aggregated run's benchmark concurrency as its notes state it. The Dynamo 0.8.0 runs of qwen3_32b.csv (vLLM 0.12.0,
+# TensorRT-LLM 1.2.0rc6) say 'measured serving benchmark at fixed concurrency' with no value (their ids read
+# '..._4000x1000_c_tp8_...' where every other run's reads '_c16_'): their `batch` is then no known client count.
+_STATED_CONCURRENCY = re.compile(r"fixed concurrency=\d+")
+
+
 def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
     rows = pd.read_csv(directory / "e2e_aiconfigurator_silicon.csv")
     jobs, skipped = {}, []
@@ -229,6 +235,10 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
                 skipped.append(f"{r['case_id']} (disaggregated layout not stated in the notes)")
                 continue
             add_measured(jobs, job["meta"]["key"], job["kwargs"], job["meta"], r)
+            continue
+        if not _STATED_CONCURRENCY.search(str(r["notes"])):
+            skipped.append(f"{r['case_id']} (no concurrency stated: the notes say 'at fixed concurrency' without a value, "
+                           "and the run id's concurrency field is empty)")
             continue
         c, tp, isl, osl = int(r["batch"]), int(r["tp"]), int(r["input_len"]), int(r["output_len"])
         kv = "fp8" if dtype in ("fp8", "fp4") else dtype
