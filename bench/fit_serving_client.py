@@ -104,7 +104,7 @@ def _fit_campaign_clients(jobs: list[dict], best: dict[str, dict], grid: list[di
         if min(scores)[0] < base:
             test_ttft = {label: round(_mape(test, _run(test, c, held), "ttft_ms")[0], 4)
                          for label, c in (("framework_client", framework), ("own_client", own))}
-            out[name] = {"client": own, "client_fit_half_score": {"framework_client": round(base, 4),
+            out[name] = {"client": dict(own), "client_fit_half_score": {"framework_client": round(base, 4),
                                                                   "own_client": round(min(scores)[0], 4)},
                          "client_held_out_ttft_ms_mape": test_ttft}
         print(f"campaign {name}: own client {own} fit-half score {min(scores)[0]:.4f} against the framework's {base:.4f}")
