@@ -1,6 +1,11 @@
-"""Fit how the benchmark client of the measured serving runs behaved, per framework, and write it as data.
+"""Fit how the benchmark client of the measured serving runs behaved, per framework and per measurement
+campaign, and write it as data.
 
     python bench/fit_serving_client.py [--variation 0,0.005,0.01,0.02,0.05] [--latency-ms 0,5,10,20,40] [--write]
+        [--campaign-variation ...] [--campaign-latency-ms ...] [--frameworks-from-file] [--only CAMPAIGN]
+
+(the stored fit: its provenance `command`; `--frameworks-from-file` keeps the frameworks' clients of the file it
+replaces and fits only the campaigns, about half the time; `--only` restricts the rows to iterate, without --write)
 
 A closed-loop client at fixed concurrency C starts all C requests at t=0. Whether that first wave is in
 the mean (aiperf / genai-perf count every request unless --warmup-request-count is given) and whether the
