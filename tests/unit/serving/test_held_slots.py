@@ -77,3 +77,23 @@ def test_fitted_campaign_clients_read_only_campaigns_with_a_client(tmp_path, mon
     assert accuracy_serving.fitted_campaign_clients() == {
         "b": {"warmup_waves": 0, "output_variation_frac": 0.05, "request_latency_ms": 20.0}}
     assert accuracy_serving.fitted_campaigns() == {"a": 1}
+
+
+def test_campaign_client_fit_keeps_a_campaigns_own_client_only_where_it_beats_its_frameworks(monkeypatch):
+    # Stub runs: every job's TTFT and TPOT are off by the client's latency in ms / 100 (and exact at 10 ms for
+    # campaign "b"), so campaign "a" is best at 0 ms, its framework's setting, and "b" at 10 ms, its own.
+    import fit_serving_client as fit
+
+    def run(jobs, client, held):
+        return [{"error": "", "ttft_ms": 1.0 + abs(client["request_latency_ms"] - (10 if j["meta"]["campaign"] == "b" else 0)) / 100,
+                 "tpot_ms": 1.0} for j in jobs]
+
+    monkeypatch.setattr(fit, "_run", run)
+    jobs = [{"meta": {"key": (name, i), "campaign": name, "framework": "vllm"},
+             "measured": {"ttft_ms": (1.0, ""), "tpot_ms": (1.0, "")}} for name in ("a", "b") for i in range(60)]
+    grid = [{"warmup_waves": 0, "output_variation_frac": 0.0, "request_latency_ms": lat} for lat in (0.0, 10.0, 40.0)]
+    own = fit._fit_campaign_clients(jobs, {"vllm": grid[0]}, grid, {}, min_runs=10)
+    assert set(own) == {"b"}
+    assert own["b"]["client"] == grid[1] and own["b"]["client"] is not grid[1]  # a copy: no YAML anchors
+    assert own["b"]["client_fit_half_score"] == {"framework_client": 0.05, "own_client": 0.0}
+    assert fit._fit_campaign_clients(jobs, {"vllm": grid[0]}, grid, {}, min_runs=100) == {}  # too few fit-half runs
