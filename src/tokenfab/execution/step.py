@@ -390,9 +390,27 @@ class StepModel:
             t0, e0 = self.time_energy(StepBatch((), num_decode, kv_first))
             t1, e1 = self.time_energy(StepBatch((), num_decode, kv_last))
             return t0, e0, t1, e1
-        t, busy = self._static_fast(num_decode, num_decode, num_decode, True)
-        a_t, a_e = self._decode_core(num_decode, kv_first, True)
-        b_t, b_e = self._decode_core(num_decode, kv_last, True) if kv_last != kv_first else (a_t, a_e)
+        # the memo lookups of _static_fast and _decode_core inlined (with quantise_context), as in fast_step
+        hit = self._static_cache.get((num_decode, num_decode, num_decode, True))
+        t, busy = hit if hit is not None else self._static_fast(num_decode, num_decode, num_decode, True)
+        cores = self._decode_core_cache
+        kv = kv_first
+        if kv >= 256.0:
+            whole = int(kv)
+            q = 1 << (whole.bit_length() - 8)
+            kv = float((whole + (q >> 1)) // q * q)
+        hit = cores.get((num_decode, kv, True))
+        a_t, a_e = hit if hit is not None else self._decode_core(num_decode, kv_first, True)
+        if kv_last != kv_first:
+            kv = kv_last
+            if kv >= 256.0:
+                whole = int(kv)
+                q = 1 << (whole.bit_length() - 8)
+                kv = float((whole + (q >> 1)) // q * q)
+            hit = cores.get((num_decode, kv, True))
+            b_t, b_e = hit if hit is not None else self._decode_core(num_decode, kv_last, True)
+        else:
+            b_t, b_e = a_t, a_e
         n = self._num_devices
         if not self._at_wall:  # to_wall is the identity then
             return t + a_t, (busy + a_e) * n, t + b_t, (busy + b_e) * n
