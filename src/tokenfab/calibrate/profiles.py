@@ -7,6 +7,7 @@ chip's peaks), which is the documented default for chips with no measured relati
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tokenfab.calibrate.fit import (
     UPPER, CollectiveSamples, FitQuality, KernelSamples, fit_collective, fit_kernel,
 )
 from tokenfab.calibrate.host_bound import drop_host_bound
+from tokenfab.calibrate.moe_fit import chip_gemm_launch_s, fit_pooled_moe
 from tokenfab.cost.attention import decode_attention_work, prefill_attention_work
 from tokenfab.cost.chip_cost import ChipCost, KernelWork, warm_cache_bytes
 from tokenfab.cost.collectives import mesh_domain
@@ -216,27 +218,35 @@ def _collective_dict(params, q: FitQuality) -> dict:
     return d
 
 
-def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: str) -> dict:
-    """Pool all chips: each kernel class fitted once on every chip's rows, against each chip's own peaks."""
+def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: str,
+                        gemm_launch_s: dict[str, float] | None = None) -> dict:
+    """Pool all chips: each kernel class fitted once on every chip's rows, against each chip's own peaks.
+
+    The fused-MoE tables are fitted with each chip's fixed cost in units of its bf16 dense-GEMM fixed cost
+    (`calibrate.moe_fit`), taken from `gemm_launch_s` (chip name -> seconds, e.g. the chip profiles just
+    fitted) or else fitted here on the chip's GEMM rows; a chip with neither leaves its MoE rows out."""
     pooled: dict[tuple[str, str], list[KernelSamples]] = {}
+    moe_parts: dict[str, list[tuple[KernelSamples, float]]] = {}
     coll: dict[str, list[CollectiveSamples]] = {}
     for chip in chips:
         rows = frame[frame["device"] == chip.name]
-        for key, samples in kernel_samples(rows, chip).items():
-            pooled.setdefault(key, []).append(samples)
+        chip_samples = kernel_samples(rows, chip)
+        launch = (gemm_launch_s or {}).get(chip.name)
+        if launch is None and any(table == "moe" for table, _ in chip_samples):
+            launch = chip_gemm_launch_s(rows, chip)
+        for key, samples in chip_samples.items():
+            if key[0] != "moe":
+                pooled.setdefault(key, []).append(samples)
+            elif launch is not None:
+                moe_parts.setdefault(key[1], []).append((samples, launch))
         for name, samples in collective_samples(rows, chip).items():
             coll.setdefault(name, []).append(samples)
     tables: dict[str, dict] = {}
     for (table, kind), parts in sorted(pooled.items()):
-        samples = KernelSamples.concat(parts)
-        # Cache residency is a property of one chip's benchmark, not transferable: no cache term for GEMMs
-        # and attention. The fused-MoE rows are dominated by whether the experts' weights fit in each
-        # chip's own L2 (its spec'd SRAM), so that table keeps the term; it only acts on warm benchmarks.
-        if table == "moe":
-            params, q = fit_kernel(samples, upper=table_upper(table))
-        else:
-            params, q = fit_kernel(samples, fit_cache=False)
+        # Cache residency is a property of one chip's benchmark, not transferable: no cache term.
+        params, q = fit_kernel(KernelSamples.concat(parts), fit_cache=False)
         tables.setdefault(table, {})[kind] = _kernel_dict(params, q)
+    ratios = _fit_generic_moe(moe_parts, tables)
     merged = {name: CollectiveSamples(parts[0].name, *(np.concatenate([getattr(p, f) for p in parts])
                                                        for f in ("num_devices", "message_bytes", "link_bw", "time_s")),
                                       np.concatenate([p.mesh() for p in parts]))
@@ -246,7 +256,26 @@ def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: 
     peaks = [c.peak("bf16") for c in chips if c.num_compute_units and c.supports("bf16")]
     # Units per FLOP/s of the pooled chips, so a chip without a unit count scales by its peak.
     ratio = float(np.median(np.array(units) / np.array(peaks)))
-    return _assemble("generic", provenance, ratio * 1e15, 1e15, tables, collectives)
+    out = _assemble("generic", provenance, ratio * 1e15, 1e15, tables, collectives)
+    if ratios:
+        out["moe_launch_per_gemm_launch"] = ratios
+    return out
+
+
+def _fit_generic_moe(moe_parts: dict[str, list[tuple[KernelSamples, float]]], tables: dict) -> dict[str, float]:
+    """Pooled MoE tables into `tables['moe']` and their fixed-cost ratios (kind -> r). The stored launch_s
+    is r x the generic bf16 GEMM fixed cost, so the table alone is the prediction for a chip with no GEMM
+    data of its own; `ResolvedProfile.moe` rescales it by the chip's own GEMM fixed cost. The fused-MoE rows
+    are dominated by whether the experts' weights fit in each chip's own L2 (its spec'd SRAM), so this table
+    keeps the cache term; it only acts on warm benchmarks."""
+    ratios: dict[str, float] = {}
+    reference_s = tables.get("gemm", {}).get("bf16", {}).get("launch_s")
+    for kind, parts in sorted(moe_parts.items()):
+        params, q, ratio = fit_pooled_moe(parts, table_upper("moe"))
+        launch_s = ratio * reference_s if reference_s else ratio * float(np.median([launch for _, launch in parts]))
+        tables.setdefault("moe", {})[kind] = _kernel_dict(dataclasses.replace(params, launch_s=launch_s), q)
+        ratios[kind] = round(ratio, 4)
+    return ratios
 
 
 def write_profile(profile: dict, path: str | Path) -> Path:

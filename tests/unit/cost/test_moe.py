@@ -176,10 +176,44 @@ def test_a_chips_own_moe_fit_of_another_format_beats_the_generic_fit_of_this_for
     from tokenfab.hardware.catalog import load_chip
 
     b200 = chip_cost(load_chip("b200"))
-    own = load_profile("b200").moe
+    own, gemm = load_profile("b200").moe, load_profile("b200").gemm
     assert "fp4" not in own and "w4a8" in own  # B200's rows are MXFP4 x MXFP8 only
-    assert b200.resolved.moe("fp4")[0] == own["w4a8"]  # NVFP4 experts: B200's own 4-bit kernel fit
-    assert b200.resolved.moe("fp8")[0] == own["w4a8"]  # its only fit, not A100/H100/L40S's pooled fp8
+    assert b200.resolved.moe("fp4")[0] == own["w4a8"]  # NVFP4 experts: 4-bit weights as the fit's, unchanged
+    fp8, source = b200.resolved.moe("fp8")  # its own fit, not the pooled fp8 table, moved by B200's own GEMMs
+    assert source == "fitted" and fp8.launch_s == own["w4a8"].launch_s
+    assert fp8.memory_eff == pytest.approx(min(1.0, own["w4a8"].memory_eff * gemm["fp8"].memory_eff / gemm["fp4"].memory_eff))
+    assert fp8.compute_eff == pytest.approx(min(1.0, own["w4a8"].compute_eff * gemm["fp8"].compute_eff / gemm["fp4"].compute_eff))
+
+
+def test_moe_gemm_kind_maps_formats_to_their_dense_gemm_tables():
+    from tokenfab.cost.profile import moe_gemm_kind
+
+    assert moe_gemm_kind("bf16-cutlass") == "bf16"  # the backend variant is the MoE kernel's, not the GEMM's
+    assert moe_gemm_kind("w4a8") == "fp4"  # 4-bit weights: the 4-bit GEMM's streaming efficiency
+    assert moe_gemm_kind("fp8") == "fp8"
+
+
+def test_pooled_moe_fixed_cost_scales_with_the_chips_own_gemm_fixed_cost():
+    import dataclasses as dc
+
+    from tokenfab.cost.kernel import KernelParams
+    from tokenfab.cost.profile import EfficiencyProfile, ResolvedProfile
+
+    gemm = KernelParams(launch_s=4e-6, compute_eff=0.8, memory_eff=0.8, overlap_exp=2.0, half_occupancy_per_unit=0.1)
+    moe = KernelParams(launch_s=30e-6, compute_eff=0.5, memory_eff=0.7, overlap_exp=1.0, half_occupancy_per_unit=0.0)
+    generic = EfficiencyProfile("generic", "", 100.0, 1e15, {"bf16": dc.replace(gemm, launch_s=3e-6),
+                                                              "fp8": dc.replace(gemm, memory_eff=0.4)},
+                                {}, {}, None, moe={"bf16": moe}, moe_launch_per_gemm_launch={"bf16": 10.0})
+    own = EfficiencyProfile("chip", "", 100.0, 1e15, {"bf16": gemm}, {}, {}, None)
+    resolved = ResolvedProfile(own, generic, "fitted", 100.0, "")
+    params, source = resolved.moe("bf16")
+    assert source == "generic" and params.launch_s == pytest.approx(10.0 * 4e-6)  # the chip's 4 us, not generic's 3 us
+    # A kind the pool lacks takes the pooled 16-bit curve, its efficiencies moved by the chip's GEMMs
+    # (fp8 resolves to the generic fp8 GEMM here: memory 0.4 against bf16's 0.8, so half the MoE's 0.7).
+    fp8, _ = resolved.moe("fp8-cutlass")
+    assert fp8.memory_eff == pytest.approx(0.35) and fp8.launch_s == pytest.approx(40e-6)
+    # A captured-graph floor caps the GEMM's fixed cost but not the MoE kernel chain scaled from it.
+    assert resolved.with_launch_floor(1e-6).moe("bf16")[0].launch_s == pytest.approx(40e-6)
 
 
 def test_balanced_busiest_rank_computes_whole_rows():
