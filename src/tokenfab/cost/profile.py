@@ -75,6 +75,8 @@ class EfficiencyProfile:
     # Pooled (generic) MoE fits only: each kind's fixed cost as a multiple of the chip's own bf16 dense-GEMM
     # fixed cost, so a chip without MoE rows gets a kernel-chain cost scaled from its GEMM data (`moe`).
     moe_launch_per_gemm_launch: dict[str, float] = field(default_factory=dict)
+    # MoE kinds whose fit counts each expert's row blocks as work units (`cost.moe.moe_work`, `row_tiles`).
+    moe_row_tiles: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -140,19 +142,30 @@ class ResolvedProfile:
         A pooled (generic) fit is a chip that never ran the MoE kernel: its fixed cost is the pooled
         multiple of this chip's own bf16 dense-GEMM fixed cost (`moe_launch_per_gemm_launch`).
         """
+        prof, source, near = self._moe_layer(kind)
+        params = prof.moe[near]
+        if source == GENERIC and near in prof.moe_launch_per_gemm_launch:
+            gemm_launch_s = self.gemm("bf16")[0].launch_s if self.gemm_launch_s is None else self.gemm_launch_s
+            params = dataclasses.replace(params, launch_s=prof.moe_launch_per_gemm_launch[near] * gemm_launch_s)
+        if near != kind:
+            params = self._moe_format_scaled(params, near, kind)
+        return params, source
+
+    def moe_row_tiles(self, kind: str) -> bool:
+        """Whether the fit `moe(kind)` returns counts row blocks as work units (`cost.moe.moe_work`)."""
+        prof, _, near = self._moe_layer(kind)
+        return near in prof.moe_row_tiles
+
+    def _moe_layer(self, kind: str) -> tuple[EfficiencyProfile, str, str]:
+        """(profile layer, provenance, fitted kind) that MoE kind `kind` resolves to: the first layer with any
+        MoE fit, and its nearest measured kind. A pooled fit ran other chips' kernels: no backend of theirs
+        is nearer to this chip's than another, so a kind the pool lacks takes its 16-bit curve, as every
+        other table does (`_pick`)."""
         for prof, source in self.layers():
             if prof.moe:
-                # A pooled fit ran other chips' kernels: no backend of theirs is nearer to this chip's than
-                # another, so a kind the pool lacks takes its 16-bit curve, as every other table does (`_pick`).
-                near = nearest_moe_kind(kind, prof.moe) if source != GENERIC or kind in prof.moe or "bf16" not in prof.moe else "bf16"
-                params = prof.moe[near]
-                if source == GENERIC and near in prof.moe_launch_per_gemm_launch:
-                    gemm_launch_s = self.gemm("bf16")[0].launch_s if self.gemm_launch_s is None else self.gemm_launch_s
-                    launch_s = prof.moe_launch_per_gemm_launch[near] * gemm_launch_s
-                    params = dataclasses.replace(params, launch_s=launch_s)
-                if near != kind:
-                    params = self._moe_format_scaled(params, near, kind)
-                return params, source
+                if source == GENERIC and kind not in prof.moe and "bf16" in prof.moe:
+                    return prof, source, "bf16"
+                return prof, source, nearest_moe_kind(kind, prof.moe)
         raise DataFileError("no fitted 'moe' kernel table in the efficiency profiles (run python -m tokenfab.calibrate.fit_shared)")
 
     def _moe_format_scaled(self, params: KernelParams, fitted: str, wanted: str) -> KernelParams:
@@ -269,6 +282,7 @@ def profile_from_dict(data: dict, where: str = "") -> EfficiencyProfile:
             fit_quality=data.get("fit_quality", {}),
             moe={k: _kernel(v, f"{where} moe.{k}") for k, v in data.get("moe", {}).items()},
             moe_launch_per_gemm_launch={k: float(v) for k, v in data.get("moe_launch_per_gemm_launch", {}).items()},
+            moe_row_tiles=frozenset(str(k) for k in data.get("moe_row_tiles", [])),
         )
     except (KeyError, TypeError) as exc:
         raise DataFileError(f"invalid efficiency profile {where}: missing or bad {exc}") from None
