@@ -24,7 +24,7 @@
 4. Every MoE row of shared/calibration is listed as expressed or failed-by-reason.
 5. A format a chip did not measure: the same chip's nearest measured format's fit with its efficiencies
    moved by the chip's dense-GEMM efficiency ratio of the two formats (what the tool uses), beside the
-   same without the ratio and the generic path, on chips with two or more formats.
+   same without the ratio, on chips with two or more formats.
 6. Absorbed-MLA decode (H20 FlashInfer MLA rows in vendors/): the fitted 'mla' curve on held-out batch
    sizes, beside the prefill-curve fallback that chips without MLA measurements use.
 """
@@ -167,8 +167,8 @@ def kernel_unmeasured_format(frame: pd.DataFrame) -> pd.DataFrame:
     """Per chip and format as if the chip had not measured that format: the tool's resolution with the chip's
     other formats as its own MoE fits (`ResolvedProfile.moe`: the nearest format's fit, efficiencies moved by
     the chip's dense-GEMM efficiency ratio of the two formats), beside the same without that ratio (the
-    previous rule) and the generic path fitted on the other chips' rows. Chips with one format only (A100,
-    B200) have nothing to score."""
+    previous rule). The generic path for the same rows is the leave-one-chip-out group. Chips with one
+    format only (A100, B200) have nothing to score."""
     from tokenfab.calibrate.moe_fit import fit_moe_kind
     from tokenfab.cost.profile import nearest_moe_kind
 
@@ -178,7 +178,6 @@ def kernel_unmeasured_format(frame: pd.DataFrame) -> pd.DataFrame:
             for d in devices}
     rows = []
     for d in devices:
-        generic = pooled_moe_fits(forms, [o for o in devices if o != d])
         for (table, kind) in sorted(forms[d][0]):
             others = {k: v[0] for k, v in fits[d].items() if k != kind}
             if not others:
@@ -190,9 +189,6 @@ def kernel_unmeasured_format(frame: pd.DataFrame) -> pd.DataFrame:
             rows += _rows("moe-layer:unmeasured-format (same chip, GEMM-scaled)", d, kind, sample, scaled.as_vector())
             rows += _rows("moe-layer:unmeasured-format (same chip's nearest format)", d, kind, sample,
                           others[nearest_moe_kind(kind, others)].as_vector())
-            pooled = _resolution(d, {}, generic[0], generic[1], generic_row_tiles=generic[2])
-            sample = forms[d][int(pooled.moe_row_tiles(kind))][(table, kind)]
-            rows += _rows("moe-layer:unmeasured-format (generic path)", d, kind, sample, pooled.moe(kind)[0].as_vector())
     return pd.DataFrame(rows)
 
 
