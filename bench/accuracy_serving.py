@@ -221,7 +221,11 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
 # $num_requests per (ISL, OSL) of the TensorRT-LLM perf overview's dataset step ("Preparing a Dataset",
 # github.com/NVIDIA/TensorRT-LLM docs/source/performance/perf-overview.md @00f3768): enough requests for a steady state.
 PERF_OVERVIEW_REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500, (2048, 128): 3000,
-                          (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000, (20000, 2000): 1000}
+                          (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000, (20000, 2000): 1000,
+                          # the developer-guide perf overview's table (docs/source/developer-guide/perf-overview.md
+                          # @03e27c7, "Number of Requests"), whose pairs the tables above do not use
+                          (1024, 1024): 3000, (8192, 1024): 1500, (1024, 8192): 1500, (32768, 1024): 1000,
+                          (1024, 32768): 1000}
 
 
 def _offline_settings(r: pd.Series) -> dict:
@@ -265,9 +269,11 @@ def _full_attention_model(model: str) -> str:
 def _trtllm_bench_limits(kw: dict) -> dict:
     """max_batch_size and max_num_tokens as trtllm-bench sets them from the KV cache's room for requests of the
     dataset's ISL + OSL (tensorrt_llm/bench/build/tuning.py, finetune_setting: batch capped at 4096 / pp and rounded up,
-    tokens = batch x (1 + ISL/OSL) capped at 32768, at least 2048), with tokenfab's KV capacity for the room."""
+    tokens = batch x (1 + ISL/OSL) capped at 32768, at least 2048), with tokenfab's KV capacity for the room (of one
+    attention-DP rank for MoE layouts: `kw`'s ep / dp / moe_tp / weight_dtype / moe_dispatch where it has them)."""
+    layout = {k: kw[k] for k in ("ep", "dp", "moe_tp", "weight_dtype", "moe_dispatch") if kw.get(k) is not None}
     d = api.deployment(kw["model"], kw["hardware"], None, kw["tp"], kw["pp"], dtype=kw["dtype"], kv_dtype=kw["kv_dtype"],
-                       kv_free_memory_frac=kw.get("kv_free_memory_frac", 0.9))
+                       kv_free_memory_frac=kw.get("kv_free_memory_frac", 0.9), **layout)
     isl, osl = kw["input_len"], kw["output_len"]
     requests = d.memory.kv_capacity_tokens(8192, 2048) / (isl + osl)
     raw_bs = min(requests, 4096) / kw["pp"]
