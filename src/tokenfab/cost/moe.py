@@ -215,6 +215,10 @@ def moe_work(cc: ChipCost, shape: MoEShape, act_dtype: str = "bf16", weight_dtyp
     # router scores of every token.
     tokens = load.rows * h * 3 * a + load.rows * width * 2 * 2 + load.rows * h * 2 * 2 + shape.num_tokens * h * 2
     scores = shape.num_tokens * shape.num_experts * 2  # the 16-bit router scores the kernel's top-k reads
+    if a < 2.0:
+        # 8-bit activations: every token's 16-bit hidden state is read and written in the input format (with
+        # its scales) before the permute, over all tokens the rank receives, not only the rows it keeps.
+        tokens += shape.num_tokens * h * (2.0 + a)
     # Distinct bytes a warm re-run keeps on chip: the weights, the permuted input, the intermediate, the
     # GEMM-2 output, the layer output and the scores. `tokens` counts each buffer's writes and re-reads,
     # so comparing it with the cache would evict working sets that fit (L40S layers at 1.0-1.3x its L2

@@ -66,6 +66,32 @@ def test_work_counts_flops_and_only_active_expert_weights():
     assert w.kind == "bf16"
 
 
+def test_eight_bit_activations_add_the_input_quantisation_of_every_token():
+    cc = make_cost()
+    # Same shape, fp8 activations and weights: the 64 rows move 1-byte inputs, and all 64 tokens' 16-bit
+    # hidden states (width 16) are read (2 B) and written as fp8 (1 B) before the permute.
+    shape = MoEShape(64, 16, 32, 2, 8, moe_tp=2, ep=2)
+    w = moe_work(cc, shape, "fp8")
+    weights = 4 * (16 * 32 + 16 * 16) * 1
+    tokens = 64 * 16 * 3 * 1 + 64 * 16 * 2 * 2 + 64 * 16 * 2 * 2 + 64 * 16 * 2 + 64 * 8 * 2 + 64 * 16 * (2 + 1)
+    assert w.dram_bytes == pytest.approx(weights + tokens)
+
+
+def test_row_tiles_count_every_row_block_of_each_expert():
+    from tokenfab.cost.gemm import TILE
+
+    cc = make_cost()
+    # 1024 tokens x top-2 over 8 experts on EP 2: 4 local experts with 256 rows each = 2 row blocks of 128.
+    # Up width 2 x 256 = 512 -> 4 tile columns. Per active expert: 4 units; per row block: 4 x 2 x 4 = 32.
+    shape = MoEShape(1024, 64, 256, 2, 8, ep=2)
+    assert TILE == 128
+    assert moe_work(cc, shape, "bf16").work_units == pytest.approx(4 * 4)
+    assert moe_work(cc, shape, "bf16", row_tiles=True).work_units == pytest.approx(4 * 2 * 4)
+    # Thin experts (fewer rows than a tile) have one row block each: both counts agree.
+    thin = MoEShape(8, 64, 256, 2, 8, ep=2)
+    assert moe_work(cc, thin, "bf16", row_tiles=True).work_units == moe_work(cc, thin, "bf16").work_units
+
+
 def test_resident_bytes_count_each_buffer_once():
     cc = make_cost()
     # Same shape as above: the traffic writes and re-reads the permuted input and the intermediates; the
@@ -178,6 +204,7 @@ def test_a_chips_own_moe_fit_of_another_format_beats_the_generic_fit_of_this_for
     b200 = chip_cost(load_chip("b200"))
     own, gemm = load_profile("b200").moe, load_profile("b200").gemm
     assert "fp4" not in own and "w4a8" in own  # B200's rows are MXFP4 x MXFP8 only
+    assert b200.resolved.moe_row_tiles("fp8") == ("w4a8" in load_profile("b200").moe_row_tiles)  # as its fit
     assert b200.resolved.moe("fp4")[0] == own["w4a8"]  # NVFP4 experts: 4-bit weights as the fit's, unchanged
     fp8, source = b200.resolved.moe("fp8")  # its own fit, not the pooled fp8 table, moved by B200's own GEMMs
     assert source == "fitted" and fp8.launch_s == own["w4a8"].launch_s
@@ -212,6 +239,9 @@ def test_pooled_moe_fixed_cost_scales_with_the_chips_own_gemm_fixed_cost():
     # (fp8 resolves to the generic fp8 GEMM here: memory 0.4 against bf16's 0.8, so half the MoE's 0.7).
     fp8, _ = resolved.moe("fp8-cutlass")
     assert fp8.memory_eff == pytest.approx(0.35) and fp8.launch_s == pytest.approx(40e-6)
+    # The work-unit form follows the fit the kind resolves to (here the pooled bf16 curve).
+    tiled = ResolvedProfile(own, dc.replace(generic, moe_row_tiles=frozenset({"bf16"})), "fitted", 100.0, "")
+    assert tiled.moe_row_tiles("fp8-cutlass") and not resolved.moe_row_tiles("fp8-cutlass")
     # A captured-graph floor caps the GEMM's fixed cost but not the MoE kernel chain scaled from it.
     assert resolved.with_launch_floor(1e-6).moe("bf16")[0].launch_s == pytest.approx(40e-6)
 
