@@ -96,6 +96,8 @@ class ResolvedProfile:
     # The chip's bf16 dense-GEMM fixed cost before any launch floor (`with_launch_floor`): what a pooled MoE
     # fit's fixed cost scales with (None: read it from `gemm('bf16')`).
     gemm_launch_s: float | None = None
+    # (table, key, fallback) -> `_pick`'s answer: the profiles never change, and every operator estimate asks
+    _picked: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def layers(self) -> list[tuple[EfficiencyProfile, str]]:
         """(profile, provenance) in resolution order."""
@@ -107,6 +109,12 @@ class ResolvedProfile:
         return out
 
     def _pick(self, table: str, key: str, fallback_key: str) -> tuple[KernelParams, str]:
+        hit = self._picked.get((table, key, fallback_key))
+        if hit is None:
+            hit = self._picked[(table, key, fallback_key)] = self._search(table, key, fallback_key)
+        return hit
+
+    def _search(self, table: str, key: str, fallback_key: str) -> tuple[KernelParams, str]:
         for prof, source in self.layers():
             if key in getattr(prof, table):
                 return getattr(prof, table)[key], source
