@@ -235,7 +235,7 @@ def _chip_memory(hardware: str) -> float:
 def _runtime_reserve(eng, model: str, max_num_seqs: int, world_size: int) -> dict:
     """deployment() keyword for the buffers the engine sizes by max_batch_size x vocabulary before it sizes the
     KV cache (TensorRT-LLM v0.x), whatever KV fraction applies; nothing for engines without them."""
-    if not eng.memory.runtime_bytes_per_slot_vocab:
+    if not (eng.memory.runtime_bytes_per_slot_vocab or eng.memory.runtime_fixed_bytes):
         return {}
     from tokenfab.workload.hf_config import load_model
 

@@ -78,14 +78,18 @@ class MemoryPolicy(BaseModel):
         default=0.0, ge=0, description="Bytes the engine allocates per sequence slot (max_batch_size) per padded vocabulary "
                                        "entry before it sizes the KV cache from free memory (TensorRT-LLM v0.x engine "
                                        "runtime: logits and decoder buffers); 0 for engines that size KV otherwise.")
+    runtime_fixed_bytes: float = Field(
+        default=0.0, ge=0, description="Bytes per device the engine process holds before it sizes the KV cache beyond "
+                                       "weights, activations and the per-slot buffers (TensorRT-LLM v0.x engine runtime: "
+                                       "CUDA context, TensorRT and library workspaces); 0 for engines without such a term.")
     source: str = Field(min_length=1, description="Where the default comes from.")
 
     def runtime_reserved_bytes(self, max_num_seqs: int, vocab_size: int, world_size: int = 1) -> float:
-        """Per-device bytes of the buffers sized by max_batch_size x vocabulary that the engine holds before it
-        measures free memory for the KV cache; the vocabulary is padded to a multiple of the TP x PP world
+        """Per-device bytes the engine holds before it measures free memory for the KV cache: the fixed part plus the
+        buffers sized by max_batch_size x vocabulary; the vocabulary is padded to a multiple of the TP x PP world
         (TensorRT-LLM ModelConfig::getVocabSizePadded) and every rank holds the full padded width."""
         padded = -(-vocab_size // world_size) * world_size
-        return self.runtime_bytes_per_slot_vocab * max_num_seqs * padded
+        return self.runtime_fixed_bytes + self.runtime_bytes_per_slot_vocab * max_num_seqs * padded
 
     def memory_model_kwargs(self, tp: int = 1, pp: int = 1, dp: int = 1, speculative: bool = False) -> dict[str, float]:
         """The `MemoryModel` / `deployment()` keyword that applies this policy to a layout (tp x pp model ranks,
