@@ -288,7 +288,8 @@ def _trtllm_bench_limits(kw: dict) -> dict:
     with context chunking on (bench dataclasses ExecutorSettingsConfig chunking=True; the v0.12 log's "maxInputLen
     ... since chunked context is enabled"), so max_num_tokens stays the tuned value; the PyTorch backend estimates
     with bytes per weight 2 / 1 / 0.5 (16-bit, FP8, NVFP4) at the run's fraction and, its chunking off, raises
-    max_num_tokens to ISL + max_batch_size (benchmark/utils/general.py get_settings)."""
+    max_num_tokens to ISL + max_batch_size, and captures CUDA graphs up to max_batch_size with padding on
+    (benchmark/utils/general.py get_settings: cuda_graph_config max_batch_size = max_batch_size)."""
     from tokenfab.hardware.catalog import load_chip
     from tokenfab.serving.engines.trtllm import is_engine_runtime
     from tokenfab.workload.hf_config import load_model
@@ -309,7 +310,7 @@ def _trtllm_bench_limits(kw: dict) -> dict:
     bs, tok = _finetune_setting(requests, isl, osl, pp)
     if engine_runtime:
         return {"max_num_seqs": bs, "max_batched_tokens": tok, "chunked_prefill": True}
-    return {"max_num_seqs": bs, "max_batched_tokens": max(tok, isl + bs)}
+    return {"max_num_seqs": bs, "max_batched_tokens": max(tok, isl + bs), "cuda_graph_max_batch": bs}
 
 
 def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:

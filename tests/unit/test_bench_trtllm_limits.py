@@ -34,9 +34,10 @@ def test_engine_release_tp8_rounds_the_batch_up_to_256():
 def test_pytorch_backend_counts_nvfp4_weights_at_half_a_byte_and_raises_tokens_to_the_prompt():
     """B200 (179.0615 GiB), FP4 weights 70,553,706,496 x 0.5 B = 32.854 GiB, the run's fraction 0.95: 146.207 x 0.95
     = 138.90 GiB / 1.52588e-4 = 910.3k tokens / 2176 = 418.3 requests -> 128 x ceil(3.27) = 512; tokens 444 -> 2048.
-    A 20,000-token prompt without chunking raises max_num_tokens to 20,000 + max_batch_size."""
+    A 20,000-token prompt without chunking raises max_num_tokens to 20,000 + max_batch_size. CUDA graphs are captured
+    up to max_batch_size."""
     kw = _kw(hardware="b200", dtype="fp4", engine_version="0.20", kv_free_memory_frac=0.95)
-    assert _trtllm_bench_limits(kw) == {"max_num_seqs": 512, "max_batched_tokens": 2048}
+    assert _trtllm_bench_limits(kw) == {"max_num_seqs": 512, "max_batched_tokens": 2048, "cuda_graph_max_batch": 512}
     long = _trtllm_bench_limits({**kw, "input_len": 20000, "output_len": 2000})
     assert long["max_batched_tokens"] == 20000 + long["max_num_seqs"]
 

@@ -55,7 +55,7 @@ BOUNDS: dict[str, dict[str, float]] = {
     "timeseries_interval_s": _POSITIVE, "warmup_requests": {"ge": 0, "le": 10_000_000},
     "static_memory_frac": {"ge": 0, "lt": 1},
     # scheduler
-    "max_num_seqs": {"ge": 1, "le": 1 << 20}, "max_batched_tokens": _TOKENS, "block_size": {"ge": 1, "le": 1 << 16},
+    "max_num_seqs": {"ge": 1, "le": 1 << 20}, "cuda_graph_max_batch": {"ge": 1, "le": 1 << 20}, "max_batched_tokens": _TOKENS, "block_size": {"ge": 1, "le": 1 << 16},
     # search
     "max_devices": _COUNT, "top": {"ge": 0, "le": 100_000}, "workers": {"ge": 1, "le": 4096}, "budget_cny": _POSITIVE,
     # band_level is checked by the bands module itself (its message names --band-level and the valid range)

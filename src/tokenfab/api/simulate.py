@@ -65,7 +65,7 @@ def simulate(
     dp: int = 1, moe_tp: int | None = None, moe_dispatch: str = "normal",
     prefill_dp: int | None = None, prefill_ep: int | None = None, prefill_moe_tp: int | None = None,
     decode_dp: int | None = None, decode_ep: int | None = None, decode_moe_tp: int | None = None,
-    request_latency_ms: float = 0.0, engine_version: str | None = None,
+    request_latency_ms: float = 0.0, engine_version: str | None = None, cuda_graph_max_batch: int | None = None,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
@@ -76,7 +76,9 @@ def simulate(
     request between client and engine that the engine does not see (network, HTTP, a router hop), part of the
     TTFT a benchmark client measures. `engine_version` selects a release whose defaults differ (SGLang 0.5.0-0.5.3
     against 0.5.4 on; TensorRT-LLM 0.12-0.16, whose engine runtime holds buffers sized by max_num_seqs x vocabulary
-    before it sizes the KV cache, against the PyTorch backend; see `tokenfab.serving.engines`). The summary carries error bands
+    before it sizes the KV cache, against the PyTorch backend; see `tokenfab.serving.engines`). `cuda_graph_max_batch`: the
+    largest decode batch the engine captures as a CUDA graph (TensorRT-LLM cuda_graph_config.max_batch_size, 128 by
+    default; trtllm-bench sets it to max_batch_size), decode batches padded up to its capture list. The summary carries error bands
     at `band_level` (docs/bands.md)."""
     from pydantic import ValidationError
 
@@ -92,7 +94,7 @@ def simulate(
     band_level = check_level(band_level)
     from tokenfab.serving.engines import engine_spec
 
-    eng = engine_spec(engine, _chip_memory(hardware), tp, engine_version)
+    eng = engine_spec(engine, _chip_memory(hardware), tp, engine_version, cuda_graph_max_batch)
     eng = eng.model_copy(update={k: v for k, v in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_batched_tokens),
                                                   ("block_tokens", block_size), ("chunked_prefill", chunked_prefill))
                                  if v is not None})

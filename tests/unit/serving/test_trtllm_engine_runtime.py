@@ -83,3 +83,24 @@ def test_engine_releases_page_the_kv_cache_in_64_token_blocks():
     """The v0.12 log: "Number of tokens per block: 64"; the PyTorch backend's KvCacheConfig pages 32 tokens."""
     assert engine_spec("trtllm", H100, 1, "0.14.0").block_tokens == 64
     assert engine_spec("trtllm", H100, 1, "0.20").block_tokens == engine_spec("trtllm", H100, 1).block_tokens == 32
+
+
+@pytest.mark.unit
+def test_cuda_graph_capture_list_follows_the_largest_captured_batch():
+    """CudaGraphConfig with padding: 1, 2, 4, multiples of 8 to 128, powers of two from 256 below the maximum, the
+    maximum itself (1792 -> ..., 128, 256, 512, 1792); the default maximum 128 keeps the multiples of 8."""
+    eight = tuple(range(8, 129, 8))
+    assert engine_spec("trtllm", H100, 1).cuda_graph_sizes == (1, 2, 4, *eight)
+    assert engine_spec("trtllm", H100, 1, cuda_graph_max_batch=1792).cuda_graph_sizes == (1, 2, 4, *eight, 256, 512, 1792)
+    assert engine_spec("trtllm", H100, 1, cuda_graph_max_batch=4096).cuda_graph_sizes[-4:] == (512, 1024, 2048, 4096)
+    assert engine_spec("trtllm", H100, 1, cuda_graph_max_batch=64).cuda_graph_sizes == (1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64)
+    with pytest.raises(InvalidInputError, match="trtllm"):
+        engine_spec("vllm", H100, 1, cuda_graph_max_batch=256)
+
+
+@pytest.mark.unit
+def test_simulate_takes_the_capture_limit_for_trtllm_only():
+    kw = dict(model="llama-3.1-8b", hardware="h100-sxm", rate=1.0, num_requests=2, input_len=64, output_len=2)
+    assert api.simulate(engine="trtllm", cuda_graph_max_batch=512, **kw).summary["completed"] == 2
+    with pytest.raises(InvalidInputError, match="largest captured batch can be chosen for: trtllm"):
+        api.simulate(engine="sglang", cuda_graph_max_batch=512, **kw)

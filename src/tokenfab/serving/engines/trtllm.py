@@ -12,6 +12,8 @@ an iteration).
 
 from __future__ import annotations
 
+import math
+
 from tokenfab.errors import InvalidInputError
 from tokenfab.serving.engines import EngineSpec, MemoryPolicy, register_engine
 
@@ -21,8 +23,12 @@ SOURCE = ("TensorRT-LLM v1.0-v1.3: tensorrt_llm/llmapi/llm_args.py (max_num_toke
 
 
 def capture_sizes(max_bs: int = 128) -> tuple[int, ...]:
-    sizes = [1, 2, 4, 8, *range(16, max_bs + 1, 8)]
-    return tuple(s for s in sizes if s <= max_bs)
+    """Decode batch sizes captured as CUDA graphs up to `max_bs` (cuda_graph_config.max_batch_size) with padding on,
+    as CudaGraphConfig._generate_cuda_graph_batch_sizes (tensorrt_llm/llmapi/llm_args.py, v0.20-v1.0) generates
+    them: 1, 2, 4, then multiples of 8 to 128, powers of two from 256 below `max_bs`, and `max_bs` itself."""
+    sizes = [1, 2, 4, *range(8, 129, 8), *(2**i for i in range(8, math.floor(math.log2(max_bs))))]
+    sizes = sorted(s for s in sizes if s <= max_bs)
+    return tuple(sizes if sizes[-1] == max_bs else [*sizes, max_bs])
 
 
 # The v0.x TensorRT-engine runtime (trtllm-bench's C++ executor) allocates, before it measures free memory for the
@@ -88,7 +94,10 @@ def is_engine_runtime(version: str | None) -> bool:
 
 
 @register_engine("trtllm")
-def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = None) -> EngineSpec:
+def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = None,
+                  cuda_graph_max_batch: int | None = None) -> EngineSpec:
+    """`cuda_graph_max_batch`: cuda_graph_config.max_batch_size (default 128; trtllm-bench's PyTorch backend sets it to
+    the run's max_batch_size, benchmark/utils/general.py get_settings)."""
     engine_runtime = _era(version) == "engine"
     memory = MemoryPolicy(kind="free-fraction", fraction=0.9, source="TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9")
     if engine_runtime:
@@ -97,7 +106,7 @@ def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = Non
                                            "source": f"{memory.source}; runtime and decoder buffers: {ENGINE_RUNTIME_SOURCE}"})
     return EngineSpec(
         name="trtllm", version=version or "1.0-1.3 (PyTorch backend)", max_num_seqs=2048, max_num_batched_tokens=8192,
-        chunked_prefill=False, prefill_first=False, cuda_graph_sizes=capture_sizes(), kv_full="reserve",
+        chunked_prefill=False, prefill_first=False, cuda_graph_sizes=capture_sizes(cuda_graph_max_batch or 128), kv_full="reserve",
         block_tokens=ENGINE_BLOCK_TOKENS if engine_runtime else 32, memory=memory,
         source=f"{SOURCE}; v0.12-v0.16: {ENGINE_RUNTIME_SOURCE}" if engine_runtime else SOURCE,
     )
