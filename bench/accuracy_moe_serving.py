@@ -25,12 +25,15 @@ from accuracy_serving import (
     HARDWARE,
     _concurrency_job,
     _engine_overrides,
+    _offline_settings,
+    _trtllm_bench_limits,
     add_measured,
     engine_release,
     fixed_concurrency_kwargs,
     under_clients,
 )
 
+from tokenfab.errors import TokenfabError
 from tokenfab.hardware.catalog import load_chip
 
 MOE_MODELS = {"deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
@@ -144,10 +147,14 @@ def relabelled_duplicates(rows: pd.DataFrame) -> pd.Series:
     shared/calibration's aggregated MoE rows from aiconfigurator's 2026-04-06 source repeat 74 measurements of
     the 2026-03-25 source's 4- and 8-GPU runs (ids '..._tp8_0_ep8_0_...' there, '..._tp8_ep8_...' here) under
     16- and 64-GPU layouts (e.g. attention_dp=64 with moe_tp=8 x moe_ep=8 for an 8-GPU DEP8 run; tp=64 for
-    DeepSeek's 128 heads): one measurement cannot be both, and its id names the 8-GPU layout."""
-    key = rows[["model", "hardware", "input_len", "output_len", "metric"]].astype(str).agg("|".join, axis=1)
+    DeepSeek's 128 heads): one measurement cannot be both, and its id names the 8-GPU layout. The model is compared
+    as the architecture it maps to: the 2026-04-27 db-dump repeats the 2026-03-25 SGLang DeepSeek-R1 runs (case ids
+    'dsr1_...') under 16- and 64-GPU layouts with the model named DeepSeek-V3. A row that states no GPU count
+    (n_accel 0: P/D runs without worker counts) is no smaller copy of anything."""
+    model = rows["model"].map(MOE_MODELS).fillna(rows["model"])
+    key = model.astype(str) + "|" + rows[["hardware", "input_len", "output_len", "metric"]].astype(str).agg("|".join, axis=1)
     key = key + "|" + rows["notes"].str.extract(_CONCURRENCY, expand=False).fillna("") + "|" + rows["value"].round(4).astype(str)
-    fewest = rows.groupby(key)["n_accel"].transform("min")
+    fewest = rows["n_accel"].where(rows["n_accel"] > 0).groupby(key).transform("min")
     return rows["n_accel"] > fewest
 
 
@@ -206,12 +213,16 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
             # ep = dp (experts spread over the whole group, no MoE-TP); the table does not state it
             tp, dp = 1, tp
             ep = dp if pd.isna(r["ep"]) else ep
-        out = int(r["output_len"])
+        kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype, **_exchange("trtllm", {"dp": dp}),
+                      kv_dtype="fp8" if dtype != "fp16" else "fp16", offline=True, input_len=int(r["input_len"]),
+                      output_len=int(r["output_len"]), engine="trtllm", **_offline_settings(r),
+                      **_engine_overrides("trtllm", int(r["input_len"]), 0), **engine_release(r["framework"]))
+        try:  # trtllm-bench sizes max_batch_size / max_num_tokens from the KV room, for MoE models as for dense ones
+            kwargs.update(_trtllm_bench_limits(kwargs))
+        except TokenfabError:
+            pass  # the deployment does not fit: simulate reports why
         jobs.append({
-            "kwargs": dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype, **_exchange("trtllm", {"dp": dp}),
-                           kv_dtype="fp8" if dtype != "fp16" else "fp16", offline=True,
-                           num_requests=max(300, min(1500, 300_000 // out)), input_len=int(r["input_len"]), output_len=out,
-                           engine="trtllm", **_engine_overrides("trtllm", int(r["input_len"]), 0)),
+            "kwargs": kwargs,
             "meta": {"case_id": r["case_id"], "device": hw, "model": model, "per_gpu": str(r["metric"]).endswith("per_gpu"),
                      "n_accel": int(r["n_accel"]), "measured": float(r["value"])},
         })

@@ -223,7 +223,11 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
 # $num_requests per (ISL, OSL) of the TensorRT-LLM perf overview's dataset step ("Preparing a Dataset",
 # github.com/NVIDIA/TensorRT-LLM docs/source/performance/perf-overview.md @00f3768): enough requests for a steady state.
 PERF_OVERVIEW_REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500, (2048, 128): 3000,
-                          (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000, (20000, 2000): 1000}
+                          (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000, (20000, 2000): 1000,
+                          # the developer-guide perf overview's table (docs/source/developer-guide/perf-overview.md
+                          # @03e27c7, "Number of Requests"), whose pairs the tables above do not use
+                          (1024, 1024): 3000, (8192, 1024): 1500, (1024, 8192): 1500, (32768, 1024): 1000,
+                          (1024, 32768): 1000}
 
 
 def _offline_settings(r: pd.Series) -> dict:
@@ -279,6 +283,18 @@ def _finetune_setting(requests: float, isl: int, osl: int, pp: int) -> tuple[int
     return int(bs), int(tok)
 
 
+def _moe_bench_limits(kw: dict) -> dict:
+    """max_batch_size and max_num_tokens by trtllm-bench's finetune_setting for an MoE layout, with tokenfab's KV
+    capacity for the room (of one attention-DP rank: `kw`'s ep / dp / moe_tp / weight_dtype / moe_dispatch where it
+    has them), which trtllm-bench's dense estimate (below) does not describe (MLA latents, attention-DP ranks)."""
+    layout = {k: kw[k] for k in ("ep", "dp", "moe_tp", "weight_dtype", "moe_dispatch") if kw.get(k) is not None}
+    d = api.deployment(kw["model"], kw["hardware"], None, kw["tp"], kw["pp"], dtype=kw["dtype"], kv_dtype=kw["kv_dtype"],
+                       kv_free_memory_frac=kw.get("kv_free_memory_frac", 0.9), **layout)
+    isl, osl = kw["input_len"], kw["output_len"]
+    bs, tok = _finetune_setting(d.memory.kv_capacity_tokens(8192, 2048) / (isl + osl), isl, osl, kw["pp"])
+    return {"max_num_seqs": bs, "max_batched_tokens": max(tok, isl + bs)}
+
+
 def _trtllm_bench_limits(kw: dict) -> dict:
     """max_batch_size, max_num_tokens and context chunking as trtllm-bench sets them for the dataset's ISL + OSL, with
     its own estimate of the KV room (tensorrt_llm/bench/build/tuning.py, calc_engine_setting): NVML's device total
@@ -296,6 +312,8 @@ def _trtllm_bench_limits(kw: dict) -> dict:
     from tokenfab.workload.params import count_parameters
 
     model, tp, pp = load_model(kw["model"]), kw["tp"], kw["pp"]
+    if model.is_moe:
+        return _moe_bench_limits(kw)
     attn, isl, osl = model.first_attention, kw["input_len"], kw["output_len"]
     engine_runtime = is_engine_runtime(kw.get("engine_version"))
     params = count_parameters(model).total

@@ -102,3 +102,18 @@ def test_parallel_config_defaults_follow_the_layout_rule():
     assert ParallelConfig(tp=8).expert_tp == 8
     assert ParallelConfig(tp=1, dp=8, ep=8).expert_tp == 1
     assert ParallelConfig(tp=2, dp=4, ep=2).expert_tp == 4
+
+
+@given(st.integers(1, 4096), st.sampled_from([(64, 4), (128, 4), (128, 8), (256, 8), (8, 2)]), st.sampled_from([1, 2, 8]))
+def test_independent_routing_reads_no_more_experts_than_round_robin(tokens, experts_topk, ep):
+    """The model routing (independent top-k picks) hits at most the experts round-robin hits (min(picks, local)
+    per rank; picks collide), at least one wherever a token is routed, and never more than the local experts."""
+    from tokenfab.execution.layers import MODEL_ROUTING
+
+    experts, topk = experts_topk
+    independent = expert_load(MoEShape(tokens, 512, 256, topk, experts, 1, ep, True, MODEL_ROUTING))
+    round_robin = expert_load(MoEShape(tokens, 512, 256, topk, experts, 1, ep, True, "balanced"))
+    local = -(-experts // ep)
+    assert independent.active_experts <= round_robin.active_experts + 1e-9
+    assert independent.active_experts <= local + 1e-9
+    assert independent.active_experts >= min(1.0, local) * (1.0 - (1.0 - topk / experts) ** tokens) - 1e-9

@@ -59,3 +59,42 @@ def test_trtllm_attention_dp_rows_all_gather_and_other_engines_keep_the_all_to_a
     assert _exchange("trtllm", {"dp": 8}) == {"moe_dispatch": "allgather"}
     assert _exchange("trtllm", {"dp": 1, "prefill_dp": 4}) == {"moe_dispatch": "allgather"}
     assert _exchange("trtllm", {"dp": 1}) == {} == _exchange("sglang", {"dp": 8})
+
+
+def test_trtllm_bench_moe_rows_take_trtllm_bench_batch_limits(tmp_path):
+    """A trtllm-bench MoE row is run with the max_batch_size / max_num_tokens trtllm-bench derives from the KV room
+    (as dense rows are): an 8,192-token prompt with max_num_tokens left at 8,192 never fits beside a decode without
+    chunked prefill, and the run would decode one request at a time. Its notes' 0.95 KV share and release apply."""
+    import pandas as pd
+
+    from accuracy_moe_serving import throughput_jobs
+    from accuracy_serving import _trtllm_bench_limits
+
+    base = dict(case_id="moe-row", source_url_or_repo_path="", source_kind="vendor", hardware="B200-SXM-180GB",
+                n_accel=1, interconnect="", model="Qwen3-30B-A3B", precision="FP4",
+                framework="TensorRT-LLM ~v1.0 (trtllm-bench throughput, PyTorch backend)", scenario="offline",
+                batch=None, input_len=8192, output_len=1024, tp=1, pp=1, ep=None, metric="output_tokens_per_s",
+                value=5735.0, unit="", notes="offline max-throughput, kv_cache_free_gpu_mem_fraction 0.95 (0.90 fallback)")
+    pd.DataFrame([base]).to_csv(tmp_path / "trtllm.csv", index=False)
+    (job,), failed = throughput_jobs(tmp_path)
+    kw = job["kwargs"]
+    assert not failed and kw["kv_free_memory_frac"] == 0.95 and kw["engine_version"] == "1.0"
+    limits = _trtllm_bench_limits(kw)
+    assert (kw["max_num_seqs"], kw["max_batched_tokens"]) == (limits["max_num_seqs"], limits["max_batched_tokens"])
+    assert kw["max_num_seqs"] > 1 and kw["max_batched_tokens"] >= 8192 + kw["max_num_seqs"]
+
+
+def test_a_copy_naming_another_checkpoint_of_the_same_architecture_is_still_a_duplicate():
+    """The db-dump's 64-GPU copy of an 8-GPU SGLang DeepSeek-R1 run names the model DeepSeek-V3 (one architecture)."""
+    import pandas as pd
+
+    from accuracy_moe_serving import relabelled_duplicates
+
+    base = dict(hardware="B200-SXM-180GB", input_len=1024, output_len=1024, metric="tpot_ms", value=9.2047,
+                notes="measured serving benchmark at fixed concurrency=8")
+    rows = pd.DataFrame([{**base, "model": "deepseek-ai/DeepSeek-R1", "n_accel": 8},
+                         {**base, "model": "deepseek-ai/DeepSeek-V3", "n_accel": 64},
+                         {**base, "model": "Qwen/Qwen3-235B-A22B-FP8", "n_accel": 64},  # another model: kept
+                         {**base, "model": "deepseek-ai/DeepSeek-R1", "n_accel": 0, "value": 7.5},  # no GPU count...
+                         {**base, "model": "deepseek-ai/DeepSeek-V3", "n_accel": 16, "value": 7.5}])  # ...so no copy
+    assert relabelled_duplicates(rows).tolist() == [False, True, False, False, False]

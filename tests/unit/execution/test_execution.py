@@ -200,3 +200,24 @@ def test_allgather_exchange_moves_every_ranks_tokens_once_in_nvfp4():
 
 def ffn_layers(sm) -> float:
     return sum(g.num_layers for g in sm.model.layers if g.ffn.kind != "dense")
+
+
+def test_model_steps_route_tokens_independently_so_small_batches_read_fewer_experts():
+    """GPT-OSS-120B on one B200, a 32-token decode step: 128 top-4 picks over 128 experts. Round-robin ('balanced')
+    gives each pick its own expert (all 128 read); independent routing expects 128 x (1 - (1 - 4/128)^32) = 81.7
+    distinct experts, and the same 128 rows, so the steps differ by the weights of 46.3 experts exactly."""
+    from tokenfab.execution.layers import MODEL_ROUTING, LayerCoster
+    from tokenfab.units import bytes_per_element
+
+    sm = api.deployment("gpt-oss-120b", "b200", tp=1, dtype="fp4").step_model
+    ffn = sm.model.layers[-1].ffn
+    balanced = LayerCoster(sm.cc, sm.system, sm.par, sm.prec, sm.model.hidden_size)
+    balanced.routing = "balanced"
+    assert MODEL_ROUTING == sm.coster.routing == "uniform"
+    uniform_cost, balanced_cost = sm.coster.routed_experts(ffn, 32), balanced.routed_experts(ffn, 32)
+    active = 128 * (1 - (1 - 4 / 128) ** 32)
+    per_expert = (2880 * 2 * 2880 + 2880 * 2880) * bytes_per_element("fp4")
+    assert active == pytest.approx(81.66, abs=0.01)
+    assert balanced_cost.bytes - uniform_cost.bytes == pytest.approx((128 - active) * per_expert)
+    assert uniform_cost.flops == pytest.approx(balanced_cost.flops)  # the same 128 token-expert rows
+    assert uniform_cost.time_s < balanced_cost.time_s
