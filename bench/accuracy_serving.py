@@ -286,13 +286,17 @@ def _finetune_setting(requests: float, isl: int, osl: int, pp: int) -> tuple[int
 def _moe_bench_limits(kw: dict) -> dict:
     """max_batch_size and max_num_tokens by trtllm-bench's finetune_setting for an MoE layout, with tokenfab's KV
     capacity for the room (of one attention-DP rank: `kw`'s ep / dp / moe_tp / weight_dtype / moe_dispatch where it
-    has them), which trtllm-bench's dense estimate (below) does not describe (MLA latents, attention-DP ranks)."""
+    has them), which trtllm-bench's dense estimate (below) does not describe (MLA latents, attention-DP ranks); the
+    PyTorch backend's CUDA graphs are captured up to max_batch_size as for dense rows."""
+    from tokenfab.serving.engines.trtllm import is_engine_runtime
+
     layout = {k: kw[k] for k in ("ep", "dp", "moe_tp", "weight_dtype", "moe_dispatch") if kw.get(k) is not None}
     d = api.deployment(kw["model"], kw["hardware"], None, kw["tp"], kw["pp"], dtype=kw["dtype"], kv_dtype=kw["kv_dtype"],
                        kv_free_memory_frac=kw.get("kv_free_memory_frac", 0.9), **layout)
     isl, osl = kw["input_len"], kw["output_len"]
     bs, tok = _finetune_setting(d.memory.kv_capacity_tokens(8192, 2048) / (isl + osl), isl, osl, kw["pp"])
-    return {"max_num_seqs": bs, "max_batched_tokens": max(tok, isl + bs)}
+    out = {"max_num_seqs": bs, "max_batched_tokens": max(tok, isl + bs)}
+    return out if is_engine_runtime(kw.get("engine_version")) else {**out, "cuda_graph_max_batch": bs}
 
 
 def _trtllm_bench_limits(kw: dict) -> dict:

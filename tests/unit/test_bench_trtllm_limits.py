@@ -51,3 +51,12 @@ def test_pytorch_backend_counts_nvfp4_weights_at_half_a_byte_and_raises_tokens_t
 ])
 def test_finetune_setting_rounding(requests, isl, osl, pp, expected):
     assert _finetune_setting(requests, isl, osl, pp) == expected
+
+
+def test_moe_layouts_keep_tokenfabs_kv_room_and_capture_graphs_up_to_the_batch():
+    """An MoE model sizes the batch from tokenfab's KV room (of one attention-DP rank); the PyTorch backend's graphs
+    reach max_batch_size, the TensorRT-engine release keeps no such setting."""
+    kw = _kw(model="mixtral-8x7b", tp=2, engine_version="1.0", kv_free_memory_frac=0.9)
+    out = _trtllm_bench_limits(kw)
+    assert out["cuda_graph_max_batch"] == out["max_num_seqs"] >= 64
+    assert "cuda_graph_max_batch" not in _trtllm_bench_limits({**kw, "engine_version": "0.14.0"})
