@@ -73,6 +73,9 @@ class MemoryModel:
         # every attention layer's KV for every token: what a paged pool without window eviction reserves
         # (the serving simulator's figure; `kv_bytes_per_token_at` gives the window-aware one)
         self.kv_bytes_per_token = self.kv_growing_bytes_per_token + sum(b for _, b in self.window_layers)
+        # constants of `activations_bytes` and `max_batch`, computed once (predict asks for a footprint 5 times a call)
+        self._act_bytes_per_token = self._activation_bytes_per_token()
+        self._empty_total_bytes = self.footprint(0, 0, 0).total_bytes
 
     def _weights(self) -> float:
         m, par = self.model, self.par
@@ -143,8 +146,8 @@ class MemoryModel:
         tends to `kv_growing_bytes_per_token` for contexts far beyond the windows)."""
         return self.kv_bytes(context_len, 1) / context_len if context_len > 0 else self.kv_bytes_per_token
 
-    def activations_bytes(self, prefill_tokens: int, num_sequences: int) -> float:
-        """Peak transient memory of a prefill step: the widest intermediate plus logits."""
+    def _activation_bytes_per_token(self) -> float:
+        """Transient bytes per prefill token: the residual stream twice plus the widest intermediate."""
         m, par = self.model, self.par
         act = bytes_per_element(self.prec.activations)
         widest = 0
@@ -153,9 +156,12 @@ class MemoryModel:
             mlp = (f.intermediate_size if f.kind == "dense" else f.expert_intermediate_size * f.num_experts_per_token)
             widest = max(widest, (2 if f.gated else 1) * mlp // max(1, par.tp),
                           (g.attention.num_heads * g.attention.head_dim * 3) // par.tp)
-        per_token = (2 * m.hidden_size + widest) * act
-        logits = num_sequences * m.vocab_size / par.tp * 4.0
-        return prefill_tokens * per_token + logits
+        return (2 * m.hidden_size + widest) * act
+
+    def activations_bytes(self, prefill_tokens: int, num_sequences: int) -> float:
+        """Peak transient memory of a prefill step: the widest intermediate plus logits."""
+        logits = num_sequences * self.model.vocab_size / self.par.tp * 4.0
+        return prefill_tokens * self._act_bytes_per_token + logits
 
     def footprint(self, tokens_in_cache: float, prefill_tokens: int, num_sequences: int) -> MemoryFootprint:
         """Per-device memory holding `tokens_in_cache` KV tokens (the replica's whole batch of
@@ -197,7 +203,7 @@ class MemoryModel:
 
         The footprint is affine in the batch (weights + b x (KV, activations and logits of one request)), so
         the bound is solved directly and checked against `footprint` (one step either way absorbs rounding)."""
-        base = self.footprint(0, 0, 0).total_bytes
+        base = self._empty_total_bytes  # self.footprint(0, 0, 0).total_bytes
         one = self.footprint(input_len + output_len, input_len, 1).total_bytes - base
         if one <= 0:
             return (1 << 24) * dp

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from tokenfab.serving.invariants import check_replica
 from tokenfab.serving.kvcache import BlockPool
 from tokenfab.serving.policies import make_queue
 from tokenfab.serving.request import Request
@@ -41,6 +42,10 @@ class StepTimer(Protocol):
 
 _by_rid = operator.attrgetter("rid")
 MAX_RUN = 4096  # longest closed-form decode run (bounds the linear-in-context approximation)
+# The inlined common cases of admission, prefill completion and decode finish (and the simulator's inlined
+# arrival): False makes replicas built afterwards take the general methods everywhere, which the equality test
+# (tests/property/test_simulate_fast_paths.py) runs against.
+FAST_PATHS = True
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,9 @@ class Replica:
         # host time per engine iteration; a speculative timer counts iterations in tokens (tau per iteration)
         self._overhead_s = self.policy.step_overhead_s / getattr(spec.step, "tau", 1.0)
         self._reserve = self.policy.kv_full == "reserve"
+        self._fast = FAST_PATHS
+        self._general_prefill_done = spec.role == "prefill" or not FAST_PATHS  # every prefill completion via _prefill_done
+        self.inline_done = FAST_PATHS and spec.role != "prefill"  # the simulator may log its finished requests inline
         # Prefill-first iterations admit only requests that prefill: a decode pool's hand-offs and swapped-out
         # requests resume decoding directly, through the ordinary decode iteration.
         self._prefill_first = self.policy.prefill_first and spec.role != "decode" and spec.preemption != "swap"
@@ -178,6 +186,14 @@ class Replica:
         req.replica = self.index
         self.outstanding += req.prompt_len + req.output_len
         self.waiting.push(req)
+
+    def arrive(self, req: Request, now: float) -> float | None:
+        """`enqueue`, then start if idle or cut a decode run short (the simulator's `_kick`); returns the new end
+        time of the work (None: unchanged or idle)."""
+        req.replica = self.index
+        self.outstanding += req.prompt_len + req.output_len
+        self.waiting.push(req)
+        return self.start(now) if self.work is None else self.interrupt(now)
 
     # -- block accounting -----------------------------------------------------------------
     def _blocks_for(self, req: Request, kv_tokens: int) -> int:
@@ -313,8 +329,31 @@ class Replica:
         """Admit waiting requests into this iteration, appending their prefill chunks to `chunks`."""
         spec, pool, waiting, prefilling = self.spec, self.pool, self.waiting, self.prefilling
         bs, max_seqs, hash_tokens = self._bs, spec.max_num_seqs, pool.hash_block_tokens
+        chunked, stack, bins, peek = spec.chunked_prefill, self.stack, self.bins, waiting.peek
+        plain = self._fast and not self._reserve
         while budget > 0 and waiting and self.num_decode + len(prefilling) < max_seqs:
-            req = waiting.peek()
+            req = peek()
+            if plain and not req.computed and not req.hash_ids:
+                # the general path below for this case (no hits, start 0, nothing shared, no final reserve)
+                todo = req.prompt_len + req.generated
+                chunk = min(todo, budget)
+                if not chunked and chunk < todo:
+                    break
+                need = -(-chunk // bs)
+                free = pool.free
+                if need > free + len(pool.lru) * pool.blocks_per_entry - bins[(-self.g) % bs]:  # pool.available
+                    break
+                if need <= free:  # pool.allocate's first case
+                    pool.free = free - need
+                else:
+                    pool.allocate(need)
+                waiting.pop()
+                req.shared_blocks = req.computed = 0
+                stack.append(req)
+                prefilling.append(req)
+                chunks.append((req, chunk))
+                budget -= chunk
+                continue
             swapped_in = req.computed > 0
             hits = pool.match(req.hash_ids, req.prompt_len + req.generated) if req.hash_ids and not swapped_in else 0
             start = req.computed if swapped_in else hits * hash_tokens
@@ -394,18 +433,33 @@ class Replica:
         if not chunks and self.num_decode == 0:
             self.idle_since = now
             return None
-        pool.allocate(need)
+        if need <= pool.free:  # pool.allocate's first case, inlined
+            pool.free -= need
+        else:
+            pool.allocate(need)
         if not chunks and not prefilling:
             # Waiting requests (if any) were just refused for lack of blocks, slots or budget, and
             # stay refused until the batch changes: a completion, a shortage or an arrival.
             return self._start_run(now, sum(extra) if extra else 0.0)
         n = self.num_decode
-        prefill = tuple([(1, q, r.computed + q) for r, q in chunks])
+        if len(chunks) == 1:  # the common case, without a list comprehension
+            r, q = chunks[0]
+            prefill = ((1, q, r.computed + q),)
+        else:
+            prefill = tuple([(1, q, r.computed + q) for r, q in chunks])
         t, e = self._step(prefill, n, self.sum_kv / n + 1 if n else 0.0)
-        t += self._overhead_s + sum(extra)
-        e += self._idle_w * self._overhead_s
-        self.work = _Work(now + t, now, False, 1, chunks=tuple(chunks))
-        self._account(now, t, e, n + len(prefilling))
+        oh = self._overhead_s
+        t += oh + sum(extra) if extra else oh  # sum([]) is 0: oh + 0 is oh
+        e += self._idle_w * oh
+        self.work = w = _Work(now + t, now, False, 1, 0.0, 0.0, 0.0, 0.0, tuple(chunks))
+        # _account, inlined (once per iteration)
+        self.energy_j += e
+        self.busy_s += t
+        blocks = pool.num_blocks  # pool.used_frac(), inlined
+        w.batch = batch = n + len(prefilling)
+        w.kv_frac = kv = (blocks - pool.free - len(pool.lru) * pool.blocks_per_entry) / blocks if blocks else 0.0
+        if self.on_sample is not None:
+            self.on_sample(now, t, batch, kv)
         return now + t
 
     def _start_prefill_only(self, now: float) -> float | None:
@@ -450,12 +504,17 @@ class Replica:
     def _start_run(self, now: float, extra_s: float) -> float:
         """Closed-form run of decode iterations until the next completion or block shortage.
         The block for this first iteration is already allocated."""
-        heap, finishing, valid = self.finish_heap, self.finishing, self._valid
+        heap, finishing = self.finish_heap, self.finishing
         while heap:  # drop finishing iterations left only with stale entries
             at = heap[0]
-            if any([valid(req, at) for req in finishing[at]]):
-                break
-            del finishing[heapq.heappop(heap)]
+            for req in finishing[at]:  # any still decoding with this as its finishing iteration?
+                join = req.decode_join
+                if join >= 0 and req.finish_s < 0 and join + (req.output_len - req.generated) == at:
+                    break
+            else:
+                del finishing[heapq.heappop(heap)]
+                continue
+            break
         else:
             raise AssertionError("decoding requests without a finishing iteration")
         n = self.num_decode
@@ -483,14 +542,16 @@ class Replica:
         if oh:
             t0, t1, e0, e1 = t0 + oh, t1 + oh, e0 + oh * self._idle_w, e1 + oh * self._idle_w
         total = k * (t0 + t1) / 2 + extra_s
-        self.work = _Work(now + total, now, True, k, t0, t1, e0, e1, blocks=blocks)
-        self._account(now, total, k * (e0 + e1) / 2, n)
+        self.work = w = _Work(now + total, now, True, k, t0, t1, e0, e1, (), blocks, True, n)
+        # _account, inlined (once per decode run)
+        self.energy_j += k * (e0 + e1) / 2
+        self.busy_s += total
+        pool = self.pool
+        num_blocks = pool.num_blocks  # pool.used_frac(), inlined
+        w.kv_frac = kv = (num_blocks - pool.free - len(pool.lru) * pool.blocks_per_entry) / num_blocks if num_blocks else 0.0
+        if self.on_sample is not None:
+            self.on_sample(now, total, n, kv)
         return now + total
-
-    @staticmethod
-    def _valid(req: Request, finish_at: int) -> bool:
-        """The request still decodes and finishes at `finish_at` (not a stale entry of before a preemption)."""
-        return req.decode_join >= 0 and req.finish_s < 0 and req.decode_join + (req.output_len - req.generated) == finish_at
 
     def _account(self, now: float, dt: float, energy: float, batch: int) -> None:
         self.energy_j += energy
@@ -504,27 +565,8 @@ class Replica:
             self.on_sample(now, dt, batch, kv)
 
     def check_invariants(self) -> None:
-        """Block conservation and aggregate consistency (for tests; O(running))."""
-        running = [r for r in self.stack if r.finish_s < 0 and (r.decode_join >= 0 or r in self.prefilling)]
-        private = sum(self._blocks_for(r, self._kv(r)) for r in running)
-        pool = self.pool
-        if pool.free < 0 or private < 0:
-            raise AssertionError("negative block count")
-        # a decode run pre-allocates its KV growth; those blocks are not yet attributed to requests
-        pending = self.work.blocks if self.work is not None and self.work.run else 0
-        if self.work is not None and not self.work.run:
-            pending = sum(self._blocks_for(r, self._kv(r) + q) - self._blocks_for(r, self._kv(r)) for r, q in self.work.chunks)
-            pending += self.bins[(-self.g) % self.spec.block_tokens] if self.num_decode and self.work.decode else 0
-        elif self.work is not None:
-            pending += self.bins[(-self.g) % self.spec.block_tokens]
-        if pool.free + private + pool.cached_blocks + pending != pool.num_blocks:
-            raise AssertionError(f"KV blocks not conserved: free {pool.free} + private {private} + cached "
-                                 f"{pool.cached_blocks} + in-flight {pending} != {pool.num_blocks}")
-        decoders = [r for r in running if r.decode_join >= 0]
-        if len(decoders) != self.num_decode or sum(self._kv(r) for r in decoders) != self.sum_kv:
-            raise AssertionError("decode aggregates out of sync")
-        if len(running) > self.spec.max_num_seqs:
-            raise AssertionError("more running sequences than max_num_seqs")
+        """Block conservation and aggregate consistency (for tests; O(running)): see `serving.invariants`."""
+        check_replica(self)
 
     # -- interruption and completion ---------------------------------------------------------
     def interrupt(self, now: float) -> float | None:
@@ -567,20 +609,57 @@ class Replica:
         done: list[Request] = []
         self.g = g = self.g + w.iters
         self.sum_kv += self.num_decode * w.iters
-        for req, q in w.chunks:
-            req.computed += q
-            if req.prompt_len + req.generated == req.computed:  # nothing left to prefill (req.to_prefill == 0)
-                self._prefill_done(req, now, done)
         heap = self.finish_heap
+        for req, q in w.chunks:
+            req.computed = computed = req.computed + q
+            if req.prompt_len + req.generated != computed:  # prefill not finished (req.to_prefill > 0)
+                continue
+            if req.hash_ids or self._general_prefill_done or req.generated + 1 >= req.output_len:
+                self._prefill_done(req, now, done)
+                continue
+            # _prefill_done then _start_decoding, inlined for the common case: no prefix blocks to publish,
+            # not a prefill pool, and the request decodes on
+            self.prefilling.remove(req)
+            req.generated += 1
+            if req.first_token_s < 0:
+                req.first_token_s = now
+            req.decode_join = g
+            self.num_decode += 1
+            self.sum_kv += computed
+            self.bins[(computed - g) % self._bs] += 1
+            finish_at = g + (req.output_len - req.generated)
+            bucket = self.finishing.get(finish_at)
+            if bucket is None:
+                self.finishing[finish_at] = [req]
+                heapq.heappush(heap, finish_at)
+            else:
+                bucket.append(req)
+        bins, bs, release, fast = self.bins, self._bs, self.pool.release, self._fast
         while heap and heap[0] <= g:
             finish_at = heapq.heappop(heap)
             bucket = self.finishing.pop(finish_at)
             if len(bucket) > 1:
                 bucket.sort(key=_by_rid)  # requests finishing together leave in id order
             for req in bucket:
-                # _valid, inlined: still decoding and this entry is its current finishing iteration
-                if req.decode_join >= 0 and req.finish_s < 0 and req.decode_join + (req.output_len - req.generated) == finish_at:
-                    self._release(req, self._stop_decoding(req))
+                # still decoding and this entry is its current finishing iteration (not stale after a preemption)
+                join = req.decode_join
+                if join >= 0 and req.finish_s < 0 and join + (req.output_len - req.generated) == finish_at:
+                    if not fast:
+                        self._release(req, self._stop_decoding(req))
+                        self._finished(req, now, done)
+                        continue
+                    # _stop_decoding, inlined
+                    kv = req.computed + (g - join)
+                    req.generated += g - join
+                    self.num_decode -= 1
+                    self.sum_kv -= kv
+                    bins[(req.computed - join) % bs] -= 1
+                    req.computed, req.decode_join = kv, -1
+                    if req.final_blocks or req.cache_refs:
+                        self._release(req, kv)
+                    else:  # _release without reserve blocks or prefix-cache references
+                        release(-(-kv // bs) - req.shared_blocks)
+                        req.shared_blocks = 0
                     req.finish_s = now  # _finished, inlined
                     self.outstanding -= req.prompt_len + req.output_len
                     done.append(req)

@@ -242,13 +242,34 @@ class Simulation:
                 self._issue_closed(c, 0.0)
         else:
             stream = open_loop_requests(wl, self.rng)
+        now = self._loop(stream)
+        self._check_drained()
+        energy = sum(r.energy_j + r.spec.idle_power_w * max(0.0, now - r.idle_since) for r in self._all())
+        pool_hits = [r.pool for r in self._all()]
+        lookups = sum(p.lookup_tokens for p in pool_hits)
+        hit_rate = sum(p.hit_tokens for p in pool_hits) / lookups if lookups else 0.0
+        summary = summarize(self.log, energy_j=energy, wall_s=time.perf_counter() - wall0,
+                            preempted=sum(r.preempted for r in self._all()), rejected=self.rejected,
+                            slo_ttft_s=self.slo_ttft_s, slo_tpot_s=self.slo_tpot_s, prefix_hit_rate=hit_rate,
+                            series=self.series)
+        return SimulationResult(summary, self.log, self.series)
+
+    def _loop(self, stream: Iterator[Request]) -> float:
+        """The event loop; returns the time of the last event. `_schedule`, `_done` (outside a prefill pool) and,
+        with one replica and no front end, `_arrive` are inlined: they run once or twice per request."""
         nxt = next(stream, None)
         by_index = self._all()  # replica i sits at position i
-        events, pending, version, heappop = self.events, self.pending, self.version, heapq.heappop
+        events, pending, version, heappop, heappush = self.events, self.pending, self.version, heapq.heappop, heapq.heappush
+        next_seq = self.seq.__next__
         handlers = (self._arrive, self._handoff_arrive, self._enter_engine)  # by the kind of a pending entry
-        arrive, done, schedule = self._arrive, self._done, self._schedule
-        bar = _Progress(min(wl.num_requests, 10**9)) if self.progress else None
+        arrive, done = self._arrive, self._done
+        log_add, warmup, issue_closed = self.log.add, self._warmup, self._issue_closed
+        bar = _Progress(min(self.workload.num_requests, 10**9)) if self.progress else None
         check = self.check_invariants
+        # one replica, requests straight into the engine: an arrival is queued on it here (`_arrive`, inlined)
+        direct = len(self.replicas) == 1 and not self._frontend and not self.request_latency_s and self.replicas[0]._fast
+        only = self.replicas[0] if direct else None
+        max_tokens, chunked, budget = (only._max_request_tokens, only.spec.chunked_prefill, only._budget) if only else (0, 0, 0)
         now = 0.0
         while True:
             t_arr = nxt.arrival_s if nxt is not None else INF
@@ -258,7 +279,16 @@ class Simulation:
                 break
             if t_arr <= t_pend and t_arr <= t_evt:
                 now = t_arr
-                arrive(nxt, now)
+                p, o = nxt.prompt_len, nxt.output_len
+                # Replica.rejects' common case (nothing to reject), inlined; anything else goes through `_arrive`
+                if only is not None and 0 < p and 0 < o and p + o <= max_tokens and (chunked or p <= budget):
+                    end = only.arrive(nxt, now)
+                    if end is not None:  # _schedule, inlined
+                        v = version[0] + 1
+                        version[0] = v
+                        heappush(events, (end, next_seq(), 0, v))
+                else:
+                    arrive(nxt, now)
                 nxt = next(stream, None)
             elif t_pend <= t_evt:
                 now, _, kind, req = heappop(pending)
@@ -270,8 +300,19 @@ class Simulation:
                 replica = by_index[idx]
                 finished = replica.complete(now)
                 if finished:
-                    done(replica, finished, now)
-                schedule(replica, replica.start(now))
+                    if not replica.inline_done:  # a prefill pool's hand-offs (or the general path)
+                        done(replica, finished, now)
+                    else:  # _done, inlined
+                        for req in finished:
+                            if req.rid >= warmup:  # warm-up requests are served but not measured
+                                log_add(req)
+                            if req.client >= 0:
+                                issue_closed(req.client, now)
+                end = replica.start(now)
+                if end is not None:  # _schedule, inlined
+                    v = version[idx] + 1
+                    version[idx] = v
+                    heappush(events, (end, next_seq(), idx, v))
                 if bar is not None:
                     bar.update(self.log.n)
             if check:
@@ -279,16 +320,7 @@ class Simulation:
                     r.check_invariants()
         if bar is not None:
             bar.close(self.log.n)
-        self._check_drained()
-        energy = sum(r.energy_j + r.spec.idle_power_w * max(0.0, now - r.idle_since) for r in self._all())
-        pool_hits = [r.pool for r in self._all()]
-        lookups = sum(p.lookup_tokens for p in pool_hits)
-        hit_rate = sum(p.hit_tokens for p in pool_hits) / lookups if lookups else 0.0
-        summary = summarize(self.log, energy_j=energy, wall_s=time.perf_counter() - wall0,
-                            preempted=sum(r.preempted for r in self._all()), rejected=self.rejected,
-                            slo_ttft_s=self.slo_ttft_s, slo_tpot_s=self.slo_tpot_s, prefix_hit_rate=hit_rate,
-                            series=self.series)
-        return SimulationResult(summary, self.log, self.series)
+        return now
 
     def _check_drained(self) -> None:
         """Every admitted request finished and every KV block came back (a bug otherwise)."""

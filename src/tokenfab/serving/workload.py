@@ -153,18 +153,21 @@ def synthetic_lengths(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator[
                 yield p, o, None
 
 
+def _gaps(spec: WorkloadSpec, rng: np.random.Generator) -> np.ndarray:
+    """The next CHUNK inter-arrival times of an open-loop synthetic workload."""
+    if spec.arrival == "offline":
+        return np.zeros(CHUNK)
+    if spec.arrival == "poisson":
+        return rng.exponential(1.0 / spec.rate, CHUNK)
+    shape = 1.0 / spec.cv**2  # gamma with mean 1/rate and the given coefficient of variation
+    return rng.gamma(shape, 1.0 / (spec.rate * shape), CHUNK)
+
+
 def arrival_times(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator[float]:
     """Endless arrival times of an open-loop synthetic workload."""
     t = 0.0
     while True:
-        if spec.arrival == "offline":
-            gaps = np.zeros(CHUNK)
-        elif spec.arrival == "poisson":
-            gaps = rng.exponential(1.0 / spec.rate, CHUNK)
-        else:  # gamma with mean 1/rate and the given coefficient of variation
-            shape = 1.0 / spec.cv**2
-            gaps = rng.gamma(shape, 1.0 / (spec.rate * shape), CHUNK)
-        for g in gaps.tolist():
+        for g in _gaps(spec, rng).tolist():
             t += g
             yield t
 
@@ -174,10 +177,32 @@ def open_loop_requests(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator
     if spec.arrival == "trace":
         yield from _trace_requests(spec)
         return
+    if not spec.shared_prefix_tokens:
+        yield from _plain_open_loop(spec, rng)
+        return
     offline = spec.arrival == "offline"
     # zip stops at the range: the last request draws nothing more from the generator (the simulator's hot loop)
     for rid, t, (p, o, h) in zip(range(spec.total_requests), arrival_times(spec, rng), synthetic_lengths(spec, rng)):
         yield Request(rid, 0.0 if offline else t, p, o, h)
+
+
+def _plain_open_loop(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator[Request]:
+    """`open_loop_requests` without prefix hashes in one generator (the zip of three costs a resume of each per
+    request in the simulator's hot loop): the same draws in the same order (a chunk's gaps, then its prompt and
+    output lengths, nothing after the last request) and the same sequential sum of the gaps."""
+    offline = spec.arrival == "offline"
+    total = spec.total_requests
+    rid, t = 0, 0.0
+    sample_in = sample_out = None
+    while rid < total:
+        gaps = _gaps(spec, rng).tolist()
+        if sample_in is None:
+            sample_in, sample_out = spec.input.sampler(rng), spec.output.sampler(rng)
+        ins, outs = sample_in(CHUNK).tolist(), sample_out(CHUNK).tolist()
+        for g, p, o in zip(gaps[:total - rid], ins, outs):
+            t += g
+            yield Request(rid, 0.0 if offline else t, p, o)
+            rid += 1
 
 
 def _trace_requests(spec: WorkloadSpec) -> Iterator[Request]:
