@@ -13,7 +13,9 @@
    client itself where a campaign has enough runs (its own warm-up, output variation and latency).
 2. Offline throughput: the TensorRT-LLM in-flight-batching max-throughput rows of trtllm.csv (fixed
    ISL/OSL, all requests queued at once), simulated `--offline` with the request count and KV share the perf
-   overview states for the run (`_offline_settings`), output tokens/s of the whole system.
+   overview states for the run (`_offline_settings`), the max_batch_size / max_num_tokens trtllm-bench derives from
+   its own KV estimate and, for the TensorRT-engine releases, its context chunking (`_trtllm_bench_limits`), output
+   tokens/s of the whole system.
 MLPerf rows are not expressible: they state neither prompt lengths nor output distributions
 (only mean tokens per sample), so they are listed as skipped rather than matched to a guess.
 """
@@ -297,23 +299,71 @@ def _full_attention_model(model: str) -> str:
     return str(path)
 
 
-def _trtllm_bench_limits(kw: dict) -> dict:
-    """max_batch_size and max_num_tokens as trtllm-bench sets them from the KV cache's room for requests of the
-    dataset's ISL + OSL (tensorrt_llm/bench/build/tuning.py, finetune_setting: batch capped at 4096 / pp and rounded up,
-    tokens = batch x (1 + ISL/OSL) capped at 32768, at least 2048), with tokenfab's KV capacity for the room (of one
-    attention-DP rank for MoE layouts: `kw`'s ep / dp / moe_tp / weight_dtype / moe_dispatch where it has them)."""
-    layout = {k: kw[k] for k in ("ep", "dp", "moe_tp", "weight_dtype", "moe_dispatch") if kw.get(k) is not None}
-    d = api.deployment(kw["model"], kw["hardware"], None, kw["tp"], kw["pp"], dtype=kw["dtype"], kv_dtype=kw["kv_dtype"],
-                       kv_free_memory_frac=kw.get("kv_free_memory_frac", 0.9), **layout)
-    isl, osl = kw["input_len"], kw["output_len"]
-    requests = d.memory.kv_capacity_tokens(8192, 2048) / (isl + osl)
-    raw_bs = min(requests, 4096) / kw["pp"]
+GIB = 2.0**30
+
+
+def _finetune_setting(requests: float, isl: int, osl: int, pp: int) -> tuple[int, int]:
+    """trtllm-bench's finetune_setting (tensorrt_llm/bench/build/tuning.py): batch capped at 4096 / pp and rounded up
+    (at least 64), tokens = batch x (1 + ISL/OSL) capped at 32768 and rounded up (at least 2048)."""
+    raw_bs = min(requests, 4096) / pp
     raw_tok = min(raw_bs * (1 + isl / osl), 32768)
     step = 32 if raw_bs < 256 else 128 if raw_bs < 1024 else 256
     bs = max(64, step * math.ceil(raw_bs / step)) if raw_bs < 256 else step * math.ceil(raw_bs / step)
     tstep = 256 if raw_tok < 4096 else 512 if raw_tok < 8192 else 1024
     tok = max(2048, tstep * math.ceil(raw_tok / tstep)) if raw_tok < 4096 else tstep * math.ceil(raw_tok / tstep)
-    return {"max_num_seqs": int(bs), "max_batched_tokens": int(max(tok, isl + bs))}
+    return int(bs), int(tok)
+
+
+def _moe_bench_limits(kw: dict) -> dict:
+    """max_batch_size and max_num_tokens by trtllm-bench's finetune_setting for an MoE layout, with tokenfab's KV
+    capacity for the room (of one attention-DP rank: `kw`'s ep / dp / moe_tp / weight_dtype / moe_dispatch where it
+    has them), which trtllm-bench's dense estimate (below) does not describe (MLA latents, attention-DP ranks); the
+    PyTorch backend's CUDA graphs are captured up to max_batch_size as for dense rows."""
+    from tokenfab.serving.engines.trtllm import is_engine_runtime
+
+    layout = {k: kw[k] for k in ("ep", "dp", "moe_tp", "weight_dtype", "moe_dispatch") if kw.get(k) is not None}
+    d = api.deployment(kw["model"], kw["hardware"], None, kw["tp"], kw["pp"], dtype=kw["dtype"], kv_dtype=kw["kv_dtype"],
+                       kv_free_memory_frac=kw.get("kv_free_memory_frac", 0.9), **layout)
+    isl, osl = kw["input_len"], kw["output_len"]
+    bs, tok = _finetune_setting(d.memory.kv_capacity_tokens(8192, 2048) / (isl + osl), isl, osl, kw["pp"])
+    out = {"max_num_seqs": bs, "max_batched_tokens": max(tok, isl + bs)}
+    return out if is_engine_runtime(kw.get("engine_version")) else {**out, "cuda_graph_max_batch": bs}
+
+
+def _trtllm_bench_limits(kw: dict) -> dict:
+    """max_batch_size, max_num_tokens and context chunking as trtllm-bench sets them for the dataset's ISL + OSL, with
+    its own estimate of the KV room (tensorrt_llm/bench/build/tuning.py, calc_engine_setting): NVML's device total
+    (GiB) x TP x PP, less the parameter count x bytes per weight, x the KV fraction, over 2 x layers x max(TP, KV
+    heads) x head_dim x KV bytes per token. The TensorRT-engine releases (0.12-0.16) build with the earliest stored
+    form (parameters in units of 10^9 as GiB, 1 byte for FP8 and 2 otherwise, fraction 0.95 fixed at build) and run
+    with context chunking on (bench dataclasses ExecutorSettingsConfig chunking=True; the v0.12 log's "maxInputLen
+    ... since chunked context is enabled"), so max_num_tokens stays the tuned value; the PyTorch backend estimates
+    with bytes per weight 2 / 1 / 0.5 (16-bit, FP8, NVFP4) at the run's fraction and, its chunking off, raises
+    max_num_tokens to ISL + max_batch_size, and captures CUDA graphs up to max_batch_size with padding on
+    (benchmark/utils/general.py get_settings: cuda_graph_config max_batch_size = max_batch_size)."""
+    from tokenfab.hardware.catalog import load_chip
+    from tokenfab.serving.engines.trtllm import is_engine_runtime
+    from tokenfab.workload.hf_config import load_model
+    from tokenfab.workload.params import count_parameters
+
+    model, tp, pp = load_model(kw["model"]), kw["tp"], kw["pp"]
+    if model.is_moe:
+        return _moe_bench_limits(kw)
+    attn, isl, osl = model.first_attention, kw["input_len"], kw["output_len"]
+    engine_runtime = is_engine_runtime(kw.get("engine_version"))
+    params = count_parameters(model).total
+    if engine_runtime:
+        weights_gib, fraction = params / 1000**3 * (1.0 if kw["dtype"] == "fp8" else 2.0), 0.95
+    else:
+        weights_gib = params * {"fp8": 1.0, "fp4": 0.5}.get(kw["dtype"], 2.0) / GIB
+        fraction = kw.get("kv_free_memory_frac", 0.9)
+    total_gib = load_chip(kw["hardware"]).device_memory_bytes / GIB * tp * pp
+    per_token_gib = 2 * model.num_layers * max(tp, attn.num_kv_heads) * attn.head_dim * (1.0 if kw["kv_dtype"] == "fp8" else 2.0) / GIB
+    requests = (total_gib - weights_gib) * fraction / per_token_gib / (isl + osl)
+    bs, tok = _finetune_setting(requests, isl, osl, pp)
+    if engine_runtime:
+        return {"max_num_seqs": bs, "max_batched_tokens": tok, "chunked_prefill": True}
+    return {"max_num_seqs": bs, "max_batched_tokens": max(tok, isl + bs), "cuda_graph_max_batch": bs}
 
 
 def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
@@ -332,10 +382,7 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         kwargs = dict(model=run_model, hardware=hw, tp=tp, pp=pp, dtype=dtype, kv_dtype="fp8" if dtype != "fp16" else "fp16",
                       offline=True, input_len=int(r["input_len"]), output_len=out, engine="trtllm", **_offline_settings(r),
                       **engine_release(r["framework"]))
-        try:
-            kwargs.update(_trtllm_bench_limits(kwargs))
-        except TokenfabError:
-            pass  # the deployment does not fit: simulate reports why
+        kwargs.update(_trtllm_bench_limits(kwargs))
         jobs.append({
             "kwargs": kwargs,
             "meta": {"case_id": r["case_id"], "device": hw, "model": model, "tp": tp, "pp": pp,

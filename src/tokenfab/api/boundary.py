@@ -56,7 +56,7 @@ BOUNDS: dict[str, dict[str, float]] = {
     "adp_batching_wait_iters": {"ge": 0, "le": 1_000_000}, "warmup_requests": {"ge": 0, "le": 10_000_000},
     "static_memory_frac": {"ge": 0, "lt": 1},
     # scheduler
-    "max_num_seqs": {"ge": 1, "le": 1 << 20},
+    "max_num_seqs": {"ge": 1, "le": 1 << 20}, "cuda_graph_max_batch": {"ge": 1, "le": 1 << 20},
     "prefill_max_num_seqs": {"ge": 1, "le": 1 << 20}, "max_batched_tokens": _TOKENS, "block_size": {"ge": 1, "le": 1 << 16},
     # search
     "max_devices": _COUNT, "top": {"ge": 0, "le": 100_000}, "workers": {"ge": 1, "le": 4096}, "budget_cny": _POSITIVE,

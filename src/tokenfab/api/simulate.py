@@ -95,6 +95,7 @@ def simulate(
     decode_dp: int | None = None, decode_ep: int | None = None, decode_moe_tp: int | None = None,
     request_latency_ms: float = 0.0, engine_version: str | None = None, two_batch_overlap: bool = False,
     adp_timeout_iters: int = 0, adp_batching_wait_iters: int = 0, prefill_max_num_seqs: int | None = None,
+    cuda_graph_max_batch: int | None = None,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
@@ -107,7 +108,9 @@ def simulate(
     against 0.5.4 on; TensorRT-LLM 0.12-0.16, whose engine runtime holds buffers sized by max_num_seqs x vocabulary
     before it sizes the KV cache, against the PyTorch backend; see `tokenfab.serving.engines`). `adp_timeout_iters` >= 1 turns on
     TensorRT-LLM's attention-DP context balancing (attention_dp_config enable_balance, timeout_iters, batching_wait_iters =
-    `adp_batching_wait_iters`; off by default as in TensorRT-LLM; `tokenfab.serving.attention_dp`). The summary carries
+    `adp_batching_wait_iters`; off by default as in TensorRT-LLM; `tokenfab.serving.attention_dp`). `cuda_graph_max_batch`: the
+    largest decode batch the engine captures as a CUDA graph (TensorRT-LLM cuda_graph_config.max_batch_size, 128 by
+    default; trtllm-bench sets it to max_batch_size), decode batches padded up to its capture list. The summary carries
     error bands at `band_level` (docs/bands.md). `prefill_max_num_seqs` (P/D only) is the prefill pool's own sequence
     limit per replica (per attention-DP rank), e.g. TensorRT-LLM's max_batch_size of a context server."""
     from pydantic import ValidationError
@@ -125,7 +128,7 @@ def simulate(
     band_level = check_level(band_level)
     from tokenfab.serving.engines import engine_spec
 
-    eng = engine_spec(engine, _chip_memory(hardware), tp, engine_version)
+    eng = engine_spec(engine, _chip_memory(hardware), tp, engine_version, cuda_graph_max_batch)
     eng = eng.model_copy(update={k: v for k, v in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_batched_tokens),
                                                   ("block_tokens", block_size), ("chunked_prefill", chunked_prefill))
                                  if v is not None})
@@ -287,7 +290,7 @@ def _chip_memory(hardware: str) -> float:
 def _runtime_reserve(eng, model: str, max_num_seqs: int, world_size: int) -> dict:
     """deployment() keyword for the buffers the engine sizes by max_batch_size x vocabulary before it sizes the
     KV cache (TensorRT-LLM v0.x), whatever KV fraction applies; nothing for engines without them."""
-    if not eng.memory.runtime_bytes_per_slot_vocab:
+    if not (eng.memory.runtime_bytes_per_slot_vocab or eng.memory.runtime_fixed_bytes):
         return {}
     from tokenfab.workload.hf_config import load_model
 

@@ -51,6 +51,8 @@ def simulate(
     engine_version: Annotated[str | None, Opt(help="Engine release whose defaults differ (sglang: 0.5.0-0.5.3 or 0.5.4 on; "
                                                    "trtllm: 0.12-0.16 TensorRT engine or 0.20/0.21/1.x PyTorch backend; "
                                                    "default: the newest modelled).")] = None,
+    cuda_graph_max_batch: Annotated[int | None, Opt(help="trtllm: largest decode batch captured as a CUDA graph "
+                                                         "(cuda_graph_config.max_batch_size; default 128).")] = None,
     spec_method: Annotated[str | None, Opt(help="Speculative decoding: draft, eagle or mtp.")] = None,
     spec_tokens: Annotated[int, Opt(help="Speculative decoding: tokens drafted per step (k).")] = 1,
     spec_acceptance: Annotated[float | None, Opt(help="Speculative decoding: per-token acceptance (default: the model's published one).")] = None,
@@ -110,7 +112,7 @@ def simulate(
         max_batched_tokens=max_batched_tokens, block_size=block_size, chunked_prefill=chunked_prefill,
         prefix_caching=prefix_caching, preemption=preemption, policy=policy,
         memory_utilization_frac=memory_utilization, progress=progress, kv_free_memory_frac=kv_free_memory_frac,
-        engine=engine, engine_version=engine_version, warmup_requests=warmup_requests, spec_method=spec_method, spec_tokens=spec_tokens,
+        engine=engine, engine_version=engine_version, cuda_graph_max_batch=cuda_graph_max_batch, warmup_requests=warmup_requests, spec_method=spec_method, spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance, spec_draft_model=spec_draft_model, dp=dp, moe_tp=moe_tp,
         moe_dispatch=moe_dispatch, band_level=band_level, two_batch_overlap=two_batch_overlap,
         adp_timeout_iters=adp_timeout_iters, adp_batching_wait_iters=adp_batching_wait_iters,

@@ -124,7 +124,8 @@ class _Stepper:
         if not prefill and not n:
             return 0.0, 0.0  # no work, no iteration
         if not prefill and n and self.sizes and n <= self.sizes[-1]:
-            n = self.sizes[bisect.bisect_left(self.sizes, n)]
+            padded = self.sizes[bisect.bisect_left(self.sizes, n)]
+            n, kv = padded, kv * n / padded  # padding rows hold no KV (as the replica costs them)
         r = self.sm.step(StepBatch(prefill, n, kv if n else 0.0))
         return r.time_s + self.ovh, r.energy_j + self.ovh_j
 

@@ -548,7 +548,9 @@ class Replica:
         self.pool.allocate(blocks)
         kv0 = self.sum_kv / n + 1
         padded = self._padded[n] if n < len(self._padded) else self.policy.padded_decode(n)
-        t0, e0, t1, e1 = self._decode_pair(padded, kv0, kv0 + k - 1)
+        # the padding rows of a captured graph are dummy sequences without a KV history: they widen the GEMMs and
+        # collectives, not the attention's reads (the step's KV tokens stay n x context, spread over `padded` rows)
+        t0, e0, t1, e1 = self._decode_pair(padded, kv0 * n / padded, (kv0 + k - 1) * n / padded)
         oh = self._overhead_s
         if oh:
             t0, t1, e0, e1 = t0 + oh, t1 + oh, e0 + oh * self._idle_w, e1 + oh * self._idle_w

@@ -78,14 +78,18 @@ class MemoryPolicy(BaseModel):
         default=0.0, ge=0, description="Bytes the engine allocates per sequence slot (max_batch_size) per padded vocabulary "
                                        "entry before it sizes the KV cache from free memory (TensorRT-LLM v0.x engine "
                                        "runtime: logits and decoder buffers); 0 for engines that size KV otherwise.")
+    runtime_fixed_bytes: float = Field(
+        default=0.0, ge=0, description="Bytes per device the engine process holds before it sizes the KV cache beyond "
+                                       "weights, activations and the per-slot buffers (TensorRT-LLM v0.x engine runtime: "
+                                       "CUDA context, TensorRT and library workspaces); 0 for engines without such a term.")
     source: str = Field(min_length=1, description="Where the default comes from.")
 
     def runtime_reserved_bytes(self, max_num_seqs: int, vocab_size: int, world_size: int = 1) -> float:
-        """Per-device bytes of the buffers sized by max_batch_size x vocabulary that the engine holds before it
-        measures free memory for the KV cache; the vocabulary is padded to a multiple of the TP x PP world
+        """Per-device bytes the engine holds before it measures free memory for the KV cache: the fixed part plus the
+        buffers sized by max_batch_size x vocabulary; the vocabulary is padded to a multiple of the TP x PP world
         (TensorRT-LLM ModelConfig::getVocabSizePadded) and every rank holds the full padded width."""
         padded = -(-vocab_size // world_size) * world_size
-        return self.runtime_bytes_per_slot_vocab * max_num_seqs * padded
+        return self.runtime_fixed_bytes + self.runtime_bytes_per_slot_vocab * max_num_seqs * padded
 
     def memory_model_kwargs(self, tp: int = 1, pp: int = 1, dp: int = 1, speculative: bool = False) -> dict[str, float]:
         """The `MemoryModel` / `deployment()` keyword that applies this policy to a layout (tp x pp model ranks,
@@ -145,18 +149,28 @@ def fitted_overheads() -> dict[str, dict[str, float]]:
     return {name: {k: float(v[k]) for k in FITTED_FIELDS if k in v} for name, v in data.get("engines", {}).items()}
 
 
-def engine_spec(name: str, device_memory_bytes: float, tp: int = 1, version: str | None = None) -> EngineSpec:
+def engine_spec(name: str, device_memory_bytes: float, tp: int = 1, version: str | None = None,
+                cuda_graph_max_batch: int | None = None) -> EngineSpec:
     """The engine's defaults for a device of this memory size, with its fitted host overheads. `version` selects
-    a release whose defaults differ (an engine that models one release takes none)."""
+    a release whose defaults differ (an engine that models one release takes none); `cuda_graph_max_batch` the
+    largest decode batch captured as a CUDA graph, for an engine whose capture list follows from it (TensorRT-LLM's
+    cuda_graph_config.max_batch_size)."""
     _load_builtin()
     factory = ENGINES.get(name)
-    if version is None:
-        spec = factory(device_memory_bytes, tp)
-    elif "version" in inspect.signature(factory).parameters:
-        spec = factory(device_memory_bytes, tp, version=version)
-    else:
-        raise InvalidInputError(f"engine {name} models one release ({factory(device_memory_bytes, tp).version}); "
-                                f"an engine version can be chosen for: {', '.join(versioned_engines())}")
+    takes = inspect.signature(factory).parameters
+    kwargs: dict = {}
+    if version is not None:
+        if "version" not in takes:
+            raise InvalidInputError(f"engine {name} models one release ({factory(device_memory_bytes, tp).version}); "
+                                    f"an engine version can be chosen for: {', '.join(versioned_engines())}")
+        kwargs["version"] = version
+    if cuda_graph_max_batch is not None:
+        if "cuda_graph_max_batch" not in takes:
+            graphed = [n for n in ENGINES.names() if "cuda_graph_max_batch" in inspect.signature(ENGINES.get(n)).parameters]
+            raise InvalidInputError(f"engine {name} keeps its own CUDA-graph batch sizes; a largest captured batch can be "
+                                    f"chosen for: {', '.join(graphed)}")
+        kwargs["cuda_graph_max_batch"] = cuda_graph_max_batch
+    spec = factory(device_memory_bytes, tp, **kwargs)
     fitted = fitted_overheads().get(name)
     return spec.model_copy(update=fitted) if fitted else spec
 

@@ -1,5 +1,6 @@
 """TensorRT-LLM engine (v1.0 - v1.3, PyTorch backend), as `trtllm-serve` runs by default; `version` 0.12-0.16
-selects the TensorRT-engine runtime's memory sizing (runtime and decoder buffers held before the KV cache is sized).
+selects the TensorRT-engine runtime's memory sizing (runtime and decoder buffers and the engine process's fixed reserve,
+held before the KV cache is sized) and its 64-token KV blocks.
 
 Sources: tensorrt_llm/llmapi/llm_args.py (max_num_tokens 8192, max_batch_size 2048, enable_chunked_prefill
 False, KvCacheConfig.free_gpu_memory_fraction 0.9 of the memory free after loading the model,
@@ -11,6 +12,8 @@ an iteration).
 
 from __future__ import annotations
 
+import math
+
 from tokenfab.errors import InvalidInputError
 from tokenfab.serving.engines import EngineSpec, MemoryPolicy, register_engine
 
@@ -20,8 +23,12 @@ SOURCE = ("TensorRT-LLM v1.0-v1.3: tensorrt_llm/llmapi/llm_args.py (max_num_toke
 
 
 def capture_sizes(max_bs: int = 128) -> tuple[int, ...]:
-    sizes = [1, 2, 4, 8, *range(16, max_bs + 1, 8)]
-    return tuple(s for s in sizes if s <= max_bs)
+    """Decode batch sizes captured as CUDA graphs up to `max_bs` (cuda_graph_config.max_batch_size) with padding on,
+    as CudaGraphConfig._generate_cuda_graph_batch_sizes (tensorrt_llm/llmapi/llm_args.py, v0.20-v1.0) generates
+    them: 1, 2, 4, then multiples of 8 to 128, powers of two from 256 below `max_bs`, and `max_bs` itself."""
+    sizes = [1, 2, 4, *range(8, 129, 8), *(2**i for i in range(8, math.floor(math.log2(max_bs))))]
+    sizes = sorted(s for s in sizes if s <= max_bs)
+    return tuple(sizes if sizes[-1] == max_bs else [*sizes, max_bs])
 
 
 # The v0.x TensorRT-engine runtime (trtllm-bench's C++ executor) allocates, before it measures free memory for the
@@ -41,9 +48,24 @@ def capture_sizes(max_bs: int = 128) -> tuple[int, ...]:
 LOG_MAX_BATCH_SIZE, LOG_VOCAB_SIZE = 4096, 32000
 LOG_RUNTIME_BUFFERS_BYTES, LOG_DECODER_BYTES = 1.14 * 2.0**30, 4.35 * 2.0**30
 ENGINE_RUNTIME_BYTES_PER_SLOT_VOCAB = (LOG_RUNTIME_BUFFERS_BYTES + LOG_DECODER_BYTES) / (LOG_MAX_BATCH_SIZE * LOG_VOCAB_SIZE)
+# The same log also states the device total and what was free when the KV cache was sized ("Memory usage when
+# calculating max tokens in paged kv cache: total: 79.10 GiB, available: 63.62 GiB") beside every allocation it names:
+# "Loaded engine size: 6214 MiB", "Allocated 928.77 MiB for execution context memory", the runtime buffers and the
+# decoder above. What it does not name, 79.10 - 63.62 - (6214 + 928.77) / 1024 - 1.14 - 4.35 = 3.01 GiB, the engine
+# process held all the same (its CUDA context, TensorRT's, cuBLAS's and the plugins' workspaces and kernel images);
+# it is taken as fixed per GPU, a measurement of one configuration like the per-slot term, not a fit. (The ledger's
+# capacity is the 81,559 MiB the device reports through nvidia-smi, 0.55 GiB above this total; that difference is the
+# ledger's and is not folded in here.)
+LOG_TOTAL_GIB, LOG_AVAILABLE_GIB, LOG_ENGINE_MIB, LOG_EXECUTION_CONTEXT_MIB = 79.10, 63.62, 6214.0, 928.77
+ENGINE_RUNTIME_FIXED_BYTES = (LOG_TOTAL_GIB - LOG_AVAILABLE_GIB) * 2.0**30 - (LOG_ENGINE_MIB + LOG_EXECUTION_CONTEXT_MIB) * 2.0**20 \
+    - LOG_RUNTIME_BUFFERS_BYTES - LOG_DECODER_BYTES
 ENGINE_RUNTIME_SOURCE = ("NVIDIA/TensorRT-LLM v0.12 docs/source/performance/perf-benchmarking.md trtllm-bench log "
-                         "(Llama-2-7B, maxBatchSize 4096, vocab 32000: runtime buffers 1.14 GB, decoder 4.35 GB); "
+                         "(Llama-2-7B, maxBatchSize 4096, vocab 32000: runtime buffers 1.14 GB, decoder 4.35 GB; "
+                         "3.01 GiB held beyond the allocations it names); "
                          "batch_manager/runtimeBuffers.cpp setMaxBufferSizes")
+# The v0.12 log's paged KV cache has "Number of tokens per block: 64" (the TensorRT engine's tokens_per_block); the
+# PyTorch backend's KvCacheConfig uses 32.
+ENGINE_BLOCK_TOKENS = 64
 ENGINE_RUNTIME_MINORS = range(12, 17)  # v0.12-v0.16: trtllm-bench runs a TensorRT engine through the C++ executor
 PYTORCH_RELEASES = ("0.20", "0.21")  # trtllm-bench's PyTorch backend, as the 1.x releases (the rows' v0.20 runs)
 
@@ -66,15 +88,25 @@ def _era(version: str | None) -> str:
                             f"{', '.join(PYTORCH_RELEASES)} or 1.0-1.3 (PyTorch backend)")
 
 
+def is_engine_runtime(version: str | None) -> bool:
+    """True for a release whose trtllm-bench runs a TensorRT engine through the C++ executor (0.12-0.16)."""
+    return _era(version) == "engine"
+
+
 @register_engine("trtllm")
-def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = None) -> EngineSpec:
+def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = None,
+                  cuda_graph_max_batch: int | None = None) -> EngineSpec:
+    """`cuda_graph_max_batch`: cuda_graph_config.max_batch_size (default 128; trtllm-bench's PyTorch backend sets it to
+    the run's max_batch_size, benchmark/utils/general.py get_settings)."""
     engine_runtime = _era(version) == "engine"
     memory = MemoryPolicy(kind="free-fraction", fraction=0.9, source="TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9")
     if engine_runtime:
         memory = memory.model_copy(update={"runtime_bytes_per_slot_vocab": ENGINE_RUNTIME_BYTES_PER_SLOT_VOCAB,
+                                           "runtime_fixed_bytes": ENGINE_RUNTIME_FIXED_BYTES,
                                            "source": f"{memory.source}; runtime and decoder buffers: {ENGINE_RUNTIME_SOURCE}"})
     return EngineSpec(
         name="trtllm", version=version or "1.0-1.3 (PyTorch backend)", max_num_seqs=2048, max_num_batched_tokens=8192,
-        chunked_prefill=False, prefill_first=False, cuda_graph_sizes=capture_sizes(), kv_full="reserve",
-        block_tokens=32, memory=memory, source=SOURCE,
+        chunked_prefill=False, prefill_first=False, cuda_graph_sizes=capture_sizes(cuda_graph_max_batch or 128), kv_full="reserve",
+        block_tokens=ENGINE_BLOCK_TOKENS if engine_runtime else 32, memory=memory,
+        source=f"{SOURCE}; v0.12-v0.16: {ENGINE_RUNTIME_SOURCE}" if engine_runtime else SOURCE,
     )
