@@ -65,6 +65,8 @@ def _peak_key(peaks: dict[str, float], dtype: str) -> str:
 class _Recorder(ChipCost):
     """A ChipCost that remembers the inputs of every kernel it times, by the OpCost it returns."""
 
+    keeps_cost_identity = True  # keyed by id: the step model's memos must hand back these very objects
+
     def __init__(self, base: ChipCost):
         super().__init__(base.chip, base.resolved)
         self.kernels: dict[int, tuple] = {}
