@@ -9,7 +9,8 @@
    bench/data/serving_clients.yaml (the exact client, first wave counted, when the file is absent). One
    measurement campaign (hardware, framework release, source file of the notes) may also have admitted fewer
    requests than its C clients sent (`held_slots`: at most C - held_slots running, one request always waiting
-   for a slot); that too is fitted per campaign on half the runs (`campaigns:` in the same file).
+   for a slot); that too is fitted per campaign on half the runs (`campaigns:` in the same file), and so is the
+   client itself where a campaign has enough runs (its own warm-up, output variation and latency).
 2. Offline throughput: the TensorRT-LLM in-flight-batching max-throughput rows of trtllm.csv (fixed
    ISL/OSL, all requests queued at once), simulated `--offline` with the request count and KV share the perf
    overview states for the run (`_offline_settings`), output tokens/s of the whole system.
@@ -104,6 +105,20 @@ def fitted_campaigns() -> dict[str, int]:
     return {name: int(row["held_slots"]) for name, row in _fit_file().get("campaigns", {}).items() if row.get("held_slots")}
 
 
+def fitted_campaign_clients() -> dict[str, dict]:
+    """Per measurement campaign with a client fit of its own (bench/fit_serving_client.py, enough fit-half runs):
+    its benchmark-client setting, which replaces its framework's; {} without the file. A campaign is one
+    benchmark setup (client tool and its flags, the network between client and server), which one framework's
+    campaigns need not share: vLLM's Qwen3-32B runs on H100 keep TTFT flat in the output length (clients that
+    stay bunched), its Llama-3.1-70B runs spread; their latencies differ too."""
+    out = {}
+    for name, row in _fit_file().get("campaigns", {}).items():
+        client = row.get("client")
+        if client:
+            out[name] = {k: client[k] for k in EXACT_CLIENT if k in client}
+    return out
+
+
 _SOURCE_FILE = re.compile(r"source_file=([^;\]]+)")
 
 
@@ -171,26 +186,38 @@ def _concurrency_job(job: dict) -> dict:
         return {**job["meta"], "error": str(exc)}
 
 
-def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None,
-                     campaigns: dict[str, int] | None = None) -> tuple[list[dict], list[str]]:
-    """The fixed-concurrency and P/D jobs, each under its framework's benchmark client (`clients`, default the fitted
-    ones; a framework without one gets the exact client) and its campaign's held slots (`campaigns`)."""
+def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, campaigns: dict[str, int] | None = None,
+                     campaign_clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
+    """The fixed-concurrency and P/D jobs, each under its benchmark client (`under_clients`)."""
     jobs, skipped = _jobs(directory)
-    return under_clients(jobs, clients, campaigns), skipped
+    return under_clients(jobs, clients, campaigns, campaign_clients), skipped
 
 
-def under_clients(jobs: list[dict], clients: dict[str, dict] | None = None,
-                  campaigns: dict[str, int] | None = None) -> list[dict]:
-    """Each job's simulate arguments under its framework's benchmark client (`clients`, default the fitted ones;
-    the exact client for a framework without one) and its campaign's held slots (`campaigns`, default the fitted
-    ones; 0 for a job without a campaign)."""
+def client_of(meta: dict, clients: dict[str, dict], campaigns: dict[str, int], campaign_clients: dict[str, dict]) -> dict:
+    """The benchmark client of one job: its campaign's own fit where it has one, else its framework's (the exact
+    client for a framework without one), with its campaign's held slots."""
+    name = meta.get("campaign", "")
+    client = campaign_clients.get(name) or clients.get(meta["framework"], EXACT_CLIENT)
+    return {**EXACT_CLIENT, **client, "held_slots": campaigns.get(name, 0)}
+
+
+def under_clients(jobs: list[dict], clients: dict[str, dict] | None = None, campaigns: dict[str, int] | None = None,
+                  campaign_clients: dict[str, dict] | None = None) -> list[dict]:
+    """Each job's simulate arguments under its benchmark client (`client_of`): `clients` per framework, `campaigns`
+    (held slots) and `campaign_clients` per campaign, each defaulting to the fitted ones (a job without a campaign,
+    such as the MoE jobs, gets its framework's client and no held slots)."""
     clients = fitted_clients() if clients is None else clients
     campaigns = fitted_campaigns() if campaigns is None else campaigns
+    campaign_clients = fitted_campaign_clients() if campaign_clients is None else campaign_clients
     for job in jobs:
-        client = {**clients.get(job["meta"]["framework"], EXACT_CLIENT),
-                  "held_slots": campaigns.get(job["meta"].get("campaign", ""), 0)}
-        job["kwargs"] = apply_client(job["kwargs"], client)
+        job["kwargs"] = apply_client(job["kwargs"], client_of(job["meta"], clients, campaigns, campaign_clients))
     return jobs
+
+
+# An aggregated run's benchmark concurrency as its notes state it. The Dynamo 0.8.0 runs of qwen3_32b.csv (vLLM 0.12.0,
+# TensorRT-LLM 1.2.0rc6) say 'measured serving benchmark at fixed concurrency' with no value (their ids read
+# '..._4000x1000_c_tp8_...' where every other run's reads '_c16_'): their `batch` is then no known client count.
+_STATED_CONCURRENCY = re.compile(r"fixed concurrency=\d+")
 
 
 def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
@@ -208,6 +235,10 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
                 skipped.append(f"{r['case_id']} (disaggregated layout not stated in the notes)")
                 continue
             add_measured(jobs, job["meta"]["key"], job["kwargs"], job["meta"], r)
+            continue
+        if not _STATED_CONCURRENCY.search(str(r["notes"])):
+            skipped.append(f"{r['case_id']} (no concurrency stated: the notes say 'at fixed concurrency' without a value, "
+                           "and the run id's concurrency field is empty)")
             continue
         c, tp, isl, osl = int(r["batch"]), int(r["tp"]), int(r["input_len"]), int(r["output_len"])
         kv = "fp8" if dtype in ("fp8", "fp4") else dtype

@@ -1,6 +1,11 @@
-"""Fit how the benchmark client of the measured serving runs behaved, per framework, and write it as data.
+"""Fit how the benchmark client of the measured serving runs behaved, per framework and per measurement
+campaign, and write it as data.
 
     python bench/fit_serving_client.py [--variation 0,0.005,0.01,0.02,0.05] [--latency-ms 0,5,10,20,40] [--write]
+        [--campaign-variation ...] [--campaign-latency-ms ...] [--frameworks-from-file] [--only CAMPAIGN]
+
+(the stored fit: its provenance `command`; `--frameworks-from-file` keeps the frameworks' clients of the file it
+replaces and fits only the campaigns, about half the time; `--only` restricts the rows to iterate, without --write)
 
 A closed-loop client at fixed concurrency C starts all C requests at t=0. Whether that first wave is in
 the mean (aiperf / genai-perf count every request unless --warmup-request-count is given) and whether the
@@ -18,10 +23,12 @@ half reports the figures. `--write` stores the fit with provenance in bench/data
 which bench/accuracy_serving.py reads.
 
 Then, per measurement campaign (chip, framework release, source file of the rows' notes; `--min-runs` fit-half
-runs at least) under its framework's fitted client: how many of the C sequence slots the deployment did not
-give to requests (`--held-slots`, default 0 or 1; at most C - held run at once, so one request always waits
-for a slot), the choice minimising the same score on the campaign's fit half. The client fit itself runs with
-the campaigns' held slots of the file it replaces (run the fit twice after changing the grid).
+runs at least): the client setting of the same grid minimising the same score on the campaign's own fit half
+(one campaign is one benchmark setup, which a framework's campaigns need not share), kept only where it beats
+the framework's client on that fit half; and under the campaign's client, how many of the C sequence slots the
+deployment did not give to requests (`--held-slots`, default 0 or 1; at most C - held run at once, so one
+request always waits for a slot), the choice minimising the same score on the campaign's fit half. Both client
+fits run with the campaigns' held slots of the file they replace (run the fit twice after changing the grid).
 """
 
 from __future__ import annotations
@@ -36,7 +43,15 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import yaml
 
-from accuracy_serving import CLIENTS_PATH, _concurrency_job, apply_client, concurrency_jobs, fitted_campaigns
+from accuracy_serving import (
+    CLIENTS_PATH,
+    EXACT_CLIENT,
+    _concurrency_job,
+    apply_client,
+    concurrency_jobs,
+    fitted_campaigns,
+    fitted_clients,
+)
 from tokenfab.calibrate.measurements import shared_calibration_dir
 
 METRICS = ("ttft_ms", "tpot_ms")
@@ -46,9 +61,12 @@ def _half(job: dict) -> int:
     return int(hashlib.sha256(repr(job["meta"]["key"]).encode()).hexdigest(), 16) % 2
 
 
-def _run(jobs: list[dict], client: dict, held: dict[str, int]) -> list[dict]:
-    """Results of `jobs` under `client`, each with its campaign's held slots from `held`."""
-    jobs = [{**j, "kwargs": apply_client(j["kwargs"], {**client, "held_slots": held.get(j["meta"]["campaign"], 0)})}
+def _run(jobs: list[dict], client: dict | dict[str, dict], held: dict[str, int]) -> list[dict]:
+    """Results of `jobs` under `client` (one setting, or one per campaign), each with its campaign's held slots
+    from `held`."""
+    per_campaign = not set(client) <= set(EXACT_CLIENT)
+    jobs = [{**j, "kwargs": apply_client(j["kwargs"], {**(client[j["meta"]["campaign"]] if per_campaign else client),
+                                                        "held_slots": held.get(j["meta"]["campaign"], 0)})}
             for j in jobs]
     with ProcessPoolExecutor(max_workers=2) as pool:
         return list(pool.map(_concurrency_job, jobs, chunksize=4))
@@ -64,19 +82,50 @@ def _score(jobs: list[dict], results: list[dict]) -> float:
     return float(np.mean([_mape(jobs, results, m)[0] for m in METRICS]))
 
 
-EXACT = {"warmup_waves": 0, "output_variation_frac": 0.0, "request_latency_ms": 0.0}
+EXACT = EXACT_CLIENT
 
 
-def _fit_campaigns(jobs: list[dict], best: dict[str, dict], choices: list[int], min_runs: int) -> dict[str, dict]:
-    """Per campaign with `min_runs` fit-half runs: the held slots (of `choices`) scoring best on its fit half under
-    its framework's client `best`, with fit-half and held-out scores of every choice."""
+def _split(jobs: list[dict], name: str, min_runs: int) -> tuple[list[dict], list[dict]] | None:
+    """A campaign's fit and held-out halves, None where the fit half has fewer than `min_runs` runs."""
+    mine = [j for j in jobs if j["meta"]["campaign"] == name]
+    fit, test = [j for j in mine if _half(j) == 0], [j for j in mine if _half(j) == 1]
+    return (fit, test) if len(fit) >= min_runs and test else None
+
+
+def _fit_campaign_clients(jobs: list[dict], best: dict[str, dict], grid: list[dict], held: dict[str, int],
+                          min_runs: int) -> dict[str, dict]:
+    """Per campaign with `min_runs` fit-half runs: the grid client scoring best on its fit half (with the held
+    slots `held`), kept where it beats its framework's client `best` there."""
     out = {}
     for name in sorted({j["meta"]["campaign"] for j in jobs}):
-        mine = [j for j in jobs if j["meta"]["campaign"] == name]
-        fit, test = [j for j in mine if _half(j) == 0], [j for j in mine if _half(j) == 1]
-        if len(fit) < min_runs or not test:
+        halves = _split(jobs, name, min_runs)
+        if halves is None:
             continue
-        client = best[mine[0]["meta"]["framework"]]
+        fit, test = halves
+        framework = best[fit[0]["meta"]["framework"]]
+        scores = [(_score(fit, _run(fit, c, held)), i) for i, c in enumerate(grid)]
+        own = grid[min(scores)[1]]
+        base = _score(fit, _run(fit, framework, held))
+        if min(scores)[0] < base:
+            test_ttft = {label: round(_mape(test, _run(test, c, held), "ttft_ms")[0], 4)
+                         for label, c in (("framework_client", framework), ("own_client", own))}
+            out[name] = {"client": dict(own), "client_fit_half_score": {"framework_client": round(base, 4),
+                                                                  "own_client": round(min(scores)[0], 4)},
+                         "client_held_out_ttft_ms_mape": test_ttft}
+        print(f"campaign {name}: own client {own} fit-half score {min(scores)[0]:.4f} against the framework's {base:.4f}")
+    return out
+
+
+def _fit_campaigns(jobs: list[dict], client_of: dict[str, dict], choices: list[int], min_runs: int) -> dict[str, dict]:
+    """Per campaign with `min_runs` fit-half runs: the held slots (of `choices`) scoring best on its fit half under
+    its client `client_of[campaign]`, with fit-half and held-out scores of every choice."""
+    out = {}
+    for name in sorted({j["meta"]["campaign"] for j in jobs}):
+        halves = _split(jobs, name, min_runs)
+        if halves is None:
+            continue
+        fit, test = halves
+        client = client_of[name]
         fit_s = {h: _score(fit, _run(fit, client, {name: h})) for h in choices}
         test_ttft = {h: _mape(test, _run(test, client, {name: h}), "ttft_ms")[0] for h in choices}
         h = min(fit_s, key=fit_s.get)
@@ -87,11 +136,12 @@ def _fit_campaigns(jobs: list[dict], best: dict[str, dict], choices: list[int], 
     return out
 
 
-def _framework_report(jobs: list[dict], best: dict, held: dict[str, int]) -> dict:
-    """Held-out figures of one framework's jobs: the exact client (no held slots) against the fitted setting."""
+def _framework_report(jobs: list[dict], client_of: dict[str, dict], held: dict[str, int]) -> dict:
+    """Held-out figures of one framework's jobs: the exact client (no held slots) against the fitted settings
+    (`client_of`: per campaign)."""
     test = [j for j in jobs if _half(j) == 1]
-    before, after = _run(test, EXACT, {}), _run(test, best, held)
-    row = dict(best)
+    before, after = _run(test, EXACT, {}), _run(test, client_of, held)
+    row = {}
     for metric in METRICS:
         (b, n), (a, _) = _mape(test, before, metric), _mape(test, after, metric)
         row[f"held_out_{metric}_mape_exact_client"], row[f"held_out_{metric}_mape"] = round(b, 4), round(a, 4)
@@ -106,33 +156,55 @@ def main() -> None:
     ap.add_argument("--warmup-waves", default="0,1")
     ap.add_argument("--held-slots", default="0,1")
     ap.add_argument("--min-runs", type=int, default=10)
+    ap.add_argument("--campaign-clients", action=argparse.BooleanOptionalAction, default=True,
+                    help="fit a client per campaign too (kept where it beats the framework's on the campaign's fit half)")
+    ap.add_argument("--campaign-variation", default=None, help="the campaigns' output-variation grid (default --variation)")
+    ap.add_argument("--campaign-latency-ms", default=None, help="the campaigns' latency grid (default --latency-ms)")
+    ap.add_argument("--frameworks-from-file", action=argparse.BooleanOptionalAction, default=False,
+                    help="keep the frameworks' clients of the file it replaces (fit only the campaigns)")
+    ap.add_argument("--only", default="", help="only the campaigns whose name contains this (to iterate; no --write)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
+    if args.only and args.write:
+        ap.error("--only fits part of the rows: it cannot --write the file every row is read under")
     grid = [{"warmup_waves": int(w), "output_variation_frac": float(v), "request_latency_ms": float(lat)}
             for w, v, lat in itertools.product(args.warmup_waves.split(","), args.variation.split(","), args.latency_ms.split(","))]
-    jobs = [j for j in concurrency_jobs(shared_calibration_dir(), clients={}, campaigns={})[0]
-            if not j["meta"].get("disaggregated")]
+    jobs = [j for j in concurrency_jobs(shared_calibration_dir(), clients={}, campaigns={}, campaign_clients={})[0]
+            if not j["meta"].get("disaggregated") and args.only in j["meta"]["campaign"]]
     names = sorted({j["meta"]["framework"] for j in jobs})
-    held_before, best = fitted_campaigns(), {}
-    for name in names:
+    held_before, best = fitted_campaigns(), fitted_clients() if args.frameworks_from_file else {}
+    for name in (n for n in names if n not in best):
         fit = [j for j in jobs if j["meta"]["framework"] == name and _half(j) == 0]
         scores = [(_score(fit, _run(fit, c, held_before)), i) for i, c in enumerate(grid)]
         for (s, i) in scores:
             print(f"{name} {grid[i]}: fit-half mean MAPE {s * 100:.1f}%")
         best[name] = grid[min(scores)[1]]
-    campaigns = _fit_campaigns(jobs, best, [int(h) for h in args.held_slots.split(",")], args.min_runs)
+    campaign_grid = [{"warmup_waves": int(w), "output_variation_frac": float(v), "request_latency_ms": float(lat)}
+                     for w, v, lat in itertools.product(args.warmup_waves.split(","),
+                                                        (args.campaign_variation or args.variation).split(","),
+                                                        (args.campaign_latency_ms or args.latency_ms).split(","))]
+    own = _fit_campaign_clients(jobs, best, campaign_grid, held_before, args.min_runs) if args.campaign_clients else {}
+    client_of = {j["meta"]["campaign"]: own[j["meta"]["campaign"]]["client"] if j["meta"]["campaign"] in own
+                 else best[j["meta"]["framework"]] for j in jobs}
+    campaigns = _fit_campaigns(jobs, client_of, [int(h) for h in args.held_slots.split(",")], args.min_runs)
+    for name, row in own.items():
+        campaigns[name].update(row)
     held = {k: v["held_slots"] for k, v in campaigns.items() if v["held_slots"]}
     report = {}
     for name in names:
-        row = report[name] = _framework_report([j for j in jobs if j["meta"]["framework"] == name], best[name], held)
+        row = report[name] = {**best[name], **_framework_report([j for j in jobs if j["meta"]["framework"] == name],
+                                                                client_of, held)}
         print(f"{name}: {best[name]}; held-out TTFT {row['held_out_ttft_ms_mape_exact_client'] * 100:.1f}% -> "
               f"{row['held_out_ttft_ms_mape'] * 100:.1f}%, TPOT {row['held_out_tpot_ms_mape_exact_client'] * 100:.1f}% -> "
               f"{row['held_out_tpot_ms_mape'] * 100:.1f}% ({row['held_out_rows']} rows)")
     if args.write:
-        _write(args, grid, report, campaigns)
+        _write(args, grid, campaign_grid, report, campaigns)
 
 
-def _write(args: argparse.Namespace, grid: list[dict], report: dict, campaigns: dict) -> None:
+def _write(args: argparse.Namespace, grid: list[dict], campaign_grid: list[dict], report: dict, campaigns: dict) -> None:
+    if args.frameworks_from_file:  # the frameworks' clients (and their grid) come from the replaced file's fit
+        old = yaml.safe_load(CLIENTS_PATH.read_text()).get("provenance", {})
+        grid = {"frameworks_fitted_by": {k: old.get(k) for k in ("commit", "date", "command")}, "grid": old.get("grid", grid)}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     data = {"provenance": {
         "method": "per framework, the grid setting minimising the mean of TTFT and TPOT MAPE on the fit half (sha256 of "
@@ -140,11 +212,16 @@ def _write(args: argparse.Namespace, grid: list[dict], report: dict, campaigns: 
                   "e2e_aiconfigurator_silicon.csv (NVIDIA aiconfigurator-core 0.12.0 silicon samples); held-out figures "
                   "on the odd half, against the exact client (no warm-up, exact lengths, no held slots). Then per "
                   "campaign (chip, framework release, notes' source_file) under its framework's client, the held slots "
-                  "minimising the same score on the campaign's fit half",
-        "grid": grid, "held_slots_choices": [int(h) for h in args.held_slots.split(",")], "min_runs": args.min_runs,
+                  "minimising the same score on the campaign's fit half; with --campaign-clients, first the "
+                  "campaign's own grid client (`client`), kept where it beats the framework's on that fit half, and "
+                  "the held slots under it; the frameworks' held-out figures use the campaigns' own clients. With "
+                  "--frameworks-from-file the frameworks' clients are those of the file this one replaced (same "
+                  "method, an earlier commit)",
+        "grid": grid, "campaign_grid": campaign_grid, "held_slots_choices": [int(h) for h in args.held_slots.split(",")], "min_runs": args.min_runs,
         "commit": commit, "date": dt.date.today().isoformat(),
         "command": "python bench/fit_serving_client.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "write") + " --write"},
+            (f"--{'' if v else 'no-'}{k.replace('_', '-')}" if isinstance(v, bool) else f"--{k.replace('_', '-')} {v}")
+            for k, v in vars(args).items() if k not in ("write", "only") and v is not None) + " --write"},
         "frameworks": report, "campaigns": campaigns}
     CLIENTS_PATH.parent.mkdir(exist_ok=True)
     CLIENTS_PATH.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -65,7 +65,7 @@ def simulate(
     dp: int = 1, moe_tp: int | None = None, moe_dispatch: str = "normal",
     prefill_dp: int | None = None, prefill_ep: int | None = None, prefill_moe_tp: int | None = None,
     decode_dp: int | None = None, decode_ep: int | None = None, decode_moe_tp: int | None = None,
-    request_latency_ms: float = 0.0, engine_version: str | None = None,
+    request_latency_ms: float = 0.0, engine_version: str | None = None, two_batch_overlap: bool = False,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
@@ -143,7 +143,8 @@ def simulate(
                                 (tp_, pp, dp_, spec_method is not None and role != "prefill"))
         mem_kw.update(_runtime_reserve(eng, model, max_num_seqs, tp_ * pp))
         d = deployment(model, chip, None, tp_, pp, ep_, dp_, dtype, weight_dtype, kv_dtype, profile=None,
-                       moe_tp=moe_tp_, moe_dispatch=moe_dispatch, staggered_prefill=not offline, **mem_kw)
+                       moe_tp=moe_tp_, moe_dispatch=moe_dispatch, staggered_prefill=not offline,
+                       two_batch_overlap=two_batch_overlap, **mem_kw)
         if d.memory.kv_capacity_tokens(max_batched_tokens, max_num_seqs) < block_size:
             raise InvalidInputError(
                 f"{model} leaves no room for a KV cache on {chip} with tp={tp_} "
@@ -168,6 +169,8 @@ def simulate(
               "request_latency_ms": request_latency_ms,
               "router": router, "arrival": arrival, "num_requests": num_requests, "seed": seed,
               "slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms}
+    if two_batch_overlap:  # recorded only when on, so default runs' configs are unchanged
+        config["two_batch_overlap"] = True
     # what every run takes, aggregated or P/D: randomness, routing, metrics, SLOs, the way from client to engine
     run_settings = dict(seed=seed, router=router, progress=progress, timeseries_interval_s=timeseries_interval_s,
                         slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None,

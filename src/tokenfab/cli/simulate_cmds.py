@@ -25,6 +25,7 @@ def simulate(
     dp: Annotated[int, Opt(help="Attention data-parallel ranks per replica (MoE: ranks share the experts, ep x moe-tp = tp x dp).")] = 1,
     moe_tp: Annotated[int | None, Opt("--moe-tp", help="Tensor-parallel split inside each expert (default tp x dp / ep).")] = None,
     moe_dispatch: Annotated[str, Opt(help="MoE token exchange with attention-DP: normal or low-latency (DeepEP all-to-all), or allgather (all-gather / reduce-scatter, TensorRT-LLM without MNNVL or DeepEP).")] = "normal",
+    two_batch_overlap: Annotated[bool, Opt("--two-batch-overlap", help="Run MoE steps as two micro-batches whose expert all-to-all hides under the other's compute (SGLang --enable-two-batch-overlap); needs --ep > 1.")] = False,
     dtype: Annotated[str, Opt(help="Compute/activation format.")] = "bf16",
     weight_dtype: Annotated[str | None, Opt(help="Weight format (weight-only quantisation).")] = None,
     kv_dtype: Annotated[str | None, Opt(help="KV-cache format.")] = None,
@@ -105,7 +106,7 @@ def simulate(
         memory_utilization_frac=memory_utilization, progress=progress, kv_free_memory_frac=kv_free_memory_frac,
         engine=engine, engine_version=engine_version, warmup_requests=warmup_requests, spec_method=spec_method, spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance, spec_draft_model=spec_draft_model, dp=dp, moe_tp=moe_tp,
-        moe_dispatch=moe_dispatch, band_level=band_level,
+        moe_dispatch=moe_dispatch, band_level=band_level, two_batch_overlap=two_batch_overlap,
     )
     if result.summary.get("overloaded"):
         err.print("[yellow]warning: the system is overloaded: the queue grows without bound over the run "

@@ -35,6 +35,8 @@ class ParallelConfig(BaseModel):
     moe_tp: int | None = Field(default=None, ge=1, description="Tensor-parallel split inside each expert; default tp x dp / ep.")
     moe_dispatch: Literal["normal", "low-latency", "allgather"] = Field(
         default="normal", description="Token exchange with attention-DP (DeepEP terms): 'normal' sends each token once per expert group in the activation format; 'low-latency' sends one fp8 copy per token-expert pair; 'allgather' gathers every rank's tokens on every rank and reduce-scatters the outputs (TensorRT-LLM without MNNVL or DeepEP).")
+    two_batch_overlap: bool = Field(
+        default=False, description="Run each step as two micro-batches whose expert all-to-all hides under the other's compute (SGLang --enable-two-batch-overlap; `execution.overlap`); needs ep > 1 and pp = 1.")
 
     @property
     def num_devices(self) -> int:
@@ -94,6 +96,7 @@ def check_parallelism(model: ModelSpec, system: SystemSpec, par: ParallelConfig)
             f"tp x pp x dp = {par.num_devices} devices but the system has {system.num_devices}"
         )
     _check_moe_layout(model, par)
+    _check_overlap(par)
     for group in model.layers:
         attn = group.attention
         if attn.num_heads % par.tp:
@@ -127,6 +130,17 @@ def _check_moe_layout(model: ModelSpec, par: ParallelConfig) -> None:
         raise ParallelismError(
             f"--ep {par.ep} x --moe-tp {par.expert_tp} = {par.ep * par.expert_tp} must equal tp x dp = {group} "
             f"(e.g. --ep {group} --moe-tp 1, or --ep 1 --moe-tp {group})")
+
+
+def _check_overlap(par: ParallelConfig) -> None:
+    """Two-batch overlap hides the expert all-to-all, so it needs experts spread over devices (ep > 1), as SGLang
+    requires DeepEP's EP MoE for it; pipeline stages are not combined with it (SGLang does not either)."""
+    if not par.two_batch_overlap:
+        return
+    if par.ep <= 1:
+        raise ParallelismError(f"--two-batch-overlap needs expert parallelism: got --ep {par.ep}; use --ep > 1 (e.g. --ep {max(2, par.tp * par.dp)}) or drop --two-batch-overlap")
+    if par.pp > 1:
+        raise ParallelismError(f"--two-batch-overlap is not modelled with pipeline stages: got --pp {par.pp}; use --pp 1 or drop --two-batch-overlap")
 
 
 def _divisors(n: int) -> list[int]:

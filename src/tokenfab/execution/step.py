@@ -23,6 +23,7 @@ from tokenfab.execution.decode_arrays import DecodeCorePlan
 from tokenfab.execution.graph_replay import kernel_floor_s
 from tokenfab.execution.layers import LayerCoster, StepBatch
 from tokenfab.execution.memory import MemoryModel
+from tokenfab.execution.overlap import layer_stages, split_two, tbo_makespan
 from tokenfab.execution.power import PowerModel
 from tokenfab.hardware.spec import SystemSpec
 from tokenfab.units import bytes_per_element
@@ -204,6 +205,8 @@ class StepModel:
         # the decode share of a step (`layers.expert_group_tokens`), and the layer memo is keyed by it.
         self._moe_dp = staggered_prefill and par.dp > 1 and any(g.ffn.kind != "dense" for g in model.layers)
         self.coster.staggered_prefill = self.graph_coster.staggered_prefill = staggered_prefill
+        self._tbo = par.two_batch_overlap  # two-batch overlap: steps go through `_tbo_step` (execution.overlap)
+        self._tbo_cache: dict[StepBatch, StepResult | None] = {}
         self.provenance = self.cc.resolved.provenance
         self.provenance_note = self.cc.resolved.note
 
@@ -334,6 +337,10 @@ class StepModel:
         hit = self._cache.get(key)
         if hit is not None:
             return StepResult(hit[0], hit[1], hit[2], hit[3], hit[4:])
+        if self._tbo:
+            hit = self._tbo_step(batch)
+            if hit is not None:
+                return hit
         pp = self.par.pp
         micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
         mb = _split(batch, micro)
@@ -368,6 +375,10 @@ class StepModel:
         Same arithmetic as `step` (pipeline fill, idle bubbles) but no result objects; every part is an
         exact memo of the function `step` evaluates (tests check equality).
         """
+        if self._tbo:
+            hit = self._tbo_step(batch)
+            if hit is not None:
+                return hit.time_s, hit.energy_j
         pp = self.par.pp
         micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
         mb = _split(batch, micro)
@@ -394,7 +405,7 @@ class StepModel:
     def fast_step(self, prefill: tuple, num_decode: int, decode_kv_len: float) -> tuple[float, float]:
         """`time_energy` for single-stage plans, inlined without building a StepBatch: the simulator
         calls it once per iteration, and the inlining is worth ~20% of a simulation's wall time."""
-        if self._pp > 1:
+        if self._pp > 1 or self._tbo:
             return self.time_energy(StepBatch(prefill, num_decode, decode_kv_len))
         tokens, seqs = num_decode, num_decode
         t = busy = 0.0
@@ -438,7 +449,7 @@ class StepModel:
     def decode_pair(self, num_decode: int, kv_first: float, kv_last: float) -> tuple[float, float, float, float]:
         """(t_first, e_first, t_last, e_last) of the first and last step of a decode run: the
         token-count part is shared, only the attention core differs."""
-        if self._pp > 1:
+        if self._pp > 1 or self._tbo:
             t0, e0 = self.time_energy(StepBatch((), num_decode, kv_first))
             t1, e1 = self.time_energy(StepBatch((), num_decode, kv_last))
             return t0, e0, t1, e1
@@ -490,6 +501,9 @@ class StepModel:
         the contexts (only the attention cores depend on them); tests check equality with `step`."""
         quantised = quantise_contexts(kv_lens.tolist() if isinstance(kv_lens, np.ndarray) else kv_lens)
         kv = np.array(quantised)
+        if self._tbo:  # context by context through `step`
+            pairs = [self.time_energy(StepBatch((), num_decode, k)) for k in quantised]
+            return np.array([p[0] for p in pairs], dtype=float), np.array([p[1] for p in pairs], dtype=float)
         pp = self.par.pp
         micro = min(pp, max(1, num_decode)) if pp > 1 else 1
         n = -(-num_decode // micro)
@@ -531,6 +545,38 @@ class StepModel:
             time_s = time_s + p2p.time_s * (pp - 1)
         energy = (busy * micro + power.idle_w * np.maximum(0.0, time_s - stage * micro)) * self.par.num_devices
         return time_s, power.to_wall(energy, time_s)
+
+    def _tbo_step(self, batch: StepBatch) -> StepResult | None:
+        """A step under two-batch overlap (`execution.overlap`): each layer's operators costed on each micro-batch,
+        the layers' time the critical path of the two micro-batches over compute and the all-to-all, embedding and
+        LM head on the whole batch around it. None when the batch does not split (it then runs as one batch).
+        The breakdown lists every operator's own time, so it sums to more than `time_s` by the hidden exchange; the
+        energy is every operator's, less the idle floor of the hidden time (paid once while two operators overlap)."""
+        key = StepBatch(batch.prefill, batch.num_decode, quantise_context(batch.decode_kv_len)) if batch.num_decode else batch
+        if key in self._tbo_cache:
+            return self._tbo_cache[key]
+        halves = split_two(key)
+        result = None
+        if halves is not None:
+            graphed = not key.prefill and key.num_decode > 0
+            coster = self.graph_coster if graphed else self.coster
+            layers, parts = [], []
+            for group, count in self._group_counts:
+                ops = [list(coster.layer_ops(group, half, with_core=True)) for half in halves]
+                layers += [(layer_stages(ops[0]), layer_stages(ops[1]))] * round(count)
+                parts.append(self._aggregate((cost, count) for half_ops in ops for cost in half_ops))
+            h = self.model.hidden_size
+            embed = coster.elementwise("embedding", embedding_bytes(key.num_tokens, h, self._act_bytes, self._act_bytes))
+            parts += [self._aggregate([(embed, 1.0)]), self._head_part(key.num_sequences, graphed)]
+            time_s = tbo_makespan(layers) + embed.time_s + parts[-1][0]  # part records: time_s, roofline_s, busy_j
+            # overlapped operators share the chip's idle floor: the hidden time's idle power is paid once, not twice
+            hidden_s = sum(p[0] for p in parts) - time_s
+            busy_j = sum(p[2] for p in parts) - self.power.idle_w * hidden_s
+            energy = self.power.to_wall(busy_j * self._num_devices, time_s)
+            result = StepResult(time_s, sum(p[1] for p in parts), energy, key.num_tokens, tuple(parts))
+        if len(self._tbo_cache) < 100_000:
+            self._tbo_cache[key] = result
+        return result
 
     def _core_sum(self, batch: StepBatch, coster: LayerCoster) -> tuple[float, float]:
         """(time, busy energy) of the attention cores of every layer for `batch`."""
