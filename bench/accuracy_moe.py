@@ -6,10 +6,13 @@
    - held-out: per chip, the `moe` kernel table is fitted on 70% of the layer shapes (hidden,
      intermediate, top-k, experts, MoE-TP, EP; every token count of a shape on the same side) and
      scored on the other 30%, per chip and dtype;
-   - leave-one-chip-out: pooled fit on the other three chips (as the generic profile's `moe` table: with
-     a cache term relative to each chip's own L2, since these benchmarks re-run warm weights),
-     scored on every row of the chip left out; a format no other chip measured (B200's MXFP4 x MXFP8)
-     falls back to the pooled bf16 curve, as the tool would;
+   - leave-one-chip-out: the generic profile's `moe` tables fitted on the other three chips (a cache term
+     relative to each chip's own L2, since these benchmarks re-run warm weights; the fixed cost in units
+     of each chip's bf16 dense-GEMM fixed cost, `calibrate.moe_fit`), resolved for the chip left out as
+     the tool resolves any chip without MoE rows (`ResolvedProfile.moe`: the pooled ratio times the held
+     chip's own GEMM fixed cost from ops_gemm.csv; a kind the pool lacks, e.g. B200's MXFP4 x MXFP8 or
+     L40S's CUTLASS backend, takes the pooled bf16 curve moved by the held chip's GEMM efficiencies),
+     scored on every row of the chip left out;
    - leave-one-chip-out, own fixed cost: the same pooled efficiencies with only the fixed cost taken from
      the held chip (median residual of its 1-token rows), scored on its other rows: how much of the
      unseen-chip error is the fixed cost, which is the engine's kernel chain and no spec states;
@@ -19,8 +22,9 @@
    (tp, attention-DP, MoE-TP, EP) and `--concurrency`, reusing bench/accuracy_serving.py's job runner.
 3. TensorRT-LLM MoE offline throughput rows of trtllm.csv.
 4. Every MoE row of shared/calibration is listed as expressed or failed-by-reason.
-5. A format a chip did not measure: the same chip's nearest measured format's fit (what the tool uses)
-   against the other chips' fit of that format (its previous rule), on chips with two or more formats.
+5. A format a chip did not measure: the same chip's nearest measured format's fit with its efficiencies
+   moved by the chip's dense-GEMM efficiency ratio of the two formats (what the tool uses), beside the
+   same without the ratio, on chips with two or more formats.
 6. Absorbed-MLA decode (H20 FlashInfer MLA rows in vendors/): the fitted 'mla' curve on held-out batch
    sizes, beside the prefill-curve fallback that chips without MLA measurements use.
 """
@@ -60,73 +64,131 @@ def _rows(group: str, device: str, kind: str, samples: KernelSamples, theta: np.
             for m, p in zip(samples.time_s, pred)]
 
 
+def _forms(frame: pd.DataFrame, device: str) -> tuple[dict, dict]:
+    """A chip's MoE samples by (table, kind), with work units counted both ways (`cost.moe.moe_work`)."""
+    chip = load_chip(device)
+    return kernel_samples(frame, chip), kernel_samples(frame, chip, moe_row_tiles=True)
+
+
 def kernel_holdout(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per chip and kernel kind: fit on the training shapes, signed error on the held-out ones."""
+    """Per chip and kernel kind: fit on the training shapes (both work-unit forms, the lower training loss
+    kept, as the profile fit does), signed error on the held-out ones."""
+    from tokenfab.calibrate.moe_fit import fit_moe_kind
+
     rows = []
     for device in sorted(frame["device"].unique()):
-        chip, own = load_chip(device), frame[frame["device"] == device]
-        train, test = kernel_samples(own[~own["test"]], chip), kernel_samples(own[own["test"]], chip)
+        own = frame[frame["device"] == device]
+        (train, train_t), (test, test_t) = _forms(own[~own["test"]], device), _forms(own[own["test"]], device)
         for (table, kind), samples in sorted(test.items()):
             if (table, kind) not in train:
                 continue
-            params, _ = fit_kernel(train[(table, kind)], upper=table_upper("moe"))
-            rows += _rows("moe-layer:held-out", device, kind, samples, params.as_vector())
+            params, _, by_row = fit_moe_kind(train[(table, kind)], train_t[(table, kind)], table_upper("moe"))
+            rows += _rows("moe-layer:held-out", device, kind, (test_t if by_row else test)[(table, kind)],
+                          params.as_vector())
     return pd.DataFrame(rows)
 
 
+def _resolution(device: str, own_moe: dict, generic_moe: dict | None = None, ratios: dict | None = None,
+                own_row_tiles: frozenset = frozenset(), generic_row_tiles: frozenset = frozenset()):
+    """The held chip's shipped resolution (its dense-GEMM fits, which saw no MoE row) with its MoE tables
+    replaced: `own_moe` as its own fit, `generic_moe` (and their fixed-cost ratios) as the pooled layer.
+    Predictions then go through `ResolvedProfile.moe`, the tool's own path for that case."""
+    import dataclasses
+
+    from tokenfab.cost.chip_cost import chip_cost
+    from tokenfab.cost.profile import ResolvedProfile
+
+    base = chip_cost(load_chip(device)).resolved
+    own = dataclasses.replace(base.profile, moe=own_moe, moe_launch_per_gemm_launch={}, moe_row_tiles=own_row_tiles)
+    generic = base.generic if generic_moe is None else dataclasses.replace(
+        base.generic, moe=generic_moe, moe_launch_per_gemm_launch=ratios or {}, moe_row_tiles=generic_row_tiles)
+    reference = None if base.reference is None else dataclasses.replace(base.reference, moe={})
+    return ResolvedProfile(own, generic, base.provenance, base.compute_units, base.note, reference)
+
+
+def _gemm_launch_s(device: str) -> float:
+    """The chip's bf16 dense-GEMM fixed cost from its shipped profile (fitted on ops_gemm.csv only)."""
+    from tokenfab.cost.chip_cost import chip_cost
+
+    return chip_cost(load_chip(device)).resolved.gemm("bf16")[0].launch_s
+
+
+def pooled_moe_fits(forms: dict[str, tuple[dict, dict]], devices: list[str]) -> tuple[dict, dict, frozenset]:
+    """(kind -> KernelParams, kind -> fixed-cost ratio, kinds counted in row tiles) fitted on `devices` as
+    the generic profile is (`calibrate.moe_fit`: fixed cost in units of each chip's bf16 GEMM fixed cost)."""
+    import dataclasses
+
+    from tokenfab.calibrate.moe_fit import fit_pooled_moe
+
+    parts: dict[str, list] = {}
+    tiles: dict[str, list] = {}
+    for d in devices:
+        plain, by_row = forms[d]
+        for key, s in plain.items():
+            parts.setdefault(key[1], []).append((s, _gemm_launch_s(d)))
+            tiles.setdefault(key[1], []).append(by_row[key])
+    fits, ratios, row_tiles = {}, {}, set()
+    for kind, p in parts.items():
+        params, _, ratio, by_row = fit_pooled_moe(p, table_upper("moe"), tiles[kind])
+        fits[kind], ratios[kind] = dataclasses.replace(params, launch_s=ratio * 1e-6), ratio
+        row_tiles |= {kind} if by_row else set()
+    return fits, ratios, frozenset(row_tiles)
+
+
 def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per chip left out: pooled fit on the other chips' rows, error on all of its rows. Beside it, what
-    generalises without the fixed cost: the same pooled efficiencies with the fixed cost alone refitted on
-    the held chip's 1-token rows (the layer timed once per shape at its smallest size), scored on its other rows."""
+    """Per chip left out: the generic MoE tables fitted on the other chips' rows, resolved for the held chip
+    as the tool resolves a chip without MoE rows (its own bf16 GEMM fixed cost times the pooled ratio, the
+    pooled kind or else the pooled bf16 curve), error on all of its rows. Beside it, what generalises
+    without the fixed cost: the same pooled efficiencies with the fixed cost alone refitted on the held
+    chip's 1-token rows (the layer timed once per shape at its smallest size), scored on its other rows."""
     devices = sorted(frame["device"].unique())
-    per_chip = {d: kernel_samples(frame[frame["device"] == d], load_chip(d)) for d in devices}
     one = frame["num_tokens"] == 1
-    smallest = {d: kernel_samples(frame[(frame["device"] == d) & one], load_chip(d)) for d in devices}
-    rest = {d: kernel_samples(frame[(frame["device"] == d) & ~one], load_chip(d)) for d in devices}
+    forms = {d: _forms(frame[frame["device"] == d], d) for d in devices}
+    smallest = {d: _forms(frame[(frame["device"] == d) & one], d) for d in devices}
+    rest = {d: _forms(frame[(frame["device"] == d) & ~one], d) for d in devices}
     rows = []
     for held in devices:
-        pooled: dict[str, list[KernelSamples]] = {}
-        for d in devices:
-            if d != held:
-                for (_, kind), s in per_chip[d].items():
-                    pooled.setdefault(kind, []).append(s)
-        fits = {kind: fit_kernel(KernelSamples.concat(parts), upper=table_upper("moe"))[0] for kind, parts in pooled.items()}
-        for (_, kind), samples in sorted(per_chip[held].items()):
-            params = fits.get(kind) or fits["bf16"]
-            rows += _rows("moe-layer:unseen-chip", held, kind, samples, params.as_vector())
+        fits, ratios, row_tiles = pooled_moe_fits(forms, [d for d in devices if d != held])
+        resolved = _resolution(held, {}, fits, ratios, generic_row_tiles=row_tiles)
+        for (table, kind) in sorted(forms[held][0]):
+            params, _ = resolved.moe(kind)
+            i = int(resolved.moe_row_tiles(kind))
+            rows += _rows("moe-layer:unseen-chip", held, kind, forms[held][i][(table, kind)], params.as_vector())
             theta = params.as_vector()
             theta[0] = 0.0
-            small = smallest[held][("moe", kind)]
+            small = smallest[held][i][(table, kind)]
             theta[0] = max(0.0, float(np.median(small.time_s - predict_samples(theta, small))))
-            rows += _rows("moe-layer:unseen-chip, own fixed cost", held, kind, rest[held][("moe", kind)], theta)
+            rows += _rows("moe-layer:unseen-chip, own fixed cost", held, kind, rest[held][i][(table, kind)], theta)
         print(f"  moe leave-one-chip-out: {held} done", file=sys.stderr)
     return pd.DataFrame(rows)
 
 
 def kernel_unmeasured_format(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per chip and format as if the chip had not measured that format: predicted with the fit of the chip's
-    nearest other measured format (what `ResolvedProfile.moe` does), beside the pooled fit of the same format
-    on the other chips (what it did before). Chips with one format only (A100, B200) have nothing to score."""
+    """Per chip and format as if the chip had not measured that format: the tool's resolution with the chip's
+    other formats as its own MoE fits (`ResolvedProfile.moe`: the nearest format's fit, efficiencies moved by
+    the chip's dense-GEMM efficiency ratio of the two formats), beside the same without that ratio (the
+    previous rule). The generic path for the same rows is the leave-one-chip-out group. Chips with one
+    format only (A100, B200) have nothing to score."""
+    from tokenfab.calibrate.moe_fit import fit_moe_kind
     from tokenfab.cost.profile import nearest_moe_kind
 
     devices = sorted(frame["device"].unique())
-    per_chip = {d: {kind: s for (_, kind), s in kernel_samples(frame[frame["device"] == d], load_chip(d)).items()}
-                for d in devices}
-    fits = {d: {kind: fit_kernel(s, upper=table_upper("moe"))[0] for kind, s in kinds.items()} for d, kinds in per_chip.items()}
+    forms = {d: _forms(frame[frame["device"] == d], d) for d in devices}
+    fits = {d: {kind: fit_moe_kind(s, forms[d][1][(t, kind)], table_upper("moe")) for (t, kind), s in forms[d][0].items()}
+            for d in devices}
     rows = []
     for d in devices:
-        for kind, samples in sorted(per_chip[d].items()):
-            others = {k: v for k, v in fits[d].items() if k != kind}
+        for (table, kind) in sorted(forms[d][0]):
+            others = {k: v[0] for k, v in fits[d].items() if k != kind}
             if not others:
                 continue
-            near = nearest_moe_kind(kind, others)
-            rows += _rows("moe-layer:unmeasured-format (same chip's nearest format)", d, kind, samples,
-                          others[near].as_vector())
-            pooled = [per_chip[o][kind] for o in devices if o != d and kind in per_chip[o]]
-            if pooled:
-                params, _ = fit_kernel(KernelSamples.concat(pooled), upper=table_upper("moe"))
-                rows += _rows("moe-layer:unmeasured-format (other chips' same format)", d, kind, samples,
-                              params.as_vector())
+            tiles = frozenset(k for k, v in fits[d].items() if k != kind and v[2])
+            own = _resolution(d, others, own_row_tiles=tiles)
+            scaled, _ = own.moe(kind)
+            sample = forms[d][int(own.moe_row_tiles(kind))][(table, kind)]
+            rows += _rows("moe-layer:unmeasured-format (same chip, GEMM-scaled)", d, kind, sample, scaled.as_vector())
+            rows += _rows("moe-layer:unmeasured-format (same chip's nearest format)", d, kind, sample,
+                          others[nearest_moe_kind(kind, others)].as_vector())
     return pd.DataFrame(rows)
 
 

@@ -8,10 +8,14 @@
   runner; compared on mean TTFT and TPOT.
 - trtllm.csv MoE trtllm-bench rows (Mixtral, Qwen3 MoE, DeepSeek-R1, GPT-OSS, Llama-4): `--offline` output tokens/s.
 - disaggregated runs of the same file: prefill and decode pools each with their own layout and worker count
-  (simulate's prefill_*/decode_* layout arguments).
+  (simulate's prefill_*/decode_* layout arguments; TensorRT-LLM context servers limited to the stated prefill
+  batch, `prefill_limit`); runs whose worker counts the source leaves blank under a stated assumption
+  (`assume_workers`), scored in groups of their own.
+- aggregated TensorRT-LLM attention-DP runs under the context balancing bench/fit_attention_dp_balance.py chose
+  (`concurrency_jobs`, `is_balanced_kind`).
 - MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
-  simulated (see `_not_expressed`); so are P/D runs without worker counts and measurements repeated under a
-  larger-GPU layout label (`relabelled_duplicates`).
+  simulated (see `_not_expressed`); so are measurements repeated under a larger-GPU layout label
+  (`relabelled_duplicates`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from accuracy_serving import (
     HARDWARE,
     _concurrency_job,
@@ -47,6 +52,7 @@ QUANT = {"nvfp4": "fp4", "fp8": "fp8", "fp8_block": "fp8", "bfloat16": "bf16", "
 _LAYOUT = re.compile(r"tp=(\d+), pp=(\d+), attention_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
 _CONCURRENCY = re.compile(r"fixed concurrency=(\d+)")
 _PER_RANK = re.compile(r"batch/concurrency=(\d+)")
+_PREFILL_BATCH = re.compile(r"prefill workers=\d* x \([^)]*batch=(\d+)\)")
 _POOL = re.compile(r"(prefill|decode) workers=(\d*) x \(tp=(\d+), pp=(\d+), attn_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
 
 
@@ -98,6 +104,21 @@ def pools(notes: str) -> dict | None:
     return found if set(found) == {"prefill", "decode"} else None
 
 
+ASSUMED_WORKERS = 1
+# 10 x C requests per run, as fixed_concurrency_kwargs states, without its 4,000 cap: MoE runs reach C = 4,096, and
+# 4,000 requests for 4,096 clients is one burst of prompts, not the benchmark's steady state (TTFT 27 s against a
+# measured 4.3 s for the DeepSeek-R1 P/D run at C = 4096)
+MAX_REQUESTS = 50_000
+
+
+def assume_workers(found: dict) -> dict:
+    """P/D pools whose worker counts the source leaves blank ('prefill workers= x (...)': 786 DeepSeek-R1 rows of
+    aiconfigurator's 2026-03-25 and 2026-04-06 samples) under a stated assumption, ASSUMED_WORKERS of each: the
+    smallest deployment of the stated layouts, as the 114 other MoE P/D rows of the same file state it ('1 x').
+    These runs are scored in a group of their own (`run_moe_serving(assumed_workers=True)`), never in the P/D groups."""
+    return {role: (workers or ASSUMED_WORKERS, lay) for role, (workers, lay) in found.items()}
+
+
 def _disagg_kwargs(p: tuple, d: tuple) -> dict | None:
     """simulate() arguments for P/D pools with their own layouts (None: pipeline stages differ)."""
     (pw, pl), (dw, dl) = p, d
@@ -106,6 +127,18 @@ def _disagg_kwargs(p: tuple, d: tuple) -> dict | None:
     return dict(tp=dl["tp"], pp=dl["pp"], dp=dl["dp"], ep=dl["ep"], moe_tp=dl["moe_tp"], prefill_replicas=pw,
                 decode_replicas=dw, prefill_tp=pl["tp"], prefill_dp=pl["dp"], prefill_ep=pl["ep"],
                 prefill_moe_tp=pl["moe_tp"], decode_tp=dl["tp"])
+
+
+def prefill_limit(framework: str, notes: str) -> dict:
+    """The prefill pool's sequence limit of a TensorRT-LLM P/D run: the notes' prefill 'batch=B' is the context
+    servers' max_batch_size, which aiconfigurator's generator writes as given (rule_plugin/trtllm.rule: 'prefill
+    max_batch_size = max_batch_size if max_batch_size else 1') and TensorRT-LLM applies per attention-DP rank (each
+    rank schedules its own batch). SGLang's prefill servers take it as --max-running-requests, which SGLang divides
+    by the DP size (model_runner: max_running_requests // dp_size, 0 for batch 1 under DP): not applied there."""
+    m = _PREFILL_BATCH.search(notes)
+    if framework != "trtllm" or not m:
+        return {}
+    return {"prefill_max_num_seqs": int(m.group(1))}
 
 
 def _exchange(framework: str, lay: dict) -> dict:
@@ -132,12 +165,44 @@ def _formats(dtype: str, hw: str) -> dict:
     return {"dtype": dtype}
 
 
-def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
+def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, balance: dict | None = None,
+                     assumed_workers: bool = False) -> tuple[list[dict], list[str]]:
     """The MoE fixed-concurrency and P/D jobs, each under its framework's benchmark client: the setting
     bench/fit_serving_client.py fitted on the dense rows of the same silicon samples (so every MoE row is
-    held out from that fit), the exact client for a framework without one."""
-    jobs, failed = _jobs(directory)
-    return under_clients(jobs, clients), failed
+    held out from that fit), the exact client for a framework without one. Aggregated TensorRT-LLM attention-DP
+    runs also take the attention-DP context balancing `balance` (default: bench/fit_attention_dp_balance.py's
+    choice, none without its file; {} for none). `assumed_workers`: P/D runs without stated worker counts run under
+    `assume_workers` (else they are listed as not expressed)."""
+    jobs, failed = _jobs(directory, assumed_workers)
+    jobs = under_clients(jobs, clients)
+    balance = fitted_balance() if balance is None else balance
+    for job in jobs:
+        if balance and is_balanced_kind(job["meta"]):
+            job["kwargs"].update(balance)
+    return jobs, failed
+
+
+BALANCE_PATH = Path(__file__).with_name("data") / "attention_dp_balance.yaml"
+
+
+def fitted_balance() -> dict:
+    """simulate() arguments of the fitted TensorRT-LLM attention-DP balancing ({} without the file or when off)."""
+    if not BALANCE_PATH.exists():
+        return {}
+    row = (yaml.safe_load(BALANCE_PATH.read_text()) or {}).get("trtllm", {})
+    if not row.get("adp_timeout_iters"):
+        return {}
+    return {"adp_timeout_iters": int(row["adp_timeout_iters"]), "adp_batching_wait_iters": int(row["adp_batching_wait_iters"])}
+
+
+def is_balanced_kind(meta: dict) -> bool:
+    """An aggregated TensorRT-LLM run with attention-DP started by hand (a TensorRT-LLM release image), the runs
+    whose balancing is fitted. Runs deployed through Dynamo (notes: image=nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime)
+    run the engine configuration aiconfigurator's generator writes, whose TensorRT-LLM templates
+    (generator/config/backend_templates/trtllm/extra_engine_args.*.yaml.j2) set no attention_dp_config: balancing
+    off, TensorRT-LLM's default."""
+    lay = meta["layout"]
+    return meta["framework"] == "trtllm" and "prefill_replicas" not in lay and lay["dp"] > 1 and not meta.get("dynamo")
 
 
 def relabelled_duplicates(rows: pd.DataFrame) -> pd.Series:
@@ -158,7 +223,7 @@ def relabelled_duplicates(rows: pd.DataFrame) -> pd.Series:
     return rows["n_accel"] > fewest
 
 
-def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
+def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], list[str]]:
     rows = pd.read_csv(directory / "e2e_aiconfigurator_silicon.csv")
     rows = rows[rows["model"].str.contains(MOE_PATTERN, case=False, na=False)]
     jobs: dict[tuple, dict] = {}
@@ -170,11 +235,15 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
     for _, r in rows[~duplicate].iterrows():
         notes = str(r["notes"])
         model, hw, dtype = MOE_MODELS.get(r["model"]), HARDWARE.get(r["hardware"]), _quant(notes)
+        assumed = False
         if r["scenario"] == "server-disagg":
             pd_pools = pools(notes)
             if pd_pools and not (pd_pools["prefill"][0] and pd_pools["decode"][0]):
-                failed.append(f"{r['case_id']}: P/D worker counts not stated in the source ('workers= x')")
-                continue
+                if not assumed_workers:
+                    failed.append(f"{r['case_id']}: P/D worker counts not stated in the source ('workers= x'); "
+                                  f"simulated only under an assumed count (assumed_workers=True, `assume_workers`)")
+                    continue
+                pd_pools, assumed = assume_workers(pd_pools), True
             lay = _disagg_kwargs(pd_pools["prefill"], pd_pools["decode"]) if pd_pools else None
         else:
             lay = layout(notes)
@@ -182,11 +251,17 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
             failed.append(f"{r['case_id']}: unknown model/hardware/format/layout ({r['model']}, {r['hardware']})")
             continue
         fw = str(r["framework"]).split()[0]
+        if _note_number(notes, _CONCURRENCY) is None and pd.isna(r["batch"]):
+            failed.append(f"{r['case_id']}: neither the benchmark concurrency nor the per-rank batch is stated")
+            continue
         c, isl, osl = benchmark_concurrency(notes, r["batch"], lay), int(r["input_len"]), int(r["output_len"])
-        add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl),
-                     fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_formats(dtype, hw), kv_dtype="fp8",
-                                              **_exchange(fw, lay), **engine_release(r["framework"])),
-                     {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c}, r)
+        kwargs = fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_formats(dtype, hw), kv_dtype="fp8",
+                                          **_exchange(fw, lay), **engine_release(r["framework"]),
+                                          **(prefill_limit(fw, notes) if "prefill_replicas" in lay else {}))
+        kwargs["num_requests"] = min(10 * c, MAX_REQUESTS)
+        add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl, assumed), kwargs,
+                     {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c,
+                      "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes, "workers_assumed": assumed}, r)
     return list(jobs.values()), failed
 
 
@@ -280,8 +355,11 @@ def spread(jobs: list[dict], limit: int | None) -> list[dict]:
     return [jobs[int(i * step)] for i in range(limit)]
 
 
-def run_moe_serving(directory: Path, limit: int | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
-    conc, failed = concurrency_jobs(directory)
+def run_moe_serving(directory: Path, limit: int | None = None, workers: int = 2,
+                    assumed_workers: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """Every expressible MoE serving row simulated (`assumed_workers`: also the P/D runs without stated worker
+    counts, in groups of their own; they take minutes, most of them overloaded under one decode worker)."""
+    conc, failed = concurrency_jobs(directory, assumed_workers=assumed_workers)
     thr, failed2 = throughput_jobs(directory)
     thr += published_jobs(directory)
     failed += failed2 + _not_expressed(directory)
@@ -294,6 +372,8 @@ def run_moe_serving(directory: Path, limit: int | None = None, workers: int = 2)
         lay = job["meta"]["layout"]
         kind = "attention-DP" if lay["dp"] > 1 else ("EP" if lay["ep"] > 1 else "TP")
         kind = f"P/D, decode {kind}" if "prefill_replicas" in lay else kind
+        if job["meta"].get("workers_assumed"):
+            kind = f"{kind}; worker counts not stated, {ASSUMED_WORKERS} + {ASSUMED_WORKERS} assumed"
         for metric, (value, case_id) in job["measured"].items():
             if res["error"]:
                 failed.append(f"{case_id}: {res['error']}")

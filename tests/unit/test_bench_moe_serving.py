@@ -61,6 +61,37 @@ def test_trtllm_attention_dp_rows_all_gather_and_other_engines_keep_the_all_to_a
     assert _exchange("trtllm", {"dp": 1}) == {} == _exchange("sglang", {"dp": 8})
 
 
+def test_trtllm_pd_runs_limit_the_prefill_pool_to_the_stated_batch_and_sglang_runs_do_not():
+    from accuracy_moe_serving import prefill_limit
+
+    assert prefill_limit("trtllm", _PD) == {"prefill_max_num_seqs": 1}
+    assert prefill_limit("sglang", _PD) == {}
+    assert prefill_limit("trtllm", _PD.replace("batch=1)", "batch=)")) == {}
+
+
+def test_balancing_applies_to_hand_started_aggregated_trtllm_attention_dp_runs_only():
+    from accuracy_moe_serving import is_balanced_kind
+
+    adp = {"tp": 1, "pp": 1, "dp": 8, "moe_tp": 1, "ep": 8}
+    assert is_balanced_kind({"framework": "trtllm", "layout": adp, "dynamo": False})
+    assert not is_balanced_kind({"framework": "trtllm", "layout": adp, "dynamo": True})
+    assert not is_balanced_kind({"framework": "sglang", "layout": adp, "dynamo": False})
+    assert not is_balanced_kind({"framework": "trtllm", "layout": {**adp, "dp": 1}, "dynamo": False})
+    assert not is_balanced_kind({"framework": "trtllm", "layout": {**adp, "prefill_replicas": 1}, "dynamo": False})
+
+
+def test_pd_runs_without_worker_counts_are_listed_unless_assumed_and_then_one_worker_each():
+    from accuracy_moe_serving import assume_workers
+
+    blank = _PD.replace("prefill workers=7", "prefill workers=").replace("decode workers=2", "decode workers=")
+    found = pools(blank)
+    assert (found["prefill"][0], found["decode"][0]) == (0, 0)
+    assumed = assume_workers(found)
+    assert (assumed["prefill"][0], assumed["decode"][0]) == (1, 1)
+    assert assumed["prefill"][1] == found["prefill"][1]  # the stated layouts are kept
+    assert assume_workers(pools(_PD)) == pools(_PD)  # stated counts are not touched
+
+
 def test_trtllm_bench_moe_rows_take_trtllm_bench_batch_limits(tmp_path):
     """A trtllm-bench MoE row is run with the max_batch_size / max_num_tokens trtllm-bench derives from the KV room
     (as dense rows are): an 8,192-token prompt with max_num_tokens left at 8,192 never fits beside a decode without

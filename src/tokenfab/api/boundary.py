@@ -52,10 +52,12 @@ BOUNDS: dict[str, dict[str, float]] = {
     "rate_scale": _POSITIVE, "trace_start_s": {"ge": 0}, "trace_duration_s": _POSITIVE, "burstiness": _POSITIVE,
     "think_time_ms": {"ge": 0}, "request_latency_ms": {"ge": 0, "le": 3_600_000}, "shared_prefix_tokens": _NONNEG_TOKENS, "seed": {"ge": 0, "le": (1 << 63) - 1},
     "slo_ttft_ms": _POSITIVE, "slo_tpot_ms": _POSITIVE, "slo_percentile": {"gt": 0, "le": 100},
-    "timeseries_interval_s": _POSITIVE, "warmup_requests": {"ge": 0, "le": 10_000_000},
+    "timeseries_interval_s": _POSITIVE, "adp_timeout_iters": {"ge": 0, "le": 1_000_000},
+    "adp_batching_wait_iters": {"ge": 0, "le": 1_000_000}, "warmup_requests": {"ge": 0, "le": 10_000_000},
     "static_memory_frac": {"ge": 0, "lt": 1},
     # scheduler
-    "max_num_seqs": {"ge": 1, "le": 1 << 20}, "max_batched_tokens": _TOKENS, "block_size": {"ge": 1, "le": 1 << 16},
+    "max_num_seqs": {"ge": 1, "le": 1 << 20},
+    "prefill_max_num_seqs": {"ge": 1, "le": 1 << 20}, "max_batched_tokens": _TOKENS, "block_size": {"ge": 1, "le": 1 << 16},
     # search
     "max_devices": _COUNT, "top": {"ge": 0, "le": 100_000}, "workers": {"ge": 1, "le": 4096}, "budget_cny": _POSITIVE,
     # band_level is checked by the bands module itself (its message names --band-level and the valid range)
@@ -302,7 +304,7 @@ def _pd_options(a: dict, d: dict) -> str | None:
     if pools and changed(a, d, "replicas"):
         return "--replicas conflicts with --prefill-replicas/--decode-replicas (P/D pools have their own sizes)"
     if not pools:
-        ignored = changed(a, d, "prefill_tp", "decode_tp")
+        ignored = changed(a, d, "prefill_tp", "decode_tp", "prefill_max_num_seqs")
         if ignored:
             return f"{flags(ignored)} only apply with --prefill-replicas and --decode-replicas"
     return None

@@ -33,6 +33,34 @@ def _length_dist(spec: str | None, fixed: int, what: str):
     raise UnknownNameError(f"{what} length distribution", kind, ["fixed", "uniform", "normal", "lognormal", "empirical"])
 
 
+def _rank_specs(rspec, together, dp: int):
+    """A builder of one instance's dp replica specs: alike, or (an MoE instance with attention-DP serving traffic,
+    `together` the step model of all ranks prefilling at once) sharing one `LockstepTimer` per instance."""
+    import dataclasses
+
+    from tokenfab.serving.attention_dp import LockstepTimer
+
+    def ranks() -> list:
+        if together is None:
+            return [rspec] * dp
+        timer = LockstepTimer(rspec.step.step, together.fast_step, rspec.step.decode_pair)
+        return [dataclasses.replace(rspec, step=timer)] * dp
+    return ranks
+
+
+def _attention_dp_balance(balance, engine: str, dp: int, disaggregated: bool):
+    """TensorRT-LLM's attention-DP context balancing applies to an aggregated trtllm instance with attention-DP (a P/D
+    prefill pool has no generation requests to balance against, a decode pool no prompts)."""
+    if balance is None:
+        return None
+    if engine != "trtllm":
+        raise InvalidInputError(f"attention-DP balancing (--adp-timeout-iters) is TensorRT-LLM's; choose --engine trtllm, "
+                                f"not {engine}")
+    if dp < 2 or disaggregated:
+        raise InvalidInputError("attention-DP balancing (--adp-timeout-iters) needs an aggregated instance with --dp >= 2")
+    return balance
+
+
 def _require_trace_requests(wl, trace: str, start_s: float, duration_s: float | None) -> None:
     """An empty trace, or a window past its end, is a mistake to name, not a table of NaN to print."""
     import numpy as np
@@ -66,6 +94,7 @@ def simulate(
     prefill_dp: int | None = None, prefill_ep: int | None = None, prefill_moe_tp: int | None = None,
     decode_dp: int | None = None, decode_ep: int | None = None, decode_moe_tp: int | None = None,
     request_latency_ms: float = 0.0, engine_version: str | None = None, two_batch_overlap: bool = False,
+    adp_timeout_iters: int = 0, adp_batching_wait_iters: int = 0, prefill_max_num_seqs: int | None = None,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
@@ -76,10 +105,14 @@ def simulate(
     request between client and engine that the engine does not see (network, HTTP, a router hop), part of the
     TTFT a benchmark client measures. `engine_version` selects a release whose defaults differ (SGLang 0.5.0-0.5.3
     against 0.5.4 on; TensorRT-LLM 0.12-0.16, whose engine runtime holds buffers sized by max_num_seqs x vocabulary
-    before it sizes the KV cache, against the PyTorch backend; see `tokenfab.serving.engines`). The summary carries error bands
-    at `band_level` (docs/bands.md)."""
+    before it sizes the KV cache, against the PyTorch backend; see `tokenfab.serving.engines`). `adp_timeout_iters` >= 1 turns on
+    TensorRT-LLM's attention-DP context balancing (attention_dp_config enable_balance, timeout_iters, batching_wait_iters =
+    `adp_batching_wait_iters`; off by default as in TensorRT-LLM; `tokenfab.serving.attention_dp`). The summary carries
+    error bands at `band_level` (docs/bands.md). `prefill_max_num_seqs` (P/D only) is the prefill pool's own sequence
+    limit per replica (per attention-DP rank), e.g. TensorRT-LLM's max_batch_size of a context server."""
     from pydantic import ValidationError
 
+    from tokenfab.serving.attention_dp import parse_balance
     from tokenfab.serving.simulator import SchedulerConfig, Simulation, replica_spec
     from tokenfab.serving.workload import TraceSpec, WorkloadSpec
 
@@ -124,6 +157,8 @@ def simulate(
 
     QUEUES.get(policy), ROUTERS.get(router)  # unknown names fail here, before any work
 
+    balance = _attention_dp_balance(parse_balance(adp_timeout_iters, adp_batching_wait_iters), engine, dp,
+                                    bool(prefill_replicas or decode_replicas))
     _positive(dp=dp, prefill_dp=prefill_dp, prefill_ep=prefill_ep, prefill_moe_tp=prefill_moe_tp, decode_dp=decode_dp,
               decode_ep=decode_ep, decode_moe_tp=decode_moe_tp)
     # P/D pools each take their own layout (prefill_* / decode_*; unset parts follow --tp/--dp/--ep/--moe-tp).
@@ -160,8 +195,17 @@ def simulate(
                                      "acceptance": sspec.acceptance_frac, "acceptance_source": sspec.acceptance_source,
                                      "tokens_per_iteration": spec_model.tokens_per_iteration}
         context = float(input_len + output_len) if trace is None and input_dist is None and output_dist is None else None
-        return replica_spec(d.step_model, d.memory, sched, wl.hash_block_tokens, role, policy=eng,
-                            speculative=spec_model, context_len=context), d
+        role_sched = sched
+        if role == "prefill" and prefill_max_num_seqs:  # a context server's own sequence limit
+            role_sched = sched.model_copy(update={"max_num_seqs": prefill_max_num_seqs})
+        rspec = replica_spec(d.step_model, d.memory, role_sched, wl.hash_block_tokens, role, policy=eng,
+                             speculative=spec_model, context_len=context)
+        together = None
+        if not offline and dp_ > 1 and role != "decode" and spec_model is None and d.step_model.model.is_moe:
+            together = deployment(model, chip, None, tp_, pp, ep_, dp_, dtype, weight_dtype, kv_dtype, profile=None,
+                                  moe_tp=moe_tp_, moe_dispatch=moe_dispatch, staggered_prefill=False,
+                                  two_batch_overlap=two_batch_overlap, **mem_kw).step_model
+        return _rank_specs(rspec, together, dp_), d
 
     config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dp": dp, "dtype": dtype, "replicas": replicas,
               "engine": eng.name, "max_num_seqs": max_num_seqs, "max_batched_tokens": max_batched_tokens,
@@ -182,23 +226,28 @@ def simulate(
     if prefill_replicas or decode_replicas:
         if not (prefill_replicas and decode_replicas):
             raise InvalidInputError("disaggregation needs both --prefill-replicas and --decode-replicas")
-        p_spec, p_dep = spec(p_lay, "prefill")
-        d_spec, d_dep = spec(d_lay, "decode")
+        p_ranks, p_dep = spec(p_lay, "prefill")
+        d_ranks, d_dep = spec(d_lay, "decode")
         link = p_dep.step_model.system.scale_out_link or p_dep.step_model.system.scale_up_link
         bw = link.bandwidth_bytes_per_s.value * (prefill_tp or tp)
         per_token = p_dep.memory.kv_bytes_per_token * (prefill_tp or tp) / bw
-        sim = Simulation([p_spec] * (prefill_replicas * p_lay[1]), wl, decode_specs=[d_spec] * (decode_replicas * d_lay[1]),
+        sim = Simulation([s for _ in range(prefill_replicas) for s in p_ranks()], wl,
+                         decode_specs=[s for _ in range(decode_replicas) for s in d_ranks()],
                          transfer_s_per_token=per_token, **run_settings)
         config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
+                      prefill_max_num_seqs=prefill_max_num_seqs or max_num_seqs,
                       decode_hardware=decode_hardware or hardware,
                       prefill_tp=prefill_tp or tp, decode_tp=decode_tp or tp, prefill_dp=p_lay[1], prefill_ep=p_lay[2],
                       decode_dp=d_lay[1], decode_ep=d_lay[2])
     else:
-        r_spec, r_dep = spec((tp, dp, ep, moe_tp), "both")
+        r_ranks, r_dep = spec((tp, dp, ep, moe_tp), "both")
+        r_spec = r_ranks()[0]
         p_dep = d_dep = r_dep
         config.update(kv_capacity_tokens=r_spec.kv_blocks * r_spec.block_tokens,
                       memory_bytes=r_dep.memory.ledger(max_batched_tokens, max_num_seqs))
-        sim = Simulation([r_spec] * (replicas * dp), wl, **run_settings)
+        sim = Simulation([s for _ in range(replicas) for s in r_ranks()], wl, attention_dp=(dp, balance) if balance else None, **run_settings)
+        if balance:
+            config.update(adp_timeout_iters=balance.timeout_iters, adp_batching_wait_iters=balance.batching_wait_iters)
     result = sim.run()
     result.config = config
     slos = (slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_ms / 1e3 if slo_tpot_ms else None)

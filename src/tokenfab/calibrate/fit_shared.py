@@ -57,15 +57,18 @@ def refit(out_dir: Path = PROFILE_DIR, exclude: tuple[str, ...] = (), chips_only
     vendors = [n for n in sorted(set(VENDOR_HARDWARE_NAMES.values())) if n not in exclude]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    gemm_launch_s = {}  # each chip's bf16 GEMM fixed cost: the unit of the generic MoE fixed cost
     for name in pooled + vendors:
         chip = load_chip(name)
         profile = fit_chip_profile(frame, chip, VENDOR_SOURCES.get(name, SOURCE))
+        if "bf16" in profile["gemm"]:
+            gemm_launch_s[name] = profile["gemm"]["bf16"]["launch_s"]
         written.append(write_profile(profile, out_dir / f"{name}.yaml"))
         print(f"fitted {name}")
     if not chips_only:
         chips = [load_chip(n) for n in pooled]
         generic = fit_generic_profile(frame[frame["device"].isin(pooled)], chips,
-                                      f"pooled fit over {', '.join(pooled)}; " + SOURCE)
+                                      f"pooled fit over {', '.join(pooled)}; " + SOURCE, gemm_launch_s)
         written.append(write_profile(generic, out_dir / "generic.yaml"))
         print("fitted generic")
     return written

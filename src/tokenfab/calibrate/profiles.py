@@ -7,6 +7,7 @@ chip's peaks), which is the documented default for chips with no measured relati
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tokenfab.calibrate.fit import (
     UPPER, CollectiveSamples, FitQuality, KernelSamples, fit_collective, fit_kernel,
 )
 from tokenfab.calibrate.host_bound import drop_host_bound
+from tokenfab.calibrate.moe_fit import chip_gemm_launch_s, fit_moe_kind, fit_pooled_moe
 from tokenfab.cost.attention import decode_attention_work, prefill_attention_work
 from tokenfab.cost.chip_cost import ChipCost, KernelWork, warm_cache_bytes
 from tokenfab.cost.collectives import mesh_domain
@@ -50,15 +52,16 @@ def _s(value, default: str = "") -> str:
     return default if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
-def _row_work(cc: ChipCost, row: pd.Series) -> tuple[str, KernelWork]:
-    """(table, work) of one measured kernel, computed by the estimators' own work functions."""
+def _row_work(cc: ChipCost, row: pd.Series, moe_row_tiles: bool = False) -> tuple[str, KernelWork]:
+    """(table, work) of one measured kernel, computed by the estimators' own work functions
+    (`moe_row_tiles`: fused-MoE work units counted in row blocks, `cost.moe.moe_work`)."""
     op = row["op"]
     if op == "gemm":
         return "gemm", gemm_work(cc, int(row["m"]), int(row["n"]), int(row["k"]), _s(row["dtype"], "bf16"),
                                  _s(row["weight_dtype"]) or None, _s(row["variant"]))
     if op == "moe":
         return "moe", moe_work(cc, moe_shape_of(row), _s(row["dtype"], "bf16"), _s(row["weight_dtype"]) or None,
-                               _s(row["variant"]))
+                               _s(row["variant"]), row_tiles=moe_row_tiles)
     kv = _s(row["kv_dtype"], "bf16")
     heads, kv_heads, d = int(row["num_heads"]), int(row["num_kv_heads"]), int(row["head_dim"])
     if op == "attention_prefill":
@@ -89,11 +92,13 @@ def _elementwise_work(cc: ChipCost, row: pd.Series) -> KernelWork:
     return KernelWork(0.0, float(row["bytes"]), cc.vector_flop_per_s, 1.0, "default")
 
 
-def kernel_samples(frame: pd.DataFrame, chip: ChipSpec, warm: bool = True) -> dict[tuple[str, str], KernelSamples]:
+def kernel_samples(frame: pd.DataFrame, chip: ChipSpec, warm: bool = True,
+                   moe_row_tiles: bool = False) -> dict[tuple[str, str], KernelSamples]:
     """Group a chip's compute-kernel rows by (table, kind) with their work.
 
     `warm`: the rows come from microbenchmarks that re-run a kernel on the same operands, so a
     working set that fits on chip may be served from cache; the fit then learns how much.
+    `moe_row_tiles`: count fused-MoE work units in row blocks (the fitter tries both, `calibrate.moe_fit`).
     """
     cc = ChipCost(chip, None)
     groups: dict[tuple[str, str], list[tuple[KernelWork, float, bool]]] = {}
@@ -101,7 +106,7 @@ def kernel_samples(frame: pd.DataFrame, chip: ChipSpec, warm: bool = True) -> di
         if row["op"] == "elementwise":
             table, work = "elementwise", _elementwise_work(cc, row)
         else:
-            table, work = _row_work(cc, row)
+            table, work = _row_work(cc, row, moe_row_tiles)
         groups.setdefault((table, work.kind), []).append((work, float(row["time_s"]), warm))
     out = {}
     for key, items in groups.items():
@@ -181,8 +186,14 @@ def fit_chip_profile(frame: pd.DataFrame, chip: ChipSpec, provenance: str) -> di
     if rows.empty:
         raise InvalidInputError(f"no measurements of {chip.name} to fit")
     tables: dict[str, dict] = {}
+    moe_rows = rows[rows["op"] == "moe"]
+    tiles = kernel_samples(moe_rows, chip, moe_row_tiles=True) if len(moe_rows) else {}
+    row_tiles: list[str] = []
     for (table, kind), samples in sorted(kernel_samples(rows, chip).items()):
-        if len(samples) >= MIN_POINTS:
+        if table == "moe" and len(samples) >= MIN_POINTS:
+            params, q, by_row = fit_moe_kind(samples, tiles.get((table, kind)), table_upper(table))
+            row_tiles += [kind] if by_row else []
+        elif len(samples) >= MIN_POINTS:
             params, q = fit_kernel(samples, upper=table_upper(table))
         elif len(samples) >= MIN_POINTS_REDUCED:  # few points: launch cost and the two efficiencies only
             params, q = fit_kernel(samples, fit_cache=False, fixed={3: 2.0, 4: 0.0})
@@ -193,7 +204,10 @@ def fit_chip_profile(frame: pd.DataFrame, chip: ChipSpec, provenance: str) -> di
         raise InvalidInputError(f"{chip.name}: a profile needs at least {MIN_POINTS} GEMM measurements")
     collectives = _fit_collectives(collective_samples(rows, chip))
     units = chip.num_compute_units.value if chip.num_compute_units else 0.0
-    return _assemble(chip.name, provenance, units, chip.peak("bf16") if chip.supports("bf16") else 0.0, tables, collectives)
+    out = _assemble(chip.name, provenance, units, chip.peak("bf16") if chip.supports("bf16") else 0.0, tables, collectives)
+    if row_tiles:
+        out["moe_row_tiles"] = row_tiles
+    return out
 
 
 def _fit_collectives(samples_by_name: dict[str, CollectiveSamples]) -> dict:
@@ -216,27 +230,38 @@ def _collective_dict(params, q: FitQuality) -> dict:
     return d
 
 
-def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: str) -> dict:
-    """Pool all chips: each kernel class fitted once on every chip's rows, against each chip's own peaks."""
+def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: str,
+                        gemm_launch_s: dict[str, float] | None = None) -> dict:
+    """Pool all chips: each kernel class fitted once on every chip's rows, against each chip's own peaks.
+
+    The fused-MoE tables are fitted with each chip's fixed cost in units of its bf16 dense-GEMM fixed cost
+    (`calibrate.moe_fit`), taken from `gemm_launch_s` (chip name -> seconds, e.g. the chip profiles just
+    fitted) or else fitted here on the chip's GEMM rows; a chip with neither leaves its MoE rows out."""
     pooled: dict[tuple[str, str], list[KernelSamples]] = {}
+    moe_parts: dict[str, list[tuple[KernelSamples, float]]] = {}
+    moe_tiles: dict[str, list[KernelSamples]] = {}
     coll: dict[str, list[CollectiveSamples]] = {}
     for chip in chips:
         rows = frame[frame["device"] == chip.name]
-        for key, samples in kernel_samples(rows, chip).items():
-            pooled.setdefault(key, []).append(samples)
+        chip_samples = kernel_samples(rows, chip)
+        launch = (gemm_launch_s or {}).get(chip.name)
+        if launch is None and any(table == "moe" for table, _ in chip_samples):
+            launch = chip_gemm_launch_s(rows, chip)
+        tiles = kernel_samples(rows[rows["op"] == "moe"], chip, moe_row_tiles=True) if launch is not None else {}
+        for key, samples in chip_samples.items():
+            if key[0] != "moe":
+                pooled.setdefault(key, []).append(samples)
+            elif launch is not None:
+                moe_parts.setdefault(key[1], []).append((samples, launch))
+                moe_tiles.setdefault(key[1], []).append(tiles[key])
         for name, samples in collective_samples(rows, chip).items():
             coll.setdefault(name, []).append(samples)
     tables: dict[str, dict] = {}
     for (table, kind), parts in sorted(pooled.items()):
-        samples = KernelSamples.concat(parts)
-        # Cache residency is a property of one chip's benchmark, not transferable: no cache term for GEMMs
-        # and attention. The fused-MoE rows are dominated by whether the experts' weights fit in each
-        # chip's own L2 (its spec'd SRAM), so that table keeps the term; it only acts on warm benchmarks.
-        if table == "moe":
-            params, q = fit_kernel(samples, upper=table_upper(table))
-        else:
-            params, q = fit_kernel(samples, fit_cache=False)
+        # Cache residency is a property of one chip's benchmark, not transferable: no cache term.
+        params, q = fit_kernel(KernelSamples.concat(parts), fit_cache=False)
         tables.setdefault(table, {})[kind] = _kernel_dict(params, q)
+    ratios, row_tiles = _fit_generic_moe(moe_parts, moe_tiles, tables)
     merged = {name: CollectiveSamples(parts[0].name, *(np.concatenate([getattr(p, f) for p in parts])
                                                        for f in ("num_devices", "message_bytes", "link_bw", "time_s")),
                                       np.concatenate([p.mesh() for p in parts]))
@@ -246,7 +271,31 @@ def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: 
     peaks = [c.peak("bf16") for c in chips if c.num_compute_units and c.supports("bf16")]
     # Units per FLOP/s of the pooled chips, so a chip without a unit count scales by its peak.
     ratio = float(np.median(np.array(units) / np.array(peaks)))
-    return _assemble("generic", provenance, ratio * 1e15, 1e15, tables, collectives)
+    out = _assemble("generic", provenance, ratio * 1e15, 1e15, tables, collectives)
+    if ratios:
+        out["moe_launch_per_gemm_launch"] = ratios
+    if row_tiles:
+        out["moe_row_tiles"] = row_tiles
+    return out
+
+
+def _fit_generic_moe(moe_parts: dict[str, list[tuple[KernelSamples, float]]], moe_tiles: dict[str, list[KernelSamples]],
+                     tables: dict) -> tuple[dict[str, float], list[str]]:
+    """Pooled MoE tables into `tables['moe']` and their fixed-cost ratios (kind -> r). The stored launch_s
+    is r x the generic bf16 GEMM fixed cost, so the table alone is the prediction for a chip with no GEMM
+    data of its own; `ResolvedProfile.moe` rescales it by the chip's own GEMM fixed cost. The fused-MoE rows
+    are dominated by whether the experts' weights fit in each chip's own L2 (its spec'd SRAM), so this table
+    keeps the cache term; it only acts on warm benchmarks."""
+    ratios: dict[str, float] = {}
+    row_tiles: list[str] = []
+    reference_s = tables.get("gemm", {}).get("bf16", {}).get("launch_s")
+    for kind, parts in sorted(moe_parts.items()):
+        params, q, ratio, by_row = fit_pooled_moe(parts, table_upper("moe"), moe_tiles[kind])
+        launch_s = ratio * reference_s if reference_s else ratio * float(np.median([launch for _, launch in parts]))
+        tables.setdefault("moe", {})[kind] = _kernel_dict(dataclasses.replace(params, launch_s=launch_s), q)
+        ratios[kind] = round(ratio, 4)
+        row_tiles += [kind] if by_row else []
+    return ratios, row_tiles
 
 
 def write_profile(profile: dict, path: str | Path) -> Path:

@@ -40,6 +40,10 @@ def simulate(
     think_time_ms: Annotated[float, Opt(help="Closed loop: mean (exponential) pause before a client's next request, ms.")] = 0.0,
     request_latency_ms: Annotated[float, Opt(help="Latency of each request between client and engine (network, HTTP, "
                                                   "router hop), part of the measured TTFT, ms.")] = 0.0,
+    adp_timeout_iters: Annotated[int, Opt(help="TensorRT-LLM attention-DP balancing: iterations prompts wait for every "
+                                               "rank to have one (attention_dp_config timeout_iters; 0 = balance off).")] = 0,
+    adp_batching_wait_iters: Annotated[int, Opt(help="TensorRT-LLM attention-DP balancing: iterations balanced prompts wait "
+                                                     "to batch more (batching_wait_iters).")] = 0,
     offline: Annotated[bool, Opt(help="All requests at t = 0 (max-throughput benchmark).")] = False,
     num_requests: Annotated[int | None, Opt(help="Requests to measure (default: a trace replays whole; synthetic traffic 1,000).")] = None,
     warmup_requests: Annotated[int, Opt(help="Requests sent first and left out of the metrics (benchmark warm-up).")] = 0,
@@ -65,6 +69,8 @@ def simulate(
     decode_replicas: Annotated[int, Opt(help="P/D disaggregation: decode replicas.")] = 0,
     prefill_tp: Annotated[int | None, Opt(help="P/D: TP of prefill replicas (default --tp).")] = None,
     decode_tp: Annotated[int | None, Opt(help="P/D: TP of decode replicas (default --tp).")] = None,
+    prefill_max_num_seqs: Annotated[int | None, Opt(help="P/D: sequence limit of each prefill replica (per attention-DP "
+                                                         "rank; default --max-num-seqs).")] = None,
     prefill_dp: Annotated[int | None, Opt(help="P/D: attention-DP ranks of prefill replicas (default --dp).")] = None,
     prefill_ep: Annotated[int | None, Opt(help="P/D: EP of prefill replicas (default --ep).")] = None,
     prefill_moe_tp: Annotated[int | None, Opt("--prefill-moe-tp", help="P/D: MoE-TP of prefill replicas.")] = None,
@@ -107,6 +113,8 @@ def simulate(
         engine=engine, engine_version=engine_version, warmup_requests=warmup_requests, spec_method=spec_method, spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance, spec_draft_model=spec_draft_model, dp=dp, moe_tp=moe_tp,
         moe_dispatch=moe_dispatch, band_level=band_level, two_batch_overlap=two_batch_overlap,
+        adp_timeout_iters=adp_timeout_iters, adp_batching_wait_iters=adp_batching_wait_iters,
+        prefill_max_num_seqs=prefill_max_num_seqs,
     )
     if result.summary.get("overloaded"):
         err.print("[yellow]warning: the system is overloaded: the queue grows without bound over the run "

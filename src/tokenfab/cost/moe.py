@@ -96,6 +96,7 @@ class ExpertLoad:
     rows: float  # token-expert assignments computed on this device
     active_experts: float
     tile_rows: float  # sum over active experts of min(rows_e, TILE): how many output-tile rows are busy
+    row_tiles: float = 0.0  # sum over active experts of ceil(rows_e / TILE): row blocks of the grouped GEMM
 
 
 def parse_distribution(text: str) -> tuple[str, float]:
@@ -133,7 +134,7 @@ def _load(tokens: int, topk: int, experts: int, ep: int, kind: str, alpha: float
         per = picks / experts
         rows = float(math.ceil(picks * local / experts - 1e-9))
         active = float(local) if per >= 1.0 else min(rows, float(local))
-        return ExpertLoad(rows, active, active * min(max(per, 1.0), TILE))
+        return ExpertLoad(rows, active, active * min(max(per, 1.0), TILE), active * math.ceil(max(per, 1.0) / TILE - 1e-9))
     if kind == "uniform":
         p = topk / experts  # chance a given expert is among a token's picks
         per = tokens * p
@@ -141,13 +142,14 @@ def _load(tokens: int, topk: int, experts: int, ep: int, kind: str, alpha: float
         mean = per * local
         std = math.sqrt(max(local * tokens * p * (1 - p), 0.0))
         rows = min(picks, mean + std * math.sqrt(2.0 * math.log(ep))) if ep > 1 else mean
-        return ExpertLoad(rows, active, local * min(per, TILE) if per >= 1 else active)
+        return ExpertLoad(rows, active, local * min(per, TILE) if per >= 1 else active,
+                          local * math.ceil(per / TILE - 1e-9) if per >= 1 else active)
     draws = [_power_law_draw(tokens, topk, experts, ep, alpha, seed) for seed in range(_POWER_LAW_DRAWS)]
-    return ExpertLoad(*(float(np.mean([d[i] for d in draws])) for i in range(3)))
+    return ExpertLoad(*(float(np.mean([d[i] for d in draws])) for i in range(4)))
 
 
-def _power_law_draw(tokens: int, topk: int, experts: int, ep: int, alpha: float, seed: int) -> tuple[float, float, float]:
-    """One sample of the busiest rank's (rows, active experts, tile rows) under power-law popularity."""
+def _power_law_draw(tokens: int, topk: int, experts: int, ep: int, alpha: float, seed: int) -> tuple[float, ...]:
+    """One sample of the busiest rank's (rows, active experts, tile rows, row tiles) under power-law popularity."""
     rng = np.random.default_rng(seed)
     picks = tokens * topk
     lo, hi = (1.0, max(tokens * 0.8, 1.0 + 1e-9)) if picks > experts else (0.01, 2.0)
@@ -161,7 +163,8 @@ def _power_law_draw(tokens: int, topk: int, experts: int, ep: int, alpha: float,
     ranks = padded.reshape(ep, local)
     busiest = ranks[int(np.argmax(ranks.sum(axis=1)))]
     active = busiest[busiest > 0]
-    return float(busiest.sum()), float(len(active)), float(np.minimum(active, TILE).sum())
+    return (float(busiest.sum()), float(len(active)), float(np.minimum(active, TILE).sum()),
+            float(np.ceil(active / TILE).sum()))
 
 
 def _integer_counts(weights: np.ndarray, picks: int) -> np.ndarray:
@@ -194,9 +197,10 @@ def moe_kind(cc: ChipCost, act_dtype: str, weight_dtype: str) -> tuple[str, str]
 
 
 def moe_work(cc: ChipCost, shape: MoEShape, act_dtype: str = "bf16", weight_dtype: str | None = None,
-             variant: str = "") -> KernelWork:
+             variant: str = "", row_tiles: bool = False) -> KernelWork:
     """FLOPs, DRAM bytes and work units of the fused layer (module doc); shared by estimator and fitter.
-    `variant` names another kernel backend with its own fit (e.g. 'cutlass': TensorRT-LLM's CUTLASS MoE)."""
+    `variant` names another kernel backend with its own fit (e.g. 'cutlass': TensorRT-LLM's CUTLASS MoE);
+    `row_tiles` counts each expert's row blocks as work units (see below)."""
     weight_dtype = weight_dtype or act_dtype
     kind, compute = moe_kind(cc, act_dtype, weight_dtype)
     kind = f"{kind}-{variant}" if variant else kind
@@ -211,6 +215,10 @@ def moe_work(cc: ChipCost, shape: MoEShape, act_dtype: str = "bf16", weight_dtyp
     # router scores of every token.
     tokens = load.rows * h * 3 * a + load.rows * width * 2 * 2 + load.rows * h * 2 * 2 + shape.num_tokens * h * 2
     scores = shape.num_tokens * shape.num_experts * 2  # the 16-bit router scores the kernel's top-k reads
+    if a < 2.0:
+        # 8-bit activations: every token's 16-bit hidden state is read and written in the input format (with
+        # its scales) before the permute, over all tokens the rank receives, not only the rows it keeps.
+        tokens += shape.num_tokens * h * (2.0 + a)
     # Distinct bytes a warm re-run keeps on chip: the weights, the permuted input, the intermediate, the
     # GEMM-2 output, the layer output and the scores. `tokens` counts each buffer's writes and re-reads,
     # so comparing it with the cache would evict working sets that fit (L40S layers at 1.0-1.3x its L2
@@ -219,7 +227,15 @@ def moe_work(cc: ChipCost, shape: MoEShape, act_dtype: str = "bf16", weight_dtyp
     tokens += scores
     # Work units: output-tile columns of the grouped up-GEMM per active expert (one CTA each, however
     # few rows the expert got: thin experts are memory bound, not starved of parallelism).
-    work = load.active_experts * math.ceil(up / TILE) * max(1.0, load.tile_rows / max(load.active_experts, 1e-9) / TILE)
+    # Work units: output-tile columns of the grouped up-GEMM per active expert (one CTA each, however
+    # few rows the expert got: thin experts are memory bound, not starved of parallelism); with
+    # `row_tiles`, every row block of TILE rows of an expert is its own CTA (kernels that tile M, so a
+    # thick expert fills more of the chip). Which of the two a kernel follows is fitted per profile kind
+    # (`calibrate.moe_fit.fit_moe_kind`), not assumed.
+    if row_tiles:
+        work = math.ceil(up / TILE) * max(load.row_tiles, load.active_experts)
+    else:
+        work = load.active_experts * math.ceil(up / TILE) * max(1.0, load.tile_rows / max(load.active_experts, 1e-9) / TILE)
     return KernelWork(flops, weights + tokens, cc.peak(compute), max(work, 1e-9), kind, resident_bytes=resident)
 
 
@@ -232,7 +248,9 @@ def estimate_moe(
     `warm_cache` models a microbenchmark that re-runs the layer on the same weights, as
     ops_moe.csv does; a model's forward pass is never warm.
     """
-    w = moe_work(cc, shape, act_dtype, weight_dtype, variant)
+    kind, _ = moe_kind(cc, act_dtype, weight_dtype or act_dtype)
+    kind = f"{kind}-{variant}" if variant else kind
+    w = moe_work(cc, shape, act_dtype, weight_dtype, variant, row_tiles=cc.resolved.moe_row_tiles(kind))
     params, source = cc.resolved.moe(w.kind)
     return cc.run_kernel(op, w.flops, w.dram_bytes, w.peak, params, w.work_units, source, warm_cache,
                          resident_bytes=w.resident_bytes)

@@ -72,6 +72,11 @@ class EfficiencyProfile:
     collectives: dict[str, dict[int, CollectiveParams]] = field(default_factory=dict)  # name -> group size -> fit
     fit_quality: dict[str, dict[str, float]] = field(default_factory=dict)
     moe: dict[str, KernelParams] = field(default_factory=dict)  # fused MoE layer kernel per format kind
+    # Pooled (generic) MoE fits only: each kind's fixed cost as a multiple of the chip's own bf16 dense-GEMM
+    # fixed cost, so a chip without MoE rows gets a kernel-chain cost scaled from its GEMM data (`moe`).
+    moe_launch_per_gemm_launch: dict[str, float] = field(default_factory=dict)
+    # MoE kinds whose fit counts each expert's row blocks as work units (`cost.moe.moe_work`, `row_tiles`).
+    moe_row_tiles: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,9 @@ class ResolvedProfile:
     compute_units: float
     note: str
     reference: EfficiencyProfile | None = None
+    # The chip's bf16 dense-GEMM fixed cost before any launch floor (`with_launch_floor`): what a pooled MoE
+    # fit's fixed cost scales with (None: read it from `gemm('bf16')`).
+    gemm_launch_s: float | None = None
     # (table, key, fallback) -> `_pick`'s answer: the profiles never change, and every operator estimate asks
     _picked: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -135,14 +143,45 @@ class ResolvedProfile:
 
         A chip's own fit of another format beats other chips' fit of this format: the fixed cost is the
         engine's chain of small kernels (routing, permute, two grouped GEMMs, activation, finalize) on this
-        chip, and the efficiencies are this chip's; only the peak (taken from the requested format) changes.
-        Measured on ops_moe.csv (bench/accuracy_moe.py, group 'moe-layer:unmeasured-format'): H100 and L40S
-        formats predicted from the same chip's other format beat the pooled fit of the other chips.
+        chip, and the efficiencies are this chip's (bench/accuracy_moe.py, 'moe-layer:unmeasured-format').
+        What changes with the format is scaled by the chip's own dense GEMMs: the nearest format's
+        efficiencies times this chip's GEMM efficiency of the requested format over that of the nearest
+        (`moe_gemm_kind`), so B200's MXFP4 fit does not stream FP8 weights at its 4-bit efficiency.
+        A pooled (generic) fit is a chip that never ran the MoE kernel: its fixed cost is the pooled
+        multiple of this chip's own bf16 dense-GEMM fixed cost (`moe_launch_per_gemm_launch`).
         """
+        prof, source, near = self._moe_layer(kind)
+        params = prof.moe[near]
+        if source == GENERIC and near in prof.moe_launch_per_gemm_launch:
+            gemm_launch_s = self.gemm("bf16")[0].launch_s if self.gemm_launch_s is None else self.gemm_launch_s
+            params = dataclasses.replace(params, launch_s=prof.moe_launch_per_gemm_launch[near] * gemm_launch_s)
+        if near != kind:
+            params = self._moe_format_scaled(params, near, kind)
+        return params, source
+
+    def moe_row_tiles(self, kind: str) -> bool:
+        """Whether the fit `moe(kind)` returns counts row blocks as work units (`cost.moe.moe_work`)."""
+        prof, _, near = self._moe_layer(kind)
+        return near in prof.moe_row_tiles
+
+    def _moe_layer(self, kind: str) -> tuple[EfficiencyProfile, str, str]:
+        """(profile layer, provenance, fitted kind) that MoE kind `kind` resolves to: the first layer with any
+        MoE fit, and its nearest measured kind. A pooled fit ran other chips' kernels: no backend of theirs
+        is nearer to this chip's than another, so a kind the pool lacks takes its 16-bit curve, as every
+        other table does (`_pick`)."""
         for prof, source in self.layers():
             if prof.moe:
-                return prof.moe[nearest_moe_kind(kind, prof.moe)], source
+                if source == GENERIC and kind not in prof.moe and "bf16" in prof.moe:
+                    return prof, source, "bf16"
+                return prof, source, nearest_moe_kind(kind, prof.moe)
         raise DataFileError("no fitted 'moe' kernel table in the efficiency profiles (run python -m tokenfab.calibrate.fit_shared)")
+
+    def _moe_format_scaled(self, params: KernelParams, fitted: str, wanted: str) -> KernelParams:
+        """`params` (fitted for MoE kind `fitted`) with its efficiencies moved to `wanted` by this chip's GEMMs."""
+        have, want = self.gemm(moe_gemm_kind(fitted))[0], self.gemm(moe_gemm_kind(wanted))[0]
+        return dataclasses.replace(
+            params, compute_eff=min(1.0, params.compute_eff * want.compute_eff / have.compute_eff),
+            memory_eff=min(1.0, params.memory_eff * want.memory_eff / have.memory_eff))
 
     def with_launch_floor(self, floor_s: float) -> ResolvedProfile:
         """This resolution with every compute kernel's fixed cost capped at `floor_s`: kernels replayed from a
@@ -154,7 +193,8 @@ class ResolvedProfile:
         generic = profile if self.generic is self.profile else _launch_capped(self.generic, floor_s)
         reference = _launch_capped(self.reference, floor_s) if self.reference is not None else None
         return ResolvedProfile(profile, generic, self.provenance, self.compute_units,
-                               f"{self.note}; kernel floors of CUDA-graph replay ({floor_s * 1e6:.1f} us)", reference)
+                               f"{self.note}; kernel floors of CUDA-graph replay ({floor_s * 1e6:.1f} us)", reference,
+                               self.gemm("bf16")[0].launch_s if self.gemm_launch_s is None else self.gemm_launch_s)
 
     def has_collective(self, name: str) -> bool:
         return any(name in prof.collectives for prof, _ in self.layers())
@@ -173,6 +213,15 @@ class ResolvedProfile:
 # ('bf16-cutlass') is the same format from another kernel library.
 _MOE_KIND_BITS = {"fp32": (32, 32), "bf16": (16, 16), "fp8": (8, 8), "int8": (8, 8), "w8a16": (8, 16),
                   "w4a16": (4, 16), "w4a8": (4, 8), "fp4": (4, 4), "int4": (4, 4)}
+
+
+def moe_gemm_kind(kind: str) -> str:
+    """The dense-GEMM profile key whose efficiencies stand for MoE kind `kind` on the same chip: the format
+    without its backend variant, and for mixed 4-bit-weight kinds the 4-bit GEMM (a layer at serving sizes
+    is bound by streaming its expert weights, so the weight format's streaming efficiency is the one that
+    differs between formats)."""
+    base = kind.partition("-")[0]
+    return {"w4a8": "fp4", "w4a16": "w4a16", "w8a16": "w8a16"}.get(base, base)
 
 
 def nearest_moe_kind(kind: str, fitted: dict[str, KernelParams] | list[str]) -> str:
@@ -240,6 +289,8 @@ def profile_from_dict(data: dict, where: str = "") -> EfficiencyProfile:
             },
             fit_quality=data.get("fit_quality", {}),
             moe={k: _kernel(v, f"{where} moe.{k}") for k, v in data.get("moe", {}).items()},
+            moe_launch_per_gemm_launch={k: float(v) for k, v in data.get("moe_launch_per_gemm_launch", {}).items()},
+            moe_row_tiles=frozenset(str(k) for k in data.get("moe_row_tiles", [])),
         )
     except (KeyError, TypeError) as exc:
         raise DataFileError(f"invalid efficiency profile {where}: missing or bad {exc}") from None

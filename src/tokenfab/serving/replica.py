@@ -151,6 +151,13 @@ class Replica:
         # decode batch size up to max_num_seqs (the policy's own function, tabulated)
         self._max_request_tokens = min(spec.max_context_tokens, spec.kv_blocks * spec.block_tokens)
         self._padded = [0] + [self.policy.padded_decode(n) for n in range(1, min(spec.max_num_seqs, 2048) + 1)]
+        # attention-DP context balancing (`serving.attention_dp.BalanceGate`, shared by an instance's ranks): whether
+        # waiting prompts may start, and while they may not, the most decode iterations to run before asking again
+        self.gate = None
+        self.hold_iters = MAX_RUN
+        # disaggregated decode pool: hand-offs admitted in the iteration being planned, whose first token the client
+        # sees when that iteration ends (the decode side streams the prefill's token after the KV arrived)
+        self._first_out: list[Request] = []
 
     # -- views for routers --------------------------------------------------------------
     def outstanding_tokens(self) -> int:
@@ -395,6 +402,8 @@ class Replica:
                 extra_s.append(start * spec.kv_bytes_per_token / spec.swap_bytes_per_s)
             self.stack.append(req)
             if resume_decode:
+                if req.first_token_s < 0:
+                    self._first_out.append(req)
                 self._start_decoding(req)
                 continue
             prefilling.append(req)
@@ -428,7 +437,7 @@ class Replica:
         if prefilling:
             budget = self._continue_prefills(chunks, budget, need, extra)
             need = bins[(-self.g) % bs]
-        if waiting and budget > 0:
+        if waiting and budget > 0 and (self.gate is None or self.gate.admits(self)):
             self._admit(budget, extra, chunks)
         if not chunks and self.num_decode == 0:
             self.idle_since = now
@@ -451,6 +460,8 @@ class Replica:
         oh = self._overhead_s
         t += oh + sum(extra) if extra else oh  # sum([]) is 0: oh + 0 is oh
         e += self._idle_w * oh
+        if self._first_out:
+            self._emit_first(now + t)
         self.work = w = _Work(now + t, now, False, 1, 0.0, 0.0, 0.0, 0.0, tuple(chunks))
         # _account, inlined (once per iteration)
         self.energy_j += e
@@ -519,6 +530,8 @@ class Replica:
             raise AssertionError("decoding requests without a finishing iteration")
         n = self.num_decode
         k = max(1, min(heap[0] - self.g, MAX_RUN))
+        if self.gate is not None and self.waiting:  # prompts held by attention-DP balancing: ask again in time
+            k = max(1, min(k, self.hold_iters))
         first_need = self.bins[(-self.g) % self._bs]
         avail = self.pool.available
         blocks = self._crossings(k) - first_need
@@ -540,6 +553,8 @@ class Replica:
         if oh:
             t0, t1, e0, e1 = t0 + oh, t1 + oh, e0 + oh * self._idle_w, e1 + oh * self._idle_w
         total = k * (t0 + t1) / 2 + extra_s
+        if self._first_out:
+            self._emit_first(now + extra_s + t0)
         self.work = w = _Work(now + total, now, True, k, t0, t1, e0, e1, (), blocks, True, n)
         # _account, inlined (once per decode run)
         self.energy_j += k * (e0 + e1) / 2
@@ -550,6 +565,12 @@ class Replica:
         if self.on_sample is not None:
             self.on_sample(now, total, n, kv)
         return now + total
+
+    def _emit_first(self, at_s: float) -> None:
+        """Hand-offs admitted in this work show their first token when its first iteration ends."""
+        for req in self._first_out:
+            req.first_token_s = at_s
+        self._first_out.clear()
 
     def _account(self, now: float, dt: float, energy: float, batch: int) -> None:
         self.energy_j += energy

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.step import StepModel
+from tokenfab.serving.attention_dp import AttentionDpBalance, BalanceGate
 from tokenfab.serving.metrics import RequestLog, TimeSeries, summarize
 from tokenfab.serving.policies import make_router
 from tokenfab.serving.replica import Replica, ReplicaSpec
@@ -119,13 +120,16 @@ class Simulation:
                  decode_specs: Sequence[ReplicaSpec] = (), transfer_s_per_token: float = 0.0,
                  timeseries_interval_s: float = 1.0, progress: bool = False,
                  slo_ttft_s: float | None = None, slo_tpot_s: float | None = None, check_invariants: bool = False,
-                 frontend_s: float = 0.0, frontend_s_per_token: float = 0.0, request_latency_s: float = 0.0):
+                 frontend_s: float = 0.0, frontend_s_per_token: float = 0.0, request_latency_s: float = 0.0,
+                 attention_dp: tuple[int, AttentionDpBalance] | None = None):
         """`frontend_s` + `frontend_s_per_token` x prompt tokens: time each request spends in the serving front end
         (HTTP, detokenising the previous stream, tokenising the prompt), a single-threaded queue in front of the
         engine as in vLLM's and SGLang's API servers. Its serialisation staggers requests that clients send at
         the same instant, as real servers do. `request_latency_s`: latency each request spends between the client
         and the engine that is not serialised (network and HTTP round trip, a router hop, the first chunk's way
-        back), part of the TTFT a benchmark client measures."""
+        back), part of the TTFT a benchmark client measures. `attention_dp` (ranks per instance, balance setting):
+        each run of that many consecutive replicas is one attention-DP instance whose ranks start prompts under
+        TensorRT-LLM's context balancing (`serving.attention_dp`)."""
         self.workload = workload
         self.rng = np.random.default_rng(seed)
         self.replicas = [Replica(i, s) for i, s in enumerate(specs)]
@@ -135,6 +139,12 @@ class Simulation:
         self.series = TimeSeries(timeseries_interval_s)
         for r in self.replicas + self.decoders:
             r.on_sample = self.series.sample
+        if attention_dp is not None:
+            _gate_instances(self.replicas, *attention_dp)
+        for r in self.replicas:  # ranks of an attention-DP instance costed in lock step (`attention_dp.LockstepTimer`)
+            join = getattr(r.spec.step, "join", None)
+            if join is not None:
+                join(r)
         self.log = RequestLog()
         self.rejected: Counter = Counter()
         self.events: list[tuple[float, int, int, int]] = []  # (time, seq, replica index, version)
@@ -209,12 +219,20 @@ class Simulation:
         pool = self.replicas
         target = pool[self.router.route(req, pool)] if len(pool) > 1 else pool[0]  # one replica: nothing to choose
         target.enqueue(req)
+        released = target.gate.balanced() if target.gate is not None else ()
         end = target.start(now) if target.work is None else target.interrupt(now)  # _kick, inlined
         if end is not None:
             self._schedule(target, end)
+        for rank in released:  # the instance's other ranks start their held prompts at their next iteration
+            if rank is not target:
+                self._kick(rank, now)
 
     def _handoff_arrive(self, req: Request, now: float) -> None:
-        req.ready_s = now
+        # The client sees the first token from the decode side (TensorRT-LLM's disaggregated server streams the
+        # generation server's response, which carries the context server's token once the KV has arrived:
+        # PyExecutor._prepare_disagg_gen_transmission_complete; SGLang's decode server likewise): it is set when
+        # the decode replica admits the request and its first iteration there ends (Replica._emit_first).
+        req.ready_s, req.first_token_s = now, -1.0
         target = self.decoders[self.decode_router.route(req, self.decoders)]
         target.enqueue(req)
         self._kick(target, now)
@@ -329,6 +347,16 @@ class Simulation:
                 raise AssertionError(f"replica {r.index} ended with {r.num_running} running, {len(r.waiting)} waiting")
             if r.pool.free + r.pool.cached_blocks != r.pool.num_blocks or any(r.pool.refs.values()):
                 raise AssertionError(f"replica {r.index} leaked KV blocks")
+
+
+def _gate_instances(replicas: list[Replica], ranks: int, setting: AttentionDpBalance) -> None:
+    """One balance gate per attention-DP instance: each `ranks` consecutive replicas."""
+    if ranks < 2:
+        return
+    for first in range(0, len(replicas) - ranks + 1, ranks):
+        gate = BalanceGate(setting)
+        for r in replicas[first:first + ranks]:
+            gate.attach(r)
 
 
 class _Progress:

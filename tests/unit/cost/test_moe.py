@@ -66,6 +66,32 @@ def test_work_counts_flops_and_only_active_expert_weights():
     assert w.kind == "bf16"
 
 
+def test_eight_bit_activations_add_the_input_quantisation_of_every_token():
+    cc = make_cost()
+    # Same shape, fp8 activations and weights: the 64 rows move 1-byte inputs, and all 64 tokens' 16-bit
+    # hidden states (width 16) are read (2 B) and written as fp8 (1 B) before the permute.
+    shape = MoEShape(64, 16, 32, 2, 8, moe_tp=2, ep=2)
+    w = moe_work(cc, shape, "fp8")
+    weights = 4 * (16 * 32 + 16 * 16) * 1
+    tokens = 64 * 16 * 3 * 1 + 64 * 16 * 2 * 2 + 64 * 16 * 2 * 2 + 64 * 16 * 2 + 64 * 8 * 2 + 64 * 16 * (2 + 1)
+    assert w.dram_bytes == pytest.approx(weights + tokens)
+
+
+def test_row_tiles_count_every_row_block_of_each_expert():
+    from tokenfab.cost.gemm import TILE
+
+    cc = make_cost()
+    # 1024 tokens x top-2 over 8 experts on EP 2: 4 local experts with 256 rows each = 2 row blocks of 128.
+    # Up width 2 x 256 = 512 -> 4 tile columns. Per active expert: 4 units; per row block: 4 x 2 x 4 = 32.
+    shape = MoEShape(1024, 64, 256, 2, 8, ep=2)
+    assert TILE == 128
+    assert moe_work(cc, shape, "bf16").work_units == pytest.approx(4 * 4)
+    assert moe_work(cc, shape, "bf16", row_tiles=True).work_units == pytest.approx(4 * 2 * 4)
+    # Thin experts (fewer rows than a tile) have one row block each: both counts agree.
+    thin = MoEShape(8, 64, 256, 2, 8, ep=2)
+    assert moe_work(cc, thin, "bf16", row_tiles=True).work_units == moe_work(cc, thin, "bf16").work_units
+
+
 def test_resident_bytes_count_each_buffer_once():
     cc = make_cost()
     # Same shape as above: the traffic writes and re-reads the permuted input and the intermediates; the
@@ -176,10 +202,48 @@ def test_a_chips_own_moe_fit_of_another_format_beats_the_generic_fit_of_this_for
     from tokenfab.hardware.catalog import load_chip
 
     b200 = chip_cost(load_chip("b200"))
-    own = load_profile("b200").moe
+    own, gemm = load_profile("b200").moe, load_profile("b200").gemm
     assert "fp4" not in own and "w4a8" in own  # B200's rows are MXFP4 x MXFP8 only
-    assert b200.resolved.moe("fp4")[0] == own["w4a8"]  # NVFP4 experts: B200's own 4-bit kernel fit
-    assert b200.resolved.moe("fp8")[0] == own["w4a8"]  # its only fit, not A100/H100/L40S's pooled fp8
+    assert b200.resolved.moe_row_tiles("fp8") == ("w4a8" in load_profile("b200").moe_row_tiles)  # as its fit
+    assert b200.resolved.moe("fp4")[0] == own["w4a8"]  # NVFP4 experts: 4-bit weights as the fit's, unchanged
+    fp8, source = b200.resolved.moe("fp8")  # its own fit, not the pooled fp8 table, moved by B200's own GEMMs
+    assert source == "fitted" and fp8.launch_s == own["w4a8"].launch_s
+    assert fp8.memory_eff == pytest.approx(min(1.0, own["w4a8"].memory_eff * gemm["fp8"].memory_eff / gemm["fp4"].memory_eff))
+    assert fp8.compute_eff == pytest.approx(min(1.0, own["w4a8"].compute_eff * gemm["fp8"].compute_eff / gemm["fp4"].compute_eff))
+
+
+def test_moe_gemm_kind_maps_formats_to_their_dense_gemm_tables():
+    from tokenfab.cost.profile import moe_gemm_kind
+
+    assert moe_gemm_kind("bf16-cutlass") == "bf16"  # the backend variant is the MoE kernel's, not the GEMM's
+    assert moe_gemm_kind("w4a8") == "fp4"  # 4-bit weights: the 4-bit GEMM's streaming efficiency
+    assert moe_gemm_kind("fp8") == "fp8"
+
+
+def test_pooled_moe_fixed_cost_scales_with_the_chips_own_gemm_fixed_cost():
+    import dataclasses as dc
+
+    from tokenfab.cost.kernel import KernelParams
+    from tokenfab.cost.profile import EfficiencyProfile, ResolvedProfile
+
+    gemm = KernelParams(launch_s=4e-6, compute_eff=0.8, memory_eff=0.8, overlap_exp=2.0, half_occupancy_per_unit=0.1)
+    moe = KernelParams(launch_s=30e-6, compute_eff=0.5, memory_eff=0.7, overlap_exp=1.0, half_occupancy_per_unit=0.0)
+    generic = EfficiencyProfile("generic", "", 100.0, 1e15, {"bf16": dc.replace(gemm, launch_s=3e-6),
+                                                              "fp8": dc.replace(gemm, memory_eff=0.4)},
+                                {}, {}, None, moe={"bf16": moe}, moe_launch_per_gemm_launch={"bf16": 10.0})
+    own = EfficiencyProfile("chip", "", 100.0, 1e15, {"bf16": gemm}, {}, {}, None)
+    resolved = ResolvedProfile(own, generic, "fitted", 100.0, "")
+    params, source = resolved.moe("bf16")
+    assert source == "generic" and params.launch_s == pytest.approx(10.0 * 4e-6)  # the chip's 4 us, not generic's 3 us
+    # A kind the pool lacks takes the pooled 16-bit curve, its efficiencies moved by the chip's GEMMs
+    # (fp8 resolves to the generic fp8 GEMM here: memory 0.4 against bf16's 0.8, so half the MoE's 0.7).
+    fp8, _ = resolved.moe("fp8-cutlass")
+    assert fp8.memory_eff == pytest.approx(0.35) and fp8.launch_s == pytest.approx(40e-6)
+    # The work-unit form follows the fit the kind resolves to (here the pooled bf16 curve).
+    tiled = ResolvedProfile(own, dc.replace(generic, moe_row_tiles=frozenset({"bf16"})), "fitted", 100.0, "")
+    assert tiled.moe_row_tiles("fp8-cutlass") and not resolved.moe_row_tiles("fp8-cutlass")
+    # A captured-graph floor caps the GEMM's fixed cost but not the MoE kernel chain scaled from it.
+    assert resolved.with_launch_floor(1e-6).moe("bf16")[0].launch_s == pytest.approx(40e-6)
 
 
 def test_balanced_busiest_rank_computes_whole_rows():

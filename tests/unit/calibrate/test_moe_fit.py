@@ -1,0 +1,59 @@
+"""Pooled fused-MoE fit: the fixed cost is learned in units of each chip's bf16 GEMM fixed cost."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tokenfab.calibrate.fit import KernelSamples, predict_samples
+from tokenfab.calibrate.moe_fit import fit_moe_kind, fit_pooled_moe, scaled_by_launch
+from tokenfab.calibrate.profiles import table_upper
+from tokenfab.cost.kernel import KernelParams
+from tokenfab.errors import InvalidInputError
+
+pytestmark = pytest.mark.unit
+
+
+def _chip_rows(gemm_launch_s: float, ratio: float, peak: float, bandwidth: float) -> KernelSamples:
+    """Synthetic MoE rows of one chip whose kernel chain costs `ratio` x its GEMM fixed cost."""
+    flops = np.geomspace(1e8, 1e13, 24)
+    dram = np.geomspace(1e6, 4e9, 24)[::-1].copy()
+    n = len(flops)
+    s = KernelSamples(flops, dram, np.full(n, peak), np.full(n, bandwidth), np.full(n, 1e4), np.full(n, 100.0),
+                      np.zeros(n), np.ones(n))
+    truth = KernelParams(ratio * gemm_launch_s, 0.6, 0.8, 1.5, 0.0)
+    return KernelSamples(*(getattr(s, f) for f in KernelSamples.__dataclass_fields__ if f != "time_s"),
+                         predict_samples(truth.as_vector(), s))
+
+
+def test_pooled_fit_recovers_the_fixed_cost_ratio_across_chips_with_different_launch_costs():
+    # Two chips, GEMM fixed costs 3 us and 6 us, both running the MoE chain at 8x theirs (24 us and 48 us):
+    # an absolute pooled fixed cost cannot fit both; the ratio does, exactly.
+    a = _chip_rows(3e-6, 8.0, 1e15, 3e12)
+    b = _chip_rows(6e-6, 8.0, 3e14, 2e12)
+    params, quality, ratio, row_tiles = fit_pooled_moe([(a, 3e-6), (b, 6e-6)], table_upper("moe"))
+    assert ratio == pytest.approx(8.0, rel=1e-3) and not row_tiles
+    assert params.memory_eff == pytest.approx(0.8, rel=1e-3)  # the memory-bound rows pin it (compute trades with p)
+    assert quality.mape < 1e-3
+
+
+def test_scaling_keeps_relative_times_and_rejects_a_zero_launch():
+    a = _chip_rows(3e-6, 8.0, 1e15, 3e12)
+    scaled = scaled_by_launch(a, 3e-6)
+    assert np.allclose(scaled.time_s * 3e-6, a.time_s)
+    with pytest.raises(InvalidInputError, match="fixed cost"):
+        scaled_by_launch(a, 0.0)
+
+
+def test_the_work_unit_form_with_the_lower_training_loss_is_kept():
+    # The same rows generated with few work units (an occupancy-starved kernel) and offered with either
+    # count: the fit keeps the form the times were generated with, whichever argument slot it is in.
+    a = _chip_rows(3e-6, 8.0, 1e15, 3e12)
+    truth = KernelParams(24e-6, 0.6, 0.8, 1.5, 2.0)
+    starved = dataclasses.replace(a, work_units=np.full(len(a), 50.0))
+    starved = dataclasses.replace(starved, time_s=predict_samples(truth.as_vector(), starved))
+    many = dataclasses.replace(starved, work_units=np.geomspace(50.0, 5e4, len(a)))
+    assert fit_moe_kind(starved, many, table_upper("moe"))[2] is False
+    assert fit_moe_kind(many, starved, table_upper("moe"))[2] is True

@@ -1,0 +1,154 @@
+"""Attention-DP ranks: TensorRT-LLM's context balancing (when held prompts start) and lock-step prefill costing."""
+
+import pytest
+
+from tokenfab import api
+from tokenfab.errors import InvalidInputError
+from tokenfab.serving.attention_dp import AttentionDpBalance, BalanceGate, LockstepTimer, parse_balance
+from tokenfab.serving.replica import Replica, ReplicaSpec
+from tokenfab.serving.request import Request
+
+pytestmark = pytest.mark.unit
+
+PREFILL_S, DECODE_S = 0.050, 0.010
+
+
+class PrefillDecodeTimer:
+    """A step with any prompt in it takes PREFILL_S, a decode-only iteration DECODE_S."""
+
+    def step(self, prefill, num_decode, decode_kv_len):
+        return (PREFILL_S if prefill else DECODE_S), 0.0
+
+    def decode_pair(self, num_decode, kv_first, kv_last):
+        return DECODE_S, 0.0, DECODE_S, 0.0
+
+
+def _ranks(timeout_iters: int, batching_wait_iters: int = 0, num: int = 2) -> list[Replica]:
+    spec = ReplicaSpec(step=PrefillDecodeTimer(), kv_blocks=10_000, max_num_seqs=64, prefix_caching=False)
+    ranks = [Replica(i, spec) for i in range(num)]
+    gate = BalanceGate(AttentionDpBalance(timeout_iters=timeout_iters, batching_wait_iters=batching_wait_iters))
+    for r in ranks:
+        gate.attach(r)
+    return ranks
+
+
+def _run_until(rank: Replica, now: float, until_first_token: Request) -> float:
+    """Drive one rank alone (its siblings frozen) until `until_first_token` has its first token; returns that time."""
+    while until_first_token.first_token_s < 0:
+        end = rank.start(now)
+        rank.complete(end)
+        now = end
+    return until_first_token.first_token_s
+
+
+def _decoding_pair(timeout_iters: int, batching_wait_iters: int = 0) -> list[Replica]:
+    """Two ranks, each decoding one long request released together at t = 0 and prefilled in one iteration."""
+    ranks = _ranks(timeout_iters, batching_wait_iters)
+    for i, r in enumerate(ranks):
+        r.enqueue(Request(i, 0.0, 64, 10_000))
+    assert ranks[0].gate.balanced() == ranks  # every rank has a prompt: all start now
+    for r in ranks:
+        r.complete(r.start(0.0))  # the prefill iteration: each rank is at iteration 1, decoding
+    return ranks
+
+
+def test_a_prompt_on_one_rank_waits_for_the_balance_timeout_cycle():
+    # timeout 5 iterations, counted from the balanced start at iteration 0: rank 0 is at iteration 1 when a
+    # prompt arrives, so it decodes 4 more iterations (to iteration 5) and then prefills it.
+    ranks = _decoding_pair(timeout_iters=5)
+    late = Request(2, PREFILL_S, 64, 10)
+    ranks[0].enqueue(late)
+    assert ranks[0].gate.balanced() == []  # rank 1 has no prompt waiting
+    assert _run_until(ranks[0], PREFILL_S, late) == pytest.approx(PREFILL_S + 4 * DECODE_S + PREFILL_S)
+
+
+def test_without_balancing_the_same_prompt_starts_at_the_next_iteration():
+    ranks = _decoding_pair(timeout_iters=5)
+    for r in ranks:
+        r.gate = None
+    late = Request(2, PREFILL_S, 64, 10)
+    ranks[0].enqueue(late)
+    assert _run_until(ranks[0], PREFILL_S, late) == pytest.approx(2 * PREFILL_S)
+
+
+def test_prompts_on_every_rank_start_together_after_the_batching_wait():
+    ranks = _decoding_pair(timeout_iters=50, batching_wait_iters=3)
+    late = [Request(2 + i, PREFILL_S, 64, 10) for i in range(2)]
+    for r, req in zip(ranks, late):
+        r.enqueue(req)
+    assert ranks[0].gate.balanced() == []  # every rank also decodes: they wait 3 iterations to batch more
+    assert _run_until(ranks[0], PREFILL_S, late[0]) == pytest.approx(PREFILL_S + 3 * DECODE_S + PREFILL_S)
+
+
+def test_a_rank_without_generation_requests_releases_the_prompts():
+    ranks = _ranks(timeout_iters=50)
+    ranks[1].enqueue(Request(0, 0.0, 64, 10_000))
+    ranks[1].gate.release_at.clear()  # rank 1 stays without a prompt released: only rank 0 matters here
+    first = Request(1, 0.0, 64, 10)
+    ranks[0].enqueue(first)
+    assert _run_until(ranks[0], 0.0, first) == pytest.approx(PREFILL_S)  # no rank decodes: nothing to wait for
+
+
+def test_lockstep_prefill_is_costed_between_alone_and_together_by_the_busy_siblings():
+    alone = lambda prefill, n, kv: (1.0, 10.0)  # noqa: E731
+    together = lambda prefill, n, kv: (3.0, 30.0)  # noqa: E731
+    timer = LockstepTimer(alone, together, PrefillDecodeTimer().decode_pair)
+    spec = ReplicaSpec(step=timer, kv_blocks=10_000, prefix_caching=False)
+    ranks = [Replica(i, spec) for i in range(3)]
+    for r in ranks:
+        timer.join(r)
+    prompt = ((1, 64, 64),)
+    assert timer.step(prompt, 0, 0.0) == (1.0, 10.0)  # no sibling prefills
+    ranks[1].enqueue(Request(0, 0.0, 64, 10))
+    ranks[1].start(0.0)  # rank 1 is now in a prefill iteration: 1 of 2 siblings busy
+    assert timer.step(prompt, 0, 0.0) == pytest.approx((2.0, 20.0))
+    assert timer.step((), 4, 100.0) == (1.0, 10.0)  # decode-only steps are the same either way
+
+
+def test_balance_setting_parsing():
+    assert parse_balance(0, 0) is None
+    assert parse_balance(60, 0) == AttentionDpBalance(timeout_iters=60, batching_wait_iters=0)
+    with pytest.raises(InvalidInputError, match="needs attention-DP balance on"):
+        parse_balance(0, 10)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(engine="vllm", dp=2, ep=2), "TensorRT-LLM"),
+    (dict(engine="trtllm", dp=1), "--dp >= 2"),
+])
+def test_balancing_needs_an_aggregated_trtllm_attention_dp_instance(kwargs, needle):
+    with pytest.raises(InvalidInputError, match=needle):
+        api.simulate(model="qwen3-30b-a3b", hardware="h100-sxm", concurrency=4, num_requests=8, input_len=128,
+                     output_len=8, adp_timeout_iters=60, **kwargs)
+
+
+def test_prefill_sequence_limit_only_applies_to_pd_pools():
+    with pytest.raises(InvalidInputError, match="prefill-max-num-seqs"):
+        api.simulate(model="qwen3-30b-a3b", hardware="h100-sxm", concurrency=4, num_requests=8, input_len=128,
+                     output_len=8, prefill_max_num_seqs=1)
+
+
+def test_a_prefill_pool_limited_to_one_sequence_per_rank_serves_a_burst_one_prompt_at_a_time():
+    import numpy as np
+
+    common = dict(model="qwen3-30b-a3b", hardware="h100-sxm", engine="trtllm", offline=True, input_len=512,
+                  output_len=4, prefill_replicas=1, decode_replicas=1, num_requests=8)
+    one = np.sort(api.simulate(prefill_max_num_seqs=1, **common).requests_frame()["ttft_s"].to_numpy())
+    gaps = np.diff(one)
+    assert gaps.min() > 0 and gaps.max() == pytest.approx(gaps.min(), rel=1e-6)  # 8 prefill steps in turn, alike
+    free = api.simulate(**common).requests_frame()["ttft_s"].to_numpy()
+    assert len(np.unique(free.round(9))) <= 3  # without the limit the burst prefills in one or two batches
+
+
+def test_a_pd_request_shows_its_first_token_after_the_kv_transfer_and_its_first_decode_iteration():
+    from tokenfab.serving.simulator import Simulation
+    from tokenfab.serving.workload import LengthDist, WorkloadSpec
+
+    spec = ReplicaSpec(step=PrefillDecodeTimer(), kv_blocks=10_000, prefix_caching=False, role="prefill")
+    decode = ReplicaSpec(step=PrefillDecodeTimer(), kv_blocks=10_000, prefix_caching=False, role="decode")
+    wl = WorkloadSpec(arrival="offline", num_requests=1, input=LengthDist(value=1000), output=LengthDist(value=5))
+    res = Simulation([spec], wl, decode_specs=[decode], transfer_s_per_token=1e-5).run()
+    transfer_s = 1000 * 1e-5
+    assert res.log.column("first_token_s")[0] == pytest.approx(PREFILL_S + transfer_s + DECODE_S)
+    # tokens 2..5 take 4 decode iterations; the client sees token 1 with token 2, at the end of the first
+    assert res.log.column("finish_s")[0] == pytest.approx(PREFILL_S + transfer_s + 4 * DECODE_S)
