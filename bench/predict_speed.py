@@ -9,12 +9,15 @@
    cache each time and with a warm one;
 4. full `predict` calls with varied shapes (batch 1-256, input 128-8192, output 1-512, seeded): every call a
    new prefill shape (issue 9's measure; goal >= 2,000/s on one core), also reported per CPU second of this
-   process (`predict_varied_shapes_cpu_per_s`: what one core does, steadier than wall time when others load it).
+   process (`predict_varied_shapes_cpu_per_s`: what one core does, steadier than wall time when others load it),
+   with the garbage collections of each generation during those calls (`gc_collections_gen{0,1,2}`, from
+   gc.get_stats(): full, gen-2 collections are what memos of tracked objects cost; the settings are left as they are).
 Goal (issue 2): >= 10,000 decode-step predictions per second.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import time
@@ -53,9 +56,12 @@ def main() -> None:
     results["predict_request_cold_per_s"] = rate(cold, 30)
     rng = random.Random(0)
     shapes = [(rng.randint(1, 256), rng.randint(128, 8192), rng.randint(1, 512)) for _ in range(2000)]
+    before = [g["collections"] for g in gc.get_stats()]
     results["predict_varied_shapes_per_s"] = rate(
         lambda i: api.predict(model="llama-3.1-70b", hardware="h100-sxm", tp=8, batch=shapes[i][0],
                               input_len=shapes[i][1], output_len=shapes[i][2]), len(shapes), "predict_varied_shapes_cpu_per_s")
+    for gen, (g, b) in enumerate(zip(gc.get_stats(), before)):
+        results[f"predict_varied_shapes_gc_collections_gen{gen}"] = g["collections"] - b
     results.update(CPU_RATES)
     print(json.dumps({k: round(v, 1) for k, v in results.items()}, indent=2))
 

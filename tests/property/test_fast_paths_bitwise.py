@@ -32,8 +32,9 @@ def _reference_rows(totals: dict[str, OpTotal], phase: str, scale: float, peak: 
     return rows
 
 
-def _reference_aggregate(sm, pairs) -> StepPart:
-    """`StepModel._aggregate` as written before its inlining: OpTotal.add and PowerModel.op_power_w."""
+def _reference_aggregate(sm, pairs) -> tuple[dict[str, OpTotal], float, float, float]:
+    """`StepModel._aggregate` as written before its inlining and its flat records: OpTotal.add and
+    PowerModel.op_power_w, a dict of OpTotal rows and the sums."""
     totals: dict[str, OpTotal] = {}
     time_s = roof = busy = 0.0
     for cost, count in pairs:
@@ -45,7 +46,7 @@ def _reference_aggregate(sm, pairs) -> StepPart:
         time_s += t
         roof += cost.roofline_s * count
         busy += sm.power.op_power_w(cost) * t
-    return StepPart(totals, time_s, roof, busy)
+    return totals, time_s, roof, busy
 
 
 @pytest.mark.property
@@ -72,11 +73,11 @@ def test_aggregate_equals_optotal_add(dep, seqs, q, num_decode, kv):
     sm = api.deployment(model, hw, tp=tp, pp=pp).step_model
     batch = StepBatch(((seqs, q, q),), num_decode, kv if num_decode else 0.0)
     pairs = [(cost, count) for group, count in sm._group_counts for cost in sm.coster.layer_ops(group, batch)]
-    fast, ref = sm._aggregate(pairs), _reference_aggregate(sm, pairs)
-    assert (fast.time_s, fast.roofline_s, fast.busy_energy_j) == (ref.time_s, ref.roofline_s, ref.busy_energy_j)
-    assert list(fast.totals) == list(ref.totals)
+    fast, (ref_totals, *ref_sums) = StepPart.of(sm._aggregate(pairs)), _reference_aggregate(sm, pairs)
+    assert [fast.time_s, fast.roofline_s, fast.busy_energy_j] == ref_sums
+    assert list(fast.totals) == list(ref_totals)
     for name, row in fast.totals.items():
-        other = ref.totals[name]
+        other = ref_totals[name]
         assert (row.time_s, row.flops, row.bytes, row.roofline_s, row.source, row.onchip_bytes, row._bound_time) == (
             other.time_s, other.flops, other.bytes, other.roofline_s, other.source, other.onchip_bytes, other._bound_time)
 

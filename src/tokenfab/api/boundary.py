@@ -137,24 +137,37 @@ def _passes_plain(given: dict[str, Any], rules: dict[str, PlainRule | None]) -> 
     return True
 
 MEMO_SIZE = 4096  # argument lists remembered per function as already checked (then forgotten all at once)
-_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _memo_key(args: tuple, kwargs: dict[str, Any]) -> tuple:
     """The key an argument list is remembered under once it checked to itself (see `_rememberable`). Checking is
     a pure function of the arguments, so such a list passes again: the API is called in loops (a sweep, a
     decode step per context), and validating through pydantic costs more than a cached decode-step prediction.
-    The types are part of the key, as 1, 1.0 and True are equal but not the same argument."""
-    return args, tuple(kwargs.items()), (*map(type, args), *map(type, kwargs.values()))
+    The types are part of the key, as 1, 1.0 and True are equal but not the same argument, by id: the key is one
+    flat tuple of plain values, which the garbage collector stops tracking at its first pass (a tuple holding a type,
+    or a nested tuple, would survive into the oldest generation and drive full collections; see
+    `tokenfab.execution.step.PartRecord`). Its length, 1 + 2 x positional + 3 x keyword arguments, says how it splits.
+    An id names one live object, and the plain types live as long as the interpreter, so a remembered key (plain
+    types only) never equals the key of a list of other types."""
+    return (len(args), *args, *kwargs, *kwargs.values(), *[id(type(a)) for a in args],
+            *[id(type(v)) for v in kwargs.values()])
+
+
+_PLAIN_IDS = frozenset(map(id, (str, int, float, bool, type(None))))
+_FLOAT_ID = id(float)
 
 
 def _rememberable(key: tuple) -> bool:
     """Only lists of plain scalars are remembered: equal values of one such type are interchangeable, but for
     0.0 and -0.0 (lists with a float zero are not remembered) and for containers (not hashable, or mutable)."""
-    args, items, types = key
-    if not _PLAIN.issuperset(types):
+    num_args = key[0]
+    num_kwargs = (len(key) - 1 - 2 * num_args) // 3
+    args = key[1:1 + num_args]
+    kwarg_values = key[1 + num_args + num_kwargs:1 + num_args + 2 * num_kwargs]
+    types = key[1 + num_args + 2 * num_kwargs:]
+    if not _PLAIN_IDS.issuperset(types):
         return False
-    return not (float in types and (0.0 in args or any(v == 0.0 for _, v in items if type(v) is float)))
+    return not (_FLOAT_ID in types and (0.0 in args or any(v == 0.0 for v in kwarg_values if type(v) is float)))
 
 
 def _known(key: tuple, passed: set[tuple]) -> bool:

@@ -43,6 +43,10 @@ class ChipCost:
     floats so that the per-operator functions do no dictionary or pydantic work.
     """
 
+    # Whether memos of the OpCosts it returns must keep the objects themselves (a subclass that keys them by id);
+    # otherwise they keep flat records (cost.result.cost_record), which the garbage collector does not track.
+    keeps_cost_identity: bool = False
+
     def __init__(self, chip: ChipSpec, resolved: ResolvedProfile | None):
         """`resolved` may be None only to compute kernel work (FLOPs, bytes) for fitting."""
         self.chip = chip

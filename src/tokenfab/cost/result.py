@@ -42,6 +42,21 @@ class OpCost:
             raise RooflineViolation(f"{self.op}: {self.time_s:.3e} s is below its roofline {self.roofline_s:.3e} s")
 
 
+def cost_record(cost: OpCost) -> tuple:
+    """An OpCost as a flat tuple of its fields, for memos: the garbage collector stops tracking such a tuple at its
+    first pass, where a memo of OpCost objects grows the oldest generation and so triggers full collections
+    (`tokenfab.execution.step.PartRecord` says more). `revive_cost` makes the OpCost again."""
+    return cost.op, cost.time_s, cost.flops, cost.bytes, cost.bound, cost.roofline_s, cost.source, cost.onchip_bytes
+
+
+def revive_cost(record: tuple, _new=object.__new__) -> OpCost:
+    """The OpCost of a `cost_record`, equal to the one it was made from. Its roofline was checked when that one was
+    built, so the slots are filled directly (a quarter faster than the constructor)."""
+    cost = _new(OpCost)
+    cost.op, cost.time_s, cost.flops, cost.bytes, cost.bound, cost.roofline_s, cost.source, cost.onchip_bytes = record
+    return cost
+
+
 def classify_bound(compute_s: float, memory_s: float, launch_s: float, onchip_s: float = 0.0) -> Bound:
     """Which limit dominates a kernel's time (`onchip_s`: all bytes through the on-chip level
     when the kernel reads data held there; 'sram' when that, not DRAM, is the memory limit)."""

@@ -19,7 +19,7 @@ from tokenfab.cost.gemm import estimate_gemm
 from tokenfab.cost.linear_attention import estimate_dsa_indexer, estimate_linear_attention
 from tokenfab.cost.moe import MoEShape, estimate_moe
 from tokenfab.cost.onchip import NO_RESIDENCY, ResidencyPlan
-from tokenfab.cost.result import OpCost
+from tokenfab.cost.result import OpCost, cost_record, revive_cost
 from tokenfab.execution.config import ParallelConfig, PrecisionConfig
 from tokenfab.hardware.spec import SystemSpec
 from tokenfab.units import bytes_per_element
@@ -81,9 +81,11 @@ class LayerCoster:
         self.kv_dtype, self.act_dtype = prec.kv, prec.activations
         self.residency: ResidencyPlan = NO_RESIDENCY  # what the deployment holds on chip (set by StepModel)
         self.staggered_prefill = False  # attention-DP ranks prefill alone (serving), not all at once (set by StepModel)
-        self._gemm_cache: dict[tuple, OpCost] = {}
-        self._comm_cache: dict[tuple, OpCost] = {}
-        self._elem_cache: dict[tuple, OpCost] = {}
+        # memos of OpCosts as flat records (cost.result.cost_record: untracked by the garbage collector), or of the
+        # OpCosts themselves under a chip cost that keys the objects it made by identity (ChipCost.keeps_cost_identity)
+        self._gemm_cache: dict[tuple, tuple | OpCost] = {}
+        self._comm_cache: dict[tuple, tuple | OpCost] = {}
+        self._elem_cache: dict[tuple, tuple | OpCost] = {}
         self.routing = MODEL_ROUTING  # token distribution over experts (cost.moe.DISTRIBUTIONS)
 
     def gemm(self, op: str, m: int, n: int, k: int, *, weights: bool = True, stored: bool | None = None,
@@ -98,10 +100,14 @@ class LayerCoster:
         if hit is None:
             act = self.act_dtype if unquantized else self.prec.dtype
             w = self.act_dtype if unquantized or not weights else self.prec.weights
-            hit = estimate_gemm(self.cc, m, n, k, act, w, op=op,
-                                weights_on_chip=stored and self.residency.weights_on_chip)
-            self._gemm_cache[key] = hit
-        return hit
+            return self._remember(self._gemm_cache, key, estimate_gemm(
+                self.cc, m, n, k, act, w, op=op, weights_on_chip=stored and self.residency.weights_on_chip))
+        return hit if type(hit) is OpCost else revive_cost(hit)
+
+    def _remember(self, cache: dict, key: tuple, cost: OpCost) -> OpCost:
+        """Store `cost` in one of the memos (as its record, see __init__) and return it."""
+        cache[key] = cost if self.cc.keeps_cost_identity else cost_record(cost)
+        return cost
 
     def attn_gemm(self, attn: AttentionSpec, op: str, m: int, n: int, k: int) -> OpCost:
         """An attention projection: in the linear-layer format unless the checkpoint keeps attention in 16-bit."""
@@ -111,8 +117,8 @@ class LayerCoster:
         key = (op, dram_bytes)
         hit = self._elem_cache.get(key)
         if hit is None:
-            hit = self._elem_cache[key] = estimate_elementwise(self.cc, op, dram_bytes)
-        return hit
+            return self._remember(self._elem_cache, key, estimate_elementwise(self.cc, op, dram_bytes))
+        return hit if type(hit) is OpCost else revive_cost(hit)
 
     def collective(self, op: str, name: str, devices: int, message_bytes: float) -> OpCost | None:
         if devices <= 1 or message_bytes <= 0:
@@ -126,8 +132,8 @@ class LayerCoster:
                 alt = estimate_collective(self.cc, self.system, "all_reduce", devices, message_bytes, op=op,
                                           implementation="oneshot")
                 hit = min(hit, alt, key=lambda c: c.time_s)
-            self._comm_cache[key] = hit
-        return hit
+            return self._remember(self._comm_cache, key, hit)
+        return hit if type(hit) is OpCost else revive_cost(hit)
 
     def layer_ops(self, group: LayerGroup, batch: StepBatch, with_core: bool = True) -> Iterator[OpCost]:
         """Every operator of one layer of `group` for `batch`; without the context-dependent
@@ -319,9 +325,9 @@ class LayerCoster:
         key = ("moe.router", tokens)
         hit = self._gemm_cache.get(key)
         if hit is None:
-            hit = self._gemm_cache[key] = estimate_gemm(self.cc, tokens, ffn.num_experts, self.hidden, self.act_dtype,
-                                                        self.act_dtype, op="moe.router")
-        return hit
+            return self._remember(self._gemm_cache, key, estimate_gemm(
+                self.cc, tokens, ffn.num_experts, self.hidden, self.act_dtype, self.act_dtype, op="moe.router"))
+        return hit if type(hit) is OpCost else revive_cost(hit)
 
     def routed_experts(self, ffn: FFNSpec, group_tokens: int) -> OpCost:
         """The fused expert kernel over the tokens of all dp ranks (they meet in the expert groups)."""
@@ -331,8 +337,8 @@ class LayerCoster:
         if hit is None:
             shape = MoEShape(group_tokens, self.hidden, ffn.expert_intermediate_size, ffn.num_experts_per_token,
                              ffn.num_experts, par.expert_tp, par.ep, ffn.gated, self.routing)
-            hit = self._gemm_cache[key] = estimate_moe(self.cc, shape, self.prec.dtype, self.prec.weights)
-        return hit
+            return self._remember(self._gemm_cache, key, estimate_moe(self.cc, shape, self.prec.dtype, self.prec.weights))
+        return hit if type(hit) is OpCost else revive_cost(hit)
 
     def token_exchange(self, ffn: FFNSpec, tokens: int, group_tokens: int | None = None) -> tuple[OpCost | None, OpCost | None]:
         """(dispatch, combine) per device, or (None, None) when no token moves.

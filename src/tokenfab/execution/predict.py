@@ -20,7 +20,7 @@ from tokenfab.execution.bands import static_batch_bands
 from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.memory import MemoryFootprint, MemoryModel
 from tokenfab.execution.speculative import SpeculativeModel
-from tokenfab.execution.step import OpTotal, StepModel, StepResult
+from tokenfab.execution.step import RECORD_HEAD, ROW_LEN, StepModel, StepResult, bound_items
 
 MAX_DECODE_SAMPLES = 33
 
@@ -106,12 +106,14 @@ def decode_contexts(input_len: int, output_len: int) -> np.ndarray:
 
 def _breakdown_rows(result: StepResult, phase: str, scale: float, cc_peak: float, bw: float) -> list[dict]:
     """Rows of `result.breakdown` (the per-operator merge of the step's parts), longest first, each scaled by
-    `scale`. Built from the parts directly: the merge's sums in its order (a first row copied as 0.0 + x, later
-    rows added part by part, bounds by summed time), without building the merged OpTotal copies, which took
-    a sixth of a `predict` call; tests check equality with the rows of `result.breakdown`."""
-    by_name: dict[str, OpTotal | list[OpTotal]] = {}
-    for part in result.parts:
-        for name, row in part.totals.items():
+    `scale`. Built from the part records' rows directly: the merge's sums in its order (a first row copied as
+    0.0 + x, later rows added part by part, bounds by summed time), without building the merged OpTotal copies,
+    which took a sixth of a `predict` call; tests check equality with the rows of `result.breakdown`."""
+    by_name: dict[str, tuple | list[tuple]] = {}
+    for record in result.part_records:
+        for i in range(RECORD_HEAD, len(record), ROW_LEN):
+            row = record[i:i + ROW_LEN]  # op, time_s, flops, bytes, roofline_s, source, onchip_bytes, bounds
+            name = row[0]
             same = by_name.get(name)
             if same is None:  # most names occur in one part: the row itself, no list
                 by_name[name] = row
@@ -122,20 +124,21 @@ def _breakdown_rows(result: StepResult, phase: str, scale: float, cc_peak: float
     merged = []
     for name, same in by_name.items():
         if type(same) is not list:
-            merged.append((name, 0.0 + same.time_s, 0.0 + same.flops, 0.0 + same.bytes, same.bound, same.source))
+            bounds = same[7]
+            bound = bounds if type(bounds) is str else _bound(bound_items(same[1], bounds))
+            merged.append((name, 0.0 + same[1], 0.0 + same[2], 0.0 + same[3], bound, same[5]))
             continue
         first = same[0]
-        time_s, flops, nbytes, source = 0.0 + first.time_s, 0.0 + first.flops, 0.0 + first.bytes, first.source
-        bound_time = {b: 0.0 + t for b, t in first._bound_time.items()}
+        time_s, flops, nbytes, source = 0.0 + first[1], 0.0 + first[2], 0.0 + first[3], first[5]
+        bound_time = {b: 0.0 + t for b, t in bound_items(first[1], first[7])}
         for row in same[1:]:
-            time_s += row.time_s
-            flops += row.flops
-            nbytes += row.bytes
-            for b, t in row._bound_time.items():
+            time_s += row[1]
+            flops += row[2]
+            nbytes += row[3]
+            for b, t in bound_items(row[1], row[7]):
                 bound_time[b] = bound_time.get(b, 0.0) + t
-            source = row.source if not source or source == row.source else "mixed"
-        bound = max(bound_time, key=bound_time.__getitem__) if bound_time else "memory"
-        merged.append((name, time_s, flops, nbytes, bound, source))
+            source = row[5] if not source or source == row[5] else "mixed"
+        merged.append((name, time_s, flops, nbytes, _bound(list(bound_time.items())), source))
     merged.sort(key=_minus_time)
     rows = []
     for op, time_s, flops, nbytes, bound, source in merged:
@@ -148,6 +151,17 @@ def _breakdown_rows(result: StepResult, phase: str, scale: float, cc_peak: float
             "source": source,
         })
     return rows
+
+
+def _bound(bound_time: list[tuple[str, float]]) -> str:
+    """`OpTotal.bound` of (bound, time) pairs: the first limit with the most time (the only one, commonly)."""
+    if len(bound_time) == 1:
+        return bound_time[0][0]
+    return max(bound_time, key=_time_of)[0] if bound_time else "memory"
+
+
+def _time_of(pair: tuple[str, float]) -> float:
+    return pair[1]
 
 
 def _minus_time(merged_row: tuple) -> float:

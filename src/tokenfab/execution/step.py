@@ -64,57 +64,98 @@ class OpTotal:
         return max(bound_time, key=bound_time.__getitem__) if bound_time else "memory"
 
 
+# A part record: the operators of (part of) one pipeline stage as the step model's memos keep them, one flat tuple
+# (time_s, roofline_s, busy_energy_j, *row, *row, ...) of ROW_LEN fields per operator in first-seen order: op, time_s,
+# flops, bytes, roofline_s, source, onchip_bytes, bounds; `bounds` is the limit's name when all the operator's time
+# has one limit (its time is then the row's), else a flat tuple (bound, time_s, bound, time_s, ...).
+# Why flat tuples: a young collection stops tracking a tuple whose items are untracked, but it visits a nested tuple
+# only after the tuple holding it, so each level of nesting survives one more collection; a flat tuple of floats and
+# strings is untracked at its first one, and memo entries never reach the oldest generation, whose growth triggers
+# full collections. Kept as slotted records (~36 new ones per `predict` call of a new shape), they made garbage
+# collection 15-20% of a run of varied calls.
+PartRecord = tuple
+ROW_LEN = 8
+RECORD_HEAD = 3  # time_s, roofline_s, busy_energy_j
+
+
+def record_rows(record: PartRecord) -> list[tuple]:
+    """The operator rows of a part record: (op, time_s, flops, bytes, roofline_s, source, onchip_bytes, bounds)."""
+    return [record[i:i + ROW_LEN] for i in range(RECORD_HEAD, len(record), ROW_LEN)]
+
+
+def bound_items(time_s: float, bounds: str | tuple) -> list[tuple[str, float]]:
+    """(bound, time) pairs of a row's `bounds` field (see PartRecord), in the order they were first met."""
+    if type(bounds) is str:
+        return [(bounds, time_s)]
+    return list(zip(bounds[::2], bounds[1::2]))
+
+
 @dataclass(slots=True)
 class StepPart:
-    """Operators of (part of) one pipeline stage, aggregated: per-op totals and sums."""
+    """Operators of (part of) one pipeline stage, aggregated: per-op totals and sums (a view of a part record)."""
 
-    totals: dict[str, OpTotal]
+    rows: list[tuple]  # see `record_rows`
     time_s: float
     roofline_s: float
     busy_energy_j: float  # one device, one pass of these operators
 
+    @classmethod
+    def of(cls, record: PartRecord) -> StepPart:
+        return cls(record_rows(record), record[0], record[1], record[2])
+
+    @property
+    def totals(self) -> dict[str, OpTotal]:
+        """Per-operator totals as OpTotal rows (fresh ones on each access)."""
+        return {r[0]: OpTotal(r[0], r[1], r[2], r[3], r[4], r[5], r[6], dict(bound_items(r[1], r[7]))) for r in self.rows}
+
 
 @dataclass(slots=True)
 class StepResult:
-    """Time and work of one step on the busiest device of one replica."""
+    """Time and work of one step on the busiest device of one replica.
+
+    `part_records` are the memos' part records (see `PartRecord`); `parts` views them as StepParts."""
 
     time_s: float
     roofline_s: float
     energy_j: float  # all devices of the deployment during this step
     num_tokens: int
-    parts: tuple[StepPart, ...]
+    part_records: tuple[PartRecord, ...]
+
+    @property
+    def parts(self) -> tuple[StepPart, ...]:
+        return tuple(StepPart.of(record) for record in self.part_records)
 
     @property
     def breakdown(self) -> dict[str, OpTotal]:
         """Per-operator totals of one pass through the busiest stage (merged on demand)."""
         merged: dict[str, OpTotal] = {}
-        for part in self.parts:
-            for name, row in part.totals.items():
+        for record in self.part_records:
+            for name, time_s, flops, nbytes, roofline_s, source, onchip_bytes, bounds in record_rows(record):
                 into = merged.get(name)
                 if into is None:  # a first row: its copy, as adding it to a zero row would make it
                     bound_time = {}
-                    for bound, t in row._bound_time.items():
+                    for bound, t in bound_items(time_s, bounds):
                         bound_time[bound] = 0.0 + t
-                    merged[name] = OpTotal(name, 0.0 + row.time_s, 0.0 + row.flops, 0.0 + row.bytes, 0.0 + row.roofline_s,
-                                           row.source, 0.0 + row.onchip_bytes, bound_time)
+                    merged[name] = OpTotal(name, 0.0 + time_s, 0.0 + flops, 0.0 + nbytes, 0.0 + roofline_s,
+                                           source, 0.0 + onchip_bytes, bound_time)
                     continue
-                into.time_s += row.time_s
-                into.flops += row.flops
-                into.bytes += row.bytes
-                into.onchip_bytes += row.onchip_bytes
-                into.roofline_s += row.roofline_s
-                for bound, t in row._bound_time.items():
+                into.time_s += time_s
+                into.flops += flops
+                into.bytes += nbytes
+                into.onchip_bytes += onchip_bytes
+                into.roofline_s += roofline_s
+                for bound, t in bound_items(time_s, bounds):
                     into._bound_time[bound] = into._bound_time.get(bound, 0.0) + t
-                into.source = row.source if not into.source or into.source == row.source else "mixed"
+                into.source = source if not into.source or into.source == source else "mixed"
         return merged
 
     @property
     def flops(self) -> float:
-        return sum(o.flops for p in self.parts for o in p.totals.values())
+        return sum(r[2] for p in self.part_records for r in record_rows(p))
 
     @property
     def bytes(self) -> float:
-        return sum(o.bytes for p in self.parts for o in p.totals.values())
+        return sum(r[3] for p in self.part_records for r in record_rows(p))
 
 
 class StepModel:
@@ -149,12 +190,13 @@ class StepModel:
         self.layer_fraction = self.stage_layers / model.num_layers  # share of each group on the busiest stage
         self._group_counts = [(g, g.num_layers * self.layer_fraction) for g in model.layers]
         self._act_bytes = bytes_per_element(prec.activations)
-        self._cache: dict[StepBatch, StepResult] = {}
-        self._layers_cache: dict[tuple, StepPart] = {}
-        self._head_cache: dict[tuple, StepPart] = {}
+        # memos: keys and values are plain tuples of plain values (see PartRecord)
+        self._cache: dict[tuple, tuple] = {}  # StepResult fields, the part records spread
+        self._layers_cache: dict[tuple, PartRecord] = {}
+        self._head_cache: dict[tuple, PartRecord] = {}
         self._decode_core_cache: dict[tuple, tuple[float, float]] = {}
         self._prefill_core_cache: dict[tuple, tuple[float, float]] = {}
-        self._core_cache: dict[StepBatch, StepPart] = {}
+        self._core_cache: dict[tuple, PartRecord] = {}
         self._static_cache: dict[tuple, tuple[float, float]] = {}
         self._decode_plans: list[DecodeCorePlan | None] | None = None  # per layer group, for decode_times (on first use)
         self._pp, self._num_devices = par.pp, par.num_devices
@@ -168,11 +210,11 @@ class StepModel:
         self.provenance = self.cc.resolved.provenance
         self.provenance_note = self.cc.resolved.note
 
-    def _aggregate(self, pairs) -> StepPart:
-        """Per-operator totals and sums of (cost, count) pairs. `OpTotal.add` and `PowerModel.op_power_w` inlined
-        (the same operations in the same order: a first row is its cost added to zeros), since a prefill step
-        spends a third of its time here."""
-        totals: dict[str, OpTotal] = {}
+    def _aggregate(self, pairs) -> PartRecord:
+        """The part record (per-operator totals and sums) of (cost, count) pairs. `OpTotal.add` and
+        `PowerModel.op_power_w` inlined (the same operations in the same order: a first row is its cost added to
+        zeros), since a prefill step spends a third of its time here; rows are summed in lists, then frozen."""
+        totals: dict[str, list] = {}
         time_s = roof = busy = 0.0
         power = self.power
         idle_w, swing_w, peak, bw, onchip_bw = (power.idle_w, power.tdp_w - power.idle_w, power.peak, power.bandwidth,
@@ -183,18 +225,18 @@ class StepModel:
             r = cost.roofline_s * count
             row = totals.get(cost.op)
             if row is None:
-                totals[cost.op] = OpTotal(cost.op, 0.0 + t, 0.0 + cflops * count, 0.0 + cbytes * count, 0.0 + r,
-                                          cost.source, 0.0 + conchip * count, {cost.bound: 0.0 + t})
-            else:
-                row.time_s += t
-                row.flops += cflops * count
-                row.bytes += cbytes * count
-                row.onchip_bytes += conchip * count
-                row.roofline_s += r
-                bound_time = row._bound_time
+                totals[cost.op] = [cost.op, 0.0 + t, 0.0 + cflops * count, 0.0 + cbytes * count, 0.0 + r,
+                                   cost.source, 0.0 + conchip * count, {cost.bound: 0.0 + t}]
+            else:  # op, time_s, flops, bytes, roofline_s, source, onchip_bytes, bound_time
+                row[1] += t
+                row[2] += cflops * count
+                row[3] += cbytes * count
+                row[6] += conchip * count
+                row[4] += r
+                bound_time = row[7]
                 bound_time[cost.bound] = bound_time.get(cost.bound, 0.0) + t
-                if row.source != cost.source:
-                    row.source = cost.source if not row.source else "mixed"
+                if row[5] != cost.source:
+                    row[5] = cost.source if not row[5] else "mixed"
             time_s += t
             roof += r
             if ct <= 0:
@@ -204,9 +246,17 @@ class StepModel:
             if conchip > 0.0:
                 activity = max(activity, (cbytes + conchip) / (onchip_bw * ct))
             busy += (idle_w + swing_w * min(1.0, activity)) * t
-        return StepPart(totals, time_s, roof, busy)
+        flat = [time_s, roof, busy]
+        for row in totals.values():
+            bound_time = row.pop()
+            flat += row
+            if len(bound_time) == 1:
+                flat += bound_time  # the one limit's name: its time is the row's (the same sums in the same order)
+            else:
+                flat.append(tuple([x for pair in bound_time.items() for x in pair]))
+        return tuple(flat)
 
-    def _layers_part(self, num_tokens: int, num_decode: int) -> StepPart:
+    def _layers_part(self, num_tokens: int, num_decode: int) -> PartRecord:
         """Layer operators that depend only on token counts: `num_tokens` through every layer
         (`num_decode` of them decoding, which only MLA's absorbed projections care about)."""
         graphed = num_tokens == num_decode
@@ -228,9 +278,9 @@ class StepModel:
 
     def head_part(self, num_logits: int) -> StepPart:
         """Final norm, LM head and sampling of `num_logits` positions (speculative verify needs k + 1 per sequence)."""
-        return self._head_part(num_logits)
+        return StepPart.of(self._head_part(num_logits))
 
-    def _head_part(self, num_logits: int, graphed: bool = False) -> StepPart:
+    def _head_part(self, num_logits: int, graphed: bool = False) -> PartRecord:
         """Final norm, LM head, logit gather and sampling of `num_logits` sequences (`graphed`: in a decode-only step)."""
         key = (num_logits, graphed)
         hit = self._head_cache.get(key)
@@ -249,14 +299,14 @@ class StepModel:
             self._head_cache[key] = part
         return part
 
-    def _static_for(self, batch: StepBatch) -> tuple[StepPart, StepPart]:
+    def _static_for(self, batch: StepBatch) -> tuple[PartRecord, PartRecord]:
         graphed = not batch.prefill and batch.num_decode > 0
         return self._layers_part(batch.num_tokens, batch.num_decode), self._head_part(batch.num_sequences, graphed)
 
     def _layers_fast(self, num_tokens: int, num_decode: int) -> tuple[float, float]:
         """(time, busy energy) of the layer part: the exact `_layers_part`, memoised on token counts."""
         p = self._layers_part(num_tokens, num_decode)
-        return p.time_s, p.busy_energy_j
+        return p[0], p[2]
 
     def _static_fast(self, num_tokens: int, num_decode: int, num_sequences: int, graphed: bool) -> tuple[float, float]:
         """(time, busy energy) of everything in a single-stage step but the attention cores: the layer part
@@ -268,12 +318,12 @@ class StepModel:
             return hit
         lt, le = self._layers_fast(num_tokens, num_decode)
         head = self._head_part(num_sequences, graphed)
-        hit = (lt + head.time_s, le + head.busy_energy_j)
+        hit = (lt + head[0], le + head[2])
         if len(self._static_cache) < 200_000:
             self._static_cache[key] = hit
         return hit
 
-    def _core_part(self, batch: StepBatch) -> StepPart:
+    def _core_part(self, batch: StepBatch) -> PartRecord:
         core = (self.coster if batch.prefill else self.graph_coster).core_attention_ops
         return self._aggregate((cost, count) for group, count in self._group_counts for cost in core(group.attention, batch))
 
@@ -283,9 +333,10 @@ class StepModel:
         The busiest stage runs once per micro-batch; the first micro-batch also crosses the
         other pp - 1 stages (the pipeline fill), each hop adding a send/recv of activations.
         """
-        hit = self._cache.get(batch)
+        key = _flat_key(batch.prefill, batch.num_decode, batch.decode_kv_len)
+        hit = self._cache.get(key)
         if hit is not None:
-            return hit
+            return StepResult(hit[0], hit[1], hit[2], hit[3], hit[4:])
         if self._tbo:
             hit = self._tbo_step(batch)
             if hit is not None:
@@ -293,16 +344,17 @@ class StepModel:
         pp = self.par.pp
         micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
         mb = _split(batch, micro)
-        core_batch = StepBatch(mb.prefill, mb.num_decode, quantise_context(mb.decode_kv_len)) if mb.num_decode else mb
-        core = self._core_cache.get(core_batch)
+        core_kv = quantise_context(mb.decode_kv_len) if mb.num_decode else mb.decode_kv_len
+        core_key = _flat_key(mb.prefill, mb.num_decode, core_kv)
+        core = self._core_cache.get(core_key)
         if core is None:  # memoised on the quantised context: steps at nearby contexts share their attention part
-            core = self._core_part(core_batch)
+            core = self._core_part(StepBatch(mb.prefill, mb.num_decode, core_kv) if mb.num_decode else mb)
             if len(self._core_cache) < 200_000:
-                self._core_cache[core_batch] = core
+                self._core_cache[core_key] = core
         parts = [*self._static_for(mb), core]
-        stage_s = sum(p.time_s for p in parts)
-        roof_s = sum(p.roofline_s for p in parts)
-        busy_j = sum(p.busy_energy_j for p in parts) * micro
+        stage_s = sum(p[0] for p in parts)
+        roof_s = sum(p[1] for p in parts)
+        busy_j = sum(p[2] for p in parts) * micro
         time_s = stage_s * (micro + pp - 1)
         if pp > 1:
             p2p = self.coster.collective("pp_send_recv", "send_recv", 2, mb.num_tokens * self.model.hidden_size * self._act_bytes)
@@ -313,7 +365,7 @@ class StepModel:
         energy = self.power.to_wall(energy, time_s)
         result = StepResult(time_s, roof_s * (micro + pp - 1), energy, batch.num_tokens, tuple(parts))
         if len(self._cache) < 100_000:
-            self._cache[batch] = result
+            self._cache[key] = (time_s, result.roofline_s, energy, batch.num_tokens, *parts)  # flat: see PartRecord
         return result
 
 
@@ -332,8 +384,8 @@ class StepModel:
         mb = _split(batch, micro)
         stage_s, busy = self._layers_fast(mb.num_tokens, mb.num_decode)
         head = self._head_part(mb.num_sequences, not mb.prefill)
-        stage_s += head.time_s
-        busy += head.busy_energy_j
+        stage_s += head[0]
+        busy += head[2]
         for group in mb.prefill:
             t, e = self._prefill_core(group)
             stage_s += t
@@ -516,12 +568,12 @@ class StepModel:
             h = self.model.hidden_size
             embed = coster.elementwise("embedding", embedding_bytes(key.num_tokens, h, self._act_bytes, self._act_bytes))
             parts += [self._aggregate([(embed, 1.0)]), self._head_part(key.num_sequences, graphed)]
-            time_s = tbo_makespan(layers) + embed.time_s + parts[-1].time_s
+            time_s = tbo_makespan(layers) + embed.time_s + parts[-1][0]  # part records: time_s, roofline_s, busy_j
             # overlapped operators share the chip's idle floor: the hidden time's idle power is paid once, not twice
-            hidden_s = sum(p.time_s for p in parts) - time_s
-            busy_j = sum(p.busy_energy_j for p in parts) - self.power.idle_w * hidden_s
+            hidden_s = sum(p[0] for p in parts) - time_s
+            busy_j = sum(p[2] for p in parts) - self.power.idle_w * hidden_s
             energy = self.power.to_wall(busy_j * self._num_devices, time_s)
-            result = StepResult(time_s, sum(p.roofline_s for p in parts), energy, key.num_tokens, tuple(parts))
+            result = StepResult(time_s, sum(p[1] for p in parts), energy, key.num_tokens, tuple(parts))
         if len(self._tbo_cache) < 100_000:
             self._tbo_cache[key] = result
         return result
@@ -536,6 +588,15 @@ class StepModel:
                 time_s += t
                 busy += op_power(cost) * t
         return time_s, busy
+
+
+def _flat_key(prefill: tuple, num_decode: int, decode_kv_len: float) -> tuple:
+    """A memo key of a step's work, flat (see PartRecord): what StepBatch equality compares (prefill groups are
+    fixed-size triples, so spreading them is unambiguous)."""
+    if len(prefill) == 1:
+        n, q, kv = prefill[0]
+        return num_decode, decode_kv_len, n, q, kv
+    return (num_decode, decode_kv_len, *[x for group in prefill for x in group])
 
 
 def quantise_context(kv_len: float) -> float:

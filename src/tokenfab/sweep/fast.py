@@ -65,6 +65,8 @@ def _peak_key(peaks: dict[str, float], dtype: str) -> str:
 class _Recorder(ChipCost):
     """A ChipCost that remembers the inputs of every kernel it times, by the OpCost it returns."""
 
+    keeps_cost_identity = True  # keyed by id: the step model's memos must hand back these very objects
+
     def __init__(self, base: ChipCost):
         super().__init__(base.chip, base.resolved)
         self.kernels: dict[int, tuple] = {}
@@ -218,7 +220,7 @@ def _step(sm: _RecordingStepModel, rt: _Retimer, batch: StepBatch) -> tuple[np.n
     result = sm.step(batch)
     cached = batch.num_decode * quantise_context(batch.decode_kv_len) if batch.num_decode else 0.0  # as step() does
     part_t, part_busy = [], []
-    for part in result.parts:  # summed part by part, in the order StepModel sums them
+    for part in result.part_records:  # summed part by part, in the order StepModel sums them (its memos' records)
         t = busy = 0.0
         for cost, count in sm.part_pairs[id(part)][1]:
             ot, power = rt.op(cost, cached)
