@@ -85,11 +85,14 @@ def _score(jobs: list[dict], results: list[dict]) -> float:
 EXACT = EXACT_CLIENT
 
 
-def _split(jobs: list[dict], name: str, min_runs: int) -> tuple[list[dict], list[dict]] | None:
-    """A campaign's fit and held-out halves, None where the fit half has fewer than `min_runs` runs."""
-    mine = [j for j in jobs if j["meta"]["campaign"] == name]
-    fit, test = [j for j in mine if _half(j) == 0], [j for j in mine if _half(j) == 1]
-    return (fit, test) if len(fit) >= min_runs and test else None
+def _campaign_halves(jobs: list[dict], min_runs: int):
+    """(campaign, fit half, held-out half) of every campaign, in name order, whose fit half has at least
+    `min_runs` runs and whose held-out half is not empty: the campaigns both per-campaign fits choose over."""
+    for name in sorted({j["meta"]["campaign"] for j in jobs}):
+        mine = [j for j in jobs if j["meta"]["campaign"] == name]
+        fit, test = [j for j in mine if _half(j) == 0], [j for j in mine if _half(j) == 1]
+        if len(fit) >= min_runs and test:
+            yield name, fit, test
 
 
 def _fit_campaign_clients(jobs: list[dict], best: dict[str, dict], grid: list[dict], held: dict[str, int],
@@ -97,11 +100,7 @@ def _fit_campaign_clients(jobs: list[dict], best: dict[str, dict], grid: list[di
     """Per campaign with `min_runs` fit-half runs: the grid client scoring best on its fit half (with the held
     slots `held`), kept where it beats its framework's client `best` there."""
     out = {}
-    for name in sorted({j["meta"]["campaign"] for j in jobs}):
-        halves = _split(jobs, name, min_runs)
-        if halves is None:
-            continue
-        fit, test = halves
+    for name, fit, test in _campaign_halves(jobs, min_runs):
         framework = best[fit[0]["meta"]["framework"]]
         scores = [(_score(fit, _run(fit, c, held)), i) for i, c in enumerate(grid)]
         own = grid[min(scores)[1]]
@@ -120,11 +119,7 @@ def _fit_campaigns(jobs: list[dict], client_of: dict[str, dict], choices: list[i
     """Per campaign with `min_runs` fit-half runs: the held slots (of `choices`) scoring best on its fit half under
     its client `client_of[campaign]`, with fit-half and held-out scores of every choice."""
     out = {}
-    for name in sorted({j["meta"]["campaign"] for j in jobs}):
-        halves = _split(jobs, name, min_runs)
-        if halves is None:
-            continue
-        fit, test = halves
+    for name, fit, test in _campaign_halves(jobs, min_runs):
         client = client_of[name]
         fit_s = {h: _score(fit, _run(fit, client, {name: h})) for h in choices}
         test_ttft = {h: _mape(test, _run(test, client, {name: h}), "ttft_ms")[0] for h in choices}
