@@ -35,6 +35,7 @@ from accuracy_serving import (
     add_measured,
     engine_release,
     fixed_concurrency_kwargs,
+    repeat_reasons,
     under_clients,
 )
 
@@ -262,7 +263,7 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
         add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl, assumed), kwargs,
                      {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c,
                       "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes, "workers_assumed": assumed}, r)
-    return list(jobs.values()), failed
+    return list(jobs.values()), failed + repeat_reasons(jobs.values())
 
 
 def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:

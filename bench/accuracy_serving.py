@@ -90,7 +90,17 @@ def add_measured(jobs: dict[tuple, dict], key: tuple, kwargs: dict, meta: dict, 
     """File row `r`'s metric under the job `key` (created from `kwargs` and `meta` on first sight): the rows of one
     run (TTFT, TPOT, throughput) share one simulation."""
     job = jobs.setdefault(key, {"kwargs": kwargs, "meta": {"key": key, **meta}, "measured": {}})
+    earlier = job["measured"].get(r["metric"])
+    if earlier is not None:  # the same run configuration measured again (another file or campaign): the last is scored
+        job.setdefault("repeats", []).append((earlier[1], earlier[0], r["case_id"], float(r["value"])))
     job["measured"][r["metric"]] = (float(r["value"]), r["case_id"])
+
+
+def repeat_reasons(jobs) -> list[str]:
+    """One not-scored line per measurement that `add_measured` replaced by a later one of the same job and metric:
+    the same model, chip, formats, framework, layout, concurrency and lengths measured again; the last is scored."""
+    return [f"{case_id}: repeated by {later_id} (same configuration; measured {value:g} against {later:g}), scored once"
+            for job in jobs for case_id, value, later_id, later in job.get("repeats", ())]
 
 
 def _fit_file() -> dict:
@@ -248,7 +258,7 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
                      fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, tp=tp, dtype=dtype, kv_dtype=kv,
                                               **engine_release(r["framework"])),
                      {"framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c, "campaign": campaign(r)}, r)
-    return list(jobs.values()), skipped
+    return list(jobs.values()), skipped + repeat_reasons(jobs.values())
 
 
 # $num_requests per (ISL, OSL) of the TensorRT-LLM perf overview's dataset step ("Preparing a Dataset",

@@ -129,3 +129,19 @@ def test_a_copy_naming_another_checkpoint_of_the_same_architecture_is_still_a_du
                          {**base, "model": "deepseek-ai/DeepSeek-R1", "n_accel": 0, "value": 7.5},  # no GPU count...
                          {**base, "model": "deepseek-ai/DeepSeek-V3", "n_accel": 16, "value": 7.5}])  # ...so no copy
     assert relabelled_duplicates(rows).tolist() == [False, True, False, False, False]
+
+
+def test_a_repeated_configuration_is_scored_once_and_listed():
+    """Two rows of one run configuration and metric (the same run in two source files, or measured again): the later
+    is scored, the earlier is listed with both values instead of vanishing; other metrics of the job are untouched."""
+    import pandas as pd
+    from accuracy_serving import add_measured, repeat_reasons
+
+    jobs: dict = {}
+    rows = [("a-ttft", "ttft_ms", 478.5), ("a-tpot", "tpot_ms", 9.6), ("b-ttft", "ttft_ms", 490.4)]
+    for case_id, metric, value in rows:
+        add_measured(jobs, ("k",), {}, {}, pd.Series({"case_id": case_id, "metric": metric, "value": value}))
+    (job,) = jobs.values()
+    assert job["measured"] == {"ttft_ms": (490.4, "b-ttft"), "tpot_ms": (9.6, "a-tpot")}
+    assert repeat_reasons(jobs.values()) == [
+        "a-ttft: repeated by b-ttft (same configuration; measured 478.5 against 490.4), scored once"]
