@@ -22,6 +22,7 @@ MLPerf rows are not expressible: they state neither prompt lengths nor output di
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -84,6 +85,12 @@ def engine_release(framework: str) -> dict:
     if parts[0] == "TensorRT-LLM" and len(parts) > 1 and parts[1].lstrip("~").startswith("v"):
         return {"engine_version": parts[1].lstrip("~v").split("/")[0]}
     return {}
+
+
+def job_half(job: dict) -> int:
+    """The half a job falls in for the fits on the serving rows: sha256 of its run key, even (0) fit, odd (1) held
+    out; one split for every fit (clients, engine overheads, attention-DP balance), so their halves agree."""
+    return int(hashlib.sha256(repr(job["meta"]["key"]).encode()).hexdigest(), 16) % 2
 
 
 def add_measured(jobs: dict[tuple, dict], key: tuple, kwargs: dict, meta: dict, r: pd.Series) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
 
@@ -27,6 +26,7 @@ import numpy as np
 import yaml
 
 from accuracy_moe_serving import BALANCE_PATH, _job, concurrency_jobs, is_balanced_kind
+from accuracy_serving import job_half
 from tokenfab.calibrate.measurements import shared_calibration_dir
 
 CANDIDATES = {
@@ -38,9 +38,6 @@ SOURCE = ("TensorRT-LLM tensorrt_llm/llmapi/llm_args.py AttentionDpConfig (enabl
           "docs/source/blogs/tech_blog/blog10_ADP_Balance_Strategy.md (2025-08-29): context wait timeout_iters=50, "
           "production configuration timeout_iters=50 + batching_wait_iters=10")
 
-
-def _half(job: dict) -> int:
-    return int(hashlib.sha256(repr(job["meta"]["key"]).encode()).hexdigest(), 16) % 2
 
 
 def _errors(jobs: list[dict], setting: dict, workers: int) -> list[dict[str, float]]:
@@ -69,7 +66,7 @@ def main() -> None:
     args = ap.parse_args()
     jobs, _ = concurrency_jobs(shared_calibration_dir(), balance={})
     jobs = [j for j in jobs if is_balanced_kind(j["meta"])]
-    halves = [_half(j) for j in jobs]
+    halves = [job_half(j) for j in jobs]
     table = {}
     for name, setting in CANDIDATES.items():
         errs = _errors(jobs, setting, args.workers)

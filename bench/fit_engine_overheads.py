@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import itertools
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from accuracy_serving import _concurrency_job, concurrency_jobs
+from accuracy_serving import _concurrency_job, concurrency_jobs, job_half
 from tokenfab.calibrate.measurements import shared_calibration_dir
 from tokenfab.execution import graph_replay
 from tokenfab.serving import engines
@@ -35,9 +34,6 @@ from tokenfab.serving import engines
 OUT = Path(engines.__file__).with_name("overheads.yaml")
 SPLIT = "sha256 of the run key, even: fit half; odd: held out"
 
-
-def _half(job: dict) -> int:
-    return int(hashlib.sha256(repr(job["meta"]["key"]).encode()).hexdigest(), 16) % 2
 
 
 def _run(jobs: list[dict], overhead_s: dict[str, float], floor_s: dict[str, float | None]) -> list[dict]:
@@ -86,7 +82,7 @@ def main() -> None:
     grid = [float(x) / 1e3 for x in args.grid_ms.split(",")]
     floors = [float(x) / 1e6 for x in args.floor_grid_us.split(",")] + [None]  # None: the op-table floors
     jobs = [j for j in concurrency_jobs(shared_calibration_dir())[0] if not j["meta"].get("disaggregated")]
-    fit, test = [j for j in jobs if _half(j) == 0], [j for j in jobs if _half(j) == 1]
+    fit, test = [j for j in jobs if job_half(j) == 0], [j for j in jobs if job_half(j) == 1]
     names = sorted({j["meta"]["framework"] for j in jobs})
     chips = sorted({j["meta"]["device"] for j in jobs})
     cells = {}

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import itertools
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
@@ -51,14 +50,12 @@ from accuracy_serving import (
     concurrency_jobs,
     fitted_campaigns,
     fitted_clients,
+    job_half,
 )
 from tokenfab.calibrate.measurements import shared_calibration_dir
 
 METRICS = ("ttft_ms", "tpot_ms")
 
-
-def _half(job: dict) -> int:
-    return int(hashlib.sha256(repr(job["meta"]["key"]).encode()).hexdigest(), 16) % 2
 
 
 def _run(jobs: list[dict], client: dict | dict[str, dict], held: dict[str, int]) -> list[dict]:
@@ -90,7 +87,7 @@ def _campaign_halves(jobs: list[dict], min_runs: int):
     `min_runs` runs and whose held-out half is not empty: the campaigns both per-campaign fits choose over."""
     for name in sorted({j["meta"]["campaign"] for j in jobs}):
         mine = [j for j in jobs if j["meta"]["campaign"] == name]
-        fit, test = [j for j in mine if _half(j) == 0], [j for j in mine if _half(j) == 1]
+        fit, test = [j for j in mine if job_half(j) == 0], [j for j in mine if job_half(j) == 1]
         if len(fit) >= min_runs and test:
             yield name, fit, test
 
@@ -134,7 +131,7 @@ def _fit_campaigns(jobs: list[dict], client_of: dict[str, dict], choices: list[i
 def _framework_report(jobs: list[dict], client_of: dict[str, dict], held: dict[str, int]) -> dict:
     """Held-out figures of one framework's jobs: the exact client (no held slots) against the fitted settings
     (`client_of`: per campaign)."""
-    test = [j for j in jobs if _half(j) == 1]
+    test = [j for j in jobs if job_half(j) == 1]
     before, after = _run(test, EXACT, {}), _run(test, client_of, held)
     row = {}
     for metric in METRICS:
@@ -169,7 +166,7 @@ def main() -> None:
     names = sorted({j["meta"]["framework"] for j in jobs})
     held_before, best = fitted_campaigns(), fitted_clients() if args.frameworks_from_file else {}
     for name in (n for n in names if n not in best):
-        fit = [j for j in jobs if j["meta"]["framework"] == name and _half(j) == 0]
+        fit = [j for j in jobs if j["meta"]["framework"] == name and job_half(j) == 0]
         scores = [(_score(fit, _run(fit, c, held_before)), i) for i, c in enumerate(grid)]
         for (s, i) in scores:
             print(f"{name} {grid[i]}: fit-half mean MAPE {s * 100:.1f}%")
