@@ -157,3 +157,12 @@ def test_sglang_sizes_against_free_memory_at_init(tp, held_gib):
     d = api.deployment("qwen3-32b", "h100-sxm", tp=tp, **kw)
     expected = kw["static_memory_frac"] * (79.22 - held_gib) * 2**30 - d.memory.weights_bytes
     assert d.memory.kv_capacity_tokens() == int(expected / d.memory.kv_bytes_per_token)
+
+
+@pytest.mark.unit
+def test_design_point_capacity_drops_the_base_chips_cuda_total():
+    """A swept memory capacity is what the design point's software sees: H100's CUDA total no longer applies."""
+    from tokenfab.sweep.knobs import apply_knobs
+
+    chip = apply_knobs(load_chip("h100-sxm"), {"memory.capacity_bytes": 120e9})
+    assert chip.device_memory_bytes == 120e9 and chip.cuda_total_memory_bytes == 120e9

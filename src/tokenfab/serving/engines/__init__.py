@@ -123,8 +123,8 @@ class MemoryPolicy(BaseModel):
         return self.runtime_fixed_bytes + self.runtime_bytes_per_slot_vocab * max_num_seqs * padded
 
     def memory_model_kwargs(self, tp: int = 1, pp: int = 1, dp: int = 1, speculative: bool = False) -> dict[str, float]:
-        """The `MemoryModel` / `deployment()` keyword that applies this policy to a layout (tp x pp model ranks,
-        `dp` attention-DP ranks, a draft model or MTP head when `speculative`)."""
+        """The `MemoryModel` / `deployment()` keywords that apply this policy to a layout (tp x pp model ranks,
+        `dp` attention-DP ranks, a draft model or MTP head when `speculative`): the fraction, plus `sizing_kwargs`."""
         key = {"device-fraction": "memory_utilization_frac", "free-fraction": "kv_free_memory_frac",
                "static-fraction": "static_memory_frac"}[self.kind]
         frac = self.reserve.fraction(tp, pp, dp, speculative) if self.reserve is not None else self.fraction
