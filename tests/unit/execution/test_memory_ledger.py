@@ -166,3 +166,15 @@ def test_design_point_capacity_drops_the_base_chips_cuda_total():
 
     chip = apply_knobs(load_chip("h100-sxm"), {"memory.capacity_bytes": 120e9})
     assert chip.device_memory_bytes == 120e9 and chip.cuda_total_memory_bytes == 120e9
+
+
+@pytest.mark.unit
+def test_sglang_free_memory_at_init_b200_tp4_published_log():
+    """github.com/sgl-project/sglang/pull/9162 (2025-08-13, DeepSeek-R1-FP4 on 4 x B200): 'Load weight begin. avail
+    mem=175.34 GB' (GiB), the free memory SGLang applies mem_fraction_static to. The ledger's figure, derived on H100
+    (CUDA's 178.35 GiB total less the 0.79 GiB context and 1.87 GiB multi-GPU init), is 175.69 GiB: within 0.3%."""
+    from tokenfab.serving.engines import engine_spec
+
+    kw = engine_spec("sglang", load_chip("b200").device_memory_bytes, 4).memory.memory_model_kwargs(tp=4)
+    d = api.deployment("llama-3.1-8b", "b200", tp=4, **kw)
+    assert d.memory.sizing_base_bytes / 2**30 == pytest.approx(175.34, rel=0.003)

@@ -24,6 +24,8 @@ LoRA docs notebook as built by its CI on 2026-02-09, Llama-3.1-8B-Instruct), 0.7
 distributed init holds more: 1.96 GiB on rank 0 of an 8-GPU NVLink instance (github.com/sgl-project/sglang/pull/11716,
 2025-10-16 log: "Init torch distributed ends. mem usage=1.96 GB"; 1.77-2.01 GB over its ranks), so 1.87 GiB more
 than the 0.09 GiB at TP 1; it is taken for every multi-GPU layout (TP 2-4 may hold less; no log states them).
+Checked on another chip: B200 at TP 4 gives 178.35 - 0.79 - 1.87 = 175.69 GiB free at init, where SGLang logged
+175.34 GiB (github.com/sgl-project/sglang/pull/9162, DeepSeek-R1-FP4, "Load weight begin. avail mem=175.34 GB").
 
 Scheduling (both): python/sglang/srt/managers/scheduler.py (a new prefill batch is run as soon as waiting
 requests can be admitted, pausing decodes; enable_mixed_chunk is off by default; requests are retracted, i.e.
