@@ -81,6 +81,9 @@ class LayerCoster:
         self.kv_dtype, self.act_dtype = prec.kv, prec.activations
         self.residency: ResidencyPlan = NO_RESIDENCY  # what the deployment holds on chip (set by StepModel)
         self.staggered_prefill = False  # attention-DP ranks prefill alone (serving), not all at once (set by StepModel)
+        # the checkpoint stores attention 16-bit whatever the weight dtype (workload.weight_format.checkpoint_layout,
+        # nvidia/DeepSeek-R1-FP4; set by StepModel from the layout the memory ledger counts)
+        self.attention_16bit = False
         # memos of OpCosts as flat records (cost.result.cost_record: untracked by the garbage collector), or of the
         # OpCosts themselves under a chip cost that keys the objects it made by identity (ChipCost.keeps_cost_identity)
         self._gemm_cache: dict[tuple, tuple | OpCost] = {}
@@ -111,7 +114,7 @@ class LayerCoster:
 
     def attn_gemm(self, attn: AttentionSpec, op: str, m: int, n: int, k: int) -> OpCost:
         """An attention projection: in the linear-layer format unless the checkpoint keeps attention in 16-bit."""
-        return self.gemm(op, m, n, k, unquantized=not attn.weights_quantized)
+        return self.gemm(op, m, n, k, unquantized=self.attention_16bit or not attn.weights_quantized)
 
     def elementwise(self, op: str, dram_bytes: float) -> OpCost:
         key = (op, dram_bytes)

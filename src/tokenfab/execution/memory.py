@@ -1,8 +1,9 @@
 """Device memory: weights, KV cache, activations, against the usable capacity.
 
 Per device, on the busiest pipeline stage. Linear-layer weights are stored in the
-weight format; embeddings, LM head, norms and routers stay 16-bit (as quantisation
-tools leave them). KV heads fewer than the TP degree are replicated; an MLA latent
+checkpoint's weight format, block scales included (`workload.weight_format`); attention
+where the checkpoint keeps it so, embeddings, LM head, norms and routers stay 16-bit (as
+quantisation tools leave them). KV heads fewer than the TP degree are replicated; an MLA latent
 cache is replicated on every TP rank. Usable capacity is `memory_utilization_frac` of
 the device (vLLM's default gpu_memory_utilization is 0.9: the rest is the runtime's
 context, CUDA graphs and fragmentation).
@@ -19,6 +20,7 @@ from tokenfab.hardware.spec import SystemSpec
 from tokenfab.units import bytes_per_element
 from tokenfab.workload.params import attention_params, mlp_params
 from tokenfab.workload.spec import ModelSpec
+from tokenfab.workload.weight_format import checkpoint_layout
 
 DEFAULT_MEMORY_UTILIZATION_FRAC = 0.9  # vLLM EngineArgs default gpu_memory_utilization (docs.vllm.ai)
 
@@ -86,19 +88,21 @@ class MemoryModel:
         self._empty_total_bytes = self.footprint(0, 0, 0).total_bytes
 
     def _weights(self) -> float:
+        """Per-device weight bytes. Linear layers the checkpoint quantises cost its format's bytes per weight, block
+        scales included (`workload.weight_format.checkpoint_layout`: NVFP4 4.5 bits, MXFP4 4.25, FP8 with 128 x 128
+        blocks 8.002); attention the checkpoint keeps 16-bit, embeddings, LM head, norms and routers are 16-bit."""
         m, par = self.model, self.par
-        wb, half = bytes_per_element(self.prec.weights), bytes_per_element(self.prec.activations)
+        layout = checkpoint_layout(m, self.prec.weights)
+        wb, half = layout.bytes_per_weight, bytes_per_element(self.prec.activations)
         frac = layers_per_stage(m.num_layers, par.pp) / m.num_layers
         h = m.hidden_size
         linear = other = 0.0
         for g in m.layers:
             attn = g.attention
-            per_layer_attn = attention_params(attn, h) / par.tp
-            if attn.kind == "mha" and attn.num_kv_heads < par.tp:  # replicated KV heads
-                per_layer_attn += h * (attn.head_dim + attn.v_head_dim) * (1 - attn.num_kv_heads / par.tp)
-            if attn.weights_quantized:
+            per_layer_attn = self._attention_per_device(attn)
+            if attn.weights_quantized and not layout.attention_16bit:
                 linear += g.num_layers * per_layer_attn
-            else:  # the checkpoint keeps attention in 16-bit (GPT-OSS MXFP4)
+            else:  # the checkpoint keeps attention in 16-bit (GPT-OSS MXFP4, nvidia/DeepSeek-R1-FP4)
                 other += g.num_layers * per_layer_attn
             ffn = g.ffn
             if ffn.kind == "dense":
@@ -115,6 +119,20 @@ class MemoryModel:
         if par.pp > 1:
             embed_and_head = head  # first stage holds the embedding, last the head
         return frac * (linear * wb + other * half) + embed_and_head * half
+
+    def _attention_per_device(self, attn) -> float:
+        """One layer's attention weights on one TP rank. KV heads fewer than the TP degree are replicated; MLA's
+        down-projections (q_a and kv_a with the rope key, fused in SGLang's fused_qkv_a_proj_with_mqa) are
+        ReplicatedLinear in SGLang and vLLM (models/deepseek_v2.py), so every rank holds them whole."""
+        h, tp = self.model.hidden_size, self.par.tp
+        params = attention_params(attn, h)
+        if attn.kind == "mla":
+            replicated = h * (int(attn.q_lora_rank or 0) + int(attn.kv_lora_rank) + int(attn.qk_rope_head_dim or 0))
+            return (params - replicated) / tp + replicated
+        per_device = params / tp
+        if attn.kind == "mha" and attn.num_kv_heads < tp:  # replicated KV heads
+            per_device += h * (attn.head_dim + attn.v_head_dim) * (1 - attn.num_kv_heads / tp)
+        return per_device
 
     def _kv_per_token(self) -> float:
         """Bytes per cached token of the layers that keep every token (full attention, MLA, DSA keys)."""

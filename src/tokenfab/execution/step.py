@@ -28,6 +28,7 @@ from tokenfab.execution.power import PowerModel
 from tokenfab.hardware.spec import SystemSpec
 from tokenfab.units import bytes_per_element
 from tokenfab.workload.spec import ModelSpec
+from tokenfab.workload.weight_format import checkpoint_layout
 
 
 @dataclass(slots=True)
@@ -205,6 +206,7 @@ class StepModel:
         # the decode share of a step (`layers.expert_group_tokens`), and the layer memo is keyed by it.
         self._moe_dp = staggered_prefill and par.dp > 1 and any(g.ffn.kind != "dense" for g in model.layers)
         self.coster.staggered_prefill = self.graph_coster.staggered_prefill = staggered_prefill
+        self.coster.attention_16bit = self.graph_coster.attention_16bit = checkpoint_layout(model, prec.weights).attention_16bit
         self._tbo = par.two_batch_overlap  # two-batch overlap: steps go through `_tbo_step` (execution.overlap)
         self._tbo_cache: dict[StepBatch, StepResult | None] = {}
         self.provenance = self.cc.resolved.provenance

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from tokenfab.errors import DataFileError, InvalidInputError, UnknownNameError
 from tokenfab.registry import Registry
 from tokenfab.workload.spec import AttentionSpec, FFNSpec, LayerGroup, ModelSpec
+from tokenfab.workload.weight_format import format_of_quantization_config
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -79,15 +80,21 @@ def parse_config(config: dict[str, Any], name: str, source: str = "") -> ModelSp
     except (TypeError, ValueError, AttributeError, ZeroDivisionError, OverflowError) as exc:
         # a field of the wrong kind (a string for a count, a list for a mapping) in a user's file
         raise DataFileError(f"config {source or name}: {type(exc).__name__}: {exc}") from None
-    spec = _unconverted_attention(spec, config.get("quantization_config"))
-    return spec.model_copy(update={"source": source or spec.source})
+    quant = config.get("quantization_config")
+    spec = _unconverted_attention(spec, quant)
+    return spec.model_copy(update={"source": source or spec.source, "weight_format": format_of_quantization_config(quant)})
 
 
 def _unconverted_attention(spec: ModelSpec, quant: Any) -> ModelSpec:
-    """Mark attention unquantised where the checkpoint's quantization_config lists self_attn among
-    modules_to_not_convert (GPT-OSS's MXFP4 checkpoint quantises only the MoE experts)."""
-    skipped = quant.get("modules_to_not_convert") if isinstance(quant, dict) else None
-    if not isinstance(skipped, list) or not any(isinstance(m, str) and "self_attn" in m for m in skipped):
+    """Mark attention unquantised where the checkpoint's quantization_config lists self_attn among the modules
+    it leaves unconverted: modules_to_not_convert (transformers; GPT-OSS's MXFP4 checkpoint quantises only the
+    MoE experts), ignore or exclude_modules (ModelOpt)."""
+    skipped: list[Any] = []
+    if isinstance(quant, dict):
+        for key in ("modules_to_not_convert", "ignore", "exclude_modules"):
+            if isinstance(quant.get(key), list):
+                skipped += quant[key]
+    if not any(isinstance(m, str) and "self_attn" in m for m in skipped):
         return spec
     groups = tuple(g.model_copy(update={"attention": g.attention.model_copy(update={"weights_quantized": False})})
                    for g in spec.layers)

@@ -128,6 +128,10 @@ class ModelSpec(_Frozen):
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     layers: tuple[LayerGroup, ...] = Field(min_length=1)
     source: str = Field(default="", description="config.json path or bundled name it came from.")
+    weight_format: str | None = Field(default=None, description=(
+        "Storage format the checkpoint's quantization_config names ('nvfp4', 'mxfp4', 'fp8-block128', 'fp8-tensor'; "
+        "workload.weight_format); None: the config names none, so a low-precision run gets the format of the "
+        "family's published checkpoint or the dtype's default."))
     num_mtp_layers: int = Field(default=0, ge=0, description="Multi-token-prediction layers shipped beside the main model (DeepSeek-V3 num_nextn_predict_layers); not part of the forward pass, usable as a speculative drafter.")
 
     @property

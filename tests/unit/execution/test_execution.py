@@ -132,13 +132,14 @@ def test_attention_the_checkpoint_leaves_unconverted_runs_and_is_stored_in_16_bi
     fp4 = {c.op: c for c in coster.attention_ops(quantized, StepBatch(num_decode=4, decode_kv_len=1024.0))}
     assert ops["attn.qkv_proj"].bytes == pytest.approx(4 * fp4["attn.qkv_proj"].bytes, rel=0.05)  # 2 bytes vs 0.5 per weight
     assert ops["attn.qkv_proj"].source == fp4["attn.qkv_proj"].source  # same chip profile, another format kind
-    # stored in 16-bit too: the weights differ by the attention parameters x (2 - 0.5) bytes
+    # stored in 16-bit too: the weights differ by the attention parameters x (2 - 4.25 / 8) bytes (GPT-OSS's
+    # config names MXFP4: 4 bits plus an E8M0 scale per 32 weights)
     from tokenfab.workload.params import attention_params
     layers = tuple(g.model_copy(update={"attention": quantized}) for g in model.layers)
     all_fp4 = model.model_copy(update={"layers": layers})
     system, par, prec = load_system("b200", 1), ParallelConfig(), PrecisionConfig(dtype="fp4")
     extra = MemoryModel(model, system, par, prec).weights_bytes - MemoryModel(all_fp4, system, par, prec).weights_bytes
-    assert extra == pytest.approx(model.num_layers * attention_params(group.attention, model.hidden_size) * 1.5)
+    assert extra == pytest.approx(model.num_layers * attention_params(group.attention, model.hidden_size) * (2 - 4.25 / 8))
 
 
 def test_attention_dp_rank_prefilling_alone_charges_the_experts_its_own_prompt_plus_every_ranks_decodes():

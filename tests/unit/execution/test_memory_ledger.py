@@ -178,3 +178,56 @@ def test_sglang_free_memory_at_init_b200_tp4_published_log():
     kw = engine_spec("sglang", load_chip("b200").device_memory_bytes, 4).memory.memory_model_kwargs(tp=4)
     d = api.deployment("llama-3.1-8b", "b200", tp=4, **kw)
     assert d.memory.sizing_base_bytes / 2**30 == pytest.approx(175.34, rel=0.003)
+
+
+@pytest.mark.unit
+def test_sglang_weights_deepseek_r1_fp4_tp4_b200_published_log():
+    """github.com/sgl-project/sglang/pull/9162 (2025-08-13, DeepSeek-R1-FP4 on 4 x B200, a ModelOpt NVFP4 checkpoint:
+    the PR changes modelopt_quant.py's trtllm-gen MoE weight processing): 'Load weight end.
+    type=DeepseekV3ForCausalLM, ... mem usage=94.50 GB' (GiB) per GPU. The ledger counts the NVFP4 checkpoint's
+    layout: experts and dense MLPs at 4.5 bits (an FP8 scale per 16 weights), attention BF16 (ModelOpt's ptq.py
+    leaves '*attn*' unquantised), MLA's down-projections replicated on every rank: 93.80 GiB (-0.7%). Counting every
+    linear layer at half a byte gave 78.95 GiB (-16.5%)."""
+    r = api.simulate(model="deepseek-v3", hardware="b200", tp=4, dtype="fp4", engine="sglang", rate=1.0,
+                     num_requests=2, input_len=64, output_len=2)
+    assert r.config["memory_bytes"]["weights"] / 2**30 == pytest.approx(94.50, rel=0.02)
+
+
+@pytest.mark.unit
+def test_nvfp4_weights_hand_computed_against_half_a_byte():
+    """Everything the NVFP4 layout changes, by hand: routed and shared experts and dense MLPs gain 1/16 byte per
+    weight (their scales); attention (all 61 MLA layers) moves from 0.5 to 2 bytes per weight."""
+    from tokenfab.workload.params import attention_params, mlp_params
+
+    d = api.deployment("deepseek-v3", "b200", tp=4, dtype="fp4")
+    m = d.memory.model
+    h, dense, moe = m.hidden_size, m.layers[0], m.layers[1]
+    attn = attention_params(dense.attention, h)
+    down = h * (1536 + 512 + 64)  # replicated on each rank
+    attn_per_device = 61 * ((attn - down) / 4 + down)
+    mlps = (dense.num_layers * mlp_params(dense.ffn, h, dense.ffn.intermediate_size)
+            + moe.num_layers * (256 * mlp_params(moe.ffn, h, 2048) + mlp_params(moe.ffn, h, 2048))) / 4
+    others = 58 * h * 256 + 61 * 2 * h + 2 * 129280 * h / 4  # routers, norms, embedding and head: 16-bit
+    assert d.memory.weights_bytes == pytest.approx(mlps * 0.5625 + attn_per_device * 2 + others * 2, rel=1e-9)
+
+
+@pytest.mark.unit
+def test_mla_down_projections_replicated_across_tp():
+    """Doubling TP halves every split weight; what does not halve is replicated on each rank: MLA's q_a/kv_a
+    down-projections (SGLang/vLLM ReplicatedLinear), the routers and the norms (DeepSeek-V3 bf16, hand-computed)."""
+    w1 = api.deployment("deepseek-v3", "b200", tp=1).memory.weights_bytes
+    w2 = api.deployment("deepseek-v3", "b200", tp=2).memory.weights_bytes
+    replicated = (61 * 7168 * (1536 + 512 + 64) + 58 * 7168 * 256 + 61 * 2 * 7168) * 2
+    assert 2 * w2 - w1 == pytest.approx(replicated, rel=1e-9)
+
+
+@pytest.mark.unit
+def test_step_model_runs_attention_as_the_checkpoint_stores_it():
+    """nvidia/DeepSeek-R1-FP4 keeps attention BF16, so its projections run as 16-bit GEMMs (the ledger's layout);
+    DeepSeek-V3's FP8 checkpoint quantises them."""
+    fp4 = api.deployment("deepseek-v3", "b200", tp=4, dtype="fp4").step_model
+    fp8 = api.deployment("deepseek-v3", "b200", tp=4, dtype="fp8").step_model
+    assert fp4.coster.attention_16bit and fp4.graph_coster.attention_16bit and not fp8.coster.attention_16bit
+    attn = fp4.model.layers[0].attention
+    assert fp4.coster.attn_gemm(attn, "attn.o_proj", 64, 7168, 16384) == fp4.coster.gemm(
+        "attn.o_proj", 64, 7168, 16384, unquantized=True)
