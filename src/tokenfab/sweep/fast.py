@@ -1,19 +1,22 @@
 """Evaluating thousands of design points of one model at once, with the step model's own numbers.
 
-The slow path (`sweep.evaluate.evaluate_point`) runs `capacity_at_slo` per point: ~40 static
-batches of ~34 steps each, a third of a second. Here the step model runs once per TP degree on
-the base chip while recording every kernel it times (its FLOPs, traffic shape, fitted
-parameters, which peak it runs against) and every (operator, count) pair each step sums. Each
-kernel is then re-timed for all points at once with the same formula (`cost.kernel`,
-`cost.onchip`, `cost.collectives` in numpy), the steps are re-summed, and the static-batch and
-capacity arithmetic of `estimate_static_batch` / `capacity_at_slo` run on arrays. Tests check
-that the result equals the slow path point by point. Models with operators this recording does
-not cover (MoE grouped GEMMs, MLA) fall back to the slow path.
+The slow path (`sweep.evaluate.evaluate_point`) runs `capacity_at_slo` per point, i.e.
+`search.plan_capacity.capacity_on_chip`: per TP degree a bisection over batch sizes of
+`search.capacity` steady states, each a few dozen engine steps, a third of a second a point.
+Here the step model runs once per TP degree on the first point's chip while recording every
+kernel it times (its FLOPs, traffic shape, fitted parameters, which peak it runs against) and
+every (operator, count) pair each step sums. Each kernel is then re-timed for all points at once
+with the same formula (`cost.kernel`, `cost.onchip`, `cost.collectives` in numpy) and the steps
+re-summed (`_step`): an `IterationTimes` whose step times are arrays. The steady states are the
+search layer's own `steady_state` on those arrays (the step shapes depend on the batch and the
+engine limits, not on the chip), and each point runs the search layer's own bisection
+(`best_state`) on its element of them. Tests check that the result equals the slow path point by
+point. Models with operators this recording does not cover (MoE grouped GEMMs, MLA, two-batch
+overlap) fall back to the slow path.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -29,15 +32,13 @@ from tokenfab.cost.onchip import (
 from tokenfab.cost.profile import resolve_profile
 from tokenfab.cost.result import OpCost
 from tokenfab.errors import TokenfabError
-from tokenfab.execution.config import ParallelConfig, PrecisionConfig
 from tokenfab.execution.layers import StepBatch
-from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC, MemoryModel
-from tokenfab.execution.predict import decode_contexts
 from tokenfab.execution.step import StepModel, quantise_context
 from tokenfab.fleet.capacity import SLOSpec
-from tokenfab.hardware.catalog import system_of_chip
 from tokenfab.hardware.spec import ChipSpec
-from tokenfab.sweep.capacity import TP_DEGREES, PointCapacity, compute_dtype
+from tokenfab.search.capacity import CapacityResult, EngineLimits, IterationTimes, SteadyState, best_state, max_batch_for, steady_state
+from tokenfab.search.plan_capacity import TP_DEGREES, engine_on_chip, tp_degrees_on
+from tokenfab.sweep.capacity import SLO_PERCENTILE, PointCapacity
 from tokenfab.sweep.evaluate import PointResult, evaluate_point, finish_point, good_die_cost_usd
 from tokenfab.workload.spec import ModelSpec
 
@@ -129,6 +130,17 @@ class _Points:
         self.power_peak = self.peaks[_peak_key({k: 1.0 for k in chips[0].peak_flop_per_s}, "bf16")]
         self.chips = chips
 
+    _COLUMNS = ("bw", "sram", "reuse", "sram_bw", "units", "link", "tdp", "idle", "cap", "power_peak")
+
+    def subset(self, idx: list[int]) -> _Points:
+        """The figures of the points `idx` only (a group that shares the engine's limits)."""
+        sub = object.__new__(_Points)
+        sub.n, sub.chips = len(idx), [self.chips[i] for i in idx]
+        sub.peaks = {k: v[idx] for k, v in self.peaks.items()}
+        for k in self._COLUMNS:
+            setattr(sub, k, getattr(self, k)[idx])
+        return sub
+
 
 def _kernel_time(flops, dram, onchip, peak, bw, sbw, p: KernelParams, work, units) -> tuple[np.ndarray, np.ndarray]:
     """`cost.kernel.kernel_time_s` (cold, forward pass) over arrays; returns (time, memory-side time)."""
@@ -153,6 +165,7 @@ class _Retimer:
         self.pts, self.sm, self.rec = pts, sm, rec
         self.weights_fit, self.kv_budget, self.kvpt = residency
         self._memo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.parts: dict[tuple, tuple] = {}  # (part id, cached KV tokens) -> (time, busy energy) arrays (`_step`)
 
     def op(self, cost: OpCost, cached_tokens: float) -> tuple[np.ndarray, np.ndarray]:
         """(time, power) arrays of one operator; `cached_tokens` decides KV residency of decode attention."""
@@ -221,47 +234,52 @@ def _step(sm: _RecordingStepModel, rt: _Retimer, batch: StepBatch) -> tuple[np.n
     cached = batch.num_decode * quantise_context(batch.decode_kv_len) if batch.num_decode else 0.0  # as step() does
     part_t, part_busy = [], []
     for part in result.part_records:  # summed part by part, in the order StepModel sums them (its memos' records)
-        t = busy = 0.0
-        for cost, count in sm.part_pairs[id(part)][1]:
-            ot, power = rt.op(cost, cached)
-            ot = ot * count
-            t = t + ot
-            busy = busy + power * ot
-        part_t.append(t)
-        part_busy.append(busy)
+        key = (id(part), cached)  # parts are memoised objects shared by steps (a token count's layers)
+        hit = rt.parts.get(key)
+        if hit is None:
+            t = busy = 0.0
+            for cost, count in sm.part_pairs[id(part)][1]:
+                ot, power = rt.op(cost, cached)
+                ot = ot * count
+                t = t + ot
+                busy = busy + power * ot
+            hit = rt.parts[key] = (t, busy)
+        part_t.append(hit[0])
+        part_busy.append(hit[1])
     time_s = sum(part_t)
     return time_s, sm.power.to_wall(sum(part_busy) * sm.par.num_devices, time_s)  # the node's share, as step() adds it
 
 
-def _static_batch(sm, rt, b: int, inp: int, outp: int) -> dict[str, np.ndarray]:
-    """`estimate_static_batch` for all points: ttft, tpot, e2e and energy arrays."""
-    ttft, e_pre = _step(sm, rt, StepBatch(prefill=((b, inp, inp),)))
-    contexts = decode_contexts(inp, outp)
-    n_steps = outp - 1
-    if len(contexts):
-        pairs = [_step(sm, rt, StepBatch(num_decode=b, decode_kv_len=float(c))) for c in contexts]
-        times, energies = np.stack([p[0] for p in pairs], axis=1), np.stack([p[1] for p in pairs], axis=1)
-        if len(contexts) > 1:
-            span = contexts[-1] - contexts[0]
-            mean_t, mean_e = np.trapezoid(times, contexts, axis=1) / span, np.trapezoid(energies, contexts, axis=1) / span
-        else:
-            mean_t, mean_e = times[:, 0], energies[:, 0]
-    else:
-        mean_t = mean_e = np.zeros(rt.pts.n)
-    return {"ttft": ttft, "tpot": mean_t, "e2e": ttft + n_steps * mean_t, "energy": e_pre + n_steps * mean_e}
+class _ArrayTimes(IterationTimes):
+    """`IterationTimes` whose steps are timed for every point at once: `_step`'s re-timing of the step
+    the recording model runs, memoised per step shape (the steady state asks for some several times)."""
+
+    def __init__(self, sm: _RecordingStepModel, rt: _Retimer, limits: EngineLimits):
+        super().__init__(sm, limits)
+        self.ovh_j = rt.pts.idle * sm.par.num_devices * self.ovh  # each point's idle draw (as the base class's)
+        self.rt, self._memo = rt, {}
+
+    def step_time_energy(self, batch: StepBatch):
+        key = (batch.prefill, batch.num_decode, batch.decode_kv_len)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = _step(self.sm, self.rt, batch)
+        return hit
 
 
-def _tp_setup(pts: _Points, model: ModelSpec, prec: PrecisionConfig, tp: int):
-    """Recording step model, re-timer and per-point (fits, max batch) for one TP degree; None if it cannot run."""
+def _tp_setup(pts: _Points, model: ModelSpec, tp: int):
+    """Recording step model and chip cost of one TP degree on the first point's system, and each point's
+    residency plan (weights held on chip, on-chip KV budget); None if the deployment cannot run."""
     base = pts.chips[0]
     try:
-        system, par = system_of_chip(base, tp), ParallelConfig(tp=tp)
+        system, par, prec, _, mem = engine_on_chip(base, model, tp)
         sm = _RecordingStepModel(model, system, par, prec)
     except TokenfabError:
         return None
+    if sm._tbo or sm.par.pp > 1:  # two-batch overlap and pipeline stages are timed outside the recorded sums
+        raise _NotRecordable("overlapped or pipelined step")
     rec = _Recorder(chip_cost(base))
     sm.cc = sm.coster.cc = rec
-    mem = MemoryModel(model, system, par, prec)
     sm.coster.residency = ResidencyPlan(True, float("inf"), mem.kv_bytes_per_token)  # record eligibility
     if sm.graph_coster is not sm.coster:  # decode-only steps time kernels at the replay floor: record those too
         graph_rec = _Recorder(sm.graph_coster.cc)
@@ -269,59 +287,76 @@ def _tp_setup(pts: _Points, model: ModelSpec, prec: PrecisionConfig, tp: int):
         sm.graph_coster.cc, sm.graph_coster.residency = graph_rec, sm.coster.residency
     plans = [plan_residency(onchip_memory(c), c.memory_bandwidth_bytes_per_s, mem.weights_bytes, mem.kv_bytes_per_token)
              for c in pts.chips]
-    residency = (np.array([p.weights_on_chip for p in plans]), np.array([p.kv_budget_bytes for p in plans]),
-                 mem.kv_bytes_per_token)
-    return sm, _Retimer(pts, sm, rec, residency), mem
+    return sm, rec, np.array([p.weights_on_chip for p in plans]), np.array([p.kv_budget_bytes for p in plans]), mem
 
 
-def _memory_limits(mem: MemoryModel, pts: _Points, inp: int, outp: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per point: does one request fit, and the largest static batch that fits (MemoryModel at each capacity)."""
-    fits, max_b, memo = np.zeros(pts.n, dtype=bool), np.zeros(pts.n, dtype=int), {}
-    for i, cap in enumerate(pts.cap):
-        if cap not in memo:
-            m = copy.copy(mem)
-            m.capacity, m.usable = cap, cap * DEFAULT_MEMORY_UTILIZATION_FRAC
-            memo[cap] = (m.footprint(inp + outp, inp, 1).fits, m.max_batch(inp, outp, 1))
-        fits[i], max_b[i] = memo[cap]
-    return fits, max_b
+def _engine_limits(pts: _Points, model: ModelSpec, slo: SLOSpec, tp: int) -> list[tuple[EngineLimits | None, int]]:
+    """Per point: the engine's limits and the largest batch its KV cache holds (`max_batch_for`), as
+    `capacity_on_chip` derives them; both read the chip only through its device memory, so once per size."""
+    memo: dict[float, tuple[EngineLimits | None, int]] = {}
+    out = []
+    for chip in pts.chips:
+        key = chip.device_memory_bytes
+        hit = memo.get(key)
+        if hit is None:
+            try:
+                *_, limits, mem = engine_on_chip(chip, model, tp)
+                hit = (limits, max_batch_for(mem, slo.input_tokens, slo.output_tokens, limits))
+            except TokenfabError:
+                hit = (None, 0)
+            memo[key] = hit
+        out.append(hit)
+    return out
+
+
+def _tp_capacities(pts: _Points, model: ModelSpec, slo: SLOSpec, tp: int) -> list[CapacityResult | None]:
+    """`estimate_capacity` at one TP degree for every point (None where it raises): `best_state`'s
+    bisection per point, on steady states computed for all points sharing the engine's limits at once."""
+    out: list[CapacityResult | None] = [None] * pts.n
+    setup = _tp_setup(pts, model, tp)
+    if setup is None:
+        return out
+    sm, rec, weights_fit, kv_budget, mem = setup
+    groups: dict[EngineLimits, list[int]] = {}
+    per_point = _engine_limits(pts, model, slo, tp)
+    for i, (limits, top) in enumerate(per_point):
+        if limits is not None and top >= 1:
+            groups.setdefault(limits, []).append(i)
+    wait, inp, outp = SLO_PERCENTILE / 100.0, slo.input_tokens, slo.output_tokens
+    for limits, members in groups.items():
+        rt = _Retimer(pts.subset(members), sm, rec, (weights_fit[members], kv_budget[members], mem.kv_bytes_per_token))
+        times, states = _ArrayTimes(sm, rt, limits), {}
+
+        def state(b: int) -> SteadyState:
+            hit = states.get(b)
+            if hit is None:
+                hit = states[b] = steady_state(times, b, inp, outp, limits, wait)
+            return hit
+
+        for j, i in enumerate(members):
+            top = per_point[i][1]
+            try:
+                best = best_state(lambda b, j=j: state(b).point(j), top, outp, slo.ttft_s, slo.tpot_s, SLO_PERCENTILE,
+                                  False)
+            except TokenfabError:
+                best = None
+            if best is not None:
+                out[i] = CapacityResult(state=best, num_devices=sm.par.num_devices, max_batch=top)
+    return out
 
 
 def fast_capacities(chips: list[ChipSpec], model: ModelSpec, slo: SLOSpec) -> list[PointCapacity | None]:
-    """`capacity_at_slo` for every chip (all derived from chips[0] by knobs that keep its catalog name)."""
+    """`capacity_at_slo` for every chip (all derived from chips[0] by knobs that keep its catalog name and
+    scale-up domain): the best TP degree's capacity per point, None where none meets the SLO. The
+    capacities carry no error band (the sweep reports none)."""
     pts = _Points(chips)
-    prec = PrecisionConfig(dtype=compute_dtype(chips[0]))
-    domain = chips[0].scale_up.domain_size if chips[0].scale_up else 1
-    inp, outp = slo.input_tokens, slo.output_tokens
-    if inp + outp > model.max_position_embeddings:  # predict rejects it: no TP degree can serve it
-        return [None] * pts.n
-    best = np.full(pts.n, -np.inf)
-    info = np.zeros((pts.n, 5))  # power, tp, batch, ttft, tpot
-    for tp in TP_DEGREES:
-        if tp > domain:
-            break
-        setup = _tp_setup(pts, model, prec, tp)
-        if setup is None:
-            continue
-        sm, rt, mem = setup
-        fits, max_b = _memory_limits(mem, pts, inp, outp)
-        single = _static_batch(sm, rt, 1, inp, outp)
-        t_prefill, walking, b = single["ttft"], fits.copy(), 1
-        while walking.any():
-            walking &= b <= max_b
-            if not walking.any():
-                break
-            r = single if b == 1 else _static_batch(sm, rt, b, inp, outp)
-            cycle = outp * r["tpot"] + b * t_prefill
-            walking &= ~((cycle / outp > slo.tpot_s) | (t_prefill + r["tpot"] > slo.ttft_s))
-            rate = b * outp / cycle / tp
-            better = walking & (rate > best)
-            best = np.where(better, rate, best)
-            row = np.stack([r["energy"] / r["e2e"] / tp, np.full(pts.n, tp), np.full(pts.n, b),
-                            t_prefill + r["tpot"], cycle / outp], axis=1)
-            info = np.where(better[:, None], row, info)
-            b *= 2
-    return [PointCapacity(float(best[i]), float(info[i, 0]), int(info[i, 1]), int(info[i, 2]), float(info[i, 3]),
-                          float(info[i, 4])) if np.isfinite(best[i]) else None for i in range(pts.n)]
+    best: list[PointCapacity | None] = [None] * pts.n
+    rate = [-np.inf] * pts.n
+    for tp in tp_degrees_on(chips[0]):
+        for i, r in enumerate(_tp_capacities(pts, model, slo, tp)):
+            if r is not None and (best[i] is None or r.tokens_per_s_per_chip > rate[i]):
+                best[i], rate[i] = PointCapacity.of(r, tp), r.tokens_per_s_per_chip
+    return best
 
 
 def evaluate_points(chips: list[ChipSpec], knob_sets: list[dict[str, Any]], model: ModelSpec, slo: SLOSpec,
