@@ -31,7 +31,7 @@ import functools
 import math
 import statistics
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -323,16 +323,18 @@ def tail_batch(mean_batch: int, percentile: float) -> int:
         log_p += math.log(m / k)
 
 
-def best_state(state: Callable[[int], SteadyState], top: int, output_len: int, ttft_s: float | None,
-               tpot_s: float | None, percentile: float, closed_loop: bool) -> SteadyState | None:
-    """The state `estimate_capacity` reports, given the steady state at each batch (`state`) and the largest
-    batch the KV cache and engine allow (`top` >= 1); None when even one sequence misses the SLO.
+def bisection(top: int, output_len: int, ttft_s: float | None, tpot_s: float | None, percentile: float,
+              closed_loop: bool) -> Generator[int, SteadyState, SteadyState | None]:
+    """The search `estimate_capacity` runs, as a generator: it yields each batch whose steady state it
+    needs, is sent that state, and returns the state to report (None when even one sequence misses
+    the SLO). `top` (>= 1) is the largest batch the KV cache and engine allow. `best_state` drives it
+    with a function; a design sweep drives thousands at once, in lock-step, on states it computes for
+    all the chips that ask for the same batch together.
 
     Closed loop (a fixed number of clients): the biggest batch whose TPOT and TTFT meet the targets.
     Open loop (arrivals at a rate): the biggest mean batch whose `percentile` batch (`tail_batch`)
     still meets them and fits the KV cache; throughput is the mean batch's, latency the tail's.
-    Latency and throughput grow with the batch, so bisection finds it. (A design sweep runs this
-    per chip on states it computes for all chips at once.)"""
+    Latency and throughput grow with the batch, so bisection finds it."""
 
     def meets(s: SteadyState) -> bool:
         tpot = s.tpot_at(percentile, output_len)
@@ -341,21 +343,40 @@ def best_state(state: Callable[[int], SteadyState], top: int, output_len: int, t
     def tail(b: int) -> int:
         return b if closed_loop else tail_batch(b, percentile)
 
-    def ok(b: int) -> bool:
-        return tail(b) <= top and meets(state(tail(b)))
+    def ok(b: int) -> Generator[int, SteadyState, bool]:
+        t = tail(b)
+        if t > top:
+            return False
+        return meets((yield t))
 
-    if not meets(state(1)):
+    if not meets((yield 1)):
         return None
     lo, hi = 1, top + 1  # invariant: ok(lo) (or lo == 1, light load), not ok(hi)
-    if ok(top):
+    if (yield from ok(top)):
         lo = top
     else:
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    mean, worst = state(lo), state(min(tail(lo), top))
+            if (yield from ok(mid)):
+                lo = mid
+            else:
+                hi = mid
+    mean = yield lo
+    worst = yield min(tail(lo), top)
     tail_tpot = max(mean.tpot_at(percentile, output_len), worst.tpot_at(percentile, output_len))
     return replace(mean, tpot_s=tail_tpot, ttft_s=max(mean.ttft_s, worst.ttft_s))
+
+
+def best_state(state: Callable[[int], SteadyState], top: int, output_len: int, ttft_s: float | None,
+               tpot_s: float | None, percentile: float, closed_loop: bool) -> SteadyState | None:
+    """`bisection` on the steady state at each batch that `state` gives."""
+    search = bisection(top, output_len, ttft_s, tpot_s, percentile, closed_loop)
+    try:
+        b = next(search)
+        while True:
+            b = search.send(state(b))
+    except StopIteration as done:
+        return done.value
 
 
 def estimate_capacity(sm: StepModel, memory: MemoryModel, input_len: int, output_len: int, ttft_s: float | None,

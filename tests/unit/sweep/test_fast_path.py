@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.step import StepModel
 from tokenfab.fleet.capacity import SLOSpec
 from tokenfab.hardware.catalog import load_chip
@@ -13,7 +12,8 @@ from tokenfab.search.capacity import IterationTimes, steady_state
 from tokenfab.search.plan_capacity import engine_on_chip
 from tokenfab.sweep.capacity import capacity_at_slo
 from tokenfab.sweep.evaluate import evaluate_point
-from tokenfab.sweep.fast import _ArrayTimes, _Points, _Retimer, _tp_setup, evaluate_points, fast_capacities
+from tokenfab.sweep.fast import _Plan, _tp_setup, evaluate_points, fast_capacities
+from tokenfab.sweep.retime import _NotRecordable, _Points
 from tokenfab.sweep.knobs import apply_knobs
 from tokenfab.workload.hf_config import load_model
 
@@ -50,17 +50,19 @@ def test_batched_capacities_equal_the_slow_path(model_name, slo):
 
 
 def test_array_steady_state_is_each_chips_scalar_one():
-    """The steady state on array step times is, element by element, the scalar one on each chip's own step model
-    (the shapes it asks for do not depend on the chip): mixed, chunked and decode-only CUDA-graph-padded steps."""
+    """The steady state on re-timed array step times is, element by element, the scalar one on each chip's own
+    step model (the shapes it asks for do not depend on the chip): mixed, chunked and decode-only CUDA-graph-padded
+    steps; a block of some of the points gives their elements of the whole."""
     base, model = load_chip("h100-sxm"), load_model("llama-3.1-8b")
     chips = [apply_knobs(base, k) for k in KNOBS[:5]]
     pts = _Points(chips)
-    sm, rec, weights_fit, kv_budget, mem = _tp_setup(pts, model, 1)
+    sm, kernels, residency = _tp_setup(pts, model, 1)
     limits = engine_on_chip(base, model, 1)[3]
-    times = _ArrayTimes(sm, _Retimer(pts, sm, rec, (weights_fit, kv_budget, mem.kv_bytes_per_token)), limits)
     for batch, inp in ((7, 1024), (200, 1024), (60, 9000)):
-        arrays = steady_state(times, batch, inp, 256, limits, 0.99)
+        plan = _Plan(sm, kernels, limits, batch, inp, 256, 0.99)
+        arrays = plan.state(pts, residency)
         assert isinstance(arrays.tpot_s, np.ndarray) and arrays.tpot_s.shape == (len(chips),)
+        some = plan.state(pts.subset([1, 3]), (residency[0][[1, 3]], residency[1][[1, 3]], residency[2]))
         for i, chip in enumerate(chips):
             system, par, prec, _, _ = engine_on_chip(chip, model, 1)
             scalar = steady_state(IterationTimes(StepModel(model, system, par, prec), limits), batch, inp, 256,
@@ -68,8 +70,7 @@ def test_array_steady_state_is_each_chips_scalar_one():
             one = arrays.point(i)
             for name in ("tokens_per_s", "tpot_s", "ttft_s", "power_w", "iteration_std_s"):
                 assert getattr(one, name) == pytest.approx(getattr(scalar, name), rel=1e-12), (batch, inp, i, name)
-    t, e = times.step_time_energy(StepBatch(((1, 512, 512),), 3, 700.0))
-    assert t.shape == e.shape == (len(chips),) and np.all(t > 0)
+        assert some.point(1).tpot_s == arrays.point(3).tpot_s and some.point(0).power_w == arrays.point(1).power_w
 
 
 def test_points_that_cannot_meet_the_slo_agree():
@@ -80,9 +81,23 @@ def test_points_that_cannot_meet_the_slo_agree():
     _assert_same(fast[1], capacity_at_slo(chips[1], model, SLO))
 
 
-def test_moe_models_fall_back_to_the_slow_path():
+def test_moe_model_batched_equals_the_slow_path():
+    """MoE layers are timed through the same recorded kernels (grouped GEMMs included), so they take the batched
+    path too, with the slow path's numbers."""
     base, model = load_chip("h100-sxm"), load_model("qwen3-30b-a3b")
-    chip = apply_knobs(base, {"memory.bandwidth_bytes_per_s": 3e12})
-    [fast] = evaluate_points([chip], [{"memory.bandwidth_bytes_per_s": 3e12}], model, SLO)
-    slow = evaluate_point(chip, {"memory.bandwidth_bytes_per_s": 3e12}, model, SLO)
-    assert fast == slow and fast.tp >= 1 and fast.tokens_per_s_per_chip > 0
+    chips = [apply_knobs(base, k) for k in ({"memory.bandwidth_bytes_per_s": 3e12}, {"peak_flop_per_s.bf16": 500e12})]
+    for chip, fast in zip(chips, fast_capacities(chips, model, SLO)):
+        _assert_same(fast, capacity_at_slo(chip, model, SLO))
+
+
+def test_unrecordable_models_fall_back_to_the_slow_path(monkeypatch):
+    import tokenfab.sweep.fast as fast_module
+
+    def refuse(*args):
+        raise _NotRecordable("an operator the recording does not cover")
+
+    monkeypatch.setattr(fast_module, "fast_capacities", refuse)
+    base, model = load_chip("h100-sxm"), load_model("llama-3.1-8b")
+    knobs = {"memory.bandwidth_bytes_per_s": 3e12}
+    [fast] = evaluate_points([apply_knobs(base, knobs)], [knobs], model, SLO)
+    assert fast == evaluate_point(apply_knobs(base, knobs), knobs, model, SLO) and fast.tokens_per_s_per_chip > 0
