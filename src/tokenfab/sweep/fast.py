@@ -147,11 +147,12 @@ def _tp_setup(pts: _Points, model: ModelSpec, tp: int):
 
 def _engine_limits(pts: _Points, model: ModelSpec, slo: SLOSpec, tp: int) -> list[tuple[EngineLimits | None, int]]:
     """Per point: the engine's limits and the largest batch its KV cache holds (`max_batch_for`), as
-    `capacity_on_chip` derives them; both read the chip only through its device memory, so once per size."""
-    memo: dict[float, tuple[EngineLimits | None, int]] = {}
+    `capacity_on_chip` derives them; both read the chip only through its memory totals (as the device and
+    as CUDA report them), so once per pair."""
+    memo: dict[tuple, tuple[EngineLimits | None, int]] = {}
     out = []
     for chip in pts.chips:
-        key = chip.device_memory_bytes
+        key = (chip.device_memory_bytes, chip.cuda_total_memory_bytes)
         hit = memo.get(key)
         if hit is None:
             try:
