@@ -152,3 +152,64 @@ def test_a_pd_request_shows_its_first_token_after_the_kv_transfer_and_its_first_
     assert res.log.column("first_token_s")[0] == pytest.approx(PREFILL_S + transfer_s + DECODE_S)
     # tokens 2..5 take 4 decode iterations; the client sees token 1 with token 2, at the end of the first
     assert res.log.column("finish_s")[0] == pytest.approx(PREFILL_S + transfer_s + 4 * DECODE_S)
+
+
+class LockstepStub(PrefillDecodeTimer):
+    """PrefillDecodeTimer shared by an instance's ranks (the simulator joins them, as it joins a LockstepTimer)."""
+
+    def __init__(self):
+        self.ranks = []
+
+    def join(self, rank):
+        self.ranks.append(rank)
+
+
+def _lockstep_instance(num: int = 2):
+    from tokenfab.serving.simulator import Simulation
+    from tokenfab.serving.workload import LengthDist, WorkloadSpec
+
+    spec = ReplicaSpec(step=LockstepStub(), kv_blocks=10_000, prefix_caching=False)
+    wl = WorkloadSpec(arrival="offline", num_requests=1, input=LengthDist(value=64), output=LengthDist(value=5))
+    return Simulation([spec] * num, wl)
+
+
+def test_a_rank_starts_its_prompt_when_the_siblings_prefill_iteration_ends():
+    sim = _lockstep_instance()
+    r0, r1 = sim.replicas
+    assert r0.siblings is r1.siblings and r0.siblings == [r0, r1]
+    r0.enqueue(Request(0, 0.0, 64, 5))
+    assert sim._start_rank(r0, 0.0) == pytest.approx(PREFILL_S)
+    r1.enqueue(Request(1, 0.010, 64, 5))
+    assert sim._start_rank(r1, 0.010) is None  # rank 0 is inside its prefill iteration: rank 1 waits for its end
+    at, _, kind, held = sim.pending[0]
+    assert (at, kind, held) == (pytest.approx(PREFILL_S), 3, r1)
+    r0.complete(PREFILL_S)
+    sim._wake(r1, PREFILL_S)
+    assert r1.work is not None and r1.work.end_s == pytest.approx(2 * PREFILL_S)
+    # ranks starting at the same moment share the iteration: rank 0 may start at rank 1's start
+    assert sim._start_rank(r0, PREFILL_S) is not None
+
+
+def test_a_prefill_iteration_cuts_the_siblings_decode_run_at_its_next_iteration():
+    sim = _lockstep_instance()
+    r0, r1 = sim.replicas
+    r1.enqueue(Request(0, 0.0, 64, 1_000))
+    r1.complete(sim._start_rank(r1, 0.0))  # prefilled at PREFILL_S
+    run_end = sim._start_rank(r1, PREFILL_S)  # a decode run of many iterations
+    assert r1.work.run and run_end > PREFILL_S + 10 * DECODE_S
+    r0.enqueue(Request(1, PREFILL_S + 0.5 * DECODE_S, 64, 5))
+    sim._start_rank(r0, PREFILL_S + 0.5 * DECODE_S)
+    assert r1.work.end_s == pytest.approx(PREFILL_S + DECODE_S)  # stops after the iteration it is in
+    r1.complete(r1.work.end_s)
+    assert sim._start_rank(r1, PREFILL_S + DECODE_S) is None  # and waits for rank 0's prefill iteration
+    assert sim.pending[-1][0] == pytest.approx(PREFILL_S + 0.5 * DECODE_S + PREFILL_S)
+
+
+def test_ranks_on_their_own_clocks_without_a_shared_timer():
+    sim = _lockstep_instance()
+    from tokenfab.serving.simulator import Simulation
+    from tokenfab.serving.workload import WorkloadSpec
+
+    plain = ReplicaSpec(step=PrefillDecodeTimer(), kv_blocks=10_000, prefix_caching=False)
+    other = Simulation([plain, plain], WorkloadSpec(arrival="offline", num_requests=1))
+    assert all(r.siblings is None for r in other.replicas) and sim.replicas[0].siblings is not None
