@@ -158,6 +158,7 @@ class Replica:
         # ranks of this replica's attention-DP instance whose iterations it shares (the simulator's lock step,
         # `Simulation._start_rank`); None: a replica on its own clock
         self.siblings: list | None = None
+        self.joins_until = 0.0  # a sibling's prefill iteration ending by then is one this rank joins (not waits for)
         # disaggregated decode pool: hand-offs admitted in the iteration being planned, whose first token the client
         # sees when that iteration ends (the decode side streams the prefill's token after the KV arrived)
         self._first_out: list[Request] = []

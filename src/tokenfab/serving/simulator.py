@@ -237,24 +237,38 @@ class Simulation:
         (TensorRT-LLM's PyExecutor ranks meet in each iteration's collectives, idle ranks running dummy
         requests; SGLang's DP-attention ranks all-gather their batch sizes before every forward, idle ranks
         running idle batches). A rank that would start while a sibling is in a prefill iteration starts when
-        that iteration ends (its decodes wait with it); a rank that starts a prefill iteration cuts its siblings'
-        decode runs at their next iteration, so that they wait for it too. Ranks starting at the same moment
-        share the iteration. Decode runs (many iterations planned at once) are not waited for: their
-        iterations are the short ones every rank runs alike."""
-        boundary = now
+        that iteration ends (its decodes wait with it). A rank that starts a prefill iteration starts it for the
+        instance: every sibling with prompts waiting joins it (each rank schedules its own prompts at every
+        iteration, and TensorRT-LLM's balancing decides on all-gathered counts, alike on every rank), the
+        others' decode runs stop at their next iteration and wait for it. Decode runs (many iterations planned at
+        once) are not waited for: their iterations are the short ones every rank runs alike."""
+        boundary, joined = now, replica.joins_until
         for s in replica.siblings:
             w = s.work
-            if w is not None and not w.run and w.start_s < now < w.end_s and w.end_s > boundary:
+            if w is not None and not w.run and w.start_s < now < w.end_s and w.end_s > boundary and w.end_s > joined:
                 boundary = w.end_s
         if boundary > now:
             heapq.heappush(self.pending, (boundary, next(self.seq), 3, replica))
             return None
+        queued = len(replica.waiting)
         end = replica.start(now)
         w = replica.work
-        if w is not None and not w.run and w.chunks:  # a prefill iteration began: the others' runs stop at their next
-            for s in replica.siblings:
-                if s is not replica and s.work is not None and s.work.run:
-                    self._schedule(s, s.interrupt(now))
+        if w is None or w.run or not w.chunks:
+            return end
+        admitted = len(replica.waiting) < queued  # new prompts started (not only chunks of started ones)
+        if admitted and replica.gate is not None:
+            replica.gate.restart()  # the instance's one wait counter restarts
+        for s in replica.siblings:  # a prefill iteration began: the instance's iteration
+            sw = s.work
+            if s is replica or (sw is not None and not sw.run):
+                continue
+            if admitted and len(s.waiting):  # its prompts start in this iteration too
+                s.joins_until = w.end_s
+                if s.gate is not None:
+                    s.gate.release_at[s.index] = s.g
+                self._schedule(s, self._start_rank(s, now) if sw is None else s.interrupt(now))
+            elif sw is not None:
+                self._schedule(s, s.interrupt(now))
         return end
 
     def _wake(self, replica: Replica, now: float) -> None:

@@ -213,3 +213,24 @@ def test_ranks_on_their_own_clocks_without_a_shared_timer():
     plain = ReplicaSpec(step=PrefillDecodeTimer(), kv_blocks=10_000, prefix_caching=False)
     other = Simulation([plain, plain], WorkloadSpec(arrival="offline", num_requests=1))
     assert all(r.siblings is None for r in other.replicas) and sim.replicas[0].siblings is not None
+
+
+def test_a_prefill_iteration_starts_the_prompts_waiting_on_every_rank():
+    sim = _lockstep_instance(3)
+    r0, r1, r2 = sim.replicas
+    r0.enqueue(Request(0, 0.0, 64, 5))
+    r1.enqueue(Request(1, 0.0, 64, 5))  # queued, not yet started
+    assert sim._start_rank(r0, 0.0) == pytest.approx(PREFILL_S)
+    assert r1.work is not None and r1.work.end_s == pytest.approx(PREFILL_S)  # joined rank 0's iteration
+    assert r2.work is None  # nothing to run
+
+
+def test_prompts_released_on_one_rank_restart_every_ranks_wait_counter():
+    ranks = _decoding_pair(timeout_iters=5)
+    ranks[1].g = 3
+    gate = ranks[0].gate
+    gate.restart()
+    assert gate.cycle_start == {0: 1, 1: 3}
+    late = Request(2, PREFILL_S, 64, 10)
+    ranks[1].enqueue(late)
+    assert not gate.admits(ranks[1]) and ranks[1].hold_iters == 5  # a full cycle from the restart
