@@ -234,3 +234,33 @@ def test_prompts_released_on_one_rank_restart_every_ranks_wait_counter():
     late = Request(2, PREFILL_S, 64, 10)
     ranks[1].enqueue(late)
     assert not gate.admits(ranks[1]) and ranks[1].hold_iters == 5  # a full cycle from the restart
+
+
+def test_a_sibling_whose_prompt_the_balance_holds_joins_when_another_rank_starts_prompts():
+    sim = _lockstep_instance()
+    r0, r1 = sim.replicas
+    gate = BalanceGate(AttentionDpBalance(timeout_iters=1000))
+    for r in (r0, r1):
+        gate.attach(r)
+        r.enqueue(Request(r.index, 0.0, 64, 10_000))
+    gate.balanced()
+    sim._start_rank(r0, 0.0)  # both prefill together (rank 1 joins rank 0's iteration), then decode
+    assert r1.work.end_s == r0.work.end_s == pytest.approx(PREFILL_S)
+    for r in (r0, r1):
+        r.complete(PREFILL_S)
+    held = Request(2, PREFILL_S, 64, 5)
+    r1.enqueue(held)
+    sim._start_rank(r1, PREFILL_S)
+    assert r1.work.run and r1.waiting  # held back by the balance (1000-iteration timeout), decoding on
+    sim._start_rank(r0, PREFILL_S)
+    assert r0.work.run
+    r0.enqueue(Request(3, PREFILL_S + 0.5 * DECODE_S, 64, 5))
+    r0.complete(r0.interrupt(PREFILL_S + 0.5 * DECODE_S))
+    gate.release_at[r0.index] = r0.g  # rank 0's prompt may start (as a balanced moment would release it)
+    sim._start_rank(r0, PREFILL_S + DECODE_S)
+    assert r0.work.chunks
+    # rank 1's held prompt starts in the same iteration: its decode run stops at its next iteration, where it may
+    # start although rank 0 is inside its prefill iteration
+    r1.complete(r1.work.end_s)
+    assert r1.work is None and sim._start_rank(r1, r1.idle_since) is not None and r1.work.chunks[0][0] is held
+    assert gate.cycle_start == {0: r0.g, 1: r1.g}  # the wait counters restarted with the prompts started
