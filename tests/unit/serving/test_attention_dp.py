@@ -264,3 +264,12 @@ def test_a_sibling_whose_prompt_the_balance_holds_joins_when_another_rank_starts
     r1.complete(r1.work.end_s)
     assert r1.work is None and sim._start_rank(r1, r1.idle_since) is not None and r1.work.chunks[0][0] is held
     assert gate.cycle_start == {0: r0.g, 1: r1.g}  # the wait counters restarted with the prompts started
+
+
+def test_sglang_dp_attention_ranks_prefill_the_chunk_divided_by_the_dp_size():
+    # SGLang server_args _handle_data_parallelism: chunked_prefill_size // dp_size per DP rank (8192 on an 80 GB H100)
+    common = dict(model="qwen3-30b-a3b", hardware="h100-sxm", engine="sglang", tp=1, dp=2, ep=2, offline=True,
+                  num_requests=1, input_len=12_000, output_len=2)
+    default = api.simulate(**common).summary["ttft_s"]["mean"]
+    assert default == pytest.approx(api.simulate(max_batched_tokens=8192 // 2, **common).summary["ttft_s"]["mean"])
+    assert default > api.simulate(max_batched_tokens=8192, **common).summary["ttft_s"]["mean"]
