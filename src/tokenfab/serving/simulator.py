@@ -279,6 +279,10 @@ class Simulation:
         if (len(self.replicas) == 1 and not self.decoders and not self._frontend and not self.request_latency_s
                 and only._fast and only.inline_done and only.gate is None):
             return self._loop_single(stream, only)
+        return self._loop_general(stream)
+
+    def _loop_general(self, stream: Iterator[Request]) -> float:
+        """`_loop` over the event heap: any number of replicas and pools, front end, request latency."""
         nxt = next(stream, None)
         by_index = self._all()  # replica i sits at position i
         events, pending, version, heappop, heappush = self.events, self.pending, self.version, heapq.heappop, heapq.heappush
