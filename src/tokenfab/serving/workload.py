@@ -190,9 +190,10 @@ def _prefixed_open_loop(spec: WorkloadSpec, rng: np.random.Generator) -> Iterato
         yield Request(rid, 0.0 if offline else t, p, o, h)
 
 
-def _plain_open_loop(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator[list[Request]]:
-    """`open_loop_requests` without prefix hashes, a chunk of requests at a time (the simulator reads them through
-    one C-level chain, with no generator frame resumed per request): the same draws in the same order (a chunk's
+def _plain_open_loop(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator[Iterator[Request]]:
+    """`open_loop_requests` without prefix hashes, a chunk of requests at a time, each made when it is asked for (the
+    simulator reads them through one C-level chain of maps, with no generator frame resumed per request, and only
+    the requests that arrived are objects the collector tracks): the same draws in the same order (a chunk's
     gaps, then its prompt and output lengths, nothing after the last request) and the same sequential sum of the
     gaps (numpy's cumulative sum adds in order, starting from the previous chunk's last time)."""
     offline = spec.arrival == "offline"
@@ -210,7 +211,7 @@ def _plain_open_loop(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator[l
         else:
             times = np.cumsum(np.concatenate(([t], gaps[:n])))[1:].tolist()
             t = times[-1]
-        yield list(map(Request, range(rid, rid + n), times, ins[:n], outs[:n]))
+        yield map(Request, range(rid, rid + n), times, ins[:n], outs[:n])  # lazy: one request made per arrival
         rid += n
 
 
