@@ -228,7 +228,8 @@ def moe_work(cc: ChipCost, shape: MoEShape, act_dtype: str = "bf16", weight_dtyp
     # halves, `ChipSpec.num_onchip_sram_partitions`) holds these bytes once per partition: A100 and H100 layers
     # lose cache speed at half their L2, L40S's (one unified L2) at all of it (ops_moe.csv, bench/accuracy_moe.py
     # --cache-steps), so counting the copies puts every chip's step at the same fraction of its L2.
-    resident = (weights + load.rows * (h * a + width * 2 + h * 2) + shape.num_tokens * h * 2 + scores) * cc.sram_partitions
+    distinct = weights + load.rows * (h * a + width * 2 + h * 2) + shape.num_tokens * h * 2 + scores
+    resident = distinct * cc.sram_partitions
     tokens += scores
     # Work units: output-tile columns of the grouped up-GEMM per active expert (one CTA each, however
     # few rows the expert got: thin experts are memory bound, not starved of parallelism).

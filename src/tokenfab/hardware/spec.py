@@ -163,8 +163,8 @@ class ChipSpec(_Frozen):
         description="Partitions the on-chip cache is split into, each caching its own copy of what the compute units "
         "attached to it read (A100: two; 'Each L2 partition localizes and caches data for memory accesses from SMs in "
         "the GPCs directly connected to the partition', A100 whitepaper). Data every compute unit reads (a warm "
-        "microbenchmark's expert weights) then takes this many copies, so it stays on chip only up to onchip_sram_bytes "
-        "/ partitions. Absent: 1, one unified cache.",
+        "microbenchmark's expert weights) then takes this many copies, so it stays on chip only up to "
+        "onchip_sram_bytes / partitions. Absent: 1, one unified cache.",
     )
     onchip_sram_bandwidth_bytes_per_s: Sourced | None = Field(
         default=None,
