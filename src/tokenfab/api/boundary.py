@@ -42,6 +42,7 @@ BOUNDS: dict[str, dict[str, float]] = {
     "prefill_tp": _COUNT, "decode_tp": _COUNT, "replicas": _COUNT,
     "prefill_replicas": {"ge": 0, "le": 1 << 20}, "decode_replicas": {"ge": 0, "le": 1 << 20},
     "memory_utilization_frac": _FRACTION, "kv_free_memory_frac": _FRACTION, "runtime_reserved_bytes": {"ge": 0, "le": 1e15},
+    "held_before_sizing_bytes": {"ge": 0, "le": 1e15},
     # static batch, step and operators
     "batch": {"ge": 1, "le": 10_000_000}, "input_len": _TOKENS, "output_len": _TOKENS, "context_len": _TOKENS,
     "new_tokens": _TOKENS, "m": _TOKENS, "n": _TOKENS, "k": _TOKENS, "q_len": _TOKENS, "kv_len": _TOKENS,

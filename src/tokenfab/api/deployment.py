@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Literal
 
 from tokenfab.api.boundary import validated
 from tokenfab.errors import InvalidInputError, UnknownNameError
@@ -51,6 +52,7 @@ def deployment(
     kv_free_memory_frac: float | None = None, static_memory_frac: float | None = None,
     moe_tp: int | None = None, moe_dispatch: str = "normal", staggered_prefill: bool = False,
     runtime_reserved_bytes: float = 0.0, two_batch_overlap: bool = False,
+    sizing_base: Literal["device", "cuda-total"] = "device", held_before_sizing_bytes: float = 0.0,
 ) -> Deployment:
     """Build (and cache) the deployment; `devices` defaults to tp x pp x dp, `dp` to devices / (tp x pp).
     For MoE models the dp ranks are attention-DP ranks of one instance sharing the experts (ep x moe_tp = tp x dp);
@@ -78,7 +80,8 @@ def deployment(
         if frac is not None and not 0.0 < frac <= 1.0:
             raise InvalidInputError(f"{name} must lie in (0, 1], got {frac}")
     return Deployment(sm, MemoryModel(spec, system, par, prec, memory_utilization_frac, kv_free_memory_frac,
-                                      static_memory_frac, runtime_reserved_bytes))
+                                      static_memory_frac, runtime_reserved_bytes, sizing_base,
+                                      held_before_sizing_bytes))
 
 
 # The cached builder without the argument check, for API functions whose own @validated check already covered

@@ -306,9 +306,12 @@ def _memory_policy(eng, memory_utilization_frac: float | None, kv_free_memory_fr
     """deployment() keyword arguments for the engine's memory policy on a pool's layout (tp, pp, attention-DP,
     speculative), unless the caller chose one (vLLM's gpu_memory_utilization, TensorRT-LLM's
     free_gpu_memory_fraction, SGLang's mem_fraction_static)."""
+    # a fraction the caller chose still applies to what the engine sizes against (its total, what it already holds)
+    sizing = eng.memory.sizing_kwargs(*layout[:3])
     if static_memory_frac is not None:
-        return {"static_memory_frac": static_memory_frac}
+        return {"static_memory_frac": static_memory_frac, **(sizing if eng.memory.kind == "static-fraction" else {})}
     if memory_utilization_frac is not None or kv_free_memory_frac is not None:
+        own = (eng.memory.kind == "device-fraction" and kv_free_memory_frac is None)
         return {"memory_utilization_frac": memory_utilization_frac or DEFAULT_MEMORY_UTILIZATION_FRAC,
-                "kv_free_memory_frac": kv_free_memory_frac}
+                "kv_free_memory_frac": kv_free_memory_frac, **(sizing if own else {})}
     return eng.memory.memory_model_kwargs(*layout)

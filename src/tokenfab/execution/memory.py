@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from tokenfab.execution.config import ParallelConfig, PrecisionConfig, layers_per_stage
 from tokenfab.hardware.spec import SystemSpec
@@ -51,17 +52,24 @@ class MemoryModel:
 
     def __init__(self, model: ModelSpec, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig,
                  memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, kv_free_memory_frac: float | None = None,
-                 static_memory_frac: float | None = None, runtime_reserved_bytes: float = 0.0):
+                 static_memory_frac: float | None = None, runtime_reserved_bytes: float = 0.0,
+                 sizing_base: Literal["device", "cuda-total"] = "device", held_before_sizing_bytes: float = 0.0):
         """KV-cache sizing follows one engine policy: by default vLLM's (the whole process below
         `memory_utilization_frac` of the device); `kv_free_memory_frac`: TensorRT-LLM's (the KV cache gets that
         fraction of the memory left after weights and activations, its free_gpu_memory_fraction, default 0.9);
         `static_memory_frac`: SGLang's (weights plus the KV pool take that fraction of the device,
         mem_fraction_static; activations live in the rest). `runtime_reserved_bytes`: engine buffers allocated before
         the KV cache is sized, which its free-memory measurement therefore excludes (TensorRT-LLM v0.x runtime and
-        decoder buffers, `MemoryPolicy.runtime_reserved_bytes`)."""
+        decoder buffers, `MemoryPolicy.runtime_reserved_bytes`; vLLM's non-torch memory, counted against its budget).
+        `sizing_base`: the total the device- and static-fraction policies multiply: the device-reported one, or CUDA's
+        total (vLLM's requested memory, SGLang's free-memory reading) below it by what the driver keeps;
+        `held_before_sizing_bytes`: what the process already holds when the engine reads that total (SGLang reads
+        free memory after its CUDA context and distributed init, so the fraction applies to what is left)."""
         self.model, self.par, self.prec = model, par, prec
         self.capacity = system.chip.device_memory_bytes
-        self.usable = self.capacity * memory_utilization_frac
+        total = system.chip.cuda_total_memory_bytes if sizing_base == "cuda-total" else self.capacity
+        self.sizing_base_bytes = total - held_before_sizing_bytes
+        self.usable = self.sizing_base_bytes * memory_utilization_frac
         self.kv_free_memory_frac = kv_free_memory_frac
         self.static_memory_frac = static_memory_frac
         self.runtime_reserved_bytes = runtime_reserved_bytes
@@ -178,7 +186,7 @@ class MemoryModel:
         layers amortised over sequences of that length); without it, at every layer's full per-token cost."""
         runtime = self.runtime_reserved_bytes  # held before any policy measures what is left
         if self.static_memory_frac is not None:
-            free = self.static_memory_frac * self.capacity - self.weights_bytes - runtime
+            free = self.static_memory_frac * self.sizing_base_bytes - self.weights_bytes - runtime
         elif self.kv_free_memory_frac is not None:
             left = self.capacity - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences) - runtime
             free = self.kv_free_memory_frac * left
@@ -190,13 +198,16 @@ class MemoryModel:
     def ledger(self, prefill_tokens: int = 0, num_sequences: int = 0) -> dict[str, float]:
         """Where each device's memory goes under this engine policy (bytes): weights, activations and
         workspace of the largest step, the engine's runtime buffers allocated before KV sizing, the KV cache the
-        policy allocates, and what the policy leaves unused (the engine's headroom for CUDA graphs, the runtime
-        and fragmentation)."""
+        policy allocates, what lies outside the total the policy sizes against (the driver's share below CUDA's
+        total, the process's CUDA context and distributed init where the engine reads free memory after them), and
+        what the policy leaves unused (the engine's headroom for CUDA graphs, the runtime and fragmentation)."""
         kv = self.kv_capacity_tokens(prefill_tokens, num_sequences) * self.kv_bytes_per_token
         act = self.activations_bytes(prefill_tokens, num_sequences)
         runtime = self.runtime_reserved_bytes
+        outside = max(0.0, self.capacity - self.sizing_base_bytes) if self.kv_free_memory_frac is None else 0.0
         return {"capacity": self.capacity, "weights": self.weights_bytes, "activations": act, "runtime_buffers": runtime,
-                "kv_cache": kv, "unused": max(0.0, self.capacity - self.weights_bytes - act - runtime - kv)}
+                "kv_cache": kv, "driver_and_context": outside,
+                "unused": max(0.0, self.capacity - self.weights_bytes - act - runtime - kv - outside)}
 
     def max_batch(self, input_len: int, output_len: int, dp: int = 1) -> int:
         """Largest static batch (over all replicas) whose prompts and outputs fit.

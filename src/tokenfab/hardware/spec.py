@@ -76,6 +76,11 @@ class MemorySpec(_Frozen):
         default=None, description="Total memory the device reports to software (nvidia-smi memory.total, "
                                   "torch total_memory): what engines size their KV cache from. An '80 GB' H100 reports "
                                   "81,559 MiB = 85.5e9 bytes.")
+    cuda_total_bytes: Sourced | None = Field(
+        default=None, description="Total memory as CUDA reports it (cudaMemGetInfo / torch.cuda.mem_get_info, "
+                                  "torch's 'total capacity'): below nvidia-smi's memory.total by what the driver keeps. "
+                                  "vLLM multiplies this total by gpu_memory_utilization; SGLang measures free memory "
+                                  "against it. Absent: the device-reported total stands in.")
     bandwidth_bytes_per_s: Sourced = Field(description="Peak bandwidth in bytes per second.")
 
     @field_validator("capacity_bytes")
@@ -87,6 +92,14 @@ class MemorySpec(_Frozen):
     @classmethod
     def _bandwidth(cls, v: Sourced) -> Sourced:
         return plausible(v, *MEMORY_BANDWIDTH_BOUNDS)
+
+    @model_validator(mode="after")
+    def _cuda_total_below_reported(self) -> MemorySpec:
+        reported = self.device_reported_bytes or self.capacity_bytes
+        if self.cuda_total_bytes is not None and not 0.9 * reported.value <= self.cuda_total_bytes.value <= reported.value:
+            raise ValueError(f"cuda_total_bytes {self.cuda_total_bytes.value:.4g} must lie within 10% below the "
+                             f"device-reported {reported.value:.4g} bytes (the driver keeps a little, never more)")
+        return self
 
 
 class LinkSpec(_Frozen):
@@ -251,6 +264,13 @@ class ChipSpec(_Frozen):
         """Memory as the device reports it to software (falls back to the marketed capacity)."""
         reported = self.memory.device_reported_bytes
         return reported.value if reported is not None else self.memory.capacity_bytes.value
+
+    @property
+    def cuda_total_memory_bytes(self) -> float:
+        """Memory as CUDA reports its total (what torch-based engines size against); falls back to
+        `device_memory_bytes` for a chip without a published CUDA figure."""
+        total = self.memory.cuda_total_bytes
+        return total.value if total is not None else self.device_memory_bytes
 
     @property
     def sram_bytes(self) -> float:

@@ -65,8 +65,9 @@ def _memory_flag(engine: str, cfg: dict, role: str, a: dict) -> list[str]:
     from tokenfab.serving.engines import engine_spec
 
     hw = cfg.get("decode_hardware") if role == "decode" and cfg.get("decode_hardware") else cfg["hardware"]
-    (frac,) = engine_spec(engine, load_chip(hw).device_memory_bytes, a["tp"]).memory.memory_model_kwargs(
-        a["tp"], a["pp"], a["dp"]).values()
+    kwargs = engine_spec(engine, load_chip(hw).device_memory_bytes, a["tp"]).memory.memory_model_kwargs(
+        a["tp"], a["pp"], a["dp"])
+    frac = next(kwargs[k] for k in ("memory_utilization_frac", "static_memory_frac", "kv_free_memory_frac") if k in kwargs)
     flag = {"vllm": "--gpu-memory-utilization", "sglang": "--mem-fraction-static",
             "trtllm": "--kv_cache_free_gpu_memory_fraction"}[engine]
     return [flag, f"{frac:g}"]

@@ -149,6 +149,7 @@ def apply_knobs(base: ChipSpec, knobs: dict[str, Any]) -> ChipSpec:
         update = {k: _sourced(getattr(parent, k), v) for k, v in leaves.items()}
         if head == "memory" and "capacity_bytes" in leaves:
             update["device_reported_bytes"] = None  # a design point's capacity is what its software sees
+            update["cuda_total_bytes"] = None  # (and CUDA's total of the base chip no longer applies)
         top[head] = parent.model_copy(update=update)
     return base.model_copy(update=top)
 

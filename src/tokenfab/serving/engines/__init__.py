@@ -82,7 +82,38 @@ class MemoryPolicy(BaseModel):
         default=0.0, ge=0, description="Bytes per device the engine process holds before it sizes the KV cache beyond "
                                        "weights, activations and the per-slot buffers (TensorRT-LLM v0.x engine runtime: "
                                        "CUDA context, TensorRT and library workspaces); 0 for engines without such a term.")
+    sizing_base: Literal["device", "cuda-total"] = Field(
+        default="device", description="The total the fraction applies to: the device-reported one (nvidia-smi), or "
+                                      "CUDA's (torch.cuda.mem_get_info), below it by what the driver keeps.")
+    context_bytes: float = Field(
+        default=0.0, ge=0, description="Bytes the process holds (CUDA context, torch and distributed init at TP 1) when "
+                                       "the engine reads free memory to size against; the fraction applies to what is "
+                                       "left (SGLang); 0 for engines that size against the total.")
+    distributed_bytes: float = Field(
+        default=0.0, ge=0, description="Bytes more when the instance spans several GPUs (NCCL communicators, custom "
+                                       "all-reduce buffers): held before sizing with `context_bytes` (SGLang), or "
+                                       "counted against the budget with `non_torch_bytes` (vLLM).")
+    non_torch_bytes: float = Field(
+        default=0.0, ge=0, description="Memory outside torch's allocator that the engine's profiling run finds and "
+                                       "charges to its budget before the KV cache (vLLM non_torch_increase: cuBLAS "
+                                       "workspaces and the like at TP 1).")
     source: str = Field(min_length=1, description="Where the default comes from.")
+
+    def sizing_kwargs(self, tp: int = 1, pp: int = 1, dp: int = 1) -> dict[str, float | str]:
+        """The `MemoryModel` keywords beyond the fraction: the total the policy sizes against, what the process holds
+        before it reads that total, and the non-torch memory charged to the budget (empty for a policy without them,
+        so that its keywords stay the fraction alone)."""
+        multi = tp * pp * dp > 1
+        out: dict[str, float | str] = {}
+        if self.sizing_base != "device":
+            out["sizing_base"] = self.sizing_base
+        held = self.context_bytes + (self.distributed_bytes if multi and self.context_bytes else 0.0)
+        if held:
+            out["held_before_sizing_bytes"] = held
+        non_torch = self.non_torch_bytes + (self.distributed_bytes if multi and not self.context_bytes else 0.0)
+        if non_torch:
+            out["runtime_reserved_bytes"] = non_torch
+        return out
 
     def runtime_reserved_bytes(self, max_num_seqs: int, vocab_size: int, world_size: int = 1) -> float:
         """Per-device bytes the engine holds before it measures free memory for the KV cache: the fixed part plus the
@@ -92,12 +123,12 @@ class MemoryPolicy(BaseModel):
         return self.runtime_fixed_bytes + self.runtime_bytes_per_slot_vocab * max_num_seqs * padded
 
     def memory_model_kwargs(self, tp: int = 1, pp: int = 1, dp: int = 1, speculative: bool = False) -> dict[str, float]:
-        """The `MemoryModel` / `deployment()` keyword that applies this policy to a layout (tp x pp model ranks,
-        `dp` attention-DP ranks, a draft model or MTP head when `speculative`)."""
+        """The `MemoryModel` / `deployment()` keywords that apply this policy to a layout (tp x pp model ranks,
+        `dp` attention-DP ranks, a draft model or MTP head when `speculative`): the fraction, plus `sizing_kwargs`."""
         key = {"device-fraction": "memory_utilization_frac", "free-fraction": "kv_free_memory_frac",
                "static-fraction": "static_memory_frac"}[self.kind]
         frac = self.reserve.fraction(tp, pp, dp, speculative) if self.reserve is not None else self.fraction
-        return {key: frac}
+        return {key: frac, **self.sizing_kwargs(tp, pp, dp)}
 
 
 class EngineSpec(BaseModel):

@@ -14,6 +14,19 @@ Either way mem_fraction_static = round((device - reserve) / device, 3), device m
 (python/sglang/srt/server_args.py `_handle_gpu_memory_settings`; the aiconfigurator SGLang backend re-derives
 the same, ai-dynamo/aiconfigurator PR #1511).
 
+What the fraction applies to (both eras; python/sglang/srt/model_executor/model_runner.py): `init_torch_distributed`
+returns the free memory after the CUDA context and the distributed init (torch.cuda.mem_get_info's free, in GiB),
+and `profile_max_num_token` gives the KV pool what is free after loading less (1 - mem_fraction_static) x that
+figure, i.e. mem_fraction_static x (free memory at init) - weights. Free memory at init on an H100 80GB at TP 1:
+78.43 GiB ("Init torch distributed ends. mem usage=0.09 GB", "Load weight begin. avail mem=78.43 GB": SGLang's
+LoRA docs notebook as built by its CI on 2026-02-09, Llama-3.1-8B-Instruct), 0.79 GiB below CUDA's 79.22 GiB total
+(hardware/chips/h100-sxm.yaml): the process's CUDA context and torch state, taken as per GPU. Across GPUs the
+distributed init holds more: 1.96 GiB on rank 0 of an 8-GPU NVLink instance (github.com/sgl-project/sglang/pull/11716,
+2025-10-16 log: "Init torch distributed ends. mem usage=1.96 GB"; 1.77-2.01 GB over its ranks), so 1.87 GiB more
+than the 0.09 GiB at TP 1; it is taken for every multi-GPU layout (TP 2-4 may hold less; no log states them).
+Checked on another chip: B200 at TP 4 gives 178.35 - 0.79 - 1.87 = 175.69 GiB free at init, where SGLang logged
+175.34 GiB (github.com/sgl-project/sglang/pull/9162, DeepSeek-R1-FP4, "Load weight begin. avail mem=175.34 GB").
+
 Scheduling (both): python/sglang/srt/managers/scheduler.py (a new prefill batch is run as soon as waiting
 requests can be admitted, pausing decodes; enable_mixed_chunk is off by default; requests are retracted, i.e.
 recomputed, when the KV pool runs out), python/sglang/srt/model_executor/cuda_graph_runner.py (capture sizes
@@ -31,6 +44,8 @@ from tokenfab.serving.engines import (
 )
 
 MIB, GIB = 2.0**20, 2.0**30
+CONTEXT_BYTES = (79.22 - 78.43) * GIB  # CUDA's total less SGLang's free memory at init, H100 TP 1 (see above)
+DISTRIBUTED_BYTES = (1.96 - 0.09) * GIB  # distributed init across GPUs beyond TP 1's (PR #11716 log, TP 8)
 SOURCE = ("SGLang v0.5.x: python/sglang/srt/server_args.py (chunked_prefill_size, cuda_graph_max_bs, "
           "mem_fraction_static: PR #7054 for 0.5.0-0.5.3, PR #10975 from 0.5.4), srt/managers/scheduler.py "
           "(prefill-first, retract), srt/model_executor/cuda_graph_runner.py")
@@ -97,7 +112,8 @@ def sglang_engine(device_memory_bytes: float, tp: int, version: str | None = Non
         name="sglang", version=version or "0.5.4-0.5.9", max_num_seqs=4096, max_num_batched_tokens=chunk,
         chunked_prefill=True, prefill_chunk_tokens=chunk, prefill_first=True, cuda_graph_sizes=capture_sizes(max_bs),
         kv_full="preempt", block_tokens=1,
-        memory=MemoryPolicy(kind="static-fraction", fraction=reserve.fraction(), reserve=reserve,
+        memory=MemoryPolicy(kind="static-fraction", fraction=reserve.fraction(), reserve=reserve, sizing_base="cuda-total",
+                            context_bytes=CONTEXT_BYTES, distributed_bytes=DISTRIBUTED_BYTES,
                             source=f"SGLang server_args mem_fraction_static heuristic ({'PR #7054' if era == '0.5.1' else 'PR #10975'})"),
         source=SOURCE,
     )

@@ -7,7 +7,10 @@ False, KvCacheConfig.free_gpu_memory_fraction 0.9 of the memory free after loadi
 CapacitySchedulerPolicy GUARANTEED_NO_EVICT: a request is admitted only if its whole generation fits in the
 KV cache), CudaGraphConfig (batch sizes 1, 2, 4, 8, 16, 24, 32, ... up to max_batch_size 128 by default, with
 padding enabled), docs nvidia.github.io/TensorRT-LLM "Inflight batching" (context and generation requests share
-an iteration).
+an iteration). The rows a decode batch is padded with to a captured size are one dummy request repeated, whose
+context is 1 + draft tokens (_torch/pyexecutor/model_engine.py _get_padded_batch extends the generation requests with
+`[cuda_graph_dummy_request] * padding_size`; resource_manager.py KVCacheManager.add_dummy_requests gives it
+token_num = 1 + max_num_draft_tokens): they widen the GEMMs and collectives, not the attention's KV reads.
 """
 
 from __future__ import annotations
