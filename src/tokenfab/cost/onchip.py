@@ -167,19 +167,21 @@ class DecodeKvShape:
 
 
 def gemm_traffic_array(shape: GemmShape, capacity_bytes, weights_on_chip):
-    """`gemm_traffic_bytes` over arrays of capacities and residency flags (numpy; same formulas)."""
+    """`gemm_traffic_bytes` over arrays of capacities and residency flags (numpy; same formulas). The shape's
+    fields may be arrays too (a column of GEMMs against a row of chips: a design sweep's 2D re-timing)."""
     import numpy as np
 
     m, n, k, a, w = shape.m, shape.n, shape.k, shape.a_bytes, shape.w_bytes
+    fm, fn = np.asarray(m, dtype=float), np.asarray(n, dtype=float)  # shape fields may be columns of many GEMMs
     budget = np.asarray(capacity_bytes, dtype=float) / k
     side = budget / (a + w)
-    tm = np.minimum(float(m), np.maximum(float(MIN_TILE), side))
-    tn = np.minimum(float(n), np.maximum(float(MIN_TILE), side))
+    tm = np.minimum(fm, np.maximum(float(MIN_TILE), side))
+    tn = np.minimum(fn, np.maximum(float(MIN_TILE), side))
     spare = budget - tm * a - tn * w
     grow_n = (spare > 0.0) & (tm >= m) & (tn < n)
     grow_m = (spare > 0.0) & ~grow_n & (tn >= n) & (tm < m)
-    tn = np.where(grow_n, np.minimum(float(n), tn + spare / w), tn)
-    tm = np.where(grow_m, np.minimum(float(m), tm + spare / a), tm)
+    tn = np.where(grow_n, np.minimum(fn, tn + spare / w), tn)
+    tm = np.where(grow_m, np.minimum(fm, tm + spare / a), tm)
     passes_a, passes_w = np.ceil(n / tn - 1e-9), np.ceil(m / tm - 1e-9)
     a_total, w_total, c_total = m * k * a, k * n * w, m * n * shape.out_bytes
     streamed = a_total * passes_a + w_total * passes_w + c_total
@@ -189,11 +191,20 @@ def gemm_traffic_array(shape: GemmShape, capacity_bytes, weights_on_chip):
 
 def prefill_kv_passes_array(shape: PrefillKvShape, capacity_bytes, compute_units):
     """`prefill_kv_passes` over arrays of capacities and compute-unit counts."""
+    return kv_passes_array(prefill_kv_readers(shape), shape.kv_head_bytes, capacity_bytes, compute_units)
+
+
+def prefill_kv_readers(shape: PrefillKvShape) -> int:
+    """Query blocks that each read one KV head's K/V in prefill (`prefill_kv_passes`)."""
+    return max(1, shape.num_heads // max(1, shape.num_kv_heads)) * max(1, shape.num_q_blocks)
+
+
+def kv_passes_array(readers, kv_head_bytes, capacity_bytes, compute_units):
+    """`prefill_kv_passes` from its readers over arrays (any of them: they broadcast)."""
     import numpy as np
 
-    readers = max(1, shape.num_heads // max(1, shape.num_kv_heads)) * max(1, shape.num_q_blocks)
     waves = np.maximum(1.0, np.ceil(readers / np.maximum(1.0, compute_units)))
-    return np.where(shape.kv_head_bytes <= np.asarray(capacity_bytes, dtype=float), 1.0, waves)
+    return np.where(kv_head_bytes <= np.asarray(capacity_bytes, dtype=float), 1.0, waves)
 
 
 @dataclass(frozen=True, slots=True)

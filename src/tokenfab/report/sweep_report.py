@@ -27,7 +27,8 @@ def point_rows(points: list, knob_paths: list[str], limit: int | None = None) ->
     rows = []
     for p in points[:limit]:
         row = {k: p.knobs[k] for k in knob_paths}
-        row.update(model=p.model, tp=p.tp, batch=p.batch, tokens_per_s_per_chip=p.tokens_per_s_per_chip,
+        row.update(model=p.model, tp=p.tp, batch=p.batch, ttft_p99_s=p.ttft_s, tpot_p99_s=p.tpot_s,
+                   tokens_per_s_per_chip=p.tokens_per_s_per_chip,
                    tokens_per_s_per_w=p.tokens_per_s_per_w, cost_per_good_die_usd=p.cost_per_good_die,
                    cost_per_mtok_cny=p.cost_per_mtok)
         rows.append(row)

@@ -31,7 +31,10 @@ import functools
 import math
 import statistics
 import weakref
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
 
 from tokenfab.cost.bands import DEFAULT_BAND_LEVEL, Band, add_bands, composite_band
 from tokenfab.errors import DoesNotFitError, InvalidInputError
@@ -56,6 +59,12 @@ class EngineLimits:
     frontend_s: float = 0.0  # serial front-end time per request before the engine (fitted per engine; 0: none)
 
 
+@functools.lru_cache(maxsize=64)
+def _normal_quantile(q: float) -> float:
+    """The standard normal's q-quantile, cached: a bisection asks for the same percentile many times."""
+    return statistics.NormalDist().inv_cdf(q)
+
+
 @dataclass(frozen=True, slots=True)
 class SteadyState:
     """One replica's steady state at `batch` running sequences (times s, rates per s, power W)."""
@@ -76,13 +85,21 @@ class SteadyState:
         iteration-time mix (independent draws: the mean's spread is std / sqrt(O - 1))."""
         if self.iteration_std_s <= 0.0 or percentile <= 50.0:
             return self.tpot_s
-        z = statistics.NormalDist().inv_cdf(min(percentile, 99.99) / 100.0)
+        z = _normal_quantile(min(percentile, 99.99) / 100.0)
         return self.tpot_s + z * self.iteration_std_s / math.sqrt(max(1, output_len - 1))
+
+    def point(self, i: int) -> SteadyState:
+        """Chip `i`'s state out of one whose figures are arrays over chips (a sweep's); floats stay."""
+        return SteadyState(**{f.name: _item(getattr(self, f.name), i) for f in fields(self)})
 
     def to_dict(self) -> dict:
         return {"batch": self.batch, "num_decode": self.num_decode, "tokens_per_s": self.tokens_per_s,
                 "requests_per_s": self.requests_per_s, "tpot_s": self.tpot_s, "ttft_s": self.ttft_s,
                 "iteration_s": self.iteration_s, "power_w": self.power_w, "kv_tokens": self.kv_tokens}
+
+
+def _item(value, i: int):
+    return float(value[i]) if isinstance(value, np.ndarray) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,26 +128,36 @@ class CapacityResult:
         return add_bands(out, self.band, ("tpot_s", "iteration_s", "tokens_per_s", "requests_per_s", "tokens_per_s_per_chip"))
 
 
-class _Stepper:
+class IterationTimes:
     """Iteration times of one deployment under an engine's policy: the step model's time plus the
     engine's host overhead (the idle draw of the replica meanwhile), decode-only batches padded to
-    the next captured CUDA-graph size, linear between integer decode counts."""
+    the next captured CUDA-graph size, linear between integer decode counts.
+
+    `step_time_energy` is the one place a step is timed. A design sweep overrides it to return the
+    step's (time, energy) for many chips at once as arrays (an exact vectorisation of `StepModel.step`,
+    tested equal to it), with `ovh_j` an array of the chips' idle draw; every other line here, and
+    the steady state built on it, then runs unchanged on arrays."""
 
     def __init__(self, sm: StepModel, limits: EngineLimits | None = None):
         limits = limits or EngineLimits()
         self.sm, self.sizes, self.ovh = sm, limits.cuda_graph_sizes, limits.step_overhead_s
         self.ovh_j = sm.system.chip.power.idle_w.value * sm.par.num_devices * self.ovh
 
-    def _one(self, prefill: tuple, n: int, kv: float) -> tuple[float, float]:
+    def step_time_energy(self, batch: StepBatch):
+        """(time s, energy J) of one engine step: `StepModel.step`, the function predict and simulate use."""
+        r = self.sm.step(batch)
+        return r.time_s, r.energy_j
+
+    def _one(self, prefill: tuple, n: int, kv: float):
         if not prefill and not n:
             return 0.0, 0.0  # no work, no iteration
         if not prefill and n and self.sizes and n <= self.sizes[-1]:
             padded = self.sizes[bisect.bisect_left(self.sizes, n)]
             n, kv = padded, kv * n / padded  # padding rows hold no KV (as the replica costs them)
-        r = self.sm.step(StepBatch(prefill, n, kv if n else 0.0))
-        return r.time_s + self.ovh, r.energy_j + self.ovh_j
+        t, e = self.step_time_energy(StepBatch(prefill, n, kv if n else 0.0))
+        return t + self.ovh, e + self.ovh_j
 
-    def at(self, prefill: tuple, num_decode: float, kv: float) -> tuple[float, float]:
+    def at(self, prefill: tuple, num_decode: float, kv: float):
         lo = int(num_decode)
         t0, e0 = self._one(prefill, lo, kv)
         w = num_decode - lo
@@ -173,8 +200,8 @@ _STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # StepModel ->
 
 
 def estimate_steady_state(sm: StepModel, batch: int, input_len: int, output_len: int, limits: EngineLimits,
-                          wait_frac: float = 0.5, _stepper: _Stepper | None = None) -> SteadyState:
-    """Steady state of one replica holding `batch` sequences (see `_steady_state`), memoised per step
+                          wait_frac: float = 0.5, _stepper: IterationTimes | None = None) -> SteadyState:
+    """Steady state of one replica holding `batch` sequences (see `steady_state`), memoised per step
     model: a search asks for the same states under many engine limits that do not change them."""
     key = (batch, input_len, output_len, limits.max_num_batched_tokens, limits.chunked_prefill, limits.block_tokens,
            limits.prefill_first, limits.cuda_graph_sizes, limits.step_overhead_s, wait_frac)
@@ -183,11 +210,12 @@ def estimate_steady_state(sm: StepModel, batch: int, input_len: int, output_len:
         cache = _STATES[sm] = {}
     hit = cache.get(key)
     if hit is None:
-        hit = cache[key] = _steady_state(sm, batch, input_len, output_len, limits, wait_frac, _stepper)
+        hit = cache[key] = steady_state(_stepper or IterationTimes(sm, limits), batch, input_len, output_len, limits,
+                                        wait_frac)
     return hit
 
 
-def _iteration_mix(st: _Stepper, chunks: list, c: float, d: float, kv: float,
+def _iteration_mix(st: IterationTimes, chunks: list, c: float, d: float, kv: float,
                    first: bool) -> tuple[float, float, float, float]:
     """(mean iteration time, mean energy, mean squared time, TTFT chain of one prompt) with d decoders
     on average and c prompts admitted per iteration, each prefilled in `chunks`."""
@@ -227,16 +255,17 @@ def _iteration_mix(st: _Stepper, chunks: list, c: float, d: float, kv: float,
     return t_iter, e_iter, t_sq, chain_s
 
 
-def _steady_state(sm: StepModel, batch: int, input_len: int, output_len: int, limits: EngineLimits,
-                  wait_frac: float, _stepper: _Stepper | None) -> SteadyState:
-    """Steady state of one replica holding `batch` sequences (see the module docstring).
+def steady_state(st: IterationTimes, batch: int, input_len: int, output_len: int, limits: EngineLimits,
+                 wait_frac: float) -> SteadyState:
+    """Steady state of one replica holding `batch` sequences (see the module docstring), not memoised.
 
     `wait_frac` is the share of an iteration a new request waits before it is admitted (0: it
     arrives as a slot frees, as closed-loop clients do; p/100 for the p-th percentile of open-loop
-    arrivals, whose wait for the iteration in flight is uniform over it)."""
+    arrivals, whose wait for the iteration in flight is uniform over it). The shapes of the steps
+    depend on the batch, the lengths and the limits only, so with array times (a sweep's
+    `IterationTimes`) the same lines give every chip's state at once, as arrays."""
     if output_len < 2:
         raise InvalidInputError("steady-state capacity needs an output of at least 2 tokens (one decode step)")
-    st = _stepper or _Stepper(sm, limits)
     kv = input_len + output_len / 2
     budget = limits.max_num_batched_tokens
     d = batch * (output_len - 1) / output_len  # first guess: one chunk per prompt
@@ -257,7 +286,14 @@ def _steady_state(sm: StepModel, batch: int, input_len: int, output_len: int, li
     return SteadyState(batch=batch, num_decode=d, tokens_per_s=c * output_len / t_iter, requests_per_s=c / t_iter,
                        tpot_s=t_iter, ttft_s=ttft, iteration_s=t_iter, power_w=e_iter / t_iter,
                        kv_tokens=kv_tokens_at(batch, input_len, output_len, limits.block_tokens),
-                       iteration_std_s=math.sqrt(max(0.0, t_sq - t_iter * t_iter)))
+                       iteration_std_s=_sqrt_pos(t_sq - t_iter * t_iter))
+
+
+def _sqrt_pos(x):
+    """sqrt(max(0, x)) of a float or, elementwise, an array (both correctly rounded: the same values)."""
+    if isinstance(x, np.ndarray):
+        return np.sqrt(np.maximum(x, 0.0))
+    return math.sqrt(max(0.0, x))
 
 
 def _mva(clients: int, engine_s: float, frontend_s: float) -> tuple[float, float]:
@@ -273,7 +309,7 @@ def _mva(clients: int, engine_s: float, frontend_s: float) -> tuple[float, float
 
 
 def closed_loop_state(sm: StepModel, clients: int, input_len: int, output_len: int, limits: EngineLimits,
-                      _stepper: _Stepper | None = None) -> SteadyState:
+                      _stepper: IterationTimes | None = None) -> SteadyState:
     """Steady state of `clients` closed-loop clients whose requests each pass the engine's serial front end
     (`limits.frontend_s`: one request at a time, as an API server's request handling in one process) before the engine
     holds them. Without a front end every client's request is in the engine: the steady state at batch = clients.
@@ -333,27 +369,18 @@ def tail_batch(mean_batch: int, percentile: float) -> int:
         log_p += math.log(m / k)
 
 
-def estimate_capacity(sm: StepModel, memory: MemoryModel, input_len: int, output_len: int, ttft_s: float | None,
-                      tpot_s: float | None, limits: EngineLimits = EngineLimits(), percentile: float = 99.0,
-                      closed_loop: bool = False) -> CapacityResult:
-    """The largest steady-state throughput within the SLO, up to what the KV cache and engine allow.
+def bisection(top: int, output_len: int, ttft_s: float | None, tpot_s: float | None, percentile: float,
+              closed_loop: bool) -> Generator[int, SteadyState, SteadyState | None]:
+    """The search `estimate_capacity` runs, as a generator: it yields each batch whose steady state it
+    needs, is sent that state, and returns the state to report (None when even one sequence misses
+    the SLO). `top` (>= 1) is the largest batch the KV cache and engine allow. `best_state` drives it
+    with a function; a design sweep drives thousands at once, in lock-step, on states it computes for
+    all the chips that ask for the same batch together.
 
     Closed loop (a fixed number of clients): the biggest batch whose TPOT and TTFT meet the targets.
     Open loop (arrivals at a rate): the biggest mean batch whose `percentile` batch (`tail_batch`)
     still meets them and fits the KV cache; throughput is the mean batch's, latency the tail's.
-    Latency and throughput grow with the batch, so bisection on the step model finds it. Raises
-    DoesNotFitError when even one sequence misses the SLO."""
-    top = max_batch_for(memory, input_len, output_len, limits)
-    if top < 1:
-        raise DoesNotFitError(f"{sm.model.name}: no room for one {input_len}+{output_len}-token sequence's KV cache "
-                              f"on {sm.system.chip.name} with tp={sm.par.tp} pp={sm.par.pp}")
-    st = _Stepper(sm, limits)
-    wait = 0.0 if closed_loop else percentile / 100.0
-
-    def state(b: int) -> SteadyState:
-        if closed_loop:  # b clients, some of them in the front end's queue when it has one
-            return closed_loop_state(sm, b, input_len, output_len, limits, st)
-        return _open_loop_frontend(estimate_steady_state(sm, b, input_len, output_len, limits, wait, st), limits.frontend_s)
+    Latency and throughput grow with the batch, so bisection finds it."""
 
     def meets(s: SteadyState) -> bool:
         tpot = s.tpot_at(percentile, output_len)
@@ -362,24 +389,66 @@ def estimate_capacity(sm: StepModel, memory: MemoryModel, input_len: int, output
     def tail(b: int) -> int:
         return b if closed_loop else tail_batch(b, percentile)
 
-    def ok(b: int) -> bool:
-        return tail(b) <= top and meets(state(tail(b)))
+    def ok(b: int) -> Generator[int, SteadyState, bool]:
+        t = tail(b)
+        if t > top:
+            return False
+        return meets((yield t))
 
-    first = state(1)
-    if not meets(first):
-        raise DoesNotFitError(
-            f"{sm.model.name} on {sm.system.chip.name} tp={sm.par.tp} pp={sm.par.pp}: even one sequence misses the SLO "
-            f"(TPOT {first.tpot_s * 1e3:.1f} ms, TTFT {first.ttft_s * 1e3:.0f} ms)")
+    if not meets((yield 1)):
+        return None
     lo, hi = 1, top + 1  # invariant: ok(lo) (or lo == 1, light load), not ok(hi)
-    if ok(top):
+    if (yield from ok(top)):
         lo = top
     else:
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    mean, worst = state(lo), state(min(tail(lo), top))
+            if (yield from ok(mid)):
+                lo = mid
+            else:
+                hi = mid
+    mean = yield lo
+    worst = yield min(tail(lo), top)
     tail_tpot = max(mean.tpot_at(percentile, output_len), worst.tpot_at(percentile, output_len))
-    best = replace(mean, tpot_s=tail_tpot, ttft_s=max(mean.ttft_s, worst.ttft_s))
+    return replace(mean, tpot_s=tail_tpot, ttft_s=max(mean.ttft_s, worst.ttft_s))
+
+
+def best_state(state: Callable[[int], SteadyState], top: int, output_len: int, ttft_s: float | None,
+               tpot_s: float | None, percentile: float, closed_loop: bool) -> SteadyState | None:
+    """`bisection` on the steady state at each batch that `state` gives."""
+    search = bisection(top, output_len, ttft_s, tpot_s, percentile, closed_loop)
+    try:
+        b = next(search)
+        while True:
+            b = search.send(state(b))
+    except StopIteration as done:
+        return done.value
+
+
+def estimate_capacity(sm: StepModel, memory: MemoryModel, input_len: int, output_len: int, ttft_s: float | None,
+                      tpot_s: float | None, limits: EngineLimits = EngineLimits(), percentile: float = 99.0,
+                      closed_loop: bool = False) -> CapacityResult:
+    """The largest steady-state throughput within the SLO, up to what the KV cache and engine allow
+    (`best_state` on the step model's steady states). Raises DoesNotFitError when even one sequence
+    misses the SLO."""
+    top = max_batch_for(memory, input_len, output_len, limits)
+    if top < 1:
+        raise DoesNotFitError(f"{sm.model.name}: no room for one {input_len}+{output_len}-token sequence's KV cache "
+                              f"on {sm.system.chip.name} with tp={sm.par.tp} pp={sm.par.pp}")
+    st = IterationTimes(sm, limits)
+    wait = 0.0 if closed_loop else percentile / 100.0
+
+    def state(b: int) -> SteadyState:
+        if closed_loop:  # b clients, some of them in the front end's queue when it has one
+            return closed_loop_state(sm, b, input_len, output_len, limits, st)
+        return _open_loop_frontend(estimate_steady_state(sm, b, input_len, output_len, limits, wait, st), limits.frontend_s)
+
+    best = best_state(state, top, output_len, ttft_s, tpot_s, percentile, closed_loop)
+    if best is None:
+        first = state(1)
+        raise DoesNotFitError(
+            f"{sm.model.name} on {sm.system.chip.name} tp={sm.par.tp} pp={sm.par.pp}: even one sequence misses the SLO "
+            f"(TPOT {first.tpot_s * 1e3:.1f} ms, TTFT {first.ttft_s * 1e3:.0f} ms)")
     decode = sm.step(StepBatch((), max(1, round(best.num_decode)), float(input_len + output_len / 2)))
     band = composite_band(step_parts(decode.breakdown, "decode"), DEFAULT_BAND_LEVEL, SERVING_TPOT)
     return CapacityResult(state=best, num_devices=sm.par.num_devices, max_batch=top, band=band)

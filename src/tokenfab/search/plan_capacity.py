@@ -94,30 +94,57 @@ def capacity_per_chip(chip: str, model: str, ttft_s: float, tpot_s: float, input
     return r.tokens_per_s_per_chip, r.power_w_per_chip, source, rates
 
 
-def capacity_on_chip(chip: ChipSpec, model: ModelSpec, ttft_s: float, tpot_s: float, input_tokens: int,
-                     output_tokens: int, percentile: float = 99.0, engine: str = DEFAULT_ENGINE,
-                     tp_degrees: tuple[int, ...] = (1, 2, 4, 8)) -> tuple[CapacityResult, int]:
-    """The same best-over-TP capacity for specs rather than catalog names (a chip being designed):
-    (best result, its TP degree). For callers that hold a ChipSpec, such as a design sweep."""
-    dtype = next((d for d in ("bf16", "fp16", "fp8", "int8") if chip.supports(d)), next(iter(chip.peak_flop_per_s)))
+TP_DEGREES = (1, 2, 4, 8)  # the TP degrees plan and a design sweep try, up to the chip's scale-up domain
+
+
+def serving_dtype(chip: ChipSpec) -> str:
+    """The format a deployment of this chip serves in: the first of bf16, fp16, fp8, int8 it has."""
+    return next((d for d in ("bf16", "fp16", "fp8", "int8") if chip.supports(d)), next(iter(chip.peak_flop_per_s)))
+
+
+def tp_degrees_on(chip: ChipSpec, tp_degrees: tuple[int, ...] = TP_DEGREES) -> tuple[int, ...]:
+    """The TP degrees `capacity_on_chip` walks: those up to the chip's scale-up domain, in order."""
     domain = chip.scale_up.domain_size if chip.scale_up else 1
-    best: tuple[CapacityResult, int] | None = None
+    out = []
     for tp in tp_degrees:
         if tp > domain:
             break
-        par, prec = ParallelConfig(tp=tp, dp=1), PrecisionConfig(dtype=dtype)
+        out.append(tp)
+    return tuple(out)
+
+
+def engine_on_chip(chip: ChipSpec, model: ModelSpec, tp: int, engine: str = DEFAULT_ENGINE):
+    """(system, parallel plan, precision, engine limits, memory model) of one TP-degree deployment of the
+    model on this chip under the engine's defaults and memory policy, as `capacity_on_chip` builds it."""
+    par, prec = ParallelConfig(tp=tp, dp=1), PrecisionConfig(dtype=serving_dtype(chip))
+    system = system_of_chip(chip, tp)
+    eng = engine_spec(engine, chip.device_memory_bytes, tp)
+    mem = MemoryModel(model, system, par, prec, **eng.memory.memory_model_kwargs(tp=tp))
+    return system, par, prec, _limits_of(eng), mem
+
+
+def capacity_on_chip(chip: ChipSpec, model: ModelSpec, ttft_s: float, tpot_s: float, input_tokens: int,
+                     output_tokens: int, percentile: float = 99.0, engine: str = DEFAULT_ENGINE,
+                     tp_degrees: tuple[int, ...] = TP_DEGREES) -> tuple[CapacityResult, int]:
+    """The same best-over-TP capacity for specs rather than catalog names (a chip being designed):
+    (best result, its TP degree). For callers that hold a ChipSpec, such as a design sweep."""
+    best: tuple[CapacityResult, int] | None = None
+    for tp in tp_degrees_on(chip, tp_degrees):
         try:
-            system = system_of_chip(chip, tp)
+            system, par, prec, limits, mem = engine_on_chip(chip, model, tp, engine)
             sm = StepModel(model, system, par, prec)
-            eng = engine_spec(engine, chip.device_memory_bytes, tp)
-            mem = MemoryModel(model, system, par, prec, **eng.memory.memory_model_kwargs(tp=tp))
-            limits = _limits_of(eng)
             r = estimate_capacity(sm, mem, input_tokens, output_tokens, ttft_s, tpot_s, limits, percentile)
         except TokenfabError:
             continue
         if best is None or r.tokens_per_s_per_chip > best[0].tokens_per_s_per_chip:
             best = (r, tp)
     if best is None:
-        raise DoesNotFitError(f"{model.name} cannot meet TTFT {ttft_s * 1e3:.0f} ms / TPOT {tpot_s * 1e3:.0f} ms "
-                              f"on {chip.name} at tp <= {max(tp_degrees)}")
+        raise no_capacity(chip, model, ttft_s, tpot_s, tp_degrees)
     return best
+
+
+def no_capacity(chip: ChipSpec, model: ModelSpec, ttft_s: float, tpot_s: float,
+                tp_degrees: tuple[int, ...] = TP_DEGREES) -> DoesNotFitError:
+    """The error of a chip on which no TP degree meets the SLO."""
+    return DoesNotFitError(f"{model.name} cannot meet TTFT {ttft_s * 1e3:.0f} ms / TPOT {tpot_s * 1e3:.0f} ms "
+                           f"on {chip.name} at tp <= {max(tp_degrees)}")

@@ -155,6 +155,10 @@ class Replica:
         # waiting prompts may start, and while they may not, the most decode iterations to run before asking again
         self.gate = None
         self.hold_iters = MAX_RUN
+        # ranks of this replica's attention-DP instance whose iterations it shares (the simulator's lock step,
+        # `Simulation._start_rank`); None: a replica on its own clock
+        self.siblings: list | None = None
+        self.joins_until = 0.0  # a sibling's prefill iteration ending by then is one this rank joins (not waits for)
         # disaggregated decode pool: hand-offs admitted in the iteration being planned, whose first token the client
         # sees when that iteration ends (the decode side streams the prefill's token after the KV arrived)
         self._first_out: list[Request] = []

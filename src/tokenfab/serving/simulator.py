@@ -145,10 +145,11 @@ class Simulation:
             join = getattr(r.spec.step, "join", None)
             if join is not None:
                 join(r)
+                r.siblings = r.spec.step.ranks  # and they share iteration boundaries (`_start_rank`)
         self.log = RequestLog()
         self.rejected: Counter = Counter()
         self.events: list[tuple[float, int, int, int]] = []  # (time, seq, replica index, version)
-        self.pending: list[tuple[float, int, int, Request]] = []  # (time, seq, kind, request)
+        self.pending: list[tuple[float, int, int, Request]] = []  # (time, seq, kind, request; kind 3: a Replica)
         self.version = [0] * (len(self.replicas) + len(self.decoders))  # by replica index: its live event
         self.seq = itertools.count()
         self.issued = 0
@@ -193,7 +194,7 @@ class Simulation:
     def _kick(self, replica: Replica, now: float) -> None:
         """A request was queued on `replica`: start it if idle, or cut its decode run short."""
         if replica.work is None:
-            self._schedule(replica, replica.start(now))
+            self._schedule(replica, replica.start(now) if replica.siblings is None else self._start_rank(replica, now))
         else:
             self._schedule(replica, replica.interrupt(now))
 
@@ -220,12 +221,60 @@ class Simulation:
         target = pool[self.router.route(req, pool)] if len(pool) > 1 else pool[0]  # one replica: nothing to choose
         target.enqueue(req)
         released = target.gate.balanced() if target.gate is not None else ()
-        end = target.start(now) if target.work is None else target.interrupt(now)  # _kick, inlined
+        if target.work is not None:  # _kick, inlined
+            end = target.interrupt(now)
+        else:
+            end = target.start(now) if target.siblings is None else self._start_rank(target, now)
         if end is not None:
             self._schedule(target, end)
         for rank in released:  # the instance's other ranks start their held prompts at their next iteration
             if rank is not target:
                 self._kick(rank, now)
+
+    def _start_rank(self, replica: Replica, now: float) -> float | None:
+        """`replica.start` for a rank of an attention-DP instance, whose ranks run their iterations in lock step: every
+        MoE layer's token exchange joins all ranks, so no rank begins an iteration while a sibling is inside one
+        (TensorRT-LLM's PyExecutor ranks meet in each iteration's collectives, idle ranks running dummy
+        requests; SGLang's DP-attention ranks all-gather their batch sizes before every forward, idle ranks
+        running idle batches). A rank that would start while a sibling is in a prefill iteration starts when
+        that iteration ends (its decodes wait with it). A rank that starts a prefill iteration starts it for the
+        instance: every sibling with prompts waiting joins it (each rank schedules its own prompts at every
+        iteration, and TensorRT-LLM's balancing decides on all-gathered counts, alike on every rank), the
+        others' decode runs stop at their next iteration and wait for it. Decode runs (many iterations planned at
+        once) are not waited for: their iterations are the short ones every rank runs alike."""
+        boundary, joined = now, replica.joins_until
+        for s in replica.siblings:
+            w = s.work
+            if w is not None and not w.run and w.start_s < now < w.end_s and w.end_s > boundary and w.end_s > joined:
+                boundary = w.end_s
+        if boundary > now:
+            heapq.heappush(self.pending, (boundary, next(self.seq), 3, replica))
+            return None
+        queued = len(replica.waiting)
+        end = replica.start(now)
+        w = replica.work
+        if w is None or w.run or not w.chunks:
+            return end
+        admitted = len(replica.waiting) < queued  # new prompts started (not only chunks of started ones)
+        if admitted and replica.gate is not None:
+            replica.gate.restart()  # the instance's one wait counter restarts
+        for s in replica.siblings:  # a prefill iteration began: the instance's iteration
+            sw = s.work
+            if s is replica or (sw is not None and not sw.run):
+                continue
+            if admitted and len(s.waiting):  # its prompts start in this iteration too
+                s.joins_until = w.end_s
+                if s.gate is not None:
+                    s.gate.release_at[s.index] = s.g
+                self._schedule(s, self._start_rank(s, now) if sw is None else s.interrupt(now))
+            elif sw is not None:
+                self._schedule(s, s.interrupt(now))
+        return end
+
+    def _wake(self, replica: Replica, now: float) -> None:
+        """A rank held by `_start_rank` reaches the iteration boundary it waited for."""
+        if replica.work is None:
+            self._schedule(replica, self._start_rank(replica, now))
 
     def _handoff_arrive(self, req: Request, now: float) -> None:
         # The client sees the first token from the decode side (TensorRT-LLM's disaggregated server streams the
@@ -279,7 +328,8 @@ class Simulation:
         by_index = self._all()  # replica i sits at position i
         events, pending, version, heappop, heappush = self.events, self.pending, self.version, heapq.heappop, heapq.heappush
         next_seq = self.seq.__next__
-        handlers = (self._arrive, self._handoff_arrive, self._enter_engine)  # by the kind of a pending entry
+        # by the kind of a pending entry (3: an attention-DP rank's held start, whose entry holds the replica)
+        handlers = (self._arrive, self._handoff_arrive, self._enter_engine, self._wake)
         arrive, done = self._arrive, self._done
         log_add, warmup, issue_closed = self.log.add, self._warmup, self._issue_closed
         bar = _Progress(min(self.workload.num_requests, 10**9)) if self.progress else None
@@ -326,7 +376,7 @@ class Simulation:
                                 log_add(req)
                             if req.client >= 0:
                                 issue_closed(req.client, now)
-                end = replica.start(now)
+                end = replica.start(now) if replica.siblings is None else self._start_rank(replica, now)
                 if end is not None:  # _schedule, inlined
                     v = version[idx] + 1
                     version[idx] = v

@@ -2,7 +2,8 @@
 
     cost per good die  silicon layer: dies per wafer, yield and wafer price of the point's
                        die area and node, plus HBM of its capacity and packaging (USD)
-    tokens/s per chip  `sweep.capacity.capacity_at_slo` (the step model `predict` uses)
+    tokens/s per chip  `sweep.capacity.capacity_at_slo`: plan's steady-state capacity of the
+                       design (best TP degree, default engine, SLO at its 99th percentile)
     tokens/s per watt  that rate over the average chip power while serving it
     CNY per Mtok       fleet TCO of one chip bought at its manufacturing cost (a chip
                        maker's view, not a market price) with the data-center defaults,
@@ -51,12 +52,15 @@ class PointResult:
     cost_per_mtok: float  # CNY per million output tokens
     avg_power_w: float
     tp: int
-    batch: int
+    batch: int  # mean running sequences per replica of the best deployment
+    ttft_s: float  # TTFT and TPOT at the SLO percentile there (NaN where the SLO cannot be met)
+    tpot_s: float
     note: str = ""
 
     def to_dict(self) -> dict:
         d = {"knobs": dict(self.knobs), "model": self.model}
-        for name in ("cost_per_good_die", "tokens_per_s_per_chip", "tokens_per_s_per_w", "cost_per_mtok", "avg_power_w"):
+        for name in ("cost_per_good_die", "tokens_per_s_per_chip", "tokens_per_s_per_w", "cost_per_mtok", "avg_power_w",
+                     "ttft_s", "tpot_s"):
             value = getattr(self, name)
             d[name] = None if math.isnan(value) else value
         d.update(tp=self.tp, batch=self.batch, note=self.note)
@@ -97,11 +101,11 @@ def finish_point(knobs: dict[str, Any], model: str, die_cost: float, capacity: P
     """Package a point from its die cost and capacity (None: the SLO cannot be met)."""
     if capacity is None:
         nan = float("nan")
-        return PointResult(knobs, model, die_cost, nan, nan, nan, nan, 0, 0, note)
+        return PointResult(knobs, model, die_cost, nan, nan, nan, nan, 0, 0, nan, nan, note)
     return PointResult(
         knobs, model, die_cost, capacity.tokens_per_s_per_chip,
         capacity.tokens_per_s_per_chip / capacity.avg_power_w_per_chip, cost_per_mtok_cny(die_cost, capacity),
-        capacity.avg_power_w_per_chip, capacity.tp, capacity.batch, note,
+        capacity.avg_power_w_per_chip, capacity.tp, capacity.batch, capacity.ttft_s, capacity.tpot_s, note,
     )
 
 

@@ -1,267 +1,138 @@
 """Evaluating thousands of design points of one model at once, with the step model's own numbers.
 
-The slow path (`sweep.evaluate.evaluate_point`) runs `capacity_at_slo` per point: ~40 static
-batches of ~34 steps each, a third of a second. Here the step model runs once per TP degree on
-the base chip while recording every kernel it times (its FLOPs, traffic shape, fitted
-parameters, which peak it runs against) and every (operator, count) pair each step sums. Each
-kernel is then re-timed for all points at once with the same formula (`cost.kernel`,
-`cost.onchip`, `cost.collectives` in numpy), the steps are re-summed, and the static-batch and
-capacity arithmetic of `estimate_static_batch` / `capacity_at_slo` run on arrays. Tests check
-that the result equals the slow path point by point. Models with operators this recording does
-not cover (MoE grouped GEMMs, MLA) fall back to the slow path.
+The slow path (`sweep.evaluate.evaluate_point`) runs `capacity_at_slo` per point, i.e.
+`search.plan_capacity.capacity_on_chip`: per TP degree the search layer's `bisection` over batch
+sizes of `search.capacity.steady_state`s, each a few dozen engine steps, a third of a second a
+point. Here, per TP degree, the step model runs on the first point's chip while recording every
+kernel it times (`sweep.retime`), and every point's bisection runs at once, in lock-step: each
+round, the points that ask for the steady state at the same batch share it. That state's step
+shapes depend on the batch and the engine's limits, not on the chip, so they are listed once
+(`_Plan`: a dry run of `steady_state`), their kernels re-timed for just those points in 2D
+arrays, the steps re-summed as `StepModel.step` sums them, and `steady_state` itself run on the
+resulting arrays of step times (`_LookupTimes`, an `IterationTimes`). Tests check that the result
+equals the slow path point by point, to float rounding (dense and MoE models). Models with operators
+the recording does not cover (an operator not timed through `ChipCost.run_kernel`, collectives
+other than one scale-up domain's TP all-reduce and all-gather, two-batch overlap, pipeline stages)
+fall back to the slow path.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from tokenfab.cost.chip_cost import ChipCost, chip_cost
-from tokenfab.cost.collectives import TREE_BUS_FACTOR, bus_factor, collective_name, steps, tree_steps
-from tokenfab.cost.kernel import KernelParams
-from tokenfab.cost.onchip import (
-    DecodeKvShape, GemmShape, PrefillKvShape, ResidencyPlan, gemm_traffic_array, onchip_memory, plan_residency,
-    prefill_kv_passes_array,
-)
-from tokenfab.cost.profile import resolve_profile
-from tokenfab.cost.result import OpCost
+from tokenfab.cost.chip_cost import chip_cost
+from tokenfab.cost.onchip import ResidencyPlan, onchip_memory, plan_residency
 from tokenfab.errors import TokenfabError
-from tokenfab.execution.config import ParallelConfig, PrecisionConfig
 from tokenfab.execution.layers import StepBatch
-from tokenfab.execution.memory import DEFAULT_MEMORY_UTILIZATION_FRAC, MemoryModel
-from tokenfab.execution.predict import decode_contexts
-from tokenfab.execution.step import StepModel, quantise_context
+from tokenfab.execution.step import quantise_context
 from tokenfab.fleet.capacity import SLOSpec
-from tokenfab.hardware.catalog import system_of_chip
 from tokenfab.hardware.spec import ChipSpec
-from tokenfab.sweep.capacity import TP_DEGREES, PointCapacity, compute_dtype
+from tokenfab.search.capacity import (
+    CapacityResult, EngineLimits, IterationTimes, SteadyState, bisection, max_batch_for, steady_state,
+)
+from tokenfab.search.plan_capacity import TP_DEGREES, engine_on_chip, tp_degrees_on
+from tokenfab.sweep.capacity import SLO_PERCENTILE, PointCapacity
 from tokenfab.sweep.evaluate import PointResult, evaluate_point, finish_point, good_die_cost_usd
+from tokenfab.sweep.retime import Kernels, _Block, _NotRecordable, _Points, _Recorder, _RecordingStepModel
 from tokenfab.workload.spec import ModelSpec
 
 
-class _NotRecordable(Exception):
-    """A step contains an operator the recording cannot re-time (the caller falls back)."""
+def _key(batch: StepBatch) -> tuple:
+    return batch.prefill, batch.num_decode, batch.decode_kv_len
 
 
-class _Peak(float):
-    """A peak rate that remembers which of the chip's rates it is ('vector' for the vector unit)."""
+class _Collector(IterationTimes):
+    """Lists the steps a steady state asks for (their shapes do not depend on their times)."""
 
-    __slots__ = ("key",)
+    def __init__(self, sm, limits: EngineLimits):
+        super().__init__(sm, limits)
+        self.steps: dict[tuple, StepBatch] = {}
 
-
-def _peak_key(peaks: dict[str, float], dtype: str) -> str:
-    """Which rate `ChipCost.peak(dtype)` returns (same fallback order)."""
-    if dtype in peaks:
-        return dtype
-    for alt in ("bf16", "fp16"):
-        if alt in peaks:
-            return alt
-    return min(peaks, key=peaks.__getitem__)
+    def step_time_energy(self, batch: StepBatch):
+        self.steps.setdefault(_key(batch), batch)
+        return 1.0, 1.0
 
 
-class _Recorder(ChipCost):
-    """A ChipCost that remembers the inputs of every kernel it times, by the OpCost it returns."""
+class _LookupTimes(IterationTimes):
+    """Step times of a block of points, computed beforehand (`_Plan.state`); each point's idle draw."""
 
-    keeps_cost_identity = True  # keyed by id: the step model's memos must hand back these very objects
+    def __init__(self, sm, limits: EngineLimits, times: dict[tuple, tuple], idle_w: np.ndarray):
+        super().__init__(sm, limits)
+        self.times = times
+        self.ovh_j = idle_w * sm.par.num_devices * self.ovh  # as the base class's, per point
 
-    def __init__(self, base: ChipCost):
-        super().__init__(base.chip, base.resolved)
-        self.kernels: dict[int, tuple] = {}
-        vec = _Peak(self.vector_flop_per_s)
-        vec.key = "vector"
-        self.vector_flop_per_s = vec
-
-    def peak(self, dtype: str) -> float:
-        p = _Peak(super().peak(dtype))
-        p.key = _peak_key(self._peaks, dtype)
-        return p
-
-    def run_kernel(self, op, flops, dram_bytes, peak, params, work_units, source, warm_cache=False,
-                   onchip_bytes=0.0, shape=None, resident_bytes=0.0) -> OpCost:
-        cost = super().run_kernel(op, flops, dram_bytes, peak, params, work_units, source, warm_cache, onchip_bytes, shape,
-                                  resident_bytes)
-        self.kernels[id(cost)] = (cost, flops, dram_bytes, getattr(peak, "key", None), params, work_units, shape)
-        return cost
+    def step_time_energy(self, batch: StepBatch):
+        return self.times[_key(batch)]
 
 
-class _RecordingStepModel(StepModel):
-    """A StepModel that keeps the (operator, count) pairs of every part it sums."""
+class _Plan:
+    """The chip-independent part of one steady state: its steps, their parts, and the kernels they sum."""
 
-    def __init__(self, *args, **kwargs):
-        self.part_pairs: dict[int, list] = {}
-        super().__init__(*args, **kwargs)
+    def __init__(self, sm: _RecordingStepModel, kernels: Kernels, limits: EngineLimits, batch: int, inp: int, outp: int,
+                 wait: float):
+        self.sm, self.kernels, self.limits, self.args = sm, kernels, limits, (batch, inp, outp, limits, wait)
+        collector = _Collector(sm, limits)
+        steady_state(collector, *self.args)
+        local: dict[int, int] = {}
+        rows: list[tuple] = []
+        self.parts: dict[int, tuple] = {}  # id(part) -> (local kernel rows, their counts)
+        self.steps: list[tuple] = []  # (step key, ids of the parts it sums, in StepModel.step's order)
+        for key, step in collector.steps.items():
+            result = sm.step(step)
+            cached = step.num_decode * quantise_context(step.decode_kv_len) if step.num_decode else 0.0  # as step() does
+            pids = []
+            for part in result.part_records:
+                pid = id(part)
+                if pid not in self.parts:
+                    idx, counts = [], []
+                    for cost, count in sm.part_pairs[pid][1]:
+                        j = local.get(id(cost))
+                        if j is None:
+                            j = local[id(cost)] = len(rows)
+                            rows.append(kernels.row(cost, cached))
+                        idx.append(j)
+                        counts.append(count)
+                    self.parts[pid] = (np.array(idx, dtype=int), np.array(counts, dtype=float)[:, None])
+                pids.append(pid)
+            self.steps.append((key, pids))
+        self.table = np.array(rows, dtype=float)
 
-    def _aggregate(self, pairs):
-        pairs = list(pairs)
-        part = super()._aggregate(pairs)
-        self.part_pairs[id(part)] = (part, pairs)  # holding the part keeps its id unique
-        return part
-
-
-class _Points:
-    """Per-point chip figures as arrays (the floats ChipCost and PowerModel hold, per design)."""
-
-    def __init__(self, chips: list[ChipSpec]):
-        self.n = len(chips)
-        keys = set(chips[0].peak_flop_per_s) | {"vector"}
-        self.peaks = {k: np.empty(self.n) for k in keys}
-        cols: dict[str, list[float]] = {k: [] for k in ("bw", "sram", "reuse", "sram_bw", "units", "link", "tdp", "idle", "cap")}
-        for i, chip in enumerate(chips):
-            p = {k: v.value for k, v in chip.peak_flop_per_s.items()}
-            for k, v in p.items():
-                self.peaks[k][i] = v
-            self.peaks["vector"][i] = (chip.vector_flop_per_s.value if chip.vector_flop_per_s else 0.0) or min(p.values())
-            onchip = onchip_memory(chip)
-            cols["bw"].append(chip.memory_bandwidth_bytes_per_s)
-            cols["sram"].append(onchip.capacity_bytes)
-            cols["reuse"].append(onchip.reuse_capacity_bytes)
-            cols["sram_bw"].append(onchip.bandwidth_bytes_per_s)
-            cols["units"].append(resolve_profile(chip).compute_units)
-            cols["link"].append(chip.scale_up.bandwidth_bytes_per_s.value if chip.scale_up else 0.0)
-            cols["idle"].append(chip.power.idle_w.value)
-            cols["tdp"].append(max(chip.power.tdp_w.value, chip.power.idle_w.value))
-            cols["cap"].append(chip.device_memory_bytes)
-        for k, v in cols.items():
-            setattr(self, k, np.array(v, dtype=float))
-        self.power_peak = self.peaks[_peak_key({k: 1.0 for k in chips[0].peak_flop_per_s}, "bf16")]
-        self.chips = chips
-
-
-def _kernel_time(flops, dram, onchip, peak, bw, sbw, p: KernelParams, work, units) -> tuple[np.ndarray, np.ndarray]:
-    """`cost.kernel.kernel_time_s` (cold, forward pass) over arrays; returns (time, memory-side time)."""
-    t_c = flops / peak
-    t_m = dram / bw
-    if np.any(onchip > 0):
-        t_m = np.where(onchip > 0, np.maximum(t_m, (dram + onchip) / sbw), t_m)
-    half = p.half_occupancy_per_unit * units
-    u = work / (work + half) if p.half_occupancy_per_unit > 0 else 1.0
-    a = np.where(t_c > 0, t_c / (p.compute_eff * u), 0.0)
-    b = t_m / p.memory_eff
-    hi = np.maximum(a, b)
-    safe = np.where(hi > 0, hi, 1.0)
-    blended = safe * ((a / safe) ** p.overlap_exp + (b / safe) ** p.overlap_exp) ** (1.0 / p.overlap_exp)
-    return p.launch_s + np.where(hi > 0, blended, 0.0), t_m
+    def state(self, pts: _Points, residency: tuple) -> SteadyState:
+        """The steady state of the points `pts`, as arrays: `steady_state` on their re-timed steps."""
+        block = _Block(self.table, pts, residency, self.kernels)
+        sums: dict[int, tuple] = {}
+        times: dict[tuple, tuple] = {}
+        for key, pids in self.steps:
+            part_t, part_busy = [], []
+            for pid in pids:  # summed part by part, operator by operator, as StepModel.step sums them
+                hit = sums.get(pid)
+                if hit is None:
+                    idx, counts = self.parts[pid]
+                    ot = block.time[idx] * counts
+                    hit = sums[pid] = (ot.sum(axis=0), (block.power[idx] * ot).sum(axis=0))
+                part_t.append(hit[0])
+                part_busy.append(hit[1])
+            time_s = sum(part_t)
+            times[key] = (time_s, self.sm.power.to_wall(sum(part_busy) * self.sm.par.num_devices, time_s))
+        return steady_state(_LookupTimes(self.sm, self.limits, times, pts.idle), *self.args)
 
 
-class _Retimer:
-    """Times recorded operators for all points (memoised per operator)."""
-
-    def __init__(self, pts: _Points, sm: _RecordingStepModel, rec: _Recorder, residency: tuple):
-        self.pts, self.sm, self.rec = pts, sm, rec
-        self.weights_fit, self.kv_budget, self.kvpt = residency
-        self._memo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def op(self, cost: OpCost, cached_tokens: float) -> tuple[np.ndarray, np.ndarray]:
-        """(time, power) arrays of one operator; `cached_tokens` decides KV residency of decode attention."""
-        key = id(cost)
-        hit = self._memo.get(key)
-        if hit is not None:
-            return hit
-        pts = self.pts
-        record = self.rec.kernels.get(key)
-        if record is None:
-            if cost.bound != "network":
-                raise _NotRecordable(cost.op)
-            t = self._collective(cost)
-            activity = cost.bytes / (pts.bw * t) if cost.bytes else np.zeros(pts.n)
-        else:
-            _, flops, dram, peak_key, params, work, shape = record
-            dram, onchip = self._traffic(dram, shape, cached_tokens)
-            t, _ = _kernel_time(flops, dram, onchip, pts.peaks[peak_key], pts.bw, pts.sram_bw, params, work, pts.units)
-            activity = np.maximum(flops / (pts.power_peak * t), dram / (pts.bw * t))
-            activity = np.where(onchip > 0, np.maximum(activity, (dram + onchip) / (pts.sram_bw * t)), activity)
-        power = np.where(t > 0, pts.idle + (pts.tdp - pts.idle) * np.minimum(1.0, activity), pts.idle)
-        self._memo[key] = (t, power)
-        return t, power
-
-    def _traffic(self, dram: float, shape, cached_tokens: float) -> tuple[np.ndarray, np.ndarray]:
-        pts, zero = self.pts, np.zeros(self.pts.n)
-        if isinstance(shape, GemmShape):
-            return gemm_traffic_array(shape, pts.reuse, self.weights_fit & shape.weights_on_chip)
-        if isinstance(shape, PrefillKvShape):
-            passes = prefill_kv_passes_array(shape, pts.reuse, pts.units)
-            return shape.fixed_bytes + passes * shape.kv_bytes_per_pass, zero
-        if isinstance(shape, DecodeKvShape):  # recorded with the KV held on chip: `dram` excludes the cache
-            held = self.weights_fit & (self.kvpt > 0) & (cached_tokens * self.kvpt <= self.kv_budget)
-            return np.where(held, dram, dram + shape.cache_bytes), np.where(held, shape.cache_bytes, 0.0)
-        return dram + zero, zero
-
-    def _collective(self, cost: OpCost) -> np.ndarray:
-        """`LayerCoster.collective` (ring/tree, one-shot when fitted) within one scale-up domain, over link arrays."""
-        name = collective_name({"tp_allreduce": "all_reduce", "lm_head_gather": "all_gather"}.get(cost.op, ""))
-        n = self.sm.par.tp
-        if not name or n > self.sm.system.chips_per_node:
-            raise _NotRecordable(cost.op)
-        message = cost.bytes / bus_factor(name, n)
-        resolved = self.rec.resolved
-        t = _flat_time(name, n, message, self.pts.link, resolved.collective(name, n)[0])
-        if name == "all_reduce" and "all_reduce_oneshot" in resolved.profile.collectives:
-            t = np.minimum(t, _flat_time(name, n, message, self.pts.link, resolved.collective("all_reduce_oneshot", n)[0]))
-        return t
-
-
-def _flat_time(name: str, n: int, message: float, link: np.ndarray, p) -> np.ndarray:
-    """`cost.collectives.flat_time_s` over an array of link bandwidths."""
-    def protocols(bus):
-        return np.minimum(p.small_latency_s + bus / (link * p.small_bus_eff), p.latency_s + bus / (link * p.bus_eff))
-
-    ring = p.per_step_latency_s * steps(name, n) + protocols(bus_factor(name, n) * message)
-    if name == "all_reduce" and n > 2:
-        tree = p.per_step_latency_s * tree_steps(n) + protocols(TREE_BUS_FACTOR * message)
-        ring = np.where(tree < ring, tree, ring)
-    return ring
-
-
-def _step(sm: _RecordingStepModel, rt: _Retimer, batch: StepBatch) -> tuple[np.ndarray, np.ndarray]:
-    """(time, energy) arrays of one step (single pipeline stage), summed as `StepModel.step` sums it."""
-    result = sm.step(batch)
-    cached = batch.num_decode * quantise_context(batch.decode_kv_len) if batch.num_decode else 0.0  # as step() does
-    part_t, part_busy = [], []
-    for part in result.part_records:  # summed part by part, in the order StepModel sums them (its memos' records)
-        t = busy = 0.0
-        for cost, count in sm.part_pairs[id(part)][1]:
-            ot, power = rt.op(cost, cached)
-            ot = ot * count
-            t = t + ot
-            busy = busy + power * ot
-        part_t.append(t)
-        part_busy.append(busy)
-    time_s = sum(part_t)
-    return time_s, sm.power.to_wall(sum(part_busy) * sm.par.num_devices, time_s)  # the node's share, as step() adds it
-
-
-def _static_batch(sm, rt, b: int, inp: int, outp: int) -> dict[str, np.ndarray]:
-    """`estimate_static_batch` for all points: ttft, tpot, e2e and energy arrays."""
-    ttft, e_pre = _step(sm, rt, StepBatch(prefill=((b, inp, inp),)))
-    contexts = decode_contexts(inp, outp)
-    n_steps = outp - 1
-    if len(contexts):
-        pairs = [_step(sm, rt, StepBatch(num_decode=b, decode_kv_len=float(c))) for c in contexts]
-        times, energies = np.stack([p[0] for p in pairs], axis=1), np.stack([p[1] for p in pairs], axis=1)
-        if len(contexts) > 1:
-            span = contexts[-1] - contexts[0]
-            mean_t, mean_e = np.trapezoid(times, contexts, axis=1) / span, np.trapezoid(energies, contexts, axis=1) / span
-        else:
-            mean_t, mean_e = times[:, 0], energies[:, 0]
-    else:
-        mean_t = mean_e = np.zeros(rt.pts.n)
-    return {"ttft": ttft, "tpot": mean_t, "e2e": ttft + n_steps * mean_t, "energy": e_pre + n_steps * mean_e}
-
-
-def _tp_setup(pts: _Points, model: ModelSpec, prec: PrecisionConfig, tp: int):
-    """Recording step model, re-timer and per-point (fits, max batch) for one TP degree; None if it cannot run."""
+def _tp_setup(pts: _Points, model: ModelSpec, tp: int):
+    """Recording step model and its kernel rows for one TP degree on the first point's system, and each point's
+    residency plan (weights held on chip, on-chip KV budget, KV bytes per token); None if it cannot run."""
     base = pts.chips[0]
     try:
-        system, par = system_of_chip(base, tp), ParallelConfig(tp=tp)
+        system, par, prec, _, mem = engine_on_chip(base, model, tp)
         sm = _RecordingStepModel(model, system, par, prec)
     except TokenfabError:
         return None
+    if sm._tbo or sm.par.pp > 1:  # two-batch overlap and pipeline stages are timed outside the recorded sums
+        raise _NotRecordable("overlapped or pipelined step")
     rec = _Recorder(chip_cost(base))
     sm.cc = sm.coster.cc = rec
-    mem = MemoryModel(model, system, par, prec)
     sm.coster.residency = ResidencyPlan(True, float("inf"), mem.kv_bytes_per_token)  # record eligibility
     if sm.graph_coster is not sm.coster:  # decode-only steps time kernels at the replay floor: record those too
         graph_rec = _Recorder(sm.graph_coster.cc)
@@ -271,57 +142,92 @@ def _tp_setup(pts: _Points, model: ModelSpec, prec: PrecisionConfig, tp: int):
              for c in pts.chips]
     residency = (np.array([p.weights_on_chip for p in plans]), np.array([p.kv_budget_bytes for p in plans]),
                  mem.kv_bytes_per_token)
-    return sm, _Retimer(pts, sm, rec, residency), mem
+    return sm, Kernels(sm, rec, pts.peak_keys), residency
 
 
-def _memory_limits(mem: MemoryModel, pts: _Points, inp: int, outp: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per point: does one request fit, and the largest static batch that fits (MemoryModel at each capacity)."""
-    fits, max_b, memo = np.zeros(pts.n, dtype=bool), np.zeros(pts.n, dtype=int), {}
-    for i, cap in enumerate(pts.cap):
-        if cap not in memo:
-            m = copy.copy(mem)
-            m.capacity, m.usable = cap, cap * DEFAULT_MEMORY_UTILIZATION_FRAC
-            memo[cap] = (m.footprint(inp + outp, inp, 1).fits, m.max_batch(inp, outp, 1))
-        fits[i], max_b[i] = memo[cap]
-    return fits, max_b
+def _engine_limits(pts: _Points, model: ModelSpec, slo: SLOSpec, tp: int) -> list[tuple[EngineLimits | None, int]]:
+    """Per point: the engine's limits and the largest batch its KV cache holds (`max_batch_for`), as
+    `capacity_on_chip` derives them; both read the chip only through its memory totals (as the device and
+    as CUDA report them), so once per pair."""
+    memo: dict[tuple, tuple[EngineLimits | None, int]] = {}
+    out = []
+    for chip in pts.chips:
+        key = (chip.device_memory_bytes, chip.cuda_total_memory_bytes)
+        hit = memo.get(key)
+        if hit is None:
+            try:
+                *_, limits, mem = engine_on_chip(chip, model, tp)
+                hit = (limits, max_batch_for(mem, slo.input_tokens, slo.output_tokens, limits))
+            except TokenfabError:
+                hit = (None, 0)
+            memo[key] = hit
+        out.append(hit)
+    return out
+
+
+def _lock_step(setup: tuple, pts: _Points, residency: tuple, limits: EngineLimits, tops: list[int],
+               slo: SLOSpec) -> list[SteadyState | None]:
+    """Every point's `bisection` at once: each round, the points asking for the same batch share its state."""
+    sm, kernels = setup
+    inp, outp, wait = slo.input_tokens, slo.output_tokens, SLO_PERCENTILE / 100.0
+    searches = [bisection(top, outp, slo.ttft_s, slo.tpot_s, SLO_PERCENTILE, False) for top in tops]
+    found: list[SteadyState | None] = [None] * len(tops)
+    pending = {j: next(s) for j, s in enumerate(searches)}
+    plans: dict[int, _Plan] = {}
+    while pending:
+        asks: dict[int, list[int]] = {}
+        for j, b in pending.items():
+            asks.setdefault(b, []).append(j)
+        pending = {}
+        for b, js in asks.items():
+            try:
+                plan = plans.get(b) or plans.setdefault(b, _Plan(sm, kernels, limits, b, inp, outp, wait))
+                state = plan.state(pts.subset(js), tuple(r[js] if isinstance(r, np.ndarray) else r for r in residency))
+            except TokenfabError:  # the slow path's estimate_capacity raises the same: no capacity at this TP
+                continue
+            for pos, j in enumerate(js):
+                try:
+                    pending[j] = searches[j].send(state.point(pos))
+                except StopIteration as done:
+                    found[j] = done.value
+    return found
+
+
+def _tp_capacities(pts: _Points, model: ModelSpec, slo: SLOSpec, tp: int) -> list[CapacityResult | None]:
+    """`estimate_capacity` at one TP degree for every point (None where it raises), per group of points that
+    share the engine's limits."""
+    out: list[CapacityResult | None] = [None] * pts.n
+    setup = _tp_setup(pts, model, tp)
+    if setup is None:
+        return out
+    sm, kernels, (weights_fit, kv_budget, kvpt) = setup
+    groups: dict[EngineLimits, list[int]] = {}
+    per_point = _engine_limits(pts, model, slo, tp)
+    for i, (limits, top) in enumerate(per_point):
+        if limits is not None and top >= 1:
+            groups.setdefault(limits, []).append(i)
+    for limits, members in groups.items():
+        tops = [per_point[i][1] for i in members]
+        found = _lock_step((sm, kernels), pts.subset(members), (weights_fit[members], kv_budget[members], kvpt),
+                           limits, tops, slo)
+        for i, top, best in zip(members, tops, found):
+            if best is not None:
+                out[i] = CapacityResult(state=best, num_devices=sm.par.num_devices, max_batch=top)
+    return out
 
 
 def fast_capacities(chips: list[ChipSpec], model: ModelSpec, slo: SLOSpec) -> list[PointCapacity | None]:
-    """`capacity_at_slo` for every chip (all derived from chips[0] by knobs that keep its catalog name)."""
+    """`capacity_at_slo` for every chip (all derived from chips[0] by knobs that keep its catalog name and
+    scale-up domain): the best TP degree's capacity per point, None where none meets the SLO. The
+    capacities carry no error band (the sweep reports none)."""
     pts = _Points(chips)
-    prec = PrecisionConfig(dtype=compute_dtype(chips[0]))
-    domain = chips[0].scale_up.domain_size if chips[0].scale_up else 1
-    inp, outp = slo.input_tokens, slo.output_tokens
-    if inp + outp > model.max_position_embeddings:  # predict rejects it: no TP degree can serve it
-        return [None] * pts.n
-    best = np.full(pts.n, -np.inf)
-    info = np.zeros((pts.n, 5))  # power, tp, batch, ttft, tpot
-    for tp in TP_DEGREES:
-        if tp > domain:
-            break
-        setup = _tp_setup(pts, model, prec, tp)
-        if setup is None:
-            continue
-        sm, rt, mem = setup
-        fits, max_b = _memory_limits(mem, pts, inp, outp)
-        single = _static_batch(sm, rt, 1, inp, outp)
-        t_prefill, walking, b = single["ttft"], fits.copy(), 1
-        while walking.any():
-            walking &= b <= max_b
-            if not walking.any():
-                break
-            r = single if b == 1 else _static_batch(sm, rt, b, inp, outp)
-            cycle = outp * r["tpot"] + b * t_prefill
-            walking &= ~((cycle / outp > slo.tpot_s) | (t_prefill + r["tpot"] > slo.ttft_s))
-            rate = b * outp / cycle / tp
-            better = walking & (rate > best)
-            best = np.where(better, rate, best)
-            row = np.stack([r["energy"] / r["e2e"] / tp, np.full(pts.n, tp), np.full(pts.n, b),
-                            t_prefill + r["tpot"], cycle / outp], axis=1)
-            info = np.where(better[:, None], row, info)
-            b *= 2
-    return [PointCapacity(float(best[i]), float(info[i, 0]), int(info[i, 1]), int(info[i, 2]), float(info[i, 3]),
-                          float(info[i, 4])) if np.isfinite(best[i]) else None for i in range(pts.n)]
+    best: list[PointCapacity | None] = [None] * pts.n
+    rate = [-np.inf] * pts.n
+    for tp in tp_degrees_on(chips[0]):
+        for i, r in enumerate(_tp_capacities(pts, model, slo, tp)):
+            if r is not None and (best[i] is None or r.tokens_per_s_per_chip > rate[i]):
+                best[i], rate[i] = PointCapacity.of(r, tp), r.tokens_per_s_per_chip
+    return best
 
 
 def evaluate_points(chips: list[ChipSpec], knob_sets: list[dict[str, Any]], model: ModelSpec, slo: SLOSpec,

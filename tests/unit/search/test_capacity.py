@@ -105,9 +105,9 @@ def test_padded_decode_rows_widen_the_batch_not_the_kv_reads():
     """A decode-only batch of 5 padded to the captured size 8: the step of 8 rows whose KV tokens are the 5 real
     sequences' (5 x 1000 spread over 8 rows = 625 each), plus the host overhead; CUDA-graph padding rows are dummies."""
     from tokenfab.execution.layers import StepBatch
-    from tokenfab.search.capacity import _Stepper
+    from tokenfab.search.capacity import IterationTimes
 
     d = api.deployment("llama-3.1-8b", "h100-sxm", None, 1, 1)
-    t, _ = _Stepper(d.step_model, EngineLimits(cuda_graph_sizes=(8,), step_overhead_s=1e-4))._one((), 5, 1000.0)
+    t, _ = IterationTimes(d.step_model, EngineLimits(cuda_graph_sizes=(8,), step_overhead_s=1e-4))._one((), 5, 1000.0)
     assert t == pytest.approx(d.step_model.step(StepBatch((), 8, 625.0)).time_s + 1e-4, rel=1e-12)
     assert t < d.step_model.step(StepBatch((), 8, 1000.0)).time_s + 1e-4

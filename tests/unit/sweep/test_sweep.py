@@ -1,4 +1,4 @@
-"""tokenfab sweep: knob parsing, design points, the slow path's equality with predict's capacity, output."""
+"""tokenfab sweep: knob parsing, design points, the slow path's equality with plan's capacity, output."""
 
 from __future__ import annotations
 
@@ -64,14 +64,12 @@ def test_sobol_and_lhs_are_seeded_and_in_range():
     assert {p["process_node"] for p in design_points(ranges, "lhs", 16, seed=0)} == {"tsmc-n7", "tsmc-n5"}
 
 
-@pytest.mark.xfail(strict=True, reason="plan's capacity is now the search layer's steady state (issue 9); the sweep still "
-                   "runs the old static-batch formula (and its vectorised fast path) until it moves onto "
-                   "search.plan_capacity.capacity_on_chip")
 def test_capacity_of_a_catalog_chip_equals_plans_capacity():
     ours = capacity_at_slo(load_chip("h100-sxm"), load_model("llama-3.1-8b"), SLO)
     theirs = api.predicted_capacity("h100-sxm", "llama-3.1-8b", SLO)
     assert ours.tokens_per_s_per_chip == pytest.approx(theirs.tokens_per_s_per_chip, rel=0.01)
     assert ours.avg_power_w_per_chip == pytest.approx(theirs.avg_power_w_per_chip, rel=0.01)
+    assert ours.batch > 1 and theirs.source.startswith(f"tokenfab search capacity: tp{ours.tp} batch {ours.batch} ")
 
 
 def test_pareto_mask_by_hand():
