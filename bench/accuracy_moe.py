@@ -1,13 +1,14 @@
 """MoE groups of bench/accuracy.py: the fused MoE layer, MoE serving, and which MoE rows are expressible.
 
-    python bench/accuracy_moe.py [--json OUT] [--serving-limit N] [--no-serving] [--fixed-cost-form]
+    python bench/accuracy_moe.py [--json OUT] [--serving-limit N] [--no-serving] [--fixed-cost-form] [--cache-steps]
 
 1. Fused MoE layer (ops_moe.csv, TensorRT-LLM kernels on A100, L40S, H100, B200):
    - held-out: per chip, the `moe` kernel table is fitted on 70% of the layer shapes (hidden,
      intermediate, top-k, experts, MoE-TP, EP; every token count of a shape on the same side) and
      scored on the other 30%, per chip and dtype;
    - leave-one-chip-out: the generic profile's `moe` tables fitted on the other three chips (a cache term
-     relative to each chip's own L2, since these benchmarks re-run warm weights; the fixed cost in units
+     relative to each chip's own L2, since these benchmarks re-run warm weights, with one copy of the working
+     set per cache partition, `num_onchip_sram_partitions`: `--cache-steps` shows the step; the fixed cost in units
      of each chip's bf16 dense-GEMM fixed cost, `calibrate.moe_fit`), resolved for the chip left out as
      the tool resolves any chip without MoE rows (`ResolvedProfile.moe`: the pooled ratio times the held
      chip's own GEMM fixed cost from ops_gemm.csv; a kind the pool lacks, e.g. B200's MXFP4 x MXFP8 or
@@ -234,6 +235,34 @@ def fixed_cost_form(frame: pd.DataFrame) -> list[dict]:
     return out
 
 
+CACHE_STEP_BINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 4.0, 8.0, np.inf)
+
+
+def cache_steps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Where each chip's warm layers stop running from cache: per chip and format, the memory-dominated rows (DRAM
+    time >= 3x compute time) binned by their resident bytes over the L2 (`onchip_sram_bytes`; resident bytes count
+    one copy per cache partition, `num_onchip_sram_partitions`), with the median effective bandwidth in units of the
+    chip's DRAM bandwidth: DRAM time / (measured time - the chip's fitted fixed cost). Above 1 the bytes came from
+    cache. With one copy counted, A100's and H100's step sits at half their L2, L40S's at all of it."""
+    from tokenfab.cost.chip_cost import chip_cost
+
+    out = []
+    for device in sorted(frame["device"].unique()):
+        chip = load_chip(device)
+        resolved = chip_cost(chip).resolved
+        for (_, kind), s in sorted(kernel_samples(frame[frame["device"] == device], chip).items()):
+            launch = resolved.moe(kind)[0].launch_s
+            dram_s = s.dram_bytes / s.bandwidth
+            mem = dram_s >= 3.0 * s.flops / s.peak
+            fill = s.dram_bytes / np.maximum(s.cache_bytes, 1e-30)  # = resident bytes (with copies) / L2
+            effective = dram_s / np.maximum(s.time_s - launch, 1e-7)
+            bins = pd.cut(fill[mem], CACHE_STEP_BINS)
+            for b, g in pd.DataFrame({"bin": bins, "eff": effective[mem]}).groupby("bin", observed=True):
+                out.append({"device": device, "kind": kind, "resident_over_l2": str(b), "num_rows": len(g),
+                            "effective_bw_over_dram": float(g["eff"].median())})
+    return pd.DataFrame(out)
+
+
 def mla_decode_holdout(directory: Path) -> pd.DataFrame:
     """Absorbed-MLA decode (vendors/ops_attention_h20.csv, FlashInfer MLA on H20): the 'mla' curve fitted on
     the rows of two thirds of the batch sizes, scored on the other batch sizes; and, for comparison, the curve a
@@ -304,7 +333,11 @@ def main() -> None:
     ap.add_argument("--no-serving", action="store_true")
     ap.add_argument("--serving-limit", type=int, default=None, help="simulate at most N serving jobs (a spread sample)")
     ap.add_argument("--fixed-cost-form", action="store_true", help="only: is the fitted fixed cost additive or hidden?")
+    ap.add_argument("--cache-steps", action="store_true", help="only: effective bandwidth by resident bytes over the L2")
     args = ap.parse_args()
+    if args.cache_steps:
+        print(cache_steps(moe_rows(shared_calibration_dir())).to_string(index=False))
+        return
     if args.fixed_cost_form:
         for r in fixed_cost_form(moe_rows(shared_calibration_dir())):
             print(f"{r['device']:9s} {r['kind']:13s} additive {r['additive_mape']*100:5.1f}%  q-form {r['q_form_mape']*100:5.1f}%"

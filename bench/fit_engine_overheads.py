@@ -2,6 +2,7 @@
 CUDA-graph replay (jointly: both lengthen a decode step), and write them as data.
 
     python bench/fit_engine_overheads.py [--grid-ms 0,0.25,0.5,1] [--floor-grid-us 3,4,5,6,8,10,12] [--write]
+    python bench/fit_engine_overheads.py --frontend-only [--frontend-grid-ms 0,5,10,15,20] [--frontend-engines trtllm] [--write]
 
 Rows: the aggregated fixed-concurrency runs of ../shared/calibration/e2e_aiconfigurator_silicon.csv that
 bench/accuracy_serving.py expresses. They are split by a hash of the run's key: on the fit half, every
@@ -12,6 +13,18 @@ as captured CUDA graphs, while the operator tables time kernels launched one by 
 in their floors (tokenfab.execution.graph_replay). `--write` stores the fits with their provenance in
 src/tokenfab/serving/engines/overheads.yaml (read by `tokenfab.serving.engines.engine_spec`) and
 src/tokenfab/execution/graph_replay.yaml (read by every StepModel).
+
+`--frontend-only` keeps the stored step overheads and floors and fits, per engine of `--frontend-engines`, the serial
+front-end time per request (`EngineSpec.frontend_s`: one single-threaded stage every request passes before the engine
+sees it, so requests sent together enter one after another, and a busy stage delays admission and the first token):
+the grid value minimising the mean of TTFT and TPOT MAPE on the engine's fit-half rows under the fitted benchmark
+clients (bench/data/serving_clients.yaml; by default the frameworks' clients with the campaigns' held slots, what a
+campaign the tool never saw gets: a front end chosen under the campaigns' own clients fits those campaigns, and
+scored 15 ms there, 25.2% -> 26.0% fit-half TRT-LLM TTFT under the framework client), held-out figures on the other half. Why TensorRT-LLM: trtllm-serve runs the
+OpenAI server, the chat template and the tokenizer of every request in one Python process (tensorrt_llm/serve/
+openai_server.py; NVIDIA/TensorRT-LLM PR #7515: "a single cpu thread is responsible for tokenization for every request"),
+beside the per-response detokenisation and postprocessing under the same GIL (tech blog 8, "Support Stream Interval").
+`--write` then updates only the `frontend_s` entries (and their provenance) of overheads.yaml.
 """
 
 from __future__ import annotations
@@ -38,10 +51,65 @@ SPLIT = "sha256 of the run key, even: fit half; odd: held out"
 
 def _run(jobs: list[dict], overhead_s: dict[str, float], floor_s: dict[str, float | None]) -> list[dict]:
     floors = {c: f for c, f in floor_s.items() if f is not None}
-    engines.fitted_overheads = lambda: {e: {"step_overhead_s": v} for e, v in overhead_s.items()}  # forked into workers
+    stored = engines.fitted_overheads()  # the front-end fits (--frontend-only) stay as stored
+    engines.fitted_overheads = lambda: {e: {**stored.get(e, {}), "step_overhead_s": v} for e, v in overhead_s.items()}  # forked
     graph_replay.fitted_floors = lambda: floors
     with ProcessPoolExecutor(max_workers=2) as pool:
         return list(pool.map(_concurrency_job, jobs, chunksize=4))
+
+
+def _run_frontend(jobs: list[dict], frontend_s: dict[str, float]) -> list[dict]:
+    """`jobs` under the stored step overheads and floors, with `frontend_s` (seconds per request) per engine."""
+    stored = engines.fitted_overheads()
+    fitted = {e: {**stored.get(e, {}), "frontend_s": v} for e, v in frontend_s.items()}
+    engines.fitted_overheads = lambda: {**stored, **fitted}  # forked into workers
+    try:
+        with ProcessPoolExecutor(max_workers=2) as pool:
+            return list(pool.map(_concurrency_job, jobs, chunksize=4))
+    finally:
+        engines.fitted_overheads = lambda: stored
+
+
+def _score(jobs: list[dict], results: list[dict]) -> float:
+    """Mean of TTFT and TPOT MAPE: the client fit's score (bench/fit_serving_client.py)."""
+    return float(np.mean([_mape(_errors(jobs, results, m)) for m in ("ttft_ms", "tpot_ms")]))
+
+
+def fit_frontends(jobs: list[dict], names: list[str], grid: list[float]) -> dict[str, dict]:
+    """Per engine of `names`: the grid front-end time scoring best on its fit-half rows, with fit-half scores of every
+    grid value and held-out figures (before: 0, after: the choice)."""
+    out = {}
+    for e in names:
+        mine = [j for j in jobs if j["meta"]["framework"] == e]
+        fit, test = [j for j in mine if job_half(j) == 0], [j for j in mine if job_half(j) == 1]
+        scores = {v: _score(fit, _run_frontend(fit, {e: v})) for v in grid}
+        for v, sc in scores.items():
+            print(f"{e} front end {v * 1e3:.1f} ms: fit-half score {sc * 100:.2f}%", flush=True)
+        best = min(scores, key=scores.get)
+        before, after = _run_frontend(test, {e: 0.0}), _run_frontend(test, {e: best})
+        out[e] = {"frontend_s": best, "frontend_fit_half_score": {f"{v * 1e3:g}ms": round(sc, 4) for v, sc in scores.items()},
+                  "frontend_fit_runs": len(fit), **{f"frontend_{k}": v for k, v in _held_out(test, before, after).items()}}
+        print(f"{e}: front end {best * 1e3:.1f} ms; held-out {out[e]}", flush=True)
+    return out
+
+
+def _write_frontends(grid: list[float], report: dict[str, dict], clients: str) -> None:
+    """Add the front-end fits to overheads.yaml, leaving its step-overhead fits as they are."""
+    data = yaml.safe_load(OUT.read_text()) if OUT.exists() else {"provenance": {}, "engines": {}}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    data["provenance"]["frontend"] = {
+        "method": "per engine, the serial front-end time per request (frontend_s) from the grid minimising the mean of "
+                  "TTFT and TPOT MAPE on the engine's fit half of the aggregated fixed-concurrency rows, under the stored "
+                  f"step overheads, floors and benchmark clients ({clients} clients, the campaigns' held slots); held-out "
+                  "figures (before: none) on the other half",
+        "split": SPLIT, "grid_s": grid, "commit": commit, "date": dt.date.today().isoformat(),
+        "command": "python bench/fit_engine_overheads.py --frontend-only --frontend-grid-ms "
+                   + ",".join(f"{v * 1e3:g}" for v in grid) + " --frontend-engines " + ",".join(report)
+                   + f" --frontend-clients {clients} --write"}
+    for e, row in report.items():
+        data["engines"].setdefault(e, {}).update(row)
+    OUT.write_text(yaml.safe_dump(data, sort_keys=False))
+    print(f"wrote {OUT}")
 
 
 def _errors(jobs: list[dict], results: list[dict], metric: str, **where: str) -> list[float]:
@@ -77,8 +145,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grid-ms", default="0,0.25,0.5,1")
     ap.add_argument("--floor-grid-us", default="3,4,5,6,8,10,12")
+    ap.add_argument("--frontend-only", action="store_true", help="fit only the front-end time per request (see above)")
+    ap.add_argument("--frontend-grid-ms", default="0,5,10,15,20")
+    ap.add_argument("--frontend-engines", default="trtllm")
+    ap.add_argument("--frontend-clients", choices=("framework", "campaign"), default="framework",
+                    help="fit under the frameworks' clients only (what a campaign the tool never saw gets; default) or "
+                         "under the campaigns' own clients where they have one")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
+    if args.frontend_only:
+        fe_grid = [float(x) / 1e3 for x in args.frontend_grid_ms.split(",")]
+        own = {} if args.frontend_clients == "framework" else None  # {}: no campaign clients; held slots stay
+        jobs = [j for j in concurrency_jobs(shared_calibration_dir(), campaign_clients=own)[0]
+                if not j["meta"].get("disaggregated")]
+        report = fit_frontends(jobs, args.frontend_engines.split(","), fe_grid)
+        if args.write:
+            _write_frontends(fe_grid, report, args.frontend_clients)
+        return
     grid = [float(x) / 1e3 for x in args.grid_ms.split(",")]
     floors = [float(x) / 1e6 for x in args.floor_grid_us.split(",")] + [None]  # None: the op-table floors
     jobs = [j for j in concurrency_jobs(shared_calibration_dir())[0] if not j["meta"].get("disaggregated")]
@@ -119,6 +202,11 @@ def _write(grid: list[float], floors: list, report_e: dict, report_c: dict) -> N
                       "held-out figures (before: no overhead, op-table floors) on the other half",
             "split": SPLIT, "grid_s": grid, "floor_grid_s": [f for f in floors if f is not None], "commit": commit,
             "date": dt.date.today().isoformat(), "command": "python bench/fit_engine_overheads.py --write"}
+    old = yaml.safe_load(OUT.read_text()) if OUT.exists() else {}
+    if old.get("provenance", {}).get("frontend"):  # keep the front-end fits (--frontend-only) of the file it replaces
+        prov["frontend"] = old["provenance"]["frontend"]
+        for e, row in report_e.items():
+            row.update({k: v for k, v in old.get("engines", {}).get(e, {}).items() if k.startswith("frontend")})
     OUT.write_text(yaml.safe_dump({"provenance": prov, "engines": report_e}, sort_keys=False))
     graph_replay.DATA_PATH.write_text("# Kernel floor of CUDA-graph replay per chip, written by bench/fit_engine_overheads.py; "
                                       "do not edit by hand.\n" + yaml.safe_dump({"provenance": prov, "chips": report_c},

@@ -1,6 +1,7 @@
 """Issue 9: the steady-state capacity function equals `simulate`'s steady state within 5%.
 
-Closed-loop clients as many as the capacity's batch drive `api.simulate`; lengths vary +-25% around
+Closed-loop clients as many as the capacity's batch drive `api.simulate` (through the engine's serial front end
+where it has one: `closed_loop_state`); lengths vary +-25% around
 their means so the clients do not stay in the lockstep a fixed-length start would put them in.
 Throughput is measured over the middle of the run (completions between the 25th and 90th
 percentile of finish times), leaving out the ramp-up and the drain a steady state has not.
@@ -12,7 +13,7 @@ from hypothesis import Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from tokenfab import api
-from tokenfab.search.capacity import estimate_steady_state, max_batch_for
+from tokenfab.search.capacity import closed_loop_state, max_batch_for
 from tokenfab.search.plan_capacity import _memory_model, limits_for
 
 pytestmark = pytest.mark.property
@@ -42,7 +43,7 @@ def test_capacity_matches_simulated_steady_state(shape, input_len, output_len, b
     memory = _memory_model(model, hw, d.parallel, d.step_model.prec, engine)  # the engine's KV sizing policy
     top = max_batch_for(memory, input_len, output_len, limits)
     batch = max(2, int(batch_frac * min(top, 160)))
-    s = estimate_steady_state(d.step_model, batch, input_len, output_len, limits, wait_frac=0.0)
+    s = closed_loop_state(d.step_model, batch, input_len, output_len, limits)  # `batch` clients (and an engine's front end)
     lo_i, hi_i = int(input_len * 0.75), int(input_len * 1.25)
     lo_o, hi_o = int(output_len * 0.75), int(output_len * 1.25)
     r = api.simulate(model=model, hardware=hw, tp=tp, engine=engine, concurrency=batch, num_requests=max(300, 8 * batch),

@@ -221,11 +221,14 @@ def simulate(
               "slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms}
     if two_batch_overlap:  # recorded only when on, so default runs' configs are unchanged
         config["two_batch_overlap"] = True
-    # what every run takes, aggregated or P/D: randomness, routing, metrics, SLOs, the way from client to engine
+    # what every run takes, aggregated or P/D: randomness, routing, metrics, SLOs, the way from client to engine. The
+    # serving front end (an API server's serial request handling) is not on an offline run's way: a batch benchmark
+    # (trtllm-bench, an MLPerf offline harness) hands every request to the engine's own API, with no HTTP server between.
+    fe_s, fe_tok_s = (0.0, 0.0) if offline else (eng.frontend_s, eng.frontend_s_per_token)
     run_settings = dict(seed=seed, router=router, progress=progress, timeseries_interval_s=timeseries_interval_s,
                         slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None,
                         slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
-                        frontend_s=eng.frontend_s, frontend_s_per_token=eng.frontend_s_per_token,
+                        frontend_s=fe_s, frontend_s_per_token=fe_tok_s,
                         request_latency_s=request_latency_ms / 1e3)
     if decode_hardware is not None and not (prefill_replicas and decode_replicas):
         raise InvalidInputError("--decode-hardware needs a disaggregated run (--prefill-replicas and --decode-replicas)")

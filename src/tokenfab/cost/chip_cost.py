@@ -57,6 +57,7 @@ class ChipCost:
         else:
             self.compute_units = chip.num_compute_units.value if chip.num_compute_units else 0.0
         self.sram_bytes = chip.sram_bytes  # what a warm microbenchmark may keep in cache
+        self.sram_partitions = chip.sram_partitions  # copies a partitioned cache keeps of widely read data
         self.onchip = onchip_memory(chip)  # the on-chip level a forward pass uses (cost.onchip)
         self._peaks = {k: v.value for k, v in chip.peak_flop_per_s.items()}
         vector = chip.vector_flop_per_s.value if chip.vector_flop_per_s else None

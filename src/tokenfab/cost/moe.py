@@ -16,8 +16,9 @@ kernels do not pay; here the whole layer is one kernel of the shared form
 - work units: output tiles of the grouped up-GEMM, summed over active experts (at least one
   row-tile per active expert);
 - resident bytes: what a warm microbenchmark must keep on chip to re-run from cache (weights and each
-  token buffer once), which is less than the traffic, since the kernel writes and re-reads its own
-  permuted input and intermediates. Only the warm-cache fit and `warm_cache=True` use it.
+  token buffer once, times the copies a partitioned cache keeps: `ChipSpec.num_onchip_sram_partitions`),
+  which is less than the traffic, since the kernel writes and re-reads its own permuted input and
+  intermediates. Only the warm-cache fit and `warm_cache=True` use it.
 
 Its efficiencies and fixed cost are a separate kernel class (profile table `moe`),
 fitted on `shared/calibration/ops_moe.csv` through the same fitting machinery as GEMMs.
@@ -235,7 +236,12 @@ def moe_work(cc: ChipCost, shape: MoEShape, act_dtype: str = "bf16", weight_dtyp
     # GEMM-2 output, the layer output and the scores. `tokens` counts each buffer's writes and re-reads,
     # so comparing it with the cache would evict working sets that fit (L40S layers at 1.0-1.3x its L2
     # ran at cache speed, 92-147% over-predicted when the traffic was compared).
-    resident = weights + load.rows * (h * a + width * 2 + h * 2) + shape.num_tokens * h * 2 + scores
+    # A cache split into partitions that each keep a copy of what their compute units read (A100/H100's two L2
+    # halves, `ChipSpec.num_onchip_sram_partitions`) holds these bytes once per partition: A100 and H100 layers
+    # lose cache speed at half their L2, L40S's (one unified L2) at all of it (ops_moe.csv, bench/accuracy_moe.py
+    # --cache-steps), so counting the copies puts every chip's step at the same fraction of its L2.
+    distinct = weights + load.rows * (h * a + width * 2 + h * 2) + shape.num_tokens * h * 2 + scores
+    resident = distinct * cc.sram_partitions
     tokens += scores
     # Work units: output-tile columns of the grouped up-GEMM per active expert (one CTA each, however
     # few rows the expert got: thin experts are memory bound, not starved of parallelism).

@@ -171,6 +171,14 @@ class ChipSpec(_Frozen):
         default=None, description="Non-matrix (vector) fp32 peak, for elementwise work and softmax."
     )
     onchip_sram_bytes: Sourced | None = Field(default=None, description="Last-level on-chip cache/SRAM, bytes.")
+    num_onchip_sram_partitions: Sourced | None = Field(
+        default=None,
+        description="Partitions the on-chip cache is split into, each caching its own copy of what the compute units "
+        "attached to it read (A100: two; 'Each L2 partition localizes and caches data for memory accesses from SMs in "
+        "the GPCs directly connected to the partition', A100 whitepaper). Data every compute unit reads (a warm "
+        "microbenchmark's expert weights) then takes this many copies, so it stays on chip only up to "
+        "onchip_sram_bytes / partitions. Absent: 1, one unified cache.",
+    )
     onchip_sram_bandwidth_bytes_per_s: Sourced | None = Field(
         default=None,
         description="Bandwidth of that on-chip memory to the compute units, bytes/s; when absent the cost model "
@@ -219,6 +227,13 @@ class ChipSpec(_Frozen):
     @classmethod
     def _sram(cls, v: Sourced | None) -> Sourced | None:
         return plausible(v, *SRAM_BOUNDS)
+
+    @field_validator("num_onchip_sram_partitions")
+    @classmethod
+    def _partitions(cls, v: Sourced | None) -> Sourced | None:
+        if v is not None and (v.value < 1 or v.value != int(v.value)):
+            raise ValueError(f"num_onchip_sram_partitions must be a whole number >= 1, got {v.value}")
+        return v
 
     @field_validator("num_compute_units")
     @classmethod
@@ -275,6 +290,11 @@ class ChipSpec(_Frozen):
     @property
     def sram_bytes(self) -> float:
         return self.onchip_sram_bytes.value if self.onchip_sram_bytes else 0.0
+
+    @property
+    def sram_partitions(self) -> int:
+        """Copies of widely shared data the on-chip cache holds (`num_onchip_sram_partitions`, default 1)."""
+        return int(self.num_onchip_sram_partitions.value) if self.num_onchip_sram_partitions else 1
 
 
 class NodePowerSpec(_Frozen):

@@ -56,6 +56,7 @@ class EngineLimits:
     cuda_graph_sizes: tuple[int, ...] = ()  # decode-only batches padded up to these
     step_overhead_s: float = 0.0  # host time per iteration (fitted per engine)
     reserve_kv: bool = False  # admit only requests whose whole output fits (TensorRT-LLM)
+    frontend_s: float = 0.0  # serial front-end time per request before the engine (fitted per engine; 0: none)
 
 
 @functools.lru_cache(maxsize=64)
@@ -295,6 +296,51 @@ def _sqrt_pos(x):
     return math.sqrt(max(0.0, x))
 
 
+def _mva(clients: int, engine_s: float, frontend_s: float) -> tuple[float, float]:
+    """(throughput, time in the front end) of `clients` closed-loop clients cycling through one FCFS server of service
+    `frontend_s` and a delay of `engine_s`: mean-value analysis (exact for exponential service; a deterministic server
+    queues less, so this errs towards a longer wait)."""
+    x, r, q = 0.0, frontend_s, 0.0
+    for n in range(1, clients + 1):
+        r = frontend_s * (1.0 + q)
+        x = n / (engine_s + r)
+        q = x * r
+    return x, r
+
+
+def closed_loop_state(sm: StepModel, clients: int, input_len: int, output_len: int, limits: EngineLimits,
+                      _stepper: IterationTimes | None = None) -> SteadyState:
+    """Steady state of `clients` closed-loop clients whose requests each pass the engine's serial front end
+    (`limits.frontend_s`: one request at a time, as an API server's request handling in one process) before the engine
+    holds them. Without a front end every client's request is in the engine: the steady state at batch = clients.
+    With one, the clients divide between the front end and the engine: `_mva` of the front end and the engine as a
+    delay of one request's time in it (Z = batch / requests per s, Little's law), iterated because the batch the
+    engine then holds, X x Z, sets Z. TTFT adds the time in the front end."""
+    state = estimate_steady_state(sm, clients, input_len, output_len, limits, 0.0, _stepper)
+    if limits.frontend_s <= 0.0:
+        return state
+    batch, x, front_s = clients, state.requests_per_s, 0.0
+    for _ in range(12):
+        x, front_s = _mva(clients, batch / state.requests_per_s, limits.frontend_s)
+        new = max(1, min(clients, round(x * batch / state.requests_per_s)))
+        if new == batch:
+            break
+        batch = max(1, (batch + new) // 2) if abs(new - batch) > 1 else new  # damped: the batch sets Z
+        state = estimate_steady_state(sm, batch, input_len, output_len, limits, 0.0, _stepper)
+    return replace(state, tokens_per_s=x * output_len, requests_per_s=x, ttft_s=state.ttft_s + front_s)
+
+
+def _open_loop_frontend(state: SteadyState, frontend_s: float) -> SteadyState:
+    """An open-loop state behind a serial front end: Poisson arrivals at the state's request rate queue for it
+    (M/D/1 mean wait rho f / 2(1 - rho)) and TTFT adds wait and service; at rho >= 1 the front end cannot feed the
+    state (TTFT unbounded)."""
+    if frontend_s <= 0.0:
+        return state
+    rho = state.requests_per_s * frontend_s
+    wait = math.inf if rho >= 1.0 else rho * frontend_s / (2.0 * (1.0 - rho))
+    return replace(state, ttft_s=state.ttft_s + frontend_s + wait)
+
+
 def max_batch_for(memory: MemoryModel, input_len: int, output_len: int, limits: EngineLimits) -> int:
     """Most sequences the engine runs at once: max_num_seqs, and the KV cache at the mean context."""
     cap = memory.kv_capacity_tokens(limits.max_num_batched_tokens, limits.max_num_seqs)
@@ -393,7 +439,9 @@ def estimate_capacity(sm: StepModel, memory: MemoryModel, input_len: int, output
     wait = 0.0 if closed_loop else percentile / 100.0
 
     def state(b: int) -> SteadyState:
-        return estimate_steady_state(sm, b, input_len, output_len, limits, wait, st)
+        if closed_loop:  # b clients, some of them in the front end's queue when it has one
+            return closed_loop_state(sm, b, input_len, output_len, limits, st)
+        return _open_loop_frontend(estimate_steady_state(sm, b, input_len, output_len, limits, wait, st), limits.frontend_s)
 
     best = best_state(state, top, output_len, ttft_s, tpot_s, percentile, closed_loop)
     if best is None:

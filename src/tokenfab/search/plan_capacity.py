@@ -47,7 +47,8 @@ def _limits_of(eng, max_num_seqs: int | None = None, max_batched_tokens: int | N
                         max_num_batched_tokens=max_batched_tokens or eng.max_num_batched_tokens,
                         block_tokens=eng.block_tokens, chunked_prefill=eng.chunked_prefill,
                         prefill_first=eng.prefill_first, cuda_graph_sizes=tuple(eng.cuda_graph_sizes),
-                        step_overhead_s=eng.step_overhead_s, reserve_kv=eng.kv_full == "reserve")
+                        step_overhead_s=eng.step_overhead_s, reserve_kv=eng.kv_full == "reserve",
+                        frontend_s=eng.frontend_s)
 
 
 def memory_kwargs(engine: str, hardware: str, tp: int) -> dict:

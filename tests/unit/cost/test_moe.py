@@ -122,6 +122,43 @@ def test_warm_layer_whose_resident_set_fits_is_served_from_cache():
     assert warm.time_s == pytest.approx(cold.time_s / 4.0, rel=0.02)
 
 
+def test_partitioned_cache_holds_a_copy_per_partition_so_the_layer_leaves_it_at_half_the_sram():
+    # A100's two L2 partitions each cache what their SMs read: a working set of 0.6x the SRAM runs from cache
+    # on a unified cache and from DRAM on a two-partition one (it needs 1.2x the SRAM).
+    from tokenfab.cost.kernel import KernelParams
+    from tokenfab.hardware.spec import ChipSpec
+
+    params = KernelParams(launch_s=0.0, compute_eff=1.0, memory_eff=1.0, overlap_exp=20.0, half_occupancy_per_unit=0.0,
+                          cache_bw_factor=4.0, cache_capacity_frac=1.0)
+    shape = MoEShape(16, 1024, 256, 2, 8)
+    unified = make_cost(kernel=params)
+    base = moe_work(unified, shape).resident_bytes
+    data = unified.chip.model_dump()
+    data["onchip_sram_bytes"] = {"value": base / 0.6, "source": "test", "basis": "assumption"}
+    data["num_onchip_sram_partitions"] = {"value": 2, "source": "test", "basis": "assumption"}
+    split_chip = ChipSpec.model_validate(data)
+    assert split_chip.sram_partitions == 2
+    split = make_cost(split_chip, kernel=params)
+    assert moe_work(split, shape).resident_bytes == pytest.approx(2 * base)
+    unified.sram_bytes = base / 0.6
+    cold = estimate_moe(unified, shape).time_s
+    assert estimate_moe(unified, shape, warm_cache=True).time_s == pytest.approx(cold / 4.0, rel=0.02)
+    assert estimate_moe(split, shape, warm_cache=True).time_s == pytest.approx(cold)
+
+
+def test_cache_partitions_must_be_a_whole_number():
+    from pydantic import ValidationError
+
+    from tokenfab.hardware.spec import ChipSpec
+
+    data = make_cost().chip.model_dump()
+    for bad in (0, 1.5):
+        data["num_onchip_sram_partitions"] = {"value": bad, "source": "test", "basis": "assumption"}
+        with pytest.raises(ValidationError, match="whole number"):
+            ChipSpec.model_validate(data)
+    assert make_cost().chip.sram_partitions == 1  # absent: one unified cache
+
+
 def test_ungated_experts_have_a_single_up_projection():
     cc = make_cost()
     gated = moe_work(cc, MoEShape(64, 16, 32, 2, 8), "bf16")
