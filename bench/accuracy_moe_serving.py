@@ -68,12 +68,37 @@ def layout(notes: str) -> dict | None:
     if not m:
         return None
     tp, pp, dp, moe_tp, ep = (int(x) if x else 0 for x in m.groups())
+    if converter_relabelled(notes, tp, dp, moe_tp, ep):
+        gpus = moe_tp  # the run's TP (or attention-DP) size; its EP size is moe_ep; MoE-TP is what EP leaves
+        tp, dp, moe_tp = (1, gpus, gpus // ep) if dp > 1 else (gpus, 1, gpus // ep)
     if not dp:
         per_rank, total = _note_number(notes, _PER_RANK), _note_number(notes, _CONCURRENCY)
         if tp > 1 and per_rank and total == per_rank * tp:
             tp, dp = 1, tp
     dp = dp or max(1, moe_tp * ep // tp)
     return {"tp": tp, "pp": pp, "dp": dp, "moe_tp": moe_tp, "ep": ep}
+
+
+_SAMPLE_LAYOUT = re.compile(r"sample id=\S*_tp(\d+)_ep(\d+)_\d+;")
+
+
+def converter_relabelled(notes: str, tp: int, dp: int, moe_tp: int, ep: int) -> bool:
+    """Whether an aggregated layout is the converter's relabelling of a T-GPU run with EP E (T = moe_tp, E = moe_ep)
+    as tp (or attention_dp) = T x E, moe_tp = T: aiconfigurator's 2026-04-06 samples and the 2026-04-27 db-dump.
+
+    Their sample ids name the run: '..._tp8_ep8_920' is the 2026-03-25 source's 'tp8_0_ep8_0' (8 GPUs, attention TP8
+    or DP8, experts EP8, moe_tp 1), yet its notes say tp=64, moe_tp=8, moe_ep=8 ('tp4_ep4': tp=16 or attention_dp=16,
+    moe_tp=4, moe_ep=4; 'tp2_ep2': attention_dp=4, 2 x 2), and the db-dump repeats 8-GPU runs of the 2026-03-25 source
+    to the last digit under the same 64-GPU label (`relabelled_duplicates`). Measured TPOT agrees: SGLang DeepSeek
+    'tp=64' at C=4 8.12 ms against 8.05 ms for its tp=8 ep=8 run, where TP64 over eight 8-GPU nodes would pay ~10 ms
+    of inter-node all-reduce per step. A row whose id names another layout, or a layout whose size differs from
+    T x E, is left as stated (e.g. nvidia_DeepSeek-R1-NVFP4's tp=8, moe_tp=2, moe_ep=4: 8 GPUs)."""
+    if ep < 2 or moe_tp % ep or max(tp, dp) != moe_tp * ep:
+        return False
+    named = _SAMPLE_LAYOUT.search(notes)
+    if named:
+        return (int(named.group(1)), int(named.group(2))) == (moe_tp, ep)
+    return "db-dump/" in notes
 
 
 def benchmark_concurrency(notes: str, batch: float, lay: dict) -> int:
@@ -266,6 +291,17 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
     return list(jobs.values()), failed + repeat_reasons(jobs.values())
 
 
+def _checkpoint_formats(model: str, dtype: str, hw: str) -> dict:
+    """dtype (and weight_dtype) of a trtllm.csv row: its precision, except GPT-OSS, whose checkpoint keeps MXFP4
+    experts whatever section of the tables it is listed in. On Hopper the tables list it as FP8 and note 'MoE backend
+    (Hopper: TRITON for GPT-OSS)': TensorRT-LLM's Triton MoE runs the MXFP4 experts against 16-bit activations
+    (triton_kernels matmul_ogs, as vLLM's Hopper MXFP4 x BF16 path), which `_formats` expresses as weight-only FP4;
+    FP8 expert weights would stream twice the bytes at the FP8 tensor-core rate, which no Hopper GPT-OSS kernel has."""
+    if model.startswith("gpt-oss") and dtype == "fp8":
+        return _formats("fp4", hw)
+    return {"dtype": dtype}
+
+
 def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
     rows = pd.read_csv(directory / "trtllm.csv")
     rows = rows[rows["model"].str.contains(MOE_PATTERN, case=False, na=False)]
@@ -289,8 +325,8 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
             # ep = dp (experts spread over the whole group, no MoE-TP); the table does not state it
             tp, dp = 1, tp
             ep = dp if pd.isna(r["ep"]) else ep
-        kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype, **_exchange("trtllm", {"dp": dp}),
-                      kv_dtype="fp8" if dtype != "fp16" else "fp16", offline=True, input_len=int(r["input_len"]),
+        kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, **_checkpoint_formats(model, dtype, hw),
+                      **_exchange("trtllm", {"dp": dp}), kv_dtype="fp8" if dtype != "fp16" else "fp16", offline=True, input_len=int(r["input_len"]),
                       output_len=int(r["output_len"]), engine="trtllm", **_offline_settings(r),
                       **_engine_overrides("trtllm", int(r["input_len"]), 0), **engine_release(r["framework"]))
         try:  # trtllm-bench sizes max_batch_size / max_num_tokens from the KV room, for MoE models as for dense ones

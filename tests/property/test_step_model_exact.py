@@ -51,6 +51,32 @@ def test_decode_pair_equals_step(dep, num_decode, kv, run):
 
 @pytest.mark.property
 @settings(max_examples=40, deadline=None)
+@given(dep=st.sampled_from(DEPLOYMENTS), prefill=st.lists(prefill_group, max_size=3).map(tuple),
+       num_decode=st.integers(0, 300), kv=st.floats(1.0, 30000.0), run=st.integers(0, 4000))
+def test_step_memos_of_the_simulator_equal_their_cold_evaluation(dep, prefill, num_decode, kv, run):
+    """fast_step and decode_pair are memoised on the quantised context: a hit (here a context that quantises to
+    the same value, looked up after the first) gives the bits the uncached evaluation gives."""
+    from tokenfab.execution.step import quantise_context
+
+    model, hw, tp, pp = dep
+    sm = api.deployment(model, hw, tp=tp, pp=pp).step_model
+    if not prefill and num_decode == 0:
+        num_decode = 1
+    kv_q = quantise_context(kv)
+    near = kv_q + 0.25 if kv_q >= 256.0 else kv  # quantises to kv_q again
+    first = sm.fast_step(prefill, num_decode, kv)
+    assert sm.fast_step(prefill, num_decode, near) == first
+    if pp == 1:
+        assert first == sm._fast_step_cold(prefill, num_decode, kv_q if num_decode else 0.0)
+    if num_decode:
+        pair = sm.decode_pair(num_decode, kv, kv + run)
+        assert sm.decode_pair(num_decode, near, kv + run) == pair
+        if pp == 1:
+            assert pair == sm._decode_pair_cold(num_decode, kv_q, quantise_context(kv + run))
+
+
+@pytest.mark.property
+@settings(max_examples=40, deadline=None)
 @given(dep=st.sampled_from(DEPLOYMENTS + [("deepseek-v3", "h200-sxm", 8, 1), ("gpt-oss-20b", "h100-sxm", 1, 1)]), num_decode=st.integers(1, 300),
        kvs=st.lists(st.floats(1.0, 60000.0), min_size=1, max_size=6))
 def test_vectorised_decode_times_equal_step(dep, num_decode, kvs):

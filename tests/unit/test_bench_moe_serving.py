@@ -145,3 +145,41 @@ def test_a_repeated_configuration_is_scored_once_and_listed():
     assert job["measured"] == {"ttft_ms": (490.4, "b-ttft"), "tpot_ms": (9.6, "a-tpot")}
     assert repeat_reasons(jobs.values()) == [
         "a-ttft: repeated by b-ttft (same configuration; measured 478.5 against 490.4), scored once"]
+
+
+_RELABELLED = ("NVIDIA aiconfigurator silicon validation sample id=2026_04_06_deepseek_r1_b200_sxm_trtllm_fp8_agg_8192x1024_c4_"
+               "tp8_ep8_920; trtllm 1.1.0rc2.post2; aggregated serving: tp=64, pp=1, attention_dp=1, moe_tp=8, moe_ep=8, "
+               "batch/concurrency=4; measured serving benchmark at fixed concurrency=4; data_source=[source_file=2026-04-06.csv]")
+
+
+def test_a_converter_relabelled_layout_is_read_as_the_run_its_sample_id_names():
+    """'..._tp8_ep8_920' with notes tp=64, moe_tp=8, moe_ep=8 is an 8-GPU run: attention TP8 (or DP8 with attention_dp
+    on), experts EP8 without MoE-TP; a 4 x 4 label is a 4-GPU EP4 run; the db-dump (no layout in its ids) likewise."""
+    assert layout(_RELABELLED) == {"tp": 8, "pp": 1, "dp": 1, "moe_tp": 1, "ep": 8}
+    assert layout(_RELABELLED.replace("tp=64, pp=1, attention_dp=1", "tp=1, pp=1, attention_dp=64")) == \
+        {"tp": 1, "pp": 1, "dp": 8, "moe_tp": 1, "ep": 8}
+    dump = "tp=16, pp=1, attention_dp=1, moe_tp=4, moe_ep=4, batch/concurrency=8; data_source=[db-dump/2026-04-27; config_id=1]"
+    assert layout(dump) == {"tp": 4, "pp": 1, "dp": 1, "moe_tp": 1, "ep": 4}
+    gpt = "sample id=x_agg_1024x1024_c64_tp2_ep2_7; aggregated serving: tp=1, pp=1, attention_dp=4, moe_tp=2, moe_ep=2, batch"
+    assert layout(gpt) == {"tp": 1, "pp": 1, "dp": 2, "moe_tp": 1, "ep": 2}
+
+
+def test_layouts_the_converter_did_not_relabel_are_read_as_stated():
+    """A real MoE-TP x EP split (nvidia_DeepSeek-R1-NVFP4: tp=8, moe_tp=2, moe_ep=4), an id naming another layout, and
+    a 16-bit-width TP run without EP keep their notes' layout."""
+    assert layout("tp=8, pp=1, attention_dp=, moe_tp=2, moe_ep=4, batch/concurrency=8") == \
+        {"tp": 8, "pp": 1, "dp": 1, "moe_tp": 2, "ep": 4}
+    other = _RELABELLED.replace("_tp8_ep8_920", "_tp64_ep8_920")
+    assert layout(other) == {"tp": 64, "pp": 1, "dp": 1, "moe_tp": 8, "ep": 8}
+    assert layout("db-dump/2026-04-27 tp=8, pp=1, attention_dp=1, moe_tp=8, moe_ep=1, batch") == \
+        {"tp": 8, "pp": 1, "dp": 1, "moe_tp": 8, "ep": 1}
+
+
+def test_gpt_oss_trtllm_bench_rows_keep_mxfp4_experts():
+    """GPT-OSS listed as FP8 on Hopper runs its MXFP4 experts weight-only against 16-bit activations (TRITON backend);
+    on B200 the FP4 label stands; other models take the table's precision."""
+    from accuracy_moe_serving import _checkpoint_formats
+
+    assert _checkpoint_formats("gpt-oss-120b", "fp8", "h100-sxm") == {"dtype": "bf16", "weight_dtype": "fp4"}
+    assert _checkpoint_formats("gpt-oss-20b", "fp4", "b200") == {"dtype": "fp4"}
+    assert _checkpoint_formats("qwen3-235b-a22b", "fp8", "h100-sxm") == {"dtype": "fp8"}

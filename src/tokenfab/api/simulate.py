@@ -132,6 +132,7 @@ def simulate(
     eng = eng.model_copy(update={k: v for k, v in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_batched_tokens),
                                                   ("block_tokens", block_size), ("chunked_prefill", chunked_prefill))
                                  if v is not None})
+    budget_given = max_batched_tokens is not None
     max_num_seqs, max_batched_tokens, block_size = eng.max_num_seqs, eng.max_num_batched_tokens, eng.block_tokens
     try:
         sched = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_batched_tokens,
@@ -201,6 +202,8 @@ def simulate(
         role_sched = sched
         if role == "prefill" and prefill_max_num_seqs:  # a context server's own sequence limit
             role_sched = sched.model_copy(update={"max_num_seqs": prefill_max_num_seqs})
+        if dp_ > 1 and eng.chunk_per_dp_rank and not budget_given:  # each rank's share of the engine's budget
+            role_sched = role_sched.model_copy(update={"max_num_batched_tokens": max(1, max_batched_tokens // dp_)})
         rspec = replica_spec(d.step_model, d.memory, role_sched, wl.hash_block_tokens, role, policy=eng,
                              speculative=spec_model, context_len=context)
         together = None

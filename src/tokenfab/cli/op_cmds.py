@@ -86,7 +86,7 @@ def moe(
     dtype: Annotated[str, typer.Option(help="Activation format (fp8 with --weight-dtype fp4: MXFP4 x MXFP8).")] = "bf16",
     weight_dtype: Annotated[str | None, typer.Option(help="Expert weight format.")] = None,
     gated: Annotated[bool, typer.Option("--gated/--no-gated", help="Gated (SwiGLU) experts or a plain up projection.")] = True,
-    distribution: Annotated[str, typer.Option(help="Token routing: balanced, uniform or power-law:A.")] = "balanced",
+    distribution: Annotated[str, typer.Option(help="Token routing: balanced, uniform, power-law:A or zipf:S (skewed expert popularity).")] = "balanced",
     warm_cache: Annotated[bool, typer.Option(help="Model a microbenchmark loop whose weights may stay in on-chip cache.")] = False,
     as_json: JsonOpt = False,
 ) -> None:

@@ -50,11 +50,12 @@ import numpy as np
 
 from tokenfab.cost.chip_cost import ChipCost, KernelWork
 from tokenfab.cost.gemm import TILE, gemm_kind
+from tokenfab.cost.moe_popularity import popularity_load
 from tokenfab.cost.result import OpCost
 from tokenfab.errors import InvalidInputError
 from tokenfab.units import bytes_per_element
 
-DISTRIBUTIONS = ("balanced", "uniform", "power-law:A")
+DISTRIBUTIONS = ("balanced", "uniform", "power-law:A", "zipf:S")
 _POWER_LAW_DRAWS = 8  # draws averaged per power-law load (keeps the expected busiest rank stable)
 _SIXTEEN_BIT = ("bf16", "fp16", "fp32", "tf32")
 
@@ -100,10 +101,19 @@ class ExpertLoad:
 
 
 def parse_distribution(text: str) -> tuple[str, float]:
-    """('balanced'|'uniform'|'power-law', alpha) from 'balanced', 'uniform', 'power-law:1.2' (or power_law_1.2)."""
+    """('balanced'|'uniform'|'power-law'|'zipf', exponent) from 'balanced', 'uniform', 'power-law:1.2' (or
+    power_law_1.2), 'zipf:0.8' (skewed expert popularity, `cost.moe_popularity`)."""
     t = text.strip().lower().replace("_", "-")
     if t in ("balanced", "uniform"):
         return t, 0.0
+    if t.startswith("zipf:"):
+        try:
+            skew = float(t[5:])
+        except ValueError:
+            skew = -1.0
+        if not 0.0 <= skew <= 4.0:
+            raise InvalidInputError(f"zipf exponent must lie in [0, 4], got {t[5:]!r} (e.g. zipf:0.8)")
+        return "zipf", skew
     for prefix in ("power-law:", "power-law-"):
         if t.startswith(prefix):
             try:
@@ -144,6 +154,8 @@ def _load(tokens: int, topk: int, experts: int, ep: int, kind: str, alpha: float
         rows = min(picks, mean + std * math.sqrt(2.0 * math.log(ep))) if ep > 1 else mean
         return ExpertLoad(rows, active, local * min(per, TILE) if per >= 1 else active,
                           local * math.ceil(per / TILE - 1e-9) if per >= 1 else active)
+    if kind == "zipf":
+        return ExpertLoad(*popularity_load(tokens, topk, experts, ep, alpha, TILE))
     draws = [_power_law_draw(tokens, topk, experts, ep, alpha, seed) for seed in range(_POWER_LAW_DRAWS)]
     return ExpertLoad(*(float(np.mean([d[i] for d in draws])) for i in range(4)))
 

@@ -21,6 +21,7 @@ from tokenfab.cost.moe import MoEShape, estimate_moe
 from tokenfab.cost.onchip import NO_RESIDENCY, ResidencyPlan
 from tokenfab.cost.result import OpCost, cost_record, revive_cost
 from tokenfab.execution.config import ParallelConfig, PrecisionConfig
+from tokenfab.execution.moe_routing import model_routing
 from tokenfab.hardware.spec import SystemSpec
 from tokenfab.units import bytes_per_element
 from tokenfab.workload.spec import AttentionSpec, FFNSpec, LayerGroup
@@ -38,14 +39,15 @@ FP4_GATHER_BYTES = 0.5 + 1.0 / 16  # NVFP4: two elements a byte, one FP8 scale p
 # sequence as extra heads over one read of the latent cache); longer chunks decompress K/V (prefill form).
 MLA_ABSORBED_MAX_Q = 16
 
-# How a model's tokens pick experts in a step: each token its top-k independently ('uniform', cost.moe), so at small
-# batches picks collide and fewer experts are read than there are picks. The microbenchmarks' 'balanced' round-robin
-# gives every pick its own expert, the most weight traffic a step can have: a GPT-OSS-120B decode step of 32 tokens
-# (128 top-4 picks over 128 experts) would read all 128 experts' weights, where independent routing expects
+# How a model's tokens pick experts in a step: each token its top-k independently, so at small batches picks collide
+# and fewer experts are read than there are picks. The microbenchmarks' 'balanced' round-robin gives every pick its
+# own expert, the most weight traffic a step can have: a GPT-OSS-120B decode step of 32 tokens (128 top-4 picks over
+# 128 experts) would read all 128 experts' weights, where uniform independent routing expects
 # 128 x (1 - (1 - 4/128)^32) = 81.7. Skewed (real) popularity collides more still; uniform is the upper bound for
-# independent routing (the expected count of distinct experts is concave in the pick probabilities). The busiest EP
-# rank's rows carry the spread of independent routing (cost.moe `uniform`), which EPLB-balanced deployments narrow.
-MODEL_ROUTING = "uniform"
+# independent routing (the expected count of distinct experts is concave in the pick probabilities). The skew is
+# fitted on serving runs (`execution.moe_routing`: 'zipf:S', or 'uniform' without a fit); the busiest EP rank's rows
+# carry the spread of independent routing, which EPLB-balanced deployments narrow.
+MODEL_ROUTING = model_routing()
 
 
 @dataclass(slots=True, unsafe_hash=True)  # not frozen (never changed after it is made): see cost.result.OpCost

@@ -198,6 +198,8 @@ class StepModel:
         self._prefill_core_cache: dict[tuple, tuple[float, float]] = {}
         self._core_cache: dict[tuple, PartRecord] = {}
         self._static_cache: dict[tuple, tuple[float, float]] = {}
+        self._fast_step_cache: dict[tuple, tuple[float, float]] = {}  # single-stage fast_step, by quantised context
+        self._decode_pair_cache: dict[tuple, tuple[float, float, float, float]] = {}  # likewise decode_pair
         self._decode_plans: list[DecodeCorePlan | None] | None = None  # per layer group, for decode_times (on first use)
         self._pp, self._num_devices = par.pp, par.num_devices
         self._mla = any(g.attention.kind == "mla" for g in model.layers)
@@ -404,9 +406,26 @@ class StepModel:
 
     def fast_step(self, prefill: tuple, num_decode: int, decode_kv_len: float) -> tuple[float, float]:
         """`time_energy` for single-stage plans, inlined without building a StepBatch: the simulator
-        calls it once per iteration, and the inlining is worth ~20% of a simulation's wall time."""
+        calls it once per iteration, and the inlining is worth ~20% of a simulation's wall time. Memoised on
+        the work and the quantised context, the only way the result depends on the context (a serving run
+        repeats a few thousand shapes: one lookup instead of three)."""
         if self._pp > 1 or self._tbo:
             return self.time_energy(StepBatch(prefill, num_decode, decode_kv_len))
+        kv_len = decode_kv_len if num_decode else 0.0
+        if kv_len >= 256.0:  # quantise_context, as _decode_core does it
+            whole = int(kv_len)
+            q = 1 << (whole.bit_length() - 8)
+            kv_len = float((whole + (q >> 1)) // q * q)
+        key = (prefill, num_decode, kv_len)
+        hit = self._fast_step_cache.get(key)
+        if hit is None:
+            hit = self._fast_step_cold(prefill, num_decode, kv_len)
+            if len(self._fast_step_cache) < 200_000:
+                self._fast_step_cache[key] = hit
+        return hit
+
+    def _fast_step_cold(self, prefill: tuple, num_decode: int, kv_len: float) -> tuple[float, float]:
+        """`fast_step` past its memo: the three part memos (`kv_len` already quantised)."""
         tokens, seqs = num_decode, num_decode
         t = busy = 0.0
         # the memo lookups of _prefill_core, _static_fast and _decode_core inlined (a call each saved per iteration)
@@ -424,11 +443,6 @@ class StepModel:
         t += st
         busy += se
         if num_decode:
-            kv_len = decode_kv_len
-            if kv_len >= 256.0:  # quantise_context, as _decode_core does it
-                whole = int(kv_len)
-                q = 1 << (whole.bit_length() - 8)
-                kv_len = float((whole + (q >> 1)) // q * q)
             hit = self._decode_core_cache.get((num_decode, kv_len, graphed))
             dt, de = hit if hit is not None else self._decode_core(num_decode, kv_len, graphed)
             t += dt
@@ -453,25 +467,34 @@ class StepModel:
             t0, e0 = self.time_energy(StepBatch((), num_decode, kv_first))
             t1, e1 = self.time_energy(StepBatch((), num_decode, kv_last))
             return t0, e0, t1, e1
-        # the memo lookups of _static_fast and _decode_core inlined (with quantise_context), as in fast_step
+        # memoised on the quantised contexts (quantise_context, inlined), the only way the pair depends on them
+        kv_a, kv_b = kv_first, kv_last
+        if kv_a >= 256.0:
+            whole = int(kv_a)
+            q = 1 << (whole.bit_length() - 8)
+            kv_a = float((whole + (q >> 1)) // q * q)
+        if kv_b >= 256.0:
+            whole = int(kv_b)
+            q = 1 << (whole.bit_length() - 8)
+            kv_b = float((whole + (q >> 1)) // q * q)
+        key = (num_decode, kv_a, kv_b)
+        hit = self._decode_pair_cache.get(key)
+        if hit is None:
+            hit = self._decode_pair_cold(num_decode, kv_a, kv_b)
+            if len(self._decode_pair_cache) < 200_000:
+                self._decode_pair_cache[key] = hit
+        return hit
+
+    def _decode_pair_cold(self, num_decode: int, kv_a: float, kv_b: float) -> tuple[float, float, float, float]:
+        """`decode_pair` past its memo (contexts already quantised): the static and decode-core memos."""
         hit = self._static_cache.get((num_decode, num_decode, num_decode, True))
         t, busy = hit if hit is not None else self._static_fast(num_decode, num_decode, num_decode, True)
         cores = self._decode_core_cache
-        kv = kv_first
-        if kv >= 256.0:
-            whole = int(kv)
-            q = 1 << (whole.bit_length() - 8)
-            kv = float((whole + (q >> 1)) // q * q)
-        hit = cores.get((num_decode, kv, True))
-        a_t, a_e = hit if hit is not None else self._decode_core(num_decode, kv_first, True)
-        if kv_last != kv_first:
-            kv = kv_last
-            if kv >= 256.0:
-                whole = int(kv)
-                q = 1 << (whole.bit_length() - 8)
-                kv = float((whole + (q >> 1)) // q * q)
-            hit = cores.get((num_decode, kv, True))
-            b_t, b_e = hit if hit is not None else self._decode_core(num_decode, kv_last, True)
+        hit = cores.get((num_decode, kv_a, True))
+        a_t, a_e = hit if hit is not None else self._decode_core(num_decode, kv_a, True)
+        if kv_b != kv_a:
+            hit = cores.get((num_decode, kv_b, True))
+            b_t, b_e = hit if hit is not None else self._decode_core(num_decode, kv_b, True)
         else:
             b_t, b_e = a_t, a_e
         n = self._num_devices

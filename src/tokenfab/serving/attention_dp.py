@@ -13,9 +13,11 @@ evaluated each iteration on the counts all ranks all-gather:
   has no generation request (then they run and the counter resets).
 
 The counter grows in every unbalanced iteration, whether or not any rank has a prompt, so under unbalanced
-arrivals prompts start on a cycle of `timeout_iters` iterations. Here every rank is its own replica stepping on
-its own clock: each rank counts its own iterations (the ranks step at about the same rate), and a balanced
-moment, seen when a prompt is queued, resets every rank's counter and releases the waiting ranks.
+arrivals prompts start on a cycle of `timeout_iters` iterations. Here every rank is its own replica: each rank
+counts its own iterations (the ranks step at about the same rate), and a balanced moment, seen when a prompt is
+queued, resets every rank's counter and releases the waiting ranks. The ranks share iteration boundaries
+(`Simulation._start_rank`): prompts starting on one rank start on every rank that has some, and restart every
+rank's counter (`BalanceGate.restart`), as TensorRT-LLM's one decision on all-gathered counts does.
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ class BalanceGate:
             return True
         rank.hold_iters = period - done
         return False
+
+    def restart(self) -> None:
+        """Prompts started on one rank of a lock-step instance (`Simulation._start_rank`), and so on every rank that
+        has some: TensorRT-LLM's one wait counter restarts, which here is every rank's own count."""
+        for r in self.ranks:
+            self.cycle_start[r.index] = r.g
 
     def balanced(self) -> list:
         """A prompt was just queued: if every rank now has one waiting, the counters reset and the waiting

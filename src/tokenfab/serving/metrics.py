@@ -3,7 +3,7 @@ fixed buckets, and the summary of the stable `simulate` interface."""
 
 from __future__ import annotations
 
-from array import array
+import struct
 from collections import Counter
 from pathlib import Path
 
@@ -16,24 +16,32 @@ _COLUMNS = ("arrival_s", "first_token_s", "finish_s", "prompt_tokens", "output_t
             "cached_prompt_tokens")
 
 
+# one row of the log: 8 native doubles (what array('d') stores; ints convert exactly)
+ROW = struct.Struct(f"={len(_COLUMNS)}d")
+
+
 class RequestLog:
     """Completed requests as columns (8 numbers each; memory grows with completions only).
 
-    Rows go into one flat `array('d')` (appending 8 doubles costs a fraction of writing a numpy column
-    slice, and the simulator logs every request); columns are read out as numpy copies."""
+    Rows go into one flat bytearray of doubles, packed by one precompiled `struct` call (a third of what
+    `array('d').extend` of a tuple costs, which parses each item separately, and the simulator logs every
+    request: it appends `ROW.pack(...)` to `rows` itself); columns are read out as numpy copies."""
 
     def __init__(self) -> None:
-        self._rows = array("d")
-        self.n = 0
+        self.rows = bytearray()
+
+    @property
+    def n(self) -> int:
+        """Requests logged."""
+        return len(self.rows) // ROW.size
 
     def add(self, r: Request) -> None:
-        self._rows.extend((r.arrival_s, r.first_token_s, r.finish_s, r.prompt_len, r.output_len,
-                           r.preemptions, r.replica, r.cached_hit_tokens))
-        self.n += 1
+        self.rows += ROW.pack(r.arrival_s, r.first_token_s, r.finish_s, r.prompt_len, r.output_len,
+                              r.preemptions, r.replica, r.cached_hit_tokens)
 
     def column(self, name: str) -> np.ndarray:
-        # a copy: a live view would pin the buffer (an exporting array.array cannot grow)
-        return np.frombuffer(self._rows, dtype=np.float64).reshape(self.n, len(_COLUMNS))[:, _COLUMNS.index(name)].copy()
+        # a copy: a live view would pin the buffer (an exporting bytearray cannot grow)
+        return np.frombuffer(self.rows, dtype=np.float64).reshape(self.n, len(_COLUMNS))[:, _COLUMNS.index(name)].copy()
 
     def to_frame(self):
         import pandas as pd

@@ -103,7 +103,7 @@ class _Work:
     t1: float = 0.0
     e0: float = 0.0
     e1: float = 0.0
-    chunks: tuple = ()  # iteration: (request, tokens) prefill chunks
+    chunks: tuple | list = ()  # iteration: (request, tokens) prefill chunks
     blocks: int = 0  # run: blocks pre-allocated for the run's KV growth
     decode: bool = True  # the decoders advance (False: a prefill-only iteration of a prefill-first engine)
     batch: int = 0  # sequences in the work and the KV use when it started (for the time series)
@@ -155,6 +155,10 @@ class Replica:
         # waiting prompts may start, and while they may not, the most decode iterations to run before asking again
         self.gate = None
         self.hold_iters = MAX_RUN
+        # ranks of this replica's attention-DP instance whose iterations it shares (the simulator's lock step,
+        # `Simulation._start_rank`); None: a replica on its own clock
+        self.siblings: list | None = None
+        self.joins_until = 0.0  # a sibling's prefill iteration ending by then is one this rank joins (not waits for)
         # disaggregated decode pool: hand-offs admitted in the iteration being planned, whose first token the client
         # sees when that iteration ends (the decode side streams the prefill's token after the KV arrived)
         self._first_out: list[Request] = []
@@ -237,7 +241,7 @@ class Replica:
             req.final_blocks = 0
         if req.cache_refs:
             self.pool.drop(req.cache_refs)
-            req.cache_refs = []
+            req.cache_refs = ()
         req.shared_blocks = 0
 
     def _stop_decoding(self, req: Request) -> int:
@@ -325,7 +329,7 @@ class Replica:
         full = min(len(req.hash_ids), req.prompt_len // pool.hash_block_tokens)
         new_ids = req.hash_ids[have:full]
         moved = pool.insert(new_ids)
-        req.cache_refs.extend(new_ids)
+        req.cache_refs = (*req.cache_refs, *new_ids)
         req.shared_blocks += len(moved) * pool.blocks_per_entry
         if req.final_blocks:
             shift = min(req.final_blocks, len(moved) * pool.blocks_per_entry)
@@ -395,7 +399,7 @@ class Replica:
             if not swapped_in and req.hash_ids:
                 pool.record(req.prompt_len + req.generated, start)
             if hits:
-                req.cache_refs = list(req.hash_ids[:hits])
+                req.cache_refs = tuple(req.hash_ids[:hits])
                 req.cached_hit_tokens = max(req.cached_hit_tokens, start)
             req.shared_blocks, req.computed = shared, start
             if swapped_in and req.ready_s < 0:  # swapped out by a preemption (handoffs arrive with their KV)
@@ -462,7 +466,7 @@ class Replica:
         e += self._idle_w * oh
         if self._first_out:
             self._emit_first(now + t)
-        self.work = w = _Work(now + t, now, False, 1, 0.0, 0.0, 0.0, 0.0, tuple(chunks))
+        self.work = w = _Work(now + t, now, False, 1, 0.0, 0.0, 0.0, 0.0, chunks)  # the list itself: not changed after
         # _account, inlined (once per iteration)
         self.energy_j += e
         self.busy_s += t
@@ -655,6 +659,17 @@ class Replica:
                 heapq.heappush(heap, finish_at)
             else:
                 bucket.append(req)
+        if heap and heap[0] <= g:  # some decoder finishes: `_decoders_done`
+            self._decoders_done(heap, g, now, done)
+        if len(self.stack) > self._stack_cap:  # drop finished entries (amortised O(1))
+            self.stack = [r for r in self.stack if r.finish_s < 0 and (r.decode_join >= 0 or r in self.prefilling)]
+            self._stack_cap = 2 * len(self.stack) + 64
+        self.idle_since = now
+        return done
+
+    def _decoders_done(self, heap: list[int], g: int, now: float, done: list[Request]) -> None:
+        """Decoders whose finishing iteration has come leave, in id order within an iteration (`_stop_decoding`,
+        `_release` and `_finished`, inlined for the common case)."""
         bins, bs, release, fast = self.bins, self._bs, self.pool.release, self._fast
         while heap and heap[0] <= g:
             finish_at = heapq.heappop(heap)
@@ -684,8 +699,3 @@ class Replica:
                     req.finish_s = now  # _finished, inlined
                     self.outstanding -= req.prompt_len + req.output_len
                     done.append(req)
-        if len(self.stack) > self._stack_cap:  # drop finished entries (amortised O(1))
-            self.stack = [r for r in self.stack if r.finish_s < 0 and (r.decode_join >= 0 or r in self.prefilling)]
-            self._stack_cap = 2 * len(self.stack) + 64
-        self.idle_since = now
-        return done

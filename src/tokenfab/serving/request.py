@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(slots=True, eq=False)
@@ -32,7 +32,7 @@ class Request:
 
     # bookkeeping owned by the replica
     shared_blocks: int = 0  # KV blocks it uses that belong to prefix-cache entries
-    cache_refs: list[int] = field(default_factory=list)  # prefix-cache entries it references
+    cache_refs: tuple[int, ...] = ()  # prefix-cache entries it references (a tuple: no list made per request)
     decode_join: int = -1  # replica iteration counter when it started decoding (-1: not decoding)
     published: bool = False  # its prompt blocks were offered to the prefix cache
     ready_s: float = -1.0  # disaggregation: when its KV reached the decode pool

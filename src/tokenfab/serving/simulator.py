@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.step import StepModel
 from tokenfab.serving.attention_dp import AttentionDpBalance, BalanceGate
-from tokenfab.serving.metrics import RequestLog, TimeSeries, summarize
+from tokenfab.serving.metrics import ROW, RequestLog, TimeSeries, summarize
 from tokenfab.serving.policies import make_router
 from tokenfab.serving.replica import Replica, ReplicaSpec
 from tokenfab.serving.request import Request
@@ -145,10 +145,11 @@ class Simulation:
             join = getattr(r.spec.step, "join", None)
             if join is not None:
                 join(r)
+                r.siblings = r.spec.step.ranks  # and they share iteration boundaries (`_start_rank`)
         self.log = RequestLog()
         self.rejected: Counter = Counter()
         self.events: list[tuple[float, int, int, int]] = []  # (time, seq, replica index, version)
-        self.pending: list[tuple[float, int, int, Request]] = []  # (time, seq, kind, request)
+        self.pending: list[tuple[float, int, int, Request]] = []  # (time, seq, kind, request; kind 3: a Replica)
         self.version = [0] * (len(self.replicas) + len(self.decoders))  # by replica index: its live event
         self.seq = itertools.count()
         self.issued = 0
@@ -193,7 +194,7 @@ class Simulation:
     def _kick(self, replica: Replica, now: float) -> None:
         """A request was queued on `replica`: start it if idle, or cut its decode run short."""
         if replica.work is None:
-            self._schedule(replica, replica.start(now))
+            self._schedule(replica, replica.start(now) if replica.siblings is None else self._start_rank(replica, now))
         else:
             self._schedule(replica, replica.interrupt(now))
 
@@ -220,12 +221,60 @@ class Simulation:
         target = pool[self.router.route(req, pool)] if len(pool) > 1 else pool[0]  # one replica: nothing to choose
         target.enqueue(req)
         released = target.gate.balanced() if target.gate is not None else ()
-        end = target.start(now) if target.work is None else target.interrupt(now)  # _kick, inlined
+        if target.work is not None:  # _kick, inlined
+            end = target.interrupt(now)
+        else:
+            end = target.start(now) if target.siblings is None else self._start_rank(target, now)
         if end is not None:
             self._schedule(target, end)
         for rank in released:  # the instance's other ranks start their held prompts at their next iteration
             if rank is not target:
                 self._kick(rank, now)
+
+    def _start_rank(self, replica: Replica, now: float) -> float | None:
+        """`replica.start` for a rank of an attention-DP instance, whose ranks run their iterations in lock step: every
+        MoE layer's token exchange joins all ranks, so no rank begins an iteration while a sibling is inside one
+        (TensorRT-LLM's PyExecutor ranks meet in each iteration's collectives, idle ranks running dummy
+        requests; SGLang's DP-attention ranks all-gather their batch sizes before every forward, idle ranks
+        running idle batches). A rank that would start while a sibling is in a prefill iteration starts when
+        that iteration ends (its decodes wait with it). A rank that starts a prefill iteration starts it for the
+        instance: every sibling with prompts waiting joins it (each rank schedules its own prompts at every
+        iteration, and TensorRT-LLM's balancing decides on all-gathered counts, alike on every rank), the
+        others' decode runs stop at their next iteration and wait for it. Decode runs (many iterations planned at
+        once) are not waited for: their iterations are the short ones every rank runs alike."""
+        boundary, joined = now, replica.joins_until
+        for s in replica.siblings:
+            w = s.work
+            if w is not None and not w.run and w.start_s < now < w.end_s and w.end_s > boundary and w.end_s > joined:
+                boundary = w.end_s
+        if boundary > now:
+            heapq.heappush(self.pending, (boundary, next(self.seq), 3, replica))
+            return None
+        queued = len(replica.waiting)
+        end = replica.start(now)
+        w = replica.work
+        if w is None or w.run or not w.chunks:
+            return end
+        admitted = len(replica.waiting) < queued  # new prompts started (not only chunks of started ones)
+        if admitted and replica.gate is not None:
+            replica.gate.restart()  # the instance's one wait counter restarts
+        for s in replica.siblings:  # a prefill iteration began: the instance's iteration
+            sw = s.work
+            if s is replica or (sw is not None and not sw.run):
+                continue
+            if admitted and len(s.waiting):  # its prompts start in this iteration too
+                s.joins_until = w.end_s
+                if s.gate is not None:
+                    s.gate.release_at[s.index] = s.g
+                self._schedule(s, self._start_rank(s, now) if sw is None else s.interrupt(now))
+            elif sw is not None:
+                self._schedule(s, s.interrupt(now))
+        return end
+
+    def _wake(self, replica: Replica, now: float) -> None:
+        """A rank held by `_start_rank` reaches the iteration boundary it waited for."""
+        if replica.work is None:
+            self._schedule(replica, self._start_rank(replica, now))
 
     def _handoff_arrive(self, req: Request, now: float) -> None:
         # The client sees the first token from the decode side (TensorRT-LLM's disaggregated server streams the
@@ -275,13 +324,22 @@ class Simulation:
     def _loop(self, stream: Iterator[Request]) -> float:
         """The event loop; returns the time of the last event. `_schedule`, `_done` (outside a prefill pool) and,
         with one replica and no front end, `_arrive` are inlined: they run once or twice per request."""
+        only = self.replicas[0]
+        if (len(self.replicas) == 1 and not self.decoders and not self._frontend and not self.request_latency_s
+                and only._fast and only.inline_done and only.gate is None):
+            return self._loop_single(stream, only)
+        return self._loop_general(stream)
+
+    def _loop_general(self, stream: Iterator[Request]) -> float:
+        """`_loop` over the event heap: any number of replicas and pools, front end, request latency."""
         nxt = next(stream, None)
         by_index = self._all()  # replica i sits at position i
         events, pending, version, heappop, heappush = self.events, self.pending, self.version, heapq.heappop, heapq.heappush
         next_seq = self.seq.__next__
-        handlers = (self._arrive, self._handoff_arrive, self._enter_engine)  # by the kind of a pending entry
+        # by the kind of a pending entry (3: an attention-DP rank's held start, whose entry holds the replica)
+        handlers = (self._arrive, self._handoff_arrive, self._enter_engine, self._wake)
         arrive, done = self._arrive, self._done
-        log_add, warmup, issue_closed = self.log.add, self._warmup, self._issue_closed
+        rows, pack, warmup, issue_closed = self.log.rows, ROW.pack, self._warmup, self._issue_closed
         bar = _Progress(min(self.workload.num_requests, 10**9)) if self.progress else None
         check = self.check_invariants
         # one replica, requests straight into the engine: an arrival is queued on it here (`_arrive`, inlined)
@@ -322,11 +380,12 @@ class Simulation:
                         done(replica, finished, now)
                     else:  # _done, inlined
                         for req in finished:
-                            if req.rid >= warmup:  # warm-up requests are served but not measured
-                                log_add(req)
+                            if req.rid >= warmup:  # warm-up requests are served but not measured (RequestLog.add)
+                                rows += pack(req.arrival_s, req.first_token_s, req.finish_s, req.prompt_len,
+                                             req.output_len, req.preemptions, req.replica, req.cached_hit_tokens)
                             if req.client >= 0:
                                 issue_closed(req.client, now)
-                end = replica.start(now)
+                end = replica.start(now) if replica.siblings is None else self._start_rank(replica, now)
                 if end is not None:  # _schedule, inlined
                     v = version[idx] + 1
                     version[idx] = v
@@ -339,6 +398,64 @@ class Simulation:
         if bar is not None:
             bar.close(self.log.n)
         return now
+
+    def _loop_single(self, stream: Iterator[Request], only: Replica) -> float:
+        """`_loop` for one replica whose requests go straight into its engine: the same events in the same order
+        without the event heap. The replica has at most one live event, the end of its current work (`end`); an
+        arrival that cuts a decode run short replaces it, and the general loop's stale heap entry for the old end
+        would only move the time of the last event, kept here as `last`. Arrivals are queued inline (`_arrive`'s
+        common case) and finished requests logged inline (`_done`, `RequestLog.add`)."""
+        nxt = next(stream, None)
+        pending, heappop, events = self.pending, heapq.heappop, self.events
+        arrive, issue_closed, warmup = self._arrive, self._issue_closed, self._warmup
+        rows, pack = self.log.rows, ROW.pack
+        bar = _Progress(min(self.workload.num_requests, 10**9)) if self.progress else None
+        check = self.check_invariants
+        max_tokens, chunked, budget = only._max_request_tokens, only.spec.chunked_prefill, only._budget
+        complete, start, queue = only.complete, only.start, only.arrive
+        now = last = 0.0
+        end = INF
+        while True:
+            t_arr = nxt.arrival_s if nxt is not None else INF
+            t_pend = pending[0][0] if pending else INF
+            if t_arr <= t_pend and t_arr <= end:
+                if t_arr == INF:
+                    break
+                now, req = t_arr, nxt
+                nxt = next(stream, None)
+            elif t_pend <= end:
+                now, _, _, req = heappop(pending)  # a closed-loop client's request (the only pending kind here)
+            else:
+                now = end
+                for req in complete(now):
+                    if req.rid >= warmup:  # warm-up requests are served but not measured
+                        rows += pack(req.arrival_s, req.first_token_s, req.finish_s, req.prompt_len, req.output_len,
+                                     req.preemptions, req.replica, req.cached_hit_tokens)
+                    if req.client >= 0:
+                        issue_closed(req.client, now)
+                new_end = start(now)
+                end = INF if new_end is None else new_end
+                if bar is not None:
+                    bar.update(self.log.n)
+                if check:
+                    only.check_invariants()
+                continue
+            p, o = req.prompt_len, req.output_len
+            # Replica.rejects' common case (nothing to reject), inlined; anything else goes through `_arrive`
+            if 0 < p and 0 < o and p + o <= max_tokens and (chunked or p <= budget):
+                new_end = queue(req, now)
+            else:
+                arrive(req, now)
+                new_end = heappop(events)[0] if events else None  # what `_arrive` scheduled, if anything
+            if new_end is not None:
+                if end != INF and end > last:  # the cut run's end: a stale event in the general loop
+                    last = end
+                end = new_end
+            if check:
+                only.check_invariants()
+        if bar is not None:
+            bar.close(self.log.n)
+        return max(now, last)
 
     def _check_drained(self) -> None:
         """Every admitted request finished and every KV block came back (a bug otherwise)."""

@@ -11,6 +11,7 @@ seeded generator passed in.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -173,36 +174,45 @@ def arrival_times(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator[floa
 
 
 def open_loop_requests(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator[Request]:
-    """Requests of an open-loop workload (synthetic or trace) in arrival order, at most num_requests."""
+    """Requests of an open-loop workload (synthetic or trace) in arrival order, at most num_requests. Lazy: nothing
+    is drawn from `rng` before the first request is asked for."""
     if spec.arrival == "trace":
-        yield from _trace_requests(spec)
-        return
+        return _trace_requests(spec)
     if not spec.shared_prefix_tokens:
-        yield from _plain_open_loop(spec, rng)
-        return
+        return itertools.chain.from_iterable(_plain_open_loop(spec, rng))
+    return _prefixed_open_loop(spec, rng)
+
+
+def _prefixed_open_loop(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator[Request]:
     offline = spec.arrival == "offline"
     # zip stops at the range: the last request draws nothing more from the generator (the simulator's hot loop)
     for rid, t, (p, o, h) in zip(range(spec.total_requests), arrival_times(spec, rng), synthetic_lengths(spec, rng)):
         yield Request(rid, 0.0 if offline else t, p, o, h)
 
 
-def _plain_open_loop(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator[Request]:
-    """`open_loop_requests` without prefix hashes in one generator (the zip of three costs a resume of each per
-    request in the simulator's hot loop): the same draws in the same order (a chunk's gaps, then its prompt and
-    output lengths, nothing after the last request) and the same sequential sum of the gaps."""
+def _plain_open_loop(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator[Iterator[Request]]:
+    """`open_loop_requests` without prefix hashes, a chunk of requests at a time, each made when it is asked for (the
+    simulator reads them through one C-level chain of maps, with no generator frame resumed per request, and only
+    the requests that arrived are objects the collector tracks): the same draws in the same order (a chunk's
+    gaps, then its prompt and output lengths, nothing after the last request) and the same sequential sum of the
+    gaps (numpy's cumulative sum adds in order, starting from the previous chunk's last time)."""
     offline = spec.arrival == "offline"
     total = spec.total_requests
     rid, t = 0, 0.0
     sample_in = sample_out = None
     while rid < total:
-        gaps = _gaps(spec, rng).tolist()
+        gaps = _gaps(spec, rng)
         if sample_in is None:
             sample_in, sample_out = spec.input.sampler(rng), spec.output.sampler(rng)
         ins, outs = sample_in(CHUNK).tolist(), sample_out(CHUNK).tolist()
-        for g, p, o in zip(gaps[:total - rid], ins, outs):
-            t += g
-            yield Request(rid, 0.0 if offline else t, p, o)
-            rid += 1
+        n = min(CHUNK, total - rid)
+        if offline:
+            times = [0.0] * n
+        else:
+            times = np.cumsum(np.concatenate(([t], gaps[:n])))[1:].tolist()
+            t = times[-1]
+        yield map(Request, range(rid, rid + n), times, ins[:n], outs[:n])  # lazy: one request made per arrival
+        rid += n
 
 
 def _trace_requests(spec: WorkloadSpec) -> Iterator[Request]:

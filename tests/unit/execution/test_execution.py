@@ -211,10 +211,10 @@ def test_model_steps_route_tokens_independently_so_small_batches_read_fewer_expe
 
     sm = api.deployment("gpt-oss-120b", "b200", tp=1, dtype="fp4").step_model
     ffn = sm.model.layers[-1].ffn
-    balanced = LayerCoster(sm.cc, sm.system, sm.par, sm.prec, sm.model.hidden_size)
-    balanced.routing = "balanced"
-    assert MODEL_ROUTING == sm.coster.routing == "uniform"
-    uniform_cost, balanced_cost = sm.coster.routed_experts(ffn, 32), balanced.routed_experts(ffn, 32)
+    balanced, uniform = (LayerCoster(sm.cc, sm.system, sm.par, sm.prec, sm.model.hidden_size) for _ in range(2))
+    balanced.routing, uniform.routing = "balanced", "uniform"
+    assert sm.coster.routing == MODEL_ROUTING  # the model's routing (execution.moe_routing: uniform or fitted skew)
+    uniform_cost, balanced_cost = uniform.routed_experts(ffn, 32), balanced.routed_experts(ffn, 32)
     active = 128 * (1 - (1 - 4 / 128) ** 32)
     per_expert = (2880 * 2 * 2880 + 2880 * 2880) * bytes_per_element("fp4")
     assert active == pytest.approx(81.66, abs=0.01)

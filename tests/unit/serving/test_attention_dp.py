@@ -152,3 +152,124 @@ def test_a_pd_request_shows_its_first_token_after_the_kv_transfer_and_its_first_
     assert res.log.column("first_token_s")[0] == pytest.approx(PREFILL_S + transfer_s + DECODE_S)
     # tokens 2..5 take 4 decode iterations; the client sees token 1 with token 2, at the end of the first
     assert res.log.column("finish_s")[0] == pytest.approx(PREFILL_S + transfer_s + 4 * DECODE_S)
+
+
+class LockstepStub(PrefillDecodeTimer):
+    """PrefillDecodeTimer shared by an instance's ranks (the simulator joins them, as it joins a LockstepTimer)."""
+
+    def __init__(self):
+        self.ranks = []
+
+    def join(self, rank):
+        self.ranks.append(rank)
+
+
+def _lockstep_instance(num: int = 2):
+    from tokenfab.serving.simulator import Simulation
+    from tokenfab.serving.workload import LengthDist, WorkloadSpec
+
+    spec = ReplicaSpec(step=LockstepStub(), kv_blocks=10_000, prefix_caching=False)
+    wl = WorkloadSpec(arrival="offline", num_requests=1, input=LengthDist(value=64), output=LengthDist(value=5))
+    return Simulation([spec] * num, wl)
+
+
+def test_a_rank_starts_its_prompt_when_the_siblings_prefill_iteration_ends():
+    sim = _lockstep_instance()
+    r0, r1 = sim.replicas
+    assert r0.siblings is r1.siblings and r0.siblings == [r0, r1]
+    r0.enqueue(Request(0, 0.0, 64, 5))
+    assert sim._start_rank(r0, 0.0) == pytest.approx(PREFILL_S)
+    r1.enqueue(Request(1, 0.010, 64, 5))
+    assert sim._start_rank(r1, 0.010) is None  # rank 0 is inside its prefill iteration: rank 1 waits for its end
+    at, _, kind, held = sim.pending[0]
+    assert (at, kind, held) == (pytest.approx(PREFILL_S), 3, r1)
+    r0.complete(PREFILL_S)
+    sim._wake(r1, PREFILL_S)
+    assert r1.work is not None and r1.work.end_s == pytest.approx(2 * PREFILL_S)
+    # ranks starting at the same moment share the iteration: rank 0 may start at rank 1's start
+    assert sim._start_rank(r0, PREFILL_S) is not None
+
+
+def test_a_prefill_iteration_cuts_the_siblings_decode_run_at_its_next_iteration():
+    sim = _lockstep_instance()
+    r0, r1 = sim.replicas
+    r1.enqueue(Request(0, 0.0, 64, 1_000))
+    r1.complete(sim._start_rank(r1, 0.0))  # prefilled at PREFILL_S
+    run_end = sim._start_rank(r1, PREFILL_S)  # a decode run of many iterations
+    assert r1.work.run and run_end > PREFILL_S + 10 * DECODE_S
+    r0.enqueue(Request(1, PREFILL_S + 0.5 * DECODE_S, 64, 5))
+    sim._start_rank(r0, PREFILL_S + 0.5 * DECODE_S)
+    assert r1.work.end_s == pytest.approx(PREFILL_S + DECODE_S)  # stops after the iteration it is in
+    r1.complete(r1.work.end_s)
+    assert sim._start_rank(r1, PREFILL_S + DECODE_S) is None  # and waits for rank 0's prefill iteration
+    assert sim.pending[-1][0] == pytest.approx(PREFILL_S + 0.5 * DECODE_S + PREFILL_S)
+
+
+def test_ranks_on_their_own_clocks_without_a_shared_timer():
+    sim = _lockstep_instance()
+    from tokenfab.serving.simulator import Simulation
+    from tokenfab.serving.workload import WorkloadSpec
+
+    plain = ReplicaSpec(step=PrefillDecodeTimer(), kv_blocks=10_000, prefix_caching=False)
+    other = Simulation([plain, plain], WorkloadSpec(arrival="offline", num_requests=1))
+    assert all(r.siblings is None for r in other.replicas) and sim.replicas[0].siblings is not None
+
+
+def test_a_prefill_iteration_starts_the_prompts_waiting_on_every_rank():
+    sim = _lockstep_instance(3)
+    r0, r1, r2 = sim.replicas
+    r0.enqueue(Request(0, 0.0, 64, 5))
+    r1.enqueue(Request(1, 0.0, 64, 5))  # queued, not yet started
+    assert sim._start_rank(r0, 0.0) == pytest.approx(PREFILL_S)
+    assert r1.work is not None and r1.work.end_s == pytest.approx(PREFILL_S)  # joined rank 0's iteration
+    assert r2.work is None  # nothing to run
+
+
+def test_prompts_released_on_one_rank_restart_every_ranks_wait_counter():
+    ranks = _decoding_pair(timeout_iters=5)
+    ranks[1].g = 3
+    gate = ranks[0].gate
+    gate.restart()
+    assert gate.cycle_start == {0: 1, 1: 3}
+    late = Request(2, PREFILL_S, 64, 10)
+    ranks[1].enqueue(late)
+    assert not gate.admits(ranks[1]) and ranks[1].hold_iters == 5  # a full cycle from the restart
+
+
+def test_a_sibling_whose_prompt_the_balance_holds_joins_when_another_rank_starts_prompts():
+    sim = _lockstep_instance()
+    r0, r1 = sim.replicas
+    gate = BalanceGate(AttentionDpBalance(timeout_iters=1000))
+    for r in (r0, r1):
+        gate.attach(r)
+        r.enqueue(Request(r.index, 0.0, 64, 10_000))
+    gate.balanced()
+    sim._start_rank(r0, 0.0)  # both prefill together (rank 1 joins rank 0's iteration), then decode
+    assert r1.work.end_s == r0.work.end_s == pytest.approx(PREFILL_S)
+    for r in (r0, r1):
+        r.complete(PREFILL_S)
+    held = Request(2, PREFILL_S, 64, 5)
+    r1.enqueue(held)
+    sim._start_rank(r1, PREFILL_S)
+    assert r1.work.run and r1.waiting  # held back by the balance (1000-iteration timeout), decoding on
+    sim._start_rank(r0, PREFILL_S)
+    assert r0.work.run
+    r0.enqueue(Request(3, PREFILL_S + 0.5 * DECODE_S, 64, 5))
+    r0.complete(r0.interrupt(PREFILL_S + 0.5 * DECODE_S))
+    gate.release_at[r0.index] = r0.g  # rank 0's prompt may start (as a balanced moment would release it)
+    sim._start_rank(r0, PREFILL_S + DECODE_S)
+    assert r0.work.chunks
+    # rank 1's held prompt starts in the same iteration: its decode run stops at its next iteration, where it may
+    # start although rank 0 is inside its prefill iteration
+    r1.complete(r1.work.end_s)
+    assert r1.work is None and sim._start_rank(r1, r1.idle_since) is not None and r1.work.chunks[0][0] is held
+    assert gate.cycle_start == {0: r0.g, 1: r1.g}  # the wait counters restarted with the prompts started
+
+
+def test_sglang_dp_attention_ranks_prefill_the_chunk_divided_by_the_dp_size():
+    # SGLang server_args _handle_data_parallelism: chunked_prefill_size // dp_size per DP rank (8192 on an 80 GB H100)
+    common = dict(model="qwen3-30b-a3b", hardware="h100-sxm", engine="sglang", tp=1, dp=2, ep=2, offline=True,
+                  num_requests=1, input_len=12_000, output_len=2)
+    default = api.simulate(**common).summary["ttft_s"]["mean"]
+    assert default == pytest.approx(api.simulate(max_batched_tokens=8192 // 2, **common).summary["ttft_s"]["mean"])
+    assert default > api.simulate(max_batched_tokens=8192, **common).summary["ttft_s"]["mean"]

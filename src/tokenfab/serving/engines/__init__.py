@@ -142,6 +142,8 @@ class EngineSpec(BaseModel):
     max_num_batched_tokens: int = Field(ge=1, description="Token budget of one iteration (prefill + decode tokens).")
     chunked_prefill: bool = Field(description="Long prompts split over iterations.")
     prefill_chunk_tokens: int | None = Field(default=None, ge=1, description="Largest prefill chunk (SGLang chunked_prefill_size); None: the budget.")
+    chunk_per_dp_rank: bool = Field(default=False, description="With attention-DP, each rank's token budget is the budget "
+                                   "divided by the DP size (SGLang: chunked_prefill_size // dp_size under DP attention).")
     prefill_first: bool = Field(default=False, description="Waiting prompts run in their own iteration, pausing decodes (SGLang default), instead of sharing it.")
     cuda_graph_sizes: tuple[int, ...] = Field(default=(), description="Captured decode batch sizes; a decode-only batch is padded up to the next one.")
     step_overhead_s: float = Field(default=0.0, ge=0, description="Host time per iteration beyond the kernels (fitted; see overheads.yaml).")

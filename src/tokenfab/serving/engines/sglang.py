@@ -30,7 +30,9 @@ Checked on another chip: B200 at TP 4 gives 178.35 - 0.79 - 1.87 = 175.69 GiB fr
 Scheduling (both): python/sglang/srt/managers/scheduler.py (a new prefill batch is run as soon as waiting
 requests can be admitted, pausing decodes; enable_mixed_chunk is off by default; requests are retracted, i.e.
 recomputed, when the KV pool runs out), python/sglang/srt/model_executor/cuda_graph_runner.py (capture sizes
-1, 2, 4, 8, 12, 16, 24, 32, then steps of 8 / 16).
+1, 2, 4, 8, 12, 16, 24, 32, then steps of 8 / 16). With DP attention each DP rank's scheduler prefills at most
+chunked_prefill_size // dp_size tokens per iteration (server_args.py `_handle_data_parallelism`: "DP attention is
+enabled. The chunked prefill size is adjusted to ... to avoid MoE kernel issues"), `chunk_per_dp_rank`.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def sglang_engine(device_memory_bytes: float, tp: int, version: str | None = Non
                else _reserve_pr10975(device_memory_bytes, chunk, max_bs))
     return EngineSpec(
         name="sglang", version=version or "0.5.4-0.5.9", max_num_seqs=4096, max_num_batched_tokens=chunk,
-        chunked_prefill=True, prefill_chunk_tokens=chunk, prefill_first=True, cuda_graph_sizes=capture_sizes(max_bs),
+        chunked_prefill=True, prefill_chunk_tokens=chunk, chunk_per_dp_rank=True, prefill_first=True, cuda_graph_sizes=capture_sizes(max_bs),
         kv_full="preempt", block_tokens=1,
         memory=MemoryPolicy(kind="static-fraction", fraction=reserve.fraction(), reserve=reserve, sizing_base="cuda-total",
                             context_bytes=CONTEXT_BYTES, distributed_bytes=DISTRIBUTED_BYTES,
