@@ -28,13 +28,15 @@ def sweep(
     seed: Annotated[int, Opt(help="Seed of the sample.")] = 0,
     report: Annotated[str | None, Opt(help="Write an HTML report with plots to this path.")] = None,
     top: Annotated[int, Opt(help="Pareto rows shown in the table.")] = 15,
+    workers: Annotated[int, Opt(help="Local processes the design points are split over.")] = 1,
+    ray: Annotated[str | None, Opt(help="Ray cluster address ('local' starts one); needs tokenfab[ray].")] = None,
     as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Vary chip-spec fields and report tokens/s per chip and per watt, cost per good die and CNY per Mtok."""
     from tokenfab.report.sweep_report import point_rows, write_sweep_report
 
     result = api.sweep(base=base, vary=vary, model=model, slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms,
-                       input_len=input_len, output_len=output_len, sample=sample, points=points, seed=seed)
+                       input_len=input_len, output_len=output_len, sample=sample, points=points, seed=seed, workers=workers, ray=ray)
     if report:
         err.print(f"wrote {write_sweep_report(result, report)}")
     if as_json:

@@ -120,10 +120,11 @@ class _Plan:
         return steady_state(_LookupTimes(self.sm, self.limits, times, pts.idle), *self.args)
 
 
-def _tp_setup(pts: _Points, model: ModelSpec, tp: int):
-    """Recording step model and its kernel rows for one TP degree on the first point's system, and each point's
-    residency plan (weights held on chip, on-chip KV budget, KV bytes per token); None if it cannot run."""
-    base = pts.chips[0]
+def _tp_setup(pts: _Points, model: ModelSpec, tp: int, record_on: ChipSpec | None = None):
+    """Recording step model and its kernel rows for one TP degree on `record_on`'s system (default: the first
+    point's), and each point's residency plan (weights held on chip, on-chip KV budget, KV bytes per token);
+    None if it cannot run."""
+    base = record_on if record_on is not None else pts.chips[0]
     try:
         system, par, prec, _, mem = engine_on_chip(base, model, tp)
         sm = _RecordingStepModel(model, system, par, prec)
@@ -193,11 +194,12 @@ def _lock_step(setup: tuple, pts: _Points, residency: tuple, limits: EngineLimit
     return found
 
 
-def _tp_capacities(pts: _Points, model: ModelSpec, slo: SLOSpec, tp: int) -> list[CapacityResult | None]:
+def _tp_capacities(pts: _Points, model: ModelSpec, slo: SLOSpec, tp: int,
+                   record_on: ChipSpec) -> list[CapacityResult | None]:
     """`estimate_capacity` at one TP degree for every point (None where it raises), per group of points that
     share the engine's limits."""
     out: list[CapacityResult | None] = [None] * pts.n
-    setup = _tp_setup(pts, model, tp)
+    setup = _tp_setup(pts, model, tp, record_on)
     if setup is None:
         return out
     sm, kernels, (weights_fit, kv_budget, kvpt) = setup
@@ -216,25 +218,31 @@ def _tp_capacities(pts: _Points, model: ModelSpec, slo: SLOSpec, tp: int) -> lis
     return out
 
 
-def fast_capacities(chips: list[ChipSpec], model: ModelSpec, slo: SLOSpec) -> list[PointCapacity | None]:
-    """`capacity_at_slo` for every chip (all derived from chips[0] by knobs that keep its catalog name and
-    scale-up domain): the best TP degree's capacity per point, None where none meets the SLO. The
+def fast_capacities(chips: list[ChipSpec], model: ModelSpec, slo: SLOSpec,
+                    record_on: ChipSpec | None = None) -> list[PointCapacity | None]:
+    """`capacity_at_slo` for every chip (all derived from one base by knobs that keep its catalog name and
+    scale-up domain): the best TP degree's capacity per point, None where none meets the SLO. The step
+    model records its kernels on `record_on` (default chips[0]); a sweep split into chunks passes its first
+    point to every chunk, so that each point's figures do not depend on the chunk it is in. The
     capacities carry no error band (the sweep reports none)."""
+    record_on = record_on if record_on is not None else chips[0]
     pts = _Points(chips)
     best: list[PointCapacity | None] = [None] * pts.n
     rate = [-np.inf] * pts.n
-    for tp in tp_degrees_on(chips[0]):
-        for i, r in enumerate(_tp_capacities(pts, model, slo, tp)):
+    for tp in tp_degrees_on(record_on):
+        for i, r in enumerate(_tp_capacities(pts, model, slo, tp, record_on)):
             if r is not None and (best[i] is None or r.tokens_per_s_per_chip > rate[i]):
                 best[i], rate[i] = PointCapacity.of(r, tp), r.tokens_per_s_per_chip
     return best
 
 
 def evaluate_points(chips: list[ChipSpec], knob_sets: list[dict[str, Any]], model: ModelSpec, slo: SLOSpec,
-                    progress: Callable[[int, int], None] | None = None) -> list[PointResult]:
-    """Every point for one model: the batched path, or point by point where it does not apply."""
+                    progress: Callable[[int, int], None] | None = None,
+                    record_on: ChipSpec | None = None) -> list[PointResult]:
+    """Every point for one model: the batched path (recording on `record_on`, see `fast_capacities`), or point
+    by point where it does not apply."""
     try:
-        capacities = fast_capacities(chips, model, slo)
+        capacities = fast_capacities(chips, model, slo, record_on)
     except _NotRecordable:
         out = []
         for i, (chip, knobs) in enumerate(zip(chips, knob_sets)):

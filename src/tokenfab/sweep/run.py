@@ -24,7 +24,7 @@ from tokenfab.hardware.catalog import load_chip
 from tokenfab.hardware.spec import ChipSpec
 from tokenfab.sweep.analysis import OBJECTIVES, OUTPUTS, pareto_mask, sensitivity
 from tokenfab.sweep.evaluate import PointResult, cny_per_usd, good_die_cost_usd
-from tokenfab.sweep.fast import evaluate_points
+from tokenfab.sweep.distribute import evaluate_all
 from tokenfab.sweep.knobs import KnobRange, apply_knobs, check_base, parse_vary
 from tokenfab.workload.hf_config import load_model
 
@@ -90,8 +90,10 @@ class SweepResult:
 def run_sweep(
     base: str, vary: list[str], models: list[str], slo: SLOSpec, *, sample: Sample = "grid",
     num_points: int | None = None, seed: int = 0, progress: Callable[[int, int], None] | None = None,
+    workers: int = 1, ray_address: str | None = None,
 ) -> SweepResult:
-    """Evaluate every design point for every model (see module doc)."""
+    """Evaluate every design point for every model (see module doc), here, in `workers` local processes, or
+    on the Ray cluster at `ray_address` ('local' starts one); the result does not depend on where it ran."""
     if not vary:
         raise InvalidInputError("give at least one --vary FIELD=LO:HI:N")
     if not models:
@@ -106,7 +108,7 @@ def run_sweep(
     good_die_cost_usd(chips[0])  # a base without die area or cost data fails here, before any work
     points: list[PointResult] = []
     for spec in specs:
-        points += evaluate_points(chips, knob_sets, spec, slo, progress)
+        points += evaluate_all(chip, chips, knob_sets, spec, slo, workers, ray_address, progress)
     wall = time.perf_counter() - t0
     result = SweepResult(base, models, slo, sample, ranges, points, wall)
     _analyse(result, ranges)

@@ -1,0 +1,80 @@
+"""Where a sweep's design points are evaluated: in this process, in local processes, or on Ray.
+
+The points are split into contiguous chunks, one per worker (the batched path shares each
+batch's step shapes among the points of a chunk, so fewer, larger chunks cost less CPU), and
+the results put back in point order. Every chunk records the step model's kernels on the
+sweep's first design point (`fast.fast_capacities`' `record_on`), so a point's figures do not
+depend on the chunk it lands in: the outcome is the same whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from tokenfab.errors import InvalidInputError, MissingDependencyError
+from tokenfab.fleet.capacity import SLOSpec
+from tokenfab.hardware.spec import ChipSpec
+from tokenfab.sweep.evaluate import PointResult
+from tokenfab.sweep.fast import evaluate_points
+from tokenfab.sweep.knobs import apply_knobs
+from tokenfab.workload.spec import ModelSpec
+
+
+def evaluate_chunk(base: ChipSpec, record_on: ChipSpec, knob_sets: list[dict[str, Any]], model: ModelSpec,
+                   slo: SLOSpec) -> list[PointResult]:
+    """The points of one chunk (a module-level function so processes and Ray can run it): the chips are
+    rebuilt from the base and the knobs, which is cheaper to ship than the chips themselves."""
+    chips = [apply_knobs(base, k) for k in knob_sets]
+    return evaluate_points(chips, knob_sets, model, slo, record_on=record_on)
+
+
+def _chunks(items: list, n: int) -> list[list]:
+    size = max(1, math.ceil(len(items) / n))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def evaluate_all(base: ChipSpec, chips: list[ChipSpec], knob_sets: list[dict[str, Any]], model: ModelSpec,
+                 slo: SLOSpec, workers: int = 1, ray_address: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> list[PointResult]:
+    """Every point for one model, in point order, computed here (workers=1), in `workers` processes, or on Ray."""
+    if workers < 1:
+        raise InvalidInputError(f"--workers must be >= 1 (got {workers})")
+    if not chips:
+        return []
+    record_on = chips[0]
+    if ray_address:
+        out = _evaluate_ray(base, record_on, _chunks(knob_sets, workers), model, slo, ray_address)
+    elif workers == 1:
+        return evaluate_points(chips, knob_sets, model, slo, progress, record_on=record_on)
+    else:
+        chunks = _chunks(knob_sets, workers)
+        out = []
+        with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+            n = len(chunks)
+            for part in pool.map(evaluate_chunk, [base] * n, [record_on] * n, chunks, [model] * n, [slo] * n):
+                out += part
+                if progress is not None:
+                    progress(len(out), len(chips))
+        return out
+    if progress is not None:
+        progress(len(out), len(chips))
+    return out
+
+
+def _evaluate_ray(base: ChipSpec, record_on: ChipSpec, chunks: list[list], model: ModelSpec, slo: SLOSpec,
+                  address: str) -> list[PointResult]:
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError("ray", "ray", "--ray") from None
+    if not ray.is_initialized():
+        ray.init(address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False)
+    remote = ray.remote(evaluate_chunk)
+    refs = [remote.remote(base, record_on, chunk, model, slo) for chunk in chunks]
+    out: list[PointResult] = []
+    for part in ray.get(refs):  # ray.get keeps the order of refs
+        out += part
+    return out
