@@ -345,7 +345,9 @@ def published_jobs(directory: Path) -> list[dict]:
     """SGLang's 96 x H100 large-scale-EP blog: the prefill nodes' input tokens/s per node for 2000-token inputs,
     as a saturated prefill pool (offline, one output token) of the blog's prefill layout, EP32 over 4 nodes with
     attention-DP (tp 1, dp = ep = 32), DeepEP normal dispatch, FP8 weights and KV, and two-batch overlap, which the
-    blog's runs enabled (`execution.overlap`)."""
+    blog's runs enabled (`execution.overlap`). The blog's prefill command sets --chunked-prefill-size 524288, which
+    SGLang splits over the 32 attention-DP ranks (16,384 tokens per rank per iteration; lmsys.org blog 2025-05-05
+    large-scale-ep, "prefill" reproduction flags)."""
     pub = pd.read_csv(directory / "e2e_published.csv")
     rows = pub[pub["model"].str.contains("DeepSeek", na=False) & pub["scenario"].str.contains("prefill", na=False)]
     jobs = []
@@ -354,7 +356,7 @@ def published_jobs(directory: Path) -> list[dict]:
         jobs.append({
             "kwargs": dict(model="deepseek-v3", hardware="h100-sxm", tp=1, dp=ranks, ep=ranks, dtype="fp8", kv_dtype="fp8",
                            engine="sglang", offline=True, num_requests=40 * ranks, input_len=isl, output_len=1,
-                           two_batch_overlap=True),
+                           two_batch_overlap=True, max_batched_tokens=524288 // ranks),
             "meta": {"case_id": r["case_id"], "device": "h100-sxm", "model": "deepseek-v3", "per_gpu": False, "n_accel": 1,
                      "measured": float(r["value"]), "scale": isl / (ranks // int(r["n_accel"])),
                      "group": "moe-serving:prefill input tokens/s per node (SGLang large-scale EP)", "kind": "sglang"},
