@@ -15,7 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from tokenfab.errors import InvalidInputError, MissingDependencyError
+from tokenfab.errors import InvalidInputError
+from tokenfab.search.ray_map import ray_map
 from tokenfab.search.screen import Traffic, screen
 from tokenfab.search.space import Candidate, SearchSpec, enumerate_candidates
 
@@ -94,18 +95,7 @@ def screen_all(spec: SearchSpec, candidates: list[Candidate], traffic: Traffic, 
 
 
 def _screen_ray(spec_json: str, traffic: Traffic, candidates: list[Candidate], address: str, parts: int) -> list[dict]:
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError("ray", "ray", "--ray") from None
-    if not ray.is_initialized():
-        ray.init(address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(screen_chunk)
-    refs = [remote.remote(spec_json, traffic, chunk) for chunk in _chunks(candidates, parts * 4)]
-    out: list[dict] = []
-    for part in ray.get(refs):  # ray.get keeps the order of refs
-        out += part
-    return out
+    return ray_map(screen_chunk, [(spec_json, traffic, chunk) for chunk in _chunks(candidates, parts * 4)], address)
 
 
 def _rank_key(objective: str):

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from tokenfab.errors import InvalidInputError, MissingDependencyError
+from tokenfab.errors import InvalidInputError
 from tokenfab.fleet.capacity import SLOSpec
 from tokenfab.hardware.spec import ChipSpec
+from tokenfab.search.ray_map import ray_map
 from tokenfab.sweep.evaluate import PointResult
 from tokenfab.sweep.fast import evaluate_points
 from tokenfab.sweep.knobs import apply_knobs
@@ -66,15 +67,4 @@ def evaluate_all(base: ChipSpec, chips: list[ChipSpec], knob_sets: list[dict[str
 
 def _evaluate_ray(base: ChipSpec, record_on: ChipSpec, chunks: list[list], model: ModelSpec, slo: SLOSpec,
                   address: str) -> list[PointResult]:
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError("ray", "ray", "--ray") from None
-    if not ray.is_initialized():
-        ray.init(address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(evaluate_chunk)
-    refs = [remote.remote(base, record_on, chunk, model, slo) for chunk in chunks]
-    out: list[PointResult] = []
-    for part in ray.get(refs):  # ray.get keeps the order of refs
-        out += part
-    return out
+    return ray_map(evaluate_chunk, [(base, record_on, chunk, model, slo) for chunk in chunks], address)

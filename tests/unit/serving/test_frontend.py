@@ -4,6 +4,7 @@ client-engine latency. Hand-computed timings on a stub step model, and the Tenso
 
 import pytest
 import yaml
+from test_simulator import FixedTimer  # the simulator tests' stub step model
 
 from tokenfab.hardware.catalog import load_chip
 from tokenfab.serving import engines
@@ -13,19 +14,6 @@ from tokenfab.serving.simulator import Simulation
 from tokenfab.serving.workload import LengthDist, WorkloadSpec
 
 pytestmark = pytest.mark.unit
-
-
-class FixedTimer:
-    """Every step takes `service_s` (a stub execution model)."""
-
-    def __init__(self, service_s: float):
-        self.service_s = service_s
-
-    def step(self, prefill, num_decode, decode_kv_len):
-        return self.service_s, 0.0
-
-    def decode_pair(self, num_decode, kv_first, kv_last):
-        return self.service_s, 0.0, self.service_s, 0.0
 
 
 def _entry_and_first_token(frontend_s: float, latency_s: float, concurrency: int = 4) -> tuple[list[float], list[float]]:
