@@ -24,11 +24,7 @@ from tokenfab.workload.spec import ModelSpec
 
 def compute_dtype(chip_name: str) -> str:
     """The chip's native 16-bit format (else its first listed one): what an engine would serve in."""
-    chip = load_chip(chip_name)
-    for d in ("bf16", "fp16", "fp8", "int8"):
-        if chip.supports(d):
-            return d
-    return next(iter(chip.peak_flop_per_s))
+    return serving_dtype(load_chip(chip_name))
 
 
 def engine_for(engine: str, hardware: str, tp: int):
