@@ -22,6 +22,7 @@ from tokenfab.cost.onchip import (
 )
 from tokenfab.cost.profile import resolve_profile
 from tokenfab.cost.result import OpCost
+from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.step import StepModel
 from tokenfab.hardware.spec import ChipSpec
 
@@ -83,7 +84,31 @@ class _RecordingStepModel(StepModel):
         self.part_pairs: dict[int, list] = {}
         self.layer_rows = None
         self._layer_stubs: dict[tuple, tuple] = {}
+        self._prefill_cores: dict[tuple, tuple] = {}
         super().__init__(*args, **kwargs)
+        # attention whose cores are one kernel per prefill group, then the decodes' (`LayerCoster.core_attention_ops`)
+        self._split_cores = all(g.attention.kind not in ("mla", "linear") and not g.attention.index_topk_tokens
+                                for g in self.model.layers)
+
+    def _core_part(self, batch):
+        """`StepModel._core_part` with each prefill group's kernels costed once per group shape (a sweep's steps
+        repeat a few prompt shapes beside ever new decode counts); the same operators in the same order."""
+        if not self._split_cores:
+            return super()._core_part(batch)
+        coster = self.coster if batch.prefill else self.graph_coster
+        pairs = []
+        for group, count in self._group_counts:
+            for shape in batch.prefill:
+                key = (coster is self.coster, id(group), shape)
+                costs = self._prefill_cores.get(key)
+                if costs is None:
+                    costs = self._prefill_cores[key] = tuple(coster.core_attention_ops(group.attention,
+                                                                                      StepBatch((shape,), 0, 0.0)))
+                pairs += [(cost, count) for cost in costs]
+            if batch.num_decode:
+                decode = StepBatch((), batch.num_decode, batch.decode_kv_len)
+                pairs += [(cost, count) for cost in coster.core_attention_ops(group.attention, decode)]
+        return self._aggregate(pairs)
 
     def _layers_part(self, num_tokens: int, num_decode: int):
         if self.layer_rows is None:

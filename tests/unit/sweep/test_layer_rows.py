@@ -50,3 +50,21 @@ def test_rows_that_differ_from_the_step_model_are_not_used(monkeypatch):
     monkeypatch.setattr(layer_rows, "_recipe", off_by_one)
     sm, _, _ = _tp_setup(_Points([load_chip("h100-sxm")]), load_model("llama-3.1-8b"), 1)
     assert sm.layer_rows is None
+
+
+@pytest.mark.parametrize("model_name", ["llama-3.1-8b", "qwen3-30b-a3b"])
+def test_recorded_attention_cores_are_the_step_models(model_name):
+    """The recording step model costs each prefill group's attention core once per shape: its core parts are
+    still `StepModel._core_part`'s, value for value, and repeated shapes hand back the very same operators."""
+    from tokenfab.execution.layers import StepBatch
+    from tokenfab.execution.step import StepModel
+
+    sm, _, _ = _tp_setup(_Points([load_chip("h100-sxm")]), load_model(model_name), 2)
+    assert sm._split_cores
+    batches = [StepBatch(((3, 1024, 1024),), 17, 1100.0), StepBatch(((1, 512, 2048), (2, 1024, 1024)), 0, 0.0),
+               StepBatch((), 40, 900.0), StepBatch(((3, 1024, 1024),), 18, 1100.0), StepBatch(((1, 8, 4000),), 5, 300.0)]
+    for batch in batches:
+        assert sm._core_part(batch) == StepModel._core_part(sm, batch)
+    first = sm.part_pairs[id(sm._core_part(batches[0]))][1]
+    again = sm.part_pairs[id(sm._core_part(batches[3]))][1]
+    assert first[0][0] is again[0][0] and first[-1][0] is not again[-1][0]  # same prefill core, new decode core
