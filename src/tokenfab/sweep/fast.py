@@ -219,12 +219,28 @@ _STATE_FIELDS = tuple(f.name for f in dataclasses.fields(SteadyState))
 
 def _lock_step(setup: tuple, pts: _Points, residency: tuple, limits: EngineLimits, tops: list[int],
                slo: SLOSpec) -> list[SteadyState | None]:
-    """Every point's `bisection` at once: each round, the points asking for the same batch share its state."""
+    """Every point's `bisection` at once: each round, the points asking for the same batch share its state, and a
+    point asking again for a batch it was answered before (the bisection's last two asks often are) gets its own
+    state back at once (a point's state does not depend on the points beside it in a block)."""
     sm, kernels = setup
     inp, outp, wait = slo.input_tokens, slo.output_tokens, SLO_PERCENTILE / 100.0
     searches = [bisection(top, outp, slo.ttft_s, slo.tpot_s, SLO_PERCENTILE, False) for top in tops]
     found: list[SteadyState | None] = [None] * len(tops)
+    seen: list[dict[int, SteadyState]] = [{} for _ in tops]
     pending = {j: next(s) for j, s in enumerate(searches)}
+
+    def answer(j: int, state: SteadyState) -> None:
+        while True:
+            try:
+                b = searches[j].send(state)
+            except StopIteration as done:
+                found[j] = done.value
+                return
+            state = seen[j].get(b)
+            if state is None:
+                pending[j] = b
+                return
+
     plans: dict[int, _Plan] = {}
     while pending:
         asks: dict[int, list[int]] = {}
@@ -238,10 +254,8 @@ def _lock_step(setup: tuple, pts: _Points, residency: tuple, limits: EngineLimit
             except TokenfabError:  # the slow path's estimate_capacity raises the same: no capacity at this TP
                 continue
             for j, one in zip(js, _each_point(state, len(js))):
-                try:
-                    pending[j] = searches[j].send(one)
-                except StopIteration as done:
-                    found[j] = done.value
+                seen[j][b] = one
+                answer(j, one)
     return found
 
 
