@@ -75,3 +75,12 @@ def test_eplb_shortens_a_skewed_expert_parallel_step_and_takes_more_memory():
         checked_deployment.cache_clear()
     assert eplb.ttft_s < 0.8 * plain.ttft_s
     assert eplb.memory.weights_bytes > plain.memory.weights_bytes
+
+
+def test_the_cli_refuses_a_slot_count_ep_does_not_divide_in_one_line(capsys):
+    from testkit import run_cli
+
+    code, _out, err = run_cli(["predict", "--model", "deepseek-v3", "--hardware", "h100-sxm", "--tp", "1", "--dp", "32",
+                               "--ep", "32", "--dtype", "fp8", "--num-redundant-experts", "16", "--json"], capsys)
+    assert code == 2 and err.startswith("error: ") and err.strip().count("\n") == 0
+    assert "valid: 0, 32, 64" in err
