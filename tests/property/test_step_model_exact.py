@@ -123,13 +123,3 @@ def test_quantise_contexts_is_quantise_context(kvs):
     from tokenfab.execution.step import quantise_context, quantise_contexts
 
     assert quantise_contexts(kvs) == [quantise_context(float(k)) for k in kvs]
-
-
-@pytest.mark.property
-@given(kvs=st.lists(st.floats(0.0, 1e7) | st.integers(0, 10**7), max_size=40))
-def test_quantise_context_array_is_quantise_contexts(kvs):
-    """The numpy quantisation `decode_times` uses gives the floats of the Python loop, element for element."""
-    from tokenfab.execution.step import quantise_context_array, quantise_contexts
-
-    out = quantise_context_array(kvs)
-    assert out.dtype == float and out.tolist() == quantise_contexts(kvs)

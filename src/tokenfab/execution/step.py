@@ -524,9 +524,10 @@ class StepModel:
     def decode_times(self, num_decode: int, kv_lens) -> tuple[np.ndarray, np.ndarray]:
         """`step(StepBatch((), num_decode, kv)).time_s` and `.energy_j` for every kv in `kv_lens`, vectorised over
         the contexts (only the attention cores depend on them); tests check equality with `step`."""
-        kv = quantise_context_array(kv_lens)
+        quantised = quantise_contexts(kv_lens.tolist() if isinstance(kv_lens, np.ndarray) else kv_lens)
+        kv = np.array(quantised)
         if self._tbo:  # context by context through `step`
-            pairs = [self.time_energy(StepBatch((), num_decode, k)) for k in kv.tolist()]
+            pairs = [self.time_energy(StepBatch((), num_decode, k)) for k in quantised]
             return np.array([p[0] for p in pairs], dtype=float), np.array([p[1] for p in pairs], dtype=float)
         pp = self.par.pp
         micro = min(pp, max(1, num_decode)) if pp > 1 else 1
@@ -536,7 +537,7 @@ class StepModel:
         power = self.power
         coster = self.graph_coster
         # kv_on_chip is monotone in the context: the shortest one says whether any context's KV stays on chip
-        any_on_chip = coster.residency.kv_on_chip(n * float(kv.min())) if len(kv) else False
+        any_on_chip = coster.residency.kv_on_chip(n * min(quantised)) if quantised else False
         if self._decode_plans is None:
             self._decode_plans = [None if args is None else DecodeCorePlan.build(coster.cc, **args)
                                   for args in (coster.decode_core_args(g.attention) for g, _ in self._group_counts)]
@@ -645,18 +646,6 @@ def quantise_contexts(kv_lens) -> list[float]:
             k = float((whole + (q >> 1)) // q * q)
         out.append(k)
     return out
-
-
-def quantise_context_array(kv_lens) -> np.ndarray:
-    """`quantise_contexts` as a float array, in numpy: the same integers (contexts below 2^53 are exact as float64
-    and int64, and frexp's exponent of such an integer is its bit length), without a Python loop over the ~33
-    contexts `predict` quantises per call (a twentieth of a call). Tests check equality with `quantise_contexts`."""
-    k = np.array(kv_lens, dtype=float)
-    whole = k.astype(np.int64)
-    shift = np.maximum(np.frexp(whole)[1] - 8, 0)
-    q = np.left_shift(np.int64(1), shift)
-    rounded = ((whole + (q >> 1)) // q * q).astype(float)
-    return np.where(k >= 256.0, rounded, k)
 
 
 def _split(batch: StepBatch, parts: int) -> StepBatch:
