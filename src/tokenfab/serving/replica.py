@@ -548,7 +548,8 @@ class Replica:
         if self.gate is not None and self.waiting:  # prompts held by attention-DP balancing: ask again in time
             k = max(1, min(k, self.hold_iters))
         first_need = self.bins[(-self.g) % self._bs]
-        avail = self.pool.available
+        pool = self.pool
+        avail = pool.free + len(pool.lru) * pool.blocks_per_entry  # pool.available, inlined
         blocks = self._crossings(k) - first_need
         if blocks > avail:
             lo, hi = 1, k  # largest k whose extra blocks fit
@@ -560,7 +561,10 @@ class Replica:
                     hi = mid
             k = lo
             blocks = self._crossings(k) - first_need
-        self.pool.allocate(blocks)
+        if blocks <= pool.free:  # pool.allocate's first case, inlined
+            pool.free -= blocks
+        else:
+            pool.allocate(blocks)
         kv0 = self.sum_kv / n + 1
         padded = self._padded[n] if n < len(self._padded) else self.policy.padded_decode(n)
         # the padding rows of a captured graph are dummy sequences without a KV history: they widen the GEMMs and
@@ -576,7 +580,6 @@ class Replica:
         # _account, inlined (once per decode run)
         self.energy_j += k * (e0 + e1) / 2
         self.busy_s += total
-        pool = self.pool
         num_blocks = pool.num_blocks  # pool.used_frac(), inlined
         w.kv_frac = kv = (num_blocks - pool.free - len(pool.lru) * pool.blocks_per_entry) / num_blocks if num_blocks else 0.0
         series = self.series
