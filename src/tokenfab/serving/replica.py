@@ -701,7 +701,7 @@ class Replica:
     def _decoders_done(self, heap: list[int], g: int, now: float, done: list[Request]) -> None:
         """Decoders whose finishing iteration has come leave, in id order within an iteration (`_stop_decoding`,
         `_release` and `_finished`, inlined for the common case)."""
-        bins, bs, release, fast = self.bins, self._bs, self.pool.release, self._fast
+        bins, bs, pool, fast = self.bins, self._bs, self.pool, self._fast
         while heap and heap[0] <= g:
             finish_at = heapq.heappop(heap)
             bucket = self.finishing.pop(finish_at)
@@ -724,8 +724,10 @@ class Replica:
                     req.computed, req.decode_join = kv, -1
                     if req.final_blocks or req.cache_refs:
                         self._release(req, kv)
-                    else:  # _release without reserve blocks or prefix-cache references
-                        release(-(-kv // bs) - req.shared_blocks)
+                    else:  # _release without reserve blocks or prefix-cache references (pool.release inlined)
+                        pool.free += -(-kv // bs) - req.shared_blocks
+                        if pool.free > pool.num_blocks:
+                            raise AssertionError(f"KV pool over-released: {pool.free} free of {pool.num_blocks}")
                         req.shared_blocks = 0
                     req.finish_s = now  # _finished, inlined
                     self.outstanding -= req.prompt_len + req.output_len
