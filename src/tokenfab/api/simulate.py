@@ -314,7 +314,8 @@ def _memory_policy(eng, memory_utilization_frac: float | None, kv_free_memory_fr
     if static_memory_frac is not None:
         return {"static_memory_frac": static_memory_frac, **(sizing if eng.memory.kind == "static-fraction" else {})}
     if memory_utilization_frac is not None or kv_free_memory_frac is not None:
-        own = (eng.memory.kind == "device-fraction" and kv_free_memory_frac is None)
+        own = (eng.memory.kind == "device-fraction" and kv_free_memory_frac is None) or \
+            (eng.memory.kind == "free-fraction" and kv_free_memory_frac is not None)
         return {"memory_utilization_frac": memory_utilization_frac or DEFAULT_MEMORY_UTILIZATION_FRAC,
                 "kv_free_memory_frac": kv_free_memory_frac, **(sizing if own else {})}
     return eng.memory.memory_model_kwargs(*layout)
