@@ -110,11 +110,22 @@ def is_engine_runtime(version: str | None) -> bool:
     return _era(version) == "engine"
 
 
+def captured_sizes(sizes: tuple[int, ...], max_batch_size: int, max_num_tokens: int) -> tuple[int, ...]:
+    """The batch sizes of an explicit cuda_graph_config.batch_sizes list the engine captures: those not above its
+    max_batch_size and max_num_tokens (_torch/pyexecutor/model_engine.py, `self._cuda_graph_batch_sizes`); a decode
+    batch above the largest of them runs without a graph and without padding."""
+    return tuple(s for s in sizes if s <= max_batch_size and s <= max_num_tokens)
+
+
 @register_engine("trtllm")
 def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = None,
-                  cuda_graph_max_batch: int | None = None) -> EngineSpec:
+                  cuda_graph_max_batch: int | None = None, cuda_graph_batch_sizes: tuple[int, ...] | None = None) -> EngineSpec:
     """`cuda_graph_max_batch`: cuda_graph_config.max_batch_size (default 128; trtllm-bench's PyTorch backend sets it to
-    the run's max_batch_size, benchmark/utils/general.py get_settings)."""
+    the run's max_batch_size, benchmark/utils/general.py get_settings). `cuda_graph_batch_sizes`: cuda_graph_config.
+    batch_sizes given explicitly (an --extra_llm_api_options file), which replace the generated list; the engine
+    captures those not above max_batch_size and max_num_tokens (_torch/pyexecutor/model_engine.py keeps
+    `bs <= max_num_tokens and bs <= batch_size`; `captured_sizes`). An empty list: no CUDA graphs (the v0.x
+    TensorRT-engine runtime under trtllm-bench throughput, whose PerformanceOptions leave cuda_graphs off)."""
     engine_runtime = _era(version) == "engine"
     memory = MemoryPolicy(kind="free-fraction", fraction=0.9, sizing_base="cuda-total",
                           source="TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9 of what is free of CUDA's total")
@@ -127,7 +138,9 @@ def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = Non
                                            "source": f"{memory.source}; {PYTORCH_SIZING_SOURCE}"})
     return EngineSpec(
         name="trtllm", version=version or "1.0-1.3 (PyTorch backend)", max_num_seqs=2048, max_num_batched_tokens=8192,
-        chunked_prefill=False, prefill_first=False, cuda_graph_sizes=capture_sizes(cuda_graph_max_batch or 128), kv_full="reserve",
+        chunked_prefill=False, prefill_first=False, kv_full="reserve",
+        cuda_graph_sizes=tuple(sorted(set(cuda_graph_batch_sizes))) if cuda_graph_batch_sizes is not None
+        else capture_sizes(cuda_graph_max_batch or 128),
         block_tokens=ENGINE_BLOCK_TOKENS if engine_runtime else 32, memory=memory,
         source=f"{SOURCE}; v0.12-v0.16: {ENGINE_RUNTIME_SOURCE}" if engine_runtime else SOURCE,
     )
