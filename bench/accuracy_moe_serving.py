@@ -27,13 +27,16 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from accuracy_serving import (
+    EXACT_CLIENT,
     HARDWARE,
     _concurrency_job,
     _engine_overrides,
     _offline_settings,
     _trtllm_bench_limits,
     add_measured,
+    campaign,
     engine_release,
+    fitted_clients,
     fixed_concurrency_kwargs,
     repeat_reasons,
     under_clients,
@@ -192,15 +195,19 @@ def _formats(dtype: str, hw: str) -> dict:
 
 
 def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, balance: dict | None = None,
-                     assumed_workers: bool = False) -> tuple[list[dict], list[str]]:
+                     assumed_workers: bool = False,
+                     campaign_clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
     """The MoE fixed-concurrency and P/D jobs, each under its framework's benchmark client: the setting
     bench/fit_serving_client.py fitted on the dense rows of the same silicon samples (so every MoE row is
-    held out from that fit), the exact client for a framework without one. Aggregated TensorRT-LLM attention-DP
+    held out from that fit), the exact client for a framework without one; a campaign whose own client latency
+    bench/fit_moe_serving_client.py fitted on the MoE rows' fit half (`campaign_clients`, default the stored
+    fit, {} for none) runs under that one. Aggregated TensorRT-LLM attention-DP
     runs also take the attention-DP context balancing `balance` (default: bench/fit_attention_dp_balance.py's
     choice, none without its file; {} for none). `assumed_workers`: P/D runs without stated worker counts run under
     `assume_workers` (else they are listed as not expressed)."""
     jobs, failed = _jobs(directory, assumed_workers)
-    jobs = under_clients(jobs, clients)
+    campaign_clients = fitted_moe_campaign_clients() if campaign_clients is None else campaign_clients
+    jobs = under_clients(jobs, clients, {}, campaign_clients)
     balance = fitted_balance() if balance is None else balance
     for job in jobs:
         if balance and is_balanced_kind(job["meta"]):
@@ -209,6 +216,19 @@ def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, ba
 
 
 BALANCE_PATH = Path(__file__).with_name("data") / "attention_dp_balance.yaml"
+MOE_CLIENTS_PATH = Path(__file__).with_name("data") / "moe_serving_clients.yaml"
+
+
+def fitted_moe_campaign_clients(clients: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Per MoE measurement campaign (`accuracy_serving.campaign`) that bench/fit_moe_serving_client.py gave a latency
+    of its own: its framework's benchmark client (`clients`, default the fitted ones) with that request latency;
+    {} without the file."""
+    if not MOE_CLIENTS_PATH.exists():
+        return {}
+    clients = fitted_clients() if clients is None else clients
+    data = yaml.safe_load(MOE_CLIENTS_PATH.read_text()) or {}
+    return {name: {**EXACT_CLIENT, **clients.get(row["framework"], {}), "request_latency_ms": float(row["request_latency_ms"])}
+            for name, row in (data.get("campaigns") or {}).items() if row.get("request_latency_ms") is not None}
 
 
 def fitted_balance() -> dict:
@@ -287,7 +307,8 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
         kwargs["num_requests"] = min(10 * c, MAX_REQUESTS)
         add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl, assumed), kwargs,
                      {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c,
-                      "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes, "workers_assumed": assumed}, r)
+                      "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes, "workers_assumed": assumed,
+                      "campaign": campaign(r)}, r)
     return list(jobs.values()), failed + repeat_reasons(jobs.values())
 
 
