@@ -35,11 +35,12 @@ from accuracy_serving import (
     _trtllm_bench_limits,
     add_measured,
     apply_client,
+    campaign,
+    client_of,
     engine_release,
     fitted_clients,
     fixed_concurrency_kwargs,
     repeat_reasons,
-    under_clients,
 )
 
 from trtllm_bench_moe import checkpoint_quant_method, trtllm_bench_moe_limits
@@ -197,21 +198,26 @@ def _formats(dtype: str, hw: str) -> dict:
 
 
 def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, balance: dict | None = None,
-                     assumed_workers: bool = False, sglang_client: dict | None = None) -> tuple[list[dict], list[str]]:
+                     assumed_workers: bool = False, sglang_client: dict | None = None,
+                     campaign_clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
     """The MoE fixed-concurrency and P/D jobs, each under its framework's benchmark client: the setting
     bench/fit_serving_client.py fitted on the dense rows of the same silicon samples (so every MoE row is
-    held out from that fit), the exact client for a framework without one. Aggregated TensorRT-LLM attention-DP
+    held out from that fit), the exact client for a framework without one; a campaign whose own client latency
+    bench/fit_moe_serving_client.py fitted on the MoE rows' fit half (`campaign_clients`, default the stored
+    fit, {} for none) runs under that one; SGLang jobs take on top the output spread `sglang_client` (default
+    bench/fit_sglang_prefill.py's fit, {} for none). Aggregated TensorRT-LLM attention-DP
     runs also take the attention-DP context balancing `balance` (default: bench/fit_attention_dp_balance.py's
     choice, none without its file; {} for none). `assumed_workers`: P/D runs without stated worker counts run under
     `assume_workers` (else they are listed as not expressed)."""
     jobs, failed = _jobs(directory, assumed_workers)
-    jobs = under_clients(jobs, clients)
+    clients = fitted_clients() if clients is None else clients
+    campaign_clients = fitted_moe_campaign_clients(clients) if campaign_clients is None else campaign_clients
     sglang_client = fitted_sglang_client() if sglang_client is None else sglang_client
-    if sglang_client:  # SGLang's DeepSeek runs: the client spread fitted with SGLang's prefill time on these runs
-        client = {**EXACT_CLIENT, **(fitted_clients() if clients is None else clients).get("sglang", {}), **sglang_client}
-        for job in jobs:
-            if job["meta"]["framework"] == "sglang":
-                job["kwargs"] = apply_client(job["kwargs"], client)
+    for job in jobs:
+        client = client_of(job["meta"], clients, {}, campaign_clients)
+        if job["meta"]["framework"] == "sglang":  # SGLang's DeepSeek runs: the spread fitted with SGLang's prefill time
+            client = {**client, **sglang_client}
+        job["kwargs"] = apply_client(job["kwargs"], client)
     balance = fitted_balance() if balance is None else balance
     for job in jobs:
         if balance and is_balanced_kind(job["meta"]):
@@ -230,6 +236,19 @@ def fitted_sglang_client() -> dict:
         return {}
     row = (yaml.safe_load(SGLANG_CLIENT_PATH.read_text()) or {}).get("sglang", {})
     return {"output_variation_frac": float(row["output_variation_frac"])} if "output_variation_frac" in row else {}
+MOE_CLIENTS_PATH = Path(__file__).with_name("data") / "moe_serving_clients.yaml"
+
+
+def fitted_moe_campaign_clients(clients: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Per MoE measurement campaign (`accuracy_serving.campaign`) that bench/fit_moe_serving_client.py gave a latency
+    of its own: its framework's benchmark client (`clients`, default the fitted ones) with that request latency;
+    {} without the file."""
+    if not MOE_CLIENTS_PATH.exists():
+        return {}
+    clients = fitted_clients() if clients is None else clients
+    data = yaml.safe_load(MOE_CLIENTS_PATH.read_text()) or {}
+    return {name: {**EXACT_CLIENT, **clients.get(row["framework"], {}), "request_latency_ms": float(row["request_latency_ms"])}
+            for name, row in (data.get("campaigns") or {}).items() if row.get("request_latency_ms") is not None}
 
 
 def fitted_balance() -> dict:
@@ -308,7 +327,8 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
         kwargs["num_requests"] = min(10 * c, MAX_REQUESTS)
         add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl, assumed), kwargs,
                      {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c,
-                      "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes, "workers_assumed": assumed}, r)
+                      "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes, "workers_assumed": assumed,
+                      "campaign": campaign(r)}, r)
     kept, below = below_stated_load(list(jobs.values()))
     return kept, failed + below + repeat_reasons(jobs.values())
 

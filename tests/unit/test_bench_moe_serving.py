@@ -184,6 +184,67 @@ def test_gpt_oss_trtllm_bench_rows_keep_mxfp4_experts():
     assert _checkpoint_formats("qwen3-235b-a22b", "fp8", "h100-sxm") == {"dtype": "fp8"}
 
 
+def test_a_campaign_keeps_its_own_client_latency_only_where_it_beats_its_frameworks_on_enough_fit_runs():
+    from fit_moe_serving_client import choose
+
+    scores = {"slow-frontend": {0.0: 0.5, 20.0: 0.4, 120.0: 0.2}, "no-gain": {0.0: 0.3, 20.0: 0.2},
+              "too-few-runs": {20.0: 0.3, 80.0: 0.1}, "tie": {0.0: 0.25, 20.0: 0.25}}
+    framework_ms = {"slow-frontend": 20.0, "no-gain": 20.0, "too-few-runs": 20.0, "tie": 20.0}
+    runs = {"slow-frontend": 6, "no-gain": 6, "too-few-runs": 3, "tie": 6}
+    assert choose(scores, framework_ms, runs, min_runs=4) == {"slow-frontend": 120.0}
+
+
+def test_campaign_score_is_the_mean_of_ttft_and_tpot_mape():
+    from fit_moe_serving_client import campaign_client, score
+
+    errs = [{"ttft_ms": 0.4, "tpot_ms": 0.1}, {"ttft_ms": 0.2, "tpot_ms": 0.3}]
+    assert score(errs) == pytest.approx((0.3 + 0.2) / 2)
+    assert score([]) != score([])  # nan: a campaign without runs scores nothing
+    client = campaign_client("trtllm", 120.0, {"trtllm": {"output_variation_frac": 0.02, "request_latency_ms": 20.0}})
+    assert client == {"warmup_waves": 0, "output_variation_frac": 0.02, "request_latency_ms": 120.0}
+
+
+def test_moe_jobs_of_a_fitted_campaign_run_under_its_frameworks_client_with_its_own_latency(tmp_path, monkeypatch):
+    import accuracy_moe_serving as ams
+    from accuracy_serving import under_clients
+
+    path = tmp_path / "moe_serving_clients.yaml"
+    path.write_text("campaigns:\n  H100 trtllm x.csv:\n    framework: trtllm\n    request_latency_ms: 120.0\n"
+                    "  B200 vllm y.csv:\n    framework: vllm\n    fit_runs: 2\n")
+    monkeypatch.setattr(ams, "MOE_CLIENTS_PATH", path)
+    trtllm = {"trtllm": {"warmup_waves": 0, "output_variation_frac": 0.02, "request_latency_ms": 20.0}}
+    fitted = ams.fitted_moe_campaign_clients(trtllm)
+    assert fitted == {"H100 trtllm x.csv": {"warmup_waves": 0, "output_variation_frac": 0.02, "request_latency_ms": 120.0}}
+    jobs = [{"kwargs": {"concurrency": 4, "output_len": 128}, "meta": {"framework": "trtllm", "campaign": name}}
+            for name in ("H100 trtllm x.csv", "B200 trtllm z.csv")]
+    out = under_clients(jobs, trtllm, {}, fitted)
+    assert [j["kwargs"]["request_latency_ms"] for j in out] == [120.0, 20.0]
+    assert all(j["kwargs"]["output_dist"] == "uniform:125,131" for j in out)  # the framework's output spread, both
+    monkeypatch.setattr(ams, "MOE_CLIENTS_PATH", tmp_path / "absent.yaml")
+    assert ams.fitted_moe_campaign_clients(trtllm) == {}
+
+
+def test_stored_moe_campaign_clients_are_grid_choices_that_beat_their_frameworks_on_the_fit_half():
+    import yaml
+
+    from accuracy_moe_serving import MOE_CLIENTS_PATH
+
+    if not MOE_CLIENTS_PATH.exists():
+        pytest.skip("bench/data/moe_serving_clients.yaml not written (python bench/fit_moe_serving_client.py --write)")
+    data = yaml.safe_load(MOE_CLIENTS_PATH.read_text())
+    prov, kept = data["provenance"], 0
+    for name, row in data["campaigns"].items():
+        if "request_latency_ms" not in row:
+            continue
+        kept += 1
+        ms = row["request_latency_ms"]
+        assert ms in prov["grid_ms"], name
+        assert row["fit_runs"] >= prov["min_runs"], name
+        scores = row["fit_half_score"]
+        assert scores[f"{ms:g}ms"] < scores[f"{row['framework_request_latency_ms']:g}ms"], name
+    assert kept, "a stored fit that keeps no campaign's client"
+
+
 def test_a_run_whose_own_latencies_put_few_requests_in_flight_is_not_scored():
     """Little's law on the run's own means: 512 clients, TTFT 22.3 s, 1024 tokens at 5.33 ms (5.46 s decoding):
     512 x 5.46 / 27.76 = 100.7 in flight (0.197 C, below a third: not scored); at TTFT 1 s, 0.85 C (scored)."""
