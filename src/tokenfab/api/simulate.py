@@ -129,7 +129,7 @@ def simulate(
     limit per replica (per attention-DP rank), e.g. TensorRT-LLM's max_batch_size of a context server.
     `batch_wait_timeout_iters` and `batch_wait_max_tokens_ratio` (trtllm, both > 0 to take effect; off by default as in
     TensorRT-LLM): prompts arriving while decodes run wait up to that many iterations, or until the iteration's tokens
-    reach the ratio of the token budget (`Replica._batch_wait_holds`)."""
+    reach the ratio of the token budget (`serving.batch_wait`)."""
     from pydantic import ValidationError
 
     from tokenfab.serving.attention_dp import parse_balance

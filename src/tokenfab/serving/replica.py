@@ -19,11 +19,11 @@ from __future__ import annotations
 import heapq
 import math
 import operator
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from tokenfab.serving.batch_wait import batch_wait_of
 from tokenfab.serving.invariants import check_replica
 from tokenfab.serving.kvcache import BlockPool
 from tokenfab.serving.policies import make_queue
@@ -163,14 +163,8 @@ class Replica:
         # disaggregated decode pool: hand-offs admitted in the iteration being planned, whose first token the client
         # sees when that iteration ends (the decode side streams the prefill's token after the KV arrived)
         self._first_out: list[Request] = []
-        # TensorRT-LLM's batch waiting (`_batch_wait_holds`): on only where both settings hold prompts back (with either
-        # at 0 its stop test is always true), and only where prompts meet decodes (an aggregated replica)
-        bw_iters = getattr(self.policy, "batch_wait_timeout_iters", 0)
-        bw_ratio = getattr(self.policy, "batch_wait_max_tokens_ratio", 0.0)
-        self._bw = bw_iters > 0 and bw_ratio > 0 and spec.role == "both"
-        self._bw_iters, self._bw_tokens = bw_iters, bw_ratio * spec.max_num_batched_tokens
-        self._bw_count = 0  # the engine's one wait counter, as of iteration `_bw_from` while prompts are held
-        self._bw_from = -1  # iteration from which held iterations are still to be counted (-1: none held)
+        # TensorRT-LLM's batch waiting (`serving.batch_wait`; None: off)
+        self.batch_wait = batch_wait_of(self.policy, spec.max_num_batched_tokens, spec.role)
 
     # -- views for routers --------------------------------------------------------------
     def outstanding_tokens(self) -> int:
@@ -451,7 +445,7 @@ class Replica:
             budget = self._continue_prefills(chunks, budget, need, extra)
             need = bins[(-self.g) % bs]
         if (waiting and budget > 0 and (self.gate is None or self.gate.admits(self))
-                and not (self._bw and self._batch_wait_holds(budget))):
+                and not (self.batch_wait is not None and self.batch_wait.holds(self, budget))):
             self._admit(budget, extra, chunks)
         if not chunks and self.num_decode == 0:
             self.idle_since = now
@@ -486,46 +480,6 @@ class Replica:
         if self.on_sample is not None:
             self.on_sample(now, t, batch, kv)
         return now + t
-
-    def _batch_wait_holds(self, budget: int) -> bool:
-        """TensorRT-LLM's batch waiting (PyExecutor._schedule and _waiting_requests, tensorrt_llm/_torch/pyexecutor/
-        py_executor.py, NVIDIA/TensorRT-LLM PR #7287, each decode counted as one token since PR #7416; off by default,
-        llm_args.py batch_wait_timeout_iters 0, batch_wait_max_tokens_ratio 0):
-        in an iteration with both prompts to start and decodes running (attention-DP off), the prompts are held back
-        unless the engine's one counter has reached batch_wait_timeout_iters or the iteration's tokens (the prompts
-        the scheduler fits, counted whole, plus one per decode) reach batch_wait_max_tokens_ratio x max_num_tokens;
-        the counter grows by one per held iteration and restarts when prompts go through. Prompts waiting with no
-        decode running start at once and leave the counter as it is. Holding them trades their TTFT for fewer,
-        larger prefill iterations. Returns True to hold them in the iteration being planned, setting `hold_iters`
-        (the iterations after which the test is due again). The KV room of the capacity scheduler is not part of
-        the token count (prompts that do not fit the KV cache are counted)."""
-        count = self._bw_count
-        if self._bw_from >= 0:  # every iteration run since the prompts were held was a held iteration
-            count += self.g - self._bw_from
-            self._bw_from = -1
-        self._bw_count = count
-        if not self.num_decode:
-            return False
-        if count >= self._bw_iters or self.num_decode + self._waiting_prompt_tokens(budget) >= self._bw_tokens:
-            self._bw_count = 0
-            return False
-        self._bw_from = self.g
-        self.hold_iters = self._bw_iters - count
-        return True
-
-    def _waiting_prompt_tokens(self, budget: int) -> int:
-        """Prompt tokens of the waiting requests the next iteration could start, in queue order, within `budget` and
-        the free sequence slots (without chunked prefill, the first that does not fit ends the scan). A queue
-        other than first-come-first-served is read at its head only."""
-        queue = self.waiting if isinstance(self.waiting, deque) else [self.waiting.peek()]
-        slots, total, chunked = self.spec.max_num_seqs - self.num_decode - len(self.prefilling), 0, self.spec.chunked_prefill
-        for req in queue:
-            todo = req.prompt_len + req.generated - req.computed
-            if slots <= 0 or total >= budget or (todo > budget - total and not chunked):
-                break
-            total += min(todo, budget - total)
-            slots -= 1
-        return total
 
     def _start_prefill_only(self, now: float) -> float | None:
         """A prefill-first engine's iteration: prompt chunks only, decoders wait (None if nothing can be admitted)."""
@@ -584,8 +538,9 @@ class Replica:
             raise AssertionError("decoding requests without a finishing iteration")
         n = self.num_decode
         k = max(1, min(heap[0] - self.g, MAX_RUN))
-        if (self.gate is not None or self._bw_from >= 0) and self.waiting:  # prompts held (attention-DP balancing,
-            k = max(1, min(k, self.hold_iters))                            # batch waiting): ask again in time
+        held = self.gate is not None or (self.batch_wait is not None and self.batch_wait.held_from >= 0)
+        if held and self.waiting:  # prompts held (attention-DP balancing, batch waiting): ask again in time
+            k = max(1, min(k, self.hold_iters))
         first_need = self.bins[(-self.g) % self._bs]
         avail = self.pool.available
         blocks = self._crossings(k) - first_need

@@ -1,4 +1,4 @@
-"""TensorRT-LLM's batch waiting (batch_wait_timeout_iters, batch_wait_max_tokens_ratio; `Replica._batch_wait_holds`):
+"""TensorRT-LLM's batch waiting (batch_wait_timeout_iters, batch_wait_max_tokens_ratio; `serving.batch_wait`):
 prompts arriving while decodes run are held back until the wait counter reaches the timeout or the iteration's
 tokens reach the ratio of the token budget. Hand-computed against a stub step model."""
 
