@@ -160,6 +160,11 @@ class EngineSpec(BaseModel):
     batch_wait_max_tokens_ratio: float = Field(
         default=0.0, ge=0, le=1, description="Prompts stop waiting once the iteration's tokens reach this fraction of the "
                                              "token budget (TensorRT-LLM batch_wait_max_tokens_ratio; 0: off).")
+    kv_sizing_window_aware: bool = Field(
+        default=True, description="The KV pool is sized for the workload's sequences with sliding-window layers holding "
+                                  "only their window; False: sized as if every layer were full attention, so a "
+                                  "sliding-window model's pool holds as many tokens as a full-attention one of its "
+                                  "layers would (TensorRT-LLM).")
     memory: MemoryPolicy
     source: str = Field(min_length=1, description="Docs/source the defaults come from, with version.")
 
