@@ -217,11 +217,13 @@ def architecture_key(model: ModelSpec) -> str:
 
 
 def engine_spec(name: str, device_memory_bytes: float, tp: int = 1, version: str | None = None,
-                cuda_graph_max_batch: int | None = None) -> EngineSpec:
+                cuda_graph_max_batch: int | None = None,
+                cuda_graph_batch_sizes: tuple[int, ...] | None = None) -> EngineSpec:
     """The engine's defaults for a device of this memory size, with its fitted host overheads. `version` selects
     a release whose defaults differ (an engine that models one release takes none); `cuda_graph_max_batch` the
     largest decode batch captured as a CUDA graph, for an engine whose capture list follows from it (TensorRT-LLM's
-    cuda_graph_config.max_batch_size)."""
+    cuda_graph_config.max_batch_size); `cuda_graph_batch_sizes` an explicit capture list instead (TensorRT-LLM's
+    cuda_graph_config.batch_sizes; empty: no CUDA graphs)."""
     _load_builtin()
     factory = ENGINES.get(name)
     takes = inspect.signature(factory).parameters
@@ -231,6 +233,12 @@ def engine_spec(name: str, device_memory_bytes: float, tp: int = 1, version: str
             raise InvalidInputError(f"engine {name} models one release ({factory(device_memory_bytes, tp).version}); "
                                     f"an engine version can be chosen for: {', '.join(versioned_engines())}")
         kwargs["version"] = version
+    if cuda_graph_batch_sizes is not None:
+        if "cuda_graph_batch_sizes" not in takes:
+            graphed = [n for n in ENGINES.names() if "cuda_graph_batch_sizes" in inspect.signature(ENGINES.get(n)).parameters]
+            raise InvalidInputError(f"engine {name} keeps its own CUDA-graph batch sizes; a capture list can be chosen "
+                                    f"for: {', '.join(graphed)}")
+        kwargs["cuda_graph_batch_sizes"] = tuple(cuda_graph_batch_sizes)
     if cuda_graph_max_batch is not None:
         if "cuda_graph_max_batch" not in takes:
             graphed = [n for n in ENGINES.names() if "cuda_graph_max_batch" in inspect.signature(ENGINES.get(n)).parameters]
