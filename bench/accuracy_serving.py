@@ -124,6 +124,11 @@ def fitted_campaigns() -> dict[str, int]:
     return {name: int(row["held_slots"]) for name, row in _fit_file().get("campaigns", {}).items() if row.get("held_slots")}
 
 
+def fitted_recipes() -> dict[str, str]:
+    """Per measurement campaign, the deployment recipe (`RECIPES`) chosen on its fit half; {} without the file."""
+    return {name: row["recipe"] for name, row in _fit_file().get("campaigns", {}).items() if row.get("recipe")}
+
+
 def fitted_campaign_clients() -> dict[str, dict]:
     """Per measurement campaign with a client fit of its own (bench/fit_serving_client.py, enough fit-half runs):
     its benchmark-client setting, which replaces its framework's; {} without the file. A campaign is one
@@ -166,6 +171,46 @@ def apply_client(kwargs: dict, client: dict) -> dict:
     return kw
 
 
+# Deployment recipes: how a benchmark suite launched server and client, for the campaigns it ran (chosen per campaign
+# on the fit half, bench/fit_serving_client.py --recipes). InferenceMAX (SemiAnalysis, github.com/SemiAnalysisAI/
+# InferenceX, measured from October 2025) runs Llama-3.x-70B FP8 and FP4 on B200 with TensorRT-LLM and vLLM at TP 1-8,
+# concurrency 4-128, ISL/OSL 1k/1k, 1k/8k and 8k/1k: the grid of campaign 2026-04-06 (measured 2025-10-29).
+def inferencemax_trtllm_70b_b200(kw: dict) -> dict:
+    """InferenceMAX's TensorRT-LLM server and client for Llama-70B on B200 (benchmarks/70b_fp8_b200_trt_slurm.sh
+    @a267b4b; 70b_fp4_b200_trt_slurm.sh as the forks of InferenceMAX kept it, jyothisambolu/InferenceMAX @1b563c8 and
+    faradawn/InferenceMAX @9596d23; InferenceX @73ef922 later passes $MAX_MODEL_LEN instead): trtllm-serve
+    --max_num_tokens 16384; for ISL = OSL = 1024 at TP < 8 only, llama-config.yml sets batch_wait_max_tokens_ratio 0.9 and batch_wait_timeout_iters 20 ("For 1k/1k,
+    use batch_wait_max_tokens_ratio and batch_wait_timeout_iters will improve the performance"); cuda_graph_config
+    max_batch_size 1024 with padding; stream_interval 10 (the first token is streamed at once: py_executor.py
+    _handle_responses answers at py_decoding_iter == 1). Client: kimbochen/bench_serving benchmark_serving.py
+    --dataset-name random --random-range-ratio 0.8 (input and output lengths uniform integers in
+    [int(0.8 x L), L], sample_random_requests), --num-prompts 10 x C, --max-concurrency C, --ignore-eos."""
+    isl, osl, tp = kw["input_len"], kw["output_len"], kw["tp"]
+    out = {"max_batched_tokens": 16384, "cuda_graph_max_batch": 1024,
+           "input_dist": f"uniform:{int(isl * 0.8)},{isl}", "output_dist": f"uniform:{int(osl * 0.8)},{osl}"}
+    if isl == 1024 and osl == 1024 and tp < 8:
+        out.update(batch_wait_timeout_iters=20, batch_wait_max_tokens_ratio=0.9)
+    return out
+
+
+RECIPES = {"inferencemax-trtllm-70b-b200": (inferencemax_trtllm_70b_b200, ("trtllm", "B200-SXM-180GB", "llama-3.1-70b"))}
+
+
+def recipe_applies(name: str, meta: dict) -> bool:
+    """Whether recipe `name` names this job's framework, chip and model."""
+    fw, hw, model = RECIPES[name][1]
+    return meta["framework"] == fw and meta["campaign"].startswith(hw) and meta["model"] == model
+
+
+def apply_recipe(kwargs: dict, name: str | None) -> dict:
+    """The simulate arguments of a job under deployment recipe `name` (None: unchanged); the recipe's client lengths
+    replace the fitted output variation, the fitted latency and held slots stay."""
+    if not name:
+        return kwargs
+    kw = {k: v for k, v in kwargs.items() if k not in ("output_dist", "input_dist")}
+    return {**kw, **RECIPES[name][0](kw)}
+
+
 _WORKERS = re.compile(r"(prefill|decode) workers=(\d+) x \(tp=(\d+), pp=(\d+), attn_dp=(\d+)[^)]*batch=(\d+)\)")
 
 
@@ -206,10 +251,11 @@ def _concurrency_job(job: dict) -> dict:
 
 
 def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, campaigns: dict[str, int] | None = None,
-                     campaign_clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
-    """The fixed-concurrency and P/D jobs, each under its benchmark client (`under_clients`)."""
+                     campaign_clients: dict[str, dict] | None = None,
+                     recipes: dict[str, str] | None = None) -> tuple[list[dict], list[str]]:
+    """The fixed-concurrency and P/D jobs, each under its benchmark client and recipe (`under_clients`)."""
     jobs, skipped = _jobs(directory)
-    return under_clients(jobs, clients, campaigns, campaign_clients), skipped
+    return under_clients(jobs, clients, campaigns, campaign_clients, recipes), skipped
 
 
 def client_of(meta: dict, clients: dict[str, dict], campaigns: dict[str, int], campaign_clients: dict[str, dict]) -> dict:
@@ -221,15 +267,19 @@ def client_of(meta: dict, clients: dict[str, dict], campaigns: dict[str, int], c
 
 
 def under_clients(jobs: list[dict], clients: dict[str, dict] | None = None, campaigns: dict[str, int] | None = None,
-                  campaign_clients: dict[str, dict] | None = None) -> list[dict]:
-    """Each job's simulate arguments under its benchmark client (`client_of`): `clients` per framework, `campaigns`
-    (held slots) and `campaign_clients` per campaign, each defaulting to the fitted ones (a job without a campaign,
-    such as the MoE jobs, gets its framework's client and no held slots)."""
+                  campaign_clients: dict[str, dict] | None = None, recipes: dict[str, str] | None = None) -> list[dict]:
+    """Each job's simulate arguments under its benchmark client (`client_of`) and its campaign's deployment recipe:
+    `clients` per framework, `campaigns` (held slots), `campaign_clients` and `recipes` per campaign, each
+    defaulting to the fitted ones (a job without a campaign, such as the MoE jobs, gets its framework's client,
+    no held slots and no recipe)."""
     clients = fitted_clients() if clients is None else clients
     campaigns = fitted_campaigns() if campaigns is None else campaigns
     campaign_clients = fitted_campaign_clients() if campaign_clients is None else campaign_clients
+    recipes = fitted_recipes() if recipes is None else recipes
     for job in jobs:
-        job["kwargs"] = apply_client(job["kwargs"], client_of(job["meta"], clients, campaigns, campaign_clients))
+        kw = apply_client(job["kwargs"], client_of(job["meta"], clients, campaigns, campaign_clients))
+        recipe = recipes.get(job["meta"].get("campaign", ""))
+        job["kwargs"] = apply_recipe(kw, recipe) if recipe and recipe_applies(recipe, job["meta"]) else kw
     return jobs
 
 

@@ -28,7 +28,10 @@ runs at least): the client setting of the same grid minimising the same score on
 the framework's client on that fit half; and under the campaign's client, how many of the C sequence slots the
 deployment did not give to requests (`--held-slots`, default 0 or 1; at most C - held run at once, so one
 request always waits for a slot), the choice minimising the same score on the campaign's fit half. Both client
-fits run with the campaigns' held slots of the file they replace (run the fit twice after changing the grid).
+fits run with the campaigns' held slots and deployment recipes of the file they replace (run the fit twice after
+changing the grid). Last, per campaign that a deployment recipe of bench/accuracy_serving.py names (how a published
+benchmark suite launched server and client: `RECIPES`), no recipe or the recipe, whichever scores better on the
+campaign's fit half under its client and held slots (`--recipes-only`: that choice alone, under the stored clients).
 """
 
 from __future__ import annotations
@@ -45,12 +48,17 @@ import yaml
 from accuracy_serving import (
     CLIENTS_PATH,
     EXACT_CLIENT,
+    RECIPES,
     _concurrency_job,
     apply_client,
+    apply_recipe,
     concurrency_jobs,
+    fitted_campaign_clients,
     fitted_campaigns,
     fitted_clients,
+    fitted_recipes,
     job_half,
+    recipe_applies,
 )
 from tokenfab.calibrate.measurements import shared_calibration_dir
 
@@ -58,13 +66,19 @@ METRICS = ("ttft_ms", "tpot_ms")
 
 
 
-def _run(jobs: list[dict], client: dict | dict[str, dict], held: dict[str, int]) -> list[dict]:
+def _run(jobs: list[dict], client: dict | dict[str, dict], held: dict[str, int],
+         recipes: dict[str, str] | None = None) -> list[dict]:
     """Results of `jobs` under `client` (one setting, or one per campaign), each with its campaign's held slots
-    from `held`."""
+    from `held` and its campaign's deployment recipe from `recipes` (default: the stored ones)."""
     per_campaign = not set(client) <= set(EXACT_CLIENT)
-    jobs = [{**j, "kwargs": apply_client(j["kwargs"], {**(client[j["meta"]["campaign"]] if per_campaign else client),
-                                                        "held_slots": held.get(j["meta"]["campaign"], 0)})}
-            for j in jobs]
+    recipes = fitted_recipes() if recipes is None else recipes
+
+    def kwargs(j: dict) -> dict:
+        name = j["meta"]["campaign"]
+        kw = apply_client(j["kwargs"], {**(client[name] if per_campaign else client), "held_slots": held.get(name, 0)})
+        recipe = recipes.get(name)
+        return apply_recipe(kw, recipe) if recipe and recipe_applies(recipe, j["meta"]) else kw
+    jobs = [{**j, "kwargs": kwargs(j)} for j in jobs]
     with ProcessPoolExecutor(max_workers=2) as pool:
         return list(pool.map(_concurrency_job, jobs, chunksize=4))
 
@@ -128,6 +142,54 @@ def _fit_campaigns(jobs: list[dict], client_of: dict[str, dict], choices: list[i
     return out
 
 
+def _fit_recipes(jobs: list[dict], client_of: dict[str, dict], held: dict[str, int], min_runs: int) -> dict[str, dict]:
+    """Per campaign with `min_runs` fit-half runs that a deployment recipe (`RECIPES`) names: no recipe or one of
+    those, whichever scores best on its fit half (under its client and held slots), with fit-half and held-out
+    figures of every choice."""
+    out = {}
+    for name, fit, test in _campaign_halves(jobs, min_runs):
+        choices = ["none", *(r for r in RECIPES if recipe_applies(r, fit[0]["meta"]))]
+        if len(choices) == 1:
+            continue
+        runs = {c: {name: c} if c != "none" else {} for c in choices}
+        fit_s = {c: _score(fit, _run(fit, client_of, held, runs[c])) for c in choices}
+        test_r = {c: _run(test, client_of, held, runs[c]) for c in choices}
+        best = min(fit_s, key=fit_s.get)
+        out[name] = {"recipe": None if best == "none" else best,
+                     "recipe_fit_half_score": {c: round(v, 4) for c, v in fit_s.items()},
+                     **{f"recipe_held_out_{m}_mape": {c: round(_mape(test, r, m)[0], 4) for c, r in test_r.items()}
+                        for m in METRICS}}
+        print(f"campaign {name}: recipe {best}; fit-half score {fit_s}; held-out {out[name]}")
+    return out
+
+
+def _recipes_only(min_runs: int, write: bool) -> None:
+    """Choose the campaigns' deployment recipes under the stored clients and held slots, and store the choice in the
+    file's campaign entries (the rest of the file unchanged)."""
+    jobs = [j for j in concurrency_jobs(shared_calibration_dir(), clients={}, campaigns={}, campaign_clients={},
+                                        recipes={})[0] if not j["meta"].get("disaggregated")]
+    frameworks, own = fitted_clients(), fitted_campaign_clients()
+    client_of = {j["meta"]["campaign"]: {**EXACT_CLIENT, **(own.get(j["meta"]["campaign"])
+                                                             or frameworks.get(j["meta"]["framework"], EXACT_CLIENT))}
+                 for j in jobs}
+    chosen = _fit_recipes(jobs, client_of, fitted_campaigns(), min_runs)
+    if not write:
+        return
+    data = yaml.safe_load(CLIENTS_PATH.read_text())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    data["provenance"]["recipes"] = {
+        "method": "per campaign with at least min_runs fit-half runs that a deployment recipe of bench/accuracy_serving.py "
+                  "RECIPES names (its framework, chip and model): no recipe or the recipe, whichever gives the lower "
+                  "mean of TTFT and TPOT MAPE on the campaign's fit half under its stored client and held slots; "
+                  "held-out figures of both on the other half",
+        "min_runs": min_runs, "commit": commit, "date": dt.date.today().isoformat(),
+        "command": f"python bench/fit_serving_client.py --recipes-only --min-runs {min_runs} --write"}
+    for name, row in chosen.items():
+        data["campaigns"].setdefault(name, {}).update(row)
+    CLIENTS_PATH.write_text(yaml.safe_dump(data, sort_keys=False))
+    print(f"wrote {CLIENTS_PATH}")
+
+
 def _framework_report(jobs: list[dict], client_of: dict[str, dict], held: dict[str, int]) -> dict:
     """Held-out figures of one framework's jobs: the exact client (no held slots) against the fitted settings
     (`client_of`: per campaign)."""
@@ -155,13 +217,18 @@ def main() -> None:
     ap.add_argument("--frameworks-from-file", action=argparse.BooleanOptionalAction, default=False,
                     help="keep the frameworks' clients of the file it replaces (fit only the campaigns)")
     ap.add_argument("--only", default="", help="only the campaigns whose name contains this (to iterate; no --write)")
+    ap.add_argument("--recipes-only", action="store_true",
+                    help="choose only the campaigns' deployment recipes, under the stored clients and held slots")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
+    if args.recipes_only:
+        return _recipes_only(args.min_runs, args.write)
     if args.only and args.write:
         ap.error("--only fits part of the rows: it cannot --write the file every row is read under")
     grid = [{"warmup_waves": int(w), "output_variation_frac": float(v), "request_latency_ms": float(lat)}
             for w, v, lat in itertools.product(args.warmup_waves.split(","), args.variation.split(","), args.latency_ms.split(","))]
-    jobs = [j for j in concurrency_jobs(shared_calibration_dir(), clients={}, campaigns={}, campaign_clients={})[0]
+    jobs = [j for j in concurrency_jobs(shared_calibration_dir(), clients={}, campaigns={}, campaign_clients={},
+                                        recipes={})[0]
             if not j["meta"].get("disaggregated") and args.only in j["meta"]["campaign"]]
     names = sorted({j["meta"]["framework"] for j in jobs})
     held_before, best = fitted_campaigns(), fitted_clients() if args.frameworks_from_file else {}
@@ -182,6 +249,8 @@ def main() -> None:
     for name, row in own.items():
         campaigns[name].update(row)
     held = {k: v["held_slots"] for k, v in campaigns.items() if v["held_slots"]}
+    for name, row in _fit_recipes(jobs, client_of, held, args.min_runs).items():  # last: under the clients just fitted
+        campaigns[name].update(row)
     report = {}
     for name in names:
         row = report[name] = {**best[name], **_framework_report([j for j in jobs if j["meta"]["framework"] == name],

@@ -55,6 +55,7 @@ BOUNDS: dict[str, dict[str, float]] = {
     "slo_ttft_ms": _POSITIVE, "slo_tpot_ms": _POSITIVE, "slo_percentile": {"gt": 0, "le": 100},
     "timeseries_interval_s": _POSITIVE, "adp_timeout_iters": {"ge": 0, "le": 1_000_000},
     "adp_batching_wait_iters": {"ge": 0, "le": 1_000_000}, "warmup_requests": {"ge": 0, "le": 10_000_000},
+    "batch_wait_timeout_iters": {"ge": 0, "le": 1_000_000}, "batch_wait_max_tokens_ratio": {"ge": 0, "le": 1},
     "static_memory_frac": {"ge": 0, "lt": 1},
     # scheduler
     "max_num_seqs": {"ge": 1, "le": 1 << 20}, "cuda_graph_max_batch": {"ge": 1, "le": 1 << 20},

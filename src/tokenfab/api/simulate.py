@@ -61,6 +61,20 @@ def _attention_dp_balance(balance, engine: str, dp: int, disaggregated: bool):
     return balance
 
 
+def _batch_wait(eng, timeout_iters: int, max_tokens_ratio: float, dp: int):
+    """The engine with TensorRT-LLM's batch waiting set (PyExecutor._schedule applies it to a trtllm instance without
+    attention-DP only)."""
+    if not (timeout_iters or max_tokens_ratio):
+        return eng
+    if eng.name != "trtllm":
+        raise InvalidInputError(f"batch waiting (--batch-wait-timeout-iters, --batch-wait-max-tokens-ratio) is "
+                                f"TensorRT-LLM's; choose --engine trtllm, not {eng.name}")
+    if dp > 1:
+        raise InvalidInputError("TensorRT-LLM does not batch-wait with attention-DP (--dp > 1); its attention-DP "
+                                "balancing is --adp-timeout-iters")
+    return eng.model_copy(update={"batch_wait_timeout_iters": timeout_iters, "batch_wait_max_tokens_ratio": max_tokens_ratio})
+
+
 def _require_trace_requests(wl, trace: str, start_s: float, duration_s: float | None) -> None:
     """An empty trace, or a window past its end, is a mistake to name, not a table of NaN to print."""
     import numpy as np
@@ -96,7 +110,7 @@ def simulate(
     request_latency_ms: float = 0.0, engine_version: str | None = None, two_batch_overlap: bool = False,
     adp_timeout_iters: int = 0, adp_batching_wait_iters: int = 0, prefill_max_num_seqs: int | None = None,
     cuda_graph_max_batch: int | None = None, cuda_graph_batch_sizes: tuple[int, ...] | None = None,
-    num_redundant_experts: int = 0,
+    num_redundant_experts: int = 0, batch_wait_timeout_iters: int = 0, batch_wait_max_tokens_ratio: float = 0.0,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
@@ -117,7 +131,9 @@ def simulate(
     error bands at `band_level` (docs/bands.md). `prefill_max_num_seqs` (P/D only) is the prefill pool's own sequence
     limit per replica (per attention-DP rank), e.g. TensorRT-LLM's max_batch_size of a context server.
     `num_redundant_experts`: extra expert slots placed by EPLB in every pool (`ParallelConfig.num_redundant_experts`;
-    0, no EPLB, is every engine's default)."""
+    0, no EPLB, is every engine's default). `batch_wait_timeout_iters` and `batch_wait_max_tokens_ratio` (trtllm, both
+    > 0 to take effect; off by default as in TensorRT-LLM): prompts arriving while decodes run wait up to that many
+    iterations, or until the iteration's tokens reach the ratio of the token budget (`serving.batch_wait`)."""
     from pydantic import ValidationError
 
     from tokenfab.serving.attention_dp import parse_balance
@@ -136,6 +152,7 @@ def simulate(
     if cuda_graph_batch_sizes is not None and any(s < 1 for s in cuda_graph_batch_sizes):
         raise InvalidInputError(f"cuda_graph_batch_sizes must be batch sizes >= 1, got {list(cuda_graph_batch_sizes)}")
     eng = engine_spec(engine, _chip_memory(hardware), tp, engine_version, cuda_graph_max_batch, cuda_graph_batch_sizes)
+    eng = _batch_wait(eng, batch_wait_timeout_iters, batch_wait_max_tokens_ratio, dp)
     eng = eng.model_copy(update={k: v for k, v in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_batched_tokens),
                                                   ("block_tokens", block_size), ("chunked_prefill", chunked_prefill))
                                  if v is not None})
@@ -275,6 +292,9 @@ def simulate(
         sim = Simulation([s for _ in range(replicas) for s in r_ranks()], wl, attention_dp=(dp, balance) if balance else None, **run_settings)
         if balance:
             config.update(adp_timeout_iters=balance.timeout_iters, adp_batching_wait_iters=balance.batching_wait_iters)
+        if eng.batch_wait_timeout_iters or eng.batch_wait_max_tokens_ratio:  # recorded only when set
+            config.update(batch_wait_timeout_iters=eng.batch_wait_timeout_iters,
+                          batch_wait_max_tokens_ratio=eng.batch_wait_max_tokens_ratio)
     result = sim.run()
     result.config = config
     slos = (slo_ttft_ms / 1e3 if slo_ttft_ms else None, slo_tpot_ms / 1e3 if slo_tpot_ms else None)

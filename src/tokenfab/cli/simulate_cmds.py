@@ -45,6 +45,10 @@ def simulate(
                                                "rank to have one (attention_dp_config timeout_iters; 0 = balance off).")] = 0,
     adp_batching_wait_iters: Annotated[int, Opt(help="TensorRT-LLM attention-DP balancing: iterations balanced prompts wait "
                                                      "to batch more (batching_wait_iters).")] = 0,
+    batch_wait_timeout_iters: Annotated[int, Opt(help="trtllm: iterations prompts arriving during decodes wait to batch "
+                                                      "more of them (batch_wait_timeout_iters; 0 = off).")] = 0,
+    batch_wait_max_tokens_ratio: Annotated[float, Opt(help="trtllm: prompts stop waiting once the iteration's tokens reach "
+                                                           "this fraction of the token budget (0 = off).")] = 0.0,
     offline: Annotated[bool, Opt(help="All requests at t = 0 (max-throughput benchmark).")] = False,
     num_requests: Annotated[int | None, Opt(help="Requests to measure (default: a trace replays whole; synthetic traffic 1,000).")] = None,
     warmup_requests: Annotated[int, Opt(help="Requests sent first and left out of the metrics (benchmark warm-up).")] = 0,
@@ -121,7 +125,8 @@ def simulate(
         moe_dispatch=moe_dispatch, band_level=band_level, two_batch_overlap=two_batch_overlap,
         num_redundant_experts=num_redundant_experts,
         adp_timeout_iters=adp_timeout_iters, adp_batching_wait_iters=adp_batching_wait_iters,
-        prefill_max_num_seqs=prefill_max_num_seqs,
+        prefill_max_num_seqs=prefill_max_num_seqs, batch_wait_timeout_iters=batch_wait_timeout_iters,
+        batch_wait_max_tokens_ratio=batch_wait_max_tokens_ratio,
     )
     if result.summary.get("overloaded"):
         err.print("[yellow]warning: the system is overloaded: the queue grows without bound over the run "

@@ -22,6 +22,7 @@ import operator
 from dataclasses import dataclass
 from typing import Protocol
 
+from tokenfab.serving.batch_wait import batch_wait_of
 from tokenfab.serving.invariants import check_replica
 from tokenfab.serving.kvcache import BlockPool
 from tokenfab.serving.metrics import TimeSeries
@@ -168,6 +169,8 @@ class Replica:
         # disaggregated decode pool: hand-offs admitted in the iteration being planned, whose first token the client
         # sees when that iteration ends (the decode side streams the prefill's token after the KV arrived)
         self._first_out: list[Request] = []
+        # TensorRT-LLM's batch waiting (`serving.batch_wait`; None: off)
+        self.batch_wait = batch_wait_of(self.policy, spec.max_num_batched_tokens, spec.role)
 
     # -- views for routers --------------------------------------------------------------
     def outstanding_tokens(self) -> int:
@@ -447,7 +450,8 @@ class Replica:
         if prefilling:
             budget = self._continue_prefills(chunks, budget, need, extra)
             need = bins[(-self.g) % bs]
-        if waiting and budget > 0 and (self.gate is None or self.gate.admits(self)):
+        if (waiting and budget > 0 and (self.gate is None or self.gate.admits(self))
+                and not (self.batch_wait is not None and self.batch_wait.holds(self, budget))):
             self._admit(budget, extra, chunks)
         if not chunks and self.num_decode == 0:
             self.idle_since = now
@@ -549,7 +553,8 @@ class Replica:
             raise AssertionError("decoding requests without a finishing iteration")
         n = self.num_decode
         k = max(1, min(heap[0] - self.g, MAX_RUN))
-        if self.gate is not None and self.waiting:  # prompts held by attention-DP balancing: ask again in time
+        held = self.gate is not None or (self.batch_wait is not None and self.batch_wait.held_from >= 0)
+        if held and self.waiting:  # prompts held (attention-DP balancing, batch waiting): ask again in time
             k = max(1, min(k, self.hold_iters))
         first_need = self.bins[(-self.g) % self._bs]
         pool = self.pool

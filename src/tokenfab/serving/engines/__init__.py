@@ -159,6 +159,12 @@ class EngineSpec(BaseModel):
         default="preempt", description="preempt: admit on current need, preempt (recompute) when blocks run out; reserve: admit only "
                                        "requests whose whole output fits (TensorRT-LLM GUARANTEED_NO_EVICT).")
     block_tokens: int = Field(default=16, ge=1, description="Tokens per KV block.")
+    batch_wait_timeout_iters: int = Field(
+        default=0, ge=0, le=1_000_000, description="Iterations waiting prompts are held back while decodes run, to "
+                                                   "batch more of them (TensorRT-LLM batch_wait_timeout_iters; 0: off).")
+    batch_wait_max_tokens_ratio: float = Field(
+        default=0.0, ge=0, le=1, description="Prompts stop waiting once the iteration's tokens reach this fraction of the "
+                                             "token budget (TensorRT-LLM batch_wait_max_tokens_ratio; 0: off).")
     kv_sizing_window_aware: bool = Field(
         default=True, description="The KV pool is sized for the workload's sequences with sliding-window layers holding "
                                   "only their window; False: sized as if every layer were full attention, so a "
