@@ -288,7 +288,42 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
         add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl, assumed), kwargs,
                      {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c,
                       "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes, "workers_assumed": assumed}, r)
-    return list(jobs.values()), failed + repeat_reasons(jobs.values())
+    kept, below = below_stated_load(list(jobs.values()))
+    return kept, failed + below + repeat_reasons(jobs.values())
+
+
+# Runs whose own TTFT and TPOT put fewer than this share of the stated clients in flight (Little's law) are not
+# scored: the engine never saw the stated load. Every other MoE run of e2e_aiconfigurator_silicon.csv (aggregated and
+# P/D) keeps >= 0.44 C in flight (the KV-bound SGLang DeepSeek C = 512 runs 0.51 C); the nine vLLM 0.11.2
+# GPT-OSS-120B H100 runs at C = 512 keep 96-106 (0.19-0.21 C) whatever their TP (2, 4, 8) and lengths, so a cap of
+# about 100 requests outside the stated configuration (client connections or server admission; the source names
+# neither) set their load, and some of their TPOTs lie below the expert-weight read of one decode step.
+MIN_IN_FLIGHT_FRAC = 1.0 / 3.0
+
+
+def in_flight_frac(job: dict) -> float | None:
+    """Mean requests in decode over the stated clients, by Little's law on the run's own measured means: C clients
+    each spending TTFT + OSL x TPOT per request, OSL x TPOT of it decoding (None without both metrics)."""
+    measured = job["measured"]
+    if "ttft_ms" not in measured or "tpot_ms" not in measured:
+        return None
+    decode_ms = job["kwargs"]["output_len"] * measured["tpot_ms"][0]
+    return decode_ms / (measured["ttft_ms"][0] + decode_ms)
+
+
+def below_stated_load(jobs: list[dict]) -> tuple[list[dict], list[str]]:
+    """(jobs kept, one not-scored line per metric of the runs below MIN_IN_FLIGHT_FRAC of their stated clients)."""
+    kept, reasons = [], []
+    for job in jobs:
+        frac = in_flight_frac(job)
+        if frac is None or frac >= MIN_IN_FLIGHT_FRAC:
+            kept.append(job)
+            continue
+        c = job["meta"]["concurrency"]
+        reasons += [f"{case_id}: {frac * c:.0f} requests in flight by Little's law on its own TTFT and TPOT against "
+                    f"{c} stated clients (< {MIN_IN_FLIGHT_FRAC:.2f} C): not run at the stated load (`below_stated_load`)"
+                    for _, case_id in job["measured"].values()]
+    return kept, reasons
 
 
 def _checkpoint_formats(model: str, dtype: str, hw: str) -> dict:
@@ -347,7 +382,9 @@ def published_jobs(directory: Path) -> list[dict]:
     attention-DP (tp 1, dp = ep = 32), DeepEP normal dispatch, FP8 weights and KV, and two-batch overlap, which the
     blog's runs enabled (`execution.overlap`). The blog's prefill command sets --chunked-prefill-size 524288, which
     SGLang splits over the 32 attention-DP ranks (16,384 tokens per rank per iteration; lmsys.org blog 2025-05-05
-    large-scale-ep, "prefill" reproduction flags)."""
+    large-scale-ep, "prefill" reproduction flags). The same flags run EPLB with 32 redundant experts
+    (--ep-num-redundant-experts 32 --eplb-algorithm deepseek, expert placement from the recorded workload's loads):
+    256 + 32 slots, 9 per rank (`ParallelConfig.num_redundant_experts`)."""
     pub = pd.read_csv(directory / "e2e_published.csv")
     rows = pub[pub["model"].str.contains("DeepSeek", na=False) & pub["scenario"].str.contains("prefill", na=False)]
     jobs = []
@@ -356,7 +393,7 @@ def published_jobs(directory: Path) -> list[dict]:
         jobs.append({
             "kwargs": dict(model="deepseek-v3", hardware="h100-sxm", tp=1, dp=ranks, ep=ranks, dtype="fp8", kv_dtype="fp8",
                            engine="sglang", offline=True, num_requests=40 * ranks, input_len=isl, output_len=1,
-                           two_batch_overlap=True, max_batched_tokens=524288 // ranks),
+                           two_batch_overlap=True, max_batched_tokens=524288 // ranks, num_redundant_experts=32),
             "meta": {"case_id": r["case_id"], "device": "h100-sxm", "model": "deepseek-v3", "per_gpu": False, "n_accel": 1,
                      "measured": float(r["value"]), "scale": isl / (ranks // int(r["n_accel"])),
                      "group": "moe-serving:prefill input tokens/s per node (SGLang large-scale EP)", "kind": "sglang"},

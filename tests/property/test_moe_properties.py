@@ -132,3 +132,36 @@ def test_more_skewed_popularity_never_reads_more_experts_on_one_device(tokens, e
     hi = expert_load(MoEShape(tokens, 64, 64, topk, experts, 1, 1, True, f"zipf:{skew + more}"))
     assert hi.active_experts <= lo.active_experts + 1e-9
     assert lo.rows == pytest.approx(tokens * topk) and hi.rows == pytest.approx(tokens * topk)
+
+
+@given(st.sampled_from([(64, 4), (128, 8), (256, 8), (160, 6)]), st.sampled_from([2, 4, 8, 16, 32]),
+       st.integers(1, 4), st.floats(0.0, 2.0))
+def test_eplb_placement_keeps_every_pick_and_fills_every_rank_alike(experts_topk, ep, rounds, skew):
+    """EPLB's slots carry all k picks of a token between them (replicas split their expert's share), every expert
+    has at least one slot, every rank holds (experts + redundant) / ep slots, and no rank's expected load falls
+    below the mean (the costed, busiest rank carries at least k / ep picks per token)."""
+    import numpy as np
+
+    from tokenfab.cost.moe_popularity import eplb_placement, eplb_rank_probabilities, pick_probabilities
+
+    experts, topk = experts_topk
+    redundant = (-experts) % ep + ep * rounds
+    slots = experts + redundant
+    q = pick_probabilities(topk, experts, skew)
+    slot_q, where = eplb_placement(q, slots, ep)
+    assert slot_q.sum() == pytest.approx(topk)
+    assert list(np.bincount(where, minlength=ep)) == [slots // ep] * ep
+    busiest = eplb_rank_probabilities(topk, experts, skew, slots, ep)
+    assert len(busiest) == slots // ep
+    assert busiest.sum() >= topk / ep - 1e-9
+    assert busiest.sum() == pytest.approx(np.bincount(where, weights=slot_q, minlength=ep).max())
+
+
+@given(st.integers(1, 4096), st.sampled_from([(256, 8, 32), (128, 4, 8), (64, 4, 16)]), st.floats(0.0, 2.0))
+def test_redundant_slots_never_leave_the_busiest_rank_more_rows_than_its_picks(tokens, shape, skew):
+    """With EPLB the costed rank's rows lie between the even share of the picks and all picks, and it reads at most
+    its slots' worth of experts."""
+    experts, topk, ep = shape
+    load = expert_load(MoEShape(tokens, 64, 64, topk, experts, 1, ep, True, f"zipf:{skew}", ep))
+    assert tokens * topk / ep - 1e-6 <= load.rows <= tokens * topk + 1e-6
+    assert load.active_experts <= (experts + ep) // ep + 1e-9

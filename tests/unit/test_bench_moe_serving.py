@@ -183,3 +183,20 @@ def test_gpt_oss_trtllm_bench_rows_keep_mxfp4_experts():
     assert _checkpoint_formats("gpt-oss-120b", "fp8", "h100-sxm") == {"dtype": "bf16", "weight_dtype": "fp4"}
     assert _checkpoint_formats("gpt-oss-20b", "fp4", "b200") == {"dtype": "fp4"}
     assert _checkpoint_formats("qwen3-235b-a22b", "fp8", "h100-sxm") == {"dtype": "fp8"}
+
+
+def test_a_run_whose_own_latencies_put_few_requests_in_flight_is_not_scored():
+    """Little's law on the run's own means: 512 clients, TTFT 22.3 s, 1024 tokens at 5.33 ms (5.46 s decoding):
+    512 x 5.46 / 27.76 = 100.7 in flight (0.197 C, below a third: not scored); at TTFT 1 s, 0.85 C (scored)."""
+    from accuracy_moe_serving import below_stated_load, in_flight_frac
+
+    def job(ttft_ms):
+        return {"kwargs": {"output_len": 1024}, "meta": {"concurrency": 512, "layout": {}},
+                "measured": {"ttft_ms": (ttft_ms, "a-ttft"), "tpot_ms": (5.3327, "a-tpot")}}
+
+    capped, loaded = job(22294.9), job(1000.0)
+    assert in_flight_frac(capped) * 512 == pytest.approx(100.7, abs=0.1)
+    assert in_flight_frac(loaded) == pytest.approx(5460.7 / 6460.7, rel=1e-4)
+    kept, reasons = below_stated_load([capped, loaded, {"kwargs": {"output_len": 8}, "measured": {}, "meta": {}}])
+    assert len(kept) == 2 and kept[0] is loaded
+    assert [r.split(":")[0] for r in reasons] == ["a-ttft", "a-tpot"] and "101 requests in flight" in reasons[0]

@@ -39,7 +39,7 @@ _FRACTION = {"gt": 0, "le": 1}
 BOUNDS: dict[str, dict[str, float]] = {
     # deployment
     "devices": _COUNT, "tp": _COUNT, "pp": _COUNT, "ep": _COUNT, "dp": _COUNT, "moe_tp": _COUNT,
-    "prefill_tp": _COUNT, "decode_tp": _COUNT, "replicas": _COUNT,
+    "prefill_tp": _COUNT, "decode_tp": _COUNT, "replicas": _COUNT, "num_redundant_experts": {"ge": 0, "le": 1 << 16},
     "prefill_replicas": {"ge": 0, "le": 1 << 20}, "decode_replicas": {"ge": 0, "le": 1 << 20},
     "memory_utilization_frac": _FRACTION, "kv_free_memory_frac": _FRACTION, "runtime_reserved_bytes": {"ge": 0, "le": 1e15},
     "held_before_sizing_bytes": {"ge": 0, "le": 1e15},

@@ -51,13 +51,14 @@ def deployment(
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
     kv_free_memory_frac: float | None = None, static_memory_frac: float | None = None,
     moe_tp: int | None = None, moe_dispatch: str = "normal", staggered_prefill: bool = False,
-    runtime_reserved_bytes: float = 0.0, two_batch_overlap: bool = False,
+    runtime_reserved_bytes: float = 0.0, two_batch_overlap: bool = False, num_redundant_experts: int = 0,
     sizing_base: Literal["device", "cuda-total"] = "device", held_before_sizing_bytes: float = 0.0,
 ) -> Deployment:
     """Build (and cache) the deployment; `devices` defaults to tp x pp x dp, `dp` to devices / (tp x pp).
     For MoE models the dp ranks are attention-DP ranks of one instance sharing the experts (ep x moe_tp = tp x dp);
     `staggered_prefill`: they serve traffic, each prefilling its own requests (`layers.expert_group_tokens`);
-    `two_batch_overlap`: steps run as two micro-batches hiding the expert all-to-all (`execution.overlap`, ep > 1)."""
+    `two_batch_overlap`: steps run as two micro-batches hiding the expert all-to-all (`execution.overlap`, ep > 1);
+    `num_redundant_experts`: extra expert slots placed by EPLB (`ParallelConfig.num_redundant_experts`)."""
     _positive(devices=devices, tp=tp, pp=pp, ep=ep, dp=dp, moe_tp=moe_tp)
     if moe_dispatch not in MOE_DISPATCH:
         raise UnknownNameError("MoE dispatch", moe_dispatch, list(MOE_DISPATCH))
@@ -71,7 +72,7 @@ def deployment(
     if devices is not None and devices != tp * pp * dp:
         raise InvalidInputError(f"--devices {devices} != tp x pp x dp = {tp}x{pp}x{dp} = {tp * pp * dp}")
     par = ParallelConfig(tp=tp, pp=pp, ep=ep, dp=dp, moe_tp=moe_tp, moe_dispatch=moe_dispatch,
-                         two_batch_overlap=bool(two_batch_overlap))
+                         two_batch_overlap=bool(two_batch_overlap), num_redundant_experts=num_redundant_experts)
     system = load_system(hardware, par.num_devices)
     spec = load_model(model)
     prec = PrecisionConfig(dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype)

@@ -29,7 +29,7 @@ def predict(
     memory_utilization_frac: float = DEFAULT_MEMORY_UTILIZATION_FRAC, profile: str | None = None,
     spec_method: str | None = None, spec_tokens: int = 1, spec_acceptance: float | None = None,
     spec_draft_model: str | None = None, moe_tp: int | None = None, moe_dispatch: str = "normal", band_level: float = DEFAULT_BAND_LEVEL,
-    two_batch_overlap: bool = False,
+    two_batch_overlap: bool = False, num_redundant_experts: int = 0,
 ) -> PredictResult | GraphPredictResult:
     """Latency, throughput, memory and energy of a static batch of `batch` requests; with `spec_method`
     ('draft', 'eagle', 'mtp'), decoding is speculative with `spec_tokens` drafted tokens per step.
@@ -40,7 +40,8 @@ def predict(
         return predict_graph(model, hardware, batch=batch, dp=dp or (devices or 1), dtype=dtype, tp=tp, pp=pp, ep=ep,
                              profile=profile, spec_method=spec_method)
     d = checked_deployment(model, hardware, devices, tp, pp, ep, dp, dtype, weight_dtype, kv_dtype, memory_utilization_frac, profile,
-                   moe_tp=moe_tp, moe_dispatch=moe_dispatch, two_batch_overlap=two_batch_overlap)
+                   moe_tp=moe_tp, moe_dispatch=moe_dispatch, two_batch_overlap=two_batch_overlap,
+                   num_redundant_experts=num_redundant_experts)
     spec = speculative_model(d.step_model, spec_method, spec_tokens, spec_acceptance, spec_draft_model)
     result = estimate_static_batch(d.step_model, d.memory, batch, input_len, output_len, spec)
     result.band_level = band_level

@@ -95,7 +95,7 @@ def simulate(
     decode_dp: int | None = None, decode_ep: int | None = None, decode_moe_tp: int | None = None,
     request_latency_ms: float = 0.0, engine_version: str | None = None, two_batch_overlap: bool = False,
     adp_timeout_iters: int = 0, adp_batching_wait_iters: int = 0, prefill_max_num_seqs: int | None = None,
-    cuda_graph_max_batch: int | None = None,
+    cuda_graph_max_batch: int | None = None, num_redundant_experts: int = 0,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
@@ -112,7 +112,9 @@ def simulate(
     largest decode batch the engine captures as a CUDA graph (TensorRT-LLM cuda_graph_config.max_batch_size, 128 by
     default; trtllm-bench sets it to max_batch_size), decode batches padded up to its capture list. The summary carries
     error bands at `band_level` (docs/bands.md). `prefill_max_num_seqs` (P/D only) is the prefill pool's own sequence
-    limit per replica (per attention-DP rank), e.g. TensorRT-LLM's max_batch_size of a context server."""
+    limit per replica (per attention-DP rank), e.g. TensorRT-LLM's max_batch_size of a context server.
+    `num_redundant_experts`: extra expert slots placed by EPLB in every pool (`ParallelConfig.num_redundant_experts`;
+    0, no EPLB, is every engine's default)."""
     from pydantic import ValidationError
 
     from tokenfab.serving.attention_dp import parse_balance
@@ -183,7 +185,8 @@ def simulate(
         mem_kw.update(_runtime_reserve(eng, model, max_num_seqs, tp_ * pp))
         d = deployment(model, chip, None, tp_, pp, ep_, dp_, dtype, weight_dtype, kv_dtype, profile=None,
                        moe_tp=moe_tp_, moe_dispatch=moe_dispatch, staggered_prefill=not offline,
-                       two_batch_overlap=two_batch_overlap, **mem_kw)
+                       two_batch_overlap=two_batch_overlap,
+                       num_redundant_experts=num_redundant_experts, **mem_kw)
         if d.memory.kv_capacity_tokens(max_batched_tokens, max_num_seqs) < block_size:
             raise InvalidInputError(
                 f"{model} leaves no room for a KV cache on {chip} with tp={tp_} "
@@ -210,7 +213,8 @@ def simulate(
         if not offline and dp_ > 1 and role != "decode" and spec_model is None and d.step_model.model.is_moe:
             together = deployment(model, chip, None, tp_, pp, ep_, dp_, dtype, weight_dtype, kv_dtype, profile=None,
                                   moe_tp=moe_tp_, moe_dispatch=moe_dispatch, staggered_prefill=False,
-                                  two_batch_overlap=two_batch_overlap, **mem_kw).step_model
+                                  two_batch_overlap=two_batch_overlap,
+                       num_redundant_experts=num_redundant_experts, **mem_kw).step_model
         return _rank_specs(rspec, together, dp_), d
 
     config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dp": dp, "dtype": dtype, "replicas": replicas,
@@ -221,6 +225,8 @@ def simulate(
               "slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms}
     if two_batch_overlap:  # recorded only when on, so default runs' configs are unchanged
         config["two_batch_overlap"] = True
+    if num_redundant_experts:  # likewise
+        config["num_redundant_experts"] = num_redundant_experts
     # what every run takes, aggregated or P/D: randomness, routing, metrics, SLOs, the way from client to engine. The
     # serving front end (an API server's serial request handling) is not on an offline run's way: a batch benchmark
     # (trtllm-bench, an MLPerf offline harness) hands every request to the engine's own API, with no HTTP server between.

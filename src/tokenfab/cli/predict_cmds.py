@@ -30,6 +30,7 @@ def predict(
     moe_tp: Annotated[int | None, typer.Option("--moe-tp", help="Tensor-parallel split inside each expert (default tp x dp / ep).")] = None,
     moe_dispatch: Annotated[str, typer.Option(help="MoE token exchange with attention-DP: normal or low-latency (DeepEP all-to-all), or allgather (all-gather / reduce-scatter, TensorRT-LLM without MNNVL or DeepEP).")] = "normal",
     two_batch_overlap: Annotated[bool, typer.Option("--two-batch-overlap", help="Run MoE steps as two micro-batches whose expert all-to-all hides under the other's compute (SGLang --enable-two-batch-overlap); needs --ep > 1.")] = False,
+    num_redundant_experts: Annotated[int, typer.Option("--num-redundant-experts", help="Extra expert slots over the EP group, filled with copies of the most loaded experts and placed by load (DeepSeek's EPLB; SGLang --ep-num-redundant-experts, vLLM --num-redundant-experts); experts + slots must be a multiple of --ep. Default 0: no EPLB, as the engines default to.")] = 0,
     dtype: Annotated[str, typer.Option(help="Compute/activation format: fp32 tf32 bf16 fp16 fp8 int8 int4 fp4.")] = "bf16",
     weight_dtype: Annotated[str | None, typer.Option(help="Weight format for weight-only quantisation.")] = None,
     kv_dtype: Annotated[str | None, typer.Option(help="KV-cache format (default: 16-bit).")] = None,
@@ -50,7 +51,7 @@ def predict(
     result = api.predict(model=model, hardware=hardware, devices=devices, tp=tp, pp=pp, ep=ep, dp=dp, dtype=dtype,
                          weight_dtype=weight_dtype, kv_dtype=kv_dtype, batch=batch, input_len=input_len,
                          output_len=output_len, memory_utilization_frac=memory_utilization, moe_tp=moe_tp,
-                         moe_dispatch=moe_dispatch, two_batch_overlap=two_batch_overlap, spec_method=spec_method, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance,
+                         moe_dispatch=moe_dispatch, two_batch_overlap=two_batch_overlap, num_redundant_experts=num_redundant_experts, spec_method=spec_method, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance,
                          spec_draft_model=spec_draft_model, band_level=band_level)
     if "throughput_samples_per_s" in (data := result.to_dict()):
         if not result.fits and not allow_no_fit:

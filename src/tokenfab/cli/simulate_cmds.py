@@ -26,6 +26,7 @@ def simulate(
     moe_tp: Annotated[int | None, Opt("--moe-tp", help="Tensor-parallel split inside each expert (default tp x dp / ep).")] = None,
     moe_dispatch: Annotated[str, Opt(help="MoE token exchange with attention-DP: normal or low-latency (DeepEP all-to-all), or allgather (all-gather / reduce-scatter, TensorRT-LLM without MNNVL or DeepEP).")] = "normal",
     two_batch_overlap: Annotated[bool, Opt("--two-batch-overlap", help="Run MoE steps as two micro-batches whose expert all-to-all hides under the other's compute (SGLang --enable-two-batch-overlap); needs --ep > 1.")] = False,
+    num_redundant_experts: Annotated[int, Opt("--num-redundant-experts", help="Extra expert slots over the EP group, filled with copies of the most loaded experts and placed by load (DeepSeek's EPLB; SGLang --ep-num-redundant-experts, vLLM --num-redundant-experts); experts + slots must be a multiple of --ep. Default 0: no EPLB, as the engines default to.")] = 0,
     dtype: Annotated[str, Opt(help="Compute/activation format.")] = "bf16",
     weight_dtype: Annotated[str | None, Opt(help="Weight format (weight-only quantisation).")] = None,
     kv_dtype: Annotated[str | None, Opt(help="KV-cache format.")] = None,
@@ -115,6 +116,7 @@ def simulate(
         engine=engine, engine_version=engine_version, cuda_graph_max_batch=cuda_graph_max_batch, warmup_requests=warmup_requests, spec_method=spec_method, spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance, spec_draft_model=spec_draft_model, dp=dp, moe_tp=moe_tp,
         moe_dispatch=moe_dispatch, band_level=band_level, two_batch_overlap=two_batch_overlap,
+        num_redundant_experts=num_redundant_experts,
         adp_timeout_iters=adp_timeout_iters, adp_batching_wait_iters=adp_batching_wait_iters,
         prefill_max_num_seqs=prefill_max_num_seqs,
     )

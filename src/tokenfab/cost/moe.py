@@ -83,11 +83,14 @@ class MoEShape:
     ep: int = 1  # expert-parallel ranks the experts are spread over
     gated: bool = True  # SwiGLU-style gate+up (2 x width) vs a plain up projection
     distribution: str = "balanced"
+    num_redundant_experts: int = 0  # extra expert slots over the EP group, filled and placed by EPLB (moe_popularity)
 
     def __post_init__(self) -> None:
         for name in ("num_tokens", "hidden", "intermediate", "topk", "num_experts", "moe_tp", "ep"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"MoE {name} must be >= 1, got {getattr(self, name)}")
+        if self.num_redundant_experts:
+            _check_redundant(self)
         if self.topk > self.num_experts:
             raise InvalidInputError(f"--topk {self.topk} exceeds the {self.num_experts} experts")
         if self.intermediate % self.moe_tp:
@@ -96,8 +99,23 @@ class MoEShape:
 
     @property
     def local_experts(self) -> int:
-        """Expert slots per EP rank; a count EP does not divide gets ceil (redundant experts, as EPLB does)."""
-        return math.ceil(self.num_experts / self.ep)
+        """Expert slots per EP rank: (experts + redundant slots) / ep; without redundant slots a count EP does not
+        divide gets ceil (the remaining slots hold copies)."""
+        return math.ceil((self.num_experts + self.num_redundant_experts) / self.ep)
+
+
+def _check_redundant(shape: MoEShape) -> None:
+    """Redundant slots (EPLB) need independent routing to place by load, and fill every rank alike."""
+    r, e, ep = shape.num_redundant_experts, shape.num_experts, shape.ep
+    if r < 0:
+        raise InvalidInputError(f"MoE redundant experts must be >= 0, got {r}")
+    if parse_distribution(shape.distribution)[0] not in ("uniform", "zipf"):
+        raise InvalidInputError(f"redundant experts are placed by expected load: use 'uniform' or 'zipf:S' routing, "
+                                f"not {shape.distribution!r}")
+    if (e + r) % ep:
+        fit = (-e) % ep
+        raise InvalidInputError(f"{e} experts + {r} redundant slots are not a multiple of ep {ep}; valid redundant "
+                                f"counts: {', '.join(str(fit + i * ep) for i in range(3))}, ...")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +160,11 @@ def parse_distribution(text: str) -> tuple[str, float]:
 def expert_load(shape: MoEShape) -> ExpertLoad:
     """Per-device load of the busiest EP rank under the shape's routing distribution."""
     kind, alpha = parse_distribution(shape.distribution)
+    if shape.num_redundant_experts:  # EPLB's placement (cost.moe_popularity); 'uniform' is popularity skew 0
+        skew, t = alpha if kind == "zipf" else 0.0, gen_tile_tokens(shape.num_tokens, shape.topk, shape.local_experts)
+        args = (shape.num_tokens, shape.topk, shape.num_experts, shape.ep, skew)
+        return ExpertLoad(*popularity_load(*args, TILE, shape.num_redundant_experts),
+                          t * popularity_load(*args, t, shape.num_redundant_experts)[3])
     return _load(shape.num_tokens, shape.topk, shape.num_experts, shape.ep, kind, alpha)
 
 

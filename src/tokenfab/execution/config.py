@@ -35,6 +35,8 @@ class ParallelConfig(BaseModel):
     moe_tp: int | None = Field(default=None, ge=1, description="Tensor-parallel split inside each expert; default tp x dp / ep.")
     moe_dispatch: Literal["normal", "low-latency", "allgather"] = Field(
         default="normal", description="Token exchange with attention-DP (DeepEP terms): 'normal' sends each token once per expert group in the activation format; 'low-latency' sends one fp8 copy per token-expert pair; 'allgather' gathers every rank's tokens on every rank and reduce-scatters the outputs (TensorRT-LLM without MNNVL or DeepEP).")
+    num_redundant_experts: int = Field(
+        default=0, ge=0, le=1 << 16, description="Extra expert slots over the EP group (SGLang --ep-num-redundant-experts, vLLM --num-redundant-experts, TensorRT-LLM EPLB num_slots minus the experts), filled with copies of the most loaded experts and placed by load with DeepSeek's EPLB (`cost.moe_popularity`); (experts + slots) must be a multiple of ep. 0: no EPLB, as every engine defaults to.")
     two_batch_overlap: bool = Field(
         default=False, description="Run each step as two micro-batches whose expert all-to-all hides under the other's compute (SGLang --enable-two-batch-overlap; `execution.overlap`); needs ep > 1 and pp = 1.")
 
@@ -116,6 +118,7 @@ def check_parallelism(model: ModelSpec, system: SystemSpec, par: ParallelConfig)
 
 def _check_moe_layout(model: ModelSpec, par: ParallelConfig) -> None:
     """ep x moe_tp must cover the tp x dp devices that hold experts (MoE models only)."""
+    _check_redundant(model, par)
     if not model.is_moe:
         if par.ep > 1:
             raise ParallelismError(f"--ep {par.ep} needs a mixture-of-experts model; {model.name} is dense (use --ep 1)")
@@ -130,6 +133,24 @@ def _check_moe_layout(model: ModelSpec, par: ParallelConfig) -> None:
         raise ParallelismError(
             f"--ep {par.ep} x --moe-tp {par.expert_tp} = {par.ep * par.expert_tp} must equal tp x dp = {group} "
             f"(e.g. --ep {group} --moe-tp 1, or --ep 1 --moe-tp {group})")
+
+
+def _check_redundant(model: ModelSpec, par: ParallelConfig) -> None:
+    """Redundant expert slots need experts spread over ranks (ep > 1) and fill every rank with the same number."""
+    r = par.num_redundant_experts
+    if not r:
+        return
+    if not model.is_moe:
+        raise ParallelismError(f"--num-redundant-experts {r} needs a mixture-of-experts model; {model.name} is dense")
+    if par.ep <= 1:
+        raise ParallelismError(f"--num-redundant-experts {r} needs expert parallelism (--ep > 1); got --ep {par.ep}")
+    for group in model.layers:
+        e = group.ffn.num_experts if group.ffn.kind == "moe" else 0
+        if e and (e + r) % par.ep:
+            fit = (-e) % par.ep
+            ok = ", ".join(str(fit + i * par.ep) for i in range(3))
+            raise ParallelismError(f"{e} experts + --num-redundant-experts {r} is not a multiple of --ep {par.ep}; "
+                                   f"valid: {ok}, ...")
 
 
 def _check_overlap(par: ParallelConfig) -> None:

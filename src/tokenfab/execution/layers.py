@@ -45,8 +45,8 @@ MLA_ABSORBED_MAX_Q = 16
 # 128 experts) would read all 128 experts' weights, where uniform independent routing expects
 # 128 x (1 - (1 - 4/128)^32) = 81.7. Skewed (real) popularity collides more still; uniform is the upper bound for
 # independent routing (the expected count of distinct experts is concave in the pick probabilities). The skew is
-# fitted on serving runs (`execution.moe_routing`: 'zipf:S', or 'uniform' without a fit); the busiest EP rank's rows
-# carry the spread of independent routing, which EPLB-balanced deployments narrow.
+# fitted on serving runs per model family (`execution.moe_routing`: 'zipf:S', or 'uniform' without a fit); the busiest
+# EP rank's rows carry the spread of independent routing. MODEL_ROUTING is the global fit (a family without its own).
 MODEL_ROUTING = model_routing()
 
 
@@ -77,7 +77,8 @@ class StepBatch:
 class LayerCoster:
     """Costs the operators of one layer group for a StepBatch (results are per layer, per device)."""
 
-    def __init__(self, cc: ChipCost, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig, hidden: int):
+    def __init__(self, cc: ChipCost, system: SystemSpec, par: ParallelConfig, prec: PrecisionConfig, hidden: int,
+                 routing: str | None = None):
         self.cc, self.system, self.par, self.prec, self.hidden = cc, system, par, prec, hidden
         self.act_bytes = bytes_per_element(prec.activations)
         self.kv_dtype, self.act_dtype = prec.kv, prec.activations
@@ -94,7 +95,8 @@ class LayerCoster:
         self._gemm_cache: dict[tuple, tuple | OpCost] = {}
         self._comm_cache: dict[tuple, tuple | OpCost] = {}
         self._elem_cache: dict[tuple, tuple | OpCost] = {}
-        self.routing = MODEL_ROUTING  # token distribution over experts (cost.moe.DISTRIBUTIONS)
+        # token distribution over experts (cost.moe.DISTRIBUTIONS): the model family's fitted one (StepModel passes it)
+        self.routing = routing or model_routing()
 
     def gemm(self, op: str, m: int, n: int, k: int, *, weights: bool = True, stored: bool | None = None,
              unquantized: bool = False) -> OpCost:
@@ -344,7 +346,7 @@ class LayerCoster:
         hit = self._gemm_cache.get(key)
         if hit is None:
             shape = MoEShape(group_tokens, self.hidden, ffn.expert_intermediate_size, ffn.num_experts_per_token,
-                             ffn.num_experts, par.expert_tp, par.ep, ffn.gated, self.routing)
+                             ffn.num_experts, par.expert_tp, par.ep, ffn.gated, self.routing, par.num_redundant_experts)
             return self._remember(self._gemm_cache, key, estimate_moe(self.cc, shape, self.prec.dtype, self.prec.weights,
                                                                       weight_bytes_per_element=self.expert_weight_bytes))
         return hit if type(hit) is OpCost else revive_cost(hit)

@@ -108,8 +108,10 @@ class MemoryModel:
             if ffn.kind == "dense":
                 linear += g.num_layers * mlp_params(ffn, h, ffn.intermediate_size) / par.tp
             else:
-                # ceil: an expert count ep does not divide fills every rank's slots with redundant copies (EPLB)
-                experts = math.ceil(ffn.num_experts / par.ep) * mlp_params(ffn, h, ffn.expert_intermediate_size) / par.expert_tp
+                # redundant slots (EPLB) hold whole copies; ceil: an expert count ep does not divide fills every
+                # rank's slots with copies
+                slots = math.ceil((ffn.num_experts + par.num_redundant_experts) / par.ep)
+                experts = slots * mlp_params(ffn, h, ffn.expert_intermediate_size) / par.expert_tp
                 shared = mlp_params(ffn, h, ffn.shared_expert_intermediate_size) / par.tp if ffn.num_shared_experts else 0.0
                 linear += g.num_layers * (experts + shared)
                 other += g.num_layers * h * ffn.num_experts

@@ -22,6 +22,7 @@ from tokenfab.cost.onchip import plan_residency
 from tokenfab.execution.decode_arrays import DecodeCorePlan
 from tokenfab.execution.graph_replay import kernel_floor_s
 from tokenfab.execution.layers import LayerCoster, StepBatch
+from tokenfab.execution.moe_routing import model_routing
 from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.overlap import layer_stages, split_two, tbo_makespan
 from tokenfab.execution.power import PowerModel
@@ -175,7 +176,8 @@ class StepModel:
         check_parallelism(model, system, par)
         self.model, self.system, self.par, self.prec = model, system, par, prec
         self.cc: ChipCost = chip_cost(system.chip, profile_path)
-        self.coster = LayerCoster(self.cc, system, par, prec, model.hidden_size)
+        routing = model_routing(model.family)  # the family's fitted expert popularity (execution.moe_routing)
+        self.coster = LayerCoster(self.cc, system, par, prec, model.hidden_size, routing)
         footprint = MemoryModel(model, system, par, prec)
         self.coster.residency = plan_residency(self.cc.onchip, self.cc.bandwidth_bytes_per_s,
                                                footprint.weights_bytes, footprint.kv_bytes_per_token)
@@ -183,7 +185,7 @@ class StepModel:
         self.graph_coster = self.coster  # the coster of decode-only (graph-replayed) steps
         if floor_s is not None:
             self.graph_coster = LayerCoster(graph_chip_cost(system.chip, floor_s, profile_path), system, par, prec,
-                                            model.hidden_size)
+                                            model.hidden_size, routing)
             self.graph_coster.residency = self.coster.residency
         self.power = PowerModel(system.chip, self.cc, system, par.num_devices)
         self._at_wall = self.power.wall_factor != 1.0 or self.power.host_busy_w != 0.0

@@ -88,3 +88,13 @@ def test_resolved_form_follows_the_profile_lists():
     plain = ResolvedProfile(dataclasses.replace(own, moe_row_tiles=frozenset(), moe_tile_ladder=frozenset()), own,
                             "fitted", 100.0, "")
     assert plain.moe_form("bf16") == "columns" and set(MOE_FORMS) == {"columns", "row-tiles", "tile-ladder"}
+
+
+def test_ladder_rows_count_the_padding_with_redundant_expert_slots_too():
+    # EPLB's placement (64 experts + 4 redundant slots over EP 4: 17 slots per rank) pads the same way
+    shape = MoEShape(300, 64, 128, 4, 64, ep=4, distribution="zipf:1.1", num_redundant_experts=4)
+    load = expert_load(shape)
+    t = gen_tile_tokens(300, 4, 17)
+    assert t == 128  # 300 x 4 / 17 = 70.6 -> 128
+    assert load.rows * (1 - 1e-9) <= load.ladder_rows <= load.rows + t * math.ceil(load.active_experts) + 1e-9
+    assert load.ladder_rows >= t * load.active_experts * (1 - 1e-9)  # every active slot computes a whole tile at least

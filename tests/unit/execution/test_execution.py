@@ -207,14 +207,16 @@ def test_model_steps_route_tokens_independently_so_small_batches_read_fewer_expe
     """GPT-OSS-120B on one B200, a 32-token decode step: 128 top-4 picks over 128 experts. Round-robin ('balanced')
     gives each pick its own expert (all 128 read); independent routing expects 128 x (1 - (1 - 4/128)^32) = 81.7
     distinct experts, and the same 128 rows, so the steps differ by the weights of 46.3 experts exactly."""
-    from tokenfab.execution.layers import MODEL_ROUTING, LayerCoster
+    from tokenfab.execution.layers import LayerCoster
+    from tokenfab.execution.moe_routing import model_routing
     from tokenfab.units import bytes_per_element
 
     sm = api.deployment("gpt-oss-120b", "b200", tp=1, dtype="fp4").step_model
     ffn = sm.model.layers[-1].ffn
     balanced, uniform = (LayerCoster(sm.cc, sm.system, sm.par, sm.prec, sm.model.hidden_size) for _ in range(2))
     balanced.routing, uniform.routing = "balanced", "uniform"
-    assert sm.coster.routing == MODEL_ROUTING  # the model's routing (execution.moe_routing: uniform or fitted skew)
+    # the model family's routing (execution.moe_routing: uniform or the skew fitted for gpt_oss)
+    assert sm.coster.routing == sm.graph_coster.routing == model_routing("gpt_oss")
     # the checkpoint's experts are MXFP4: 4 bits plus one 8-bit scale per 32 weights (workload/weight_formats.yaml)
     assert sm.coster.expert_weight_bytes == pytest.approx((4 + 8 / 32) / 8)
     balanced.expert_weight_bytes = uniform.expert_weight_bytes = sm.coster.expert_weight_bytes
