@@ -39,6 +39,8 @@ from accuracy_serving import (
     under_clients,
 )
 
+from trtllm_bench_moe import checkpoint_quant_method, trtllm_bench_moe_limits
+
 from tokenfab.errors import TokenfabError
 from tokenfab.hardware.catalog import load_chip
 
@@ -337,6 +339,38 @@ def _checkpoint_formats(model: str, dtype: str, hw: str) -> dict:
     return {"dtype": dtype}
 
 
+def offline_kv_dtype(model: str, dtype: str, hw: str) -> str:
+    """KV-cache format of a trtllm-bench MoE row: FP8 (the ModelOpt FP8 / NVFP4 checkpoints' kv_cache_quant_algo, and
+    the DeepSeek-R1 / GPT-OSS options' kv_cache_config dtype fp8), 16 bit for FP16 rows, and 16 bit for GPT-OSS on a
+    chip without FP4 tensor cores: the developer-guide perf overview's GPT-OSS llm_options say 'kv_cache_config: dtype:
+    fp8  # Hopper: use auto', and 'auto' takes the checkpoint's KV format, which openai/gpt-oss-* (MXFP4 experts, no
+    KV quantisation in its quantization_config) leaves 16-bit (docs/source/developer-guide/perf-overview.md @03e27c7)."""
+    if dtype == "fp16":
+        return "fp16"
+    if model.startswith("gpt-oss") and not load_chip(hw).supports("fp4"):
+        return "bf16"
+    return "fp8"
+
+
+# The developer-guide perf overview's DeepSeek-R1 llm_options also set attention_dp_config (enable_balance true,
+# timeout_iters 60, batching_wait_iters 0; docs/source/developer-guide/perf-overview.md @03e27c7). It is not applied
+# here: under an offline run, where every rank always has queued prompts, the simulator's balance gate
+# (serving/attention_dp.py) holds them so often that the 1000/1000 run's mean batch falls from 315 to 32 of the 384
+# allowed per rank (1,186 predicted against 6,463 measured output tokens/s per GPU), which a saturated trtllm-bench run
+# does not do; the gate's offline behaviour is for its owner to examine (see the moeoffline report).
+
+
+def offline_limits(kw: dict) -> dict:
+    """max_batch_size / max_num_tokens of a trtllm-bench MoE row: trtllm-bench's PyTorch-backend heuristic per
+    attention-DP rank (bench/trtllm_bench_moe.py; BuildConfig's defaults for a checkpoint whose quantisation it does
+    not tune, GPT-OSS's MXFP4), or for the TensorRT-engine releases accuracy_serving's `_trtllm_bench_limits`."""
+    from tokenfab.serving.engines.trtllm import is_engine_runtime
+
+    if is_engine_runtime(kw.get("engine_version")):
+        return _trtllm_bench_limits(kw)
+    return trtllm_bench_moe_limits(kw, tuned=checkpoint_quant_method(kw["model"]) != "mxfp4")
+
+
 def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
     rows = pd.read_csv(directory / "trtllm.csv")
     rows = rows[rows["model"].str.contains(MOE_PATTERN, case=False, na=False)]
@@ -361,11 +395,11 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
             tp, dp = 1, tp
             ep = dp if pd.isna(r["ep"]) else ep
         kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, **_checkpoint_formats(model, dtype, hw),
-                      **_exchange("trtllm", {"dp": dp}), kv_dtype="fp8" if dtype != "fp16" else "fp16", offline=True, input_len=int(r["input_len"]),
-                      output_len=int(r["output_len"]), engine="trtllm", **_offline_settings(r),
+                      **_exchange("trtllm", {"dp": dp}), kv_dtype=offline_kv_dtype(model, dtype, hw), offline=True,
+                      input_len=int(r["input_len"]), output_len=int(r["output_len"]), engine="trtllm", **_offline_settings(r),
                       **_engine_overrides("trtllm", int(r["input_len"]), 0), **engine_release(r["framework"]))
-        try:  # trtllm-bench sizes max_batch_size / max_num_tokens from the KV room, for MoE models as for dense ones
-            kwargs.update(_trtllm_bench_limits(kwargs))
+        try:  # trtllm-bench sizes max_batch_size / max_num_tokens from its own estimate of the KV room
+            kwargs.update(offline_limits(kwargs))
         except TokenfabError:
             pass  # the deployment does not fit: simulate reports why
         jobs.append({

@@ -93,13 +93,12 @@ def test_pd_runs_without_worker_counts_are_listed_unless_assumed_and_then_one_wo
 
 
 def test_trtllm_bench_moe_rows_take_trtllm_bench_batch_limits(tmp_path):
-    """A trtllm-bench MoE row is run with the max_batch_size / max_num_tokens trtllm-bench derives from the KV room
-    (as dense rows are): an 8,192-token prompt with max_num_tokens left at 8,192 never fits beside a decode without
-    chunked prefill, and the run would decode one request at a time. Its notes' 0.95 KV share and release apply."""
+    """A trtllm-bench MoE row is run with the max_batch_size / max_num_tokens trtllm-bench derives from its estimate of
+    the KV room (`offline_limits`): an 8,192-token prompt with max_num_tokens left at 8,192 never fits beside a decode
+    without chunked prefill, and the run would decode one request at a time. Its notes' 0.95 KV share and release apply."""
     import pandas as pd
 
-    from accuracy_moe_serving import throughput_jobs
-    from accuracy_serving import _trtllm_bench_limits
+    from accuracy_moe_serving import offline_limits, throughput_jobs
 
     base = dict(case_id="moe-row", source_url_or_repo_path="", source_kind="vendor", hardware="B200-SXM-180GB",
                 n_accel=1, interconnect="", model="Qwen3-30B-A3B", precision="FP4",
@@ -110,7 +109,7 @@ def test_trtllm_bench_moe_rows_take_trtllm_bench_batch_limits(tmp_path):
     (job,), failed = throughput_jobs(tmp_path)
     kw = job["kwargs"]
     assert not failed and kw["kv_free_memory_frac"] == 0.95 and kw["engine_version"] == "1.0"
-    limits = _trtllm_bench_limits(kw)
+    limits = offline_limits(kw)
     assert (kw["max_num_seqs"], kw["max_batched_tokens"]) == (limits["max_num_seqs"], limits["max_batched_tokens"])
     assert kw["max_num_seqs"] > 1 and kw["max_batched_tokens"] >= 8192 + kw["max_num_seqs"]
 

@@ -202,6 +202,7 @@ def simulate(
                                      "acceptance": sspec.acceptance_frac, "acceptance_source": sspec.acceptance_source,
                                      "tokens_per_iteration": spec_model.tokens_per_iteration}
         context = float(input_len + output_len) if trace is None and input_dist is None and output_dist is None else None
+        context = context if eng.kv_sizing_window_aware else None  # TensorRT-LLM: the pool sized for full attention
         role_sched = sched
         if role == "prefill" and prefill_max_num_seqs:  # a context server's own sequence limit
             role_sched = sched.model_copy(update={"max_num_seqs": prefill_max_num_seqs})

@@ -154,6 +154,11 @@ class EngineSpec(BaseModel):
         default="preempt", description="preempt: admit on current need, preempt (recompute) when blocks run out; reserve: admit only "
                                        "requests whose whole output fits (TensorRT-LLM GUARANTEED_NO_EVICT).")
     block_tokens: int = Field(default=16, ge=1, description="Tokens per KV block.")
+    kv_sizing_window_aware: bool = Field(
+        default=True, description="The KV pool is sized for the workload's sequences with sliding-window layers holding "
+                                  "only their window; False: sized as if every layer were full attention, so a "
+                                  "sliding-window model's pool holds as many tokens as a full-attention one of its "
+                                  "layers would (TensorRT-LLM).")
     memory: MemoryPolicy
     source: str = Field(min_length=1, description="Docs/source the defaults come from, with version.")
 

@@ -11,6 +11,11 @@ an iteration). The rows a decode batch is padded with to a captured size are one
 context is 1 + draft tokens (_torch/pyexecutor/model_engine.py _get_padded_batch extends the generation requests with
 `[cuda_graph_dummy_request] * padding_size`; resource_manager.py KVCacheManager.add_dummy_requests gives it
 token_num = 1 + max_num_draft_tokens): they widen the GEMMs and collectives, not the attention's KV reads.
+Its KV pool is sized as if every layer were full attention, also for a sliding-window model run with per-layer
+windows (VSWA, e.g. GPT-OSS): cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp BlockManager::calculateWindowSizeToShare,
+"Currently the use of this function is not used for BaseKVCacheManager::calculateMaxNumBlocks because we want to
+first achieve identical performance as assuming all layers as full attention" (each window size gets the blocks a
+full-attention layer would), so the windowed layers' memory is not lent to the full-attention ones.
 """
 
 from __future__ import annotations
@@ -110,6 +115,6 @@ def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = Non
     return EngineSpec(
         name="trtllm", version=version or "1.0-1.3 (PyTorch backend)", max_num_seqs=2048, max_num_batched_tokens=8192,
         chunked_prefill=False, prefill_first=False, cuda_graph_sizes=capture_sizes(cuda_graph_max_batch or 128), kv_full="reserve",
-        block_tokens=ENGINE_BLOCK_TOKENS if engine_runtime else 32, memory=memory,
+        block_tokens=ENGINE_BLOCK_TOKENS if engine_runtime else 32, memory=memory, kv_sizing_window_aware=False,
         source=f"{SOURCE}; v0.12-v0.16: {ENGINE_RUNTIME_SOURCE}" if engine_runtime else SOURCE,
     )
