@@ -128,7 +128,7 @@ def simulate(
         num_requests = TRACE_ALL if trace is not None else 1000
     _positive(num_requests=num_requests, replicas=replicas, input_len=input_len, output_len=output_len)
     band_level = check_level(band_level)
-    from tokenfab.serving.engines import engine_spec
+    from tokenfab.serving.engines import engine_spec, for_model
 
     eng = engine_spec(engine, _chip_memory(hardware), tp, engine_version, cuda_graph_max_batch)
     eng = eng.model_copy(update={k: v for k, v in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_batched_tokens),
@@ -208,7 +208,8 @@ def simulate(
             role_sched = sched.model_copy(update={"max_num_seqs": prefill_max_num_seqs})
         if dp_ > 1 and eng.chunk_per_dp_rank and not budget_given:  # each rank's share of the engine's budget
             role_sched = role_sched.model_copy(update={"max_num_batched_tokens": max(1, max_batched_tokens // dp_)})
-        rspec = replica_spec(d.step_model, d.memory, role_sched, wl.hash_block_tokens, role, policy=eng,
+        rspec = replica_spec(d.step_model, d.memory, role_sched, wl.hash_block_tokens, role,
+                             policy=for_model(eng, d.step_model.model),
                              speculative=spec_model, context_len=context)
         together = None
         if not offline and dp_ > 1 and role != "decode" and spec_model is None and d.step_model.model.is_moe:
