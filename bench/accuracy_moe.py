@@ -45,6 +45,7 @@ import pandas as pd
 from tokenfab.calibrate.fit import KernelSamples, fit_kernel, predict_samples
 from tokenfab.calibrate.measurements import from_shared_frame, shared_calibration_dir, validate
 from tokenfab.calibrate.profiles import kernel_samples, table_upper
+from tokenfab.cost.moe import MOE_FORMS
 from tokenfab.hardware.catalog import load_chip
 
 HOLDOUT_FRAC_TENTHS = 3  # 30% of the layer shapes are held out
@@ -65,10 +66,15 @@ def _rows(group: str, device: str, kind: str, samples: KernelSamples, theta: np.
             for m, p in zip(samples.time_s, pred)]
 
 
-def _forms(frame: pd.DataFrame, device: str) -> tuple[dict, dict]:
-    """A chip's MoE samples by (table, kind), with work units counted both ways (`cost.moe.moe_work`)."""
+def _forms(frame: pd.DataFrame, device: str) -> dict[str, dict]:
+    """A chip's MoE samples by work form (`cost.moe.MOE_FORMS`), then by (table, kind)."""
     chip = load_chip(device)
-    return kernel_samples(frame, chip), kernel_samples(frame, chip, moe_row_tiles=True)
+    return {form: kernel_samples(frame, chip, moe_form=form) for form in MOE_FORMS}
+
+
+def _by_form(forms: dict[str, dict], key: tuple[str, str]) -> dict:
+    """One kind's samples in every work form (what `calibrate.moe_fit.fit_moe_kind` takes)."""
+    return {form: by[key] for form, by in forms.items()}
 
 
 def kernel_holdout(frame: pd.DataFrame) -> pd.DataFrame:
@@ -79,20 +85,20 @@ def kernel_holdout(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for device in sorted(frame["device"].unique()):
         own = frame[frame["device"] == device]
-        (train, train_t), (test, test_t) = _forms(own[~own["test"]], device), _forms(own[own["test"]], device)
-        for (table, kind), samples in sorted(test.items()):
-            if (table, kind) not in train:
+        train, test = _forms(own[~own["test"]], device), _forms(own[own["test"]], device)
+        for key in sorted(test["columns"]):
+            if key not in train["columns"]:
                 continue
-            params, _, by_row = fit_moe_kind(train[(table, kind)], train_t[(table, kind)], table_upper("moe"))
-            rows += _rows("moe-layer:held-out", device, kind, (test_t if by_row else test)[(table, kind)],
-                          params.as_vector())
+            params, _, form = fit_moe_kind(_by_form(train, key), table_upper("moe"))
+            rows += _rows("moe-layer:held-out", device, key[1], test[form][key], params.as_vector())
     return pd.DataFrame(rows)
 
 
 def _resolution(device: str, own_moe: dict, generic_moe: dict | None = None, ratios: dict | None = None,
-                own_row_tiles: frozenset = frozenset(), generic_row_tiles: frozenset = frozenset()):
+                own_forms: dict | None = None, generic_forms: dict | None = None):
     """The held chip's shipped resolution (its dense-GEMM fits, which saw no MoE row) with its MoE tables
-    replaced: `own_moe` as its own fit, `generic_moe` (and their fixed-cost ratios) as the pooled layer.
+    replaced: `own_moe` as its own fit, `generic_moe` (and their fixed-cost ratios) as the pooled layer, each
+    with its kinds' work forms (kind -> form).
     Predictions then go through `ResolvedProfile.moe`, the tool's own path for that case."""
     import dataclasses
 
@@ -100,9 +106,14 @@ def _resolution(device: str, own_moe: dict, generic_moe: dict | None = None, rat
     from tokenfab.cost.profile import ResolvedProfile
 
     base = chip_cost(load_chip(device)).resolved
-    own = dataclasses.replace(base.profile, moe=own_moe, moe_launch_per_gemm_launch={}, moe_row_tiles=own_row_tiles)
+    def marks(forms: dict | None) -> dict:
+        forms = forms or {}
+        return {"moe_row_tiles": frozenset(k for k, f in forms.items() if f == "row-tiles"),
+                "moe_tile_ladder": frozenset(k for k, f in forms.items() if f == "tile-ladder")}
+
+    own = dataclasses.replace(base.profile, moe=own_moe, moe_launch_per_gemm_launch={}, **marks(own_forms))
     generic = base.generic if generic_moe is None else dataclasses.replace(
-        base.generic, moe=generic_moe, moe_launch_per_gemm_launch=ratios or {}, moe_row_tiles=generic_row_tiles)
+        base.generic, moe=generic_moe, moe_launch_per_gemm_launch=ratios or {}, **marks(generic_forms))
     reference = None if base.reference is None else dataclasses.replace(base.reference, moe={})
     return ResolvedProfile(own, generic, base.provenance, base.compute_units, base.note, reference)
 
@@ -114,26 +125,25 @@ def _gemm_launch_s(device: str) -> float:
     return chip_cost(load_chip(device)).resolved.gemm("bf16")[0].launch_s
 
 
-def pooled_moe_fits(forms: dict[str, tuple[dict, dict]], devices: list[str]) -> tuple[dict, dict, frozenset]:
-    """(kind -> KernelParams, kind -> fixed-cost ratio, kinds counted in row tiles) fitted on `devices` as
-    the generic profile is (`calibrate.moe_fit`: fixed cost in units of each chip's bf16 GEMM fixed cost)."""
+def pooled_moe_fits(forms: dict[str, dict[str, dict]], devices: list[str]) -> tuple[dict, dict, dict]:
+    """(kind -> KernelParams, kind -> fixed-cost ratio, kind -> work form) fitted on `devices` as the generic
+    profile is (`calibrate.moe_fit`: fixed cost in units of each chip's bf16 GEMM fixed cost)."""
     import dataclasses
 
     from tokenfab.calibrate.moe_fit import fit_pooled_moe
 
     parts: dict[str, list] = {}
-    tiles: dict[str, list] = {}
+    others: dict[str, dict[str, list]] = {}
     for d in devices:
-        plain, by_row = forms[d]
-        for key, s in plain.items():
+        for key, s in forms[d]["columns"].items():
             parts.setdefault(key[1], []).append((s, _gemm_launch_s(d)))
-            tiles.setdefault(key[1], []).append(by_row[key])
-    fits, ratios, row_tiles = {}, {}, set()
+            for form in MOE_FORMS[1:]:
+                others.setdefault(key[1], {}).setdefault(form, []).append(forms[d][form][key])
+    fits, ratios, chosen = {}, {}, {}
     for kind, p in parts.items():
-        params, _, ratio, by_row = fit_pooled_moe(p, table_upper("moe"), tiles[kind])
-        fits[kind], ratios[kind] = dataclasses.replace(params, launch_s=ratio * 1e-6), ratio
-        row_tiles |= {kind} if by_row else set()
-    return fits, ratios, frozenset(row_tiles)
+        params, _, ratio, form = fit_pooled_moe(p, table_upper("moe"), others[kind])
+        fits[kind], ratios[kind], chosen[kind] = dataclasses.replace(params, launch_s=ratio * 1e-6), ratio, form
+    return fits, ratios, chosen
 
 
 def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
@@ -149,11 +159,11 @@ def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
     rest = {d: _forms(frame[(frame["device"] == d) & ~one], d) for d in devices}
     rows = []
     for held in devices:
-        fits, ratios, row_tiles = pooled_moe_fits(forms, [d for d in devices if d != held])
-        resolved = _resolution(held, {}, fits, ratios, generic_row_tiles=row_tiles)
-        for (table, kind) in sorted(forms[held][0]):
+        fits, ratios, chosen = pooled_moe_fits(forms, [d for d in devices if d != held])
+        resolved = _resolution(held, {}, fits, ratios, generic_forms=chosen)
+        for (table, kind) in sorted(forms[held]["columns"]):
             params, _ = resolved.moe(kind)
-            i = int(resolved.moe_row_tiles(kind))
+            i = resolved.moe_form(kind)
             rows += _rows("moe-layer:unseen-chip", held, kind, forms[held][i][(table, kind)], params.as_vector())
             theta = params.as_vector()
             theta[0] = 0.0
@@ -175,18 +185,17 @@ def kernel_unmeasured_format(frame: pd.DataFrame) -> pd.DataFrame:
 
     devices = sorted(frame["device"].unique())
     forms = {d: _forms(frame[frame["device"] == d], d) for d in devices}
-    fits = {d: {kind: fit_moe_kind(s, forms[d][1][(t, kind)], table_upper("moe")) for (t, kind), s in forms[d][0].items()}
+    fits = {d: {key[1]: fit_moe_kind(_by_form(forms[d], key), table_upper("moe")) for key in forms[d]["columns"]}
             for d in devices}
     rows = []
     for d in devices:
-        for (table, kind) in sorted(forms[d][0]):
+        for (table, kind) in sorted(forms[d]["columns"]):
             others = {k: v[0] for k, v in fits[d].items() if k != kind}
             if not others:
                 continue
-            tiles = frozenset(k for k, v in fits[d].items() if k != kind and v[2])
-            own = _resolution(d, others, own_row_tiles=tiles)
+            own = _resolution(d, others, own_forms={k: v[2] for k, v in fits[d].items() if k != kind})
             scaled, _ = own.moe(kind)
-            sample = forms[d][int(own.moe_row_tiles(kind))][(table, kind)]
+            sample = forms[d][own.moe_form(kind)][(table, kind)]
             rows += _rows("moe-layer:unmeasured-format (same chip, GEMM-scaled)", d, kind, sample, scaled.as_vector())
             rows += _rows("moe-layer:unmeasured-format (same chip's nearest format)", d, kind, sample,
                           others[nearest_moe_kind(kind, others)].as_vector())

@@ -21,6 +21,7 @@ COLUMNS = [
     "num_heads", "num_kv_heads", "head_dim", "kv_dtype", "num_devices", "message_bytes", "bytes",
     "time_s", "repeats", "spread_frac", "source",
     "v_head_dim", "num_tokens", "hidden", "intermediate", "topk", "num_experts", "moe_tp", "ep", "gated", "distribution",
+    "weight_format",
 ]
 REQUIRED = ["device", "op", "time_s"]
 OPS = ("gemm", "attention_prefill", "attention_decode", "elementwise", "all_reduce", "all_gather",
@@ -55,7 +56,11 @@ _COMM_OPS = {"nccl_all_reduce": "all_reduce", "nccl_all_gather": "all_gather", "
              "nccl_alltoall": "all_to_all", "trtllm_custom_allreduce": "all_reduce_oneshot",
              "hccl_all_reduce": "all_reduce", "hccl_all_gather": "all_gather", "hccl_reduce_scatter": "reduce_scatter",
              "hccl_alltoall": "all_to_all"}
-_MOE_PRECISION = {"bfloat16": ("bf16", "bf16"), "fp8": ("fp8", "fp8"), "w4a8_mxfp4_mxfp8": ("fp8", "fp4")}
+# aiconfigurator's MoE precisions: (activation dtype, weight dtype, weight storage format of workload/weight_formats.yaml).
+# Its collector (collector/trtllm/collect_moe.py) quantises 'fp8' per tensor (QuantAlgo.FP8) and 'w4a8_mxfp4_mxfp8'
+# to MXFP4 weights (QuantAlgo.W4A8_MXFP4_MXFP8, group size 32).
+_MOE_PRECISION = {"bfloat16": ("bf16", "bf16", ""), "fp8": ("fp8", "fp8", "fp8-tensor"),
+                  "w4a8_mxfp4_mxfp8": ("fp8", "fp4", "mxfp4")}
 _MOE_NOTE = (r"num_tokens=(?P<num_tokens>\d+), hidden=(?P<hidden>\d+), inter=(?P<intermediate>\d+), topk=(?P<topk>\d+), "
              r"experts=(?P<num_experts>\d+), moe_tp=(?P<moe_tp>\d+), moe_ep=(?P<ep>\d+), token distribution=(?P<distribution>[^;]+)")
 _ELEMENT_BYTES = {"half": 2, "bfloat16": 2, "int8": 1, "float": 4, "fp8": 1}
@@ -178,7 +183,7 @@ def _moe_rows(moe: pd.DataFrame, device: pd.Series) -> pd.DataFrame:
         raise DataFileError(f"ops_moe rows with unknown precision {unknown} (known: {', '.join(_MOE_PRECISION)})")
     backend = moe["framework"].str.extract(r"\((?P<b>[^)]*)\)")["b"].fillna("")
     out = pd.DataFrame({
-        "device": device, "op": "moe", "dtype": prec.str[0], "weight_dtype": prec.str[1],
+        "device": device, "op": "moe", "dtype": prec.str[0], "weight_dtype": prec.str[1], "weight_format": prec.str[2],
         "variant": np.where(backend.str.contains("cutlass"), "cutlass", ""),
         "gated": ~backend.str.contains("nongated"), "distribution": shape["distribution"],
         "time_s": moe["value"] * 1e-3, "source": moe["case_id"],

@@ -14,10 +14,13 @@ so the scaling changes nothing else), and r = `moe_launch_per_gemm_launch` is wh
 Leave-one-chip-out on ops_moe.csv (bench/accuracy_moe.py, 'moe-layer:unseen-chip') scores this form
 against the absolute pooled fixed cost.
 
-Which work-unit count a kernel follows (one CTA column per active expert, or one per row block of TILE
-rows of each expert: `cost.moe.moe_work`, `row_tiles`) depends on how the backend tiles M, which no spec
-states; each kind is fitted both ways and keeps the form with the lower fitting loss on its own training
-rows (`fit_moe_kind`), like the fitter's grid over cache residency.
+Which work form a kernel follows (one CTA column per active expert; one per row block of TILE rows of each
+expert; or TensorRT-LLM-gen's token tile, which pads every active expert's rows to a tile sized from all
+tokens: `cost.moe.moe_work`, `cost.moe.MOE_FORMS`) depends on how the backend tiles M, which no spec states;
+each kind is fitted every way and keeps the form with the lowest fitting loss on its own training rows
+(`fit_moe_kind`), like the fitter's grid over cache residency. On ops_moe.csv B200's MXFP4 x MXFP8 rows
+(TensorRT-LLM-gen) pick the tile ladder (fit 9.1%, against 18.8% for row blocks); every CUTLASS kind fits it
+worse than its own form (e.g. L40S CUTLASS bf16 15.8% against 11.4%).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pandas as pd
 
 from tokenfab.calibrate.fit import UPPER, FitQuality, KernelSamples, fit_kernel, predict_samples
 from tokenfab.cost.kernel import KernelParams
+from tokenfab.cost.moe import MOE_FORMS
 from tokenfab.errors import InvalidInputError
 from tokenfab.hardware.spec import ChipSpec
 
@@ -49,33 +53,38 @@ def fit_loss(params: KernelParams, samples: KernelSamples) -> float:
     return float(np.sum(np.sqrt(1.0 + z * z) - 1.0))
 
 
-def fit_moe_kind(plain: KernelSamples, tiles: KernelSamples | None,
-                 upper: np.ndarray | None) -> tuple[KernelParams, FitQuality, bool]:
-    """Fit one MoE kind with both work-unit counts (same rows; `tiles` counts row blocks) and keep the form
-    whose fit has the lower loss on these rows: (params, quality, row_tiles)."""
-    params, q = fit_kernel(plain, upper=upper)
-    if tiles is None:
-        return params, q, False
-    t_params, t_q = fit_kernel(tiles, upper=upper)
-    if fit_loss(t_params, tiles) < fit_loss(params, plain):
-        return t_params, t_q, True
-    return params, q, False
+def fit_moe_kind(forms: dict[str, KernelSamples], upper: np.ndarray | None) -> tuple[KernelParams, FitQuality, str]:
+    """Fit one MoE kind once per work form (the same rows counted as `cost.moe.MOE_FORMS` count them: form ->
+    samples) and keep the form whose fit has the lowest loss on these rows: (params, quality, form). Ties keep
+    the earlier form in MOE_FORMS order (the plainer count)."""
+    best = None
+    for form in [f for f in MOE_FORMS if f in forms]:
+        params, q = fit_kernel(forms[form], upper=upper)
+        loss = fit_loss(params, forms[form])
+        if best is None or loss < best[3]:
+            best = (params, q, form, loss)
+    if best is None:
+        raise InvalidInputError(f"no MoE work form to fit (known: {', '.join(MOE_FORMS)})")
+    return best[0], best[1], best[2]
 
 
 def fit_pooled_moe(parts: list[tuple[KernelSamples, float]], upper: np.ndarray | None,
-                   tiles: list[KernelSamples] | None = None) -> tuple[KernelParams, FitQuality, float, bool]:
-    """Fit one MoE kind on several chips' rows, each given with its chip's bf16 GEMM fixed cost (and, in
-    `tiles`, the same rows counted with row blocks).
+                   forms: dict[str, list[KernelSamples]] | None = None) -> tuple[KernelParams, FitQuality, float, str]:
+    """Fit one MoE kind on several chips' rows, each given with its chip's bf16 GEMM fixed cost (`parts`, counted
+    in the 'columns' form), and in `forms` the same rows counted in the other work forms (form -> one samples per
+    part).
 
-    Returns (efficiencies with launch_s = the ratio r, fit quality, r, row_tiles); the caller turns r into
+    Returns (efficiencies with launch_s = the ratio r, fit quality, r, work form); the caller turns r into
     seconds for a chip with `r x that chip's GEMM fixed cost`."""
     bounds = (UPPER if upper is None else upper).copy()
     bounds[0] = MAX_LAUNCH_PER_GEMM_LAUNCH
-    scaled = KernelSamples.concat([scaled_by_launch(s, launch) for s, launch in parts])
-    scaled_tiles = None if tiles is None else KernelSamples.concat(
-        [scaled_by_launch(t, launch) for t, (_, launch) in zip(tiles, parts)])
-    params, q, row_tiles = fit_moe_kind(scaled, scaled_tiles, bounds)
-    return params, q, params.launch_s, row_tiles
+    launches = [launch for _, launch in parts]
+    scaled = {"columns": KernelSamples.concat([scaled_by_launch(s, launch) for s, launch in parts])}
+    for form, samples in (forms or {}).items():
+        if form != "columns":
+            scaled[form] = KernelSamples.concat([scaled_by_launch(t, launch) for t, launch in zip(samples, launches)])
+    params, q, form = fit_moe_kind(scaled, bounds)
+    return params, q, params.launch_s, form
 
 
 def chip_gemm_launch_s(rows: pd.DataFrame, chip: ChipSpec) -> float | None:

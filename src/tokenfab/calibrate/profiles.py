@@ -25,9 +25,10 @@ from tokenfab.cost.chip_cost import ChipCost, KernelWork, warm_cache_bytes
 from tokenfab.cost.collectives import mesh_domain
 from tokenfab.cost.gemm import gemm_work
 from tokenfab.cost.kernel import KernelParams
-from tokenfab.cost.moe import MoEShape, moe_work
+from tokenfab.cost.moe import MOE_FORMS, MoEShape, moe_work
 from tokenfab.errors import InvalidInputError
 from tokenfab.hardware.spec import ChipSpec
+from tokenfab.workload.weight_format import stored_bytes_per_weight
 from tokenfab.table_io import YAML_SUFFIXES, write_text
 
 COLLECTIVE_OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "all_reduce_oneshot")
@@ -52,16 +53,17 @@ def _s(value, default: str = "") -> str:
     return default if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
-def _row_work(cc: ChipCost, row: pd.Series, moe_row_tiles: bool = False) -> tuple[str, KernelWork]:
+def _row_work(cc: ChipCost, row: pd.Series, moe_form: str = "columns") -> tuple[str, KernelWork]:
     """(table, work) of one measured kernel, computed by the estimators' own work functions
-    (`moe_row_tiles`: fused-MoE work units counted in row blocks, `cost.moe.moe_work`)."""
+    (`moe_form`: how fused-MoE work is counted, `cost.moe.MOE_FORMS`)."""
     op = row["op"]
     if op == "gemm":
         return "gemm", gemm_work(cc, int(row["m"]), int(row["n"]), int(row["k"]), _s(row["dtype"], "bf16"),
                                  _s(row["weight_dtype"]) or None, _s(row["variant"]))
     if op == "moe":
         return "moe", moe_work(cc, moe_shape_of(row), _s(row["dtype"], "bf16"), _s(row["weight_dtype"]) or None,
-                               _s(row["variant"]), row_tiles=moe_row_tiles)
+                               _s(row["variant"]), row_tiles=moe_form == "row-tiles", tile_ladder=moe_form == "tile-ladder",
+                               weight_bytes_per_element=moe_weight_bytes_of(row))
     kv = _s(row["kv_dtype"], "bf16")
     heads, kv_heads, d = int(row["num_heads"]), int(row["num_kv_heads"]), int(row["head_dim"])
     if op == "attention_prefill":
@@ -87,18 +89,25 @@ def moe_shape_of(row: pd.Series) -> MoEShape:
                     distribution=_s(row.get("distribution"), "balanced"))
 
 
+def moe_weight_bytes_of(row: pd.Series) -> float:
+    """Stored bytes per expert weight of one measured fused-MoE row: its weight format's, block scales included
+    (the row's `weight_format`, e.g. MXFP4's 4.25 bits), else its weight dtype's default format."""
+    dtype = _s(row["weight_dtype"]) or _s(row["dtype"], "bf16")
+    return stored_bytes_per_weight(dtype, _s(row.get("weight_format")) or None)
+
+
 def _elementwise_work(cc: ChipCost, row: pd.Series) -> KernelWork:
     """A streaming kernel (copy/scale/triad, norms): its bytes against bandwidth, no tensor-core work."""
     return KernelWork(0.0, float(row["bytes"]), cc.vector_flop_per_s, 1.0, "default")
 
 
 def kernel_samples(frame: pd.DataFrame, chip: ChipSpec, warm: bool = True,
-                   moe_row_tiles: bool = False) -> dict[tuple[str, str], KernelSamples]:
+                   moe_form: str = "columns") -> dict[tuple[str, str], KernelSamples]:
     """Group a chip's compute-kernel rows by (table, kind) with their work.
 
     `warm`: the rows come from microbenchmarks that re-run a kernel on the same operands, so a
     working set that fits on chip may be served from cache; the fit then learns how much.
-    `moe_row_tiles`: count fused-MoE work units in row blocks (the fitter tries both, `calibrate.moe_fit`).
+    `moe_form`: how fused-MoE work is counted (`cost.moe.MOE_FORMS`; the fitter tries each, `calibrate.moe_fit`).
     """
     cc = ChipCost(chip, None)
     groups: dict[tuple[str, str], list[tuple[KernelWork, float, bool]]] = {}
@@ -106,7 +115,7 @@ def kernel_samples(frame: pd.DataFrame, chip: ChipSpec, warm: bool = True,
         if row["op"] == "elementwise":
             table, work = "elementwise", _elementwise_work(cc, row)
         else:
-            table, work = _row_work(cc, row, moe_row_tiles)
+            table, work = _row_work(cc, row, moe_form)
         groups.setdefault((table, work.kind), []).append((work, float(row["time_s"]), warm))
     out = {}
     for key, items in groups.items():
@@ -187,12 +196,13 @@ def fit_chip_profile(frame: pd.DataFrame, chip: ChipSpec, provenance: str) -> di
         raise InvalidInputError(f"no measurements of {chip.name} to fit")
     tables: dict[str, dict] = {}
     moe_rows = rows[rows["op"] == "moe"]
-    tiles = kernel_samples(moe_rows, chip, moe_row_tiles=True) if len(moe_rows) else {}
-    row_tiles: list[str] = []
+    other_forms = {f: kernel_samples(moe_rows, chip, moe_form=f) for f in MOE_FORMS[1:]} if len(moe_rows) else {}
+    chosen: dict[str, list[str]] = {}
     for (table, kind), samples in sorted(kernel_samples(rows, chip).items()):
         if table == "moe" and len(samples) >= MIN_POINTS:
-            params, q, by_row = fit_moe_kind(samples, tiles.get((table, kind)), table_upper(table))
-            row_tiles += [kind] if by_row else []
+            forms = {"columns": samples, **{f: by[(table, kind)] for f, by in other_forms.items()}}
+            params, q, form = fit_moe_kind(forms, table_upper(table))
+            chosen.setdefault(form, []).append(kind)
         elif len(samples) >= MIN_POINTS:
             params, q = fit_kernel(samples, upper=table_upper(table))
         elif len(samples) >= MIN_POINTS_REDUCED:  # few points: launch cost and the two efficiencies only
@@ -205,9 +215,15 @@ def fit_chip_profile(frame: pd.DataFrame, chip: ChipSpec, provenance: str) -> di
     collectives = _fit_collectives(collective_samples(rows, chip))
     units = chip.num_compute_units.value if chip.num_compute_units else 0.0
     out = _assemble(chip.name, provenance, units, chip.peak("bf16") if chip.supports("bf16") else 0.0, tables, collectives)
-    if row_tiles:
-        out["moe_row_tiles"] = row_tiles
+    _record_moe_forms(out, chosen)
     return out
+
+
+def _record_moe_forms(out: dict, chosen: dict[str, list[str]]) -> None:
+    """The MoE kinds fitted in each non-default work form, as the profile lists them (`EfficiencyProfile`)."""
+    for form, key in (("row-tiles", "moe_row_tiles"), ("tile-ladder", "moe_tile_ladder")):
+        if chosen.get(form):
+            out[key] = sorted(chosen[form])
 
 
 def _fit_collectives(samples_by_name: dict[str, CollectiveSamples]) -> dict:
@@ -239,7 +255,7 @@ def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: 
     fitted) or else fitted here on the chip's GEMM rows; a chip with neither leaves its MoE rows out."""
     pooled: dict[tuple[str, str], list[KernelSamples]] = {}
     moe_parts: dict[str, list[tuple[KernelSamples, float]]] = {}
-    moe_tiles: dict[str, list[KernelSamples]] = {}
+    moe_forms: dict[str, dict[str, list[KernelSamples]]] = {}
     coll: dict[str, list[CollectiveSamples]] = {}
     for chip in chips:
         rows = frame[frame["device"] == chip.name]
@@ -247,13 +263,14 @@ def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: 
         launch = (gemm_launch_s or {}).get(chip.name)
         if launch is None and any(table == "moe" for table, _ in chip_samples):
             launch = chip_gemm_launch_s(rows, chip)
-        tiles = kernel_samples(rows[rows["op"] == "moe"], chip, moe_row_tiles=True) if launch is not None else {}
+        forms = {f: kernel_samples(rows[rows["op"] == "moe"], chip, moe_form=f) for f in MOE_FORMS[1:]} if launch is not None else {}
         for key, samples in chip_samples.items():
             if key[0] != "moe":
                 pooled.setdefault(key, []).append(samples)
             elif launch is not None:
                 moe_parts.setdefault(key[1], []).append((samples, launch))
-                moe_tiles.setdefault(key[1], []).append(tiles[key])
+                for f, by in forms.items():
+                    moe_forms.setdefault(key[1], {}).setdefault(f, []).append(by[key])
         for name, samples in collective_samples(rows, chip).items():
             coll.setdefault(name, []).append(samples)
     tables: dict[str, dict] = {}
@@ -261,7 +278,7 @@ def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: 
         # Cache residency is a property of one chip's benchmark, not transferable: no cache term.
         params, q = fit_kernel(KernelSamples.concat(parts), fit_cache=False)
         tables.setdefault(table, {})[kind] = _kernel_dict(params, q)
-    ratios, row_tiles = _fit_generic_moe(moe_parts, moe_tiles, tables)
+    ratios, chosen = _fit_generic_moe(moe_parts, moe_forms, tables)
     merged = {name: CollectiveSamples(parts[0].name, *(np.concatenate([getattr(p, f) for p in parts])
                                                        for f in ("num_devices", "message_bytes", "link_bw", "time_s")),
                                       np.concatenate([p.mesh() for p in parts]))
@@ -274,28 +291,27 @@ def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: 
     out = _assemble("generic", provenance, ratio * 1e15, 1e15, tables, collectives)
     if ratios:
         out["moe_launch_per_gemm_launch"] = ratios
-    if row_tiles:
-        out["moe_row_tiles"] = row_tiles
+    _record_moe_forms(out, chosen)
     return out
 
 
-def _fit_generic_moe(moe_parts: dict[str, list[tuple[KernelSamples, float]]], moe_tiles: dict[str, list[KernelSamples]],
-                     tables: dict) -> tuple[dict[str, float], list[str]]:
+def _fit_generic_moe(moe_parts: dict[str, list[tuple[KernelSamples, float]]],
+                     moe_forms: dict[str, dict[str, list[KernelSamples]]], tables: dict) -> tuple[dict[str, float], dict]:
     """Pooled MoE tables into `tables['moe']` and their fixed-cost ratios (kind -> r). The stored launch_s
     is r x the generic bf16 GEMM fixed cost, so the table alone is the prediction for a chip with no GEMM
     data of its own; `ResolvedProfile.moe` rescales it by the chip's own GEMM fixed cost. The fused-MoE rows
     are dominated by whether the experts' weights fit in each chip's own L2 (its spec'd SRAM), so this table
     keeps the cache term; it only acts on warm benchmarks."""
     ratios: dict[str, float] = {}
-    row_tiles: list[str] = []
+    chosen: dict[str, list[str]] = {}
     reference_s = tables.get("gemm", {}).get("bf16", {}).get("launch_s")
     for kind, parts in sorted(moe_parts.items()):
-        params, q, ratio, by_row = fit_pooled_moe(parts, table_upper("moe"), moe_tiles[kind])
+        params, q, ratio, form = fit_pooled_moe(parts, table_upper("moe"), moe_forms.get(kind))
         launch_s = ratio * reference_s if reference_s else ratio * float(np.median([launch for _, launch in parts]))
         tables.setdefault("moe", {})[kind] = _kernel_dict(dataclasses.replace(params, launch_s=launch_s), q)
         ratios[kind] = round(ratio, 4)
-        row_tiles += [kind] if by_row else []
-    return ratios, row_tiles
+        chosen.setdefault(form, []).append(kind)
+    return ratios, chosen
 
 
 def write_profile(profile: dict, path: str | Path) -> Path:

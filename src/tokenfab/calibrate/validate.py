@@ -22,7 +22,7 @@ from tokenfab.cost.gemm import estimate_gemm
 from tokenfab.cost.moe import estimate_moe
 from tokenfab.cost.result import OpCost
 from tokenfab.calibrate.host_bound import host_bound_mask
-from tokenfab.calibrate.profiles import moe_shape_of
+from tokenfab.calibrate.profiles import moe_shape_of, moe_weight_bytes_of
 from tokenfab.hardware.catalog import load_chip, system_of_chip
 from tokenfab.hardware.spec import SystemSpec
 
@@ -62,7 +62,7 @@ def predict_row_cost(cc: ChipCost, system_for: Callable[[int], SystemSpec], row:
                                          warm_cache=True, act_dtype=_s(row["dtype"], "bf16"))
     if op == "moe":
         return estimate_moe(cc, moe_shape_of(row), _s(row["dtype"], "bf16"), _s(row["weight_dtype"]) or None,
-                            variant=_s(row["variant"]), warm_cache=True)
+                            variant=_s(row["variant"]), warm_cache=True, weight_bytes_per_element=moe_weight_bytes_of(row))
     if op == "elementwise":
         return estimate_elementwise(cc, "elementwise", float(row["bytes"]), warm_cache=True)
     if op in GROUPS and op not in ("gemm", "attention_prefill", "attention_decode", "elementwise", "moe"):

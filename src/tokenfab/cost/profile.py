@@ -77,6 +77,8 @@ class EfficiencyProfile:
     moe_launch_per_gemm_launch: dict[str, float] = field(default_factory=dict)
     # MoE kinds whose fit counts each expert's row blocks as work units (`cost.moe.moe_work`, `row_tiles`).
     moe_row_tiles: frozenset[str] = frozenset()
+    # MoE kinds whose fit computes each expert's rows padded to TensorRT-LLM-gen's token tile (`tile_ladder`).
+    moe_tile_ladder: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -167,8 +169,15 @@ class ResolvedProfile:
 
     def moe_row_tiles(self, kind: str) -> bool:
         """Whether the fit `moe(kind)` returns counts row blocks as work units (`cost.moe.moe_work`)."""
+        return self.moe_form(kind) == "row-tiles"
+
+    def moe_form(self, kind: str) -> str:
+        """How the fit `moe(kind)` returns counts the layer's work (`cost.moe.moe_work`): 'tile-ladder' (rows padded
+        to TensorRT-LLM-gen's token tile), 'row-tiles' (row blocks as work units) or 'columns'."""
         prof, _, near = self._moe_layer(kind)
-        return near in prof.moe_row_tiles
+        if near in prof.moe_tile_ladder:
+            return "tile-ladder"
+        return "row-tiles" if near in prof.moe_row_tiles else "columns"
 
     def _moe_layer(self, kind: str) -> tuple[EfficiencyProfile, str, str]:
         """(profile layer, provenance, fitted kind) that MoE kind `kind` resolves to: the first layer with any
@@ -304,6 +313,7 @@ def profile_from_dict(data: dict, where: str = "") -> EfficiencyProfile:
             moe={k: _kernel(v, f"{where} moe.{k}") for k, v in data.get("moe", {}).items()},
             moe_launch_per_gemm_launch={k: float(v) for k, v in data.get("moe_launch_per_gemm_launch", {}).items()},
             moe_row_tiles=frozenset(str(k) for k in data.get("moe_row_tiles", [])),
+            moe_tile_ladder=frozenset(str(k) for k in data.get("moe_tile_ladder", [])),
         )
     except (KeyError, TypeError) as exc:
         raise DataFileError(f"invalid efficiency profile {where}: missing or bad {exc}") from None

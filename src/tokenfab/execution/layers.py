@@ -87,6 +87,9 @@ class LayerCoster:
         # the checkpoint stores attention 16-bit whatever the weight dtype (workload.weight_format.checkpoint_layout,
         # nvidia/DeepSeek-R1-FP4; set by StepModel from the layout the memory ledger counts)
         self.attention_16bit = False
+        # stored bytes per routed-expert weight, block scales included (the checkpoint's format, e.g. MXFP4's
+        # 4.25 bits; set by StepModel from the same layout); None: the weight dtype's default format
+        self.expert_weight_bytes: float | None = None
         # memos of OpCosts as flat records (cost.result.cost_record: untracked by the garbage collector), or of the
         # OpCosts themselves under a chip cost that keys the objects it made by identity (ChipCost.keeps_cost_identity)
         self._gemm_cache: dict[tuple, tuple | OpCost] = {}
@@ -347,7 +350,8 @@ class LayerCoster:
         if hit is None:
             shape = MoEShape(group_tokens, self.hidden, ffn.expert_intermediate_size, ffn.num_experts_per_token,
                              ffn.num_experts, par.expert_tp, par.ep, ffn.gated, self.routing, par.num_redundant_experts)
-            return self._remember(self._gemm_cache, key, estimate_moe(self.cc, shape, self.prec.dtype, self.prec.weights))
+            return self._remember(self._gemm_cache, key, estimate_moe(self.cc, shape, self.prec.dtype, self.prec.weights,
+                                                                      weight_bytes_per_element=self.expert_weight_bytes))
         return hit if type(hit) is OpCost else revive_cost(hit)
 
     def token_exchange(self, ffn: FFNSpec, tokens: int, group_tokens: int | None = None) -> tuple[OpCost | None, OpCost | None]:

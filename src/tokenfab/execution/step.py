@@ -210,7 +210,9 @@ class StepModel:
         # the decode share of a step (`layers.expert_group_tokens`), and the layer memo is keyed by it.
         self._moe_dp = staggered_prefill and par.dp > 1 and any(g.ffn.kind != "dense" for g in model.layers)
         self.coster.staggered_prefill = self.graph_coster.staggered_prefill = staggered_prefill
-        self.coster.attention_16bit = self.graph_coster.attention_16bit = checkpoint_layout(model, prec.weights).attention_16bit
+        layout = checkpoint_layout(model, prec.weights)
+        self.coster.attention_16bit = self.graph_coster.attention_16bit = layout.attention_16bit
+        self.coster.expert_weight_bytes = self.graph_coster.expert_weight_bytes = layout.bytes_per_weight
         self._tbo = par.two_batch_overlap  # two-batch overlap: steps go through `_tbo_step` (execution.overlap)
         self._tbo_cache: dict[StepBatch, StepResult | None] = {}
         self.provenance = self.cc.resolved.provenance

@@ -113,6 +113,20 @@ def checkpoint_layout(model: ModelSpec, weight_dtype: str) -> WeightLayout:
     return WeightLayout(name, fmt.bytes_per_element, bool(ckpt and ckpt.attention_16bit), source)
 
 
+def stored_bytes_per_weight(weight_dtype: str, format_name: str | None = None) -> float:
+    """Stored bytes per weight element of `weight_dtype` in format `format_name` (block scales included), or in
+    the dtype's default format when none is named (fp4: NVFP4, 4.5 bits; fp8: per-tensor, 1 byte); a dtype
+    without quantised formats is its plain element size. For callers that know the format but not the model
+    (a fused-MoE kernel benchmark names its precision, e.g. 'w4a8_mxfp4_mxfp8')."""
+    formats, defaults, _ = _table()
+    name = format_name or defaults.get(weight_dtype)
+    if name is None:
+        return bytes_per_element(weight_dtype)
+    if name not in formats:
+        raise UnknownNameError("weight format", name, sorted(formats))
+    return formats[name].bytes_per_element
+
+
 def format_of_quantization_config(quant: Any) -> str | None:
     """The format a config.json's quantization_config (or a ModelOpt hf_quant_config 'quantization' block) names:
     quant_method mxfp4; modelopt / quant_algo NVFP4 or FP8; fp8 with or without 128 x 128 weight blocks."""

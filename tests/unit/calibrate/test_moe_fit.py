@@ -33,8 +33,8 @@ def test_pooled_fit_recovers_the_fixed_cost_ratio_across_chips_with_different_la
     # an absolute pooled fixed cost cannot fit both; the ratio does, exactly.
     a = _chip_rows(3e-6, 8.0, 1e15, 3e12)
     b = _chip_rows(6e-6, 8.0, 3e14, 2e12)
-    params, quality, ratio, row_tiles = fit_pooled_moe([(a, 3e-6), (b, 6e-6)], table_upper("moe"))
-    assert ratio == pytest.approx(8.0, rel=1e-3) and not row_tiles
+    params, quality, ratio, form = fit_pooled_moe([(a, 3e-6), (b, 6e-6)], table_upper("moe"))
+    assert ratio == pytest.approx(8.0, rel=1e-3) and form == "columns"
     assert params.memory_eff == pytest.approx(0.8, rel=1e-3)  # the memory-bound rows pin it (compute trades with p)
     assert quality.mape < 1e-3
 
@@ -55,5 +55,23 @@ def test_the_work_unit_form_with_the_lower_training_loss_is_kept():
     starved = dataclasses.replace(a, work_units=np.full(len(a), 50.0))
     starved = dataclasses.replace(starved, time_s=predict_samples(truth.as_vector(), starved))
     many = dataclasses.replace(starved, work_units=np.geomspace(50.0, 5e4, len(a)))
-    assert fit_moe_kind(starved, many, table_upper("moe"))[2] is False
-    assert fit_moe_kind(many, starved, table_upper("moe"))[2] is True
+    assert fit_moe_kind({"columns": starved, "row-tiles": many}, table_upper("moe"))[2] == "columns"
+    assert fit_moe_kind({"columns": many, "row-tiles": starved}, table_upper("moe"))[2] == "row-tiles"
+    # a third form (TensorRT-LLM-gen's padded tile) wins when the times were generated with its work
+    assert fit_moe_kind({"columns": many, "row-tiles": many, "tile-ladder": starved}, table_upper("moe"))[2] == "tile-ladder"
+
+
+def test_pooled_fit_passes_each_form_of_every_chip_and_picks_the_generating_one():
+    a, b = _chip_rows(3e-6, 8.0, 1e15, 3e12), _chip_rows(6e-6, 8.0, 3e14, 2e12)
+    truth = KernelParams(8.0 * 3e-6, 0.6, 0.8, 1.5, 2.0)
+    starved = [dataclasses.replace(s, work_units=np.full(len(s), 50.0)) for s in (a, b)]
+    starved = [dataclasses.replace(s, time_s=predict_samples(dataclasses.replace(truth, launch_s=8.0 * g).as_vector(), s))
+               for s, g in zip(starved, (3e-6, 6e-6))]
+    many = [dataclasses.replace(s, work_units=np.geomspace(50.0, 5e4, len(s))) for s in starved]
+    _, _, ratio, form = fit_pooled_moe([(many[0], 3e-6), (many[1], 6e-6)], table_upper("moe"), {"tile-ladder": starved})
+    assert form == "tile-ladder" and ratio == pytest.approx(8.0, rel=1e-2)
+
+
+def test_no_form_to_fit_is_refused():
+    with pytest.raises(InvalidInputError, match="work form"):
+        fit_moe_kind({}, table_upper("moe"))

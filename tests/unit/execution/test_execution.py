@@ -217,9 +217,12 @@ def test_model_steps_route_tokens_independently_so_small_batches_read_fewer_expe
     balanced.routing, uniform.routing = "balanced", "uniform"
     # the model family's routing (execution.moe_routing: uniform or the skew fitted for gpt_oss)
     assert sm.coster.routing == sm.graph_coster.routing == model_routing("gpt_oss")
+    # the checkpoint's experts are MXFP4: 4 bits plus one 8-bit scale per 32 weights (workload/weight_formats.yaml)
+    assert sm.coster.expert_weight_bytes == pytest.approx((4 + 8 / 32) / 8)
+    balanced.expert_weight_bytes = uniform.expert_weight_bytes = sm.coster.expert_weight_bytes
     uniform_cost, balanced_cost = uniform.routed_experts(ffn, 32), balanced.routed_experts(ffn, 32)
     active = 128 * (1 - (1 - 4 / 128) ** 32)
-    per_expert = (2880 * 2 * 2880 + 2880 * 2880) * bytes_per_element("fp4")
+    per_expert = (2880 * 2 * 2880 + 2880 * 2880) * bytes_per_element("fp4") * 4.25 / 4
     assert active == pytest.approx(81.66, abs=0.01)
     assert balanced_cost.bytes - uniform_cost.bytes == pytest.approx((128 - active) * per_expert)
     assert uniform_cost.flops == pytest.approx(balanced_cost.flops)  # the same 128 token-expert rows

@@ -6,7 +6,12 @@ import pytest
 
 from tokenfab.errors import UnknownNameError
 from tokenfab.workload.hf_config import load_model, parse_config
-from tokenfab.workload.weight_format import checkpoint_layout, format_of_quantization_config, weight_format
+from tokenfab.workload.weight_format import (
+    checkpoint_layout,
+    format_of_quantization_config,
+    stored_bytes_per_weight,
+    weight_format,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -73,3 +78,12 @@ def test_user_config_modelopt_ignore_list_keeps_attention_16bit():
     assert spec.weight_format == "nvfp4"
     assert not any(g.attention.weights_quantized for g in spec.layers)
     assert checkpoint_layout(spec, "fp4").format == "nvfp4"
+
+
+def test_stored_bytes_of_a_named_format_or_the_dtypes_default():
+    assert stored_bytes_per_weight("fp4", "mxfp4") == pytest.approx((4 + 8 / 32) / 8)  # a benchmark naming MXFP4
+    assert stored_bytes_per_weight("fp4") == pytest.approx((4 + 8 / 16) / 8)  # fp4's default: NVFP4
+    assert stored_bytes_per_weight("fp8", "fp8-block128") == pytest.approx(1 + 4 / 16384)
+    assert stored_bytes_per_weight("fp8") == 1.0 and stored_bytes_per_weight("bf16") == 2.0
+    with pytest.raises(UnknownNameError, match="mxfp4"):
+        stored_bytes_per_weight("fp4", "mxfp5")
