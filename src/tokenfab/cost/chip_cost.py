@@ -62,6 +62,9 @@ class ChipCost:
         self._peaks = {k: v.value for k, v in chip.peak_flop_per_s.items()}
         vector = chip.vector_flop_per_s.value if chip.vector_flop_per_s else None
         self.vector_flop_per_s = vector or min(self._peaks.values())
+        # (act, weight, variant) -> a GEMM's profile key, compute format and operand bytes (`cost.gemm.gemm_work`): they
+        # depend on the chip's formats only, and every GEMM estimate asks
+        self.gemm_formats: dict[tuple[str, str, str], tuple] = {}
 
     @property
     def resolved(self) -> ResolvedProfile:

@@ -49,11 +49,16 @@ def gemm_work(
 
     `weights_on_chip`: W is held in on-chip memory across steps (a deployment whose weights fit)."""
     weight_dtype = weight_dtype or act_dtype
-    kind, compute = gemm_kind(cc, act_dtype, weight_dtype, variant)
-    out_bytes = 4.0 if act_dtype in ("fp32", "tf32") else 2.0
-    a_bytes = bytes_per_element(act_dtype) if act_dtype in _SIXTEEN_BIT or cc.supports(act_dtype) else 2.0
+    formats = cc.gemm_formats.get((act_dtype, weight_dtype, variant))
+    if formats is None:  # what depends only on the chip and the operand formats, worked out once per chip
+        kind, compute = gemm_kind(cc, act_dtype, weight_dtype, variant)
+        out_bytes = 4.0 if act_dtype in ("fp32", "tf32") else 2.0
+        a_bytes = bytes_per_element(act_dtype) if act_dtype in _SIXTEEN_BIT or cc.supports(act_dtype) else 2.0
+        formats = cc.gemm_formats[(act_dtype, weight_dtype, variant)] = (
+            kind, compute, out_bytes, a_bytes, bytes_per_element(weight_dtype))
+    kind, compute, out_bytes, a_bytes, w_bytes = formats
     flops = 2.0 * m * n * k
-    shape = GemmShape(m, n, k, a_bytes, bytes_per_element(weight_dtype), out_bytes, weights_on_chip)
+    shape = GemmShape(m, n, k, a_bytes, w_bytes, out_bytes, weights_on_chip)
     dram, onchip = gemm_traffic_bytes(m, n, k, a_bytes, shape.w_bytes, out_bytes, cc.onchip.reuse_capacity_bytes, weights_on_chip)
     work = min(m, TILE) * n / (TILE * TILE)
     return KernelWork(flops, dram, cc.peak(compute), work, kind, onchip, shape)

@@ -131,7 +131,13 @@ class ResolvedProfile:
         return self._pick(table, kv_kind, "bf16")
 
     def elementwise(self) -> tuple[KernelParams, str]:
-        """Streaming-kernel curve of the first layer that has one."""
+        """Streaming-kernel curve of the first layer that has one (remembered in `_picked`, as `_pick` does)."""
+        hit = self._picked.get("elementwise")
+        if hit is None:
+            hit = self._picked["elementwise"] = self._elementwise()
+        return hit
+
+    def _elementwise(self) -> tuple[KernelParams, str]:
         for prof, source in self.layers():
             if prof.elementwise is not None:
                 return prof.elementwise, source
@@ -202,7 +208,14 @@ class ResolvedProfile:
     def collective(self, name: str, num_devices: int) -> tuple[CollectiveParams, str]:
         """Fitted parameters for `name` among `num_devices`: the fit for that group size, else the
         largest measured size below it (the algorithm NCCL picks changes with size, e.g. NVLS at 8),
-        from the first layer that measured this collective."""
+        from the first layer that measured this collective. Remembered in `_picked`, as `_pick` does."""
+        key = ("collective", name, num_devices)
+        hit = self._picked.get(key)
+        if hit is None:
+            hit = self._picked[key] = self._collective(name, num_devices)
+        return hit
+
+    def _collective(self, name: str, num_devices: int) -> tuple[CollectiveParams, str]:
         for prof, source in self.layers():
             if name in prof.collectives:
                 return nearest_group(prof.collectives[name], num_devices), source

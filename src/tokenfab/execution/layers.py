@@ -110,6 +110,7 @@ class LayerCoster:
         self._elem_cache: dict[tuple, tuple | OpCost] = {}
         # token distribution over experts (cost.moe.DISTRIBUTIONS): the model family's fitted one (StepModel passes it)
         self.routing = routing or model_routing()
+        self._oneshot: bool | None = None  # whether the profile fits a one-shot all-reduce (on first use)
 
     def gemm(self, op: str, m: int, n: int, k: int, *, weights: bool = True, stored: bool | None = None,
              unquantized: bool = False) -> OpCost:
@@ -150,7 +151,9 @@ class LayerCoster:
         hit = self._comm_cache.get(key)
         if hit is None:
             hit = estimate_collective(self.cc, self.system, name, devices, message_bytes, op=op)
-            oneshot = self.cc.resolved.has_collective("all_reduce_oneshot")
+            oneshot = self._oneshot
+            if oneshot is None:  # asked once: the profile never changes
+                oneshot = self._oneshot = self.cc.resolved.has_collective("all_reduce_oneshot")
             if name == "all_reduce" and oneshot and devices <= self.system.chips_per_node:
                 alt = estimate_collective(self.cc, self.system, "all_reduce", devices, message_bytes, op=op,
                                           implementation="oneshot")

@@ -248,10 +248,15 @@ class StepModel:
             if ct <= 0:
                 busy += idle_w * t
                 continue
-            activity = max(cflops / (peak * ct), cbytes / (bw * ct))
+            # max() and min() as conditionals (what they return: the first of equal values, NaN as they pass it)
+            activity, other = cflops / (peak * ct), cbytes / (bw * ct)
+            if other > activity:
+                activity = other
             if conchip > 0.0:
-                activity = max(activity, (cbytes + conchip) / (onchip_bw * ct))
-            busy += (idle_w + swing_w * min(1.0, activity)) * t
+                other = (cbytes + conchip) / (onchip_bw * ct)
+                if other > activity:
+                    activity = other
+            busy += (idle_w + swing_w * (activity if activity < 1.0 else 1.0)) * t
         flat = [time_s, roof, busy]
         for row in totals.values():
             bound_time = row.pop()

@@ -19,12 +19,12 @@ from __future__ import annotations
 import heapq
 import math
 import operator
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from tokenfab.serving.invariants import check_replica
 from tokenfab.serving.kvcache import BlockPool
+from tokenfab.serving.metrics import TimeSeries
 from tokenfab.serving.policies import make_queue
 from tokenfab.serving.request import Request
 
@@ -133,7 +133,10 @@ class Replica:
         self.outstanding = 0
         self.preempted = 0
         self.swap_s = 0.0
-        self.on_sample: Callable[[float, float, int, float], None] | None = None
+        # where busy time goes, by batch size and KV use (the simulator's time series; None: not recorded). Its
+        # `sample` is called once or twice per request; the replica adds the common case (an interval inside one
+        # bucket) itself, the same three sums `TimeSeries.sample` makes.
+        self.series: TimeSeries | None = None
         self._bs, self._budget, self._idle_w = spec.block_tokens, spec.max_num_batched_tokens, spec.idle_power_w
         self._step, self._decode_pair = spec.step.step, spec.step.decode_pair
         self.policy: SchedulerPolicy = spec.policy or _DefaultPolicy()
@@ -473,8 +476,16 @@ class Replica:
         blocks = pool.num_blocks  # pool.used_frac(), inlined
         w.batch = batch = n + len(prefilling)
         w.kv_frac = kv = (blocks - pool.free - len(pool.lru) * pool.blocks_per_entry) / blocks if blocks else 0.0
-        if self.on_sample is not None:
-            self.on_sample(now, t, batch, kv)
+        series = self.series
+        if series is not None:  # TimeSeries.sample, its one-bucket case inlined
+            width, dts = series.interval_s, series.dt
+            i = int(now / width)
+            if i == int((now + t) / width) and i < len(dts):
+                dts[i] += t
+                series.batch[i] += t * batch
+                series.kv[i] += t * kv
+            else:
+                series.sample(now, t, batch, kv)
         return now + t
 
     def _start_prefill_only(self, now: float) -> float | None:
@@ -537,7 +548,8 @@ class Replica:
         if self.gate is not None and self.waiting:  # prompts held by attention-DP balancing: ask again in time
             k = max(1, min(k, self.hold_iters))
         first_need = self.bins[(-self.g) % self._bs]
-        avail = self.pool.available
+        pool = self.pool
+        avail = pool.free + len(pool.lru) * pool.blocks_per_entry  # pool.available, inlined
         blocks = self._crossings(k) - first_need
         if blocks > avail:
             lo, hi = 1, k  # largest k whose extra blocks fit
@@ -549,7 +561,10 @@ class Replica:
                     hi = mid
             k = lo
             blocks = self._crossings(k) - first_need
-        self.pool.allocate(blocks)
+        if blocks <= pool.free:  # pool.allocate's first case, inlined
+            pool.free -= blocks
+        else:
+            pool.allocate(blocks)
         kv0 = self.sum_kv / n + 1
         padded = self._padded[n] if n < len(self._padded) else self.policy.padded_decode(n)
         # the padding rows of a captured graph are dummy sequences without a KV history: they widen the GEMMs and
@@ -565,11 +580,18 @@ class Replica:
         # _account, inlined (once per decode run)
         self.energy_j += k * (e0 + e1) / 2
         self.busy_s += total
-        pool = self.pool
         num_blocks = pool.num_blocks  # pool.used_frac(), inlined
         w.kv_frac = kv = (num_blocks - pool.free - len(pool.lru) * pool.blocks_per_entry) / num_blocks if num_blocks else 0.0
-        if self.on_sample is not None:
-            self.on_sample(now, total, n, kv)
+        series = self.series
+        if series is not None:  # TimeSeries.sample, its one-bucket case inlined
+            width, dts = series.interval_s, series.dt
+            i = int(now / width)
+            if i == int((now + total) / width) and i < len(dts):
+                dts[i] += total
+                series.batch[i] += total * n
+                series.kv[i] += total * kv
+            else:
+                series.sample(now, total, n, kv)
         return now + total
 
     def _emit_first(self, at_s: float) -> None:
@@ -586,8 +608,8 @@ class Replica:
         kv = (blocks - pool.free - len(pool.lru) * pool.blocks_per_entry) / blocks if blocks else 0.0
         w = self.work
         w.batch, w.kv_frac = batch, kv
-        if self.on_sample is not None:
-            self.on_sample(now, dt, batch, kv)
+        if self.series is not None:
+            self.series.sample(now, dt, batch, kv)
 
     def check_invariants(self) -> None:
         """Block conservation and aggregate consistency (for tests; O(running)): see `serving.invariants`."""
@@ -618,9 +640,18 @@ class Replica:
         new_e = j * w.e0 + e_slope * j * (j - 1) / 2
         self.energy_j -= old_e - new_e
         self.busy_s -= old_total - new_total
-        if self.on_sample is not None:  # the time series gives back the cut tail too
-            self.on_sample(w.start_s + old_total, -(old_total - new_total), w.batch, w.kv_frac)
-        unused = w.blocks - (self._crossings(j) - self.bins[(-self.g) % self.spec.block_tokens])
+        series = self.series
+        if series is not None:  # the time series gives back the cut tail too (TimeSeries.sample's one-bucket case)
+            at, dt = w.start_s + old_total, -(old_total - new_total)
+            width, dts = series.interval_s, series.dt
+            i = int((at + dt) / width)
+            if i == int(at / width) and i < len(dts):
+                dts[i] += dt
+                series.batch[i] += dt * w.batch
+                series.kv[i] += dt * w.kv_frac
+            else:
+                series.sample(at, dt, w.batch, w.kv_frac)
+        unused = w.blocks - (self._crossings(j) - self.bins[(-self.g) % self._bs])
         self.pool.release(unused)
         w.blocks -= unused
         w.iters, w.end_s = j, w.start_s + new_total
@@ -670,7 +701,7 @@ class Replica:
     def _decoders_done(self, heap: list[int], g: int, now: float, done: list[Request]) -> None:
         """Decoders whose finishing iteration has come leave, in id order within an iteration (`_stop_decoding`,
         `_release` and `_finished`, inlined for the common case)."""
-        bins, bs, release, fast = self.bins, self._bs, self.pool.release, self._fast
+        bins, bs, pool, fast = self.bins, self._bs, self.pool, self._fast
         while heap and heap[0] <= g:
             finish_at = heapq.heappop(heap)
             bucket = self.finishing.pop(finish_at)
@@ -693,8 +724,10 @@ class Replica:
                     req.computed, req.decode_join = kv, -1
                     if req.final_blocks or req.cache_refs:
                         self._release(req, kv)
-                    else:  # _release without reserve blocks or prefix-cache references
-                        release(-(-kv // bs) - req.shared_blocks)
+                    else:  # _release without reserve blocks or prefix-cache references (pool.release inlined)
+                        pool.free += -(-kv // bs) - req.shared_blocks
+                        if pool.free > pool.num_blocks:
+                            raise AssertionError(f"KV pool over-released: {pool.free} free of {pool.num_blocks}")
                         req.shared_blocks = 0
                     req.finish_s = now  # _finished, inlined
                     self.outstanding -= req.prompt_len + req.output_len

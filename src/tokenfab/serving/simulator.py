@@ -138,7 +138,7 @@ class Simulation:
         self.transfer_s_per_token = transfer_s_per_token
         self.series = TimeSeries(timeseries_interval_s)
         for r in self.replicas + self.decoders:
-            r.on_sample = self.series.sample
+            r.series = self.series
         if attention_dp is not None:
             _gate_instances(self.replicas, *attention_dp)
         for r in self.replicas:  # ranks of an attention-DP instance costed in lock step (`attention_dp.LockstepTimer`)

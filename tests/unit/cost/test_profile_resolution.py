@@ -88,3 +88,19 @@ def test_h20_bf16_gemm_is_inherited_from_h100_and_fp8_block_fitted():
     assert r.gemm("bf16")[1] == "inherited" and r.gemm("fp8-block")[1] == "fitted"
     h100 = resolve_profile(load_chip("h100-sxm"))
     assert r.gemm("bf16")[0] == h100.gemm("bf16")[0]
+
+
+def test_remembered_elementwise_and_collective_fits_equal_the_search():
+    """`elementwise()` and `collective()` remember their answer per profile: a second ask gives the same objects the
+    uncached search gives, for every group size a collective is asked at, on a partial and on catalog profiles."""
+    from tokenfab.cost.chip_cost import chip_cost
+
+    resolved = [_partial_resolved()] + [chip_cost(load_chip(name)).resolved for name in ("h100-sxm", "a100-sxm", "l40s")]
+    for r in resolved:
+        assert r.elementwise() == r._elementwise() and r.elementwise() is r.elementwise()
+        for name in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all"):
+            if not r.has_collective(name):
+                continue
+            for n in (1, 2, 3, 4, 8, 16, 64):
+                first = r.collective(name, n)
+                assert first == r._collective(name, n) and r.collective(name, n) is first
