@@ -1,8 +1,10 @@
 """Where a sweep's design points are evaluated: in this process, in local processes, or on Ray.
 
-The points are split into contiguous chunks, one per worker (the batched path shares each
-batch's step shapes among the points of a chunk, so fewer, larger chunks cost less CPU), and
-the results put back in point order. Every chunk records the step model's kernels on the
+The points are split into contiguous chunks, one per worker, of the points ordered by the
+memory totals their steady states depend on (`memory_order`), and the results put back in point
+order: the batched path shares each batch's step shapes and states among the points of a chunk,
+and points of similar memory ask for the same batches (the KV cache bounds their bisections
+alike), so ordered chunks repeat less of each other's work than chunks of the sample order. Every chunk records the step model's kernels on the
 sweep's first design point (`fast.fast_capacities`' `record_on`), so a point's figures do not
 depend on the chunk it lands in: the outcome is the same whatever the number of workers.
 """
@@ -46,23 +48,32 @@ def evaluate_all(base: ChipSpec, chips: list[ChipSpec], knob_sets: list[dict[str
     if not chips:
         return []
     record_on = chips[0]
-    if ray_address:
-        out = _evaluate_ray(base, record_on, _chunks(knob_sets, workers), model, slo, ray_address)
-    elif workers == 1:
+    if workers == 1 and not ray_address:
         return evaluate_points(chips, knob_sets, model, slo, progress, record_on=record_on)
+    order = memory_order(chips)
+    chunks = [[knob_sets[i] for i in idx] for idx in _chunks(order, workers)]
+    done: list[PointResult] = []
+    if ray_address:
+        done = _evaluate_ray(base, record_on, chunks, model, slo, ray_address)
     else:
-        chunks = _chunks(knob_sets, workers)
-        out = []
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
             n = len(chunks)
             for part in pool.map(evaluate_chunk, [base] * n, [record_on] * n, chunks, [model] * n, [slo] * n):
-                out += part
+                done += part
                 if progress is not None:
-                    progress(len(out), len(chips))
-        return out
-    if progress is not None:
-        progress(len(out), len(chips))
+                    progress(len(done), len(chips))
+    out: list[PointResult | None] = [None] * len(chips)
+    for i, result in zip(order, done):
+        out[i] = result
+    if progress is not None and ray_address:
+        progress(len(done), len(chips))
     return out
+
+
+def memory_order(chips: list[ChipSpec]) -> list[int]:
+    """The points' indices by their memory totals (device-reported, then CUDA's: all a steady state's engine
+    limits and KV room read of the chip), ties in point order."""
+    return sorted(range(len(chips)), key=lambda i: (chips[i].device_memory_bytes, chips[i].cuda_total_memory_bytes, i))
 
 
 def _evaluate_ray(base: ChipSpec, record_on: ChipSpec, chunks: list[list], model: ModelSpec, slo: SLOSpec,

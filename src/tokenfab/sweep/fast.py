@@ -18,6 +18,7 @@ fall back to the slow path.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,10 @@ from tokenfab.search.capacity import (
 from tokenfab.search.plan_capacity import TP_DEGREES, engine_on_chip, tp_degrees_on
 from tokenfab.sweep.capacity import SLO_PERCENTILE, PointCapacity
 from tokenfab.sweep.evaluate import PointResult, evaluate_point, finish_point, good_die_cost_usd
-from tokenfab.sweep.retime import Kernels, _Block, _NotRecordable, _Points, _Recorder, _RecordingStepModel
+from tokenfab.sweep.layer_rows import LayerRows
+from tokenfab.sweep.retime import (
+    _FIELDS, KernelRows, Kernels, _Block, _NotRecordable, _Points, _Recorder, _RecordingStepModel,
+)
 from tokenfab.workload.spec import ModelSpec
 
 
@@ -78,46 +82,82 @@ class _Plan:
         steady_state(collector, *self.args)
         local: dict[int, int] = {}
         rows: list[tuple] = []
-        self.parts: dict[int, tuple] = {}  # id(part) -> (local kernel rows, their counts)
-        self.steps: list[tuple] = []  # (step key, ids of the parts it sums, in StepModel.step's order)
+        parts: dict[int, int] = {}  # id(part) -> its position among the plan's distinct parts
+        part_rows: list = []  # per distinct part: its local kernel rows (a list, or a layer stub's key), its counts
+        self.keys: list[tuple] = []
+        step_parts: list[list[int]] = []  # per step, the positions of the parts it sums, in StepModel.step's order
         for key, step in collector.steps.items():
             result = sm.step(step)
             cached = step.num_decode * quantise_context(step.decode_kv_len) if step.num_decode else 0.0  # as step() does
             pids = []
             for part in result.part_records:
-                pid = id(part)
-                if pid not in self.parts:
-                    idx, counts = [], []
-                    for cost, count in sm.part_pairs[pid][1]:
-                        j = local.get(id(cost))
-                        if j is None:
-                            j = local[id(cost)] = len(rows)
-                            rows.append(kernels.row(cost, cached))
-                        idx.append(j)
-                        counts.append(count)
-                    self.parts[pid] = (np.array(idx, dtype=int), np.array(counts, dtype=float)[:, None])
-                pids.append(pid)
-            self.steps.append((key, pids))
-        self.table = np.array(rows, dtype=float)
+                pos = parts.get(id(part))
+                if pos is None:
+                    pos = parts[id(part)] = len(part_rows)
+                    pairs = sm.part_pairs[id(part)][1]
+                    if pairs is None:  # a layer stub: (0, 0, 0, LAYER_STUB, tokens, graphed)
+                        part_rows.append((None, part[4:]))
+                    else:
+                        idx = []
+                        for cost, count in pairs:
+                            j = local.get(id(cost))
+                            if j is None:
+                                j = local[id(cost)] = len(rows)
+                                rows.append(kernels.row(cost, cached))
+                            idx.append(j)
+                        part_rows.append((idx, [count for _, count in pairs]))
+                pids.append(pos)
+            self.keys.append(key)
+            step_parts.append(pids)
+        table, self.gather, counts, self.starts = _gather(np.array(rows, dtype=float).reshape(len(rows), len(_FIELDS)),
+                                                          part_rows, sm.layer_rows)
+        self.rows, self.counts = KernelRows(table), counts[None, :]
+        widths = {len(p) for p in step_parts}
+        if len(widths) != 1:  # every single-stage step sums layers, head and attention cores
+            raise _NotRecordable("steps of different part counts")
+        self.columns = [np.array(c, dtype=int) for c in zip(*step_parts)]  # per part slot, each step's part
 
     def state(self, pts: _Points, residency: tuple) -> SteadyState:
-        """The steady state of the points `pts`, as arrays: `steady_state` on their re-timed steps."""
-        block = _Block(self.table, pts, residency, self.kernels)
-        sums: dict[int, tuple] = {}
-        times: dict[tuple, tuple] = {}
-        for key, pids in self.steps:
-            part_t, part_busy = [], []
-            for pid in pids:  # summed part by part, operator by operator, as StepModel.step sums them
-                hit = sums.get(pid)
-                if hit is None:
-                    idx, counts = self.parts[pid]
-                    ot = block.time[idx] * counts
-                    hit = sums[pid] = (ot.sum(axis=0), (block.power[idx] * ot).sum(axis=0))
-                part_t.append(hit[0])
-                part_busy.append(hit[1])
-            time_s = sum(part_t)
-            times[key] = (time_s, self.sm.power.to_wall(sum(part_busy) * self.sm.par.num_devices, time_s))
+        """The steady state of the points `pts`, as arrays: `steady_state` on their re-timed steps. Operators are
+        summed part by part and parts step by step as `StepModel.step` sums them, along each point's row."""
+        block = _Block(self.rows, pts, residency, self.kernels)
+        ot = block.time[:, self.gather] * self.counts
+        part_t = np.add.reduceat(ot, self.starts, axis=1)
+        part_busy = np.add.reduceat(block.power[:, self.gather] * ot, self.starts, axis=1)
+        time_s, busy = 0, 0
+        for c in self.columns:  # Python's sum over the parts: 0 + p0 + p1 + ...
+            time_s = time_s + part_t[:, c]
+            busy = busy + part_busy[:, c]
+        energy = self.sm.power.to_wall(busy * self.sm.par.num_devices, time_s)
+        times = {key: (time_s[:, j], energy[:, j]) for j, key in enumerate(self.keys)}
         return steady_state(_LookupTimes(self.sm, self.limits, times, pts.idle), *self.args)
+
+
+def _gather(table: np.ndarray, part_rows: list, layer_rows: LayerRows | None):
+    """The plan's kernel table (the recorded rows, then the layer stubs' rows from `layer_rows`, all token counts of
+    one kind at once), and the rows and counts of every distinct part, concatenated, with where each part starts."""
+    blocks, offset, stub_rows = [table], len(table), {}
+    for graphed in (False, True):
+        keys = list(dict.fromkeys(key for idx, key in part_rows if idx is None and key[1] == graphed))
+        if not keys:
+            continue
+        rows, counts = layer_rows.rows(np.array([k[0] for k in keys], dtype=np.int64), graphed)
+        num_ops = rows.shape[1]
+        blocks.append(rows.reshape(-1, rows.shape[2]))
+        for i, key in enumerate(keys):
+            stub_rows[key] = (np.arange(offset + i * num_ops, offset + (i + 1) * num_ops), counts)
+        offset += len(keys) * num_ops
+    gather, weights, starts, n = [], [], [], 0
+    for idx, counts in part_rows:
+        if idx is None:
+            idx, counts = stub_rows[counts]
+        if not len(idx):  # reduceat would not give an empty part's zero
+            raise _NotRecordable("a part without operators")
+        starts.append(n)
+        n += len(idx)
+        gather.append(np.asarray(idx, dtype=int))
+        weights.append(np.asarray(counts, dtype=float))
+    return np.concatenate(blocks), np.concatenate(gather), np.concatenate(weights), np.array(starts, dtype=int)
 
 
 def _tp_setup(pts: _Points, model: ModelSpec, tp: int, record_on: ChipSpec | None = None):
@@ -139,11 +179,13 @@ def _tp_setup(pts: _Points, model: ModelSpec, tp: int, record_on: ChipSpec | Non
         graph_rec = _Recorder(sm.graph_coster.cc)
         graph_rec.kernels = rec.kernels
         sm.graph_coster.cc, sm.graph_coster.residency = graph_rec, sm.coster.residency
+    kernels = Kernels(sm, rec, pts.peak_keys)
+    sm.layer_rows = LayerRows.build(sm, kernels)  # None: layer parts through the step model (MLA, MoE, ...)
     plans = [plan_residency(onchip_memory(c), c.memory_bandwidth_bytes_per_s, mem.weights_bytes, mem.kv_bytes_per_token)
              for c in pts.chips]
     residency = (np.array([p.weights_on_chip for p in plans]), np.array([p.kv_budget_bytes for p in plans]),
                  mem.kv_bytes_per_token)
-    return sm, Kernels(sm, rec, pts.peak_keys), residency
+    return sm, kernels, residency
 
 
 def _engine_limits(pts: _Points, model: ModelSpec, slo: SLOSpec, tp: int) -> list[tuple[EngineLimits | None, int]]:
@@ -166,14 +208,39 @@ def _engine_limits(pts: _Points, model: ModelSpec, slo: SLOSpec, tp: int) -> lis
     return out
 
 
+def _each_point(state: SteadyState, n: int) -> list[SteadyState]:
+    """`state.point(i)` for every i < n at once (each array field converted to floats once, not per point)."""
+    cols = [v.tolist() if isinstance(v, np.ndarray) else [v] * n for v in (getattr(state, f) for f in _STATE_FIELDS)]
+    return [SteadyState(*values) for values in zip(*cols)]
+
+
+_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(SteadyState))
+
+
 def _lock_step(setup: tuple, pts: _Points, residency: tuple, limits: EngineLimits, tops: list[int],
                slo: SLOSpec) -> list[SteadyState | None]:
-    """Every point's `bisection` at once: each round, the points asking for the same batch share its state."""
+    """Every point's `bisection` at once: each round, the points asking for the same batch share its state, and a
+    point asking again for a batch it was answered before (the bisection's last two asks often are) gets its own
+    state back at once (a point's state does not depend on the points beside it in a block)."""
     sm, kernels = setup
     inp, outp, wait = slo.input_tokens, slo.output_tokens, SLO_PERCENTILE / 100.0
     searches = [bisection(top, outp, slo.ttft_s, slo.tpot_s, SLO_PERCENTILE, False) for top in tops]
     found: list[SteadyState | None] = [None] * len(tops)
+    seen: list[dict[int, SteadyState]] = [{} for _ in tops]
     pending = {j: next(s) for j, s in enumerate(searches)}
+
+    def answer(j: int, state: SteadyState) -> None:
+        while True:
+            try:
+                b = searches[j].send(state)
+            except StopIteration as done:
+                found[j] = done.value
+                return
+            state = seen[j].get(b)
+            if state is None:
+                pending[j] = b
+                return
+
     plans: dict[int, _Plan] = {}
     while pending:
         asks: dict[int, list[int]] = {}
@@ -186,11 +253,9 @@ def _lock_step(setup: tuple, pts: _Points, residency: tuple, limits: EngineLimit
                 state = plan.state(pts.subset(js), tuple(r[js] if isinstance(r, np.ndarray) else r for r in residency))
             except TokenfabError:  # the slow path's estimate_capacity raises the same: no capacity at this TP
                 continue
-            for pos, j in enumerate(js):
-                try:
-                    pending[j] = searches[j].send(state.point(pos))
-                except StopIteration as done:
-                    found[j] = done.value
+            for j, one in zip(js, _each_point(state, len(js))):
+                seen[j][b] = one
+                answer(j, one)
     return found
 
 

@@ -22,6 +22,7 @@ from tokenfab.cost.onchip import (
 )
 from tokenfab.cost.profile import resolve_profile
 from tokenfab.cost.result import OpCost
+from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.step import StepModel
 from tokenfab.hardware.spec import ChipSpec
 
@@ -71,12 +72,53 @@ class _Recorder(ChipCost):
         return cost
 
 
+LAYER_STUB = "layer part listed by sweep.layer_rows"
+
+
 class _RecordingStepModel(StepModel):
-    """A StepModel that keeps the (operator, count) pairs of every part it sums."""
+    """A StepModel that keeps the (operator, count) pairs of every part it sums. With `layer_rows` set (see
+    `sweep.layer_rows`) a layer part is not costed: `step` sums a stub part (zero times, then LAYER_STUB, the
+    token count and whether the step is graph-replayed), whose rows the plan takes from `layer_rows`."""
 
     def __init__(self, *args, **kwargs):
         self.part_pairs: dict[int, list] = {}
+        self.layer_rows = None
+        self._layer_stubs: dict[tuple, tuple] = {}
+        self._prefill_cores: dict[tuple, tuple] = {}
         super().__init__(*args, **kwargs)
+        # attention whose cores are one kernel per prefill group, then the decodes' (`LayerCoster.core_attention_ops`)
+        self._split_cores = all(g.attention.kind not in ("mla", "linear") and not g.attention.index_topk_tokens
+                                for g in self.model.layers)
+
+    def _core_part(self, batch):
+        """`StepModel._core_part` with each prefill group's kernels costed once per group shape (a sweep's steps
+        repeat a few prompt shapes beside ever new decode counts); the same operators in the same order."""
+        if not self._split_cores:
+            return super()._core_part(batch)
+        coster = self.coster if batch.prefill else self.graph_coster
+        pairs = []
+        for group, count in self._group_counts:
+            for shape in batch.prefill:
+                key = (coster is self.coster, id(group), shape)
+                costs = self._prefill_cores.get(key)
+                if costs is None:
+                    costs = self._prefill_cores[key] = tuple(coster.core_attention_ops(group.attention,
+                                                                                      StepBatch((shape,), 0, 0.0)))
+                pairs += [(cost, count) for cost in costs]
+            if batch.num_decode:
+                decode = StepBatch((), batch.num_decode, batch.decode_kv_len)
+                pairs += [(cost, count) for cost in coster.core_attention_ops(group.attention, decode)]
+        return self._aggregate(pairs)
+
+    def _layers_part(self, num_tokens: int, num_decode: int):
+        if self.layer_rows is None:
+            return super()._layers_part(num_tokens, num_decode)
+        key = (num_tokens, num_tokens == num_decode)
+        hit = self._layer_stubs.get(key)
+        if hit is None:
+            hit = self._layer_stubs[key] = (0.0, 0.0, 0.0, LAYER_STUB, *key)  # a new tuple per key: ids stay distinct
+            self.part_pairs[id(hit)] = (hit, None)
+        return hit
 
     def _aggregate(self, pairs):
         pairs = list(pairs)
@@ -112,13 +154,14 @@ class _Points:
         for k, v in cols.items():
             setattr(self, k, np.array(v, dtype=float))
         self.power_peak = self.peaks[self.peak_keys.index(_peak_key({k: 1.0 for k in chips[0].peak_flop_per_s}, "bf16"))]
+        self.peaks_t = np.ascontiguousarray(self.peaks.T)  # a point per row, as `_Block` lays them out
         self.chips = chips
 
     def subset(self, idx) -> _Points:
         """The figures of the points `idx` only."""
         sub = object.__new__(_Points)
         sub.n, sub.chips, sub.peak_keys = len(idx), [self.chips[i] for i in idx], self.peak_keys
-        sub.peaks = self.peaks[:, idx]
+        sub.peaks, sub.peaks_t = self.peaks[:, idx], self.peaks_t[idx]
         for k in self._COLUMNS:
             setattr(sub, k, getattr(self, k)[idx])
         return sub
@@ -175,58 +218,78 @@ class Kernels:
         return tuple(r)
 
 
-class _Block:
-    """A block of kernel rows (K) re-timed against a block of points (S): (K, S) time and power arrays."""
+class KernelRows:
+    """The chip-independent side of a block of kernel rows, prepared once (a plan re-times them many times):
+    each column as a (1, K) row, the rows of each kind and their columns."""
 
-    def __init__(self, table: np.ndarray, pts: _Points, residency: tuple, kernels: Kernels):
-        col = {f: table[:, j:j + 1] for f, j in _COL.items()}
+    def __init__(self, table: np.ndarray):
+        self.num_rows = len(table)
+        self.col = {f: np.ascontiguousarray(table[:, j])[None, :] for f, j in _COL.items()}
         kind = table[:, _COL["kind"]]
+        self.peak = table[:, _COL["peak"]].astype(int)
+        self.gemm = self._kind(kind == GEMM)
+        self.prefill_kv = self._kind(kind == PREFILL_KV)
+        self.decode_kv = self._kind(kind == DECODE_KV)
+        net = np.flatnonzero(kind >= ALL_REDUCE)
+        self.net = (net, kind[net], self.col["message"][:, net], self.col["bytes"][:, net]) if len(net) else None
+        self.dram = self.col["dram"]
+
+    def _kind(self, mask: np.ndarray):
+        idx = np.flatnonzero(mask)
+        return (idx, _Cols(self.col, idx)) if len(idx) else None
+
+
+class _Block:
+    """A block of kernel rows (K) re-timed against a block of points (S): (S, K) time and power arrays (a point
+    per row, so that every reduction over kernels runs along one point's contiguous row and gives that point
+    the same bits whatever other points share the block)."""
+
+    def __init__(self, rows: KernelRows, pts: _Points, residency: tuple, kernels: Kernels):
+        col = rows.col
         weights_fit, kv_budget, kvpt = residency
-        wf, kb = weights_fit[None, :], kv_budget[None, :]
-        shape = (len(table), pts.n)
-        dram, onchip = np.broadcast_to(col["dram"], shape).copy(), np.zeros(shape)
-        g = kind == GEMM
-        if g.any():
-            gemm = _Cols(col, g)
-            dram[g], onchip[g] = gemm_traffic_array(gemm, pts.reuse[None, :], wf & (gemm.weights_on_chip > 0))
-        p = kind == PREFILL_KV
-        if p.any():
-            c = _Cols(col, p)
-            dram[p] = c.fixed + kv_passes_array(c.readers, c.head_bytes, pts.reuse[None, :], pts.units[None, :]) * c.per_pass
-        d = kind == DECODE_KV
-        if d.any():
-            c = _Cols(col, d)
+        wf, kb = weights_fit[:, None], kv_budget[:, None]
+        reuse, bw, sram_bw = pts.reuse[:, None], pts.bw[:, None], pts.sram_bw[:, None]
+        shape = (pts.n, rows.num_rows)
+        dram, onchip = np.broadcast_to(rows.dram, shape).copy(), np.zeros(shape)
+        if rows.gemm is not None:
+            g, gemm = rows.gemm
+            dram[:, g], onchip[:, g] = gemm_traffic_array(gemm, reuse, wf & (gemm.weights_on_chip > 0))
+        if rows.prefill_kv is not None:
+            p, c = rows.prefill_kv
+            dram[:, p] = c.fixed + kv_passes_array(c.readers, c.head_bytes, reuse, pts.units[:, None]) * c.per_pass
+        if rows.decode_kv is not None:
+            d, c = rows.decode_kv
             held = wf & (kvpt > 0) & (c.cached * kvpt <= kb)
-            dram[d], onchip[d] = np.where(held, c.dram, c.dram + c.cache), np.where(held, c.cache, 0.0)
+            dram[:, d], onchip[:, d] = np.where(held, c.dram, c.dram + c.cache), np.where(held, c.cache, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = _kernel_time(col, dram, onchip, pts.peaks[table[:, _COL["peak"]].astype(int)], pts)
-            activity = np.maximum(col["flops"] / (pts.power_peak * t), dram / (pts.bw * t))
-            activity = np.where(onchip > 0, np.maximum(activity, (dram + onchip) / (pts.sram_bw * t)), activity)
-            net = kind >= ALL_REDUCE
-            if net.any():
-                t[net] = _collective_times(kind[net], col["message"][net], pts.link[None, :], kernels)
-                nb = col["bytes"][net]
-                activity[net] = np.where(nb > 0, nb / (pts.bw * t[net]), 0.0)
+            t = _kernel_time(col, dram, onchip, pts.peaks_t[:, rows.peak], bw, sram_bw, pts.units[:, None])
+            activity = np.maximum(col["flops"] / (pts.power_peak[:, None] * t), dram / (bw * t))
+            activity = np.where(onchip > 0, np.maximum(activity, (dram + onchip) / (sram_bw * t)), activity)
+            if rows.net is not None:
+                net, kind, message, nb = rows.net
+                tn = t[:, net] = _collective_times(kind, message, pts.link[:, None], kernels)
+                activity[:, net] = np.where(nb > 0, nb / (bw * tn), 0.0)
+        idle = pts.idle[:, None]
         self.time = t
-        self.power = np.where(t > 0, pts.idle + (pts.tdp - pts.idle) * np.minimum(1.0, activity), pts.idle)
+        self.power = np.where(t > 0, idle + (pts.tdp[:, None] - idle) * np.minimum(1.0, activity), idle)
 
 
 class _Cols:
     """The columns of some rows of a block, by the names `GemmShape` and the kernel formulas read."""
 
-    def __init__(self, col: dict, mask: np.ndarray):
+    def __init__(self, col: dict, idx: np.ndarray):
         for name, values in col.items():
-            setattr(self, name, values[mask])
+            setattr(self, name, values[:, idx])
         self.a_bytes, self.w_bytes, self.out_bytes, self.weights_on_chip = self.a, self.w, self.out, self.w_on_chip
 
 
-def _kernel_time(col: dict, dram, onchip, peak, pts: _Points) -> np.ndarray:
-    """`cost.kernel.kernel_time_s` (cold, forward pass) for rows of kernels against rows of points."""
+def _kernel_time(col: dict, dram, onchip, peak, bw, sram_bw, units) -> np.ndarray:
+    """`cost.kernel.kernel_time_s` (cold, forward pass) for rows of points against columns of kernels."""
     t_c = col["flops"] / peak
-    t_m = dram / pts.bw
-    t_m = np.where(onchip > 0, np.maximum(t_m, (dram + onchip) / pts.sram_bw), t_m)
+    t_m = dram / bw
+    t_m = np.where(onchip > 0, np.maximum(t_m, (dram + onchip) / sram_bw), t_m)
     half_occ = col["half_occ"]
-    u = np.where(half_occ > 0, col["work"] / (col["work"] + half_occ * pts.units), 1.0)
+    u = np.where(half_occ > 0, col["work"] / (col["work"] + half_occ * units), 1.0)
     a = np.where(t_c > 0, t_c / (col["compute_eff"] * u), 0.0)
     b = t_m / col["memory_eff"]
     hi = np.maximum(a, b)
@@ -237,17 +300,17 @@ def _kernel_time(col: dict, dram, onchip, peak, pts: _Points) -> np.ndarray:
 
 
 def _collective_times(kind: np.ndarray, message: np.ndarray, link: np.ndarray, kernels: Kernels) -> np.ndarray:
-    """`LayerCoster.collective` (ring/tree, one-shot when fitted) within one scale-up domain, rows x points."""
-    out = np.empty((len(kind), link.shape[1]))
+    """`LayerCoster.collective` (ring/tree, one-shot when fitted) within one scale-up domain, points x rows."""
+    out = np.empty((link.shape[0], len(kind)))
     n, resolved = kernels.sm.par.tp, kernels.rec.resolved
     for code, name in ((ALL_REDUCE, "all_reduce"), (ALL_GATHER, "all_gather")):
         rows = kind == code
         if not rows.any():
             continue
-        t = _flat_time(name, n, message[rows], link, resolved.collective(name, n)[0])
+        t = _flat_time(name, n, message[:, rows], link, resolved.collective(name, n)[0])
         if name == "all_reduce" and "all_reduce_oneshot" in resolved.profile.collectives:
-            t = np.minimum(t, _flat_time(name, n, message[rows], link, resolved.collective("all_reduce_oneshot", n)[0]))
-        out[rows] = t
+            t = np.minimum(t, _flat_time(name, n, message[:, rows], link, resolved.collective("all_reduce_oneshot", n)[0]))
+        out[:, rows] = t
     return out
 
 

@@ -10,7 +10,9 @@ import pytest
 from tokenfab import api
 from tokenfab.cli.main import run
 from tokenfab.errors import InvalidInputError, MissingDependencyError
-from tokenfab.sweep.distribute import _chunks
+from tokenfab.hardware.catalog import load_chip
+from tokenfab.sweep.distribute import _chunks, memory_order
+from tokenfab.sweep.knobs import apply_knobs
 
 pytestmark = pytest.mark.unit
 
@@ -28,6 +30,14 @@ def test_chunks_are_contiguous_and_cover_every_point():
     items = list(range(11))
     assert _chunks(items, 3) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]
     assert _chunks(items[:2], 4) == [[0], [1]]
+
+
+def test_points_are_chunked_by_memory_totals():
+    base = load_chip("h100-sxm")
+    chips = [apply_knobs(base, {"memory.capacity_bytes": c}) for c in (96e9, 40e9, 96e9, 64e9)]
+    chips.append(apply_knobs(base, {"memory.bandwidth_bytes_per_s": 2e12}))  # the base's own (reported) memory
+    assert memory_order(chips) == [1, 3, 4, 0, 2]  # 40, 64, 85.5 (an H100 as it reports itself), 96, 96 GB
+    assert 80e9 < base.device_memory_bytes < 96e9
 
 
 def test_two_workers_give_the_points_front_and_sensitivities_of_one():

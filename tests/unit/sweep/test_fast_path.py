@@ -101,3 +101,14 @@ def test_unrecordable_models_fall_back_to_the_slow_path(monkeypatch):
     knobs = {"memory.bandwidth_bytes_per_s": 3e12}
     [fast] = evaluate_points([apply_knobs(base, knobs)], [knobs], model, SLO)
     assert fast == evaluate_point(apply_knobs(base, knobs), knobs, model, SLO) and fast.tokens_per_s_per_chip > 0
+
+
+def test_a_points_figures_do_not_depend_on_the_points_beside_it():
+    """Bit for bit: re-timed operators are summed along each point's own row, so a point evaluated alone gives
+    what it gives among others (what makes a sweep's result independent of how its points are split)."""
+    base, model = load_chip("h100-sxm"), load_model("llama-3.1-8b")
+    chips = [apply_knobs(base, k) for k in KNOBS]
+    together = fast_capacities(chips, model, SLO, record_on=chips[0])
+    alone = [fast_capacities([chip], model, SLO, record_on=chips[0])[0] for chip in chips]
+    assert sum(c is not None for c in together) >= 5
+    assert together == alone
