@@ -27,13 +27,16 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from accuracy_serving import (
+    EXACT_CLIENT,
     HARDWARE,
     _concurrency_job,
     _engine_overrides,
     _offline_settings,
     _trtllm_bench_limits,
     add_measured,
+    apply_client,
     engine_release,
+    fitted_clients,
     fixed_concurrency_kwargs,
     repeat_reasons,
     under_clients,
@@ -194,7 +197,7 @@ def _formats(dtype: str, hw: str) -> dict:
 
 
 def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, balance: dict | None = None,
-                     assumed_workers: bool = False) -> tuple[list[dict], list[str]]:
+                     assumed_workers: bool = False, sglang_client: dict | None = None) -> tuple[list[dict], list[str]]:
     """The MoE fixed-concurrency and P/D jobs, each under its framework's benchmark client: the setting
     bench/fit_serving_client.py fitted on the dense rows of the same silicon samples (so every MoE row is
     held out from that fit), the exact client for a framework without one. Aggregated TensorRT-LLM attention-DP
@@ -203,6 +206,12 @@ def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, ba
     `assume_workers` (else they are listed as not expressed)."""
     jobs, failed = _jobs(directory, assumed_workers)
     jobs = under_clients(jobs, clients)
+    sglang_client = fitted_sglang_client() if sglang_client is None else sglang_client
+    if sglang_client:  # SGLang's DeepSeek runs: the client spread fitted with SGLang's prefill time on these runs
+        client = {**EXACT_CLIENT, **(fitted_clients() if clients is None else clients).get("sglang", {}), **sglang_client}
+        for job in jobs:
+            if job["meta"]["framework"] == "sglang":
+                job["kwargs"] = apply_client(job["kwargs"], client)
     balance = fitted_balance() if balance is None else balance
     for job in jobs:
         if balance and is_balanced_kind(job["meta"]):
@@ -211,6 +220,16 @@ def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, ba
 
 
 BALANCE_PATH = Path(__file__).with_name("data") / "attention_dp_balance.yaml"
+SGLANG_CLIENT_PATH = Path(__file__).with_name("data") / "sglang_moe_client.yaml"
+
+
+def fitted_sglang_client() -> dict:
+    """The benchmark-client output spread of the SGLang MoE runs, fitted with SGLang's prefill iteration time by
+    bench/fit_sglang_prefill.py ({} without the file: the framework's client)."""
+    if not SGLANG_CLIENT_PATH.exists():
+        return {}
+    row = (yaml.safe_load(SGLANG_CLIENT_PATH.read_text()) or {}).get("sglang", {})
+    return {"output_variation_frac": float(row["output_variation_frac"])} if "output_variation_frac" in row else {}
 
 
 def fitted_balance() -> dict:

@@ -318,6 +318,18 @@ def _full_attention_model(model: str) -> str:
 
 GIB = 2.0**30
 
+# The CUDA-graph capture list the PyTorch-backend perf overviews ran with (their llm_options.yml, passed as
+# --extra_llm_api_options: "cuda_graph_config: padding_enabled / enable_padding: true, batch_sizes: [1, 2, 4, 8, 16, 32,
+# 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192]"; "The data collected for the v0.20 benchmarks was run with the
+# following file", github.com/dominicshanshan/TensorRT-LLM docs/source/performance/perf-overview.md @ab4143e; the same
+# list in the v1.0-era overview @00f3768 and the developer-guide overview @03e27c7 for the 1.1/1.2 rows). It replaces
+# the list CudaGraphConfig would generate from max_batch_size (whose powers of two stop below 2^floor(log2 max), so a
+# max_batch_size of 384 captures ..., 128, 384 and pads a batch of 250 to 384); the engine keeps the sizes not above
+# max_batch_size and max_num_tokens. The v0.x TensorRT-engine runtime ran without CUDA graphs: trtllm-bench
+# throughput leaves PerformanceOptions.cuda_graphs at False (tensorrt_llm/bench dataclasses; only its low-latency
+# command turns them on).
+PERF_OVERVIEW_CUDA_GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)
+
 
 def _finetune_setting(requests: float, isl: int, osl: int, pp: int) -> tuple[int, int]:
     """trtllm-bench's finetune_setting (tensorrt_llm/bench/build/tuning.py): batch capped at 4096 / pp and rounded up
@@ -356,8 +368,8 @@ def _trtllm_bench_limits(kw: dict) -> dict:
     with context chunking on (bench dataclasses ExecutorSettingsConfig chunking=True; the v0.12 log's "maxInputLen
     ... since chunked context is enabled"), so max_num_tokens stays the tuned value; the PyTorch backend estimates
     with bytes per weight 2 / 1 / 0.5 (16-bit, FP8, NVFP4) at the run's fraction and, its chunking off, raises
-    max_num_tokens to ISL + max_batch_size, and captures CUDA graphs up to max_batch_size with padding on
-    (benchmark/utils/general.py get_settings: cuda_graph_config max_batch_size = max_batch_size)."""
+    max_num_tokens to ISL + max_batch_size; its CUDA graphs are the perf overviews' capture list with padding on
+    (`PERF_OVERVIEW_CUDA_GRAPH_BATCH_SIZES`), the engine releases run without graphs."""
     from tokenfab.hardware.catalog import load_chip
     from tokenfab.serving.engines.trtllm import is_engine_runtime
     from tokenfab.workload.hf_config import load_model
@@ -379,8 +391,9 @@ def _trtllm_bench_limits(kw: dict) -> dict:
     requests = (total_gib - weights_gib) * fraction / per_token_gib / (isl + osl)
     bs, tok = _finetune_setting(requests, isl, osl, pp)
     if engine_runtime:
-        return {"max_num_seqs": bs, "max_batched_tokens": tok, "chunked_prefill": True}
-    return {"max_num_seqs": bs, "max_batched_tokens": max(tok, isl + bs), "cuda_graph_max_batch": bs}
+        return {"max_num_seqs": bs, "max_batched_tokens": tok, "chunked_prefill": True, "cuda_graph_batch_sizes": ()}
+    return {"max_num_seqs": bs, "max_batched_tokens": max(tok, isl + bs),
+            "cuda_graph_batch_sizes": PERF_OVERVIEW_CUDA_GRAPH_BATCH_SIZES}
 
 
 def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:

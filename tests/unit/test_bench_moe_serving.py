@@ -212,3 +212,25 @@ def test_a_run_whose_own_latencies_put_few_requests_in_flight_is_not_scored():
     kept, reasons = below_stated_load([capped, loaded, {"kwargs": {"output_len": 8}, "measured": {}, "meta": {}}])
     assert len(kept) == 2 and kept[0] is loaded
     assert [r.split(":")[0] for r in reasons] == ["a-ttft", "a-tpot"] and "101 requests in flight" in reasons[0]
+
+
+def test_the_fitted_sglang_client_spread_applies_to_sglang_runs_only(tmp_path):
+    """bench/fit_sglang_prefill.py's output spread reaches SGLang's runs and leaves the other engines' clients alone;
+    {} keeps the framework client."""
+    import pandas as pd
+
+    from accuracy_moe_serving import concurrency_jobs
+
+    notes = _PLAIN + "; gemm_quant=nvfp4, moe_quant=nvfp4"
+    rows = [dict(case_id=f"{fw}-{m}", source_url_or_repo_path="", source_kind="repo-data", hardware="B200-SXM-180GB",
+                 n_accel=4, interconnect="NVLink5", model="deepseek-ai/DeepSeek-V3", precision="fp4",
+                 framework=f"{fw} {ver}", scenario="server-agg", batch=64, input_len=1024, output_len=1000, tp=4, pp=1,
+                 ep=4, metric=m, value=v, unit="ms", notes=notes)
+            for fw, ver in (("sglang", "0.5.9"), ("trtllm", "1.2.0")) for m, v in (("ttft_ms", 500.0), ("tpot_ms", 20.0))]
+    pd.DataFrame(rows).to_csv(tmp_path / "e2e_aiconfigurator_silicon.csv", index=False)
+    clients = {fw: {"warmup_waves": 0, "output_variation_frac": 0.0, "request_latency_ms": 0.0} for fw in ("sglang", "trtllm")}
+    jobs, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, sglang_client={"output_variation_frac": 0.1})
+    dist = {j["meta"]["framework"]: j["kwargs"].get("output_dist") for j in jobs}
+    assert dist == {"sglang": "uniform:900,1100", "trtllm": None}
+    plain, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, sglang_client={})
+    assert all("output_dist" not in j["kwargs"] for j in plain)

@@ -95,7 +95,8 @@ def simulate(
     decode_dp: int | None = None, decode_ep: int | None = None, decode_moe_tp: int | None = None,
     request_latency_ms: float = 0.0, engine_version: str | None = None, two_batch_overlap: bool = False,
     adp_timeout_iters: int = 0, adp_batching_wait_iters: int = 0, prefill_max_num_seqs: int | None = None,
-    cuda_graph_max_batch: int | None = None, num_redundant_experts: int = 0,
+    cuda_graph_max_batch: int | None = None, cuda_graph_batch_sizes: tuple[int, ...] | None = None,
+    num_redundant_experts: int = 0,
 ):
     """Simulate serving a stream of requests (see `tokenfab simulate --help`).
 
@@ -110,7 +111,9 @@ def simulate(
     TensorRT-LLM's attention-DP context balancing (attention_dp_config enable_balance, timeout_iters, batching_wait_iters =
     `adp_batching_wait_iters`; off by default as in TensorRT-LLM; `tokenfab.serving.attention_dp`). `cuda_graph_max_batch`: the
     largest decode batch the engine captures as a CUDA graph (TensorRT-LLM cuda_graph_config.max_batch_size, 128 by
-    default; trtllm-bench sets it to max_batch_size), decode batches padded up to its capture list. The summary carries
+    default; trtllm-bench sets it to max_batch_size), decode batches padded up to its capture list;
+    `cuda_graph_batch_sizes` an explicit capture list instead (cuda_graph_config.batch_sizes, of which those not above
+    max_num_seqs and max_batched_tokens are captured; empty: no CUDA graphs). The summary carries
     error bands at `band_level` (docs/bands.md). `prefill_max_num_seqs` (P/D only) is the prefill pool's own sequence
     limit per replica (per attention-DP rank), e.g. TensorRT-LLM's max_batch_size of a context server.
     `num_redundant_experts`: extra expert slots placed by EPLB in every pool (`ParallelConfig.num_redundant_experts`;
@@ -128,12 +131,19 @@ def simulate(
         num_requests = TRACE_ALL if trace is not None else 1000
     _positive(num_requests=num_requests, replicas=replicas, input_len=input_len, output_len=output_len)
     band_level = check_level(band_level)
-    from tokenfab.serving.engines import engine_spec
+    from tokenfab.serving.engines import engine_spec, for_model
 
-    eng = engine_spec(engine, _chip_memory(hardware), tp, engine_version, cuda_graph_max_batch)
+    if cuda_graph_batch_sizes is not None and any(s < 1 for s in cuda_graph_batch_sizes):
+        raise InvalidInputError(f"cuda_graph_batch_sizes must be batch sizes >= 1, got {list(cuda_graph_batch_sizes)}")
+    eng = engine_spec(engine, _chip_memory(hardware), tp, engine_version, cuda_graph_max_batch, cuda_graph_batch_sizes)
     eng = eng.model_copy(update={k: v for k, v in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_batched_tokens),
                                                   ("block_tokens", block_size), ("chunked_prefill", chunked_prefill))
                                  if v is not None})
+    if cuda_graph_batch_sizes is not None:  # the engine captures the listed sizes its limits allow
+        from tokenfab.serving.engines.trtllm import captured_sizes
+
+        eng = eng.model_copy(update={"cuda_graph_sizes": captured_sizes(eng.cuda_graph_sizes, eng.max_num_seqs,
+                                                                         eng.max_num_batched_tokens)})
     budget_given = max_batched_tokens is not None
     max_num_seqs, max_batched_tokens, block_size = eng.max_num_seqs, eng.max_num_batched_tokens, eng.block_tokens
     try:
@@ -208,7 +218,8 @@ def simulate(
             role_sched = sched.model_copy(update={"max_num_seqs": prefill_max_num_seqs})
         if dp_ > 1 and eng.chunk_per_dp_rank and not budget_given:  # each rank's share of the engine's budget
             role_sched = role_sched.model_copy(update={"max_num_batched_tokens": max(1, max_batched_tokens // dp_)})
-        rspec = replica_spec(d.step_model, d.memory, role_sched, wl.hash_block_tokens, role, policy=eng,
+        rspec = replica_spec(d.step_model, d.memory, role_sched, wl.hash_block_tokens, role,
+                             policy=for_model(eng, d.step_model.model),
                              speculative=spec_model, context_len=context)
         together = None
         if not offline and dp_ > 1 and role != "decode" and spec_model is None and d.step_model.model.is_moe:
@@ -321,7 +332,8 @@ def _memory_policy(eng, memory_utilization_frac: float | None, kv_free_memory_fr
     if static_memory_frac is not None:
         return {"static_memory_frac": static_memory_frac, **(sizing if eng.memory.kind == "static-fraction" else {})}
     if memory_utilization_frac is not None or kv_free_memory_frac is not None:
-        own = (eng.memory.kind == "device-fraction" and kv_free_memory_frac is None)
+        own = (eng.memory.kind == "device-fraction" and kv_free_memory_frac is None) or \
+            (eng.memory.kind == "free-fraction" and kv_free_memory_frac is not None)
         return {"memory_utilization_frac": memory_utilization_frac or DEFAULT_MEMORY_UTILIZATION_FRAC,
                 "kv_free_memory_frac": kv_free_memory_frac, **(sizing if own else {})}
     return eng.memory.memory_model_kwargs(*layout)

@@ -54,6 +54,8 @@ def simulate(
                                                    "default: the newest modelled).")] = None,
     cuda_graph_max_batch: Annotated[int | None, Opt(help="trtllm: largest decode batch captured as a CUDA graph "
                                                          "(cuda_graph_config.max_batch_size; default 128).")] = None,
+    cuda_graph_batch_sizes: Annotated[str | None, Opt(help="trtllm: decode batch sizes captured as CUDA graphs, comma "
+                                                           "separated (cuda_graph_config.batch_sizes; 'none': no graphs).")] = None,
     spec_method: Annotated[str | None, Opt(help="Speculative decoding: draft, eagle or mtp.")] = None,
     spec_tokens: Annotated[int, Opt(help="Speculative decoding: tokens drafted per step (k).")] = 1,
     spec_acceptance: Annotated[float | None, Opt(help="Speculative decoding: per-token acceptance (default: the model's published one).")] = None,
@@ -113,7 +115,8 @@ def simulate(
         max_batched_tokens=max_batched_tokens, block_size=block_size, chunked_prefill=chunked_prefill,
         prefix_caching=prefix_caching, preemption=preemption, policy=policy,
         memory_utilization_frac=memory_utilization, progress=progress, kv_free_memory_frac=kv_free_memory_frac,
-        engine=engine, engine_version=engine_version, cuda_graph_max_batch=cuda_graph_max_batch, warmup_requests=warmup_requests, spec_method=spec_method, spec_tokens=spec_tokens,
+        engine=engine, engine_version=engine_version, cuda_graph_max_batch=cuda_graph_max_batch,
+        cuda_graph_batch_sizes=_batch_sizes(cuda_graph_batch_sizes), warmup_requests=warmup_requests, spec_method=spec_method, spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance, spec_draft_model=spec_draft_model, dp=dp, moe_tp=moe_tp,
         moe_dispatch=moe_dispatch, band_level=band_level, two_batch_overlap=two_batch_overlap,
         num_redundant_experts=num_redundant_experts,
@@ -175,3 +178,18 @@ def _goodput(d: dict) -> str:
     slo = " and ".join(f"{name} <= {cfg[key]:g} ms" for name, key in (("TTFT", "slo_ttft_ms"), ("TPOT", "slo_tpot_ms"))
                        if cfg.get(key) is not None)
     return f"{d['goodput_requests_per_s']:.2f} req/s ({d['slo_attainment'] * 100:.1f}% within {slo})"
+
+
+def _batch_sizes(text: str | None) -> tuple[int, ...] | None:
+    """--cuda-graph-batch-sizes: comma-separated batch sizes, or 'none' for no CUDA graphs."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        from tokenfab.errors import InvalidInputError
+
+        raise InvalidInputError(f"--cuda-graph-batch-sizes takes comma-separated integers (e.g. 1,2,4,8) or 'none', "
+                                f"got {text!r}") from None

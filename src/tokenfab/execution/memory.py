@@ -63,8 +63,8 @@ class MemoryModel:
         mem_fraction_static; activations live in the rest). `runtime_reserved_bytes`: engine buffers allocated before
         the KV cache is sized, which its free-memory measurement therefore excludes (TensorRT-LLM v0.x runtime and
         decoder buffers, `MemoryPolicy.runtime_reserved_bytes`; vLLM's non-torch memory, counted against its budget).
-        `sizing_base`: the total the device- and static-fraction policies multiply: the device-reported one, or CUDA's
-        total (vLLM's requested memory, SGLang's free-memory reading) below it by what the driver keeps;
+        `sizing_base`: the total each policy sizes against: the device-reported one, or CUDA's total (vLLM's requested
+        memory, SGLang's free-memory reading, TensorRT-LLM's free-memory measurement) below it by what the driver keeps;
         `held_before_sizing_bytes`: what the process already holds when the engine reads that total (SGLang reads
         free memory after its CUDA context and distributed init, so the fraction applies to what is left)."""
         self.model, self.par, self.prec = model, par, prec
@@ -208,7 +208,7 @@ class MemoryModel:
         if self.static_memory_frac is not None:
             free = self.static_memory_frac * self.sizing_base_bytes - self.weights_bytes - runtime
         elif self.kv_free_memory_frac is not None:
-            left = self.capacity - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences) - runtime
+            left = self.sizing_base_bytes - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences) - runtime
             free = self.kv_free_memory_frac * left
         else:
             free = self.usable - self.weights_bytes - self.activations_bytes(prefill_tokens, num_sequences) - runtime
@@ -224,7 +224,7 @@ class MemoryModel:
         kv = self.kv_capacity_tokens(prefill_tokens, num_sequences) * self.kv_bytes_per_token
         act = self.activations_bytes(prefill_tokens, num_sequences)
         runtime = self.runtime_reserved_bytes
-        outside = max(0.0, self.capacity - self.sizing_base_bytes) if self.kv_free_memory_frac is None else 0.0
+        outside = max(0.0, self.capacity - self.sizing_base_bytes)
         return {"capacity": self.capacity, "weights": self.weights_bytes, "activations": act, "runtime_buffers": runtime,
                 "kv_cache": kv, "driver_and_context": outside,
                 "unused": max(0.0, self.capacity - self.weights_bytes - act - runtime - kv - outside)}

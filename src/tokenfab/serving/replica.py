@@ -143,6 +143,9 @@ class Replica:
         # host time per engine iteration; a speculative timer counts iterations in tokens (tau per iteration)
         self._overhead_s = self.policy.step_overhead_s / getattr(spec.step, "tau", 1.0)
         self._reserve = self.policy.kv_full == "reserve"
+        # host time of a prefill-first engine's prompt-only iteration beyond `step_overhead_s` (SGLang runs prefill
+        # batches outside its CUDA graphs); 0 for a policy without the field
+        self._prefill_overhead_s = getattr(self.policy, "prefill_overhead_s", 0.0)
         self._fast = FAST_PATHS
         self._general_prefill_done = spec.role == "prefill" or not FAST_PATHS  # every prefill completion via _prefill_done
         self.inline_done = FAST_PATHS and spec.role != "prefill"  # the simulator may log its finished requests inline
@@ -500,8 +503,9 @@ class Replica:
         if not chunks:
             return None
         t, e = self._step(tuple([(1, q, r.computed + q) for r, q in chunks]), 0, 0.0)
-        t += self._overhead_s + sum(extra)
-        e += self._idle_w * self._overhead_s
+        oh = self._overhead_s + self._prefill_overhead_s
+        t += oh + sum(extra)
+        e += self._idle_w * oh
         self.work = _Work(now + t, now, False, 0, chunks=tuple(chunks), decode=False)
         self._account(now, t, e, len(self.prefilling))
         return now + t

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tokenfab import api
+from tokenfab.hardware.catalog import load_chip
+from tokenfab.serving.engines import engine_spec
 
 pytestmark = pytest.mark.unit
 
@@ -21,9 +23,11 @@ def _capacity(engine: str) -> tuple[int, object]:
 
 def test_trtllm_pool_holds_the_tokens_of_an_all_full_attention_model():
     """TensorRT-LLM's pool: its free KV bytes over every layer's per-token cost (2 x 24 x 8 x 64 x 1 B = 24,576 B),
-    the capacity `kv_capacity_tokens` gives without a context length, rounded down to whole 32-token blocks."""
+    the capacity `kv_capacity_tokens` gives without a context length (under the engine's own memory policy: 0.9 of
+    what CUDA's total leaves), rounded down to whole 32-token blocks."""
     tokens, _ = _capacity("trtllm")
-    d = api.deployment("gpt-oss-20b", "b200", None, 1, 1, dtype="fp4", kv_dtype="fp8", kv_free_memory_frac=0.9)
+    policy = engine_spec("trtllm", load_chip("b200").device_memory_bytes).memory.memory_model_kwargs()
+    d = api.deployment("gpt-oss-20b", "b200", None, 1, 1, dtype="fp4", kv_dtype="fp8", **policy)
     assert d.memory.kv_bytes_per_token == pytest.approx(2 * 24 * 8 * 64)
     full = d.memory.kv_capacity_tokens(2048, 64)
     assert tokens == full // 32 * 32

@@ -28,9 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tokenfab.errors import InvalidInputError
 from tokenfab.registry import Registry
+from tokenfab.workload.spec import ModelSpec
 
 DEFAULT_ENGINE = "vllm"
 OVERHEADS_PATH = Path(__file__).with_name("overheads.yaml")
+PREFILL_OVERHEADS_PATH = Path(__file__).with_name("prefill_overheads.yaml")
 
 
 class StaticReserve(BaseModel):
@@ -147,6 +149,9 @@ class EngineSpec(BaseModel):
     prefill_first: bool = Field(default=False, description="Waiting prompts run in their own iteration, pausing decodes (SGLang default), instead of sharing it.")
     cuda_graph_sizes: tuple[int, ...] = Field(default=(), description="Captured decode batch sizes; a decode-only batch is padded up to the next one.")
     step_overhead_s: float = Field(default=0.0, ge=0, description="Host time per iteration beyond the kernels (fitted; see overheads.yaml).")
+    prefill_overhead_s: float = Field(default=0.0, ge=0, description="Host time of a prefill-first engine's prompt-only "
+                                      "iteration beyond step_overhead_s (SGLang runs prefill batches eagerly, outside its "
+                                      "CUDA graphs; fitted, see overheads.yaml).")
     frontend_s: float = Field(default=0.0, ge=0, description="Serial front-end time per request (HTTP, detokenising, "
                                                              "scheduling handoff) in the single-threaded API server (fitted).")
     frontend_s_per_token: float = Field(default=0.0, ge=0, description="Serial front-end time per prompt token (tokenisation; fitted).")
@@ -187,12 +192,32 @@ def fitted_overheads() -> dict[str, dict[str, float]]:
     return {name: {k: float(v[k]) for k in FITTED_FIELDS if k in v} for name, v in data.get("engines", {}).items()}
 
 
+@functools.lru_cache(maxsize=1)
+def fitted_prefill_overheads() -> dict[str, dict[str, float]]:
+    """Per engine, per model architecture (`architecture_key`), the fitted host time of a prompt-only iteration
+    (seconds; written by bench/fit_sglang_prefill.py; empty without the data file)."""
+    if not PREFILL_OVERHEADS_PATH.exists():
+        return {}
+    data = yaml.safe_load(PREFILL_OVERHEADS_PATH.read_text()) or {}
+    return {name: {arch: float(row["prefill_overhead_s"]) for arch, row in archs.items()}
+            for name, archs in data.get("engines", {}).items()}
+
+
+def architecture_key(model: ModelSpec) -> str:
+    """The model class a per-architecture engine fit is keyed by: 'mla-moe' (DeepSeek-V3/R1: latent attention and
+    routed experts, one code path in each engine), 'moe', or 'dense'."""
+    mla = model.first_attention.kind == "mla"
+    return "mla-moe" if mla and model.is_moe else "moe" if model.is_moe else "mla" if mla else "dense"
+
+
 def engine_spec(name: str, device_memory_bytes: float, tp: int = 1, version: str | None = None,
-                cuda_graph_max_batch: int | None = None) -> EngineSpec:
+                cuda_graph_max_batch: int | None = None,
+                cuda_graph_batch_sizes: tuple[int, ...] | None = None) -> EngineSpec:
     """The engine's defaults for a device of this memory size, with its fitted host overheads. `version` selects
     a release whose defaults differ (an engine that models one release takes none); `cuda_graph_max_batch` the
     largest decode batch captured as a CUDA graph, for an engine whose capture list follows from it (TensorRT-LLM's
-    cuda_graph_config.max_batch_size)."""
+    cuda_graph_config.max_batch_size); `cuda_graph_batch_sizes` an explicit capture list instead (TensorRT-LLM's
+    cuda_graph_config.batch_sizes; empty: no CUDA graphs)."""
     _load_builtin()
     factory = ENGINES.get(name)
     takes = inspect.signature(factory).parameters
@@ -202,6 +227,12 @@ def engine_spec(name: str, device_memory_bytes: float, tp: int = 1, version: str
             raise InvalidInputError(f"engine {name} models one release ({factory(device_memory_bytes, tp).version}); "
                                     f"an engine version can be chosen for: {', '.join(versioned_engines())}")
         kwargs["version"] = version
+    if cuda_graph_batch_sizes is not None:
+        if "cuda_graph_batch_sizes" not in takes:
+            graphed = [n for n in ENGINES.names() if "cuda_graph_batch_sizes" in inspect.signature(ENGINES.get(n)).parameters]
+            raise InvalidInputError(f"engine {name} keeps its own CUDA-graph batch sizes; a capture list can be chosen "
+                                    f"for: {', '.join(graphed)}")
+        kwargs["cuda_graph_batch_sizes"] = tuple(cuda_graph_batch_sizes)
     if cuda_graph_max_batch is not None:
         if "cuda_graph_max_batch" not in takes:
             graphed = [n for n in ENGINES.names() if "cuda_graph_max_batch" in inspect.signature(ENGINES.get(n)).parameters]
@@ -211,6 +242,13 @@ def engine_spec(name: str, device_memory_bytes: float, tp: int = 1, version: str
     spec = factory(device_memory_bytes, tp, **kwargs)
     fitted = fitted_overheads().get(name)
     return spec.model_copy(update=fitted) if fitted else spec
+
+
+def for_model(spec: EngineSpec, model: ModelSpec) -> EngineSpec:
+    """`spec` serving `model`: with the engine's prompt-only iteration time fitted for the model's class, where there
+    is such a fit (`fitted_prefill_overheads`); the spec itself otherwise."""
+    prefill = fitted_prefill_overheads().get(spec.name, {}).get(architecture_key(model))
+    return spec if prefill is None else spec.model_copy(update={"prefill_overhead_s": prefill})
 
 
 def versioned_engines() -> list[str]:

@@ -33,6 +33,10 @@ recomputed, when the KV pool runs out), python/sglang/srt/model_executor/cuda_gr
 1, 2, 4, 8, 12, 16, 24, 32, then steps of 8 / 16). With DP attention each DP rank's scheduler prefills at most
 chunked_prefill_size // dp_size tokens per iteration (server_args.py `_handle_data_parallelism`: "DP attention is
 enabled. The chunked prefill size is adjusted to ... to avoid MoE kernel issues"), `chunk_per_dp_rank`.
+The CUDA graphs cover decode batches only (piecewise graphs for extend batches are opt-in), so a prompt-only
+iteration launches every kernel of every layer from Python: its host time (`EngineSpec.prefill_overhead_s`) is
+fitted per model class, for DeepSeek (MLA + MoE) by bench/fit_sglang_prefill.py on the B200 SGLang runs
+(serving/engines/prefill_overheads.yaml, applied by `engines.for_model`); dense models keep none.
 """
 
 from __future__ import annotations

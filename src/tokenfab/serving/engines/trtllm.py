@@ -24,6 +24,7 @@ import math
 
 from tokenfab.errors import InvalidInputError
 from tokenfab.serving.engines import EngineSpec, MemoryPolicy, register_engine
+from tokenfab.serving.engines.sglang import CONTEXT_BYTES as TORCH_CONTEXT_BYTES
 
 SOURCE = ("TensorRT-LLM v1.0-v1.3: tensorrt_llm/llmapi/llm_args.py (max_num_tokens, max_batch_size, "
           "enable_chunked_prefill, KvCacheConfig.free_gpu_memory_fraction, CudaGraphConfig), "
@@ -61,9 +62,9 @@ ENGINE_RUNTIME_BYTES_PER_SLOT_VOCAB = (LOG_RUNTIME_BUFFERS_BYTES + LOG_DECODER_B
 # "Loaded engine size: 6214 MiB", "Allocated 928.77 MiB for execution context memory", the runtime buffers and the
 # decoder above. What it does not name, 79.10 - 63.62 - (6214 + 928.77) / 1024 - 1.14 - 4.35 = 3.01 GiB, the engine
 # process held all the same (its CUDA context, TensorRT's, cuBLAS's and the plugins' workspaces and kernel images);
-# it is taken as fixed per GPU, a measurement of one configuration like the per-slot term, not a fit. (The ledger's
-# capacity is the 81,559 MiB the device reports through nvidia-smi, 0.55 GiB above this total; that difference is the
-# ledger's and is not folded in here.)
+# it is taken as fixed per GPU, a measurement of one configuration like the per-slot term, not a fit. (The ledger sizes
+# against CUDA's total as the runtime does, below; the catalog's H100 figure, 79.22 GiB from another published log, is
+# 0.12 GiB above this one's.)
 LOG_TOTAL_GIB, LOG_AVAILABLE_GIB, LOG_ENGINE_MIB, LOG_EXECUTION_CONTEXT_MIB = 79.10, 63.62, 6214.0, 928.77
 ENGINE_RUNTIME_FIXED_BYTES = (LOG_TOTAL_GIB - LOG_AVAILABLE_GIB) * 2.0**30 - (LOG_ENGINE_MIB + LOG_EXECUTION_CONTEXT_MIB) * 2.0**20 \
     - LOG_RUNTIME_BUFFERS_BYTES - LOG_DECODER_BYTES
@@ -71,6 +72,19 @@ ENGINE_RUNTIME_SOURCE = ("NVIDIA/TensorRT-LLM v0.12 docs/source/performance/perf
                          "(Llama-2-7B, maxBatchSize 4096, vocab 32000: runtime buffers 1.14 GB, decoder 4.35 GB; "
                          "3.01 GiB held beyond the allocations it names); "
                          "batch_manager/runtimeBuffers.cpp setMaxBufferSizes")
+# What both runtimes measure free memory against is CUDA's total, not the device's: the v0.12 log's "total: 79.10 GiB"
+# is cudaMemGetInfo's (nvidia-smi reports 81,559 MiB = 79.65 GiB for the same 80 GB H100), and the PyTorch backend
+# sizes the KV cache as (total - peak) x free_gpu_memory_fraction with total from torch.cuda.mem_get_info and peak the
+# profiling forward's torch peak plus the memory the process holds outside torch, its CUDA context among it
+# (tensorrt_llm/_torch/pyexecutor/_util.py KvCacheCreator: estimate_max_kv_cache_tokens, _cal_max_tokens, logging
+# "Peak memory during memory usage profiling (torch + non-torch)"). The v0.x fixed term above already holds the engine
+# process's context (it is what the log's total leaves unnamed); for the PyTorch backend the context of a torch process
+# is taken as measured on an H100 at TP 1, 0.79 GiB (serving/engines/sglang.py CONTEXT_BYTES: CUDA's 79.22 GiB total
+# less the 78.43 GiB free after init). Its NCCL communicators and all-reduce workspaces at TP > 1 are not counted: no
+# published TensorRT-LLM log states them.
+PYTORCH_SIZING_SOURCE = ("CUDA's total (torch.cuda.mem_get_info) less the profiling peak and the process's non-torch memory "
+                         "(tensorrt_llm/_torch/pyexecutor/_util.py _cal_max_tokens); CUDA context of a torch process on H100 "
+                         "0.79 GiB (SGLang log, serving/engines/sglang.py)")
 # The v0.12 log's paged KV cache has "Number of tokens per block: 64" (the TensorRT engine's tokens_per_block); the
 # PyTorch backend's KvCacheConfig uses 32.
 ENGINE_BLOCK_TOKENS = 64
@@ -101,20 +115,37 @@ def is_engine_runtime(version: str | None) -> bool:
     return _era(version) == "engine"
 
 
+def captured_sizes(sizes: tuple[int, ...], max_batch_size: int, max_num_tokens: int) -> tuple[int, ...]:
+    """The batch sizes of an explicit cuda_graph_config.batch_sizes list the engine captures: those not above its
+    max_batch_size and max_num_tokens (_torch/pyexecutor/model_engine.py, `self._cuda_graph_batch_sizes`); a decode
+    batch above the largest of them runs without a graph and without padding."""
+    return tuple(s for s in sizes if s <= max_batch_size and s <= max_num_tokens)
+
+
 @register_engine("trtllm")
 def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = None,
-                  cuda_graph_max_batch: int | None = None) -> EngineSpec:
+                  cuda_graph_max_batch: int | None = None, cuda_graph_batch_sizes: tuple[int, ...] | None = None) -> EngineSpec:
     """`cuda_graph_max_batch`: cuda_graph_config.max_batch_size (default 128; trtllm-bench's PyTorch backend sets it to
-    the run's max_batch_size, benchmark/utils/general.py get_settings)."""
+    the run's max_batch_size, benchmark/utils/general.py get_settings). `cuda_graph_batch_sizes`: cuda_graph_config.
+    batch_sizes given explicitly (an --extra_llm_api_options file), which replace the generated list; the engine
+    captures those not above max_batch_size and max_num_tokens (_torch/pyexecutor/model_engine.py keeps
+    `bs <= max_num_tokens and bs <= batch_size`; `captured_sizes`). An empty list: no CUDA graphs (the v0.x
+    TensorRT-engine runtime under trtllm-bench throughput, whose PerformanceOptions leave cuda_graphs off)."""
     engine_runtime = _era(version) == "engine"
-    memory = MemoryPolicy(kind="free-fraction", fraction=0.9, source="TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9")
+    memory = MemoryPolicy(kind="free-fraction", fraction=0.9, sizing_base="cuda-total",
+                          source="TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9 of what is free of CUDA's total")
     if engine_runtime:
         memory = memory.model_copy(update={"runtime_bytes_per_slot_vocab": ENGINE_RUNTIME_BYTES_PER_SLOT_VOCAB,
                                            "runtime_fixed_bytes": ENGINE_RUNTIME_FIXED_BYTES,
                                            "source": f"{memory.source}; runtime and decoder buffers: {ENGINE_RUNTIME_SOURCE}"})
+    else:
+        memory = memory.model_copy(update={"context_bytes": TORCH_CONTEXT_BYTES,
+                                           "source": f"{memory.source}; {PYTORCH_SIZING_SOURCE}"})
     return EngineSpec(
         name="trtllm", version=version or "1.0-1.3 (PyTorch backend)", max_num_seqs=2048, max_num_batched_tokens=8192,
-        chunked_prefill=False, prefill_first=False, cuda_graph_sizes=capture_sizes(cuda_graph_max_batch or 128), kv_full="reserve",
+        chunked_prefill=False, prefill_first=False, kv_full="reserve",
+        cuda_graph_sizes=tuple(sorted(set(cuda_graph_batch_sizes))) if cuda_graph_batch_sizes is not None
+        else capture_sizes(cuda_graph_max_batch or 128),
         block_tokens=ENGINE_BLOCK_TOKENS if engine_runtime else 32, memory=memory, kv_sizing_window_aware=False,
         source=f"{SOURCE}; v0.12-v0.16: {ENGINE_RUNTIME_SOURCE}" if engine_runtime else SOURCE,
     )
