@@ -321,7 +321,7 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
             failed.append(f"{r['case_id']}: neither the benchmark concurrency nor the per-rank batch is stated")
             continue
         c, isl, osl = benchmark_concurrency(notes, r["batch"], lay), int(r["input_len"]), int(r["output_len"])
-        kwargs = fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_formats(dtype, hw), kv_dtype="fp8",
+        kwargs = fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_checkpoint_formats(model, dtype, hw), kv_dtype="fp8",
                                           **_exchange(fw, lay), **engine_release(r["framework"]),
                                           **(prefill_limit(fw, notes) if "prefill_replicas" in lay else {}))
         kwargs["num_requests"] = min(10 * c, MAX_REQUESTS)
@@ -372,10 +372,13 @@ def _checkpoint_formats(model: str, dtype: str, hw: str) -> dict:
     experts whatever section of the tables it is listed in. On Hopper the tables list it as FP8 and note 'MoE backend
     (Hopper: TRITON for GPT-OSS)': TensorRT-LLM's Triton MoE runs the MXFP4 experts against 16-bit activations
     (triton_kernels matmul_ogs, as vLLM's Hopper MXFP4 x BF16 path), which `_formats` expresses as weight-only FP4;
-    FP8 expert weights would stream twice the bytes at the FP8 tensor-core rate, which no Hopper GPT-OSS kernel has."""
+    FP8 expert weights would stream twice the bytes at the FP8 tensor-core rate, which no Hopper GPT-OSS kernel has
+    (TensorRT-LLM examples/models/core/gpt_oss/README.md, 'MoE Support Matrix': Hopper bf16 x mxfp4 on HGMMA; fp8 x
+    mxfp4 'not enabled'). The fixed-concurrency TensorRT-LLM H100 GPT-OSS samples of e2e_aiconfigurator_silicon.csv
+    say gemm_quant=fp8, moe_quant=fp8 and ran the same openai/gpt-oss-120b checkpoint, so they take this too."""
     if model.startswith("gpt-oss") and dtype == "fp8":
         return _formats("fp4", hw)
-    return {"dtype": dtype}
+    return _formats(dtype, hw)
 
 
 def offline_kv_dtype(model: str, dtype: str, hw: str) -> str:

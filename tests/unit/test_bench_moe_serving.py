@@ -182,6 +182,19 @@ def test_gpt_oss_trtllm_bench_rows_keep_mxfp4_experts():
     assert _checkpoint_formats("gpt-oss-120b", "fp8", "h100-sxm") == {"dtype": "bf16", "weight_dtype": "fp4"}
     assert _checkpoint_formats("gpt-oss-20b", "fp4", "b200") == {"dtype": "fp4"}
     assert _checkpoint_formats("qwen3-235b-a22b", "fp8", "h100-sxm") == {"dtype": "fp8"}
+    # a 4-bit label on a chip without FP4 tensor cores (vLLM's Hopper GPT-OSS samples say nvfp4) runs weight-only
+    assert _checkpoint_formats("gpt-oss-120b", "fp4", "h100-sxm") == {"dtype": "bf16", "weight_dtype": "fp4"}
+
+
+@pytest.mark.calibration
+def test_fixed_concurrency_gpt_oss_hopper_runs_take_the_checkpoints_mxfp4_experts(shared_dir):
+    """The TensorRT-LLM H100 GPT-OSS samples say gemm_quant=fp8, moe_quant=fp8 but ran openai/gpt-oss-120b, whose
+    experts are MXFP4: on Hopper TensorRT-LLM runs them against BF16 activations, so no job streams FP8 experts."""
+    from accuracy_moe_serving import concurrency_jobs
+
+    jobs, _ = concurrency_jobs(shared_dir / "calibration")
+    hopper = [j["kwargs"] for j in jobs if j["kwargs"]["model"].startswith("gpt-oss") and j["kwargs"]["hardware"] == "h100-sxm"]
+    assert hopper and {(k["dtype"], k.get("weight_dtype")) for k in hopper} == {("bf16", "fp4")}
 
 
 def test_a_campaign_keeps_its_own_client_latency_only_where_it_beats_its_frameworks_on_enough_fit_runs():

@@ -39,6 +39,21 @@ FP4_GATHER_BYTES = 0.5 + 1.0 / 16  # NVFP4: two elements a byte, one FP8 scale p
 # sequence as extra heads over one read of the latent cache); longer chunks decompress K/V (prefill form).
 MLA_ABSORBED_MAX_Q = 16
 
+
+def expert_input_dtype(cc: ChipCost, prec: PrecisionConfig) -> str:
+    """Input (activation) format of the fused expert kernel: the GEMM format, except FP4 expert weights on a chip
+    without an FP4 tensor-core rate, which every engine runs against 16-bit activations.
+
+    Hopper has no FP4 MMA: TensorRT-LLM runs GPT-OSS's MXFP4 experts there as 'simulated mxfp4' on BF16 HGMMA
+    (TRITON or CUTLASS MoE backend, bf16 activations); its FP8-activation x MXFP4 CUTLASS path is 'not enabled'
+    (examples/models/core/gpt_oss/README.md, 'MoE Support Matrix'), and vLLM's Hopper MXFP4 MoE is the same
+    W4A16 kind (Marlin / triton_kernels matmul_ogs). An `--dtype fp8 --weight-dtype fp4` run on such a chip
+    would otherwise be costed as an FP8 x FP4 kernel at the FP8 tensor-core rate ('w4a8', cost.moe.moe_kind),
+    which no engine has there. 4-bit integer weights keep their FP8 path (TensorRT-LLM's W4A8 AWQ on Hopper)."""
+    if prec.weights == "fp4" and not cc.supports("fp4"):
+        return prec.activations
+    return prec.dtype
+
 # How a model's tokens pick experts in a step: each token its top-k independently, so at small batches picks collide
 # and fewer experts are read than there are picks. The microbenchmarks' 'balanced' round-robin gives every pick its
 # own expert, the most weight traffic a step can have: a GPT-OSS-120B decode step of 32 tokens (128 top-4 picks over
@@ -82,6 +97,7 @@ class LayerCoster:
         self.cc, self.system, self.par, self.prec, self.hidden = cc, system, par, prec, hidden
         self.act_bytes = bytes_per_element(prec.activations)
         self.kv_dtype, self.act_dtype = prec.kv, prec.activations
+        self.expert_dtype = expert_input_dtype(cc, prec)  # input format of the fused expert kernel
         self.residency: ResidencyPlan = NO_RESIDENCY  # what the deployment holds on chip (set by StepModel)
         self.staggered_prefill = False  # attention-DP ranks prefill alone (serving), not all at once (set by StepModel)
         # the checkpoint stores attention 16-bit whatever the weight dtype (workload.weight_format.checkpoint_layout,
@@ -350,7 +366,7 @@ class LayerCoster:
         if hit is None:
             shape = MoEShape(group_tokens, self.hidden, ffn.expert_intermediate_size, ffn.num_experts_per_token,
                              ffn.num_experts, par.expert_tp, par.ep, ffn.gated, self.routing, par.num_redundant_experts)
-            return self._remember(self._gemm_cache, key, estimate_moe(self.cc, shape, self.prec.dtype, self.prec.weights,
+            return self._remember(self._gemm_cache, key, estimate_moe(self.cc, shape, self.expert_dtype, self.prec.weights,
                                                                       weight_bytes_per_element=self.expert_weight_bytes))
         return hit if type(hit) is OpCost else revive_cost(hit)
 
@@ -406,7 +422,7 @@ def moe_token_exchange(coster: LayerCoster, ffn: FFNSpec, tokens: int, group_tok
     else:
         groups_hit = par.ep * (1.0 - (1.0 - 1.0 / par.ep) ** k)  # distinct expert groups a token picks
         rows = share * groups_hit * par.expert_tp
-        width = FP8_DISPATCH_BYTES if coster.prec.dtype == "fp8" else act
+        width = FP8_DISPATCH_BYTES if coster.expert_dtype == "fp8" else act
         send, back = rows * h * width, rows * h * 2.0
     return (coster.collective("moe.dispatch", "all_to_all", group, send),
             coster.collective("moe.combine", "all_to_all", group, back))
