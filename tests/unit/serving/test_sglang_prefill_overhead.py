@@ -1,6 +1,7 @@
 """SGLang's prompt-only iterations: their own host time (eager extend batches), fitted per model class."""
 
 import pytest
+from test_simulator import FixedTimer  # the simulator tests' stub step model
 
 from tokenfab.serving import engines
 from tokenfab.serving.engines import architecture_key, engine_spec, for_model
@@ -12,19 +13,6 @@ from tokenfab.workload.hf_config import load_model
 pytestmark = pytest.mark.unit
 
 B200_BYTES = 178.35 * 2**30
-
-
-class FixedTimer:
-    """Every step takes `service_s` (a stub execution model)."""
-
-    def __init__(self, service_s: float):
-        self.service_s = service_s
-
-    def step(self, prefill, num_decode, decode_kv_len):
-        return self.service_s, 0.0
-
-    def decode_pair(self, num_decode, kv_first, kv_last):
-        return self.service_s, 0.0, self.service_s, 0.0
 
 
 def _one_request(prefill_overhead_s: float) -> tuple[float, float]:
