@@ -225,6 +225,15 @@ def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, ba
     return jobs, failed
 
 
+def job_abs_errors(runs: list[dict], workers: int) -> list[dict[str, float]]:
+    """|predicted / measured - 1| of TTFT and TPOT for each job, simulated over `workers` processes: the score
+    every MoE serving fit script (attention-DP balance, campaign clients) compares settings by."""
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(_job, runs, chunksize=1))
+    return [{metric: abs(res[metric] / value - 1.0) for metric, (value, _) in job["measured"].items()
+             if not res["error"] and metric in ("ttft_ms", "tpot_ms")} for job, res in zip(runs, results)]
+
+
 BALANCE_PATH = Path(__file__).with_name("data") / "attention_dp_balance.yaml"
 SGLANG_CLIENT_PATH = Path(__file__).with_name("data") / "sglang_moe_client.yaml"
 

@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import subprocess
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import yaml
 
-from accuracy_moe_serving import BALANCE_PATH, _job, concurrency_jobs, is_balanced_kind
+from accuracy_moe_serving import BALANCE_PATH, concurrency_jobs, is_balanced_kind, job_abs_errors
 from accuracy_serving import job_half
 from tokenfab.calibrate.measurements import shared_calibration_dir
 
@@ -41,17 +40,7 @@ SOURCE = ("TensorRT-LLM tensorrt_llm/llmapi/llm_args.py AttentionDpConfig (enabl
 
 
 def _errors(jobs: list[dict], setting: dict, workers: int) -> list[dict[str, float]]:
-    runs = [{**j, "kwargs": {**j["kwargs"], **setting}} for j in jobs]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(_job, runs, chunksize=2))
-    out = []
-    for job, res in zip(runs, results):
-        errs = {}
-        for metric, (value, _) in job["measured"].items():
-            if not res["error"] and metric in ("ttft_ms", "tpot_ms"):
-                errs[metric] = abs(res[metric] / value - 1.0)
-        out.append(errs)
-    return out
+    return job_abs_errors([{**j, "kwargs": {**j["kwargs"], **setting}} for j in jobs], workers)
 
 
 def _mape(errs: list[dict[str, float]], metric: str) -> float:

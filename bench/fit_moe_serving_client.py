@@ -35,12 +35,11 @@ import argparse
 import datetime as dt
 import subprocess
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import yaml
 
-from accuracy_moe_serving import MOE_CLIENTS_PATH, _job, concurrency_jobs
+from accuracy_moe_serving import MOE_CLIENTS_PATH, concurrency_jobs, job_abs_errors
 from accuracy_serving import EXACT_CLIENT, fitted_clients, job_half
 from tokenfab.calibrate.measurements import shared_calibration_dir
 
@@ -54,16 +53,7 @@ def campaign_client(framework: str, latency_ms: float, clients: dict[str, dict])
 
 def _run(runs: list[dict], workers: int) -> list[dict[str, float]]:
     """|error| per metric (TTFT, TPOT) of each job."""
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(_job, runs, chunksize=1))
-    out = []
-    for job, res in zip(runs, results):
-        errs = {}
-        for metric, (value, _) in job["measured"].items():
-            if not res["error"] and metric in ("ttft_ms", "tpot_ms"):
-                errs[metric] = abs(res[metric] / value - 1.0)
-        out.append(errs)
-    return out
+    return job_abs_errors(runs, workers)
 
 
 def _jobs_under(directory, campaign_clients: dict[str, dict], half: int) -> list[dict]:
