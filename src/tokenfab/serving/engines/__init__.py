@@ -151,7 +151,7 @@ class EngineSpec(BaseModel):
     step_overhead_s: float = Field(default=0.0, ge=0, description="Host time per iteration beyond the kernels (fitted; see overheads.yaml).")
     prefill_overhead_s: float = Field(default=0.0, ge=0, description="Host time of a prefill-first engine's prompt-only "
                                       "iteration beyond step_overhead_s (SGLang runs prefill batches eagerly, outside its "
-                                      "CUDA graphs; fitted, see overheads.yaml).")
+                                      "CUDA graphs; fitted, see prefill_overheads.yaml).")
     frontend_s: float = Field(default=0.0, ge=0, description="Serial front-end time per request (HTTP, detokenising, "
                                                              "scheduling handoff) in the single-threaded API server (fitted).")
     frontend_s_per_token: float = Field(default=0.0, ge=0, description="Serial front-end time per prompt token (tokenisation; fitted).")
