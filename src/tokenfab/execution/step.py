@@ -215,6 +215,7 @@ class StepModel:
         self.coster.expert_weight_bytes = self.graph_coster.expert_weight_bytes = layout.bytes_per_weight
         self._tbo = par.two_batch_overlap  # two-batch overlap: steps go through `_tbo_step` (execution.overlap)
         self._tbo_cache: dict[StepBatch, StepResult | None] = {}
+        self._staged = self._pp > 1 or self._tbo  # fast_step and decode_pair go through time_energy
         self.provenance = self.cc.resolved.provenance
         self.provenance_note = self.cc.resolved.note
 
@@ -420,7 +421,7 @@ class StepModel:
         calls it once per iteration, and the inlining is worth ~20% of a simulation's wall time. Memoised on
         the work and the quantised context, the only way the result depends on the context (a serving run
         repeats a few thousand shapes: one lookup instead of three)."""
-        if self._pp > 1 or self._tbo:
+        if self._staged:
             return self.time_energy(StepBatch(prefill, num_decode, decode_kv_len))
         kv_len = decode_kv_len if num_decode else 0.0
         if kv_len >= 256.0:  # quantise_context, as _decode_core does it
@@ -474,7 +475,7 @@ class StepModel:
     def decode_pair(self, num_decode: int, kv_first: float, kv_last: float) -> tuple[float, float, float, float]:
         """(t_first, e_first, t_last, e_last) of the first and last step of a decode run: the
         token-count part is shared, only the attention core differs."""
-        if self._pp > 1 or self._tbo:
+        if self._staged:
             t0, e0 = self.time_energy(StepBatch((), num_decode, kv_first))
             t1, e1 = self.time_energy(StepBatch((), num_decode, kv_last))
             return t0, e0, t1, e1

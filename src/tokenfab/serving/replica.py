@@ -16,9 +16,10 @@ with the batch.
 
 from __future__ import annotations
 
-import heapq
 import math
 import operator
+from collections import deque
+from heapq import heappop, heappush
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -94,7 +95,10 @@ class _DefaultPolicy:
 
 @dataclass(slots=True)
 class _Work:
-    """What the replica is doing until `end_s`."""
+    """What the replica is doing until `end_s`. A replica reuses one object for its iterations and decode runs
+    (`Replica._w`: reached only through `Replica.work`, which is None between a completion and the next start), so
+    the hot path sets fields instead of building one per iteration; the fields an iteration does not use (a run's
+    times and blocks) keep earlier values that nothing reads while `run` is False."""
 
     end_s: float
     start_s: float
@@ -128,6 +132,7 @@ class Replica:
         self.finish_heap: list[int] = []
         self.finishing: dict[int, list[Request]] = {}
         self.work: _Work | None = None
+        self._w = _Work(0.0, 0.0, False, 0)  # the work object `start` fills in (see `_Work`)
         self.idle_since = 0.0
         self.energy_j = 0.0
         self.busy_s = 0.0
@@ -157,6 +162,10 @@ class Replica:
         # hot-path constants: the longest request `rejects` lets through, and the CUDA-graph padding of every
         # decode batch size up to max_num_seqs (the policy's own function, tabulated)
         self._max_request_tokens = min(spec.max_context_tokens, spec.kv_blocks * spec.block_tokens)
+        # `_admit`'s constants: the sequence limit, chunking, whether its inlined plain case applies, a FIFO deque
+        self._max_seqs, self._chunked = spec.max_num_seqs, spec.chunked_prefill
+        self._plain_admit = FAST_PATHS and not self._reserve
+        self._fifo = isinstance(self.waiting, deque)
         self._padded = [0] + [self.policy.padded_decode(n) for n in range(1, min(spec.max_num_seqs, 2048) + 1)]
         # attention-DP context balancing (`serving.attention_dp.BalanceGate`, shared by an instance's ranks): whether
         # waiting prompts may start, and while they may not, the most decode iterations to run before asking again
@@ -324,7 +333,7 @@ class Replica:
         bucket = self.finishing.get(finish_at)
         if bucket is None:
             self.finishing[finish_at] = [req]
-            heapq.heappush(self.finish_heap, finish_at)
+            heappush(self.finish_heap, finish_at)
         else:
             bucket.append(req)
 
@@ -347,17 +356,15 @@ class Replica:
 
     def _admit(self, budget: int, extra_s: list[float], chunks: list[tuple[Request, int]]) -> None:
         """Admit waiting requests into this iteration, appending their prefill chunks to `chunks`."""
-        spec, pool, waiting, prefilling = self.spec, self.pool, self.waiting, self.prefilling
-        bs, max_seqs, hash_tokens = self._bs, spec.max_num_seqs, pool.hash_block_tokens
-        chunked, stack, bins, peek = spec.chunked_prefill, self.stack, self.bins, waiting.peek
-        plain = self._fast and not self._reserve
+        pool, waiting, prefilling, bins, bs = self.pool, self.waiting, self.prefilling, self.bins, self._bs
+        max_seqs, plain, fifo = self._max_seqs, self._plain_admit, self._fifo
         while budget > 0 and waiting and self.num_decode + len(prefilling) < max_seqs:
-            req = peek()
+            req = waiting[0] if fifo else waiting.peek()  # a first-come-first-served deque's head without a call
             if plain and not req.computed and not req.hash_ids:
                 # the general path below for this case (no hits, start 0, nothing shared, no final reserve)
                 todo = req.prompt_len + req.generated
-                chunk = min(todo, budget)
-                if not chunked and chunk < todo:
+                chunk = todo if todo < budget else budget  # min(todo, budget)
+                if chunk < todo and not self._chunked:
                     break
                 need = -(-chunk // bs)
                 free = pool.free
@@ -369,11 +376,12 @@ class Replica:
                     pool.allocate(need)
                 waiting.pop()
                 req.shared_blocks = req.computed = 0
-                stack.append(req)
+                self.stack.append(req)
                 prefilling.append(req)
                 chunks.append((req, chunk))
                 budget -= chunk
                 continue
+            spec, hash_tokens = self.spec, pool.hash_block_tokens
             swapped_in = req.computed > 0
             hits = pool.match(req.hash_ids, req.prompt_len + req.generated) if req.hash_ids and not swapped_in else 0
             start = req.computed if swapped_in else hits * hash_tokens
@@ -465,9 +473,12 @@ class Replica:
             # stay refused until the batch changes: a completion, a shortage or an arrival.
             return self._start_run(now, sum(extra) if extra else 0.0)
         n = self.num_decode
-        if len(chunks) == 1:  # the common case, without a list comprehension
+        if len(chunks) == 1:  # the common cases, without a list comprehension
             r, q = chunks[0]
             prefill = ((1, q, r.computed + q),)
+        elif len(chunks) == 2:
+            (r, q), (r2, q2) = chunks
+            prefill = ((1, q, r.computed + q), (1, q2, r2.computed + q2))
         else:
             prefill = tuple([(1, q, r.computed + q) for r, q in chunks])
         t, e = self._step(prefill, n, self.sum_kv / n + 1 if n else 0.0)
@@ -476,7 +487,13 @@ class Replica:
         e += self._idle_w * oh
         if self._first_out:
             self._emit_first(now + t)
-        self.work = w = _Work(now + t, now, False, 1, 0.0, 0.0, 0.0, 0.0, chunks)  # the list itself: not changed after
+        self.work = w = self._w  # an iteration (`_Work`); chunks: the list itself, not changed after
+        w.end_s = now + t
+        w.start_s = now
+        w.run = False
+        w.iters = 1
+        w.chunks = chunks
+        w.decode = True
         # _account, inlined (once per iteration)
         self.energy_j += e
         self.busy_s += t
@@ -546,20 +563,24 @@ class Replica:
                 if join >= 0 and req.finish_s < 0 and join + (req.output_len - req.generated) == at:
                     break
             else:
-                del finishing[heapq.heappop(heap)]
+                del finishing[heappop(heap)]
                 continue
             break
         else:
             raise AssertionError("decoding requests without a finishing iteration")
         n = self.num_decode
-        k = max(1, min(heap[0] - self.g, MAX_RUN))
+        k = heap[0] - self.g  # max(1, min(k, MAX_RUN)) as conditionals (integers: the same value)
+        if k > MAX_RUN:
+            k = MAX_RUN
+        if k < 1:
+            k = 1
         held = self.gate is not None or (self.batch_wait is not None and self.batch_wait.held_from >= 0)
         if held and self.waiting:  # prompts held (attention-DP balancing, batch waiting): ask again in time
             k = max(1, min(k, self.hold_iters))
         first_need = self.bins[(-self.g) % self._bs]
         pool = self.pool
         avail = pool.free + len(pool.lru) * pool.blocks_per_entry  # pool.available, inlined
-        blocks = self._crossings(k) - first_need
+        blocks = self._crossings(k) - first_need if k > 1 else 0  # one iteration: its block is already allocated
         if blocks > avail:
             lo, hi = 1, k  # largest k whose extra blocks fit
             while hi - lo > 1:
@@ -585,7 +606,19 @@ class Replica:
         total = k * (t0 + t1) / 2 + extra_s
         if self._first_out:
             self._emit_first(now + extra_s + t0)
-        self.work = w = _Work(now + total, now, True, k, t0, t1, e0, e1, (), blocks, True, n)
+        self.work = w = self._w  # a decode run (`_Work`)
+        w.end_s = now + total
+        w.start_s = now
+        w.run = True
+        w.iters = k
+        w.t0 = t0
+        w.t1 = t1
+        w.e0 = e0
+        w.e1 = e1
+        w.chunks = ()
+        w.blocks = blocks
+        w.decode = True
+        w.batch = n
         # _account, inlined (once per decode run)
         self.energy_j += k * (e0 + e1) / 2
         self.busy_s += total
@@ -660,7 +693,7 @@ class Replica:
                 series.kv[i] += dt * w.kv_frac
             else:
                 series.sample(at, dt, w.batch, w.kv_frac)
-        unused = w.blocks - (self._crossings(j) - self.bins[(-self.g) % self._bs])
+        unused = w.blocks - (self._crossings(j) - self.bins[(-self.g) % self._bs] if j > 1 else 0)
         self.pool.release(unused)
         w.blocks -= unused
         w.iters, w.end_s = j, w.start_s + new_total
@@ -675,30 +708,8 @@ class Replica:
         self.g = g = self.g + w.iters
         self.sum_kv += self.num_decode * w.iters
         heap = self.finish_heap
-        for req, q in w.chunks:
-            req.computed = computed = req.computed + q
-            if req.prompt_len + req.generated != computed:  # prefill not finished (req.to_prefill > 0)
-                continue
-            if req.hash_ids or self._general_prefill_done or req.generated + 1 >= req.output_len:
-                self._prefill_done(req, now, done)
-                continue
-            # _prefill_done then _start_decoding, inlined for the common case: no prefix blocks to publish,
-            # not a prefill pool, and the request decodes on
-            self.prefilling.remove(req)
-            req.generated += 1
-            if req.first_token_s < 0:
-                req.first_token_s = now
-            req.decode_join = g
-            self.num_decode += 1
-            self.sum_kv += computed
-            self.bins[(computed - g) % self._bs] += 1
-            finish_at = g + (req.output_len - req.generated)
-            bucket = self.finishing.get(finish_at)
-            if bucket is None:
-                self.finishing[finish_at] = [req]
-                heapq.heappush(heap, finish_at)
-            else:
-                bucket.append(req)
+        if w.chunks:
+            self._chunks_done(w.chunks, g, now, done)
         if heap and heap[0] <= g:  # some decoder finishes: `_decoders_done`
             self._decoders_done(heap, g, now, done)
         if len(self.stack) > self._stack_cap:  # drop finished entries (amortised O(1))
@@ -707,28 +718,60 @@ class Replica:
         self.idle_since = now
         return done
 
+    def _chunks_done(self, chunks: list | tuple, g: int, now: float, done: list[Request]) -> None:
+        """The prefill chunks of the iteration that ended at iteration count `g`: a prompt whose last chunk this was
+        emits its first token and decodes on (or finishes: `_prefill_done`)."""
+        prefilling, finishing, bins, bs, heap = self.prefilling, self.finishing, self.bins, self._bs, self.finish_heap
+        general = self._general_prefill_done
+        for req, q in chunks:
+            req.computed = computed = req.computed + q
+            if req.prompt_len + req.generated != computed:  # prefill not finished (req.to_prefill > 0)
+                continue
+            if req.hash_ids or general or req.generated + 1 >= req.output_len:
+                self._prefill_done(req, now, done)
+                continue
+            # _prefill_done then _start_decoding, inlined for the common case: no prefix blocks to publish,
+            # not a prefill pool, and the request decodes on
+            prefilling.remove(req)
+            req.generated += 1
+            if req.first_token_s < 0:
+                req.first_token_s = now
+            req.decode_join = g
+            self.num_decode += 1
+            self.sum_kv += computed
+            bins[(computed - g) % bs] += 1
+            finish_at = g + (req.output_len - req.generated)
+            bucket = finishing.get(finish_at)
+            if bucket is None:
+                finishing[finish_at] = [req]
+                heappush(heap, finish_at)
+            else:
+                bucket.append(req)
+
     def _decoders_done(self, heap: list[int], g: int, now: float, done: list[Request]) -> None:
         """Decoders whose finishing iteration has come leave, in id order within an iteration (`_stop_decoding`,
         `_release` and `_finished`, inlined for the common case)."""
-        bins, bs, pool, fast = self.bins, self._bs, self.pool, self._fast
+        if not self._fast:
+            self._decoders_done_general(heap, g, now, done)
+            return
+        bins, bs, pool, finishing = self.bins, self._bs, self.pool, self.finishing
+        # the aggregates `_stop_decoding` and `_finished` update, kept in locals and stored once (`_release` reads
+        # none of them); the same integer sums
+        num_decode, sum_kv, outstanding = self.num_decode, self.sum_kv, self.outstanding
         while heap and heap[0] <= g:
-            finish_at = heapq.heappop(heap)
-            bucket = self.finishing.pop(finish_at)
+            finish_at = heappop(heap)
+            bucket = finishing.pop(finish_at)
             if len(bucket) > 1:
                 bucket.sort(key=_by_rid)  # requests finishing together leave in id order
             for req in bucket:
                 # still decoding and this entry is its current finishing iteration (not stale after a preemption)
                 join = req.decode_join
                 if join >= 0 and req.finish_s < 0 and join + (req.output_len - req.generated) == finish_at:
-                    if not fast:
-                        self._release(req, self._stop_decoding(req))
-                        self._finished(req, now, done)
-                        continue
                     # _stop_decoding, inlined
                     kv = req.computed + (g - join)
                     req.generated += g - join
-                    self.num_decode -= 1
-                    self.sum_kv -= kv
+                    num_decode -= 1
+                    sum_kv -= kv
                     bins[(req.computed - join) % bs] -= 1
                     req.computed, req.decode_join = kv, -1
                     if req.final_blocks or req.cache_refs:
@@ -739,5 +782,19 @@ class Replica:
                             raise AssertionError(f"KV pool over-released: {pool.free} free of {pool.num_blocks}")
                         req.shared_blocks = 0
                     req.finish_s = now  # _finished, inlined
-                    self.outstanding -= req.prompt_len + req.output_len
+                    outstanding -= req.prompt_len + req.output_len
                     done.append(req)
+        self.num_decode, self.sum_kv, self.outstanding = num_decode, sum_kv, outstanding
+
+    def _decoders_done_general(self, heap: list[int], g: int, now: float, done: list[Request]) -> None:
+        """`_decoders_done` through the general methods (`FAST_PATHS` off)."""
+        while heap and heap[0] <= g:
+            finish_at = heappop(heap)
+            bucket = self.finishing.pop(finish_at)
+            if len(bucket) > 1:
+                bucket.sort(key=_by_rid)
+            for req in bucket:
+                join = req.decode_join
+                if join >= 0 and req.finish_s < 0 and join + (req.output_len - req.generated) == finish_at:
+                    self._release(req, self._stop_decoding(req))
+                    self._finished(req, now, done)

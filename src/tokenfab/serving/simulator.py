@@ -413,6 +413,7 @@ class Simulation:
         check = self.check_invariants
         max_tokens, chunked, budget = only._max_request_tokens, only.spec.chunked_prefill, only._budget
         complete, start, queue = only.complete, only.start, only.arrive
+        push, index = only.waiting.push, only.index
         now = last = 0.0
         end = INF
         while True:
@@ -443,6 +444,14 @@ class Simulation:
             p, o = req.prompt_len, req.output_len
             # Replica.rejects' common case (nothing to reject), inlined; anything else goes through `_arrive`
             if 0 < p and 0 < o and p + o <= max_tokens and (chunked or p <= budget):
+                w = only.work
+                if w is not None and not w.run:  # `arrive` during a planned iteration, which `interrupt` leaves as it
+                    req.replica = index  # is: the request waits for the iteration's end (`enqueue`, inlined)
+                    only.outstanding += p + o
+                    push(req)
+                    if check:
+                        only.check_invariants()
+                    continue
                 new_end = queue(req, now)
             else:
                 arrive(req, now)
