@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -123,3 +124,17 @@ def test_quantise_contexts_is_quantise_context(kvs):
     from tokenfab.execution.step import quantise_context, quantise_contexts
 
     assert quantise_contexts(kvs) == [quantise_context(float(k)) for k in kvs]
+
+
+@pytest.mark.property
+@given(kvs=st.lists(st.floats(0.0, 1e7) | st.integers(0, 10**7), max_size=40),
+       start=st.integers(0, 200_000), steps=st.integers(1, 600))
+def test_quantise_context_array_is_quantise_contexts(kvs, start, steps):
+    """The one-octave numpy rounding (predict's decode contexts) and the element loop give the same floats."""
+    from tokenfab.execution.predict import decode_contexts
+    from tokenfab.execution.step import quantise_context_array, quantise_contexts
+
+    for arr in (np.array(kvs, dtype=float), decode_contexts(start, steps + 1)):
+        got = quantise_context_array(arr)
+        want = quantise_contexts(arr.tolist())
+        assert got.dtype == np.float64 and [x.hex() for x in got.tolist()] == [x.hex() for x in want]

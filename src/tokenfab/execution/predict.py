@@ -168,14 +168,18 @@ def _time_of(pair: tuple[str, float]) -> float:
     return pair[1]
 
 
+_WEIGHED_SOURCES = frozenset(("fitted", "inherited", "generic"))
+
+
 def dominant_source(rows: list[dict], default: str) -> str:
     """The efficiency source behind most of the predicted time. A chip with a partial profile of its
     own (H20: only FP8 block GEMMs and attention measured) runs most bf16 kernels on inherited
     curves, and the result must say so rather than 'fitted'."""
     weight: dict[str, float] = {}
     for r in rows:
-        if r["source"] in ("fitted", "inherited", "generic"):
-            weight[r["source"]] = weight.get(r["source"], 0.0) + r["time_s"]
+        source = r["source"]
+        if source in _WEIGHED_SOURCES:
+            weight[source] = weight.get(source, 0.0) + r["time_s"]
     return max(weight, key=weight.get) if weight else default
 
 
