@@ -148,6 +148,7 @@ class Replica:
         self.policy: SchedulerPolicy = spec.policy or _DefaultPolicy()
         # host time per engine iteration; a speculative timer counts iterations in tokens (tau per iteration)
         self._overhead_s = self.policy.step_overhead_s / getattr(spec.step, "tau", 1.0)
+        self._overhead_j = self._idle_w * self._overhead_s  # the idle power over that host time (the same product)
         self._reserve = self.policy.kv_full == "reserve"
         # host time of a prefill-first engine's prompt-only iteration beyond `step_overhead_s` (SGLang runs prefill
         # batches outside its CUDA graphs); 0 for a policy without the field
@@ -358,6 +359,8 @@ class Replica:
         """Admit waiting requests into this iteration, appending their prefill chunks to `chunks`."""
         pool, waiting, prefilling, bins, bs = self.pool, self.waiting, self.prefilling, self.bins, self._bs
         max_seqs, plain, fifo = self._max_seqs, self._plain_admit, self._fifo
+        lru, per_entry = pool.lru, pool.blocks_per_entry
+        first_need = bins[(-self.g) % bs]  # the decoders' block at this iteration (changes only in `_start_decoding`)
         while budget > 0 and waiting and self.num_decode + len(prefilling) < max_seqs:
             req = waiting[0] if fifo else waiting.peek()  # a first-come-first-served deque's head without a call
             if plain and not req.computed and not req.hash_ids:
@@ -368,7 +371,7 @@ class Replica:
                     break
                 need = -(-chunk // bs)
                 free = pool.free
-                if need > free + len(pool.lru) * pool.blocks_per_entry - bins[(-self.g) % bs]:  # pool.available
+                if need > free + len(lru) * per_entry - first_need:  # pool.available
                     break
                 if need <= free:  # pool.allocate's first case
                     pool.free = free - need
@@ -426,6 +429,7 @@ class Replica:
                 if req.first_token_s < 0:
                     self._first_out.append(req)
                 self._start_decoding(req)
+                first_need = bins[(-self.g) % bs]
                 continue
             prefilling.append(req)
             chunks.append((req, chunk))
@@ -484,7 +488,7 @@ class Replica:
         t, e = self._step(prefill, n, self.sum_kv / n + 1 if n else 0.0)
         oh = self._overhead_s
         t += oh + sum(extra) if extra else oh  # sum([]) is 0: oh + 0 is oh
-        e += self._idle_w * oh
+        e += self._overhead_j
         if self._first_out:
             self._emit_first(now + t)
         self.work = w = self._w  # an iteration (`_Work`); chunks: the list itself, not changed after
@@ -602,7 +606,8 @@ class Replica:
         t0, e0, t1, e1 = self._decode_pair(padded, kv0 * n / padded, (kv0 + k - 1) * n / padded)
         oh = self._overhead_s
         if oh:
-            t0, t1, e0, e1 = t0 + oh, t1 + oh, e0 + oh * self._idle_w, e1 + oh * self._idle_w
+            oh_j = self._overhead_j
+            t0, t1, e0, e1 = t0 + oh, t1 + oh, e0 + oh_j, e1 + oh_j
         total = k * (t0 + t1) / 2 + extra_s
         if self._first_out:
             self._emit_first(now + extra_s + t0)
@@ -705,11 +710,43 @@ class Replica:
         replica, requests whose prefill finished and move to the decode pool)."""
         w, self.work = self.work, None
         done: list[Request] = []
-        self.g = g = self.g + w.iters
-        self.sum_kv += self.num_decode * w.iters
-        heap = self.finish_heap
-        if w.chunks:
-            self._chunks_done(w.chunks, g, now, done)
+        iters = w.iters
+        self.g = g = self.g + iters
+        heap, chunks = self.finish_heap, w.chunks
+        if not chunks:
+            self.sum_kv += self.num_decode * iters
+        else:  # prompts whose last chunk this was emit their first token and decode on (or finish: `_prefill_done`)
+            prefilling, finishing, bins, bs = self.prefilling, self.finishing, self.bins, self._bs
+            general = self._general_prefill_done
+            num_decode = self.num_decode  # the decode aggregates in locals, stored around `_prefill_done`
+            sum_kv = self.sum_kv + num_decode * iters
+            for req, q in chunks:
+                req.computed = computed = req.computed + q
+                if req.prompt_len + req.generated != computed:  # prefill not finished (req.to_prefill > 0)
+                    continue
+                if req.hash_ids or general or req.generated + 1 >= req.output_len:
+                    self.num_decode, self.sum_kv = num_decode, sum_kv
+                    self._prefill_done(req, now, done)
+                    num_decode, sum_kv = self.num_decode, self.sum_kv
+                    continue
+                # _prefill_done then _start_decoding, inlined for the common case: no prefix blocks to publish,
+                # not a prefill pool, and the request decodes on
+                prefilling.remove(req)
+                req.generated += 1
+                if req.first_token_s < 0:
+                    req.first_token_s = now
+                req.decode_join = g
+                num_decode += 1
+                sum_kv += computed
+                bins[(computed - g) % bs] += 1
+                finish_at = g + (req.output_len - req.generated)
+                bucket = finishing.get(finish_at)
+                if bucket is None:
+                    finishing[finish_at] = [req]
+                    heappush(heap, finish_at)
+                else:
+                    bucket.append(req)
+            self.num_decode, self.sum_kv = num_decode, sum_kv
         if heap and heap[0] <= g:  # some decoder finishes: `_decoders_done`
             self._decoders_done(heap, g, now, done)
         if len(self.stack) > self._stack_cap:  # drop finished entries (amortised O(1))
@@ -717,36 +754,6 @@ class Replica:
             self._stack_cap = 2 * len(self.stack) + 64
         self.idle_since = now
         return done
-
-    def _chunks_done(self, chunks: list | tuple, g: int, now: float, done: list[Request]) -> None:
-        """The prefill chunks of the iteration that ended at iteration count `g`: a prompt whose last chunk this was
-        emits its first token and decodes on (or finishes: `_prefill_done`)."""
-        prefilling, finishing, bins, bs, heap = self.prefilling, self.finishing, self.bins, self._bs, self.finish_heap
-        general = self._general_prefill_done
-        for req, q in chunks:
-            req.computed = computed = req.computed + q
-            if req.prompt_len + req.generated != computed:  # prefill not finished (req.to_prefill > 0)
-                continue
-            if req.hash_ids or general or req.generated + 1 >= req.output_len:
-                self._prefill_done(req, now, done)
-                continue
-            # _prefill_done then _start_decoding, inlined for the common case: no prefix blocks to publish,
-            # not a prefill pool, and the request decodes on
-            prefilling.remove(req)
-            req.generated += 1
-            if req.first_token_s < 0:
-                req.first_token_s = now
-            req.decode_join = g
-            self.num_decode += 1
-            self.sum_kv += computed
-            bins[(computed - g) % bs] += 1
-            finish_at = g + (req.output_len - req.generated)
-            bucket = finishing.get(finish_at)
-            if bucket is None:
-                finishing[finish_at] = [req]
-                heappush(heap, finish_at)
-            else:
-                bucket.append(req)
 
     def _decoders_done(self, heap: list[int], g: int, now: float, done: list[Request]) -> None:
         """Decoders whose finishing iteration has come leave, in id order within an iteration (`_stop_decoding`,

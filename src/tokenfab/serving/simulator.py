@@ -417,15 +417,16 @@ class Simulation:
         now = last = 0.0
         end = INF
         while True:
+            # the general loop's order (arrival, then pending, then the work's end, on ties) with the pending heap,
+            # empty in an open loop, asked first: it goes first only when strictly before the arrival
             t_arr = nxt.arrival_s if nxt is not None else INF
-            t_pend = pending[0][0] if pending else INF
-            if t_arr <= t_pend and t_arr <= end:
+            if pending and pending[0][0] < t_arr and pending[0][0] <= end:
+                now, _, _, req = heappop(pending)  # a closed-loop client's request (the only pending kind here)
+            elif t_arr <= end:
                 if t_arr == INF:
                     break
                 now, req = t_arr, nxt
                 nxt = next(stream, None)
-            elif t_pend <= end:
-                now, _, _, req = heappop(pending)  # a closed-loop client's request (the only pending kind here)
             else:
                 now = end
                 for req in complete(now):
