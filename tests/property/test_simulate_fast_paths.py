@@ -106,3 +106,22 @@ def test_single_replica_loop_equals_event_heap_loop(mode, engine, prompt, output
                 mp.setattr(Simulation, "_loop_single", lambda self, stream, only: self._loop_general(stream))
             results.append(_run(kwargs, True, mp))
     assert results[0] == results[1]
+
+
+@pytest.mark.property
+@given(bins=st.lists(st.integers(0, 50), min_size=1, max_size=32), g=st.integers(0, 10**6))
+def test_one_iteration_run_needs_no_block_beyond_its_first(bins, g):
+    """`Replica._start_run` and `interrupt` skip `_crossings` for a single iteration: the blocks a one-iteration
+    run needs are its first iteration's, which `start` allocated (`_crossings(1)` is that bin exactly)."""
+    from tokenfab.serving.replica import Replica, ReplicaSpec
+
+    class Timer:
+        def step(self, prefill, num_decode, decode_kv_len):
+            return 1.0, 0.0
+
+        def decode_pair(self, num_decode, kv_first, kv_last):
+            return 1.0, 0.0, 1.0, 0.0
+
+    r = Replica(0, ReplicaSpec(step=Timer(), kv_blocks=100, block_tokens=len(bins)))
+    r.bins, r.g, r.num_decode = list(bins), g, sum(bins)
+    assert r._crossings(1) - r.bins[(-g) % len(bins)] == 0
