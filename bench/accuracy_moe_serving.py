@@ -15,7 +15,8 @@
   (`concurrency_jobs`, `is_balanced_kind`).
 - MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
   simulated (see `_not_expressed`); so are measurements repeated under a larger-GPU layout label
-  (`relabelled_duplicates`).
+  (`relabelled_duplicates`), runs below their stated load (`below_stated_load`) and runs far above their own
+  deployment's TTFT at a higher load (`above_higher_load_ttft`).
 """
 
 from __future__ import annotations
