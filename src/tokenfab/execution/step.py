@@ -365,10 +365,12 @@ class StepModel:
             core = self._core_part(StepBatch(mb.prefill, mb.num_decode, core_kv) if mb.num_decode else mb)
             if len(self._core_cache) < 200_000:
                 self._core_cache[core_key] = core
-        parts = [*self._static_for(mb), core]
-        stage_s = sum(p[0] for p in parts)
-        roof_s = sum(p[1] for p in parts)
-        busy_j = sum(p[2] for p in parts) * micro
+        layers, head = self._static_for(mb)
+        parts = [layers, head, core]
+        # sum() over the three parts written out: CPython's float sum is 0.0 + each in order (the same bits)
+        stage_s = 0.0 + layers[0] + head[0] + core[0]
+        roof_s = 0.0 + layers[1] + head[1] + core[1]
+        busy_j = (0.0 + layers[2] + head[2] + core[2]) * micro
         time_s = stage_s * (micro + pp - 1)
         if pp > 1:
             p2p = self.coster.collective("pp_send_recv", "send_recv", 2, mb.num_tokens * self.model.hidden_size * self._act_bytes)
@@ -666,13 +668,15 @@ def quantise_context_array(kv_lens: np.ndarray) -> np.ndarray:
     """`np.array(quantise_contexts(kv_lens.tolist()))`, the same values (tested). Contexts of one octave at or above
     256 tokens (predict's common case: a decode phase rarely crosses a power of two) share one quantum and are
     rounded with integer numpy arithmetic, exact below 2^53 (int() and astype truncate alike for positive
-    contexts), 2.5x faster than the element loop on predict's 33 contexts; other arrays take the loop."""
-    if len(kv_lens):
-        lo, hi = int(kv_lens.min()), int(kv_lens.max())
-        if lo >= 256 and lo.bit_length() == hi.bit_length() and hi < 1 << 53:
-            q = 1 << (lo.bit_length() - 8)
+    contexts), 2.5x faster than the element loop on predict's 33 contexts; other arrays (another octave, NaN,
+    infinities) take the loop."""
+    values = kv_lens.tolist()  # Python's min, max and sum of a short list: faster than numpy's reductions
+    if values:
+        lo, hi, total = min(values), max(values), sum(values)
+        if 256.0 <= lo and hi < 9007199254740992.0 and total == total and int(lo).bit_length() == int(hi).bit_length():
+            q = 1 << (int(lo).bit_length() - 8)
             return ((kv_lens.astype(np.int64) + (q >> 1)) // q * q).astype(np.float64)
-    return np.array(quantise_contexts(kv_lens.tolist()), dtype=np.float64)
+    return np.array(quantise_contexts(values), dtype=np.float64)
 
 
 def _split(batch: StepBatch, parts: int) -> StepBatch:
