@@ -78,8 +78,12 @@ def engine_release(framework: str) -> dict:
     ('sglang 0.5.1.post1': its memory sizing changed in 0.5.4) and the trtllm-bench rows of trtllm.csv
     ('TensorRT-LLM v0.14.0 (...)', '~v1.1/1.2': the v0.x TensorRT-engine runtime holds runtime and decoder buffers
     before sizing the KV cache; a range names its first release). The aiconfigurator rows' 'trtllm 0.8.1.post2'
-    names the ai-dynamo container, not a TensorRT-LLM release: nothing for those, nor when no version is stated."""
+    names the ai-dynamo container, not a TensorRT-LLM release: nothing for those, nor when no version is stated. Their
+    'trtllm 1.0.0rc3' (and 1.1-1.3) name TensorRT-LLM releases: those are passed, for the fits stored per release
+    (`engines.release_key`: TensorRT-LLM 1.0's token delivery)."""
     parts = str(framework).split()
+    if parts[0] == "trtllm" and len(parts) > 1 and parts[1].startswith("1."):
+        return {"engine_version": parts[1]}
     if parts[0] == "sglang" and len(parts) > 1 and parts[1] != "nan":
         return {"engine_version": parts[1]}
     if parts[0] == "TensorRT-LLM" and len(parts) > 1 and parts[1].lstrip("~").startswith("v"):
