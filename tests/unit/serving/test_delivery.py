@@ -84,3 +84,23 @@ def test_a_runs_closed_form_equals_the_fifo_recursion(free, start, iters, dt, wo
     for j in range(1, iters + 1):
         f = after_batch(f, start + j * dt, work)
     assert after_run(free, start, start + iters * dt, iters, work) == pytest.approx(f, rel=1e-9, abs=1e-12)
+
+
+def test_the_fit_is_stored_for_the_release_it_was_fitted_on():
+    import yaml
+
+    from tokenfab.hardware.catalog import load_chip
+    from tokenfab.serving import engines
+    from tokenfab.serving.engines import engine_spec
+
+    data = yaml.safe_load(engines.OVERHEADS_PATH.read_text())
+    prov, row = data["provenance"]["delivery"], data["engines"]["trtllm"]["releases"]["1.0"]
+    assert "--delivery-only" in prov["command"] and prov["split"] and prov["evidence"]
+    assert row["delivery_s_per_token"] in prov["delivery_grid_s"] and row["frontend_s"] in prov["frontend_grid_s"]
+    scores = row["fit_half_score"]  # the choice is the best fit-half pair of the grid
+    assert min(scores, key=scores.get) == f"{row['frontend_s'] * 1e3:g}ms/{row['delivery_s_per_token'] * 1e6:g}us"
+    mem = load_chip("h100-sxm").device_memory_bytes
+    assert engine_spec("trtllm", mem, version="1.0.0rc3").delivery_s_per_token == row["delivery_s_per_token"]
+    assert engine_spec("trtllm", mem, version="1.2.0rc6").delivery_s_per_token == 0.0  # another release: none
+    assert engine_spec("trtllm", mem).delivery_s_per_token == 0.0  # no release named: the engine's own fields only
+    assert engine_spec("vllm", mem).delivery_s_per_token == 0.0
