@@ -108,3 +108,15 @@ def test_bad_yaml_is_one_clear_error(tmp_path, text, match):
     with pytest.raises(DataFileError, match=match) as exc:
         load_chip(str(path))
     assert "\n" not in str(exc.value)
+
+
+def test_clock_is_sourced_where_stated_and_refused_when_off_by_orders_of_magnitude():
+    from tokenfab.hardware.spec import ChipSpec
+
+    a100 = load_chip("a100-sxm")
+    assert a100.clock == pytest.approx(1.41e9) and a100.clock_hz.source.startswith("https://")
+    assert load_chip("npu-template").clock is None  # not stated: the dense-GEMM fixed cost stands in
+    data = a100.model_dump()
+    data["clock_hz"]["value"] = 1.41  # GHz written for Hz
+    with pytest.raises(ValueError, match="Hz"):
+        ChipSpec.model_validate(data)
