@@ -421,7 +421,7 @@ def above_higher_load_ttft(jobs: list[dict]) -> tuple[list[dict], list[str]]:
     return kept, reasons
 
 
-def _checkpoint_formats(model: str, dtype: str, hw: str) -> dict:
+def _checkpoint_formats(model: str, dtype: str, hw: str, blackwell_mxfp8: bool = False) -> dict:
     """dtype (and weight_dtype) of a trtllm.csv row: its precision, except GPT-OSS, whose checkpoint keeps MXFP4
     experts whatever section of the tables it is listed in. On Hopper the tables list it as FP8 and note 'MoE backend
     (Hopper: TRITON for GPT-OSS)': TensorRT-LLM's Triton MoE runs the MXFP4 experts against 16-bit activations
@@ -429,7 +429,17 @@ def _checkpoint_formats(model: str, dtype: str, hw: str) -> dict:
     FP8 expert weights would stream twice the bytes at the FP8 tensor-core rate, which no Hopper GPT-OSS kernel has
     (TensorRT-LLM examples/models/core/gpt_oss/README.md, 'MoE Support Matrix': Hopper bf16 x mxfp4 on HGMMA; fp8 x
     mxfp4 'not enabled'). The fixed-concurrency TensorRT-LLM H100 GPT-OSS samples of e2e_aiconfigurator_silicon.csv
-    say gemm_quant=fp8, moe_quant=fp8 and ran the same openai/gpt-oss-120b checkpoint, so they take this too."""
+    say gemm_quant=fp8, moe_quant=fp8 and ran the same openai/gpt-oss-120b checkpoint, so they take this too.
+
+    `blackwell_mxfp8`: on a chip with FP4 tensor cores (Blackwell) TensorRT-LLM runs those MXFP4 experts against
+    MXFP8 activations, never FP4 ones (the same support matrix: 'Blackwell | mxfp8 | mxfp4 | CUTLASS, TRTLLM'; 'All
+    the other weights are in bf16'), so the row takes dtype fp8 with FP4 weights: the 'w4a8' kernel
+    (`cost.moe.moe_kind`) that B200's ops_moe.csv rows measure (TensorRT-LLM's w4a8_mxfp4_mxfp8), at the FP8
+    tensor-core rate, where dtype fp4 costs an NVFP4 x NVFP4 kernel at twice that rate. The trtllm-bench rows take
+    it (`throughput_jobs`); the fixed-concurrency jobs keep dtype fp4 until their campaign clients, fitted under it,
+    are refitted (see the moeoffline2 report)."""
+    if model.startswith("gpt-oss") and blackwell_mxfp8 and load_chip(hw).supports("fp4"):
+        return {"dtype": "fp8", "weight_dtype": "fp4"}
     if model.startswith("gpt-oss") and dtype == "fp8":
         return _formats("fp4", hw)
     return _formats(dtype, hw)
@@ -490,7 +500,8 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
             # ep = dp (experts spread over the whole group, no MoE-TP); the table does not state it
             tp, dp = 1, tp
             ep = dp if pd.isna(r["ep"]) else ep
-        kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, **_checkpoint_formats(model, dtype, hw),
+        kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp,
+                      **_checkpoint_formats(model, dtype, hw, blackwell_mxfp8=True),
                       **_exchange("trtllm", {"dp": dp}), kv_dtype=offline_kv_dtype(model, dtype, hw), offline=True,
                       input_len=int(r["input_len"]), output_len=int(r["output_len"]), engine="trtllm", **_offline_settings(r),
                       **_engine_overrides("trtllm", int(r["input_len"]), 0), **engine_release(r["framework"]))

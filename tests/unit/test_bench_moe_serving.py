@@ -186,6 +186,24 @@ def test_gpt_oss_trtllm_bench_rows_keep_mxfp4_experts():
     assert _checkpoint_formats("gpt-oss-120b", "fp4", "h100-sxm") == {"dtype": "bf16", "weight_dtype": "fp4"}
 
 
+def test_gpt_oss_on_blackwell_runs_mxfp8_activations_into_the_w4a8_kernel():
+    """TensorRT-LLM's GPT-OSS support matrix: Blackwell runs the MXFP4 experts against MXFP8 activations, so the
+    trtllm-bench rows take dtype fp8 with FP4 weights, which the MoE cost takes as B200's fitted 'w4a8' kernel at the
+    FP8 rate; Hopper stays weight-only and other models keep their label."""
+    from accuracy_moe_serving import _checkpoint_formats
+
+    from tokenfab.cost.chip_cost import chip_cost
+    from tokenfab.cost.moe import moe_kind
+    from tokenfab.hardware.catalog import load_chip
+
+    formats = _checkpoint_formats("gpt-oss-20b", "fp4", "b200", blackwell_mxfp8=True)
+    assert formats == {"dtype": "fp8", "weight_dtype": "fp4"}
+    assert moe_kind(chip_cost(load_chip("b200")), formats["dtype"], formats["weight_dtype"]) == ("w4a8", "fp8")
+    assert _checkpoint_formats("gpt-oss-120b", "fp8", "h100-sxm", blackwell_mxfp8=True) == \
+        {"dtype": "bf16", "weight_dtype": "fp4"}
+    assert _checkpoint_formats("qwen3-30b-a3b", "fp4", "b200", blackwell_mxfp8=True) == {"dtype": "fp4"}
+
+
 @pytest.mark.calibration
 def test_fixed_concurrency_gpt_oss_hopper_runs_take_the_checkpoints_mxfp4_experts(shared_dir):
     """The TensorRT-LLM H100 GPT-OSS samples say gemm_quant=fp8, moe_quant=fp8 but ran openai/gpt-oss-120b, whose
