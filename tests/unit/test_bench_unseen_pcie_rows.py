@@ -39,21 +39,19 @@ def test_name_map_reaches_the_new_chips():
 
 
 def test_every_row_of_the_new_chips_is_a_job_but_maverick(calibration):
-    """A100-PCIe: 40 dense + 27 Mixtral rows; RTX PRO 6000: 47 dense Llama-3.3-70B + 83 MoE rows. Left out, each with
-    its reason listed: the 9 Maverick rows (no bundled config) and the 6 Llama-3.1-405B rows (not in the dense
-    group's model map, as on every chip)."""
+    """A100-PCIe: 40 dense + 27 Mixtral rows; RTX PRO 6000: 47 dense Llama-3.3-70B + 6 Llama-3.1-405B + 83 MoE rows.
+    Left out, with the reason listed: the 9 Maverick rows (no bundled config)."""
     rows = pd.read_csv(calibration / "trtllm.csv")
     rows = rows[rows["hardware"].isin(NEW) & rows["framework"].str.contains("trtllm-bench", na=False)]
-    dense, skipped = throughput_jobs(calibration)
+    dense, _ = throughput_jobs(calibration)
     moe, failed = accuracy_moe_serving.throughput_jobs(calibration)
     jobs = {j["meta"]["case_id"]: j["meta"]["device"] for j in dense + moe if j["meta"]["device"] in NEW.values()}
     missing = set(rows["case_id"]) - set(jobs)
-    assert all("Maverick" in c or "405B" in c for c in missing), sorted(missing)[:5]
+    assert all("Maverick" in c for c in missing), sorted(missing)[:5]
     assert len([c for c in missing if "Maverick" in c]) == 9
     assert all(any(c in f for f in failed) for c in missing if "Maverick" in c)
-    assert all(any(c in s for s in skipped) for c in missing if "405B" in c)
     counts = pd.Series(list(jobs.values())).value_counts()
-    assert counts["a100-pcie"] == 40 + 27 and counts["rtx-pro-6000-server"] == 47 + 83
+    assert counts["a100-pcie"] == 40 + 27 and counts["rtx-pro-6000-server"] == 47 + 6 + 83
     hardware = rows.set_index("case_id")["hardware"]
     assert all(NEW[hardware[c]] == device for c, device in jobs.items())
 
