@@ -279,12 +279,13 @@ def simulate(
             raise InvalidInputError("disaggregation needs both --prefill-replicas and --decode-replicas")
         p_ranks, p_dep = spec(p_lay, "prefill")
         d_ranks, d_dep = spec(d_lay, "decode")
+        from tokenfab.serving.disagg import KvHandoff, handoff_s_per_token
+
         link = p_dep.step_model.system.scale_out_link or p_dep.step_model.system.scale_up_link
-        bw = link.bandwidth_bytes_per_s.value * (prefill_tp or tp)
-        per_token = p_dep.memory.kv_bytes_per_token * (prefill_tp or tp) / bw
+        per_token = handoff_s_per_token(d_dep.memory.kv_bytes_per_token, d_lay[0], p_lay[0], link.bandwidth_bytes_per_s.value)
         sim = Simulation([s for _ in range(prefill_replicas) for s in p_ranks()], wl,
                          decode_specs=[s for _ in range(decode_replicas) for s in d_ranks()],
-                         transfer_s_per_token=per_token, **run_settings)
+                         handoff=KvHandoff(per_token, eng.kv_send_streams), **run_settings)
         config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                       prefill_max_num_seqs=prefill_max_num_seqs or max_num_seqs,
                       decode_hardware=decode_hardware or hardware,

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.step import StepModel
 from tokenfab.serving.attention_dp import AttentionDpBalance, BalanceGate
+from tokenfab.serving.disagg import KvHandoff
 from tokenfab.serving.metrics import ROW, RequestLog, TimeSeries, summarize
 from tokenfab.serving.policies import make_router
 from tokenfab.serving.replica import Replica, ReplicaSpec
@@ -121,7 +122,7 @@ class Simulation:
                  timeseries_interval_s: float = 1.0, progress: bool = False,
                  slo_ttft_s: float | None = None, slo_tpot_s: float | None = None, check_invariants: bool = False,
                  frontend_s: float = 0.0, frontend_s_per_token: float = 0.0, request_latency_s: float = 0.0,
-                 attention_dp: tuple[int, AttentionDpBalance] | None = None):
+                 attention_dp: tuple[int, AttentionDpBalance] | None = None, handoff: KvHandoff | None = None):
         """`frontend_s` + `frontend_s_per_token` x prompt tokens: time each request spends in the serving front end
         (HTTP, detokenising the previous stream, tokenising the prompt), a single-threaded queue in front of the
         engine as in vLLM's and SGLang's API servers. Its serialisation staggers requests that clients send at
@@ -129,13 +130,14 @@ class Simulation:
         and the engine that is not serialised (network and HTTP round trip, a router hop, the first chunk's way
         back), part of the TTFT a benchmark client measures. `attention_dp` (ranks per instance, balance setting):
         each run of that many consecutive replicas is one attention-DP instance whose ranks start prompts under
-        TensorRT-LLM's context balancing (`serving.attention_dp`)."""
+        TensorRT-LLM's context balancing (`serving.attention_dp`). `handoff`: when a prefill replica's finished
+        prompt reaches the decode pool (`serving.disagg`; default: `transfer_s_per_token` per prompt token, no queue)."""
         self.workload = workload
         self.rng = np.random.default_rng(seed)
         self.replicas = [Replica(i, s) for i, s in enumerate(specs)]
         self.decoders = [Replica(len(specs) + i, s) for i, s in enumerate(decode_specs)]
         self.router, self.decode_router = make_router(router), make_router("least-outstanding")
-        self.transfer_s_per_token = transfer_s_per_token
+        self.handoff = handoff if handoff is not None else KvHandoff(transfer_s_per_token)
         self.series = TimeSeries(timeseries_interval_s)
         for r in self.replicas + self.decoders:
             r.series = self.series
@@ -290,8 +292,8 @@ class Simulation:
         prefill_pool = replica.spec.role == "prefill"
         for req in reqs:
             if prefill_pool:
-                delay = req.prompt_len * self.transfer_s_per_token
-                heapq.heappush(self.pending, (now + delay, next(self.seq), 1, req))
+                arrive = self.handoff.arrival_s(replica.index, req.prompt_len, now)
+                heapq.heappush(self.pending, (arrive, next(self.seq), 1, req))
                 continue
             if req.rid >= self._warmup:  # warm-up requests are served but not measured
                 self.log.add(req)

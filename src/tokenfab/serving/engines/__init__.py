@@ -170,6 +170,10 @@ class EngineSpec(BaseModel):
                                   "only their window; False: sized as if every layer were full attention, so a "
                                   "sliding-window model's pool holds as many tokens as a full-attention one of its "
                                   "layers would (TensorRT-LLM).")
+    kv_send_streams: int | None = Field(
+        default=None, ge=1, le=1024, description="P/D: concurrent KV sends per prefill replica, later ones queue "
+                                                 "(TensorRT-LLM TRTLLM_KVCACHE_SEND_MAX_CONCURRENCY_NUM, default 1; "
+                                                 "`serving.disagg`); None: every transfer starts when its prompt ends.")
     memory: MemoryPolicy
     source: str = Field(min_length=1, description="Docs/source the defaults come from, with version.")
 

@@ -147,5 +147,6 @@ def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = Non
         cuda_graph_sizes=tuple(sorted(set(cuda_graph_batch_sizes))) if cuda_graph_batch_sizes is not None
         else capture_sizes(cuda_graph_max_batch or 128),
         block_tokens=ENGINE_BLOCK_TOKENS if engine_runtime else 32, memory=memory, kv_sizing_window_aware=False,
+        kv_send_streams=1,  # the context side's one KV send buffer (serving.disagg.SOURCE)
         source=f"{SOURCE}; v0.12-v0.16: {ENGINE_RUNTIME_SOURCE}" if engine_runtime else SOURCE,
     )
