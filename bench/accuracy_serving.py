@@ -78,12 +78,24 @@ def engine_release(framework: str) -> dict:
     ('sglang 0.5.1.post1': its memory sizing changed in 0.5.4) and the trtllm-bench rows of trtllm.csv
     ('TensorRT-LLM v0.14.0 (...)', '~v1.1/1.2': the v0.x TensorRT-engine runtime holds runtime and decoder buffers
     before sizing the KV cache; a range names its first release). The aiconfigurator rows' 'trtllm 0.8.1.post2'
-    names the ai-dynamo container, not a TensorRT-LLM release: nothing for those, nor when no version is stated."""
+    names the ai-dynamo container, not a TensorRT-LLM release: nothing for those, nor when no version is stated (their
+    'trtllm 1.x' releases: `trtllm_release`)."""
     parts = str(framework).split()
     if parts[0] == "sglang" and len(parts) > 1 and parts[1] != "nan":
         return {"engine_version": parts[1]}
     if parts[0] == "TensorRT-LLM" and len(parts) > 1 and parts[1].lstrip("~").startswith("v"):
         return {"engine_version": parts[1].lstrip("~v").split("/")[0]}
+    return {}
+
+
+def trtllm_release(framework: str) -> dict:
+    """`engine_version` of an aiconfigurator row whose framework names a TensorRT-LLM release ('trtllm 1.0.0rc3',
+    1.1-1.3; not the ai-dynamo container's 'trtllm 0.8.1'), for the fits stored per release (`engines.release_key`:
+    TensorRT-LLM 1.0's token delivery). Passed for the dense fixed-concurrency rows, where the fit was made; the MoE
+    rows of the same release keep none until their campaign clients (fitted without the stage) are refitted with it."""
+    parts = str(framework).split()
+    if parts[0] == "trtllm" and len(parts) > 1 and parts[1].startswith("1."):
+        return {"engine_version": parts[1]}
     return {}
 
 
@@ -313,7 +325,7 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
         kv = "fp8" if dtype in ("fp8", "fp4") else dtype
         add_measured(jobs, (model, hw, dtype, fw, tp, c, isl, osl),
                      fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, tp=tp, dtype=dtype, kv_dtype=kv,
-                                              **engine_release(r["framework"])),
+                                              **engine_release(r["framework"]), **trtllm_release(r["framework"])),
                      {"framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c, "campaign": campaign(r)}, r)
     return list(jobs.values()), skipped + repeat_reasons(jobs.values())
 

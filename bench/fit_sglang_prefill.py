@@ -17,7 +17,7 @@ where prefill is short.
 Rows: the SGLang runs of bench/accuracy_moe_serving.py's concurrency jobs (aggregated and P/D), split by the hash
 of the run key (`job_half`): every grid pair is simulated on the fit half and the pair minimising the mean of TTFT
 and TPOT MAPE there is chosen; the other half reports both before (no overhead, the framework client) and after.
-`--write` stores the overhead in src/tokenfab/serving/engines/prefill_overheads.yaml (read by
+`--write` stores the overhead in src/tokenfab/serving/engines/overheads.yaml, `engines.sglang.architectures` (read by
 `tokenfab.serving.engines.for_model` for the 'mla-moe' class) and the spread in bench/data/sglang_moe_client.yaml
 (read by bench/accuracy_moe_serving.py for SGLang runs).
 """
@@ -51,7 +51,9 @@ def _jobs(variation: float) -> list[dict]:
 
 
 def _run(jobs: list[dict], overhead_s: float) -> list[dict]:
-    engines.fitted_prefill_overheads = lambda: {"sglang": {ARCH: overhead_s}}  # forked into the workers
+    stored = engines.fitted_overheads()
+    sglang = {**stored.get("sglang", {}), "architectures": {ARCH: {"prefill_overhead_s": overhead_s}}}
+    engines.fitted_overheads = lambda: {**stored, "sglang": sglang}  # forked into the workers
     with ProcessPoolExecutor(max_workers=2) as pool:
         return list(pool.map(ams._job, jobs, chunksize=2))
 
@@ -103,13 +105,15 @@ def _write(grid, spreads, cells, best_v, best_o, before, after) -> None:
             "fit_half_score": {f"{v}/{o * 1e3:.0f}ms": round(c, 4) for (v, o), c in cells.items()},
             "held_out_before": before, "held_out_after": after, "commit": commit,
             "date": dt.date.today().isoformat(), "command": "python bench/fit_sglang_prefill.py --write"}
-    engines.PREFILL_OVERHEADS_PATH.write_text(
-        "# Written by bench/fit_sglang_prefill.py; do not edit by hand.\n"
-        + yaml.safe_dump({"provenance": prov, "engines": {"sglang": {ARCH: {"prefill_overhead_s": best_o}}}}, sort_keys=False))
+    path = engines.OVERHEADS_PATH  # the one file of fitted host times: this fit's entry and provenance, the rest kept
+    data = yaml.safe_load(path.read_text()) if path.exists() else {"provenance": {}, "engines": {}}
+    data["provenance"]["prefill"] = prov
+    data["engines"].setdefault("sglang", {}).setdefault("architectures", {})[ARCH] = {"prefill_overhead_s": best_o}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     ams.SGLANG_CLIENT_PATH.write_text(
         "# Written by bench/fit_sglang_prefill.py; do not edit by hand.\n"
         + yaml.safe_dump({"provenance": prov, "sglang": {"output_variation_frac": best_v}}, sort_keys=False))
-    print(f"wrote {engines.PREFILL_OVERHEADS_PATH} and {ams.SGLANG_CLIENT_PATH}")
+    print(f"wrote {engines.OVERHEADS_PATH} and {ams.SGLANG_CLIENT_PATH}")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ def test_architecture_keys_of_bundled_models():
 
 
 def test_for_model_applies_the_fit_of_the_model_class_only(monkeypatch):
-    monkeypatch.setattr(engines, "fitted_prefill_overheads", lambda: {"sglang": {"mla-moe": 0.07}})
+    monkeypatch.setattr(engines, "fitted_overheads",
+                        lambda: {"sglang": {"architectures": {"mla-moe": {"prefill_overhead_s": 0.07}}}})
     eng = engine_spec("sglang", B200_BYTES)
     assert for_model(eng, load_model("deepseek-v3")).prefill_overhead_s == pytest.approx(0.07)
     assert for_model(eng, load_model("llama-3.1-8b")) is eng  # dense SGLang keeps its defaults
@@ -51,11 +52,14 @@ def test_for_model_applies_the_fit_of_the_model_class_only(monkeypatch):
 
 
 def test_stored_fit_has_provenance():
-    path = engines.PREFILL_OVERHEADS_PATH
-    if not path.exists():
-        pytest.skip("no fitted prefill overheads (bench/fit_sglang_prefill.py --write)")
     import yaml
 
-    data = yaml.safe_load(path.read_text())
-    assert {"method", "split", "commit", "command", "held_out_before", "held_out_after"} <= set(data["provenance"])
-    assert 0.0 <= data["engines"]["sglang"]["mla-moe"]["prefill_overhead_s"] < 1.0
+    data = yaml.safe_load(engines.OVERHEADS_PATH.read_text())  # the one file of fitted host times
+    prov = data["provenance"]["prefill"]
+    assert {"method", "split", "commit", "command", "held_out_before", "held_out_after"} <= set(prov)
+    assert "fit_sglang_prefill.py" in prov["command"]
+    stored = data["engines"]["sglang"]["architectures"]["mla-moe"]["prefill_overhead_s"]
+    assert 0.0 <= stored < 1.0
+    # what the reader gives an MLA + MoE model under SGLang is the stored value
+    eng = for_model(engine_spec("sglang", B200_BYTES), load_model("deepseek-v3"))
+    assert eng.prefill_overhead_s == stored
