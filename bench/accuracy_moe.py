@@ -8,10 +8,10 @@
      scored on the other 30%, per chip and dtype;
    - leave-one-chip-out: the generic profile's `moe` tables fitted on the other three chips (a cache term
      relative to each chip's own L2, since these benchmarks re-run warm weights, with one copy of the working
-     set per cache partition, `num_onchip_sram_partitions`: `--cache-steps` shows the step; the fixed cost in units
-     of each chip's bf16 dense-GEMM fixed cost, `calibrate.moe_fit`), resolved for the chip left out as
-     the tool resolves any chip without MoE rows (`ResolvedProfile.moe`: the pooled ratio times the held
-     chip's own GEMM fixed cost from ops_gemm.csv; a kind the pool lacks, e.g. B200's MXFP4 x MXFP8 or
+     set per cache partition, `num_onchip_sram_partitions`: `--cache-steps` shows the step; the fixed cost in
+     thousands of cycles of each chip's clock, `calibrate.moe_fit`), resolved for the chip left out as
+     the tool resolves any chip without MoE rows (`ResolvedProfile.moe`: the pooled kilocycles at the held
+     chip's own clock, `ChipSpec.clock_hz`; a kind the pool lacks, e.g. B200's MXFP4 x MXFP8 or
      L40S's CUTLASS backend, takes the pooled bf16 curve moved by the held chip's GEMM efficiencies),
      scored on every row of the chip left out;
    - leave-one-chip-out, own fixed cost: the same pooled efficiencies with only the fixed cost taken from
@@ -94,10 +94,10 @@ def kernel_holdout(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _resolution(device: str, own_moe: dict, generic_moe: dict | None = None, ratios: dict | None = None,
+def _resolution(device: str, own_moe: dict, generic_moe: dict | None = None, kilocycles: dict | None = None,
                 own_forms: dict | None = None, generic_forms: dict | None = None):
     """The held chip's shipped resolution (its dense-GEMM fits, which saw no MoE row) with its MoE tables
-    replaced: `own_moe` as its own fit, `generic_moe` (and their fixed-cost ratios) as the pooled layer, each
+    replaced: `own_moe` as its own fit, `generic_moe` (and their fixed costs in kilocycles) as the pooled layer, each
     with its kinds' work forms (kind -> form).
     Predictions then go through `ResolvedProfile.moe`, the tool's own path for that case."""
     import dataclasses
@@ -111,23 +111,24 @@ def _resolution(device: str, own_moe: dict, generic_moe: dict | None = None, rat
         return {"moe_row_tiles": frozenset(k for k, f in forms.items() if f == "row-tiles"),
                 "moe_tile_ladder": frozenset(k for k, f in forms.items() if f == "tile-ladder")}
 
-    own = dataclasses.replace(base.profile, moe=own_moe, moe_launch_per_gemm_launch={}, **marks(own_forms))
+    own = dataclasses.replace(base.profile, moe=own_moe, moe_launch_kilocycles={}, **marks(own_forms))
     generic = base.generic if generic_moe is None else dataclasses.replace(
-        base.generic, moe=generic_moe, moe_launch_per_gemm_launch=ratios or {}, **marks(generic_forms))
+        base.generic, moe=generic_moe, moe_launch_kilocycles=kilocycles or {}, **marks(generic_forms))
     reference = None if base.reference is None else dataclasses.replace(base.reference, moe={})
-    return ResolvedProfile(own, generic, base.provenance, base.compute_units, base.note, reference)
+    return ResolvedProfile(own, generic, base.provenance, base.compute_units, base.note, reference,
+                           clock_hz=base.clock_hz)
 
 
-def _gemm_launch_s(device: str) -> float:
-    """The chip's bf16 dense-GEMM fixed cost from its shipped profile (fitted on ops_gemm.csv only)."""
-    from tokenfab.cost.chip_cost import chip_cost
+def _cycle_unit_s(device: str) -> float:
+    """One thousand cycles of the chip's clock (`ChipSpec.clock_hz`), the unit of a pooled MoE fixed cost."""
+    from tokenfab.cost.profile import KILO_CYCLES
 
-    return chip_cost(load_chip(device)).resolved.gemm("bf16")[0].launch_s
+    return KILO_CYCLES / load_chip(device).clock
 
 
 def pooled_moe_fits(forms: dict[str, dict[str, dict]], devices: list[str]) -> tuple[dict, dict, dict]:
-    """(kind -> KernelParams, kind -> fixed-cost ratio, kind -> work form) fitted on `devices` as the generic
-    profile is (`calibrate.moe_fit`: fixed cost in units of each chip's bf16 GEMM fixed cost)."""
+    """(kind -> KernelParams, kind -> fixed cost in kilocycles, kind -> work form) fitted on `devices` as the
+    generic profile is (`calibrate.moe_fit`: fixed cost in thousands of cycles of each chip's clock)."""
     import dataclasses
 
     from tokenfab.calibrate.moe_fit import fit_pooled_moe
@@ -136,19 +137,19 @@ def pooled_moe_fits(forms: dict[str, dict[str, dict]], devices: list[str]) -> tu
     others: dict[str, dict[str, list]] = {}
     for d in devices:
         for key, s in forms[d]["columns"].items():
-            parts.setdefault(key[1], []).append((s, _gemm_launch_s(d)))
+            parts.setdefault(key[1], []).append((s, _cycle_unit_s(d)))
             for form in MOE_FORMS[1:]:
                 others.setdefault(key[1], {}).setdefault(form, []).append(forms[d][form][key])
-    fits, ratios, chosen = {}, {}, {}
+    fits, kilocycles, chosen = {}, {}, {}
     for kind, p in parts.items():
-        params, _, ratio, form = fit_pooled_moe(p, table_upper("moe"), others[kind])
-        fits[kind], ratios[kind], chosen[kind] = dataclasses.replace(params, launch_s=ratio * 1e-6), ratio, form
-    return fits, ratios, chosen
+        params, _, count, form = fit_pooled_moe(p, table_upper("moe"), others[kind])
+        fits[kind], kilocycles[kind], chosen[kind] = dataclasses.replace(params, launch_s=count * 1e-6), count, form
+    return fits, kilocycles, chosen
 
 
 def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
     """Per chip left out: the generic MoE tables fitted on the other chips' rows, resolved for the held chip
-    as the tool resolves a chip without MoE rows (its own bf16 GEMM fixed cost times the pooled ratio, the
+    as the tool resolves a chip without MoE rows (the pooled kilocycles at its own clock, the
     pooled kind or else the pooled bf16 curve), error on all of its rows. Beside it, what generalises
     without the fixed cost: the same pooled efficiencies with the fixed cost alone refitted on the held
     chip's 1-token rows (the layer timed once per shape at its smallest size), scored on its other rows."""
@@ -159,8 +160,8 @@ def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
     rest = {d: _forms(frame[(frame["device"] == d) & ~one], d) for d in devices}
     rows = []
     for held in devices:
-        fits, ratios, chosen = pooled_moe_fits(forms, [d for d in devices if d != held])
-        resolved = _resolution(held, {}, fits, ratios, generic_forms=chosen)
+        fits, kilocycles, chosen = pooled_moe_fits(forms, [d for d in devices if d != held])
+        resolved = _resolution(held, {}, fits, kilocycles, generic_forms=chosen)
         for (table, kind) in sorted(forms[held]["columns"]):
             params, _ = resolved.moe(kind)
             i = resolved.moe_form(kind)
@@ -210,13 +211,13 @@ def fixed_cost_form(frame: pd.DataFrame) -> list[dict]:
     The collector (aiconfigurator collect_moe.py, helper.benchmark_with_power) times CUDA-graph replays."""
     from scipy.optimize import least_squares
 
-    from tokenfab.calibrate.fit import LOWER
+    from tokenfab.calibrate.fit import LOWER, NUM_PARAMS as Q  # theta[Q] is the exponent q
     from tokenfab.cost.kernel import kernel_time_array
 
     def predict(theta: np.ndarray, s: KernelSamples) -> np.ndarray:
-        work = kernel_time_array(s.flops, s.dram_bytes, s.peak, s.bandwidth, np.r_[0.0, theta[1:7]], s.work_units,
+        work = kernel_time_array(s.flops, s.dram_bytes, s.peak, s.bandwidth, np.r_[0.0, theta[1:Q]], s.work_units,
                                  s.compute_units, s.cache_bytes)
-        return (theta[0] ** theta[7] + work ** theta[7]) ** (1.0 / theta[7])
+        return (theta[0] ** theta[Q] + work ** theta[Q]) ** (1.0 / theta[Q])
 
     out = []
     for device in sorted(frame["device"].unique()):
@@ -226,7 +227,7 @@ def fixed_cost_form(frame: pd.DataFrame) -> list[dict]:
             base, _ = fit_kernel(train[key], upper=table_upper("moe"))
             x0 = np.r_[base.as_vector(), 2.0]
             lo, hi = np.r_[LOWER, 1.0], np.r_[table_upper("moe"), 30.0]
-            free = [i for i in range(8) if i != 6]  # cache residency fraction kept at the additive fit's
+            free = [i for i in range(Q + 1) if i not in (6, 7)]  # cache residency and ramp kept at the additive fit's
 
             def residual(x: np.ndarray, x0=x0, s=train[key]) -> np.ndarray:
                 theta = x0.copy()
@@ -240,7 +241,7 @@ def fixed_cost_form(frame: pd.DataFrame) -> list[dict]:
             out.append({"device": device, "kind": key[1],
                         "additive_mape": float(np.mean(np.abs(predict_samples(base.as_vector(), test[key]) / held - 1.0))),
                         "q_form_mape": float(np.mean(np.abs(predict(theta, test[key]) / held - 1.0))),
-                        "q": float(theta[7]), "launch_s": base.launch_s})
+                        "q": float(theta[Q]), "launch_s": base.launch_s})
     return out
 
 

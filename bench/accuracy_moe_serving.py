@@ -331,17 +331,56 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
             failed.append(f"{r['case_id']}: neither the benchmark concurrency nor the per-rank batch is stated")
             continue
         c, isl, osl = benchmark_concurrency(notes, r["batch"], lay), int(r["input_len"]), int(r["output_len"])
+        spec = speculative_recipe(r["framework"], model, lay)
         kwargs = fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_checkpoint_formats(model, dtype, hw), kv_dtype="fp8",
-                                          **_exchange(fw, lay), **engine_release(r["framework"]),
+                                          **_exchange(fw, lay), **engine_release(r["framework"]), **spec,
                                           **(prefill_limit(fw, notes) if "prefill_replicas" in lay else {}))
         kwargs["num_requests"] = min(10 * c, MAX_REQUESTS)
-        add_measured(jobs, (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl, assumed), kwargs,
+        # a speculative run is another configuration than the same layout without it (the key of a run without
+        # speculation is unchanged, and with it its fit half, `accuracy_serving.job_half`)
+        key = (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl, assumed) + ((tuple(spec.items()),) if spec else ())
+        add_measured(jobs, key, kwargs,
                      {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c,
                       "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes, "workers_assumed": assumed,
-                      "campaign": campaign(r)}, r)
+                      "campaign": campaign(r), "speculative": bool(spec)}, r)
     kept, below = below_stated_load(list(jobs.values()))
     kept, unsteady = above_higher_load_ttft(kept)
     return kept, failed + below + unsteady + repeat_reasons(jobs.values())
+
+
+# The TensorRT-LLM release image that InferenceMAX (github.com/SemiAnalysisAI/InferenceX) gave its DeepSeek-R1 B200
+# multi-token-prediction sweeps and no other: its perf-changelog.yaml moved 'dsr1-fp4-b200-trt-mtp' to
+# release:1.2.0rc6.post3 (PR #642) and the plain configurations 'dsr1-fp4-b200-trt' / 'dsr1-fp8-b200-trt' to
+# release:1.2.0rc6.post2 (PRs #620, #594). aiconfigurator's 2026-03-25 / 2026-04-06 silicon samples repeat those sweeps
+# (the same ISL/OSL pairs 1k1k, 1k8k, 8k1k, the same TP / EP / attention-DP cells per concurrency) with the image in
+# their notes and no word of speculation; every 1.2.0rc6.post3 row of e2e_aiconfigurator_silicon.csv is such a
+# DeepSeek-R1 B200 run. Measured alike, the same cell is ~1.6x faster on the post3 image at decode-heavy lengths
+# (attention-DP 8, C = 128, 1024/8192: TPOT 11.67 ms on post3, 19.23 ms on post2), which is MTP's gain, not a patch
+# release's. 1.1.0rc2.post2 served both kinds of sweep, so its rows say nothing and run without speculation.
+MTP_FRAMEWORK = "trtllm 1.2.0rc6.post3"
+
+
+def speculative_recipe(framework: str, model: str, lay: dict) -> dict:
+    """simulate()'s speculative arguments of a run that InferenceMAX's MTP benchmark scripts made ({} for any other):
+    DeepSeek's MTP layer drafting 1 token under attention-DP, 3 otherwise (benchmarks/dsr1_fp4_b200_trt_mtp.sh and
+    dsr1_fp8_b200_trt_mtp.sh: 'MTP=1' when DP_ATTENTION is true, else 'MTP=3', as num_nextn_predict_layers), at the
+    acceptance bench/fit_mtp_acceptance.py fitted on half of these runs (without its file, the model's published one,
+    execution.speculative.MTP_DEFAULTS). P/D runs are not InferenceMAX's."""
+    if str(framework).strip() != MTP_FRAMEWORK or model != "deepseek-v3" or "prefill_replicas" in lay:
+        return {}
+    return {"spec_method": "mtp", "spec_tokens": 1 if lay["dp"] > 1 else 3, **fitted_mtp_acceptance()}
+
+
+MTP_ACCEPTANCE_PATH = Path(__file__).with_name("data") / "mtp_acceptance.yaml"
+
+
+def fitted_mtp_acceptance() -> dict:
+    """{'spec_acceptance': A} from bench/fit_mtp_acceptance.py's fit ({} without the file: the model's published
+    acceptance)."""
+    if not MTP_ACCEPTANCE_PATH.exists():
+        return {}
+    row = yaml.safe_load(MTP_ACCEPTANCE_PATH.read_text()) or {}
+    return {"spec_acceptance": float(row["acceptance_frac"])} if "acceptance_frac" in row else {}
 
 
 # Runs whose own TTFT and TPOT put fewer than this share of the stated clients in flight (Little's law) are not

@@ -42,8 +42,12 @@ EXACT_CLIENT = {"warmup_waves": 0, "output_variation_frac": 0.0, "request_latenc
 MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
           "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b", "Llama-3.1-70B": "llama-3.1-70b",
           "Llama-3.3-70B-Instruct": "llama-3.1-70b", "Llama-3.1-8B": "llama-3.1-8b", "Llama-3.1-8B-Instruct": "llama-3.1-8b",
-          "Mistral-7B": "mistral-7b"}
-HARDWARE = {"H100-SXM-80GB": "h100-sxm", "B200-SXM-180GB": "b200", "A100-SXM-80GB": "a100-sxm", "L40S": "l40s"}
+          "Mistral-7B": "mistral-7b", "Llama-3.1-405B-Instruct": "llama-3.1-405b"}
+# The calibration files' hardware names -> catalog chips (the MoE rows of accuracy_moe_serving use the same map).
+# A100-PCIe-80GB and RTX-PRO-6000-Blackwell-Server are chips the operator fits never saw: they run on their specs and
+# the profiles they inherit (a100-sxm, b200), not on anything fitted to these rows.
+HARDWARE = {"H100-SXM-80GB": "h100-sxm", "B200-SXM-180GB": "b200", "A100-SXM-80GB": "a100-sxm", "L40S": "l40s",
+            "A100-PCIe-80GB": "a100-pcie", "RTX-PRO-6000-Blackwell-Server": "rtx-pro-6000-server"}
 QUANT = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "fp4": "fp4", "bfloat16": "bf16", "float16": "fp16", "fp16": "fp16"}
 
 

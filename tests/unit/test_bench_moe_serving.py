@@ -315,6 +315,46 @@ def test_the_fitted_sglang_client_spread_applies_to_sglang_runs_only(tmp_path):
     assert all("output_dist" not in j["kwargs"] for j in plain)
 
 
+def test_only_inferencemax_mtp_image_runs_speculate_one_token_under_attention_dp_three_otherwise():
+    from accuracy_moe_serving import MTP_FRAMEWORK, speculative_recipe
+
+    dep, tep = {"tp": 1, "dp": 8, "ep": 8}, {"tp": 8, "dp": 1, "ep": 8}
+    dep_spec, tep_spec = speculative_recipe(MTP_FRAMEWORK, "deepseek-v3", dep), speculative_recipe(MTP_FRAMEWORK, "deepseek-v3", tep)
+    assert (dep_spec["spec_method"], dep_spec["spec_tokens"]) == ("mtp", 1)
+    assert (tep_spec["spec_method"], tep_spec["spec_tokens"]) == ("mtp", 3)
+    assert speculative_recipe("trtllm 1.2.0rc6.post2", "deepseek-v3", tep) == {}  # the plain sweeps' image
+    assert speculative_recipe("trtllm 1.1.0rc2.post2", "deepseek-v3", tep) == {}  # served both kinds: no claim
+    assert speculative_recipe(MTP_FRAMEWORK, "gpt-oss-120b", tep) == {}
+    assert speculative_recipe(MTP_FRAMEWORK, "deepseek-v3", {**dep, "prefill_replicas": 1}) == {}
+
+
+def test_the_same_cell_with_and_without_mtp_is_two_runs_and_a_plain_runs_key_is_unchanged(tmp_path):
+    """The post3 (MTP) and post2 (plain) measurements of one cell must not collapse into one job (add_measured keeps
+    the last), and a run without speculation keeps the key (and so the fit half) it always had."""
+    import pandas as pd
+
+    from accuracy_moe_serving import MTP_FRAMEWORK, _jobs
+
+    notes = ("NVIDIA aiconfigurator silicon validation sample id=x; aggregated serving: tp=1, pp=1, attention_dp=8, moe_tp=1, "
+             "moe_ep=8, batch/concurrency=16; gemm_quant=nvfp4, moe_quant=nvfp4; measured serving benchmark at fixed "
+             "concurrency=128; data_source=[source_file=2026-03-25.csv]")
+    base = dict(source_url_or_repo_path="s", source_kind="repo-data", hardware="B200-SXM-180GB", n_accel=8,
+                interconnect="NVLink5", model="deepseek-ai/DeepSeek-R1", precision="fp4", scenario="server-agg", batch=16,
+                input_len=1024, output_len=8192, tp=1, pp=1, ep=8, metric="tpot_ms", unit="ms", notes=notes)
+    rows = pd.DataFrame([{**base, "case_id": "mtp", "framework": MTP_FRAMEWORK, "value": 11.6652},
+                         {**base, "case_id": "stp", "framework": "trtllm 1.2.0rc6.post2", "value": 19.2280}])
+
+    rows.to_csv(tmp_path / "e2e_aiconfigurator_silicon.csv", index=False)
+    jobs, _ = _jobs(tmp_path)
+    by_case = {j["measured"]["tpot_ms"][1]: j for j in jobs}
+    assert set(by_case) == {"mtp", "stp"}
+    assert by_case["mtp"]["kwargs"]["spec_method"] == "mtp" and "spec_method" not in by_case["stp"]["kwargs"]
+    plain_key = ("deepseek-v3", "b200", "fp4", "trtllm", tuple({"tp": 1, "pp": 1, "dp": 8, "moe_tp": 1, "ep": 8}.items()),
+                 128, 1024, 8192, False)
+    assert by_case["stp"]["meta"]["key"] == plain_key
+    assert by_case["mtp"]["meta"]["key"][:len(plain_key)] == plain_key and len(by_case["mtp"]["meta"]["key"]) == len(plain_key) + 1
+
+
 def test_a_run_far_above_its_deployments_ttft_at_a_higher_load_is_not_scored():
     """The same deployment (campaign and simulated arguments but the load): 12.3 s at C = 6 against 5.05 s at C = 30
     is 2.44x (not scored); 7.4 s at C = 60 lies above its lower-load runs, as queueing makes it (scored); a run of

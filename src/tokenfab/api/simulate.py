@@ -35,7 +35,8 @@ def _length_dist(spec: str | None, fixed: int, what: str):
 
 def _rank_specs(rspec, together, dp: int):
     """A builder of one instance's dp replica specs: alike, or (an MoE instance with attention-DP serving traffic,
-    `together` the step model of all ranks prefilling at once) sharing one `LockstepTimer` per instance."""
+    `together` the step time of all ranks prefilling at once: a step model's fast_step, or a speculative timer's
+    step) sharing one `LockstepTimer` per instance."""
     import dataclasses
 
     from tokenfab.serving.attention_dp import LockstepTimer
@@ -43,7 +44,7 @@ def _rank_specs(rspec, together, dp: int):
     def ranks() -> list:
         if together is None:
             return [rspec] * dp
-        timer = LockstepTimer(rspec.step.step, together.fast_step, rspec.step.decode_pair)
+        timer = LockstepTimer(rspec.step.step, together, rspec.step.decode_pair)
         return [dataclasses.replace(rspec, step=timer)] * dp
     return ranks
 
@@ -239,11 +240,17 @@ def simulate(
                              policy=for_model(eng, d.step_model.model),
                              speculative=spec_model, context_len=context)
         together = None
-        if not offline and dp_ > 1 and role != "decode" and spec_model is None and d.step_model.model.is_moe:
-            together = deployment(model, chip, None, tp_, pp, ep_, dp_, dtype, weight_dtype, kv_dtype, profile=None,
-                                  moe_tp=moe_tp_, moe_dispatch=moe_dispatch, staggered_prefill=False,
-                                  two_batch_overlap=two_batch_overlap,
-                       num_redundant_experts=num_redundant_experts, **mem_kw).step_model
+        if not offline and dp_ > 1 and role != "decode" and d.step_model.model.is_moe:
+            together_sm = deployment(model, chip, None, tp_, pp, ep_, dp_, dtype, weight_dtype, kv_dtype, profile=None,
+                                     moe_tp=moe_tp_, moe_dispatch=moe_dispatch, staggered_prefill=False,
+                                     two_batch_overlap=two_batch_overlap,
+                                     num_redundant_experts=num_redundant_experts, **mem_kw).step_model
+            together = together_sm.fast_step
+            if spec_model is not None:  # speculative ranks: their mixed steps verify drafts beside the prompts
+                from tokenfab.serving.speculative import SpeculativeTimer
+
+                draft = load_model(spec_draft_model) if spec_draft_model else None
+                together = SpeculativeTimer(SpeculativeModel(together_sm, sspec, draft)).step
         return _rank_specs(rspec, together, dp_), d
 
     config = {"model": model, "hardware": hardware, "tp": tp, "pp": pp, "ep": ep, "dp": dp, "dtype": dtype, "replicas": replicas,

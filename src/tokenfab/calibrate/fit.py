@@ -22,14 +22,16 @@ from tokenfab.cost.collectives import TREE_BUS_FACTOR, bus_factor, mesh_bandwidt
 from tokenfab.cost.kernel import KernelParams, kernel_time_array
 from tokenfab.cost.profile import CollectiveParams
 
-# theta = [launch_s, compute_eff, memory_eff, overlap_exp, half_occupancy_per_unit, cache_bw_factor, cache_capacity_frac]
-LOWER = np.array([0.0, 0.02, 0.02, 1.0, 0.0, 1.0, 0.0])
-UPPER = np.array([2e-4, 1.0, 1.0, 20.0, 50.0, 4.0, 1.0])
+# theta = [launch_s, compute_eff, memory_eff, overlap_exp, half_occupancy_per_unit, cache_bw_factor, cache_capacity_frac,
+#          cache_ramp_frac]
+LOWER = np.array([0.0, 0.02, 0.02, 1.0, 0.0, 1.0, 0.0, 0.0])
+UPPER = np.array([2e-4, 1.0, 1.0, 20.0, 50.0, 4.0, 1.0, 0.5])
 _STARTS = (
-    np.array([5e-6, 0.8, 0.8, 2.0, 0.5, 1.2, 0.5]),
-    np.array([5e-6, 0.6, 0.85, 6.0, 0.05, 1.5, 0.3]),
-    np.array([1e-5, 0.7, 0.7, 1.5, 2.0, 1.0, 0.0]),
+    np.array([5e-6, 0.8, 0.8, 2.0, 0.5, 1.2, 0.5, 0.1]),
+    np.array([5e-6, 0.6, 0.85, 6.0, 0.05, 1.5, 0.3, 0.1]),
+    np.array([1e-5, 0.7, 0.7, 1.5, 2.0, 1.0, 0.0, 0.1]),
 )
+NUM_PARAMS = len(LOWER)
 
 
 @dataclass(frozen=True)
@@ -77,18 +79,22 @@ def predict_samples(theta: np.ndarray, s: KernelSamples) -> np.ndarray:
 
 
 def fit_kernel(samples: KernelSamples, fit_cache: bool = True, fixed: dict[int, float] | None = None,
-               upper: np.ndarray | None = None) -> tuple[KernelParams, FitQuality]:
-    """Fit the seven kernel parameters (or a subset) to `samples` (`upper` overrides UPPER).
+               upper: np.ndarray | None = None, fit_ramp: bool = False) -> tuple[KernelParams, FitQuality]:
+    """Fit the kernel parameters (or a subset) to `samples` (`upper` overrides UPPER).
 
     The cache-residency threshold is a step in the model (a working set fits on chip or not),
     which gradient methods cannot move, so it is chosen on a grid and the rest fitted for each.
+    `fit_ramp` also fits the width of a ramp beyond that threshold (`cost.kernel`, `cache_ramp_frac`),
+    which is continuous once it is > 0; without it the step stays a step (ramp 0).
     """
     fixed = dict(fixed or {})
+    if not fit_ramp:
+        fixed.setdefault(7, 0.0)
     if not fit_cache or not np.any(samples.cache_bytes > 0):
-        return _fit_continuous(samples, {**fixed, 5: 1.0, 6: 0.0}, upper=upper)
+        return _fit_continuous(samples, {**fixed, 5: 1.0, 6: 0.0, 7: 0.0}, upper=upper)
     best = None
     for frac in CACHE_FRACTIONS:
-        extra = {5: 1.0, 6: 0.0} if frac == 0.0 else {6: frac}
+        extra = {5: 1.0, 6: 0.0, 7: 0.0} if frac == 0.0 else {6: frac}
         params, q, cost = _fit_continuous(samples, {**fixed, **extra}, with_cost=True, upper=upper)
         if best is None or cost < best[2] * (1 - 1e-6):
             best = (params, q, cost)
@@ -101,11 +107,11 @@ CACHE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 def _fit_continuous(samples: KernelSamples, fixed: dict[int, float], with_cost: bool = False,
                     upper: np.ndarray | None = None):
     hi_bounds = UPPER if upper is None else upper
-    free = [i for i in range(7) if i not in fixed]
+    free = [i for i in range(NUM_PARAMS) if i not in fixed]
     log_t = np.log(samples.time_s)
 
     def full(x: np.ndarray) -> np.ndarray:
-        theta = np.empty(7)
+        theta = np.empty(NUM_PARAMS)
         theta[free] = x
         for i, v in fixed.items():
             theta[i] = v

@@ -59,7 +59,7 @@ def refit(out_dir: Path = PROFILE_DIR, exclude: tuple[str, ...] = (), chips_only
     vendors = [n for n in sorted(set(VENDOR_HARDWARE_NAMES.values())) if n not in exclude]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    gemm_launch_s = {}  # each chip's bf16 GEMM fixed cost: the unit of the generic MoE fixed cost
+    gemm_launch_s = {}  # each chip's bf16 GEMM fixed cost: converts the generic MoE fixed cost for chips without a clock
     for name in pooled + vendors:
         chip = load_chip(name)
         profile = fit_chip_profile(frame, chip, VENDOR_SOURCES.get(name, SOURCE))

@@ -1,18 +1,22 @@
 """The pooled (generic) fused-MoE fit: what a chip that never ran the MoE kernel inherits.
 
 A fused MoE layer's fixed cost is the engine's chain of small kernels (routing, permute, two grouped
-GEMMs, activation, finalize): 53 us on A100, 45-50 us on H100, 34-43 us on L40S, 21 us on B200 in
-ops_moe.csv. Pooling it as one absolute number gives every unseen chip the average of the others; a chip's
-own dense-GEMM fixed cost (fitted on ops_gemm.csv, which a user of a new chip has long before any MoE
-benchmark) tracks how fast that chip launches and drains a kernel. So the pooled fit measures the fixed cost
-in units of each chip's bf16 GEMM fixed cost: the rows of chip c are fitted as
+GEMMs, activation, finalize): 52 us on A100, 45-50 us on H100, 26-44 us on L40S, 19 us on B200 in
+ops_moe.csv. At a few tokens each of those kernels is latency bound: it takes a number of cycles, not of
+bytes or FLOPs, so the pooled fit counts the fixed cost in thousands of cycles of each chip's clock
+(`ChipSpec.clock_hz`): the rows of chip c are fitted as
 
-    t / L_c = r + blend(F / (P L_c ce u), B / (BW L_c me))
+    t / u_c = r + blend(F / (P u_c ce u), B / (BW u_c me)),   u_c = 1000 / clock_c
 
-which is the shared kernel formula with time in units of L_c (the least-squares residuals are log-time,
-so the scaling changes nothing else), and r = `moe_launch_per_gemm_launch` is what the profile stores.
-Leave-one-chip-out on ops_moe.csv (bench/accuracy_moe.py, 'moe-layer:unseen-chip') scores this form
-against the absolute pooled fixed cost.
+which is the shared kernel formula with time in units of u_c (the least-squares residuals are log-time,
+so the scaling changes nothing else), and r = `moe_launch_kilocycles` is what the profile stores. In
+kilocycles the CUTLASS chains agree across chips (A100 73, L40S gated 65, H100 and L40S non-gated top-22
+84-110), where the earlier unit, each chip's bf16 dense-GEMM fixed cost on ops_gemm.csv (kernels timed one by
+one, host time in it: A100 6.4 us, H100 3.6 us), put them 5.9-14 apart. Leave-one-chip-out on ops_moe.csv
+(bench/accuracy_moe.py, 'moe-layer:unseen-chip') went 21.8% -> 16.9% with the clock (all rows, with the cache
+ramp of `cost.kernel`; L40S CUTLASS 24.0/23.3% -> 17.0/14.8%, H100 22.9/17.3% -> 16.1/14.3%, A100 16.9% -> 15.9%;
+B200, whose TensorRT-LLM-gen chain is shorter than any pooled chip's, 35.9% -> 44.1%). A chip without a stated
+clock takes its dense-GEMM fixed cost over the pooled chips' in kilocycles (`ResolvedProfile.moe_cycle_s`).
 
 Which work form a kernel follows (one CTA column per active expert; one per row block of TILE rows of each
 expert; or TensorRT-LLM-gen's token tile, which pads every active expert's rows to a tile sized from all
@@ -34,17 +38,19 @@ from tokenfab.cost.moe import MOE_FORMS
 from tokenfab.errors import InvalidInputError
 from tokenfab.hardware.spec import ChipSpec
 
-# Bound of the fitted ratio: the kernel chain is a handful of kernels (fitted 6-15 on the measured chips).
-MAX_LAUNCH_PER_GEMM_LAUNCH = 50.0
+# Whether the MoE fits learn a ramp around their cache capacity (`cost.kernel`, `cache_ramp_frac`) instead of a step.
+FIT_CACHE_RAMP = True
+# Bound of the fitted fixed cost in kilocycles: the kernel chain is a handful of kernels (37-110 on the measured chips).
+MAX_LAUNCH_KILOCYCLES = 500.0
 
 
-def scaled_by_launch(samples: KernelSamples, gemm_launch_s: float) -> KernelSamples:
-    """`samples` with time in units of `gemm_launch_s` (peaks and bandwidths scaled to match)."""
-    if gemm_launch_s <= 0.0:
-        raise InvalidInputError(f"a chip's bf16 GEMM fixed cost must be > 0 to scale MoE rows, got {gemm_launch_s}")
-    return KernelSamples(samples.flops, samples.dram_bytes, samples.peak * gemm_launch_s,
-                         samples.bandwidth * gemm_launch_s, samples.work_units, samples.compute_units,
-                         samples.cache_bytes, samples.time_s / gemm_launch_s)
+def scaled_by_launch(samples: KernelSamples, unit_s: float) -> KernelSamples:
+    """`samples` with time in units of `unit_s` (a chip's thousand cycles; peaks and bandwidths scaled to match)."""
+    if unit_s <= 0.0:
+        raise InvalidInputError(f"the unit of a chip's MoE fixed cost must be > 0 s to scale its rows, got {unit_s}")
+    return KernelSamples(samples.flops, samples.dram_bytes, samples.peak * unit_s,
+                         samples.bandwidth * unit_s, samples.work_units, samples.compute_units,
+                         samples.cache_bytes, samples.time_s / unit_s)
 
 
 def fit_loss(params: KernelParams, samples: KernelSamples) -> float:
@@ -59,7 +65,7 @@ def fit_moe_kind(forms: dict[str, KernelSamples], upper: np.ndarray | None) -> t
     the earlier form in MOE_FORMS order (the plainer count)."""
     best = None
     for form in [f for f in MOE_FORMS if f in forms]:
-        params, q = fit_kernel(forms[form], upper=upper)
+        params, q = fit_kernel(forms[form], upper=upper, fit_ramp=FIT_CACHE_RAMP)
         loss = fit_loss(params, forms[form])
         if best is None or loss < best[3]:
             best = (params, q, form, loss)
@@ -70,19 +76,19 @@ def fit_moe_kind(forms: dict[str, KernelSamples], upper: np.ndarray | None) -> t
 
 def fit_pooled_moe(parts: list[tuple[KernelSamples, float]], upper: np.ndarray | None,
                    forms: dict[str, list[KernelSamples]] | None = None) -> tuple[KernelParams, FitQuality, float, str]:
-    """Fit one MoE kind on several chips' rows, each given with its chip's bf16 GEMM fixed cost (`parts`, counted
-    in the 'columns' form), and in `forms` the same rows counted in the other work forms (form -> one samples per
-    part).
+    """Fit one MoE kind on several chips' rows, each given with its chip's unit of fixed cost in seconds (`parts`,
+    counted in the 'columns' form; one thousand cycles of its clock), and in `forms` the same rows counted in the
+    other work forms (form -> one samples per part).
 
-    Returns (efficiencies with launch_s = the ratio r, fit quality, r, work form); the caller turns r into
-    seconds for a chip with `r x that chip's GEMM fixed cost`."""
+    Returns (efficiencies with launch_s = the fixed cost r in units, fit quality, r, work form); the caller turns r
+    into seconds for a chip with `r x that chip's unit`."""
     bounds = (UPPER if upper is None else upper).copy()
-    bounds[0] = MAX_LAUNCH_PER_GEMM_LAUNCH
-    launches = [launch for _, launch in parts]
-    scaled = {"columns": KernelSamples.concat([scaled_by_launch(s, launch) for s, launch in parts])}
+    bounds[0] = MAX_LAUNCH_KILOCYCLES
+    units = [unit for _, unit in parts]
+    scaled = {"columns": KernelSamples.concat([scaled_by_launch(s, unit) for s, unit in parts])}
     for form, samples in (forms or {}).items():
         if form != "columns":
-            scaled[form] = KernelSamples.concat([scaled_by_launch(t, launch) for t, launch in zip(samples, launches)])
+            scaled[form] = KernelSamples.concat([scaled_by_launch(t, unit) for t, unit in zip(samples, units)])
     params, q, form = fit_moe_kind(scaled, bounds)
     return params, q, params.launch_s, form
 

@@ -27,6 +27,7 @@ from tokenfab.cost.collectives import mesh_domain
 from tokenfab.cost.gemm import gemm_work
 from tokenfab.cost.kernel import KernelParams
 from tokenfab.cost.moe import MOE_FORMS, MoEShape, moe_work
+from tokenfab.cost.profile import KILO_CYCLES
 from tokenfab.errors import InvalidInputError
 from tokenfab.hardware.spec import ChipSpec
 from tokenfab.workload.weight_format import stored_bytes_per_weight
@@ -160,6 +161,8 @@ def _kernel_dict(params: KernelParams, q: FitQuality) -> dict:
     if params.cache_capacity_frac > 0 and params.cache_bw_factor > 1.0:
         d["cache_bw_factor"] = round(params.cache_bw_factor, 4)
         d["cache_capacity_frac"] = round(params.cache_capacity_frac, 4)
+        if params.cache_ramp_frac > 0.0:
+            d["cache_ramp_frac"] = round(params.cache_ramp_frac, 4)
     d["fit"] = q.as_dict()
     return d
 
@@ -251,27 +254,32 @@ def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: 
                         gemm_launch_s: dict[str, float] | None = None) -> dict:
     """Pool all chips: each kernel class fitted once on every chip's rows, against each chip's own peaks.
 
-    The fused-MoE tables are fitted with each chip's fixed cost in units of its bf16 dense-GEMM fixed cost
-    (`calibrate.moe_fit`), taken from `gemm_launch_s` (chip name -> seconds, e.g. the chip profiles just
-    fitted) or else fitted here on the chip's GEMM rows; a chip with neither leaves its MoE rows out. Shared tables
-    that beat their chip's roofline (implausible.yaml) are left out of the pool, whatever frame is passed."""
+    The fused-MoE tables are fitted with each chip's fixed cost in thousands of cycles of its clock
+    (`ChipSpec.clock_hz`, `calibrate.moe_fit`); a chip without a stated clock leaves its MoE rows out. The pooled
+    chips' bf16 dense-GEMM fixed costs in the same unit (from `gemm_launch_s`, chip name -> seconds, e.g. the chip
+    profiles just fitted, or else fitted here on the chip's GEMM rows) convert the cycles for a chip without one.
+    Shared tables that beat their chip's roofline (implausible.yaml) are left out of the pool, whatever frame is
+    passed."""
     frame = drop_implausible(frame)
     pooled: dict[tuple[str, str], list[KernelSamples]] = {}
     moe_parts: dict[str, list[tuple[KernelSamples, float]]] = {}
     moe_forms: dict[str, dict[str, list[KernelSamples]]] = {}
     coll: dict[str, list[CollectiveSamples]] = {}
+    gemm_kilocycles = []
     for chip in chips:
         rows = frame[frame["device"] == chip.name]
         chip_samples = kernel_samples(rows, chip)
-        launch = (gemm_launch_s or {}).get(chip.name)
-        if launch is None and any(table == "moe" for table, _ in chip_samples):
-            launch = chip_gemm_launch_s(rows, chip)
-        forms = {f: kernel_samples(rows[rows["op"] == "moe"], chip, moe_form=f) for f in MOE_FORMS[1:]} if launch is not None else {}
+        unit = KILO_CYCLES / chip.clock if chip.clock else None
+        if unit is not None and any(table == "moe" for table, _ in chip_samples):
+            launch = (gemm_launch_s or {}).get(chip.name) or chip_gemm_launch_s(rows, chip)
+            if launch:
+                gemm_kilocycles.append(launch / unit)
+        forms = {f: kernel_samples(rows[rows["op"] == "moe"], chip, moe_form=f) for f in MOE_FORMS[1:]} if unit else {}
         for key, samples in chip_samples.items():
             if key[0] != "moe":
                 pooled.setdefault(key, []).append(samples)
-            elif launch is not None:
-                moe_parts.setdefault(key[1], []).append((samples, launch))
+            elif unit is not None:
+                moe_parts.setdefault(key[1], []).append((samples, unit))
                 for f, by in forms.items():
                     moe_forms.setdefault(key[1], {}).setdefault(f, []).append(by[key])
         for name, samples in collective_samples(rows, chip).items():
@@ -281,7 +289,8 @@ def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: 
         # Cache residency is a property of one chip's benchmark, not transferable: no cache term.
         params, q = fit_kernel(KernelSamples.concat(parts), fit_cache=False)
         tables.setdefault(table, {})[kind] = _kernel_dict(params, q)
-    ratios, chosen = _fit_generic_moe(moe_parts, moe_forms, tables)
+    gemm_kc = float(np.median(gemm_kilocycles)) if gemm_kilocycles else None
+    kilocycles, chosen = _fit_generic_moe(moe_parts, moe_forms, tables, gemm_kc)
     merged = {name: CollectiveSamples(parts[0].name, *(np.concatenate([getattr(p, f) for p in parts])
                                                        for f in ("num_devices", "message_bytes", "link_bw", "time_s")),
                                       np.concatenate([p.mesh() for p in parts]))
@@ -292,29 +301,32 @@ def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: 
     # Units per FLOP/s of the pooled chips, so a chip without a unit count scales by its peak.
     ratio = float(np.median(np.array(units) / np.array(peaks)))
     out = _assemble("generic", provenance, ratio * 1e15, 1e15, tables, collectives)
-    if ratios:
-        out["moe_launch_per_gemm_launch"] = ratios
+    if kilocycles:
+        out["moe_launch_kilocycles"] = kilocycles
+        if gemm_kc:
+            out["gemm_launch_kilocycles"] = round(gemm_kc, 4)
     _record_moe_forms(out, chosen)
     return out
 
 
 def _fit_generic_moe(moe_parts: dict[str, list[tuple[KernelSamples, float]]],
-                     moe_forms: dict[str, dict[str, list[KernelSamples]]], tables: dict) -> tuple[dict[str, float], dict]:
-    """Pooled MoE tables into `tables['moe']` and their fixed-cost ratios (kind -> r). The stored launch_s
-    is r x the generic bf16 GEMM fixed cost, so the table alone is the prediction for a chip with no GEMM
-    data of its own; `ResolvedProfile.moe` rescales it by the chip's own GEMM fixed cost. The fused-MoE rows
-    are dominated by whether the experts' weights fit in each chip's own L2 (its spec'd SRAM), so this table
-    keeps the cache term; it only acts on warm benchmarks."""
-    ratios: dict[str, float] = {}
+                     moe_forms: dict[str, dict[str, list[KernelSamples]]], tables: dict,
+                     gemm_kilocycles: float | None) -> tuple[dict[str, float], dict]:
+    """Pooled MoE tables into `tables['moe']` and their fixed costs in kilocycles (kind -> c). The stored launch_s
+    is c x the generic bf16 GEMM fixed cost / `gemm_kilocycles` (else c at 2 GHz), so the table alone is a
+    prediction; `ResolvedProfile.moe` recounts it in the chip's own cycles. The fused-MoE rows are dominated by
+    whether the experts' weights fit in each chip's own L2 (its spec'd SRAM), so this table keeps the cache term;
+    it only acts on warm benchmarks."""
+    kilocycles: dict[str, float] = {}
     chosen: dict[str, list[str]] = {}
     reference_s = tables.get("gemm", {}).get("bf16", {}).get("launch_s")
+    cycle_s = reference_s / gemm_kilocycles if reference_s and gemm_kilocycles else KILO_CYCLES / 2e9
     for kind, parts in sorted(moe_parts.items()):
-        params, q, ratio, form = fit_pooled_moe(parts, table_upper("moe"), moe_forms.get(kind))
-        launch_s = ratio * reference_s if reference_s else ratio * float(np.median([launch for _, launch in parts]))
-        tables.setdefault("moe", {})[kind] = _kernel_dict(dataclasses.replace(params, launch_s=launch_s), q)
-        ratios[kind] = round(ratio, 4)
+        params, q, count, form = fit_pooled_moe(parts, table_upper("moe"), moe_forms.get(kind))
+        tables.setdefault("moe", {})[kind] = _kernel_dict(dataclasses.replace(params, launch_s=count * cycle_s), q)
+        kilocycles[kind] = round(count, 4)
         chosen.setdefault(form, []).append(kind)
-    return ratios, chosen
+    return kilocycles, chosen
 
 
 def write_profile(profile: dict, path: str | Path) -> Path:

@@ -35,7 +35,9 @@ helper.benchmark_with_power), so host launch overhead is not in it, and fitting 
 (L^q + work^q)^(1/q), where a host-side cost hidden under device work would give q >> 1, returns q = 1
 (additive) on seven of the eight chip/format pairs and 1.14 on L40S CUTLASS bf16
 (`python bench/accuracy_moe.py --fixed-cost-form`): it is the serial chain of routing, permute, two
-grouped GEMMs, activation and finalize kernels, not a benchmark artefact.
+grouped GEMMs, activation and finalize kernels, not a benchmark artefact. At a few tokens each of those
+kernels is latency bound, so a chip that never ran the layer gets the pooled chain's cycles at its own
+clock (`ChipSpec.clock_hz`, `calibrate.moe_fit`).
 
 The rows per expert come from a routing distribution: `balanced` (the benchmark's
 round-robin assignment), `uniform` (independent uniform routing, expected counts) or

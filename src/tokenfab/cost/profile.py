@@ -32,6 +32,7 @@ from tokenfab.cost.kernel import KernelParams
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "hardware" / "profiles"
 GENERIC = "generic"
+KILO_CYCLES = 1e3  # pooled MoE fixed costs are counted in thousands of cycles (`ResolvedProfile.moe_cycle_s`)
 
 Provenance = Literal["fitted", "inherited", "generic"]
 
@@ -72,9 +73,12 @@ class EfficiencyProfile:
     collectives: dict[str, dict[int, CollectiveParams]] = field(default_factory=dict)  # name -> group size -> fit
     fit_quality: dict[str, dict[str, float]] = field(default_factory=dict)
     moe: dict[str, KernelParams] = field(default_factory=dict)  # fused MoE layer kernel per format kind
-    # Pooled (generic) MoE fits only: each kind's fixed cost as a multiple of the chip's own bf16 dense-GEMM
-    # fixed cost, so a chip without MoE rows gets a kernel-chain cost scaled from its GEMM data (`moe`).
-    moe_launch_per_gemm_launch: dict[str, float] = field(default_factory=dict)
+    # Pooled (generic) MoE fits only: each kind's fixed cost in thousands of cycles of a chip's clock (`ChipSpec.clock_hz`),
+    # so a chip without MoE rows gets the kernel chain's cycles at its own clock (`ResolvedProfile.moe`) ...
+    moe_launch_kilocycles: dict[str, float] = field(default_factory=dict)
+    # ... and, for a chip whose clock the catalog does not state, the pooled chips' bf16 dense-GEMM fixed cost in the
+    # same unit (median), so that its own GEMM fixed cost stands in for the cycle time.
+    gemm_launch_kilocycles: float | None = None
     # MoE kinds whose fit counts each expert's row blocks as work units (`cost.moe.moe_work`, `row_tiles`).
     moe_row_tiles: frozenset[str] = frozenset()
     # MoE kinds whose fit computes each expert's rows padded to TensorRT-LLM-gen's token tile (`tile_ladder`).
@@ -96,8 +100,9 @@ class ResolvedProfile:
     note: str
     reference: EfficiencyProfile | None = None
     # The chip's bf16 dense-GEMM fixed cost before any launch floor (`with_launch_floor`): what a pooled MoE
-    # fit's fixed cost scales with (None: read it from `gemm('bf16')`).
+    # fit's fixed cost scales with on a chip without a stated clock (None: read it from `gemm('bf16')`).
     gemm_launch_s: float | None = None
+    clock_hz: float | None = None  # the chip's boost clock (`ChipSpec.clock_hz`): the unit of a pooled MoE fixed cost
     # (table, key, fallback) -> `_pick`'s answer: the profiles never change, and every operator estimate asks
     _picked: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -155,17 +160,27 @@ class ResolvedProfile:
         What changes with the format is scaled by the chip's own dense GEMMs: the nearest format's
         efficiencies times this chip's GEMM efficiency of the requested format over that of the nearest
         (`moe_gemm_kind`), so B200's MXFP4 fit does not stream FP8 weights at its 4-bit efficiency.
-        A pooled (generic) fit is a chip that never ran the MoE kernel: its fixed cost is the pooled
-        multiple of this chip's own bf16 dense-GEMM fixed cost (`moe_launch_per_gemm_launch`).
+        A pooled (generic) fit is a chip that never ran the MoE kernel: its fixed cost is the pooled kernel
+        chain's cycles at this chip's clock (`moe_launch_kilocycles`, `moe_cycle_s`).
         """
         prof, source, near = self._moe_layer(kind)
         params = prof.moe[near]
-        if source == GENERIC and near in prof.moe_launch_per_gemm_launch:
-            gemm_launch_s = self.gemm("bf16")[0].launch_s if self.gemm_launch_s is None else self.gemm_launch_s
-            params = dataclasses.replace(params, launch_s=prof.moe_launch_per_gemm_launch[near] * gemm_launch_s)
+        if source == GENERIC and near in prof.moe_launch_kilocycles:
+            params = dataclasses.replace(params, launch_s=prof.moe_launch_kilocycles[near] * self.moe_cycle_s(prof))
         if near != kind:
             params = self._moe_format_scaled(params, near, kind)
         return params, source
+
+    def moe_cycle_s(self, pooled: EfficiencyProfile) -> float:
+        """Seconds of one thousand cycles of this chip, the unit `pooled`'s MoE fixed costs are counted in: from its
+        clock, or for a chip whose clock the catalog lacks, its bf16 dense-GEMM fixed cost over the pooled chips' (in
+        that unit, `gemm_launch_kilocycles`)."""
+        if self.clock_hz:
+            return KILO_CYCLES / self.clock_hz
+        gemm_launch_s = self.gemm("bf16")[0].launch_s if self.gemm_launch_s is None else self.gemm_launch_s
+        if not pooled.gemm_launch_kilocycles:
+            raise DataFileError(f"profile {pooled.name} has pooled MoE fixed costs but no gemm_launch_kilocycles")
+        return gemm_launch_s / pooled.gemm_launch_kilocycles
 
     def moe_row_tiles(self, kind: str) -> bool:
         """Whether the fit `moe(kind)` returns counts row blocks as work units (`cost.moe.moe_work`)."""
@@ -209,7 +224,8 @@ class ResolvedProfile:
         reference = _launch_capped(self.reference, floor_s) if self.reference is not None else None
         return ResolvedProfile(profile, generic, self.provenance, self.compute_units,
                                f"{self.note}; kernel floors of CUDA-graph replay ({floor_s * 1e6:.1f} us)", reference,
-                               self.gemm("bf16")[0].launch_s if self.gemm_launch_s is None else self.gemm_launch_s)
+                               self.gemm("bf16")[0].launch_s if self.gemm_launch_s is None else self.gemm_launch_s,
+                               self.clock_hz)
 
     def has_collective(self, name: str) -> bool:
         return any(name in prof.collectives for prof, _ in self.layers())
@@ -288,6 +304,7 @@ def _kernel(data: dict, where: str) -> KernelParams:
             half_occupancy_per_unit=float(data["half_occupancy_per_unit"]),
             cache_bw_factor=float(data.get("cache_bw_factor", 1.0)),
             cache_capacity_frac=float(data.get("cache_capacity_frac", 0.0)),
+            cache_ramp_frac=float(data.get("cache_ramp_frac", 0.0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise DataFileError(f"profile {where}: bad kernel parameters ({exc})") from None
@@ -311,7 +328,8 @@ def profile_from_dict(data: dict, where: str = "") -> EfficiencyProfile:
             },
             fit_quality=data.get("fit_quality", {}),
             moe={k: _kernel(v, f"{where} moe.{k}") for k, v in data.get("moe", {}).items()},
-            moe_launch_per_gemm_launch={k: float(v) for k, v in data.get("moe_launch_per_gemm_launch", {}).items()},
+            moe_launch_kilocycles={k: float(v) for k, v in data.get("moe_launch_kilocycles", {}).items()},
+            gemm_launch_kilocycles=float(data["gemm_launch_kilocycles"]) if data.get("gemm_launch_kilocycles") else None,
             moe_row_tiles=frozenset(str(k) for k in data.get("moe_row_tiles", [])),
             moe_tile_ladder=frozenset(str(k) for k in data.get("moe_tile_ladder", [])),
         )
@@ -345,17 +363,18 @@ def resolve_profile(chip: ChipSpec, profile_path: str | None = None) -> Resolved
         own = load_profile(profile_path)
         if own is None:
             raise DataFileError(f"efficiency profile {profile_path} does not exist")
-        return ResolvedProfile(own, generic, "fitted", chip_compute_units(chip, own), f"calibrated profile {profile_path}")
+        return ResolvedProfile(own, generic, "fitted", chip_compute_units(chip, own), f"calibrated profile {profile_path}",
+                               clock_hz=chip.clock)
     own = load_profile(chip.name)
     ref = load_profile(chip.efficiency_reference) if chip.efficiency_reference else None
     if own is not None:
         note = f"fitted on {chip.name} measurements"
         if ref is not None:
             note += f"; kernel classes not measured on it inherited from {chip.efficiency_reference}"
-        return ResolvedProfile(own, generic, "fitted", chip_compute_units(chip, own), note, reference=ref)
+        return ResolvedProfile(own, generic, "fitted", chip_compute_units(chip, own), note, reference=ref, clock_hz=chip.clock)
     if chip.efficiency_reference:
         if ref is not None:
             note = f"inherited from {chip.efficiency_reference}: {chip.efficiency_reference_reason}"
-            return ResolvedProfile(ref, generic, "inherited", chip_compute_units(chip, ref), note)
+            return ResolvedProfile(ref, generic, "inherited", chip_compute_units(chip, ref), note, clock_hz=chip.clock)
     note = "generic default fitted on all measured chips (no measurements of this chip or its family)"
-    return ResolvedProfile(generic, generic, "generic", chip_compute_units(chip, generic), note)
+    return ResolvedProfile(generic, generic, "generic", chip_compute_units(chip, generic), note, clock_hz=chip.clock)

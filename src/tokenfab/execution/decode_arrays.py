@@ -61,7 +61,7 @@ class DecodeCorePlan:
             cache = batch * kv * num_kv_heads * (head_dim + dv) * kvb
             units = batch * num_kv_heads * np.ceil(kv / KV_SPLIT)
         dram = cache + batch * num_heads * (head_dim + dv) * 2.0 + batch * num_kv_heads * (head_dim + dv) * kvb
-        launch, ce, me, p, _, _, _ = self.theta
+        launch, ce, me, p = self.theta[:4]
         half_units = self.half_units
         # kernel_time_array without a warm cache: its bandwidth array is `bandwidth` everywhere and its
         # occupancy `np.where` takes one branch for the whole array (u = 1.0 exactly when half_units <= 0)

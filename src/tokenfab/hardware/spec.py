@@ -56,6 +56,7 @@ LINK_LATENCY_BOUNDS = (0.0, 1e-2, "s")
 POWER_BOUNDS = (0.1, 1e5, "W")
 SRAM_BOUNDS = (0.0, 1e12, "B")
 COMPUTE_UNIT_BOUNDS = (1.0, 1e7, "units")
+CLOCK_BOUNDS = (1e8, 1e10, "Hz")
 
 
 class Sourced(_Frozen):
@@ -164,6 +165,13 @@ class ChipSpec(_Frozen):
     num_compute_units: Sourced | None = Field(
         default=None, description="SMs / CUs / AI cores / TensorCores: sets how much parallel work saturates the chip."
     )
+    clock_hz: Sourced | None = Field(
+        default=None,
+        description="Boost clock of the compute units, Hz. A chain of small, latency-bound kernels (a fused MoE layer's "
+        "routing, permute, grouped GEMMs and finalize at a few tokens) takes a number of cycles, so a chip that never "
+        "ran it gets the pooled fixed cost in cycles of this clock (`cost.profile.ResolvedProfile.moe`). Absent: the "
+        "chip's dense-GEMM fixed cost stands in for it.",
+    )
     peak_flop_per_s: dict[str, Sourced] = Field(
         description="Dense peak matrix throughput per data type (FLOP/s or OP/s for integers)."
     )
@@ -240,6 +248,11 @@ class ChipSpec(_Frozen):
     def _units(cls, v: Sourced | None) -> Sourced | None:
         return plausible(v, *COMPUTE_UNIT_BOUNDS)
 
+    @field_validator("clock_hz")
+    @classmethod
+    def _clock(cls, v: Sourced | None) -> Sourced | None:
+        return plausible(v, *CLOCK_BOUNDS)
+
     @model_validator(mode="after")
     def _reference_reason(self) -> ChipSpec:
         if self.efficiency_reference and not self.efficiency_reference_reason:
@@ -290,6 +303,11 @@ class ChipSpec(_Frozen):
     @property
     def sram_bytes(self) -> float:
         return self.onchip_sram_bytes.value if self.onchip_sram_bytes else 0.0
+
+    @property
+    def clock(self) -> float | None:
+        """Boost clock in Hz (`clock_hz`), or None where the catalog does not state it."""
+        return self.clock_hz.value if self.clock_hz else None
 
     @property
     def sram_partitions(self) -> int:

@@ -1,4 +1,4 @@
-"""Pooled fused-MoE fit: the fixed cost is learned in units of each chip's bf16 GEMM fixed cost."""
+"""Pooled fused-MoE fit: the fixed cost is learned in a unit of each chip's own (its thousand cycles)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def _chip_rows(gemm_launch_s: float, ratio: float, peak: float, bandwidth: float
 
 
 def test_pooled_fit_recovers_the_fixed_cost_ratio_across_chips_with_different_launch_costs():
-    # Two chips, GEMM fixed costs 3 us and 6 us, both running the MoE chain at 8x theirs (24 us and 48 us):
-    # an absolute pooled fixed cost cannot fit both; the ratio does, exactly.
+    # Two chips whose unit (a thousand cycles) is 3 us and 6 us, both running the MoE chain in 8 units (24 us and
+    # 48 us): an absolute pooled fixed cost cannot fit both; the count in units does, exactly.
     a = _chip_rows(3e-6, 8.0, 1e15, 3e12)
     b = _chip_rows(6e-6, 8.0, 3e14, 2e12)
     params, quality, ratio, form = fit_pooled_moe([(a, 3e-6), (b, 6e-6)], table_upper("moe"))

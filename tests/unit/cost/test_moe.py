@@ -257,7 +257,7 @@ def test_moe_gemm_kind_maps_formats_to_their_dense_gemm_tables():
     assert moe_gemm_kind("fp8") == "fp8"
 
 
-def test_pooled_moe_fixed_cost_scales_with_the_chips_own_gemm_fixed_cost():
+def test_pooled_moe_fixed_cost_is_counted_in_the_chips_own_cycles():
     import dataclasses as dc
 
     from tokenfab.cost.kernel import KernelParams
@@ -267,20 +267,26 @@ def test_pooled_moe_fixed_cost_scales_with_the_chips_own_gemm_fixed_cost():
     moe = KernelParams(launch_s=30e-6, compute_eff=0.5, memory_eff=0.7, overlap_exp=1.0, half_occupancy_per_unit=0.0)
     generic = EfficiencyProfile("generic", "", 100.0, 1e15, {"bf16": dc.replace(gemm, launch_s=3e-6),
                                                               "fp8": dc.replace(gemm, memory_eff=0.4)},
-                                {}, {}, None, moe={"bf16": moe}, moe_launch_per_gemm_launch={"bf16": 10.0})
+                                {}, {}, None, moe={"bf16": moe}, moe_launch_kilocycles={"bf16": 60.0},
+                                gemm_launch_kilocycles=6.0)
     own = EfficiencyProfile("chip", "", 100.0, 1e15, {"bf16": gemm}, {}, {}, None)
-    resolved = ResolvedProfile(own, generic, "fitted", 100.0, "")
+    resolved = ResolvedProfile(own, generic, "fitted", 100.0, "", clock_hz=2e9)
     params, source = resolved.moe("bf16")
-    assert source == "generic" and params.launch_s == pytest.approx(10.0 * 4e-6)  # the chip's 4 us, not generic's 3 us
+    assert source == "generic" and params.launch_s == pytest.approx(60e3 / 2e9)  # 60,000 cycles at 2 GHz: 30 us
+    # A chip without a stated clock: its own GEMM fixed cost (4 us) over the pooled chips' (6 kilocycles) is its
+    # kilocycle, 0.667 us, so the chain takes 60 x 0.667 = 40 us (not from generic's 3 us GEMM)
+    unclocked = ResolvedProfile(own, generic, "fitted", 100.0, "")
+    assert unclocked.moe("bf16")[0].launch_s == pytest.approx(40e-6)
     # A kind the pool lacks takes the pooled 16-bit curve, its efficiencies moved by the chip's GEMMs
     # (fp8 resolves to the generic fp8 GEMM here: memory 0.4 against bf16's 0.8, so half the MoE's 0.7).
     fp8, _ = resolved.moe("fp8-cutlass")
-    assert fp8.memory_eff == pytest.approx(0.35) and fp8.launch_s == pytest.approx(40e-6)
+    assert fp8.memory_eff == pytest.approx(0.35) and fp8.launch_s == pytest.approx(30e-6)
     # The work-unit form follows the fit the kind resolves to (here the pooled bf16 curve).
     tiled = ResolvedProfile(own, dc.replace(generic, moe_row_tiles=frozenset({"bf16"})), "fitted", 100.0, "")
     assert tiled.moe_row_tiles("fp8-cutlass") and not resolved.moe_row_tiles("fp8-cutlass")
-    # A captured-graph floor caps the GEMM's fixed cost but not the MoE kernel chain scaled from it.
-    assert resolved.with_launch_floor(1e-6).moe("bf16")[0].launch_s == pytest.approx(40e-6)
+    # A captured-graph floor caps the GEMM's fixed cost but neither the MoE kernel chain nor the clock it counts in.
+    assert resolved.with_launch_floor(1e-6).moe("bf16")[0].launch_s == pytest.approx(30e-6)
+    assert unclocked.with_launch_floor(1e-6).moe("bf16")[0].launch_s == pytest.approx(40e-6)
 
 
 def test_balanced_busiest_rank_computes_whole_rows():

@@ -273,3 +273,24 @@ def test_sglang_dp_attention_ranks_prefill_the_chunk_divided_by_the_dp_size():
     default = api.simulate(**common).summary["ttft_s"]["mean"]
     assert default == pytest.approx(api.simulate(max_batched_tokens=8192 // 2, **common).summary["ttft_s"]["mean"])
     assert default > api.simulate(max_batched_tokens=8192, **common).summary["ttft_s"]["mean"]
+
+
+def test_speculative_attention_dp_ranks_cost_their_shared_prefills_in_lock_step_too(monkeypatch):
+    """A speculative MoE instance with attention-DP under traffic gets the lock-step prefill costing as a plain one
+    does, its 'together' step being the speculative timer over the all-ranks-prefilling step model (a mixed step
+    verifies the decoders' drafts beside the prompts)."""
+    import tokenfab.serving.attention_dp as adp
+    from tokenfab.serving.speculative import SpeculativeTimer
+
+    built = []
+    real = adp.LockstepTimer
+
+    def recording(alone, together, decode_pair):
+        built.append(together)
+        return real(alone, together, decode_pair)
+
+    monkeypatch.setattr(adp, "LockstepTimer", recording)
+    api.simulate(model="qwen3-30b-a3b", hardware="h100-sxm", dp=2, ep=2, concurrency=4, num_requests=8, input_len=128,
+                 output_len=8, spec_method="eagle", spec_tokens=2, spec_acceptance=0.7)
+    assert built and all(isinstance(getattr(t, "__self__", None), SpeculativeTimer) for t in built)
+    assert built[0](((1, 128, 128),), 2, 200.0)[0] > 0.0
