@@ -15,8 +15,9 @@
   (`concurrency_jobs`, `is_balanced_kind`).
 - MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
   simulated (see `_not_expressed`); so are measurements repeated under a larger-GPU layout label
-  (`relabelled_duplicates`), runs below their stated load (`below_stated_load`) and the unversioned SGLang NVFP4
-  MoE-TP series on B200 with its first-token stalls (`is_stalled_series`).
+  (`relabelled_duplicates`), runs below their stated load (`below_stated_load`), runs far above their own
+  deployment's TTFT at a higher load (`above_higher_load_ttft`) and the unversioned SGLang NVFP4 MoE-TP series on
+  B200 with its first-token stalls (`is_stalled_series`).
 """
 
 from __future__ import annotations
@@ -342,8 +343,9 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
                       "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes, "workers_assumed": assumed,
                       "campaign": campaign(r), "release": str(r["framework"]), "moe_quant": _moe_quant(notes)}, r)
     kept, below = below_stated_load(list(jobs.values()))
+    kept, unsteady = above_higher_load_ttft(kept)
     kept, stalled = first_token_stalls(kept)
-    return kept, failed + below + stalled + repeat_reasons(jobs.values())
+    return kept, failed + below + unsteady + stalled + repeat_reasons(jobs.values())
 
 
 def _moe_quant(notes: str) -> str | None:
@@ -356,8 +358,8 @@ def is_stalled_series(meta: dict) -> bool:
     release the source leaves blank ('sglang nan': aiconfigurator's db-dump/2026-04-27 configs 88 and 99 and the
     2026-04-06 source, measured 2025-11-10, TP 4 and TP 8). At 8192 input tokens their TTFT is 5.5-5.6 s already at
     C = 4 (against 0.48-0.59 s for the same layouts' FP8 runs with SGLang 0.5.9, and 0.25-0.32 s for 0.5.9's NVFP4
-    runs with EP) and 2.1-12.1 s over C = 4-128 in no order of load; at 1024 input tokens it jumps from 0.6-0.9 s at C = 16 to 7.1-8.8 s at C = 32 at 1024 input tokens, then stays there
-    to C = 128, while their TPOT stays within 10-35% of those runs': a first-token stall that grows neither with the
+    runs with EP) and 2.1-12.1 s over C = 4-128 in no order of load; at 1024 input tokens it jumps from 0.6-0.9 s at
+    C = 16 to 7.1-8.8 s at C = 32 and stays there to C = 128, while their TPOT stays within 10-35% of those runs': a first-token stall that grows neither with the
     prompt nor with the load, which the engine's work cannot produce (a prefill-first engine that spent it prefilling
     would pause every decode for it). Neither the notes nor the release say what it is (a JIT compile or autotune of
     the FP4 MoE kernels at new shapes is one candidate), so the series is listed, not scored, as a whole."""
@@ -414,7 +416,50 @@ def below_stated_load(jobs: list[dict]) -> tuple[list[dict], list[str]]:
     return kept, reasons
 
 
-def _checkpoint_formats(model: str, dtype: str, hw: str) -> dict:
+# A run whose mean TTFT is more than this many times the TTFT its own deployment (same campaign, same simulated
+# arguments but the load) measured at a HIGHER concurrency is not scored. In a closed loop of C clients, engines whose
+# schedulers admit a waiting prompt at the next iteration (no batch waiting, no attention-DP balance: what the
+# campaigns' stated configurations run, `is_balanced_kind`) never make a prompt wait less because more clients
+# queue beside it, so mean TTFT does not fall as C rises; a run far above a higher-load run of the same deployment
+# held a start-up transient its few requests (10 x C) did not amortise. The same campaigns show it where no
+# deployment is shared: 2026-03-25 B200 TensorRT-LLM P/D runs at C = 4-6 measured 1.9-2.8 s against 0.17-0.31 s at
+# C = 10-32 of the same layout. Scored runs it removes: the H100 TensorRT-LLM P/D cfg494 runs at C = 6 (12.3 and
+# 13.7 s against 5.1 and 6.3 s at C = 30) and the 2026-04-06 SGLang B200 DeepSeek-R1 TP8 runs at C = 4-16 (5.6-9.2 s
+# against 2.1 s at C = 32). The factor 2 leaves run-to-run spread alone: the smallest ratio it flags is 2.17.
+MAX_TTFT_OVER_HIGHER_LOAD = 2.0
+
+
+def _deployment_key(job: dict) -> tuple:
+    """A job's deployment: its campaign and every simulated argument but the load (the clients, their request count,
+    and the token budget `_engine_overrides` derives from the prompt length and the clients)."""
+    load = ("concurrency", "num_requests", "max_batched_tokens")
+    return (job["meta"].get("campaign"),) + tuple(sorted((k, str(v)) for k, v in job["kwargs"].items() if k not in load))
+
+
+def above_higher_load_ttft(jobs: list[dict]) -> tuple[list[dict], list[str]]:
+    """(jobs kept, one not-scored line per metric of the runs whose TTFT exceeds MAX_TTFT_OVER_HIGHER_LOAD times the
+    lowest TTFT of the same deployment at a higher concurrency)."""
+    by_deployment: dict[tuple, list[dict]] = {}
+    for job in jobs:
+        if "ttft_ms" in job["measured"]:
+            by_deployment.setdefault(_deployment_key(job), []).append(job)
+    flagged: dict[int, str] = {}
+    for runs in by_deployment.values():
+        for job in runs:
+            c, ttft = job["kwargs"]["concurrency"], job["measured"]["ttft_ms"][0]
+            higher = [(o["measured"]["ttft_ms"][0], o["kwargs"]["concurrency"]) for o in runs if o["kwargs"]["concurrency"] > c]
+            if higher and ttft > MAX_TTFT_OVER_HIGHER_LOAD * min(higher)[0]:
+                low, at = min(higher)
+                flagged[id(job)] = (f"mean TTFT {ttft:.0f} ms at C = {c} against {low:.0f} ms for the same deployment at "
+                                    f"C = {at} (> {MAX_TTFT_OVER_HIGHER_LOAD:g}x): not the steady state of the stated "
+                                    f"load (`above_higher_load_ttft`)")
+    kept = [job for job in jobs if id(job) not in flagged]
+    reasons = [f"{case_id}: {flagged[id(job)]}" for job in jobs if id(job) in flagged
+               for _, case_id in job["measured"].values()]
+    return kept, reasons
+
+
+def _checkpoint_formats(model: str, dtype: str, hw: str, blackwell_mxfp8: bool = False) -> dict:
     """dtype (and weight_dtype) of a trtllm.csv row: its precision, except GPT-OSS, whose checkpoint keeps MXFP4
     experts whatever section of the tables it is listed in. On Hopper the tables list it as FP8 and note 'MoE backend
     (Hopper: TRITON for GPT-OSS)': TensorRT-LLM's Triton MoE runs the MXFP4 experts against 16-bit activations
@@ -422,7 +467,17 @@ def _checkpoint_formats(model: str, dtype: str, hw: str) -> dict:
     FP8 expert weights would stream twice the bytes at the FP8 tensor-core rate, which no Hopper GPT-OSS kernel has
     (TensorRT-LLM examples/models/core/gpt_oss/README.md, 'MoE Support Matrix': Hopper bf16 x mxfp4 on HGMMA; fp8 x
     mxfp4 'not enabled'). The fixed-concurrency TensorRT-LLM H100 GPT-OSS samples of e2e_aiconfigurator_silicon.csv
-    say gemm_quant=fp8, moe_quant=fp8 and ran the same openai/gpt-oss-120b checkpoint, so they take this too."""
+    say gemm_quant=fp8, moe_quant=fp8 and ran the same openai/gpt-oss-120b checkpoint, so they take this too.
+
+    `blackwell_mxfp8`: on a chip with FP4 tensor cores (Blackwell) TensorRT-LLM runs those MXFP4 experts against
+    MXFP8 activations, never FP4 ones (the same support matrix: 'Blackwell | mxfp8 | mxfp4 | CUTLASS, TRTLLM'; 'All
+    the other weights are in bf16'), so the row takes dtype fp8 with FP4 weights: the 'w4a8' kernel
+    (`cost.moe.moe_kind`) that B200's ops_moe.csv rows measure (TensorRT-LLM's w4a8_mxfp4_mxfp8), at the FP8
+    tensor-core rate, where dtype fp4 costs an NVFP4 x NVFP4 kernel at twice that rate. The trtllm-bench rows take
+    it (`throughput_jobs`); the fixed-concurrency jobs keep dtype fp4 until their campaign clients, fitted under it,
+    are refitted (see the moeoffline2 report)."""
+    if model.startswith("gpt-oss") and blackwell_mxfp8 and load_chip(hw).supports("fp4"):
+        return {"dtype": "fp8", "weight_dtype": "fp4"}
     if model.startswith("gpt-oss") and dtype == "fp8":
         return _formats("fp4", hw)
     return _formats(dtype, hw)
@@ -483,7 +538,8 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
             # ep = dp (experts spread over the whole group, no MoE-TP); the table does not state it
             tp, dp = 1, tp
             ep = dp if pd.isna(r["ep"]) else ep
-        kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp, **_checkpoint_formats(model, dtype, hw),
+        kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp,
+                      **_checkpoint_formats(model, dtype, hw, blackwell_mxfp8=True),
                       **_exchange("trtllm", {"dp": dp}), kv_dtype=offline_kv_dtype(model, dtype, hw), offline=True,
                       input_len=int(r["input_len"]), output_len=int(r["output_len"]), engine="trtllm", **_offline_settings(r),
                       **_engine_overrides("trtllm", int(r["input_len"]), 0), **engine_release(r["framework"]))

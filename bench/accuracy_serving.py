@@ -43,7 +43,11 @@ MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "meta-llama/Llama-3.1-8B-
           "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b", "Llama-3.1-70B": "llama-3.1-70b",
           "Llama-3.3-70B-Instruct": "llama-3.1-70b", "Llama-3.1-8B": "llama-3.1-8b", "Llama-3.1-8B-Instruct": "llama-3.1-8b",
           "Mistral-7B": "mistral-7b"}
-HARDWARE = {"H100-SXM-80GB": "h100-sxm", "B200-SXM-180GB": "b200", "A100-SXM-80GB": "a100-sxm", "L40S": "l40s"}
+# The calibration files' hardware names -> catalog chips (the MoE rows of accuracy_moe_serving use the same map).
+# A100-PCIe-80GB and RTX-PRO-6000-Blackwell-Server are chips the operator fits never saw: they run on their specs and
+# the profiles they inherit (a100-sxm, b200), not on anything fitted to these rows.
+HARDWARE = {"H100-SXM-80GB": "h100-sxm", "B200-SXM-180GB": "b200", "A100-SXM-80GB": "a100-sxm", "L40S": "l40s",
+            "A100-PCIe-80GB": "a100-pcie", "RTX-PRO-6000-Blackwell-Server": "rtx-pro-6000-server"}
 QUANT = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "fp4": "fp4", "bfloat16": "bf16", "float16": "fp16", "fp16": "fp16"}
 
 
@@ -78,12 +82,24 @@ def engine_release(framework: str) -> dict:
     ('sglang 0.5.1.post1': its memory sizing changed in 0.5.4) and the trtllm-bench rows of trtllm.csv
     ('TensorRT-LLM v0.14.0 (...)', '~v1.1/1.2': the v0.x TensorRT-engine runtime holds runtime and decoder buffers
     before sizing the KV cache; a range names its first release). The aiconfigurator rows' 'trtllm 0.8.1.post2'
-    names the ai-dynamo container, not a TensorRT-LLM release: nothing for those, nor when no version is stated."""
+    names the ai-dynamo container, not a TensorRT-LLM release: nothing for those, nor when no version is stated (their
+    'trtllm 1.x' releases: `trtllm_release`)."""
     parts = str(framework).split()
     if parts[0] == "sglang" and len(parts) > 1 and parts[1] != "nan":
         return {"engine_version": parts[1]}
     if parts[0] == "TensorRT-LLM" and len(parts) > 1 and parts[1].lstrip("~").startswith("v"):
         return {"engine_version": parts[1].lstrip("~v").split("/")[0]}
+    return {}
+
+
+def trtllm_release(framework: str) -> dict:
+    """`engine_version` of an aiconfigurator row whose framework names a TensorRT-LLM release ('trtllm 1.0.0rc3',
+    1.1-1.3; not the ai-dynamo container's 'trtllm 0.8.1'), for the fits stored per release (`engines.release_key`:
+    TensorRT-LLM 1.0's token delivery). Passed for the dense fixed-concurrency rows, where the fit was made; the MoE
+    rows of the same release keep none until their campaign clients (fitted without the stage) are refitted with it."""
+    parts = str(framework).split()
+    if parts[0] == "trtllm" and len(parts) > 1 and parts[1].startswith("1."):
+        return {"engine_version": parts[1]}
     return {}
 
 
@@ -313,7 +329,7 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
         kv = "fp8" if dtype in ("fp8", "fp4") else dtype
         add_measured(jobs, (model, hw, dtype, fw, tp, c, isl, osl),
                      fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, tp=tp, dtype=dtype, kv_dtype=kv,
-                                              **engine_release(r["framework"])),
+                                              **engine_release(r["framework"]), **trtllm_release(r["framework"])),
                      {"framework": fw, "device": hw, "model": model, "tp": tp, "concurrency": c, "campaign": campaign(r)}, r)
     return list(jobs.values()), skipped + repeat_reasons(jobs.values())
 

@@ -3,6 +3,8 @@ CUDA-graph replay (jointly: both lengthen a decode step), and write them as data
 
     python bench/fit_engine_overheads.py [--grid-ms 0,0.25,0.5,1] [--floor-grid-us 3,4,5,6,8,10,12] [--write]
     python bench/fit_engine_overheads.py --frontend-only [--frontend-grid-ms 0,5,10,15,20] [--frontend-engines trtllm] [--write]
+    python bench/fit_engine_overheads.py --delivery-only [--delivery-release trtllm:1.0] [--frontend-grid-ms 0,10,20]
+        [--delivery-grid-us 0,40,80,120] [--write]
 
 Rows: the aggregated fixed-concurrency runs of ../shared/calibration/e2e_aiconfigurator_silicon.csv that
 bench/accuracy_serving.py expresses. They are split by a hash of the run's key: on the fit half, every
@@ -25,6 +27,13 @@ OpenAI server, the chat template and the tokenizer of every request in one Pytho
 openai_server.py; NVIDIA/TensorRT-LLM PR #7515: "a single cpu thread is responsible for tokenization for every request"),
 beside the per-response detokenisation and postprocessing under the same GIL (tech blog 8, "Support Stream Interval").
 `--write` then updates only the `frontend_s` entries (and their provenance) of overheads.yaml.
+
+`--delivery-only` fits, for one engine release (`--delivery-release ENGINE:MAJOR.MINOR`), the serial server process's
+per-request front-end time and per-output-token streaming time jointly (`EngineSpec.frontend_s`,
+`delivery_s_per_token`: one FIFO server that every request's front end and every streamed token pass,
+`tokenfab.serving.delivery`), the grid pair minimising the mean of TTFT and TPOT MAPE on that release's fit-half runs,
+held-out figures on the other half. `--write` stores the pair under `engines.<engine>.releases.<release>` with its
+provenance (`provenance.delivery`): a release's server, not the engine's every release.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from tokenfab.serving import engines
 
 OUT = Path(engines.__file__).with_name("overheads.yaml")
 SPLIT = "sha256 of the run key, even: fit half; odd: held out"
+KEPT_FITS = ("frontend", "delivery", "prefill")  # provenance of the fits a step-overhead refit leaves as they are
 
 
 
@@ -68,6 +78,64 @@ def _run_frontend(jobs: list[dict], frontend_s: dict[str, float]) -> list[dict]:
             return list(pool.map(_concurrency_job, jobs, chunksize=4))
     finally:
         engines.fitted_overheads = lambda: stored
+
+
+def _release_of(job: dict) -> str | None:
+    return engines.release_key(job["kwargs"].get("engine_version"))
+
+
+def _run_release(jobs: list[dict], engine: str, release: str, fields: dict[str, float]) -> list[dict]:
+    """`jobs` under the stored fits with `fields` fitted for `engine`'s `release` (seconds)."""
+    stored = engines.fitted_overheads()
+    row = {**stored.get(engine, {}), "releases": {**stored.get(engine, {}).get("releases", {}), release: fields}}
+    engines.fitted_overheads = lambda: {**stored, engine: row}  # forked into workers
+    try:
+        with ProcessPoolExecutor(max_workers=2) as pool:
+            return list(pool.map(_concurrency_job, jobs, chunksize=4))
+    finally:
+        engines.fitted_overheads = lambda: stored
+
+
+def fit_delivery(jobs: list[dict], engine: str, release: str, fe_grid: list[float], tok_grid: list[float]) -> dict:
+    """The (front end per request, delivery per token) grid pair scoring best on the release's fit-half runs, with
+    every pair's fit-half score and held-out figures (before: neither, after: the choice)."""
+    mine = [j for j in jobs if j["meta"]["framework"] == engine and _release_of(j) == release]
+    fit, test = [j for j in mine if job_half(j) == 0], [j for j in mine if job_half(j) == 1]
+    scores = {}
+    for fe, tok in itertools.product(fe_grid, tok_grid):
+        scores[(fe, tok)] = sc = _score(fit, _run_release(fit, engine, release, {"frontend_s": fe, "delivery_s_per_token": tok}))
+        print(f"{engine} {release}: front end {fe * 1e3:g} ms, delivery {tok * 1e6:g} us/token: fit-half score "
+              f"{sc * 100:.2f}%", flush=True)
+    fe, tok = min(scores, key=scores.get)
+    before = _run_release(test, engine, release, {})
+    after = _run_release(test, engine, release, {"frontend_s": fe, "delivery_s_per_token": tok})
+    row = {"frontend_s": fe, "delivery_s_per_token": tok, "fit_runs": len(fit),
+           "fit_half_score": {f"{a * 1e3:g}ms/{b * 1e6:g}us": round(v, 4) for (a, b), v in scores.items()},
+           **_held_out(test, before, after)}
+    print(f"{engine} {release}: chosen front end {fe * 1e3:g} ms, delivery {tok * 1e6:g} us/token; {row}", flush=True)
+    return row
+
+
+def _write_delivery(engine: str, release: str, row: dict, fe_grid: list[float], tok_grid: list[float]) -> None:
+    """Store one release's delivery fit in overheads.yaml, leaving every other fit as it is."""
+    data = yaml.safe_load(OUT.read_text()) if OUT.exists() else {"provenance": {}, "engines": {}}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    data["provenance"]["delivery"] = {
+        "method": f"{engine} {release}: the serial server process's front-end time per request and streaming time per "
+                  "output token (one FIFO server, tokenfab.serving.delivery), the grid pair minimising the mean of TTFT and "
+                  "TPOT MAPE on the release's fit half of the aggregated fixed-concurrency rows (under the stored benchmark "
+                  "clients, bench/data/serving_clients.yaml); held-out figures (before: neither) on the other half",
+        "evidence": "H100 TensorRT-LLM 1.0.0rc3 Llama-3.1-8B at C >= 64 runs near 35 requests/s and 9,100-9,240 output "
+                    "tokens/s whatever the TP (host-bound); trtllm-serve tokenises, detokenises and streams every "
+                    "request's chunks in one Python process (tensorrt_llm/serve/openai_server.py; PR #7515)",
+        "split": SPLIT, "frontend_grid_s": fe_grid, "delivery_grid_s": tok_grid, "commit": commit,
+        "date": dt.date.today().isoformat(),
+        "command": "python bench/fit_engine_overheads.py --delivery-only --delivery-release "
+                   f"{engine}:{release} --frontend-grid-ms " + ",".join(f"{v * 1e3:g}" for v in fe_grid)
+                   + " --delivery-grid-us " + ",".join(f"{v * 1e6:g}" for v in tok_grid) + " --write"}
+    data["engines"].setdefault(engine, {}).setdefault("releases", {})[release] = row
+    OUT.write_text(yaml.safe_dump(data, sort_keys=False))
+    print(f"wrote {OUT}")
 
 
 def _score(jobs: list[dict], results: list[dict]) -> float:
@@ -151,8 +219,21 @@ def main() -> None:
     ap.add_argument("--frontend-clients", choices=("framework", "campaign"), default="framework",
                     help="fit under the frameworks' clients only (what a campaign the tool never saw gets; default) or "
                          "under the campaigns' own clients where they have one")
+    ap.add_argument("--delivery-only", action="store_true", help="fit one release's server process (see above)")
+    ap.add_argument("--delivery-release", default="trtllm:1.0")
+    ap.add_argument("--delivery-grid-us", default="0,40,80,120")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
+    if args.delivery_only:
+        engine, release = args.delivery_release.split(":")
+        fe_grid = [float(x) / 1e3 for x in args.frontend_grid_ms.split(",")]
+        tok_grid = [float(x) / 1e6 for x in args.delivery_grid_us.split(",")]
+        # under the clients the accuracy bench runs (bench/data/serving_clients.yaml, campaigns' own where fitted)
+        jobs = [j for j in concurrency_jobs(shared_calibration_dir())[0] if not j["meta"].get("disaggregated")]
+        row = fit_delivery(jobs, engine, release, fe_grid, tok_grid)
+        if args.write:
+            _write_delivery(engine, release, row, fe_grid, tok_grid)
+        return
     if args.frontend_only:
         fe_grid = [float(x) / 1e3 for x in args.frontend_grid_ms.split(",")]
         own = {} if args.frontend_clients == "framework" else None  # {}: no campaign clients; held slots stay
@@ -203,10 +284,12 @@ def _write(grid: list[float], floors: list, report_e: dict, report_c: dict) -> N
             "split": SPLIT, "grid_s": grid, "floor_grid_s": [f for f in floors if f is not None], "commit": commit,
             "date": dt.date.today().isoformat(), "command": "python bench/fit_engine_overheads.py --write"}
     old = yaml.safe_load(OUT.read_text()) if OUT.exists() else {}
-    if old.get("provenance", {}).get("frontend"):  # keep the front-end fits (--frontend-only) of the file it replaces
-        prov["frontend"] = old["provenance"]["frontend"]
-        for e, row in report_e.items():
-            row.update({k: v for k, v in old.get("engines", {}).get(e, {}).items() if k.startswith("frontend")})
+    for part in KEPT_FITS:  # keep the other fits of the file it replaces (front end, delivery, prefill iterations)
+        if old.get("provenance", {}).get(part):
+            prov[part] = old["provenance"][part]
+    for e, row in report_e.items():
+        row.update({k: v for k, v in old.get("engines", {}).get(e, {}).items()
+                    if k.startswith("frontend") or k in ("releases", "architectures")})
     OUT.write_text(yaml.safe_dump({"provenance": prov, "engines": report_e}, sort_keys=False))
     graph_replay.DATA_PATH.write_text("# Kernel floor of CUDA-graph replay per chip, written by bench/fit_engine_overheads.py; "
                                       "do not edit by hand.\n" + yaml.safe_dump({"provenance": prov, "chips": report_c},

@@ -8,7 +8,9 @@ capacity the engine's memory policy leaves (tokens per replica), the batch that 
 GUARANTEED_NO_EVICT (whole ISL + OSL reserved per request), which of the two limits binds, the simulated mean batch,
 measured and predicted output tokens/s and the error; then MAPE and median error per chip, release, and chip x
 release x model x TP. The measured step time implied at the simulated batch (mean batch / measured tokens/s,
-ignoring prefill) beside the simulated one shows whether a residual is a per-step or a per-sequence cost.
+ignoring prefill) beside the simulated one shows whether a residual is a per-step or a per-sequence cost; the decode
+step's parts at that batch and mid-generation context (attention core, all-reduces, GEMMs, the rest) show which
+operator such a residual would have to scale.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from accuracy_serving import throughput_jobs
 from tokenfab import api
 from tokenfab.calibrate.measurements import shared_calibration_dir
 from tokenfab.errors import TokenfabError
+from tokenfab.execution.layers import StepBatch
+
+PARTS = {"attn.core": "attention", "tp_allreduce": "allreduce"}
 
 
 def binding_limit(kv_capacity_tokens: float, input_len: int, output_len: int, max_batch_size: int) -> tuple[float, str]:
@@ -30,6 +35,22 @@ def binding_limit(kv_capacity_tokens: float, input_len: int, output_len: int, ma
     GUARANTEED_NO_EVICT), so it admits kv_capacity / (ISL + OSL) requests; max_batch_size caps that."""
     kv_batch = kv_capacity_tokens / (input_len + output_len)
     return (kv_batch, "kv") if kv_batch < max_batch_size else (float(max_batch_size), "max_batch_size")
+
+
+def part(op: str) -> str:
+    """Which part of a dense decode step a breakdown row belongs to: attention core, all-reduce, GEMM, or the rest."""
+    return PARTS.get(op) or ("gemm" if op.endswith("_proj") or op == "lm_head" else "other")
+
+
+def decode_parts(kw: dict, batch: float) -> dict:
+    """The simulated decode step of `batch` sequences at context ISL + OSL / 2, by part (ms), and in all."""
+    d = api.deployment(kw["model"], kw["hardware"], None, kw["tp"], kw["pp"], dtype=kw["dtype"], kv_dtype=kw["kv_dtype"])
+    step = d.step_model.step(StepBatch(num_decode=max(1, round(batch)),
+                                       decode_kv_len=kw["input_len"] + kw["output_len"] / 2))
+    out = {f"decode_{p}_ms": 0.0 for p in ("attention", "allreduce", "gemm", "other")}
+    for op, cost in step.breakdown.items():
+        out[f"decode_{part(op)}_ms"] += 1e3 * cost.time_s
+    return {**out, "decode_step_ms": 1e3 * step.time_s}
 
 
 def run_row(job: dict) -> dict:
@@ -50,7 +71,7 @@ def run_row(job: dict) -> dict:
     return {**row, "kv_capacity_tokens": kv, "admitted_batch": batch, "binding_limit": limit, "mean_batch": mean_batch,
             "predicted": pred, "error_frac": pred / meta["measured"] - 1.0,
             "measured_step_ms": 1e3 * mean_batch / meta["measured"], "predicted_step_ms": 1e3 * mean_batch / pred,
-            "error": ""}
+            **decode_parts(kw, mean_batch or batch), "error": ""}
 
 
 def summarise(rows: pd.DataFrame) -> str:

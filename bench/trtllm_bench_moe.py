@@ -18,9 +18,16 @@ get_benchmark_engine_settings -> bench/build/tuning.py calc_engine_setting + fin
 
 The engine applies both limits per attention-DP rank (each rank's executor schedules its own batch), so they are the
 simulated rank's max_num_seqs and max_batched_tokens. Chunked prefill is off (get_settings: enable_chunked_prefill
-False), so max_num_tokens is raised to ISL + max_batch_size. CUDA graphs are captured up to the largest pure-decode
-batch the limits allow (_torch/pyexecutor/model_engine.py _filter_cuda_graph_batch_sizes: min(max_batch_size,
-max_num_tokens)), decode batches padded up to them.
+False), so max_num_tokens is raised to ISL + max_batch_size. CUDA graphs are the perf overviews' capture list
+(`accuracy_serving.PERF_OVERVIEW_CUDA_GRAPH_BATCH_SIZES`): the llm_options.yml the developer-guide perf overview gives
+for every MoE model it lists (GPT-OSS, DeepSeek-R1, 'Qwen3 MoE, Llama4 Maverick') set cuda_graph_config
+enable_padding: true, batch_sizes: [1, 2, 4, ..., 256, 384, 512, 1024, 2048, 4096, 8192]
+(docs/source/developer-guide/perf-overview.md, "Reproducing Benchmarked Results"), and the v1.0-era rows' notes say
+"CUDA graph batch sizes up to 8192". The engine keeps the sizes not above the largest pure-decode batch,
+min(max_batch_size, max_num_tokens), and with padding on adds that batch itself when the list holds a larger size
+("padding to max_cuda_graph_bs is acceptable": _torch/pyexecutor/model_engine.py _filter_cuda_graph_batch_sizes,
+1.0-1.2), so a decode batch pads up to the next kept size (`captured_list`). Before, these rows took the list
+CudaGraphConfig generates from max_batch_size, which pads more coarsely below it.
 
 The safetensors count of an NVFP4 checkpoint counts each packed byte (two E2M1 weights) once and each FP8 block scale
 (one per 16 weights) once (workload/weight_formats.yaml nvfp4); an FP8 checkpoint one element per weight. Every
@@ -32,7 +39,7 @@ from __future__ import annotations
 
 import json
 
-from accuracy_serving import GIB, _finetune_setting
+from accuracy_serving import GIB, PERF_OVERVIEW_CUDA_GRAPH_BATCH_SIZES, _finetune_setting
 
 from tokenfab.hardware.catalog import load_chip
 from tokenfab.workload.hf_config import CONFIG_DIR, load_model
@@ -77,7 +84,7 @@ def bench_kv_requests(kw: dict, bench_tp: int) -> float:
 
 
 def trtllm_bench_moe_limits(kw: dict, tuned: bool = True) -> dict:
-    """max_num_seqs, max_batched_tokens and cuda_graph_max_batch of one attention-DP rank for a PyTorch-backend
+    """max_num_seqs, max_batched_tokens and cuda_graph_batch_sizes of one attention-DP rank for a PyTorch-backend
     trtllm-bench MoE row (`kw`: its simulate arguments); `tuned` False for a checkpoint whose quantisation
     trtllm-bench does not tune (BuildConfig defaults)."""
     if tuned:
@@ -86,4 +93,13 @@ def trtllm_bench_moe_limits(kw: dict, tuned: bool = True) -> dict:
     else:
         bs, tok = UNTUNED_LIMITS
     tok = max(tok, kw["input_len"] + bs)
-    return {"max_num_seqs": bs, "max_batched_tokens": tok, "cuda_graph_max_batch": min(bs, tok)}
+    return {"max_num_seqs": bs, "max_batched_tokens": tok, "cuda_graph_batch_sizes": captured_list(bs, tok)}
+
+
+def captured_list(max_batch_size: int, max_num_tokens: int) -> tuple[int, ...]:
+    """The CUDA-graph batch sizes a PyTorch-backend engine captures from the perf overviews' list with padding on
+    (model_engine.py _filter_cuda_graph_batch_sizes): the sizes up to the largest pure-decode batch, and that batch
+    itself where the list goes beyond it."""
+    top = min(max_batch_size, max_num_tokens)
+    kept = tuple(s for s in PERF_OVERVIEW_CUDA_GRAPH_BATCH_SIZES if s <= top)
+    return kept if top in kept or top > PERF_OVERVIEW_CUDA_GRAPH_BATCH_SIZES[-1] else (*kept, top)

@@ -186,6 +186,24 @@ def test_gpt_oss_trtllm_bench_rows_keep_mxfp4_experts():
     assert _checkpoint_formats("gpt-oss-120b", "fp4", "h100-sxm") == {"dtype": "bf16", "weight_dtype": "fp4"}
 
 
+def test_gpt_oss_on_blackwell_runs_mxfp8_activations_into_the_w4a8_kernel():
+    """TensorRT-LLM's GPT-OSS support matrix: Blackwell runs the MXFP4 experts against MXFP8 activations, so the
+    trtllm-bench rows take dtype fp8 with FP4 weights, which the MoE cost takes as B200's fitted 'w4a8' kernel at the
+    FP8 rate; Hopper stays weight-only and other models keep their label."""
+    from accuracy_moe_serving import _checkpoint_formats
+
+    from tokenfab.cost.chip_cost import chip_cost
+    from tokenfab.cost.moe import moe_kind
+    from tokenfab.hardware.catalog import load_chip
+
+    formats = _checkpoint_formats("gpt-oss-20b", "fp4", "b200", blackwell_mxfp8=True)
+    assert formats == {"dtype": "fp8", "weight_dtype": "fp4"}
+    assert moe_kind(chip_cost(load_chip("b200")), formats["dtype"], formats["weight_dtype"]) == ("w4a8", "fp8")
+    assert _checkpoint_formats("gpt-oss-120b", "fp8", "h100-sxm", blackwell_mxfp8=True) == \
+        {"dtype": "bf16", "weight_dtype": "fp4"}
+    assert _checkpoint_formats("qwen3-30b-a3b", "fp4", "b200", blackwell_mxfp8=True) == {"dtype": "fp4"}
+
+
 @pytest.mark.calibration
 def test_fixed_concurrency_gpt_oss_hopper_runs_take_the_checkpoints_mxfp4_experts(shared_dir):
     """The TensorRT-LLM H100 GPT-OSS samples say gemm_quant=fp8, moe_quant=fp8 but ran openai/gpt-oss-120b, whose
@@ -315,3 +333,24 @@ def test_the_unversioned_sglang_nvfp4_moe_tp_series_is_listed_not_scored():
     kept, reasons = first_token_stalls([stalled, *scored])
     assert kept == scored
     assert [r.split(":")[0] for r in reasons] == ["s-ttft", "s-tpot"]
+
+
+def test_a_run_far_above_its_deployments_ttft_at_a_higher_load_is_not_scored():
+    """The same deployment (campaign and simulated arguments but the load): 12.3 s at C = 6 against 5.05 s at C = 30
+    is 2.44x (not scored); 7.4 s at C = 60 lies above its lower-load runs, as queueing makes it (scored); a run of
+    another campaign, or with another layout, is no higher-load run of it."""
+    from accuracy_moe_serving import above_higher_load_ttft
+
+    def job(c, ttft_ms, campaign="H100 trtllm ?", tp=16):
+        return {"kwargs": {"concurrency": c, "num_requests": 10 * c, "max_batched_tokens": 8192 + c, "tp": tp},
+                "meta": {"campaign": campaign},
+                "measured": {"ttft_ms": (ttft_ms, f"c{c}-{campaign}-{tp}-ttft"), "tpot_ms": (14.0, f"c{c}-{campaign}-{tp}-tpot")}}
+
+    low, mid, high = job(6, 12345.0), job(30, 5052.0), job(60, 7403.0)
+    other_campaign, other_layout = job(6, 12345.0, campaign="B200 trtllm ?"), job(6, 12345.0, tp=8)
+    kept, reasons = above_higher_load_ttft([low, mid, high, other_campaign, other_layout])
+    assert kept == [mid, high, other_campaign, other_layout]
+    assert [r.split(":")[0] for r in reasons] == ["c6-H100 trtllm ?-16-ttft", "c6-H100 trtllm ?-16-tpot"]
+    assert "12345 ms at C = 6 against 5052 ms" in reasons[0]
+    kept, reasons = above_higher_load_ttft([job(6, 10000.0), job(30, 5052.0)])  # 1.98x: within the run-to-run spread
+    assert len(kept) == 2 and not reasons

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from offline_rows import binding_limit, run_row, summarise  # noqa: E402
+from offline_rows import binding_limit, part, run_row, summarise  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -16,6 +16,11 @@ def test_kv_capacity_or_max_batch_size_sets_the_batch():
     70B TP4 FP4 on B200, 128/128: 4,212,544 / 256 = 16,455 requests, capped at max_batch_size 4096."""
     assert binding_limit(48960, 128, 2048, 64) == (pytest.approx(22.5), "kv")
     assert binding_limit(4212544, 128, 128, 4096) == (4096.0, "max_batch_size")
+
+
+def test_breakdown_rows_fall_into_the_decode_parts():
+    assert [part(op) for op in ("attn.core", "tp_allreduce", "mlp.up_proj", "attn.qkv_proj", "lm_head", "norm")] == \
+        ["attention", "allreduce", "gemm", "gemm", "gemm", "other"]
 
 
 def test_row_breakdown_follows_its_simulation():
@@ -31,6 +36,9 @@ def test_row_breakdown_follows_its_simulation():
     assert row["error_frac"] == pytest.approx(row["predicted"] / 1000.0 - 1.0)
     assert row["predicted_step_ms"] == pytest.approx(1e3 * row["mean_batch"] / row["predicted"])
     assert row["measured_step_ms"] == pytest.approx(1e3 * row["mean_batch"] / 1000.0)
+    parts = [row[f"decode_{p}_ms"] for p in ("attention", "allreduce", "gemm", "other")]
+    assert row["decode_allreduce_ms"] == 0.0 and min(parts) >= 0.0  # one GPU: no all-reduce
+    assert sum(parts) == pytest.approx(row["decode_step_ms"], rel=0.05)  # the parts make up the step
     import pandas as pd
 
     text = summarise(pd.DataFrame([row, {**row, "case_id": "u", "error": "does not fit"}]))

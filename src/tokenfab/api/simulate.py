@@ -260,11 +260,15 @@ def simulate(
     # serving front end (an API server's serial request handling) is not on an offline run's way: a batch benchmark
     # (trtllm-bench, an MLPerf offline harness) hands every request to the engine's own API, with no HTTP server between.
     fe_s, fe_tok_s = (0.0, 0.0) if offline else (eng.frontend_s, eng.frontend_s_per_token)
+    # the token-delivery stage of an aggregated server's streaming (`serving.delivery`; a batch benchmark streams none)
+    deliver_s = 0.0 if offline or prefill_replicas or decode_replicas else eng.delivery_s_per_token
     run_settings = dict(seed=seed, router=router, progress=progress, timeseries_interval_s=timeseries_interval_s,
                         slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms else None,
                         slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms else None,
                         frontend_s=fe_s, frontend_s_per_token=fe_tok_s,
                         request_latency_s=request_latency_ms / 1e3)
+    if deliver_s:  # passed only when there is a stage, so a P/D run never gets one
+        run_settings["delivery_s_per_token"] = deliver_s
     if decode_hardware is not None and not (prefill_replicas and decode_replicas):
         raise InvalidInputError("--decode-hardware needs a disaggregated run (--prefill-replicas and --decode-replicas)")
     if prefill_replicas or decode_replicas:
@@ -272,12 +276,13 @@ def simulate(
             raise InvalidInputError("disaggregation needs both --prefill-replicas and --decode-replicas")
         p_ranks, p_dep = spec(p_lay, "prefill")
         d_ranks, d_dep = spec(d_lay, "decode")
+        from tokenfab.serving.disagg import KvHandoff, handoff_s_per_token
+
         link = p_dep.step_model.system.scale_out_link or p_dep.step_model.system.scale_up_link
-        bw = link.bandwidth_bytes_per_s.value * (prefill_tp or tp)
-        per_token = p_dep.memory.kv_bytes_per_token * (prefill_tp or tp) / bw
+        per_token = handoff_s_per_token(d_dep.memory.kv_bytes_per_token, d_lay[0], p_lay[0], link.bandwidth_bytes_per_s.value)
         sim = Simulation([s for _ in range(prefill_replicas) for s in p_ranks()], wl,
                          decode_specs=[s for _ in range(decode_replicas) for s in d_ranks()],
-                         transfer_s_per_token=per_token, **run_settings)
+                         handoff=KvHandoff(per_token, eng.kv_send_streams), **run_settings)
         config.update(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                       prefill_max_num_seqs=prefill_max_num_seqs or max_num_seqs,
                       decode_hardware=decode_hardware or hardware,

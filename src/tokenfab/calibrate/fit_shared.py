@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tokenfab.calibrate.implausible import drop_implausible
 from tokenfab.calibrate.measurements import HARDWARE_NAMES, VENDOR_HARDWARE_NAMES, load_shared_ops
 from tokenfab.calibrate.profiles import fit_chip_profile, fit_generic_profile, write_profile
 from tokenfab.cost.profile import PROFILE_DIR
@@ -44,8 +45,9 @@ VENDOR_SOURCES = {
 
 
 def measured_frame(exclude: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Every shared measurement row that may feed a profile (held-out chips and `exclude` removed)."""
-    frame = load_shared_ops(vendors=True)
+    """Every shared measurement row that may feed a profile (held-out chips, `exclude` and the tables that beat their
+    chip's roofline, implausible.yaml, removed)."""
+    frame = drop_implausible(load_shared_ops(vendors=True))
     return frame[~frame["device"].isin(HELD_OUT + tuple(exclude))]
 
 

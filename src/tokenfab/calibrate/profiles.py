@@ -19,6 +19,7 @@ from tokenfab.calibrate.fit import (
     UPPER, CollectiveSamples, FitQuality, KernelSamples, fit_collective, fit_kernel,
 )
 from tokenfab.calibrate.host_bound import drop_host_bound
+from tokenfab.calibrate.implausible import drop_implausible
 from tokenfab.calibrate.moe_fit import chip_gemm_launch_s, fit_moe_kind, fit_pooled_moe
 from tokenfab.cost.attention import decode_attention_work, prefill_attention_work
 from tokenfab.cost.chip_cost import ChipCost, KernelWork, warm_cache_bytes
@@ -252,7 +253,9 @@ def fit_generic_profile(frame: pd.DataFrame, chips: list[ChipSpec], provenance: 
 
     The fused-MoE tables are fitted with each chip's fixed cost in units of its bf16 dense-GEMM fixed cost
     (`calibrate.moe_fit`), taken from `gemm_launch_s` (chip name -> seconds, e.g. the chip profiles just
-    fitted) or else fitted here on the chip's GEMM rows; a chip with neither leaves its MoE rows out."""
+    fitted) or else fitted here on the chip's GEMM rows; a chip with neither leaves its MoE rows out. Shared tables
+    that beat their chip's roofline (implausible.yaml) are left out of the pool, whatever frame is passed."""
+    frame = drop_implausible(frame)
     pooled: dict[tuple[str, str], list[KernelSamples]] = {}
     moe_parts: dict[str, list[tuple[KernelSamples, float]]] = {}
     moe_forms: dict[str, dict[str, list[KernelSamples]]] = {}

@@ -22,6 +22,7 @@ from tokenfab.cost.gemm import estimate_gemm
 from tokenfab.cost.moe import estimate_moe
 from tokenfab.cost.result import OpCost
 from tokenfab.calibrate.host_bound import host_bound_mask
+from tokenfab.calibrate.implausible import implausible_mask
 from tokenfab.calibrate.profiles import moe_shape_of, moe_weight_bytes_of
 from tokenfab.hardware.catalog import load_chip, system_of_chip
 from tokenfab.hardware.spec import SystemSpec
@@ -30,6 +31,7 @@ GROUPS = {"gemm": "GEMM", "attention_prefill": "attention", "attention_decode": 
           "all_reduce": "collectives", "all_gather": "collectives", "reduce_scatter": "collectives",
           "all_to_all": "collectives", "all_reduce_oneshot": "collectives", "send_recv": "collectives", "moe": "MoE layer"}
 HOST_BOUND_GROUP = "collectives (host-bound, not fitted)"
+IMPLAUSIBLE_SUFFIX = " (beats the chip's roofline, not fitted)"
 
 
 def _s(value, default: str = "") -> str:
@@ -96,6 +98,9 @@ def predict_measurements(frame: pd.DataFrame, cost_for: Callable[[str], ChipCost
     out["group"] = out["op"].map(GROUPS).fillna("other")
     # rows of a host's fabric, not the chip's (host_bound.yaml): left out of the fit, scored on their own
     out.loc[out["group"].eq("collectives") & host_bound_mask(out), "group"] = HOST_BOUND_GROUP
+    # tables faster than their chip's DRAM allows (implausible.yaml): left out of the fit, scored on their own
+    implausible = implausible_mask(out)
+    out.loc[implausible, "group"] = out.loc[implausible, "group"] + IMPLAUSIBLE_SUFFIX
     return out
 
 

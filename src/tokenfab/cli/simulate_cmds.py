@@ -54,8 +54,9 @@ def simulate(
     warmup_requests: Annotated[int, Opt(help="Requests sent first and left out of the metrics (benchmark warm-up).")] = 0,
     engine: Annotated[str, Opt(help="Serving engine whose scheduler and memory policy to model: vllm (default), sglang, trtllm.")] = "vllm",
     engine_version: Annotated[str | None, Opt(help="Engine release whose defaults differ (sglang: 0.5.0-0.5.3 or 0.5.4 on; "
-                                                   "trtllm: 0.12-0.16 TensorRT engine or 0.20/0.21/1.x PyTorch backend; "
-                                                   "default: the newest modelled).")] = None,
+                                                   "trtllm: 0.12-0.16 TensorRT engine or 0.20/0.21/1.x PyTorch backend, 1.0 "
+                                                   "with its server's fitted token delivery; default: the newest "
+                                                   "modelled).")] = None,
     cuda_graph_max_batch: Annotated[int | None, Opt(help="trtllm: largest decode batch captured as a CUDA graph "
                                                          "(cuda_graph_config.max_batch_size; default 128).")] = None,
     cuda_graph_batch_sizes: Annotated[str | None, Opt(help="trtllm: decode batch sizes captured as CUDA graphs, comma "

@@ -15,7 +15,8 @@ completion, the extra time its prefill chunks add to the iterations they ride in
 costed by `StepModel.step` as a mixed step; admissions per iteration are Poisson with mean c).
 Output tokens/s = c x O / t_iter, TPOT = t_iter, TTFT = the chunks' iterations plus the wait for
 the iteration in flight. The engine's policy (`serving.engines`) shapes each iteration: its host
-overhead, decode-only batches padded to captured CUDA-graph sizes, prefill-first scheduling, and
+overhead, decode-only batches padded to captured CUDA-graph sizes, prefill-first scheduling (whose
+prompt-only iterations take the engine's own host time on top, as `serving.replica` charges it), and
 reserve-on-admission KV accounting. Under open-loop arrivals the batch itself is Poisson
 (`tail_batch`), so the SLO is checked at its percentile, and a request's TPOT spreads with the
 iteration-time mix (`SteadyState.tpot_at`). The KV cache bounds B:
@@ -57,6 +58,12 @@ class EngineLimits:
     step_overhead_s: float = 0.0  # host time per iteration (fitted per engine)
     reserve_kv: bool = False  # admit only requests whose whole output fits (TensorRT-LLM)
     frontend_s: float = 0.0  # serial front-end time per request before the engine (fitted per engine; 0: none)
+    prefill_overhead_s: float = 0.0  # host time of a prefill-first engine's prompt-only iteration (fitted per model class)
+    delivery_s_per_token: float = 0.0  # the same serial server's time per streamed output token (fitted per release)
+
+    def server_s(self, output_len: int) -> float:
+        """Time one request takes of the serial server process: its front end plus streaming its output tokens."""
+        return self.frontend_s + self.delivery_s_per_token * output_len
 
 
 @functools.lru_cache(maxsize=64)
@@ -141,7 +148,9 @@ class IterationTimes:
     def __init__(self, sm: StepModel, limits: EngineLimits | None = None):
         limits = limits or EngineLimits()
         self.sm, self.sizes, self.ovh = sm, limits.cuda_graph_sizes, limits.step_overhead_s
-        self.ovh_j = sm.system.chip.power.idle_w.value * sm.par.num_devices * self.ovh
+        idle_w = sm.system.chip.power.idle_w.value * sm.par.num_devices
+        self.ovh_j = idle_w * self.ovh
+        self.pre, self.pre_j = limits.prefill_overhead_s, idle_w * limits.prefill_overhead_s
 
     def step_time_energy(self, batch: StepBatch):
         """(time s, energy J) of one engine step: `StepModel.step`, the function predict and simulate use."""
@@ -156,6 +165,12 @@ class IterationTimes:
             n, kv = padded, kv * n / padded  # padding rows hold no KV (as the replica costs them)
         t, e = self.step_time_energy(StepBatch(prefill, n, kv if n else 0.0))
         return t + self.ovh, e + self.ovh_j
+
+    def prompt_only(self, prefill: tuple):
+        """A prefill-first engine's prompt-only iteration: the step plus its own host time beyond the per-step one
+        (`EngineSpec.prefill_overhead_s`, charged by `serving.replica` to such an iteration alone)."""
+        t, e = self._one(prefill, 0, 0.0)
+        return t + self.pre, e + self.pre_j
 
     def at(self, prefill: tuple, num_decode: float, kv: float):
         lo = int(num_decode)
@@ -204,7 +219,7 @@ def estimate_steady_state(sm: StepModel, batch: int, input_len: int, output_len:
     """Steady state of one replica holding `batch` sequences (see `steady_state`), memoised per step
     model: a search asks for the same states under many engine limits that do not change them."""
     key = (batch, input_len, output_len, limits.max_num_batched_tokens, limits.chunked_prefill, limits.block_tokens,
-           limits.prefill_first, limits.cuda_graph_sizes, limits.step_overhead_s, wait_frac)
+           limits.prefill_first, limits.cuda_graph_sizes, limits.step_overhead_s, limits.prefill_overhead_s, wait_frac)
     cache = _STATES.get(sm)
     if cache is None:
         cache = _STATES[sm] = {}
@@ -231,7 +246,7 @@ def _iteration_mix(st: IterationTimes, chunks: list, c: float, d: float, kv: flo
             # the n sequences prefilling now are not decoding: d + c - n decoders (mean d)
             dn = max(0.0, d + c - n)
             if first:
-                tp_, ep_ = st.at(((n, q, kv_end),), 0, 0.0) if n else (0.0, 0.0)
+                tp_, ep_ = st.prompt_only(((n, q, kv_end),)) if n else (0.0, 0.0)
                 td, ed = st.at((), dn, kv)
                 t, e = td + tp_, ed + ep_
             else:
@@ -239,13 +254,13 @@ def _iteration_mix(st: IterationTimes, chunks: list, c: float, d: float, kv: flo
             t_iter += p * t
             e_iter += p * e
             t_sq += p * t * t
-        chain_s = st.at(((1, q, kv_end),), 0, 0.0)[0] if first else st.at(((1, q, kv_end),), d, kv)[0]
+        chain_s = st.prompt_only(((1, q, kv_end),))[0] if first else st.at(((1, q, kv_end),), d, kv)[0]
     else:
         # chunked prompts: each chunk adds its marginal time to the iteration it rides in (mixed with
         # the decodes), or an iteration of its own (prefill-first); c prompts per iteration. Chunks of
         # different prompts share iterations when c x n_chunks > 1, so marginal costs, not whole
         # iterations, are summed (chunks are compute-bound: their cost is close to linear).
-        mixed = [st.at((ch,), 0, 0.0) if first else st.at((ch,), d, kv) for ch in chunks]
+        mixed = [st.prompt_only((ch,)) if first else st.at((ch,), d, kv) for ch in chunks]
         chain_s = sum(t for t, _ in mixed)
         extra = [(t, e) if first else (t - t_dec, e - e_dec) for t, e in mixed]
         t_iter = t_dec + c * sum(t for t, _ in extra)
@@ -315,13 +330,17 @@ def closed_loop_state(sm: StepModel, clients: int, input_len: int, output_len: i
     holds them. Without a front end every client's request is in the engine: the steady state at batch = clients.
     With one, the clients divide between the front end and the engine: `_mva` of the front end and the engine as a
     delay of one request's time in it (Z = batch / requests per s, Little's law), iterated because the batch the
-    engine then holds, X x Z, sets Z. TTFT adds the time in the front end."""
+    engine then holds, X x Z, sets Z. TTFT adds the time in the front end. Where the same server also streams the
+    tokens (`limits.delivery_s_per_token`, `serving.delivery`), a request's demand on it is its front end plus its
+    output tokens' delivery (`EngineLimits.server_s`), which bounds the throughput; the wait is charged to TTFT (the
+    simulator also spaces the tokens of a saturated server, which this mean-value view leaves in TTFT)."""
     state = estimate_steady_state(sm, clients, input_len, output_len, limits, 0.0, _stepper)
-    if limits.frontend_s <= 0.0:
+    demand_s = limits.server_s(output_len)
+    if demand_s <= 0.0:
         return state
     batch, x, front_s = clients, state.requests_per_s, 0.0
     for _ in range(12):
-        x, front_s = _mva(clients, batch / state.requests_per_s, limits.frontend_s)
+        x, front_s = _mva(clients, batch / state.requests_per_s, demand_s)
         new = max(1, min(clients, round(x * batch / state.requests_per_s)))
         if new == batch:
             break
@@ -441,7 +460,8 @@ def estimate_capacity(sm: StepModel, memory: MemoryModel, input_len: int, output
     def state(b: int) -> SteadyState:
         if closed_loop:  # b clients, some of them in the front end's queue when it has one
             return closed_loop_state(sm, b, input_len, output_len, limits, st)
-        return _open_loop_frontend(estimate_steady_state(sm, b, input_len, output_len, limits, wait, st), limits.frontend_s)
+        return _open_loop_frontend(estimate_steady_state(sm, b, input_len, output_len, limits, wait, st),
+                                   limits.server_s(output_len))
 
     best = best_state(state, top, output_len, ttft_s, tpot_s, percentile, closed_loop)
     if best is None:

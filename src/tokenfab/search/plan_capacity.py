@@ -17,7 +17,7 @@ from tokenfab.execution.step import StepModel
 from tokenfab.hardware.catalog import load_chip, load_system, system_of_chip
 from tokenfab.hardware.spec import ChipSpec
 from tokenfab.search.capacity import CapacityResult, EngineLimits, estimate_capacity
-from tokenfab.serving.engines import DEFAULT_ENGINE, engine_spec
+from tokenfab.serving.engines import DEFAULT_ENGINE, engine_spec, for_model
 from tokenfab.workload.hf_config import load_model
 from tokenfab.workload.spec import ModelSpec
 
@@ -33,9 +33,13 @@ def engine_for(engine: str, hardware: str, tp: int):
 
 
 def limits_for(engine: str, hardware: str, tp: int, max_num_seqs: int | None = None,
-               max_batched_tokens: int | None = None) -> EngineLimits:
-    """The steady state's view of an engine's scheduler, with explicit limits overriding its defaults."""
-    return _limits_of(engine_for(engine, hardware, tp), max_num_seqs, max_batched_tokens)
+               max_batched_tokens: int | None = None, model: str | ModelSpec | None = None) -> EngineLimits:
+    """The steady state's view of an engine's scheduler, with explicit limits overriding its defaults; with `model`,
+    the engine's host times fitted for the model's class too (`engines.for_model`, as `api.simulate` applies them)."""
+    eng = engine_for(engine, hardware, tp)
+    if model is not None:
+        eng = for_model(eng, load_model(model) if isinstance(model, str) else model)
+    return _limits_of(eng, max_num_seqs, max_batched_tokens)
 
 
 def _limits_of(eng, max_num_seqs: int | None = None, max_batched_tokens: int | None = None) -> EngineLimits:
@@ -44,7 +48,8 @@ def _limits_of(eng, max_num_seqs: int | None = None, max_batched_tokens: int | N
                         block_tokens=eng.block_tokens, chunked_prefill=eng.chunked_prefill,
                         prefill_first=eng.prefill_first, cuda_graph_sizes=tuple(eng.cuda_graph_sizes),
                         step_overhead_s=eng.step_overhead_s, reserve_kv=eng.kv_full == "reserve",
-                        frontend_s=eng.frontend_s)
+                        frontend_s=eng.frontend_s, prefill_overhead_s=eng.prefill_overhead_s,
+                        delivery_s_per_token=eng.delivery_s_per_token)
 
 
 def memory_kwargs(engine: str, hardware: str, tp: int) -> dict:
@@ -62,7 +67,7 @@ def capacity_for(model: str, hardware: str, tp: int = 1, pp: int = 1, ep: int = 
     prec = PrecisionConfig(dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
     sm = _step_model(model, hardware, par, prec)
     mem = _memory_model(model, hardware, par, prec, engine)
-    limits = limits_for(engine, hardware, tp, max_num_seqs, max_batched_tokens)
+    limits = limits_for(engine, hardware, tp, max_num_seqs, max_batched_tokens, model=model)
     return estimate_capacity(sm, mem, input_len, output_len, ttft_s, tpot_s, limits, percentile, closed_loop)
 
 
@@ -114,7 +119,7 @@ def engine_on_chip(chip: ChipSpec, model: ModelSpec, tp: int, engine: str = DEFA
     model on this chip under the engine's defaults and memory policy, as `capacity_on_chip` builds it."""
     par, prec = ParallelConfig(tp=tp, dp=1), PrecisionConfig(dtype=serving_dtype(chip))
     system = system_of_chip(chip, tp)
-    eng = engine_spec(engine, chip.device_memory_bytes, tp)
+    eng = for_model(engine_spec(engine, chip.device_memory_bytes, tp), model)
     mem = MemoryModel(model, system, par, prec, **eng.memory.memory_model_kwargs(tp=tp))
     return system, par, prec, _limits_of(eng), mem
 

@@ -23,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.step import StepModel
+from tokenfab.serving import delivery
 from tokenfab.serving.attention_dp import AttentionDpBalance, BalanceGate
+from tokenfab.serving.disagg import KvHandoff
 from tokenfab.serving.metrics import ROW, RequestLog, TimeSeries, summarize
 from tokenfab.serving.policies import make_router
 from tokenfab.serving.replica import Replica, ReplicaSpec
@@ -121,7 +123,8 @@ class Simulation:
                  timeseries_interval_s: float = 1.0, progress: bool = False,
                  slo_ttft_s: float | None = None, slo_tpot_s: float | None = None, check_invariants: bool = False,
                  frontend_s: float = 0.0, frontend_s_per_token: float = 0.0, request_latency_s: float = 0.0,
-                 attention_dp: tuple[int, AttentionDpBalance] | None = None):
+                 attention_dp: tuple[int, AttentionDpBalance] | None = None, handoff: KvHandoff | None = None,
+                 delivery_s_per_token: float = 0.0):
         """`frontend_s` + `frontend_s_per_token` x prompt tokens: time each request spends in the serving front end
         (HTTP, detokenising the previous stream, tokenising the prompt), a single-threaded queue in front of the
         engine as in vLLM's and SGLang's API servers. Its serialisation staggers requests that clients send at
@@ -129,13 +132,20 @@ class Simulation:
         and the engine that is not serialised (network and HTTP round trip, a router hop, the first chunk's way
         back), part of the TTFT a benchmark client measures. `attention_dp` (ranks per instance, balance setting):
         each run of that many consecutive replicas is one attention-DP instance whose ranks start prompts under
-        TensorRT-LLM's context balancing (`serving.attention_dp`)."""
+        TensorRT-LLM's context balancing (`serving.attention_dp`). `handoff`: when a prefill replica's finished
+        prompt reaches the decode pool (`serving.disagg`; default: `transfer_s_per_token` per prompt token, no queue).
+        `delivery_s_per_token`: time per output token in the server process that streams tokens to the clients, the
+        same serial server as the front end (`serving.delivery`); a request's first token and its finish are when the
+        server delivered them, and its client sends the next request then. Aggregated serving only (a P/D run's decode
+        side streams through its own server)."""
+        if delivery_s_per_token and decode_specs:
+            raise ValueError("token delivery is modelled for aggregated serving only")
         self.workload = workload
         self.rng = np.random.default_rng(seed)
         self.replicas = [Replica(i, s) for i, s in enumerate(specs)]
         self.decoders = [Replica(len(specs) + i, s) for i, s in enumerate(decode_specs)]
         self.router, self.decode_router = make_router(router), make_router("least-outstanding")
-        self.transfer_s_per_token = transfer_s_per_token
+        self.handoff = handoff if handoff is not None else KvHandoff(transfer_s_per_token)
         self.series = TimeSeries(timeseries_interval_s)
         for r in self.replicas + self.decoders:
             r.series = self.series
@@ -160,6 +170,7 @@ class Simulation:
         self.request_latency_s = request_latency_s
         self.front_free_s = 0.0
         self._frontend = bool(frontend_s or frontend_s_per_token)
+        self.delivery_s_per_token = delivery_s_per_token
         self._warmup = workload.warmup_requests
 
     # -- request sources -------------------------------------------------------------------
@@ -286,17 +297,36 @@ class Simulation:
         target.enqueue(req)
         self._kick(target, now)
 
-    def _done(self, replica: Replica, reqs: list[Request], now: float) -> None:
+    def _delivered(self, w, num_decode: int, finished: list[Request], now: float) -> float:
+        """Pass the tokens of the engine work `w` that ended at `now` (`num_decode` decoders when it began) through the
+        token-delivery server (`serving.delivery`): the requests whose first token it made see it, and those it
+        finished see their last, when the server has delivered the batch; returns that time."""
+        b = self.delivery_s_per_token
+        fresh = [r for r, _ in w.chunks if r.first_token_s == now]  # prompts whose first token this iteration made
+        if w.run:
+            free = delivery.after_run(self.front_free_s, w.start_s, now, w.iters, w.batch * b)
+        else:
+            free = delivery.after_batch(self.front_free_s, now, ((num_decode if w.decode else 0) + len(fresh)) * b)
+        self.front_free_s = free
+        for r in fresh:
+            r.first_token_s = free
+        for r in finished:
+            r.finish_s = free
+        return free
+
+    def _done(self, replica: Replica, reqs: list[Request], now: float, issue_s: float | None = None) -> None:
+        """`reqs` finished on `replica` at `now` (their clients send again at `issue_s`, when their last token was
+        delivered; `now` without a delivery stage), or, on a prefill pool, go to the decode pool."""
         prefill_pool = replica.spec.role == "prefill"
         for req in reqs:
             if prefill_pool:
-                delay = req.prompt_len * self.transfer_s_per_token
-                heapq.heappush(self.pending, (now + delay, next(self.seq), 1, req))
+                arrive = self.handoff.arrival_s(replica.index, req.prompt_len, now)
+                heapq.heappush(self.pending, (arrive, next(self.seq), 1, req))
                 continue
             if req.rid >= self._warmup:  # warm-up requests are served but not measured
                 self.log.add(req)
             if req.client >= 0:
-                self._issue_closed(req.client, now)
+                self._issue_closed(req.client, now if issue_s is None else issue_s)
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> SimulationResult:
@@ -326,12 +356,12 @@ class Simulation:
         with one replica and no front end, `_arrive` are inlined: they run once or twice per request."""
         only = self.replicas[0]
         if (len(self.replicas) == 1 and not self.decoders and not self._frontend and not self.request_latency_s
-                and only._fast and only.inline_done and only.gate is None):
+                and only._fast and only.inline_done and only.gate is None and not self.delivery_s_per_token):
             return self._loop_single(stream, only)
         return self._loop_general(stream)
 
     def _loop_general(self, stream: Iterator[Request]) -> float:
-        """`_loop` over the event heap: any number of replicas and pools, front end, request latency."""
+        """`_loop` over the event heap: any number of replicas and pools, front end, request latency, token delivery."""
         nxt = next(stream, None)
         by_index = self._all()  # replica i sits at position i
         events, pending, version, heappop, heappush = self.events, self.pending, self.version, heapq.heappop, heapq.heappush
@@ -342,6 +372,7 @@ class Simulation:
         rows, pack, warmup, issue_closed = self.log.rows, ROW.pack, self._warmup, self._issue_closed
         bar = _Progress(min(self.workload.num_requests, 10**9)) if self.progress else None
         check = self.check_invariants
+        streams = bool(self.delivery_s_per_token)  # tokens reach the clients through the delivery server
         # one replica, requests straight into the engine: an arrival is queued on it here (`_arrive`, inlined)
         direct = len(self.replicas) == 1 and not self._frontend and not self.request_latency_s and self.replicas[0]._fast
         only = self.replicas[0] if direct else None
@@ -374,17 +405,20 @@ class Simulation:
                 if version[idx] != v:  # made stale by an interruption
                     continue
                 replica = by_index[idx]
+                if streams:
+                    work, num_decode = replica.work, replica.num_decode
                 finished = replica.complete(now)
+                issue_s = self._delivered(work, num_decode, finished, now) if streams else now
                 if finished:
                     if not replica.inline_done:  # a prefill pool's hand-offs (or the general path)
-                        done(replica, finished, now)
+                        done(replica, finished, now, issue_s)
                     else:  # _done, inlined
                         for req in finished:
                             if req.rid >= warmup:  # warm-up requests are served but not measured (RequestLog.add)
                                 rows += pack(req.arrival_s, req.first_token_s, req.finish_s, req.prompt_len,
                                              req.output_len, req.preemptions, req.replica, req.cached_hit_tokens)
                             if req.client >= 0:
-                                issue_closed(req.client, now)
+                                issue_closed(req.client, issue_s)
                 end = replica.start(now) if replica.siblings is None else self._start_rank(replica, now)
                 if end is not None:  # _schedule, inlined
                     v = version[idx] + 1

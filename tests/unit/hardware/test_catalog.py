@@ -13,7 +13,9 @@ REQUIRED = ["a100-sxm", "h100-sxm", "h100-pcie", "h800-sxm", "h20", "h200-sxm", 
             "mi300x", "mi325x", "ascend-910b", "ascend-910c", "gaudi3", "tpu-v5e", "tpu-v6e", "hanguang-800",
             "cpu-host", "npu-template", "mlu370-x8",
             # wave 2 (issue 12.5); mlu590 is absent on purpose: no sourced peak rate exists (CATALOG_NOTES)
-            "kunlun-p800", "mi355x", "mi308x", "h20-3e", "hygon-k100-ai"]
+            "kunlun-p800", "mi355x", "mi308x", "h20-3e", "hygon-k100-ai",
+            # wave 8: the PCIe cards of the trtllm.csv / mlperf.csv rows (issues 9 and 10, every row expressible)
+            "a100-pcie", "rtx-pro-6000-server"]
 
 
 def _sourced_values(obj, path=""):
@@ -50,7 +52,8 @@ def test_chip_sanity(name):
     assert all(v.value > 1e11 for v in chip.peak_flop_per_s.values())
 
 
-@pytest.mark.parametrize("name", ["kunlun-p800", "mi355x", "mi308x", "h20-3e", "hygon-k100-ai", "ascend-910b"])
+@pytest.mark.parametrize("name", ["kunlun-p800", "mi355x", "mi308x", "h20-3e", "hygon-k100-ai", "ascend-910b", "a100-pcie",
+                                  "rtx-pro-6000-server"])
 def test_wave2_numbers_name_their_basis_and_assumptions_say_why(name):
     """Numbers that are not a vendor figure or a measurement must explain themselves in the note."""
     for path, value in _sourced_values(load_chip(name)):

@@ -5,7 +5,8 @@ import pytest
 from tokenfab import api
 from tokenfab.errors import DoesNotFitError, InvalidInputError
 from tokenfab.fleet.capacity import SLOSpec
-from tokenfab.search.capacity import EngineLimits, _poisson, estimate_capacity, estimate_steady_state, max_batch_for
+from tokenfab.search.capacity import (EngineLimits, IterationTimes, _poisson, estimate_capacity, estimate_steady_state,
+                                      max_batch_for)
 from tokenfab.search.plan_capacity import limits_for
 from tokenfab.serving.engines import DEFAULT_ENGINE
 
@@ -111,3 +112,35 @@ def test_padded_decode_rows_widen_the_batch_not_the_kv_reads():
     t, _ = IterationTimes(d.step_model, EngineLimits(cuda_graph_sizes=(8,), step_overhead_s=1e-4))._one((), 5, 1000.0)
     assert t == pytest.approx(d.step_model.step(StepBatch((), 8, 625.0)).time_s + 1e-4, rel=1e-12)
     assert t < d.step_model.step(StepBatch((), 8, 1000.0)).time_s + 1e-4
+
+
+def test_prompt_only_iterations_take_the_prefill_host_time():
+    # Issue 9 item 1: the capacity steady state times a prefill-first engine's prompt-only iteration as the replica
+    # does, step plus step overhead plus `prefill_overhead_s`; decode iterations keep the step overhead alone.
+    d = api.deployment("llama-3.1-8b", "h100-sxm", None, 1)
+    base = EngineLimits(prefill_first=True, step_overhead_s=1e-4)
+    slow = EngineLimits(prefill_first=True, step_overhead_s=1e-4, prefill_overhead_s=0.05)
+    prompt = ((1, 1024, 1024),)
+    t0, _ = IterationTimes(d.step_model, base).prompt_only(prompt)
+    t1, _ = IterationTimes(d.step_model, slow).prompt_only(prompt)
+    assert t1 - t0 == pytest.approx(0.05, rel=1e-9)
+    assert IterationTimes(d.step_model, slow).at((), 8, 1000.0) == IterationTimes(d.step_model, base).at((), 8, 1000.0)
+    # one client: each request's cycle is one prompt-only iteration and O - 1 decodes, so 50 ms more per request
+    # lengthens the TTFT by 50 ms and the request cycle by as much
+    s0 = estimate_steady_state(d.step_model, 1, 1024, 64, base, 0.0)
+    s1 = estimate_steady_state(d.step_model, 1, 1024, 64, slow, 0.0)
+    assert s1.ttft_s - s0.ttft_s == pytest.approx(0.05, rel=1e-6)
+    assert 1 / s1.requests_per_s - 1 / s0.requests_per_s == pytest.approx(0.05, rel=0.02)
+
+
+def test_limits_for_a_model_take_its_class_fit(monkeypatch):
+    from tokenfab.serving import engines
+
+    monkeypatch.setattr(engines, "fitted_overheads",
+                        lambda: {"sglang": {"architectures": {"mla-moe": {"prefill_overhead_s": 0.1}}}})
+    monkeypatch.setattr(engines, "fitted_prefill_overheads", lambda: {})  # no per-layer fit (which would supersede it)
+    assert limits_for("sglang", "b200", 8, model="deepseek-v3").prefill_overhead_s == 0.1
+    monkeypatch.setattr(engines, "fitted_prefill_overheads", lambda: {"sglang": {"mla-moe": 0.001}})
+    assert limits_for("sglang", "b200", 8, model="deepseek-v3").prefill_overhead_s == pytest.approx(0.061)  # 61 layers
+    assert limits_for("sglang", "b200", 8, model="llama-3.1-8b").prefill_overhead_s == 0.0
+    assert limits_for("sglang", "b200", 8).prefill_overhead_s == 0.0  # no model: the engine's own fields only

@@ -57,3 +57,14 @@ def test_open_loop_front_end_wait_is_md1_and_unbounded_at_saturation():
     assert _open_loop_frontend(s, f).ttft_s == pytest.approx(s.ttft_s + f + f / 2)
     assert _open_loop_frontend(s, 1.0 / s.requests_per_s).ttft_s == float("inf")
     assert _open_loop_frontend(s, 0.0) == s
+
+
+def test_streamed_tokens_are_demand_on_the_same_server():
+    # One server process for the front end and the token stream (`serving.delivery`): a request's demand on it is
+    # f + O x b, so 2 ms plus 64 tokens x 0.5 ms is the 34 ms of a front end alone, and caps the rate at 1 / 34 ms.
+    sm, limits = _sm(), EngineLimits(max_num_seqs=256)
+    streamed = closed_loop_state(sm, 64, 128, 64, replace(limits, frontend_s=0.002, delivery_s_per_token=0.0005))
+    front_only = closed_loop_state(sm, 64, 128, 64, replace(limits, frontend_s=0.034))
+    assert replace(limits, frontend_s=0.002, delivery_s_per_token=0.0005).server_s(64) == pytest.approx(0.034)
+    assert streamed.requests_per_s == pytest.approx(front_only.requests_per_s, rel=1e-9)
+    assert streamed.requests_per_s == pytest.approx(1 / 0.034, rel=0.01)

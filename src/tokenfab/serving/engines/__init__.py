@@ -9,9 +9,14 @@ recompute, or admit only what is guaranteed to finish), and how device memory is
 (the memory policy the engine's KV-cache sizing follows).
 
 Adding an engine is one module that builds an `EngineSpec` and one `@register_engine` line.
-Defaults are those of the engine's documentation or source at the cited version; the per-step
-host overhead is fitted on measured serving runs (`serving/engines/overheads.yaml`, written by
-`python bench/fit_engine_overheads.py`) and is 0 for an engine without a fit.
+Defaults are those of the engine's documentation or source at the cited version; host times that
+must be fitted on measured serving runs live in one data file, `serving/engines/overheads.yaml`
+(read by `fitted_overheads`): per engine (the per-step overhead and front end of
+`bench/fit_engine_overheads.py`), per engine release (`releases`: a stage that one release's
+server shows, such as token delivery) and per model class (`architectures`). The host time of eager prompt
+iterations is fitted per decoder layer and model class by `bench/fit_moe_prefill.py` into
+`prefill_overheads.yaml` (`fitted_prefill_overheads`), which supersedes an `architectures` prefill_overhead_s.
+A host time without a fit is 0.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import bisect
 import functools
 import inspect
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -32,7 +38,7 @@ from tokenfab.workload.spec import ModelSpec
 
 DEFAULT_ENGINE = "vllm"
 OVERHEADS_PATH = Path(__file__).with_name("overheads.yaml")
-PREFILL_OVERHEADS_PATH = Path(__file__).with_name("prefill_overheads.yaml")
+PREFILL_OVERHEADS_PATH = Path(__file__).with_name("prefill_overheads.yaml")  # bench/fit_moe_prefill.py's per-layer fit
 
 
 class StaticReserve(BaseModel):
@@ -166,6 +172,11 @@ class EngineSpec(BaseModel):
     frontend_s: float = Field(default=0.0, ge=0, description="Serial front-end time per request (HTTP, detokenising, "
                                                              "scheduling handoff) in the single-threaded API server (fitted).")
     frontend_s_per_token: float = Field(default=0.0, ge=0, description="Serial front-end time per prompt token (tokenisation; fitted).")
+    delivery_s_per_token: float = Field(
+        default=0.0, ge=0, description="Serial time per output token in the server process that streams tokens to the "
+                                       "clients (detokenising, one SSE chunk each; `serving.delivery`), shared with the "
+                                       "front end's per-request time; fitted per release, 0: tokens reach the client as "
+                                       "the iteration ends.")
     kv_full: Literal["preempt", "reserve"] = Field(
         default="preempt", description="preempt: admit on current need, preempt (recompute) when blocks run out; reserve: admit only "
                                        "requests whose whole output fits (TensorRT-LLM GUARANTEED_NO_EVICT).")
@@ -181,6 +192,10 @@ class EngineSpec(BaseModel):
                                   "only their window; False: sized as if every layer were full attention, so a "
                                   "sliding-window model's pool holds as many tokens as a full-attention one of its "
                                   "layers would (TensorRT-LLM).")
+    kv_send_streams: int | None = Field(
+        default=None, ge=1, le=1024, description="P/D: concurrent KV sends per prefill replica, later ones queue "
+                                                 "(TensorRT-LLM TRTLLM_KVCACHE_SEND_MAX_CONCURRENCY_NUM, default 1; "
+                                                 "`serving.disagg`); None: every transfer starts when its prompt ends.")
     memory: MemoryPolicy
     source: str = Field(min_length=1, description="Docs/source the defaults come from, with version.")
 
@@ -197,16 +212,26 @@ ENGINES: Registry[EngineFactory] = Registry("engine")
 register_engine = ENGINES.register
 
 
-FITTED_FIELDS = ("step_overhead_s", "frontend_s", "frontend_s_per_token")
+FITTED_FIELDS = ("step_overhead_s", "prefill_overhead_s", "frontend_s", "frontend_s_per_token", "delivery_s_per_token")
+
+
+def _fields(row: dict | None) -> dict[str, float]:
+    return {k: float(row[k]) for k in FITTED_FIELDS if k in row} if row else {}
 
 
 @functools.lru_cache(maxsize=1)
-def fitted_overheads() -> dict[str, dict[str, float]]:
-    """Per-engine fitted host overheads (seconds; empty without the data file)."""
+def fitted_overheads() -> dict[str, dict]:
+    """Per engine, its fitted host times (seconds; empty without the data file): the engine-wide fields of
+    `FITTED_FIELDS`, and under `releases` (keyed 'major.minor') and `architectures` (keyed by `architecture_key`)
+    the fields fitted for one release or one model class only."""
     if not OVERHEADS_PATH.exists():
         return {}
     data = yaml.safe_load(OVERHEADS_PATH.read_text()) or {}
-    return {name: {k: float(v[k]) for k in FITTED_FIELDS if k in v} for name, v in data.get("engines", {}).items()}
+    out: dict[str, dict] = {}
+    for name, row in data.get("engines", {}).items():
+        out[name] = {**_fields(row), "releases": {str(k): _fields(v) for k, v in (row.get("releases") or {}).items()},
+                     "architectures": {str(k): _fields(v) for k, v in (row.get("architectures") or {}).items()}}
+    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -229,6 +254,15 @@ def fitted_prefill_overlaps() -> dict[str, bool]:
         return {}
     data = yaml.safe_load(PREFILL_OVERHEADS_PATH.read_text()) or {}
     return {name: bool(fit.get("overlaps_kernels", False)) for name, fit in data.get("engines", {}).items()}
+
+
+def release_key(version: str | None) -> str | None:
+    """'major.minor' of an engine version ('1.0.0rc3' -> '1.0'; None, or not of that form: None), the key a
+    per-release fit is stored under."""
+    if not version:
+        return None
+    m = re.match(r"v?(\d+)\.(\d+)", version)
+    return f"{m.group(1)}.{m.group(2)}" if m else None
 
 
 def architecture_key(model: ModelSpec) -> str:
@@ -268,15 +302,20 @@ def engine_spec(name: str, device_memory_bytes: float, tp: int = 1, version: str
                                     f"chosen for: {', '.join(graphed)}")
         kwargs["cuda_graph_max_batch"] = cuda_graph_max_batch
     spec = factory(device_memory_bytes, tp, **kwargs)
-    fitted = fitted_overheads().get(name)
+    row = fitted_overheads().get(name) or {}
+    fitted = {**_fields(row), **(row.get("releases") or {}).get(release_key(version) or "", {})}
     return spec.model_copy(update=fitted) if fitted else spec
 
 
 def for_model(spec: EngineSpec, model: ModelSpec) -> EngineSpec:
-    """`spec` serving `model`: with the host time of its eager prompt iterations, the per-layer time fitted for the
-    engine and the model's class (`fitted_prefill_overheads`) times the model's decoder layers, where there is such a
-    fit and the engine runs such iterations eagerly; the spec itself otherwise (dense models of every engine: none is
-    fitted; TensorRT-LLM's v0.x TensorRT-engine runtime)."""
+    """`spec` serving `model`: with the host times fitted for the model's class (`fitted_overheads`' `architectures`),
+    and the host time of its eager prompt iterations, the per-layer time fitted for the engine and the model's class
+    (`fitted_prefill_overheads`, bench/fit_moe_prefill.py) times the model's decoder layers, where there is such a fit
+    and the engine runs such iterations eagerly (it supersedes an `architectures` prefill_overhead_s); the spec itself
+    otherwise (dense models of every engine: none is fitted; TensorRT-LLM's v0.x TensorRT-engine runtime)."""
+    row = fitted_overheads().get(spec.name) or {}
+    fitted = (row.get("architectures") or {}).get(architecture_key(model))
+    spec = spec.model_copy(update=fitted) if fitted else spec
     per_layer = fitted_prefill_overheads().get(spec.name, {}).get(architecture_key(model))
     if per_layer is None or not spec.eager_prompt_iterations:
         return spec

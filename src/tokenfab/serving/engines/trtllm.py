@@ -153,5 +153,6 @@ def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = Non
         else capture_sizes(cuda_graph_max_batch or 128),
         block_tokens=ENGINE_BLOCK_TOKENS if engine_runtime else 32, memory=memory, kv_sizing_window_aware=False,
         eager_prompt_iterations=not engine_runtime,  # v0.x: one TensorRT engine launch per iteration, not per kernel
+        kv_send_streams=1,  # the context side's one KV send buffer (serving.disagg.SOURCE)
         source=f"{SOURCE}; v0.12-v0.16: {ENGINE_RUNTIME_SOURCE}" if engine_runtime else SOURCE,
     )
