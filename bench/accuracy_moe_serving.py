@@ -15,8 +15,9 @@
   (`concurrency_jobs`, `is_balanced_kind`).
 - MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
   simulated (see `_not_expressed`); so are measurements repeated under a larger-GPU layout label
-  (`relabelled_duplicates`), runs below their stated load (`below_stated_load`) and runs far above their own
-  deployment's TTFT at a higher load (`above_higher_load_ttft`).
+  (`relabelled_duplicates`), runs below their stated load (`below_stated_load`), runs far above their own
+  deployment's TTFT at a higher load (`above_higher_load_ttft`) and the unversioned SGLang NVFP4 MoE-TP series on
+  B200 with its first-token stalls (`is_stalled_series`).
 """
 
 from __future__ import annotations
@@ -199,25 +200,24 @@ def _formats(dtype: str, hw: str) -> dict:
 
 
 def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, balance: dict | None = None,
-                     assumed_workers: bool = False, sglang_client: dict | None = None,
+                     assumed_workers: bool = False, engine_clients: dict[str, dict] | None = None,
                      campaign_clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
     """The MoE fixed-concurrency and P/D jobs, each under its framework's benchmark client: the setting
     bench/fit_serving_client.py fitted on the dense rows of the same silicon samples (so every MoE row is
     held out from that fit), the exact client for a framework without one; a campaign whose own client latency
     bench/fit_moe_serving_client.py fitted on the MoE rows' fit half (`campaign_clients`, default the stored
-    fit, {} for none) runs under that one; SGLang jobs take on top the output spread `sglang_client` (default
-    bench/fit_sglang_prefill.py's fit, {} for none). Aggregated TensorRT-LLM attention-DP
-    runs also take the attention-DP context balancing `balance` (default: bench/fit_attention_dp_balance.py's
-    choice, none without its file; {} for none). `assumed_workers`: P/D runs without stated worker counts run under
-    `assume_workers` (else they are listed as not expressed)."""
+    fit, {} for none) runs under that one; an engine whose MoE runs have an output spread fitted with its eager
+    prompt iterations (`engine_clients`, default bench/fit_moe_prefill.py's fit, {} for none) takes that spread on
+    top. Aggregated TensorRT-LLM attention-DP runs also take the attention-DP context balancing `balance`
+    (default: bench/fit_attention_dp_balance.py's choice, none without its file; {} for none). `assumed_workers`:
+    P/D runs without stated worker counts run under `assume_workers` (else they are listed as not expressed)."""
     jobs, failed = _jobs(directory, assumed_workers)
     clients = fitted_clients() if clients is None else clients
     campaign_clients = fitted_moe_campaign_clients(clients) if campaign_clients is None else campaign_clients
-    sglang_client = fitted_sglang_client() if sglang_client is None else sglang_client
+    engine_clients = fitted_engine_clients() if engine_clients is None else engine_clients
     for job in jobs:
         client = client_of(job["meta"], clients, {}, campaign_clients)
-        if job["meta"]["framework"] == "sglang":  # SGLang's DeepSeek runs: the spread fitted with SGLang's prefill time
-            client = {**client, **sglang_client}
+        client = {**client, **engine_clients.get(job["meta"]["framework"], {})}  # the spread fitted with the engine's prefill
         job["kwargs"] = apply_client(job["kwargs"], client)
     balance = fitted_balance() if balance is None else balance
     for job in jobs:
@@ -236,16 +236,19 @@ def job_abs_errors(runs: list[dict], workers: int) -> list[dict[str, float]]:
 
 
 BALANCE_PATH = Path(__file__).with_name("data") / "attention_dp_balance.yaml"
-SGLANG_CLIENT_PATH = Path(__file__).with_name("data") / "sglang_moe_client.yaml"
+ENGINE_CLIENTS_PATH = Path(__file__).with_name("data") / "moe_engine_clients.yaml"
 
 
-def fitted_sglang_client() -> dict:
-    """The benchmark-client output spread of the SGLang MoE runs, fitted with SGLang's prefill iteration time by
-    bench/fit_sglang_prefill.py ({} without the file: the framework's client)."""
-    if not SGLANG_CLIENT_PATH.exists():
+def fitted_engine_clients() -> dict[str, dict]:
+    """Per framework, the benchmark-client output spread of its MoE runs, fitted with the engine's eager prompt
+    iterations by bench/fit_moe_prefill.py ({} without the file: the frameworks' clients)."""
+    if not ENGINE_CLIENTS_PATH.exists():
         return {}
-    row = (yaml.safe_load(SGLANG_CLIENT_PATH.read_text()) or {}).get("sglang", {})
-    return {"output_variation_frac": float(row["output_variation_frac"])} if "output_variation_frac" in row else {}
+    rows = (yaml.safe_load(ENGINE_CLIENTS_PATH.read_text()) or {}).get("frameworks") or {}
+    return {name: {"output_variation_frac": float(row["output_variation_frac"])} for name, row in rows.items()
+            if "output_variation_frac" in row}
+
+
 MOE_CLIENTS_PATH = Path(__file__).with_name("data") / "moe_serving_clients.yaml"
 
 
@@ -342,10 +345,46 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
         add_measured(jobs, key, kwargs,
                      {"framework": fw, "device": hw, "model": model, "layout": lay, "concurrency": c,
                       "dynamo": "ai-dynamo/tensorrtllm-runtime" in notes, "workers_assumed": assumed,
-                      "campaign": campaign(r), "speculative": bool(spec)}, r)
+                      "campaign": campaign(r), "speculative": bool(spec), "release": str(r["framework"]),
+                      "moe_quant": _moe_quant(notes)}, r)
     kept, below = below_stated_load(list(jobs.values()))
     kept, unsteady = above_higher_load_ttft(kept)
-    return kept, failed + below + unsteady + repeat_reasons(jobs.values())
+    kept, stalled = first_token_stalls(kept)
+    return kept, failed + below + unsteady + stalled + repeat_reasons(jobs.values())
+
+
+def _moe_quant(notes: str) -> str | None:
+    m = re.search(r"moe_quant=(\w+)", notes)
+    return m.group(1) if m else None
+
+
+def is_stalled_series(meta: dict) -> bool:
+    """An aggregated SGLang run of NVFP4 experts split by MoE-TP only (moe_ep 1, no attention-DP) on B200 whose SGLang
+    release the source leaves blank ('sglang nan': aiconfigurator's db-dump/2026-04-27 configs 88 and 99 and the
+    2026-04-06 source, measured 2025-11-10, TP 4 and TP 8). At 8192 input tokens their TTFT is 5.5-5.6 s already at
+    C = 4 (against 0.48-0.59 s for the same layouts' FP8 runs with SGLang 0.5.9, and 0.25-0.32 s for 0.5.9's NVFP4
+    runs with EP) and 2.1-12.1 s over C = 4-128 in no order of load; at 1024 input tokens it jumps from 0.6-0.9 s at
+    C = 16 to 7.1-8.8 s at C = 32 and stays there to C = 128, while their TPOT stays within 10-35% of those runs': a first-token stall that grows neither with the
+    prompt nor with the load, which the engine's work cannot produce (a prefill-first engine that spent it prefilling
+    would pause every decode for it). Neither the notes nor the release say what it is (a JIT compile or autotune of
+    the FP4 MoE kernels at new shapes is one candidate), so the series is listed, not scored, as a whole."""
+    lay = meta.get("layout", {})
+    return (meta.get("framework") == "sglang" and meta.get("release", "").endswith("nan") and meta.get("device") == "b200"
+            and meta.get("moe_quant") == "nvfp4" and lay.get("ep") == 1 and lay.get("dp") == 1
+            and "prefill_replicas" not in lay)
+
+
+def first_token_stalls(jobs: list[dict]) -> tuple[list[dict], list[str]]:
+    """(jobs kept, one not-scored line per metric of the runs of `is_stalled_series`)."""
+    kept, reasons = [], []
+    for job in jobs:
+        if not is_stalled_series(job["meta"]):
+            kept.append(job)
+            continue
+        reasons += [f"{case_id}: SGLang (release not stated) NVFP4 MoE-TP series on B200 with first-token stalls of "
+                    f"seconds that grow neither with prompt nor load (`is_stalled_series`): not scored"
+                    for _, case_id in job["measured"].values()]
+    return kept, reasons
 
 
 # The TensorRT-LLM release image that InferenceMAX (github.com/SemiAnalysisAI/InferenceX) gave its DeepSeek-R1 B200

@@ -56,10 +56,11 @@ def _run(runs: list[dict], workers: int) -> list[dict[str, float]]:
     return job_abs_errors(runs, workers)
 
 
-def _jobs_under(directory, campaign_clients: dict[str, dict], half: int) -> list[dict]:
-    """The MoE jobs of one half, each campaign in `campaign_clients` under its client (else its framework's)."""
+def _jobs_under(directory, campaign_clients: dict[str, dict], half: int, campaigns: set[str]) -> list[dict]:
+    """The MoE jobs of one half in `campaigns`, each campaign in `campaign_clients` under its client (else its
+    framework's)."""
     jobs, _ = concurrency_jobs(directory, campaign_clients=campaign_clients)
-    return [j for j in jobs if job_half(j) == half]
+    return [j for j in jobs if job_half(j) == half and j["meta"]["campaign"] in campaigns]
 
 
 def score(errs: list[dict[str, float]]) -> float:
@@ -94,19 +95,23 @@ def main() -> None:
     ap.add_argument("--grid-ms", default=",".join(f"{g:g}" for g in DEFAULT_GRID_MS))
     ap.add_argument("--min-runs", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--frameworks", default="", help="fit only these frameworks' campaigns (default: all); an "
+                    "engine whose eager prompt iterations bench/fit_moe_prefill.py fitted needs no latency of its own")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     directory, clients = shared_calibration_dir(), fitted_clients()
     grid = sorted({float(g) for g in args.grid_ms.split(",")})
     base_jobs, _ = concurrency_jobs(directory, campaign_clients={})
-    framework_of = {j["meta"]["campaign"]: j["meta"]["framework"] for j in base_jobs}
+    wanted = set(args.frameworks.split(",")) - {""}
+    framework_of = {j["meta"]["campaign"]: j["meta"]["framework"] for j in base_jobs
+                    if not wanted or j["meta"]["framework"] in wanted}
     framework_ms = {n: float({**EXACT_CLIENT, **clients.get(fw, {})}["request_latency_ms"]) for n, fw in framework_of.items()}
     grid_all = sorted(set(grid) | set(framework_ms.values()))
     scores: dict[str, dict[float, float]] = defaultdict(dict)
     runs: dict[str, int] = {}
     for ms in grid_all:
         under = {n: campaign_client(fw, ms, clients) for n, fw in framework_of.items()}
-        fit_jobs = _jobs_under(directory, under, 0)
+        fit_jobs = _jobs_under(directory, under, 0, set(framework_of))
         per = _by_campaign(fit_jobs, _run(fit_jobs, args.workers))
         for name, errs in per.items():
             scores[name][ms] = round(score(errs), 4)
@@ -114,9 +119,9 @@ def main() -> None:
         print(f"grid {ms:g} ms done", flush=True)
     chosen = choose(scores, framework_ms, runs, args.min_runs)
     after_clients = {n: campaign_client(framework_of[n], ms, clients) for n, ms in chosen.items()}
-    held = _jobs_under(directory, {}, 1)
+    held = _jobs_under(directory, {}, 1, set(framework_of))
     held_before = _by_campaign(held, _run(held, args.workers))
-    held = _jobs_under(directory, after_clients, 1)
+    held = _jobs_under(directory, after_clients, 1, set(framework_of))
     held_after = _by_campaign(held, _run(held, args.workers))
     table = {}
     for name in sorted(framework_of):
@@ -149,8 +154,10 @@ def _write(table: dict, grid: list[float], args: argparse.Namespace) -> None:
                "iterations shared by lock-step waves; this fit takes the first reading (see bench/fit_moe_serving_client.py)",
         "applied_as": "the campaign's framework client (bench/data/serving_clients.yaml) with request_latency_ms "
                       "replaced; a refit of the framework clients calls for a refit of these latencies",
-        "grid_ms": grid, "min_runs": args.min_runs, "commit": commit, "date": dt.date.today().isoformat(),
-        "command": "python bench/fit_moe_serving_client.py --write"},
+        "grid_ms": grid, "min_runs": args.min_runs, "frameworks": sorted({row["framework"] for row in table.values()}), "commit": commit,
+        "date": dt.date.today().isoformat(),
+        "command": "python bench/fit_moe_serving_client.py"
+                   + (f" --frameworks {args.frameworks}" if args.frameworks else "") + " --write"},
         "campaigns": table}
     MOE_CLIENTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     MOE_CLIENTS_PATH.write_text(yaml.safe_dump(data, sort_keys=False))

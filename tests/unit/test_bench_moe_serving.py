@@ -293,9 +293,9 @@ def test_a_run_whose_own_latencies_put_few_requests_in_flight_is_not_scored():
     assert [r.split(":")[0] for r in reasons] == ["a-ttft", "a-tpot"] and "101 requests in flight" in reasons[0]
 
 
-def test_the_fitted_sglang_client_spread_applies_to_sglang_runs_only(tmp_path):
-    """bench/fit_sglang_prefill.py's output spread reaches SGLang's runs and leaves the other engines' clients alone;
-    {} keeps the framework client."""
+def test_a_fitted_engine_client_spread_applies_to_that_engines_runs_only(tmp_path):
+    """bench/fit_moe_prefill.py's output spread for one engine reaches that engine's runs and leaves the other engines'
+    clients alone; {} keeps the framework client."""
     import pandas as pd
 
     from accuracy_moe_serving import concurrency_jobs
@@ -308,10 +308,10 @@ def test_the_fitted_sglang_client_spread_applies_to_sglang_runs_only(tmp_path):
             for fw, ver in (("sglang", "0.5.9"), ("trtllm", "1.2.0")) for m, v in (("ttft_ms", 500.0), ("tpot_ms", 20.0))]
     pd.DataFrame(rows).to_csv(tmp_path / "e2e_aiconfigurator_silicon.csv", index=False)
     clients = {fw: {"warmup_waves": 0, "output_variation_frac": 0.0, "request_latency_ms": 0.0} for fw in ("sglang", "trtllm")}
-    jobs, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, sglang_client={"output_variation_frac": 0.1})
+    jobs, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, engine_clients={"sglang": {"output_variation_frac": 0.1}})
     dist = {j["meta"]["framework"]: j["kwargs"].get("output_dist") for j in jobs}
     assert dist == {"sglang": "uniform:900,1100", "trtllm": None}
-    plain, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, sglang_client={})
+    plain, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, engine_clients={})
     assert all("output_dist" not in j["kwargs"] for j in plain)
 
 
@@ -353,6 +353,26 @@ def test_the_same_cell_with_and_without_mtp_is_two_runs_and_a_plain_runs_key_is_
                  128, 1024, 8192, False)
     assert by_case["stp"]["meta"]["key"] == plain_key
     assert by_case["mtp"]["meta"]["key"][:len(plain_key)] == plain_key and len(by_case["mtp"]["meta"]["key"]) == len(plain_key) + 1
+
+
+def test_the_unversioned_sglang_nvfp4_moe_tp_series_is_listed_not_scored():
+    """Only the B200 SGLang runs whose release is blank, with NVFP4 experts split by MoE-TP alone, are the stalled
+    series: the same layout with a stated release, FP8 experts, EP, or another engine is scored."""
+    from accuracy_moe_serving import first_token_stalls, is_stalled_series
+
+    def job(**meta):
+        base = {"framework": "sglang", "release": "sglang nan", "device": "b200", "moe_quant": "nvfp4",
+                "layout": {"tp": 8, "pp": 1, "dp": 1, "moe_tp": 8, "ep": 1}}
+        return {"meta": {**base, **meta}, "measured": {"ttft_ms": (5504.0, "s-ttft"), "tpot_ms": (13.6, "s-tpot")}}
+
+    stalled = job()
+    assert is_stalled_series(stalled["meta"])
+    scored = [job(release="sglang 0.5.9"), job(moe_quant="fp8_block"), job(framework="trtllm", release="trtllm nan"),
+              job(layout={"tp": 4, "pp": 1, "dp": 1, "moe_tp": 1, "ep": 4}), job(device="h100-sxm")]
+    assert not any(is_stalled_series(j["meta"]) for j in scored)
+    kept, reasons = first_token_stalls([stalled, *scored])
+    assert kept == scored
+    assert [r.split(":")[0] for r in reasons] == ["s-ttft", "s-tpot"]
 
 
 def test_a_run_far_above_its_deployments_ttft_at_a_higher_load_is_not_scored():

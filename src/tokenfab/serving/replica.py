@@ -150,9 +150,11 @@ class Replica:
         self._overhead_s = self.policy.step_overhead_s / getattr(spec.step, "tau", 1.0)
         self._overhead_j = self._idle_w * self._overhead_s  # the idle power over that host time (the same product)
         self._reserve = self.policy.kv_full == "reserve"
-        # host time of a prefill-first engine's prompt-only iteration beyond `step_overhead_s` (SGLang runs prefill
-        # batches outside its CUDA graphs); 0 for a policy without the field
+        # host time of an iteration carrying prompt work beyond `step_overhead_s` (the engines run those eagerly,
+        # outside their CUDA graphs: SGLang's prompt-only iterations, TensorRT-LLM's with a context request); 0 for a
+        # policy without the field
         self._prefill_overhead_s = getattr(self.policy, "prefill_overhead_s", 0.0)
+        self._eager_overlap = getattr(self.policy, "prefill_overhead_overlaps", False)
         self._fast = FAST_PATHS
         self._general_prefill_done = spec.role == "prefill" or not FAST_PATHS  # every prefill completion via _prefill_done
         self.inline_done = FAST_PATHS and spec.role != "prefill"  # the simulator may log its finished requests inline
@@ -486,7 +488,7 @@ class Replica:
         else:
             prefill = tuple([(1, q, r.computed + q) for r, q in chunks])
         t, e = self._step(prefill, n, self.sum_kv / n + 1 if n else 0.0)
-        oh = self._overhead_s
+        oh = self._overhead_s + self._eager_s(t) if chunks else self._overhead_s  # chunks: an eager iteration
         t += oh + sum(extra) if extra else oh  # sum([]) is 0: oh + 0 is oh
         e += self._overhead_j
         if self._first_out:
@@ -528,12 +530,19 @@ class Replica:
         if not chunks:
             return None
         t, e = self._step(tuple([(1, q, r.computed + q) for r, q in chunks]), 0, 0.0)
-        oh = self._overhead_s + self._prefill_overhead_s
+        oh = self._overhead_s + self._eager_s(t)
         t += oh + sum(extra)
         e += self._idle_w * oh
         self.work = _Work(now + t, now, False, 0, chunks=tuple(chunks), decode=False)
         self._account(now, t, e, len(self.prefilling))
         return now + t
+
+    def _eager_s(self, kernels_s: float) -> float:
+        """Host time an eager (prompt-carrying) iteration adds to its kernels' `kernels_s`: all of the policy's
+        `prefill_overhead_s`, or, where the host launches ahead of the device (`prefill_overhead_overlaps`), what of
+        it the kernels do not hide."""
+        h = self._prefill_overhead_s
+        return max(0.0, h - kernels_s) if self._eager_overlap else h
 
     def _continue_prefills(self, chunks: list, budget: int, need: int, extra: list[float]) -> int:
         """Next chunks of partially prefilled requests (preempting later ones if blocks run out)."""

@@ -138,6 +138,9 @@ def test_limits_for_a_model_take_its_class_fit(monkeypatch):
 
     monkeypatch.setattr(engines, "fitted_overheads",
                         lambda: {"sglang": {"architectures": {"mla-moe": {"prefill_overhead_s": 0.1}}}})
+    monkeypatch.setattr(engines, "fitted_prefill_overheads", lambda: {})  # no per-layer fit (which would supersede it)
     assert limits_for("sglang", "b200", 8, model="deepseek-v3").prefill_overhead_s == 0.1
+    monkeypatch.setattr(engines, "fitted_prefill_overheads", lambda: {"sglang": {"mla-moe": 0.001}})
+    assert limits_for("sglang", "b200", 8, model="deepseek-v3").prefill_overhead_s == pytest.approx(0.061)  # 61 layers
     assert limits_for("sglang", "b200", 8, model="llama-3.1-8b").prefill_overhead_s == 0.0
     assert limits_for("sglang", "b200", 8).prefill_overhead_s == 0.0  # no model: the engine's own fields only

@@ -13,8 +13,10 @@ Defaults are those of the engine's documentation or source at the cited version;
 must be fitted on measured serving runs live in one data file, `serving/engines/overheads.yaml`
 (read by `fitted_overheads`): per engine (the per-step overhead and front end of
 `bench/fit_engine_overheads.py`), per engine release (`releases`: a stage that one release's
-server shows, such as token delivery) and per model class (`architectures`: SGLang's prompt-only
-iteration time of `bench/fit_sglang_prefill.py`). A host time without a fit is 0.
+server shows, such as token delivery) and per model class (`architectures`). The host time of eager prompt
+iterations is fitted per decoder layer and model class by `bench/fit_moe_prefill.py` into
+`prefill_overheads.yaml` (`fitted_prefill_overheads`), which supersedes an `architectures` prefill_overhead_s.
+A host time without a fit is 0.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tokenfab.workload.spec import ModelSpec
 
 DEFAULT_ENGINE = "vllm"
 OVERHEADS_PATH = Path(__file__).with_name("overheads.yaml")
+PREFILL_OVERHEADS_PATH = Path(__file__).with_name("prefill_overheads.yaml")  # bench/fit_moe_prefill.py's per-layer fit
 
 
 class StaticReserve(BaseModel):
@@ -152,9 +155,20 @@ class EngineSpec(BaseModel):
     prefill_first: bool = Field(default=False, description="Waiting prompts run in their own iteration, pausing decodes (SGLang default), instead of sharing it.")
     cuda_graph_sizes: tuple[int, ...] = Field(default=(), description="Captured decode batch sizes; a decode-only batch is padded up to the next one.")
     step_overhead_s: float = Field(default=0.0, ge=0, description="Host time per iteration beyond the kernels (fitted; see overheads.yaml).")
-    prefill_overhead_s: float = Field(default=0.0, ge=0, description="Host time of a prefill-first engine's prompt-only "
-                                      "iteration beyond step_overhead_s (SGLang runs prefill batches eagerly, outside its "
-                                      "CUDA graphs; fitted per model class, overheads.yaml `architectures`).")
+    prefill_overhead_s: float = Field(default=0.0, ge=0, le=10.0, description="Host time beyond step_overhead_s of an "
+                                      "iteration that carries prompt work, which the engines run eagerly, outside their "
+                                      "CUDA graphs: SGLang's prompt-only (extend) iterations, TensorRT-LLM's iterations "
+                                      "with a context request (ScheduledRequests.can_run_cuda_graph). Fitted per layer "
+                                      "and model class (prefill_overheads.yaml; `for_model` scales it by the layers).")
+    eager_prompt_iterations: bool = Field(
+        default=True, description="Iterations carrying prompt work launch their kernels one by one from Python, "
+                                  "outside the engine's CUDA graphs (so a fitted prefill_overhead_s applies); False for "
+                                  "a runtime that executes a compiled engine per iteration (TensorRT-LLM v0.x TensorRT "
+                                  "engines).")
+    prefill_overhead_overlaps: bool = Field(
+        default=False, description="True: the eager iteration's host time runs beside its kernels (the host launches "
+                                   "ahead of the device), so the iteration takes the longer of the two; False: added "
+                                   "to the kernels (fitted per engine with prefill_overhead_s).")
     frontend_s: float = Field(default=0.0, ge=0, description="Serial front-end time per request (HTTP, detokenising, "
                                                              "scheduling handoff) in the single-threaded API server (fitted).")
     frontend_s_per_token: float = Field(default=0.0, ge=0, description="Serial front-end time per prompt token (tokenisation; fitted).")
@@ -220,6 +234,28 @@ def fitted_overheads() -> dict[str, dict]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def fitted_prefill_overheads() -> dict[str, dict[str, float]]:
+    """Per engine, per model architecture (`architecture_key`), the fitted host time per decoder layer of an
+    iteration carrying prompt work (seconds per layer; written by bench/fit_moe_prefill.py; empty without the data
+    file). Per layer, because an eager iteration launches each layer's kernels from Python one by one."""
+    if not PREFILL_OVERHEADS_PATH.exists():
+        return {}
+    data = yaml.safe_load(PREFILL_OVERHEADS_PATH.read_text()) or {}
+    return {name: {arch: float(row["prefill_overhead_s_per_layer"]) for arch, row in (fit.get("classes") or {}).items()}
+            for name, fit in data.get("engines", {}).items()}
+
+
+@functools.lru_cache(maxsize=1)
+def fitted_prefill_overlaps() -> dict[str, bool]:
+    """Per engine, whether the fit found its eager iterations' host time hidden behind their kernels (the longer of
+    the two) rather than added to them (`EngineSpec.prefill_overhead_overlaps`); empty without the data file."""
+    if not PREFILL_OVERHEADS_PATH.exists():
+        return {}
+    data = yaml.safe_load(PREFILL_OVERHEADS_PATH.read_text()) or {}
+    return {name: bool(fit.get("overlaps_kernels", False)) for name, fit in data.get("engines", {}).items()}
+
+
 def release_key(version: str | None) -> str | None:
     """'major.minor' of an engine version ('1.0.0rc3' -> '1.0'; None, or not of that form: None), the key a
     per-release fit is stored under."""
@@ -272,11 +308,19 @@ def engine_spec(name: str, device_memory_bytes: float, tp: int = 1, version: str
 
 
 def for_model(spec: EngineSpec, model: ModelSpec) -> EngineSpec:
-    """`spec` serving `model`: with the host times fitted for the model's class (`fitted_overheads`' `architectures`:
-    SGLang's prompt-only iteration time for MLA + MoE), where there is such a fit; the spec itself otherwise."""
+    """`spec` serving `model`: with the host times fitted for the model's class (`fitted_overheads`' `architectures`),
+    and the host time of its eager prompt iterations, the per-layer time fitted for the engine and the model's class
+    (`fitted_prefill_overheads`, bench/fit_moe_prefill.py) times the model's decoder layers, where there is such a fit
+    and the engine runs such iterations eagerly (it supersedes an `architectures` prefill_overhead_s); the spec itself
+    otherwise (dense models of every engine: none is fitted; TensorRT-LLM's v0.x TensorRT-engine runtime)."""
     row = fitted_overheads().get(spec.name) or {}
     fitted = (row.get("architectures") or {}).get(architecture_key(model))
-    return spec.model_copy(update=fitted) if fitted else spec
+    spec = spec.model_copy(update=fitted) if fitted else spec
+    per_layer = fitted_prefill_overheads().get(spec.name, {}).get(architecture_key(model))
+    if per_layer is None or not spec.eager_prompt_iterations:
+        return spec
+    return spec.model_copy(update={"prefill_overhead_s": per_layer * model.num_layers,
+                                   "prefill_overhead_overlaps": fitted_prefill_overlaps().get(spec.name, False)})
 
 
 def versioned_engines() -> list[str]:

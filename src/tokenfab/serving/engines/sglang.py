@@ -35,8 +35,8 @@ chunked_prefill_size // dp_size tokens per iteration (server_args.py `_handle_da
 enabled. The chunked prefill size is adjusted to ... to avoid MoE kernel issues"), `chunk_per_dp_rank`.
 The CUDA graphs cover decode batches only (piecewise graphs for extend batches are opt-in), so a prompt-only
 iteration launches every kernel of every layer from Python: its host time (`EngineSpec.prefill_overhead_s`) is
-fitted per model class, for DeepSeek (MLA + MoE) by bench/fit_sglang_prefill.py on the B200 SGLang runs
-(serving/engines/overheads.yaml `architectures`, applied by `engines.for_model`); dense models keep none.
+fitted per decoder layer and model class, for DeepSeek (MLA + MoE) by bench/fit_moe_prefill.py on the B200 SGLang runs
+(serving/engines/prefill_overheads.yaml, applied by `engines.for_model`); dense models keep none.
 """
 
 from __future__ import annotations

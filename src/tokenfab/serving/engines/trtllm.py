@@ -11,6 +11,11 @@ an iteration). The rows a decode batch is padded with to a captured size are one
 context is 1 + draft tokens (_torch/pyexecutor/model_engine.py _get_padded_batch extends the generation requests with
 `[cuda_graph_dummy_request] * padding_size`; resource_manager.py KVCacheManager.add_dummy_requests gives it
 token_num = 1 + max_num_draft_tokens): they widen the GEMMs and collectives, not the attention's KV reads.
+An iteration that schedules a context request replays no graph (_torch/pyexecutor/scheduler.py,
+ScheduledRequests.can_run_cuda_graph is `not self.context_requests`; piecewise CUDA graphs for context need
+torch_compile_config, off by default): it launches every layer's kernels from Python, a host time
+(`EngineSpec.prefill_overhead_s`) fitted per decoder layer for the MoE model classes by bench/fit_moe_prefill.py
+(prefill_overheads.yaml, applied by `engines.for_model`); dense models keep none.
 Its KV pool is sized as if every layer were full attention, also for a sliding-window model run with per-layer
 windows (VSWA, e.g. GPT-OSS): cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp BlockManager::calculateWindowSizeToShare,
 "Currently the use of this function is not used for BaseKVCacheManager::calculateMaxNumBlocks because we want to
@@ -147,6 +152,7 @@ def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = Non
         cuda_graph_sizes=tuple(sorted(set(cuda_graph_batch_sizes))) if cuda_graph_batch_sizes is not None
         else capture_sizes(cuda_graph_max_batch or 128),
         block_tokens=ENGINE_BLOCK_TOKENS if engine_runtime else 32, memory=memory, kv_sizing_window_aware=False,
+        eager_prompt_iterations=not engine_runtime,  # v0.x: one TensorRT engine launch per iteration, not per kernel
         kv_send_streams=1,  # the context side's one KV send buffer (serving.disagg.SOURCE)
         source=f"{SOURCE}; v0.12-v0.16: {ENGINE_RUNTIME_SOURCE}" if engine_runtime else SOURCE,
     )
