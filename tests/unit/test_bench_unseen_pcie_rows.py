@@ -13,8 +13,6 @@ from accuracy_serving import HARDWARE, throughput_jobs  # noqa: E402
 import accuracy_moe_serving  # noqa: E402
 from offline_rows import run_row  # noqa: E402
 
-from tokenfab.calibrate.measurements import shared_calibration_dir  # noqa: E402
-from tokenfab.errors import DataFileError  # noqa: E402
 from tokenfab.hardware.catalog import load_chip  # noqa: E402
 from tokenfab.workload.hf_config import load_model  # noqa: E402
 from tokenfab.workload.params import count_parameters  # noqa: E402
@@ -25,11 +23,9 @@ NEW = {"A100-PCIe-80GB": "a100-pcie", "RTX-PRO-6000-Blackwell-Server": "rtx-pro-
 
 
 @pytest.fixture(scope="module")
-def calibration() -> Path:
-    try:
-        return shared_calibration_dir()
-    except DataFileError as exc:
-        pytest.skip(f"shared calibration data absent: {exc}")
+def calibration(shared_dir) -> Path:
+    """../shared/calibration, through conftest's `shared_dir` (which skips with the reason when it is absent)."""
+    return shared_dir / "calibration"
 
 
 def test_name_map_reaches_the_new_chips():
