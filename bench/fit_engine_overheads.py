@@ -55,7 +55,7 @@ from tokenfab.serving import engines
 
 OUT = Path(engines.__file__).with_name("overheads.yaml")
 SPLIT = "sha256 of the run key, even: fit half; odd: held out"
-KEPT_FITS = ("frontend", "delivery", "prefill")  # provenance of the fits a step-overhead refit leaves as they are
+KEPT_FITS = ("frontend", "delivery")  # provenance of the fits a step-overhead refit leaves as they are
 
 
 
@@ -284,7 +284,7 @@ def _write(grid: list[float], floors: list, report_e: dict, report_c: dict) -> N
             "split": SPLIT, "grid_s": grid, "floor_grid_s": [f for f in floors if f is not None], "commit": commit,
             "date": dt.date.today().isoformat(), "command": "python bench/fit_engine_overheads.py --write"}
     old = yaml.safe_load(OUT.read_text()) if OUT.exists() else {}
-    for part in KEPT_FITS:  # keep the other fits of the file it replaces (front end, delivery, prefill iterations)
+    for part in KEPT_FITS:  # keep the other fits of the file it replaces (front end, delivery)
         if old.get("provenance", {}).get(part):
             prov[part] = old["provenance"][part]
     for e, row in report_e.items():
