@@ -43,10 +43,8 @@ import pandas as pd
 
 from tokenfab import api
 from tokenfab.calibrate.measurements import HARDWARE_NAMES, load_shared_ops, shared_calibration_dir
-from tokenfab.calibrate.profiles import fit_generic_profile
+from tokenfab.calibrate.unseen import unseen_chip_cost
 from tokenfab.calibrate.validate import group_stats, predict_measurements, worst_rows
-from tokenfab.cost.chip_cost import ChipCost
-from tokenfab.cost.profile import ResolvedProfile, profile_from_dict
 from tokenfab.errors import TokenfabError
 from tokenfab.hardware.catalog import load_chip
 from tokenfab.report.accuracy_report import GroupRows, render_accuracy_markdown, write_accuracy_report
@@ -70,15 +68,12 @@ def op_level(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def leave_one_chip_out(frame: pd.DataFrame) -> pd.DataFrame:
-    """Predict each measured chip with a generic profile fitted on the other chips only."""
+    """Predict each measured chip with a generic profile fitted on the other chips only and the held chip's spec
+    (`calibrate.unseen`, the one leave-one-chip-out definition; bench/accuracy_moe.py's MoE groups use it too)."""
     devices = sorted(frame["device"].unique())
     parts = []
     for held in devices:
-        others = [load_chip(d) for d in devices if d != held]
-        profile = profile_from_dict(fit_generic_profile(frame, others, f"generic without {held}"))
-        chip = load_chip(held)
-        units = chip.num_compute_units.value if chip.num_compute_units else profile.compute_units
-        cc = ChipCost(chip, ResolvedProfile(profile, profile, "generic", units, f"generic fitted without {held}"))
+        cc = unseen_chip_cost(frame, held, devices)
         parts.append(predict_measurements(frame[frame["device"] == held], lambda _d, _cc=cc: _cc))
         print(f"  leave-one-chip-out: {held} done", file=sys.stderr)
     out = pd.concat(parts)

@@ -6,13 +6,14 @@
    - held-out: per chip, the `moe` kernel table is fitted on 70% of the layer shapes (hidden,
      intermediate, top-k, experts, MoE-TP, EP; every token count of a shape on the same side) and
      scored on the other 30%, per chip and dtype;
-   - leave-one-chip-out: the generic profile's `moe` tables fitted on the other three chips (a cache term
-     relative to each chip's own L2, since these benchmarks re-run warm weights, with one copy of the working
-     set per cache partition, `num_onchip_sram_partitions`: `--cache-steps` shows the step; the fixed cost in
-     thousands of cycles of each chip's clock, `calibrate.moe_fit`), resolved for the chip left out as
-     the tool resolves any chip without MoE rows (`ResolvedProfile.moe`: the pooled kilocycles at the held
-     chip's own clock, `ChipSpec.clock_hz`; a kind the pool lacks, e.g. B200's MXFP4 x MXFP8 or
-     L40S's CUTLASS backend, takes the pooled bf16 curve moved by the held chip's GEMM efficiencies),
+   - leave-one-chip-out: each chip resolved as `calibrate.unseen` defines a chip the tool never saw measured
+     (the one definition bench/accuracy.py's 'MoE layer-unseen' uses too, so the two figures are equal): the
+     generic profile refitted on the other three chips' rows (its MoE tables with a cache term relative to each
+     chip's own L2, since these benchmarks re-run warm weights, one copy of the working set per cache partition,
+     `num_onchip_sram_partitions`: `--cache-steps` shows the step; the fixed cost in thousands of cycles of
+     each chip's clock, `calibrate.moe_fit`), and of the held chip only its spec: the pooled kilocycles at its
+     clock (`ChipSpec.clock_hz`); a kind the pool lacks (B200's MXFP4 x MXFP8, L40S's CUTLASS backend) takes
+     the pooled bf16 curve moved by the pooled (not the held chip's) GEMM efficiencies of the two formats;
      scored on every row of the chip left out;
    - leave-one-chip-out, own fixed cost: the same pooled efficiencies with only the fixed cost taken from
      the held chip (median residual of its 1-token rows), scored on its other rows: how much of the
@@ -43,8 +44,9 @@ import numpy as np
 import pandas as pd
 
 from tokenfab.calibrate.fit import KernelSamples, fit_kernel, predict_samples
-from tokenfab.calibrate.measurements import from_shared_frame, shared_calibration_dir, validate
+from tokenfab.calibrate.measurements import from_shared_frame, load_shared_ops, shared_calibration_dir, validate
 from tokenfab.calibrate.profiles import kernel_samples, table_upper
+from tokenfab.calibrate.unseen import unseen_chip_cost
 from tokenfab.cost.moe import MOE_FORMS
 from tokenfab.hardware.catalog import load_chip
 
@@ -94,65 +96,39 @@ def kernel_holdout(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _resolution(device: str, own_moe: dict, generic_moe: dict | None = None, kilocycles: dict | None = None,
-                own_forms: dict | None = None, generic_forms: dict | None = None):
-    """The held chip's shipped resolution (its dense-GEMM fits, which saw no MoE row) with its MoE tables
-    replaced: `own_moe` as its own fit, `generic_moe` (and their fixed costs in kilocycles) as the pooled layer, each
-    with its kinds' work forms (kind -> form).
-    Predictions then go through `ResolvedProfile.moe`, the tool's own path for that case."""
+def _resolution(device: str, own_moe: dict, own_forms: dict | None = None):
+    """The chip's shipped resolution (its dense-GEMM fits, which saw no MoE row) with its MoE tables replaced by
+    `own_moe` (kind -> KernelParams), each with its work form (`own_forms`, kind -> form), and no MoE table behind
+    it in a reference. Predictions then go through `ResolvedProfile.moe`, the tool's own path for that case."""
     import dataclasses
 
     from tokenfab.cost.chip_cost import chip_cost
     from tokenfab.cost.profile import ResolvedProfile
 
     base = chip_cost(load_chip(device)).resolved
-    def marks(forms: dict | None) -> dict:
-        forms = forms or {}
-        return {"moe_row_tiles": frozenset(k for k, f in forms.items() if f == "row-tiles"),
-                "moe_tile_ladder": frozenset(k for k, f in forms.items() if f == "tile-ladder")}
-
-    own = dataclasses.replace(base.profile, moe=own_moe, moe_launch_kilocycles={}, **marks(own_forms))
-    generic = base.generic if generic_moe is None else dataclasses.replace(
-        base.generic, moe=generic_moe, moe_launch_kilocycles=kilocycles or {}, **marks(generic_forms))
+    forms = own_forms or {}
+    own = dataclasses.replace(base.profile, moe=own_moe, moe_launch_kilocycles={},
+                              moe_row_tiles=frozenset(k for k, f in forms.items() if f == "row-tiles"),
+                              moe_tile_ladder=frozenset(k for k, f in forms.items() if f == "tile-ladder"))
     reference = None if base.reference is None else dataclasses.replace(base.reference, moe={})
-    return ResolvedProfile(own, generic, base.provenance, base.compute_units, base.note, reference,
+    return ResolvedProfile(own, base.generic, base.provenance, base.compute_units, base.note, reference,
                            clock_hz=base.clock_hz)
 
 
-def _cycle_unit_s(device: str) -> float:
-    """One thousand cycles of the chip's clock (`ChipSpec.clock_hz`), the unit of a pooled MoE fixed cost."""
-    from tokenfab.cost.profile import KILO_CYCLES
-
-    return KILO_CYCLES / load_chip(device).clock
-
-
-def pooled_moe_fits(forms: dict[str, dict[str, dict]], devices: list[str]) -> tuple[dict, dict, dict]:
-    """(kind -> KernelParams, kind -> fixed cost in kilocycles, kind -> work form) fitted on `devices` as the
-    generic profile is (`calibrate.moe_fit`: fixed cost in thousands of cycles of each chip's clock)."""
-    import dataclasses
-
-    from tokenfab.calibrate.moe_fit import fit_pooled_moe
-
-    parts: dict[str, list] = {}
-    others: dict[str, dict[str, list]] = {}
-    for d in devices:
-        for key, s in forms[d]["columns"].items():
-            parts.setdefault(key[1], []).append((s, _cycle_unit_s(d)))
-            for form in MOE_FORMS[1:]:
-                others.setdefault(key[1], {}).setdefault(form, []).append(forms[d][form][key])
-    fits, kilocycles, chosen = {}, {}, {}
-    for kind, p in parts.items():
-        params, _, count, form = fit_pooled_moe(p, table_upper("moe"), others[kind])
-        fits[kind], kilocycles[kind], chosen[kind] = dataclasses.replace(params, launch_s=count * 1e-6), count, form
-    return fits, kilocycles, chosen
+def loco_ops(directory: Path) -> pd.DataFrame:
+    """The rows the leave-one-chip-out refits read: GEMMs and fused MoE layers of ops_*.csv. The generic profile's
+    MoE tables and the GEMM tables that scale them depend on nothing else, so its MoE predictions equal those of
+    bench/accuracy.py's refit on every op (its 'MoE layer-unseen' group)."""
+    ops = load_shared_ops(directory)
+    return ops[ops["op"].isin(["gemm", "moe"])]
 
 
-def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per chip left out: the generic MoE tables fitted on the other chips' rows, resolved for the held chip
-    as the tool resolves a chip without MoE rows (the pooled kilocycles at its own clock, the
-    pooled kind or else the pooled bf16 curve), error on all of its rows. Beside it, what generalises
-    without the fixed cost: the same pooled efficiencies with the fixed cost alone refitted on the held
-    chip's 1-token rows (the layer timed once per shape at its smallest size), scored on its other rows."""
+def kernel_loco(frame: pd.DataFrame, ops: pd.DataFrame) -> pd.DataFrame:
+    """Per chip left out: the chip resolved as `calibrate.unseen` defines an unseen chip (the generic profile
+    refitted on the other chips' rows of `ops`, the held chip's spec only: its clock counts the pooled
+    kilocycles), error on all of its rows. Beside it, what generalises without the fixed cost: the same pooled
+    efficiencies with the fixed cost alone refitted on the held chip's 1-token rows (the layer timed once per
+    shape at its smallest size), scored on its other rows."""
     devices = sorted(frame["device"].unique())
     one = frame["num_tokens"] == 1
     forms = {d: _forms(frame[frame["device"] == d], d) for d in devices}
@@ -160,11 +136,10 @@ def kernel_loco(frame: pd.DataFrame) -> pd.DataFrame:
     rest = {d: _forms(frame[(frame["device"] == d) & ~one], d) for d in devices}
     rows = []
     for held in devices:
-        fits, kilocycles, chosen = pooled_moe_fits(forms, [d for d in devices if d != held])
-        resolved = _resolution(held, {}, fits, kilocycles, generic_forms=chosen)
+        cc = unseen_chip_cost(ops, held, devices)
         for (table, kind) in sorted(forms[held]["columns"]):
-            params, _ = resolved.moe(kind)
-            i = resolved.moe_form(kind)
+            params, _ = cc.resolved.moe(kind)
+            i = cc.resolved.moe_form(kind)
             rows += _rows("moe-layer:unseen-chip", held, kind, forms[held][i][(table, kind)], params.as_vector())
             theta = params.as_vector()
             theta[0] = 0.0
@@ -321,7 +296,7 @@ WORK_DOMINATED_S = 200e-6  # several times every chip's fitted fixed cost (21-51
 
 def run_moe_kernel_groups(directory: Path) -> pd.DataFrame:
     frame = moe_rows(directory)
-    loco = kernel_loco(frame)
+    loco = kernel_loco(frame, loco_ops(directory))
     unseen = loco[(loco["group"] == "moe-layer:unseen-chip") & (loco["measured"] >= WORK_DOMINATED_S)]
     work = unseen.assign(group="moe-layer:unseen-chip, layers >= 200 us (work-dominated)")
     return pd.concat([kernel_holdout(frame), loco, work, kernel_unmeasured_format(frame)], ignore_index=True)

@@ -54,7 +54,8 @@ def _resolved(chip: ChipSpec, profile_data: dict, provenance: str, note: str) ->
     profile = profile_from_dict(profile_data, note)
     generic = load_profile(GENERIC) or profile
     units = chip.num_compute_units.value if chip.num_compute_units else profile.compute_units
-    return ChipCost(chip, ResolvedProfile(profile, generic, provenance, units, note))
+    # the chip's clock, as `resolve_profile` passes it: a pooled MoE fixed cost is counted in its cycles
+    return ChipCost(chip, ResolvedProfile(profile, generic, provenance, units, note, clock_hz=chip.clock))
 
 
 def _residual_frame(pred: pd.DataFrame, source: str, unit: str) -> pd.DataFrame:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from tokenfab.calibrate.measurements import HARDWARE_NAMES
 from tokenfab.calibrate.profiles import fit_chip_profile, fit_generic_profile
+from tokenfab.calibrate.unseen import unseen_resolution as unseen_resolution_of
 from tokenfab.calibrate.validate import GROUPS, predict_measurements
 from tokenfab.cost.chip_cost import ChipCost
 from tokenfab.cost.profile import GENERIC, ResolvedProfile, load_profile, profile_from_dict, chip_compute_units
@@ -62,8 +63,9 @@ def unseen_resolution(chip_name: str, generic_without: dict | None = None) -> Re
     generic = profile_from_dict(generic_without, f"generic without {chip_name}") if generic_without else load_profile(GENERIC)
     ref = load_profile(chip.efficiency_reference) if chip.efficiency_reference else None
     if ref is not None:
-        return ResolvedProfile(ref, generic, "inherited", chip_compute_units(chip, ref), f"inherited from {chip.efficiency_reference}")
-    return ResolvedProfile(generic, generic, GENERIC, chip_compute_units(chip, generic), "generic (chip unseen)")
+        return ResolvedProfile(ref, generic, "inherited", chip_compute_units(chip, ref), f"inherited from {chip.efficiency_reference}",
+                               clock_hz=chip.clock)
+    return unseen_resolution_of(chip, generic, "generic (chip unseen)")  # the one definition (calibrate.unseen)
 
 
 def holdout_resolution(frame: pd.DataFrame, chip_name: str) -> ResolvedProfile:
