@@ -6,7 +6,8 @@
    - held-out: per chip, the `moe` kernel table is fitted on 70% of the layer shapes (hidden,
      intermediate, top-k, experts, MoE-TP, EP; every token count of a shape on the same side) and
      scored on the other 30%, per chip and dtype;
-   - leave-one-chip-out: each chip resolved as `calibrate.unseen` defines a chip the tool never saw measured
+   - leave-one-chip-out: each chip resolved as `calibrate.unseen` defines a chip the tool never saw measured, its work counted as
+     `cost.moe.estimate_moe` counts it (`resolved_moe_form`)
      (the one definition bench/accuracy.py's 'MoE layer-unseen' uses too, so the two figures are equal): the
      generic profile refitted on the other three chips' rows (its MoE tables with a cache term relative to each
      chip's own L2, since these benchmarks re-run warm weights, one copy of the working set per cache partition,
@@ -47,7 +48,7 @@ from tokenfab.calibrate.fit import KernelSamples, fit_kernel, predict_samples
 from tokenfab.calibrate.measurements import from_shared_frame, load_shared_ops, shared_calibration_dir, validate
 from tokenfab.calibrate.profiles import kernel_samples, table_upper
 from tokenfab.calibrate.unseen import unseen_chip_cost
-from tokenfab.cost.moe import MOE_FORMS
+from tokenfab.cost.moe import MOE_FORMS, resolved_moe_form
 from tokenfab.hardware.catalog import load_chip
 
 HOLDOUT_FRAC_TENTHS = 3  # 30% of the layer shapes are held out
@@ -139,7 +140,7 @@ def kernel_loco(frame: pd.DataFrame, ops: pd.DataFrame) -> pd.DataFrame:
         cc = unseen_chip_cost(ops, held, devices)
         for (table, kind) in sorted(forms[held]["columns"]):
             params, _ = cc.resolved.moe(kind)
-            i = cc.resolved.moe_form(kind)
+            i = resolved_moe_form(cc, kind)  # as `cost.moe.estimate_moe` counts the work
             rows += _rows("moe-layer:unseen-chip", held, kind, forms[held][i][(table, kind)], params.as_vector())
             theta = params.as_vector()
             theta[0] = 0.0

@@ -194,6 +194,10 @@ class ResolvedProfile:
             return "tile-ladder"
         return "row-tiles" if near in prof.moe_row_tiles else "columns"
 
+    def moe_fitted_kind(self, kind: str) -> str:
+        """The kind whose fit `moe(kind)` returns (`kind` itself, or the nearest fitted one it falls back to)."""
+        return self._moe_layer(kind)[2]
+
     def _moe_layer(self, kind: str) -> tuple[EfficiencyProfile, str, str]:
         """(profile layer, provenance, fitted kind) that MoE kind `kind` resolves to: the first layer with any
         MoE fit, and its nearest measured kind. A pooled fit ran other chips' kernels: no backend of theirs

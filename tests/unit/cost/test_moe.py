@@ -297,3 +297,37 @@ def test_balanced_busiest_rank_computes_whole_rows():
     # 3 picks per rank on average stay 3; 3.5 round up to 4 on the busiest rank.
     assert expert_load(MoEShape(3, 16, 32, 4, 64, ep=4)).rows == 3.0
     assert expert_load(MoEShape(7, 16, 32, 2, 16, ep=4)).rows == 4.0
+
+
+def test_a_pooled_fit_that_never_ran_trtllm_gen_counts_its_padded_tiles_on_blackwell_only():
+    import dataclasses as dc
+
+    from tokenfab.cost.chip_cost import ChipCost
+    from tokenfab.cost.kernel import KernelParams
+    from tokenfab.cost.moe import gen_kernel, resolved_moe_form
+    from tokenfab.cost.profile import EfficiencyProfile, ResolvedProfile
+    from tokenfab.hardware.catalog import load_chip
+
+    gemm = KernelParams(launch_s=4e-6, compute_eff=0.8, memory_eff=0.8, overlap_exp=2.0, half_occupancy_per_unit=0.1)
+    moe = KernelParams(launch_s=30e-6, compute_eff=0.5, memory_eff=0.7, overlap_exp=1.0, half_occupancy_per_unit=0.0)
+    pooled = EfficiencyProfile("generic", "", 100.0, 1e15, {"bf16": gemm}, {}, {}, None, moe={"bf16": moe},
+                               moe_launch_kilocycles={"bf16": 60.0})
+
+    def cost(chip: str, prof: EfficiencyProfile) -> ChipCost:
+        spec = load_chip(chip)
+        return ChipCost(spec, ResolvedProfile(prof, prof, "generic", 100.0, "", clock_hz=spec.clock))
+
+    b200, h100 = cost("b200", pooled), cost("h100-sxm", pooled)
+    assert gen_kernel(b200, "w4a8") and not gen_kernel(h100, "w4a8")  # Hopper has no block-scaled FP4 tensor cores
+    assert not gen_kernel(b200, "fp8")
+    assert resolved_moe_form(b200, "w4a8") == "tile-ladder"  # the pooled bf16 fit, the kernel's own tiling
+    assert resolved_moe_form(h100, "w4a8") == "columns" == resolved_moe_form(b200, "bf16")  # as the fit
+    # a fit of w4a8 itself keeps the form it was fitted in, whatever the chip
+    fitted = dc.replace(pooled, moe={"bf16": moe, "w4a8": moe}, moe_row_tiles=frozenset({"w4a8"}))
+    assert resolved_moe_form(cost("b200", fitted), "w4a8") == "row-tiles"
+    # and the estimate counts the padded rows: 64 tokens x top-4 over 32 experts at EP 8 pick 4 local experts for
+    # 8 rows each, but the token tile is sized as if all 256 picks were local (64 rows), so 8x the FLOPs
+    shape = MoEShape(64, 1024, 512, 4, 32, ep=8)
+    ladder = estimate_moe(b200, shape, "fp8", "fp4").flops
+    plain = estimate_moe(cost("b200", fitted), shape, "fp8", "fp4").flops
+    assert ladder == pytest.approx(8.0 * plain)
