@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tokenfab.serving.batch_wait import batch_wait_of
+from tokenfab.serving.eager import eager_host_s
 from tokenfab.serving.invariants import check_replica
 from tokenfab.serving.kvcache import BlockPool
 from tokenfab.serving.metrics import TimeSeries
@@ -488,9 +489,14 @@ class Replica:
         else:
             prefill = tuple([(1, q, r.computed + q) for r, q in chunks])
         t, e = self._step(prefill, n, self.sum_kv / n + 1 if n else 0.0)
-        oh = self._overhead_s + self._eager_s(t) if chunks else self._overhead_s  # chunks: an eager iteration
+        if chunks and self._prefill_overhead_s:  # an eager iteration: its host time, the device idle meanwhile
+            h = eager_host_s(self._prefill_overhead_s, self._eager_overlap, t)
+            oh = self._overhead_s + h
+            e += self._overhead_j + self._idle_w * h
+        else:
+            oh = self._overhead_s
+            e += self._overhead_j
         t += oh + sum(extra) if extra else oh  # sum([]) is 0: oh + 0 is oh
-        e += self._overhead_j
         if self._first_out:
             self._emit_first(now + t)
         self.work = w = self._w  # an iteration (`_Work`); chunks: the list itself, not changed after
@@ -538,11 +544,8 @@ class Replica:
         return now + t
 
     def _eager_s(self, kernels_s: float) -> float:
-        """Host time an eager (prompt-carrying) iteration adds to its kernels' `kernels_s`: all of the policy's
-        `prefill_overhead_s`, or, where the host launches ahead of the device (`prefill_overhead_overlaps`), what of
-        it the kernels do not hide."""
-        h = self._prefill_overhead_s
-        return max(0.0, h - kernels_s) if self._eager_overlap else h
+        """Host time an eager (prompt-carrying) iteration adds to its kernels' `kernels_s` (`serving.eager`)."""
+        return eager_host_s(self._prefill_overhead_s, self._eager_overlap, kernels_s)
 
     def _continue_prefills(self, chunks: list, budget: int, need: int, extra: list[float]) -> int:
         """Next chunks of partially prefilled requests (preempting later ones if blocks run out)."""
