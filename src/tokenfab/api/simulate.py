@@ -234,7 +234,8 @@ def simulate(
         context = context if eng.kv_sizing_window_aware else None  # TensorRT-LLM: the pool sized for full attention
         role_sched = sched
         if role == "prefill" and prefill_max_num_seqs:  # a context server's own sequence limit
-            role_sched = sched.model_copy(update={"max_num_seqs": prefill_max_num_seqs})
+            # per micro-batch where the engine's limits are (`EngineSpec.pipelined`)
+            role_sched = sched.model_copy(update={"max_num_seqs": prefill_max_num_seqs * (run_eng.max_num_seqs // eng.max_num_seqs)})
         if dp_ > 1 and eng.chunk_per_dp_rank and not budget_given:  # each rank's share of the engine's budget
             role_sched = role_sched.model_copy(update={"max_num_batched_tokens": max(1, max_batched_tokens // dp_)})
         rspec = replica_spec(d.step_model, d.memory, role_sched, wl.hash_block_tokens, role,
