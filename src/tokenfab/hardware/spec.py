@@ -172,6 +172,15 @@ class ChipSpec(_Frozen):
         "ran it gets the pooled fixed cost in cycles of this clock (`cost.profile.ResolvedProfile.moe`). Absent: the "
         "chip's dense-GEMM fixed cost stands in for it.",
     )
+    sustained_clock_hz: Sourced | None = Field(
+        default=None,
+        description="Clock the compute units hold under a sustained full tensor-core load, Hz, where the board's power "
+        "limit keeps it below clock_hz (a 300 W A100 PCIe card against the 400 W SXM module of the same die and boost "
+        "clock). The vendor peaks are rates at clock_hz; every matrix and vector rate the cost model uses is scaled by "
+        "sustained_clock_hz / clock_hz (`ChipSpec.compute_clock_frac`), so compute-bound kernels slow and memory-bound "
+        "ones do not. Needs clock_hz. Absent: the peaks as stated (the chip sustains its boost clock, or its "
+        "fitted efficiencies already hold what it sustains).",
+    )
     peak_flop_per_s: dict[str, Sourced] = Field(
         description="Dense peak matrix throughput per data type (FLOP/s or OP/s for integers)."
     )
@@ -248,10 +257,21 @@ class ChipSpec(_Frozen):
     def _units(cls, v: Sourced | None) -> Sourced | None:
         return plausible(v, *COMPUTE_UNIT_BOUNDS)
 
-    @field_validator("clock_hz")
+    @field_validator("clock_hz", "sustained_clock_hz")
     @classmethod
     def _clock(cls, v: Sourced | None) -> Sourced | None:
         return plausible(v, *CLOCK_BOUNDS)
+
+    @model_validator(mode="after")
+    def _sustained_below_boost(self) -> ChipSpec:
+        if self.sustained_clock_hz is None:
+            return self
+        if self.clock_hz is None:
+            raise ValueError("sustained_clock_hz needs clock_hz (the clock the peaks are stated at)")
+        if self.sustained_clock_hz.value > self.clock_hz.value:
+            raise ValueError(f"sustained_clock_hz {self.sustained_clock_hz.value:.4g} Hz exceeds clock_hz "
+                             f"{self.clock_hz.value:.4g} Hz")
+        return self
 
     @model_validator(mode="after")
     def _reference_reason(self) -> ChipSpec:
@@ -308,6 +328,14 @@ class ChipSpec(_Frozen):
     def clock(self) -> float | None:
         """Boost clock in Hz (`clock_hz`), or None where the catalog does not state it."""
         return self.clock_hz.value if self.clock_hz else None
+
+    @property
+    def compute_clock_frac(self) -> float:
+        """sustained_clock_hz / clock_hz: the share of its stated matrix and vector peaks the chip sustains (1.0 where
+        the catalog states no sustained clock)."""
+        if self.sustained_clock_hz is None or self.clock_hz is None:
+            return 1.0
+        return self.sustained_clock_hz.value / self.clock_hz.value
 
     @property
     def sram_partitions(self) -> int:
