@@ -118,7 +118,8 @@ def chip_cost(chip: ChipSpec, profile_path: str | None = None) -> ChipCost:
         own = profile_from_dict(chip.efficiency_profile, f"{chip.name} (embedded)")
         base = resolve_profile(chip)
         resolved = ResolvedProfile(own, generic or own, "fitted", base.compute_units,
-                                   f"calibrated profile embedded in {chip.name}", clock_hz=chip.clock)
+                                   f"calibrated profile embedded in {chip.name}", clock_hz=chip.clock,
+                                   not_inherited=base.not_inherited)
         return ChipCost(chip, resolved)
     return ChipCost(chip, resolve_profile(chip, profile_path))
 

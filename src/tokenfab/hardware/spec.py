@@ -57,6 +57,7 @@ POWER_BOUNDS = (0.1, 1e5, "W")
 SRAM_BOUNDS = (0.0, 1e12, "B")
 COMPUTE_UNIT_BOUNDS = (1.0, 1e7, "units")
 CLOCK_BOUNDS = (1e8, 1e10, "Hz")
+KERNEL_TABLES = ("gemm", "attention_prefill", "attention_decode")  # profile tables kernels_not_inherited may name
 
 
 class Sourced(_Frozen):
@@ -211,6 +212,13 @@ class ChipSpec(_Frozen):
         description="Catalog name of the measured chip whose fitted efficiency curves this chip inherits.",
     )
     efficiency_reference_reason: str = Field(default="", description="Why that chip is the nearest measured one.")
+    kernels_not_inherited: dict[str, str] = Field(
+        default_factory=dict,
+        description="Kernel classes, as 'table.kind' of an efficiency profile ('gemm.fp4', 'attention_decode.fp8'), "
+        "that this chip runs with a kernel family other chips' fits do not describe (mapped to why, with a source): "
+        "neither the efficiency_reference's nor the generic fit answers them; they resolve as a kind nobody measured, "
+        "the nearest 16-bit curve (`cost.profile.ResolvedProfile`). Empty: every class may be inherited.",
+    )
     efficiency_profile: dict[str, Any] | None = Field(
         default=None,
         description="A calibrated efficiency profile embedded by `tokenfab calibrate` (takes precedence over the catalog's).",
@@ -277,6 +285,13 @@ class ChipSpec(_Frozen):
     def _reference_reason(self) -> ChipSpec:
         if self.efficiency_reference and not self.efficiency_reference_reason:
             raise ValueError("efficiency_reference needs efficiency_reference_reason")
+        for key, why in self.kernels_not_inherited.items():
+            table, _, kind = key.partition(".")
+            if table not in KERNEL_TABLES or not kind:
+                raise ValueError(f"kernels_not_inherited key {key!r} is not 'table.kind' with table one of "
+                                 f"{', '.join(KERNEL_TABLES)}")
+            if not why.strip():
+                raise ValueError(f"kernels_not_inherited {key!r} needs a reason")
         return self
 
     # Convenience accessors (plain floats, SI) used by the cost layer.
