@@ -16,8 +16,9 @@
 - MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
   simulated (see `_not_expressed`); so are measurements repeated under a larger-GPU layout label
   (`relabelled_duplicates`), runs below their stated load (`below_stated_load`), runs far above their own
-  deployment's TTFT at a higher load (`above_higher_load_ttft`) and the unversioned SGLang NVFP4 MoE-TP series on
-  B200 with its first-token stalls (`is_stalled_series`).
+  deployment's TTFT at a higher load (`above_higher_load_ttft`), the unversioned SGLang NVFP4 MoE-TP series on
+  B200 with its first-token stalls (`is_stalled_series`), and the TTFT of runs whose first token is seconds late
+  whatever the prompt's length (`prompt_insensitive_ttft`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ QUANT = {"nvfp4": "fp4", "fp8": "fp8", "fp8_block": "fp8", "bfloat16": "bf16", "
 _LAYOUT = re.compile(r"tp=(\d+), pp=(\d+), attention_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
 _CONCURRENCY = re.compile(r"fixed concurrency=(\d+)")
 _PER_RANK = re.compile(r"batch/concurrency=(\d+)")
+# The Dynamo 0.8.0 runs of qwen3_235b.csv say 'measured serving benchmark at fixed concurrency' with no value (ids
+# '..._4000x1000_c_tp4_...'), as the dense qwen3_32b.csv runs that accuracy_serving lists as not scored: their `batch` is
+# no known client count (the TensorRT-LLM TP4 run measures a 29 s mean TTFT beside a 23 ms TPOT at batch 28), and
+# the P/D runs' workers x batch is the aiconfigurator generator's rule (`benchmark_concurrency`), not this campaign's.
+# They are listed, not scored.
+_UNSTATED_CONCURRENCY = re.compile(r"fixed concurrency(?!=)")
 _PREFILL_BATCH = re.compile(r"prefill workers=\d* x \([^)]*batch=(\d+)\)")
 _POOL = re.compile(r"(prefill|decode) workers=(\d*) x \(tp=(\d+), pp=(\d+), attn_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
 
@@ -333,6 +340,10 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
         if _note_number(notes, _CONCURRENCY) is None and pd.isna(r["batch"]):
             failed.append(f"{r['case_id']}: neither the benchmark concurrency nor the per-rank batch is stated")
             continue
+        if _UNSTATED_CONCURRENCY.search(notes):
+            failed.append(f"{r['case_id']}: no concurrency stated (the notes say 'at fixed concurrency' without a "
+                          f"value, the run id's concurrency field is empty: `_UNSTATED_CONCURRENCY`)")
+            continue
         c, isl, osl = benchmark_concurrency(notes, r["batch"], lay), int(r["input_len"]), int(r["output_len"])
         spec = speculative_recipe(r["framework"], model, lay)
         kwargs = fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_checkpoint_formats(model, dtype, hw), kv_dtype="fp8",
@@ -350,7 +361,8 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
     kept, below = below_stated_load(list(jobs.values()))
     kept, unsteady = above_higher_load_ttft(kept)
     kept, stalled = first_token_stalls(kept)
-    return kept, failed + below + unsteady + stalled + repeat_reasons(jobs.values())
+    kept, flat = prompt_insensitive_ttft(kept)
+    return kept, failed + below + unsteady + stalled + flat + repeat_reasons(jobs.values())
 
 
 def _moe_quant(notes: str) -> str | None:
@@ -496,6 +508,61 @@ def above_higher_load_ttft(jobs: list[dict]) -> tuple[list[dict], list[str]]:
     kept = [job for job in jobs if id(job) not in flagged]
     reasons = [f"{case_id}: {flagged[id(job)]}" for job in jobs if id(job) in flagged
                for _, case_id in job["measured"].values()]
+    return kept, reasons
+
+
+# A run whose mean TTFT is at least MIN_FLAT_TTFT_S and less than MAX_TTFT_GROWTH times that of the same deployment at
+# the same concurrency with a prompt MIN_PROMPT_GROWTH or more times shorter (or longer) is not scored on TTFT. Every
+# engine's first token waits for its prompt's prefill and, in P/D runs, for the prompt's KV hand-off, both at least
+# linear in the prompt; what does not grow with the prompt is the client's and router's fixed latency, at most 240 ms
+# in every MoE campaign fitted (bench/data/moe_serving_clients.yaml), which is why the 128- to 1024-token Qwen3 H100
+# runs are flat at 0.17-0.35 s and stay scored. A first token seconds late that an 8x longer prompt leaves within
+# 1.5x waits for something neither the notes nor the prompt's work state. The one series it removes: the H100
+# TensorRT-LLM P/D cfg494 runs (prefill attention-DP 16 over two nodes, three TP16 decode instances) at C = 9 (7.14 s
+# at 1024 tokens, 7.66 s at 8192) and C = 30 (5.05 s, 6.31 s), whose pools take a prompt every 0.8-2.5 s; the B200 P/D
+# cfg320 runs (Dynamo 0.8.1 image too) grow 4.1-4.5x over the same prompt lengths. TPOT is scored as measured.
+MIN_FLAT_TTFT_S = 1.0
+MAX_TTFT_GROWTH = 1.5
+MIN_PROMPT_GROWTH = 4.0
+
+
+def _prompt_pair_key(job: dict) -> tuple:
+    """A job's deployment and load: its campaign and every simulated argument but the prompt length (and the token
+    budget `_engine_overrides` derives from it, and the request count)."""
+    varied = ("input_len", "max_batched_tokens", "num_requests")
+    return (job["meta"].get("campaign"),) + tuple(sorted((k, str(v)) for k, v in job["kwargs"].items() if k not in varied))
+
+
+def prompt_insensitive_ttft(jobs: list[dict]) -> tuple[list[dict], list[str]]:
+    """(jobs with the TTFT of `MIN_FLAT_TTFT_S`-or-later first tokens that a MIN_PROMPT_GROWTH-fold prompt moves by less
+    than MAX_TTFT_GROWTH removed from their measurements, one not-scored line per TTFT removed). Both runs of such a
+    pair lose their TTFT; a job left without measurements is dropped."""
+    by_key: dict[tuple, list[dict]] = {}
+    for job in jobs:
+        if "ttft_ms" in job["measured"]:
+            by_key.setdefault(_prompt_pair_key(job), []).append(job)
+    flagged: dict[int, str] = {}
+    for runs in by_key.values():
+        for short in runs:
+            for long in runs:
+                (t_s, _), (t_l, _) = short["measured"]["ttft_ms"], long["measured"]["ttft_ms"]
+                growth = long["kwargs"]["input_len"] / short["kwargs"]["input_len"]
+                if growth >= MIN_PROMPT_GROWTH and t_s >= MIN_FLAT_TTFT_S * 1e3 and t_l < MAX_TTFT_GROWTH * t_s:
+                    why = (f"mean TTFT {t_s:.0f} ms at {short['kwargs']['input_len']} prompt tokens and {t_l:.0f} ms at "
+                           f"{long['kwargs']['input_len']} (same deployment, C = {short['kwargs']['concurrency']}): "
+                           f"< {MAX_TTFT_GROWTH:g}x for a {growth:g}x prompt, a first-token wait the prompt's work does "
+                           f"not set (`prompt_insensitive_ttft`)")
+                    flagged[id(short)] = flagged[id(long)] = why
+    kept, reasons = [], []
+    for job in jobs:
+        if id(job) not in flagged:
+            kept.append(job)
+            continue
+        measured = dict(job["measured"])
+        _, case_id = measured.pop("ttft_ms")
+        reasons.append(f"{case_id}: {flagged[id(job)]}")
+        if measured:
+            kept.append({**job, "measured": measured})
     return kept, reasons
 
 
