@@ -642,7 +642,13 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         if "attention DP enabled" in str(r["notes"]) and tp > 1:
             # v1.0-era tables: "TP8 PP1 (MoE: --ep set but value not listed; attention DP enabled)": TRT-LLM's tp
             # with attention DP is tp ranks of attention-DP (tp 1, dp tp here). The unlisted --ep is an assumption:
-            # ep = dp (experts spread over the whole group, no MoE-TP); the table does not state it
+            # ep = dp (experts spread over the whole group, no MoE-TP); the table does not state it.
+            # The attention-DP reading is itself a judgement: that perf overview (docs/source/performance/
+            # perf-overview.md @00f3768) prints its MoE llm_options.yml with enable_attention_dp nested under
+            # cuda_graph_config, which CudaGraphConfig (a StrictBaseModel, extra fields forbidden) would refuse, so
+            # the file the runs used is not the one printed. Read instead as attention TP with EP = TP, the 108
+            # rows of that release score 41.0% MAPE against 29.7% (B200 Qwen3-235B -34% median, RTX PRO 6000
+            # Qwen3-30B DEP2-8 -37% to -59%): the data say attention-DP ran
             tp, dp = 1, tp
             ep = dp if pd.isna(r["ep"]) else ep
         kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp,
