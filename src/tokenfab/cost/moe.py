@@ -338,8 +338,10 @@ def gen_kernel(cc: ChipCost, kind: str) -> bool:
     Its launcher pads every active expert's rows to one token tile by construction (`gen_tile_tokens`, from
     TensorRT-LLM's mxFp4BlockScaleMoe.cpp), and aiconfigurator's collector times this kernel for that format on
     Blackwell (its loader files w4a8_mxfp4_mxfp8 on Blackwell as 'trtllm-gen MXFP4xMXFP8',
-    github.com/ai-dynamo/aiconfigurator)."""
-    return kind == "w4a8" and cc.chip.vendor.lower() == "nvidia" and cc.supports("fp4")
+    github.com/ai-dynamo/aiconfigurator). Those kernels are sm_100's (tcgen05): a chip whose spec says sm_100's FP4
+    kernels do not describe it (`ChipSpec.kernels_not_inherited` 'gemm.fp4', e.g. GB202, sm_120) does not run them."""
+    return (kind == "w4a8" and cc.chip.vendor.lower() == "nvidia" and cc.supports("fp4")
+            and "gemm.fp4" not in cc.chip.kernels_not_inherited)
 
 
 def resolved_moe_form(cc: ChipCost, kind: str) -> str:

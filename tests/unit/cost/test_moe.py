@@ -320,6 +320,7 @@ def test_a_pooled_fit_that_never_ran_trtllm_gen_counts_its_padded_tiles_on_black
     b200, h100 = cost("b200", pooled), cost("h100-sxm", pooled)
     assert gen_kernel(b200, "w4a8") and not gen_kernel(h100, "w4a8")  # Hopper has no block-scaled FP4 tensor cores
     assert not gen_kernel(b200, "fp8")
+    assert not gen_kernel(cost("rtx-pro-6000-server", pooled), "w4a8")  # sm_120: FP4 tensor cores, not sm_100's kernels
     assert resolved_moe_form(b200, "w4a8") == "tile-ladder"  # the pooled bf16 fit, the kernel's own tiling
     assert resolved_moe_form(h100, "w4a8") == "columns" == resolved_moe_form(b200, "bf16")  # as the fit
     # a fit of w4a8 itself keeps the form it was fitted in, whatever the chip
