@@ -235,11 +235,12 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
         """`check` of an argument list not remembered as passed (its memo key already made)."""
         given = arguments(args, kwargs)
         values = dict(given) if _passes_plain(given, plain) else _checked(given)
-        full = {**defaults, **values}
-        for rule in conflicts:
-            reason = rule(full, defaults)
-            if reason:
-                raise InvalidInputError(reason)
+        if conflicts:  # the rules see every argument, defaults filled in
+            full = {**defaults, **values}
+            for rule in conflicts:
+                reason = rule(full, defaults)
+                if reason:
+                    raise InvalidInputError(reason)
         if _rememberable(key) and all(values[n] is v or (type(values[n]) is type(v) and values[n] == v)
                                       for n, v in given.items()):
             if len(passed) >= MEMO_SIZE:

@@ -49,15 +49,33 @@ class PredictResult:
     energy_j: float
     memory: MemoryFootprint
     max_batch_that_fits: int
-    efficiency_source: str
     efficiency_note: str
-    breakdown: list[dict] = field(default_factory=list)
     speculative: dict | None = None
     band_level: float = DEFAULT_BAND_LEVEL
+    # What the breakdown rows are made of: `BreakdownPlan` (predict's steps, built into rows on first access) or
+    # the finished rows; `default_source` is the efficiency source of a result whose rows weigh no fitted time.
+    breakdown_plan: BreakdownPlan | list[dict] = field(default_factory=list, repr=False, compare=False)
+    default_source: str = "analytic"
 
     @property
     def fits(self) -> bool:
         return self.memory.fits
+
+    @property
+    def breakdown(self) -> list[dict]:
+        """Per-operator rows of the prefill and decode phases ({op, phase, time_s, bound, flops, bytes, mfu, mbu,
+        source}), longest first within each phase. Built on first access and kept: a caller that reads only the
+        headline figures (a sweep, a search screen) does not pay for them, and every later access sees the same
+        rows (tests check them equal to rows built at once)."""
+        plan = self.breakdown_plan
+        if type(plan) is not list:
+            plan = self.breakdown_plan = plan.rows()
+        return plan
+
+    @property
+    def efficiency_source(self) -> str:
+        """The efficiency source behind most of the predicted time (see `dominant_source`)."""
+        return dominant_source(self.breakdown, self.default_source)
 
     def to_dict(self) -> dict:
         decode_s = self.e2e_s - self.ttft_s
@@ -210,15 +228,10 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
         it_t, it_e = _trapezoid_means(contexts, [i[0] for i in its], [i[1] for i in its])
         decode_s, decode_j = steps / spec.tokens_per_iteration * it_t, steps / spec.tokens_per_iteration * it_e
     footprint = mem.footprint(per_replica * (input_len + output_len), per_replica * input_len, per_replica)
-    peak, bw = sm.cc.peak(sm.prec.dtype), sm.cc.bandwidth_bytes_per_s
-    rows = _breakdown_rows(prefill, "prefill", 1.0, peak, bw)
+    mid_ctx = float(contexts[len(contexts) // 2]) if len(contexts) else None
+    plan = BreakdownPlan(sm, prefill, per_replica, mid_ctx, decode_s, steps, spec)
     info = None
-    if len(contexts) and spec is None:
-        mid = sm.step(StepBatch(num_decode=per_replica, decode_kv_len=float(contexts[len(contexts) // 2])))
-        scale = decode_s / mid.time_s if mid.time_s > 0 else 0.0
-        rows += _breakdown_rows(mid, "decode", scale, peak, bw)
-    elif len(contexts):
-        rows += _speculative_rows(sm, spec, per_replica, float(contexts[len(contexts) // 2]), steps, peak, bw)
+    if len(contexts) and spec is not None:
         footprint = _with_drafter(footprint, spec, per_replica * (input_len + output_len))
         info = {"method": spec.spec.method, "num_spec_tokens": spec.spec.num_spec_tokens,
                 "acceptance_frac": spec.spec.acceptance_frac, "acceptance_source": spec.spec.acceptance_source,
@@ -231,9 +244,36 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
         output_len=output_len, ttft_s=ttft, tpot_s=decode_s / steps if steps else 0.0, e2e_s=ttft + decode_s,
         energy_j=prefill_e + decode_j,
         memory=footprint, max_batch_that_fits=mem.max_batch(input_len, output_len, par.dp),
-        efficiency_source=dominant_source(rows, sm.provenance), efficiency_note=sm.provenance_note, breakdown=rows,
-        speculative=info,
+        efficiency_note=sm.provenance_note, speculative=info, breakdown_plan=plan, default_source=sm.provenance,
     )
+
+
+@dataclass(slots=True)
+class BreakdownPlan:
+    """The steps a static batch's breakdown rows are read from (`PredictResult.breakdown` builds them on first
+    access): the prefill step as predicted, and what the decode rows need (the decode step at the middle sampled
+    context, scaled to the phase's time; or the speculative verify and draft steps). The step model is a pure,
+    memoised function, so rows built later are the rows `estimate_static_batch` would have built at once."""
+
+    sm: StepModel
+    prefill: StepResult
+    num_sequences: int  # per replica
+    mid_context: float | None  # None: no decode step (one output token)
+    decode_s: float
+    steps: int
+    spec: SpeculativeModel | None
+
+    def rows(self) -> list[dict]:
+        sm = self.sm
+        peak, bw = sm.cc.peak(sm.prec.dtype), sm.cc.bandwidth_bytes_per_s
+        rows = _breakdown_rows(self.prefill, "prefill", 1.0, peak, bw)
+        if self.mid_context is None:
+            return rows
+        if self.spec is None:
+            mid = sm.step(StepBatch(num_decode=self.num_sequences, decode_kv_len=self.mid_context))
+            scale = self.decode_s / mid.time_s if mid.time_s > 0 else 0.0
+            return rows + _breakdown_rows(mid, "decode", scale, peak, bw)
+        return rows + _speculative_rows(sm, self.spec, self.num_sequences, self.mid_context, self.steps, peak, bw)
 
 
 def _trapezoid_means(contexts: np.ndarray, times, energies) -> tuple[float, float]:
