@@ -44,7 +44,8 @@ def _eager_rows(sm, batch: int, input_len: int, output_len: int, spec=None) -> l
 @settings(max_examples=40, deadline=None)
 @given(dep=st.sampled_from(DEPLOYMENTS), shape=_shapes, other=_shapes)
 def test_breakdown_on_demand_equals_the_eager_rows(dep, shape, other):
-    """Rows built on first access, after other predictions have filled the memos, are the rows built at once."""
+    """Rows built on first access, after other predictions have filled the memos, are the rows built at once; so
+    are the efficiency source read from them and the largest batch."""
     model, hw, tp, pp, dp = dep
     d = api.deployment(model, hw, tp=tp, pp=pp, dp=dp)
     sm = d.step_model
@@ -57,6 +58,7 @@ def test_breakdown_on_demand_equals_the_eager_rows(dep, shape, other):
     assert result.breakdown == want
     assert result.breakdown is result.breakdown  # built once
     assert result.efficiency_source == dominant_source(want, sm.provenance)
+    assert result.max_batch_that_fits == d.memory.max_batch(input_len, output_len, dp)
     assert [{k: r[k] for k in want[0]} for r in result.to_dict()["breakdown"]] == want  # less the bands it adds
 
 

@@ -48,14 +48,13 @@ class PredictResult:
     e2e_s: float
     energy_j: float
     memory: MemoryFootprint
-    max_batch_that_fits: int
     efficiency_note: str
     speculative: dict | None = None
     band_level: float = DEFAULT_BAND_LEVEL
-    # What the breakdown rows are made of: `BreakdownPlan` (predict's steps, built into rows on first access) or
-    # the finished rows; `default_source` is the efficiency source of a result whose rows weigh no fitted time.
-    breakdown_plan: BreakdownPlan | list[dict] = field(default_factory=list, repr=False, compare=False)
-    default_source: str = "analytic"
+    # What the breakdown rows and the largest batch are worked out from on first access (see `DeferredFigures`)
+    deferred: DeferredFigures | None = field(default=None, repr=False, compare=False)
+    _rows: list[dict] | None = field(default=None, init=False, repr=False, compare=False)
+    _max_batch: int | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def fits(self) -> bool:
@@ -67,15 +66,23 @@ class PredictResult:
         source}), longest first within each phase. Built on first access and kept: a caller that reads only the
         headline figures (a sweep, a search screen) does not pay for them, and every later access sees the same
         rows (tests check them equal to rows built at once)."""
-        plan = self.breakdown_plan
-        if type(plan) is not list:
-            plan = self.breakdown_plan = plan.rows()
-        return plan
+        if self._rows is None:
+            self._rows = self.deferred.rows() if self.deferred is not None else []
+        return self._rows
 
     @property
     def efficiency_source(self) -> str:
         """The efficiency source behind most of the predicted time (see `dominant_source`)."""
-        return dominant_source(self.breakdown, self.default_source)
+        default = self.deferred.sm.provenance if self.deferred is not None else "analytic"
+        return dominant_source(self.breakdown, default)
+
+    @property
+    def max_batch_that_fits(self) -> int:
+        """Largest static batch of these lengths (over all replicas) whose memory fits (`MemoryModel.max_batch`),
+        worked out on first access and kept."""
+        if self._max_batch is None:
+            self._max_batch = self.deferred.max_batch() if self.deferred is not None else 0
+        return self._max_batch
 
     def to_dict(self) -> dict:
         decode_s = self.e2e_s - self.ttft_s
@@ -229,7 +236,7 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
         decode_s, decode_j = steps / spec.tokens_per_iteration * it_t, steps / spec.tokens_per_iteration * it_e
     footprint = mem.footprint(per_replica * (input_len + output_len), per_replica * input_len, per_replica)
     mid_ctx = float(contexts[len(contexts) // 2]) if len(contexts) else None
-    plan = BreakdownPlan(sm, prefill, per_replica, mid_ctx, decode_s, steps, spec)
+    deferred = DeferredFigures(sm, mem, prefill, per_replica, input_len, output_len, mid_ctx, decode_s, spec)
     info = None
     if len(contexts) and spec is not None:
         footprint = _with_drafter(footprint, spec, per_replica * (input_len + output_len))
@@ -242,25 +249,27 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
         model=sm.model.name, hardware=sm.system.chip.name, devices=par.num_devices, tp=par.tp, pp=par.pp, ep=par.ep,
         dp=par.dp, dtype=prec.dtype, weight_dtype=prec.weights, kv_dtype=prec.kv, batch=batch, input_len=input_len,
         output_len=output_len, ttft_s=ttft, tpot_s=decode_s / steps if steps else 0.0, e2e_s=ttft + decode_s,
-        energy_j=prefill_e + decode_j,
-        memory=footprint, max_batch_that_fits=mem.max_batch(input_len, output_len, par.dp),
-        efficiency_note=sm.provenance_note, speculative=info, breakdown_plan=plan, default_source=sm.provenance,
+        energy_j=prefill_e + decode_j, memory=footprint, efficiency_note=sm.provenance_note, speculative=info,
+        deferred=deferred,
     )
 
 
 @dataclass(slots=True)
-class BreakdownPlan:
-    """The steps a static batch's breakdown rows are read from (`PredictResult.breakdown` builds them on first
-    access): the prefill step as predicted, and what the decode rows need (the decode step at the middle sampled
-    context, scaled to the phase's time; or the speculative verify and draft steps). The step model is a pure,
-    memoised function, so rows built later are the rows `estimate_static_batch` would have built at once."""
+class DeferredFigures:
+    """What a static batch's breakdown rows and largest batch are worked out from when first asked for
+    (`PredictResult.breakdown`, `.max_batch_that_fits`): the prefill step as predicted, what the decode rows need
+    (the decode step at the middle sampled context, scaled to the phase's time; or the speculative verify and draft
+    steps), and the memory model. Step and memory models are pure functions (memoised), so figures worked out later
+    are the figures `estimate_static_batch` would have worked out at once."""
 
     sm: StepModel
+    mem: MemoryModel
     prefill: StepResult
     num_sequences: int  # per replica
+    input_len: int
+    output_len: int
     mid_context: float | None  # None: no decode step (one output token)
     decode_s: float
-    steps: int
     spec: SpeculativeModel | None
 
     def rows(self) -> list[dict]:
@@ -273,7 +282,11 @@ class BreakdownPlan:
             mid = sm.step(StepBatch(num_decode=self.num_sequences, decode_kv_len=self.mid_context))
             scale = self.decode_s / mid.time_s if mid.time_s > 0 else 0.0
             return rows + _breakdown_rows(mid, "decode", scale, peak, bw)
-        return rows + _speculative_rows(sm, self.spec, self.num_sequences, self.mid_context, self.steps, peak, bw)
+        steps = self.output_len - 1
+        return rows + _speculative_rows(sm, self.spec, self.num_sequences, self.mid_context, steps, peak, bw)
+
+    def max_batch(self) -> int:
+        return self.mem.max_batch(self.input_len, self.output_len, self.sm.par.dp)
 
 
 def _trapezoid_means(contexts: np.ndarray, times, energies) -> tuple[float, float]:
