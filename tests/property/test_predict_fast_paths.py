@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from tokenfab import api
 from tokenfab.api.predict import speculative_model
+from tokenfab.cost.result import OpCost
 from tokenfab.execution.layers import StepBatch
+from tokenfab.execution.step import OpTotal, StepPart
 from tokenfab.execution.predict import (
     _breakdown_rows, _speculative_rows, _trapezoid_means, decode_contexts, dominant_source, estimate_static_batch,
 )
@@ -73,3 +75,35 @@ def test_speculative_breakdown_on_demand_equals_the_eager_rows(case, shape):
     batch, input_len, output_len = shape
     result = estimate_static_batch(sm, d.memory, batch, input_len, output_len, spec)
     assert result.breakdown == _eager_rows(sm, batch, input_len, output_len, spec)
+
+
+_costs = st.lists(st.tuples(
+    st.builds(OpCost, op=st.sampled_from(["a", "b", "c"]), time_s=st.floats(0.0, 1.0), flops=st.floats(0.0, 1e12),
+              bytes=st.floats(0.0, 1e10), bound=st.sampled_from(["compute", "memory", "network"]), roofline_s=st.just(0.0),
+              source=st.sampled_from(["fitted", "generic", ""]), onchip_bytes=st.sampled_from([0.0, 1e6])),
+    st.sampled_from([1.0, 0.5, 80.0])), max_size=12)
+
+
+@pytest.mark.property
+@settings(max_examples=200, deadline=None)
+@given(pairs=_costs)
+def test_aggregate_with_mixed_limits_equals_optotal_add(pairs):
+    """The flat part record sums as OpTotal.add does, operators whose time has several limits included."""
+    sm = api.deployment("llama-3.1-8b", "h100-sxm").step_model
+    totals: dict[str, OpTotal] = {}
+    time_s = roof = busy = 0.0
+    for cost, count in pairs:
+        totals.setdefault(cost.op, OpTotal(cost.op)).add(cost, count)
+        t = cost.time_s * count
+        time_s += t
+        roof += cost.roofline_s * count
+        busy += sm.power.op_power_w(cost) * t
+    part = StepPart.of(sm._aggregate(pairs))
+    assert [part.time_s, part.roofline_s, part.busy_energy_j] == [time_s, roof, busy]
+    got = part.totals
+    assert list(got) == list(totals)
+    for name, row in got.items():
+        want = totals[name]
+        assert (row.time_s, row.flops, row.bytes, row.roofline_s, row.source, row.onchip_bytes, row._bound_time) == (
+            want.time_s, want.flops, want.bytes, want.roofline_s, want.source, want.onchip_bytes, want._bound_time)
+        assert list(row._bound_time) == list(want._bound_time)
