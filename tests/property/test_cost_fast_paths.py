@@ -103,3 +103,24 @@ def test_gemm_and_streaming_memos_equal_a_fresh_chip_cost(chip):
         estimate_elementwise(warm, "norm", nbytes)
         assert estimate_elementwise(warm, "norm", nbytes) == estimate_elementwise(ChipCost(warm.chip, warm.resolved),
                                                                                   "norm", nbytes)
+
+
+@pytest.mark.property
+@settings(max_examples=100, deadline=None)
+@given(family=st.sampled_from(["gemm", "attention_prefill", "attention_decode", "collectives", "moe", "elementwise",
+                               "unmeasured"]),
+       source=st.sampled_from(["fitted", "inherited", "generic", "mixed", "analytic"]), level=st.floats(0.5, 0.99))
+def test_remembered_op_bands_equal_the_quantiles(family, source, level):
+    """`op_band`'s memo (per band table) answers what the table's quantiles give."""
+    from tokenfab.cost.bands import Band, load_band_table, op_band
+
+    table = load_band_table()
+    try:
+        q_lo, q_hi = table.residuals(family, source).conformal(level)
+    except Exception as exc:  # no residuals for it: the memo must refuse alike
+        with pytest.raises(type(exc)):
+            op_band(family, source, level)
+        return
+    want = Band(math.exp(-q_hi), math.exp(-q_lo), level)
+    assert op_band(family, source, level) == want
+    assert op_band(family, source, level) == want  # the remembered one

@@ -3,6 +3,7 @@ or vectorisation, tested equal). Compared with `==` on floats: the goldens must 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -107,3 +108,19 @@ def test_aggregate_with_mixed_limits_equals_optotal_add(pairs):
         assert (row.time_s, row.flops, row.bytes, row.roofline_s, row.source, row.onchip_bytes, row._bound_time) == (
             want.time_s, want.flops, want.bytes, want.roofline_s, want.source, want.onchip_bytes, want._bound_time)
         assert list(row._bound_time) == list(want._bound_time)
+
+
+@pytest.mark.property
+@settings(max_examples=200, deadline=None)
+@given(input_len=st.integers(1, 200_000), output_len=st.integers(2, 600), seed=st.integers(0, 2**32 - 1),
+       as_list=st.booleans())
+def test_trapezoid_means_equal_numpy_trapezoid(input_len, output_len, seed, as_list):
+    """Both series' means in one 2-D pass are np.trapezoid's of each (lists: the speculative path's)."""
+    contexts = decode_contexts(input_len, output_len)
+    rng = np.random.default_rng(seed)
+    times, energies = rng.uniform(1e-4, 1.0, len(contexts)), rng.uniform(1e-2, 1e4, len(contexts))
+    span = contexts[-1] - contexts[0] if len(contexts) > 1 else 1.0
+    want = ((float(times[0]), float(energies[0])) if len(contexts) == 1 else
+            (float(np.trapezoid(times, contexts) / span), float(np.trapezoid(energies, contexts) / span)))
+    args = (times.tolist(), energies.tolist()) if as_list else (times, energies)
+    assert _trapezoid_means(contexts, *args) == want

@@ -679,8 +679,8 @@ def quantise_context_array(kv_lens: np.ndarray) -> np.ndarray:
     if values:
         lo, hi, total = min(values), max(values), sum(values)
         if 256.0 <= lo and hi < 9007199254740992.0 and total == total and int(lo).bit_length() == int(hi).bit_length():
-            q = 1 << (int(lo).bit_length() - 8)
-            return ((kv_lens.astype(np.int64) + (q >> 1)) // q * q).astype(np.float64)
+            q = 1 << (int(lo).bit_length() - 8)  # a power of two: // q * q of a positive integer is & -q
+            return ((kv_lens.astype(np.int64) + (q >> 1)) & -q).astype(np.float64)
     return np.array(quantise_contexts(values), dtype=np.float64)
 
 
