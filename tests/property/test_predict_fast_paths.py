@@ -124,3 +124,13 @@ def test_trapezoid_means_equal_numpy_trapezoid(input_len, output_len, seed, as_l
             (float(np.trapezoid(times, contexts) / span), float(np.trapezoid(energies, contexts) / span)))
     args = (times.tolist(), energies.tolist()) if as_list else (times, energies)
     assert _trapezoid_means(contexts, *args) == want
+
+
+@pytest.mark.unit
+def test_a_pickled_result_carries_its_figures_not_the_step_model():
+    import pickle
+
+    result = api.predict(model="llama-3.1-8b", hardware="h100-sxm", batch=3, input_len=700, output_len=90)
+    copy = pickle.loads(pickle.dumps(result))
+    assert copy.deferred is None
+    assert copy.to_dict() == result.to_dict()

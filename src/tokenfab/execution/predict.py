@@ -55,6 +55,7 @@ class PredictResult:
     deferred: DeferredFigures | None = field(default=None, repr=False, compare=False)
     _rows: list[dict] | None = field(default=None, init=False, repr=False, compare=False)
     _max_batch: int | None = field(default=None, init=False, repr=False, compare=False)
+    _source: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def fits(self) -> bool:
@@ -73,8 +74,15 @@ class PredictResult:
     @property
     def efficiency_source(self) -> str:
         """The efficiency source behind most of the predicted time (see `dominant_source`)."""
-        default = self.deferred.sm.provenance if self.deferred is not None else "analytic"
-        return dominant_source(self.breakdown, default)
+        if self._source is None:
+            default = self.deferred.sm.provenance if self.deferred is not None else "analytic"
+            self._source = dominant_source(self.breakdown, default)
+        return self._source
+
+    def __getstate__(self) -> dict:
+        """Pickled with its deferred figures worked out: a result sent to another process carries no step model."""
+        self.efficiency_source, self.max_batch_that_fits  # noqa: B018 (works them out and keeps them)
+        return {**self.__dict__, "deferred": None}
 
     @property
     def max_batch_that_fits(self) -> int:
