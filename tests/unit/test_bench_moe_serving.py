@@ -308,11 +308,48 @@ def test_a_fitted_engine_client_spread_applies_to_that_engines_runs_only(tmp_pat
             for fw, ver in (("sglang", "0.5.9"), ("trtllm", "1.2.0")) for m, v in (("ttft_ms", 500.0), ("tpot_ms", 20.0))]
     pd.DataFrame(rows).to_csv(tmp_path / "e2e_aiconfigurator_silicon.csv", index=False)
     clients = {fw: {"warmup_waves": 0, "output_variation_frac": 0.0, "request_latency_ms": 0.0} for fw in ("sglang", "trtllm")}
-    jobs, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, engine_clients={"sglang": {"output_variation_frac": 0.1}})
+    none = {"campaign_clients": {}, "campaign_spreads": {}}
+    jobs, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, engine_clients={"sglang": {"output_variation_frac": 0.1}},
+                               **none)
     dist = {j["meta"]["framework"]: j["kwargs"].get("output_dist") for j in jobs}
     assert dist == {"sglang": "uniform:900,1100", "trtllm": None}
-    plain, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, engine_clients={})
+    plain, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, engine_clients={}, **none)
     assert all("output_dist" not in j["kwargs"] for j in plain)
+    # a campaign's own fitted spread wins over its engine's, for that campaign only (0 included: exact lengths)
+    sglang_campaign = next(j["meta"]["campaign"] for j in jobs if j["meta"]["framework"] == "sglang")
+    own, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, campaign_clients={},
+                              engine_clients={"sglang": {"output_variation_frac": 0.1}, "trtllm": {"output_variation_frac": 0.1}},
+                              campaign_spreads={sglang_campaign: 0.0, "another campaign": 0.2})
+    dist = {j["meta"]["framework"]: j["kwargs"].get("output_dist") for j in own}
+    assert dist == {"sglang": None, "trtllm": "uniform:900,1100"}
+
+
+def test_a_campaign_keeps_its_own_spread_only_where_it_beats_its_engines_at_its_latency_on_enough_fit_runs():
+    from fit_moe_serving_client import choose_spreads
+
+    scores = {"lock-step": {0.0: 0.2, 0.1: 0.3}, "drifting": {0.0: 0.4, 0.2: 0.25}, "no-gain": {0.0: 0.31, 0.2: 0.3},
+              "few": {0.2: 0.1}, "tie": {0.0: 0.3, 0.05: 0.3}}
+    engine = {"lock-step": 0.3, "drifting": 0.35, "no-gain": 0.3, "few": 0.3, "tie": 0.3}
+    runs = {"lock-step": 5, "drifting": 5, "no-gain": 5, "few": 3, "tie": 5}
+    assert choose_spreads(scores, engine, runs, min_runs=4) == {"lock-step": 0.0, "drifting": 0.2}
+
+
+def test_stored_moe_campaign_spreads_are_grid_choices_that_beat_their_engines_spread_on_the_fit_half():
+    import yaml
+
+    from accuracy_moe_serving import MOE_CLIENTS_PATH, fitted_moe_campaign_spreads
+
+    if not MOE_CLIENTS_PATH.exists():
+        pytest.skip("bench/data/moe_serving_clients.yaml not written (python bench/fit_moe_serving_client.py --write)")
+    data = yaml.safe_load(MOE_CLIENTS_PATH.read_text())
+    prov, spreads = data["provenance"], fitted_moe_campaign_spreads()
+    if "spread_grid" not in prov:
+        pytest.skip("a latency-only fit (written before stage 2 existed)")
+    for name, f in spreads.items():
+        row = data["campaigns"][name]
+        assert f in prov["spread_grid"] and row["fit_runs"] >= prov["min_runs"], name
+        stage1_ms = row["spread_fitted_at_latency_ms"]
+        assert row["fit_half_spread_score"][f"{f:g}"] < row["fit_half_score"][f"{stage1_ms:g}ms"], name
 
 
 def test_only_inferencemax_mtp_image_runs_speculate_one_token_under_attention_dp_three_otherwise():
