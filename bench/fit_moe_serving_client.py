@@ -149,6 +149,8 @@ def main() -> None:
     ap.add_argument("--min-runs", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--frameworks", default="", help="fit only these frameworks' campaigns (default: all)")
+    ap.add_argument("--deployments", choices=("all", "aggregated", "disaggregated"), default="all",
+                    help="fit only the campaigns of aggregated (or P/D) runs; the others keep their stored rows")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     directory, clients = shared_calibration_dir(), fitted_clients()
@@ -157,7 +159,7 @@ def main() -> None:
     base_jobs, _ = concurrency_jobs(directory, campaign_clients={}, campaign_spreads={})
     wanted = set(args.frameworks.split(",")) - {""}
     framework_of = {j["meta"]["campaign"]: j["meta"]["framework"] for j in base_jobs
-                    if not wanted or j["meta"]["framework"] in wanted}
+                    if (not wanted or j["meta"]["framework"] in wanted) and _deployment_wanted(j, args.deployments)}
     framework_ms = {n: float({**EXACT_CLIENT, **clients.get(fw, {})}["request_latency_ms"]) for n, fw in framework_of.items()}
     fit = _Fit(directory, framework_of, clients, args.workers)
     everyone, grid_all = set(framework_of), sorted(set(grid) | set(framework_ms.values()))
@@ -183,6 +185,12 @@ def main() -> None:
               f"{table[name]['held_out_score']['before']:.3f} -> {table[name]['held_out_score']['after']:.3f}", flush=True)
     if args.write:
         _write(table, grid_all, spread_grid, args)
+
+
+def _deployment_wanted(job: dict, deployments: str) -> bool:
+    """Whether `--deployments` fits this job's campaign (no campaign mixes aggregated and P/D runs)."""
+    disagg = "prefill_replicas" in job["meta"]["layout"]
+    return deployments == "all" or (deployments == "disaggregated") == disagg
 
 
 def _held_out(directory, framework_of: dict[str, str], latency: dict[str, float], spreads: dict[str, float],
@@ -244,8 +252,15 @@ def _write(table: dict, grid: list[float], spread_grid: list[float], args: argpa
         "date": dt.date.today().isoformat(),
         "command": "python bench/fit_moe_serving_client.py"
                    + (f" --frameworks {args.frameworks}" if args.frameworks else "")
+                   + (f" --deployments {args.deployments}" if args.deployments != "all" else "")
                    + f" --spreads {args.spreads} --write"},
         "campaigns": table}
+    if args.frameworks or args.deployments != "all":  # the campaigns not refit keep their stored rows and provenance
+        stored = yaml.safe_load(MOE_CLIENTS_PATH.read_text()) if MOE_CLIENTS_PATH.exists() else {}
+        kept = {n: row for n, row in (stored.get("campaigns") or {}).items() if n not in table}
+        data["campaigns"] = dict(sorted({**kept, **table}.items()))
+        data["provenance"]["kept_rows"] = {"campaigns": sorted(kept), "from": {
+            k: (stored.get("provenance") or {}).get(k) for k in ("commit", "date", "command")}}
     MOE_CLIENTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     MOE_CLIENTS_PATH.write_text(yaml.safe_dump(data, sort_keys=False))
     print(f"wrote {MOE_CLIENTS_PATH}")

@@ -431,3 +431,13 @@ def test_a_run_far_above_its_deployments_ttft_at_a_higher_load_is_not_scored():
     assert "12345 ms at C = 6 against 5052 ms" in reasons[0]
     kept, reasons = above_higher_load_ttft([job(6, 10000.0), job(30, 5052.0)])  # 1.98x: within the run-to-run spread
     assert len(kept) == 2 and not reasons
+
+
+def test_the_campaign_client_fit_can_be_limited_to_aggregated_or_pd_campaigns():
+    from fit_moe_serving_client import _deployment_wanted
+
+    agg = {"meta": {"layout": {"tp": 4, "ep": 4, "dp": 1}}}
+    pd_ = {"meta": {"layout": {"tp": 1, "dp": 8, "ep": 8, "prefill_replicas": 1, "decode_replicas": 1}}}
+    assert [_deployment_wanted(j, "aggregated") for j in (agg, pd_)] == [True, False]
+    assert [_deployment_wanted(j, "disaggregated") for j in (agg, pd_)] == [False, True]
+    assert [_deployment_wanted(j, "all") for j in (agg, pd_)] == [True, True]
