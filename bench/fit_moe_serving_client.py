@@ -1,7 +1,8 @@
 """Fit, per MoE measurement campaign, the latency between the benchmark client and the engine that the campaign's
 TTFTs carry beyond the engine's own work.
 
-    python bench/fit_moe_serving_client.py [--grid-ms 0,20,40,80,120,160,240] [--min-runs 4] [--write]
+    python bench/fit_moe_serving_client.py [--grid-ms 0,20,40,80,120,160,240] [--spreads 0,0.02,0.05,0.1,0.2]
+        [--no-stage3] [--deployments all|aggregated|disaggregated] [--min-runs 4] [--write]
 
 Why a latency outside the engine's step costs: the aggregated TensorRT-LLM MoE runs at low concurrency
 (Qwen3-235B-A22B on H100 with TensorRT-LLM 1.0.0rc3, DeepSeek-R1/V3 on B200 with 1.1-1.2) measure TTFT of 155-250 ms
@@ -146,6 +147,7 @@ def main() -> None:
     ap.add_argument("--grid-ms", default=",".join(f"{g:g}" for g in DEFAULT_GRID_MS))
     ap.add_argument("--spreads", default=",".join(f"{g:g}" for g in DEFAULT_SPREADS),
                     help="campaign output spreads (stage 2); empty: latencies only")
+    ap.add_argument("--no-stage3", action="store_true", help="skip stage 3 (the latency again under a new spread)")
     ap.add_argument("--min-runs", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--frameworks", default="", help="fit only these frameworks' campaigns (default: all)")
@@ -172,7 +174,7 @@ def main() -> None:
             spread_scores[name][f] = v
         print(f"spread {f:g} done", flush=True)
     spreads = choose_spreads(spread_scores, {n: scores[n][latency[n]] for n in scores}, fit.runs, args.min_runs)
-    stage3 = fit.latency_grid(grid_all, spreads, set(spreads)) if spreads else {}  # stage 3
+    stage3 = fit.latency_grid(grid_all, spreads, set(spreads)) if spreads and not args.no_stage3 else {}  # stage 3
     chosen3 = choose(stage3, {n: latency[n] for n in stage3}, fit.runs, args.min_runs)
     final = {**chosen, **chosen3}
     held = _held_out(directory, framework_of, final, spreads, clients, args.workers)
@@ -247,13 +249,13 @@ def _write(table: dict, grid: list[float], spread_grid: list[float], args: argpa
         "order": "after bench/fit_moe_prefill.py (framework clients, no campaign clients) and "
                  "bench/fit_mtp_acceptance.py (TPOT); bench/fit_mtp_acceptance.py is then rerun under these clients "
                  "to check its choice holds",
-        "grid_ms": grid, "spread_grid": spread_grid, "min_runs": args.min_runs,
+        "grid_ms": grid, "spread_grid": spread_grid, "stage3": not args.no_stage3, "min_runs": args.min_runs,
         "frameworks": sorted({row["framework"] for row in table.values()}), "commit": commit,
         "date": dt.date.today().isoformat(),
         "command": "python bench/fit_moe_serving_client.py"
                    + (f" --frameworks {args.frameworks}" if args.frameworks else "")
                    + (f" --deployments {args.deployments}" if args.deployments != "all" else "")
-                   + f" --spreads {args.spreads} --write"},
+                   + f" --spreads {args.spreads}" + (" --no-stage3" if args.no_stage3 else "") + " --write"},
         "campaigns": table}
     if args.frameworks or args.deployments != "all":  # the campaigns not refit keep their stored rows and provenance
         stored = yaml.safe_load(MOE_CLIENTS_PATH.read_text()) if MOE_CLIENTS_PATH.exists() else {}
