@@ -147,6 +147,10 @@ def main() -> None:
     ap.add_argument("--grid-ms", default=",".join(f"{g:g}" for g in DEFAULT_GRID_MS))
     ap.add_argument("--spreads", default=",".join(f"{g:g}" for g in DEFAULT_SPREADS),
                     help="campaign output spreads (stage 2); empty: latencies only")
+    ap.add_argument("--campaigns", default="", help="fit only the campaigns whose name contains one of these "
+                    "comma-separated strings (default: all); the others keep their stored rows")
+    ap.add_argument("--joint", action="store_true", help="stage 2 over every (latency, spread) pair of the grids "
+                    "instead of the spreads at the stage-1 latency (no stage 3)")
     ap.add_argument("--no-stage3", action="store_true", help="skip stage 3 (the latency again under a new spread)")
     ap.add_argument("--min-runs", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
@@ -161,7 +165,8 @@ def main() -> None:
     base_jobs, _ = concurrency_jobs(directory, campaign_clients={}, campaign_spreads={})
     wanted = set(args.frameworks.split(",")) - {""}
     framework_of = {j["meta"]["campaign"]: j["meta"]["framework"] for j in base_jobs
-                    if (not wanted or j["meta"]["framework"] in wanted) and _deployment_wanted(j, args.deployments)}
+                    if (not wanted or j["meta"]["framework"] in wanted) and _deployment_wanted(j, args.deployments)
+                    and (not args.campaigns or any(c in j["meta"]["campaign"] for c in args.campaigns.split(",")))}
     framework_ms = {n: float({**EXACT_CLIENT, **clients.get(fw, {})}["request_latency_ms"]) for n, fw in framework_of.items()}
     fit = _Fit(directory, framework_of, clients, args.workers)
     everyone, grid_all = set(framework_of), sorted(set(grid) | set(framework_ms.values()))
@@ -169,7 +174,7 @@ def main() -> None:
     chosen = choose(scores, framework_ms, fit.runs, args.min_runs)
     latency = {n: chosen.get(n, framework_ms[n]) for n in everyone}
     spread_scores: dict[str, dict[float, float]] = defaultdict(dict)
-    for f in spread_grid:  # stage 2, at each campaign's stage-1 latency
+    for f in ([] if args.joint else spread_grid):  # stage 2, at each campaign's stage-1 latency
         for name, v in fit.scores(latency, {n: f for n in everyone}, everyone).items():
             spread_scores[name][f] = v
         print(f"spread {f:g} done", flush=True)
@@ -177,16 +182,40 @@ def main() -> None:
     stage3 = fit.latency_grid(grid_all, spreads, set(spreads)) if spreads and not args.no_stage3 else {}  # stage 3
     chosen3 = choose(stage3, {n: latency[n] for n in stage3}, fit.runs, args.min_runs)
     final = {**chosen, **chosen3}
+    joint: dict[str, dict[str, float]] = {}
+    if args.joint:
+        final, spreads, joint = _joint(fit, grid_all, spread_grid, scores, latency, everyone, args.min_runs)
+        final = {**chosen, **final}
     held = _held_out(directory, framework_of, final, spreads, clients, args.workers)
     table = {}
     for name in sorted(framework_of):
         table[name] = _row(name, framework_of[name], framework_ms[name], fit.runs.get(name, 0), scores, spread_scores,
                            stage3, final, spreads, chosen, held)
+        if name in joint:
+            table[name]["fit_half_joint_score"] = joint[name]
         print(f"{name:60s} fit {fit.runs.get(name, 0):3d} held {table[name]['held_out_runs']:3d}  latency "
               f"{final.get(name, framework_ms[name]):5g} ms  spread {spreads.get(name, 'engine')}  held-out score "
               f"{table[name]['held_out_score']['before']:.3f} -> {table[name]['held_out_score']['after']:.3f}", flush=True)
     if args.write:
         _write(table, grid_all, spread_grid, args)
+
+
+def _joint(fit: _Fit, grid: list[float], spread_grid: list[float], scores: dict, latency: dict[str, float],
+           campaigns: set[str], min_runs: int) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
+    """Stage 2 over every (latency, spread) pair: per campaign the pair of least fit-half score, kept where it beats
+    the campaign's stage-1 score (its `latency` under the engine's spread). (latencies, spreads, scores per pair)."""
+    pairs: dict[str, dict[tuple[float, float], float]] = defaultdict(dict)
+    for f in spread_grid:
+        for ms in grid:
+            for name, v in fit.scores({n: ms for n in campaigns}, {n: f for n in campaigns}, campaigns).items():
+                pairs[name][(ms, f)] = v
+            print(f"latency {ms:g} ms, spread {f:g} done", flush=True)
+    lat, spr = {}, {}
+    for name, by_pair in pairs.items():
+        best = min(by_pair, key=lambda k: (by_pair[k], k))
+        if fit.runs.get(name, 0) >= min_runs and by_pair[best] < scores[name][latency[name]]:
+            lat[name], spr[name] = best
+    return lat, spr, {n: {f"{ms:g}ms/{f:g}": v for (ms, f), v in sorted(p.items())} for n, p in pairs.items()}
 
 
 def _deployment_wanted(job: dict, deployments: str) -> bool:
@@ -249,20 +278,22 @@ def _write(table: dict, grid: list[float], spread_grid: list[float], args: argpa
         "order": "after bench/fit_moe_prefill.py (framework clients, no campaign clients) and "
                  "bench/fit_mtp_acceptance.py (TPOT); bench/fit_mtp_acceptance.py is then rerun under these clients "
                  "to check its choice holds",
-        "grid_ms": grid, "spread_grid": spread_grid, "stage3": not args.no_stage3, "min_runs": args.min_runs,
+        "grid_ms": grid, "spread_grid": spread_grid, "stage3": not (args.no_stage3 or args.joint), "joint": args.joint,
+        "min_runs": args.min_runs,
         "frameworks": sorted({row["framework"] for row in table.values()}), "commit": commit,
         "date": dt.date.today().isoformat(),
         "command": "python bench/fit_moe_serving_client.py"
                    + (f" --frameworks {args.frameworks}" if args.frameworks else "")
                    + (f" --deployments {args.deployments}" if args.deployments != "all" else "")
-                   + f" --spreads {args.spreads}" + (" --no-stage3" if args.no_stage3 else "") + " --write"},
+                   + (f" --campaigns '{args.campaigns}'" if args.campaigns else "")
+                   + f" --spreads {args.spreads}" + (" --joint" if args.joint else "")
+                   + (" --no-stage3" if args.no_stage3 else "") + " --write"},
         "campaigns": table}
-    if args.frameworks or args.deployments != "all":  # the campaigns not refit keep their stored rows and provenance
+    if args.frameworks or args.campaigns or args.deployments != "all":  # the others keep their stored rows and provenance
         stored = yaml.safe_load(MOE_CLIENTS_PATH.read_text()) if MOE_CLIENTS_PATH.exists() else {}
         kept = {n: row for n, row in (stored.get("campaigns") or {}).items() if n not in table}
         data["campaigns"] = dict(sorted({**kept, **table}.items()))
-        data["provenance"]["kept_rows"] = {"campaigns": sorted(kept), "from": {
-            k: (stored.get("provenance") or {}).get(k) for k in ("commit", "date", "command")}}
+        data["provenance"]["kept_rows"] = {"campaigns": sorted(kept), "from": stored.get("provenance")}
     MOE_CLIENTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     MOE_CLIENTS_PATH.write_text(yaml.safe_dump(data, sort_keys=False))
     print(f"wrote {MOE_CLIENTS_PATH}")
