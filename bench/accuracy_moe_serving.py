@@ -208,23 +208,29 @@ def _formats(dtype: str, hw: str) -> dict:
 
 def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, balance: dict | None = None,
                      assumed_workers: bool = False, engine_clients: dict[str, dict] | None = None,
-                     campaign_clients: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
+                     campaign_clients: dict[str, dict] | None = None,
+                     campaign_spreads: dict[str, float] | None = None) -> tuple[list[dict], list[str]]:
     """The MoE fixed-concurrency and P/D jobs, each under its framework's benchmark client: the setting
     bench/fit_serving_client.py fitted on the dense rows of the same silicon samples (so every MoE row is
     held out from that fit), the exact client for a framework without one; a campaign whose own client latency
     bench/fit_moe_serving_client.py fitted on the MoE rows' fit half (`campaign_clients`, default the stored
     fit, {} for none) runs under that one; an engine whose MoE runs have an output spread fitted with its eager
     prompt iterations (`engine_clients`, default bench/fit_moe_prefill.py's fit, {} for none) takes that spread on
-    top. Aggregated TensorRT-LLM attention-DP runs also take the attention-DP context balancing `balance`
+    top, unless its campaign has an output spread of its own (`campaign_spreads`, default the stored fit of
+    bench/fit_moe_serving_client.py, {} for none). Aggregated TensorRT-LLM attention-DP runs also take the attention-DP context balancing `balance`
     (default: bench/fit_attention_dp_balance.py's choice, none without its file; {} for none). `assumed_workers`:
     P/D runs without stated worker counts run under `assume_workers` (else they are listed as not expressed)."""
     jobs, failed = _jobs(directory, assumed_workers)
     clients = fitted_clients() if clients is None else clients
     campaign_clients = fitted_moe_campaign_clients(clients) if campaign_clients is None else campaign_clients
     engine_clients = fitted_engine_clients() if engine_clients is None else engine_clients
+    campaign_spreads = fitted_moe_campaign_spreads() if campaign_spreads is None else campaign_spreads
     for job in jobs:
         client = client_of(job["meta"], clients, {}, campaign_clients)
         client = {**client, **engine_clients.get(job["meta"]["framework"], {})}  # the spread fitted with the engine's prefill
+        own = campaign_spreads.get(job["meta"]["campaign"])
+        if own is not None:  # the campaign's own benchmark client spread, fitted with its latency
+            client["output_variation_frac"] = own
         job["kwargs"] = apply_client(job["kwargs"], client)
     balance = fitted_balance() if balance is None else balance
     for job in jobs:
@@ -269,6 +275,16 @@ def fitted_moe_campaign_clients(clients: dict[str, dict] | None = None) -> dict[
     data = yaml.safe_load(MOE_CLIENTS_PATH.read_text()) or {}
     return {name: {**EXACT_CLIENT, **clients.get(row["framework"], {}), "request_latency_ms": float(row["request_latency_ms"])}
             for name, row in (data.get("campaigns") or {}).items() if row.get("request_latency_ms") is not None}
+
+
+def fitted_moe_campaign_spreads() -> dict[str, float]:
+    """Per MoE measurement campaign that bench/fit_moe_serving_client.py gave an output spread of its own, that spread
+    (`output_variation_frac`: how far its closed-loop clients drift out of lock-step); {} without the file."""
+    if not MOE_CLIENTS_PATH.exists():
+        return {}
+    data = yaml.safe_load(MOE_CLIENTS_PATH.read_text()) or {}
+    return {name: float(row["output_variation_frac"]) for name, row in (data.get("campaigns") or {}).items()
+            if row.get("output_variation_frac") is not None}
 
 
 def fitted_balance() -> dict:

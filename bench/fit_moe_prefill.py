@@ -52,11 +52,13 @@ FORMS = {"add": False, "overlap": True}
 
 
 def _jobs(engine: str, variation: float | None) -> list[dict]:
-    """The engine's MoE runs under its framework client (output spread `variation`, None: the framework's own)."""
+    """The engine's MoE runs under its framework client (output spread `variation`, None: the framework's own), no
+    campaign's latency or spread (bench/fit_moe_serving_client.py fits those afterwards, under this fit)."""
     clients = {k: dict(v) for k, v in fitted_clients().items()}
     if variation is not None:
         clients.setdefault(engine, {})["output_variation_frac"] = variation
-    jobs, _ = ams.concurrency_jobs(shared_calibration_dir(), clients=clients, campaign_clients={}, engine_clients={})
+    jobs, _ = ams.concurrency_jobs(shared_calibration_dir(), clients=clients, campaign_clients={}, engine_clients={},
+                                   campaign_spreads={})
     return [j for j in jobs if j["meta"]["framework"] == engine]
 
 

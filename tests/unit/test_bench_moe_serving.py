@@ -308,11 +308,54 @@ def test_a_fitted_engine_client_spread_applies_to_that_engines_runs_only(tmp_pat
             for fw, ver in (("sglang", "0.5.9"), ("trtllm", "1.2.0")) for m, v in (("ttft_ms", 500.0), ("tpot_ms", 20.0))]
     pd.DataFrame(rows).to_csv(tmp_path / "e2e_aiconfigurator_silicon.csv", index=False)
     clients = {fw: {"warmup_waves": 0, "output_variation_frac": 0.0, "request_latency_ms": 0.0} for fw in ("sglang", "trtllm")}
-    jobs, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, engine_clients={"sglang": {"output_variation_frac": 0.1}})
+    none = {"campaign_clients": {}, "campaign_spreads": {}}
+    jobs, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, engine_clients={"sglang": {"output_variation_frac": 0.1}},
+                               **none)
     dist = {j["meta"]["framework"]: j["kwargs"].get("output_dist") for j in jobs}
     assert dist == {"sglang": "uniform:900,1100", "trtllm": None}
-    plain, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, engine_clients={})
+    plain, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, engine_clients={}, **none)
     assert all("output_dist" not in j["kwargs"] for j in plain)
+    # a campaign's own fitted spread wins over its engine's, for that campaign only (0 included: exact lengths)
+    sglang_campaign = next(j["meta"]["campaign"] for j in jobs if j["meta"]["framework"] == "sglang")
+    own, _ = concurrency_jobs(tmp_path, clients=clients, balance={}, campaign_clients={},
+                              engine_clients={"sglang": {"output_variation_frac": 0.1}, "trtllm": {"output_variation_frac": 0.1}},
+                              campaign_spreads={sglang_campaign: 0.0, "another campaign": 0.2})
+    dist = {j["meta"]["framework"]: j["kwargs"].get("output_dist") for j in own}
+    assert dist == {"sglang": None, "trtllm": "uniform:900,1100"}
+
+
+def test_a_campaign_keeps_its_own_spread_only_where_it_beats_its_engines_at_its_latency_on_enough_fit_runs():
+    from fit_moe_serving_client import choose_spreads
+
+    scores = {"lock-step": {0.0: 0.2, 0.1: 0.3}, "drifting": {0.0: 0.4, 0.2: 0.25}, "no-gain": {0.0: 0.31, 0.2: 0.3},
+              "few": {0.2: 0.1}, "tie": {0.0: 0.3, 0.05: 0.3}}
+    engine = {"lock-step": 0.3, "drifting": 0.35, "no-gain": 0.3, "few": 0.3, "tie": 0.3}
+    runs = {"lock-step": 5, "drifting": 5, "no-gain": 5, "few": 3, "tie": 5}
+    assert choose_spreads(scores, engine, runs, min_runs=4) == {"lock-step": 0.0, "drifting": 0.2}
+
+
+def test_stored_moe_campaign_spreads_are_grid_choices_that_beat_their_engines_spread_on_the_fit_half():
+    import yaml
+
+    from accuracy_moe_serving import MOE_CLIENTS_PATH, fitted_moe_campaign_spreads
+
+    if not MOE_CLIENTS_PATH.exists():
+        pytest.skip("bench/data/moe_serving_clients.yaml not written (python bench/fit_moe_serving_client.py --write)")
+    data = yaml.safe_load(MOE_CLIENTS_PATH.read_text())
+    prov, spreads = data["provenance"], fitted_moe_campaign_spreads()
+    if "spread_grid" not in prov:
+        pytest.skip("a latency-only fit (written before stage 2 existed)")
+    for name, f in spreads.items():
+        row = data["campaigns"][name]
+        assert f in prov["spread_grid"] and row["fit_runs"] >= prov["min_runs"], name
+        stage1_ms = row["spread_fitted_at_latency_ms"]  # the stage-1 latency whose score (engine spread) it beats
+        if "fit_half_joint_score" in row:  # --joint: the (latency, spread) pair chosen over both grids
+            ms = row.get("request_latency_ms", row["framework_request_latency_ms"])
+            mine = row["fit_half_joint_score"][f"{ms:g}ms/{f:g}"]
+            assert mine == min(row["fit_half_joint_score"].values()), name
+        else:
+            mine = row["fit_half_spread_score"][f"{f:g}"]
+        assert mine < row["fit_half_score"][f"{stage1_ms:g}ms"], name
 
 
 def test_only_inferencemax_mtp_image_runs_speculate_one_token_under_attention_dp_three_otherwise():
@@ -394,6 +437,16 @@ def test_a_run_far_above_its_deployments_ttft_at_a_higher_load_is_not_scored():
     assert "12345 ms at C = 6 against 5052 ms" in reasons[0]
     kept, reasons = above_higher_load_ttft([job(6, 10000.0), job(30, 5052.0)])  # 1.98x: within the run-to-run spread
     assert len(kept) == 2 and not reasons
+
+
+def test_the_campaign_client_fit_can_be_limited_to_aggregated_or_pd_campaigns():
+    from fit_moe_serving_client import _deployment_wanted
+
+    agg = {"meta": {"layout": {"tp": 4, "ep": 4, "dp": 1}}}
+    pd_ = {"meta": {"layout": {"tp": 1, "dp": 8, "ep": 8, "prefill_replicas": 1, "decode_replicas": 1}}}
+    assert [_deployment_wanted(j, "aggregated") for j in (agg, pd_)] == [True, False]
+    assert [_deployment_wanted(j, "disaggregated") for j in (agg, pd_)] == [False, True]
+    assert [_deployment_wanted(j, "all") for j in (agg, pd_)] == [True, True]
 
 
 def test_a_first_token_seconds_late_whatever_the_prompt_length_is_not_scored_on_ttft():
