@@ -15,8 +15,9 @@ completion, the extra time its prefill chunks add to the iterations they ride in
 costed by `StepModel.step` as a mixed step; admissions per iteration are Poisson with mean c).
 Output tokens/s = c x O / t_iter, TPOT = t_iter, TTFT = the chunks' iterations plus the wait for
 the iteration in flight. The engine's policy (`serving.engines`) shapes each iteration: its host
-overhead, decode-only batches padded to captured CUDA-graph sizes, prefill-first scheduling (whose
-prompt-only iterations take the engine's own host time on top, as `serving.replica` charges it), and
+overhead, decode-only batches padded to captured CUDA-graph sizes, prefill-first scheduling, the eager host time
+of every iteration carrying prompt work (prompt-only or mixed, added to its kernels or beside them: `serving.eager`,
+the formula `serving.replica` charges), and
 reserve-on-admission KV accounting. Under open-loop arrivals the batch itself is Poisson
 (`tail_batch`), so the SLO is checked at its percentile, and a request's TPOT spreads with the
 iteration-time mix (`SteadyState.tpot_at`). The KV cache bounds B:
@@ -43,6 +44,7 @@ from tokenfab.execution.bands import SERVING_TPOT, step_parts
 from tokenfab.execution.layers import StepBatch
 from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.step import StepModel
+from tokenfab.serving.eager import eager_host_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,8 @@ class EngineLimits:
     step_overhead_s: float = 0.0  # host time per iteration (fitted per engine)
     reserve_kv: bool = False  # admit only requests whose whole output fits (TensorRT-LLM)
     frontend_s: float = 0.0  # serial front-end time per request before the engine (fitted per engine; 0: none)
-    prefill_overhead_s: float = 0.0  # host time of a prefill-first engine's prompt-only iteration (fitted per model class)
+    prefill_overhead_s: float = 0.0  # host time of an iteration carrying prompt work, run eagerly (`serving.eager`)
+    prefill_overhead_overlaps: bool = False  # that host time runs beside the kernels (the longer of the two)
     delivery_s_per_token: float = 0.0  # the same serial server's time per streamed output token (fitted per release)
 
     def server_s(self, output_len: int) -> float:
@@ -150,35 +153,40 @@ class IterationTimes:
         self.sm, self.sizes, self.ovh = sm, limits.cuda_graph_sizes, limits.step_overhead_s
         idle_w = sm.system.chip.power.idle_w.value * sm.par.num_devices
         self.ovh_j = idle_w * self.ovh
-        self.pre, self.pre_j = limits.prefill_overhead_s, idle_w * limits.prefill_overhead_s
+        self.idle_w, self.pre, self.pre_overlaps = idle_w, limits.prefill_overhead_s, limits.prefill_overhead_overlaps
 
     def step_time_energy(self, batch: StepBatch):
         """(time s, energy J) of one engine step: `StepModel.step`, the function predict and simulate use."""
         r = self.sm.step(batch)
         return r.time_s, r.energy_j
 
-    def _one(self, prefill: tuple, n: int, kv: float):
+    def _one(self, prefill: tuple, n: int, kv: float, eager: bool = True):
         if not prefill and not n:
             return 0.0, 0.0  # no work, no iteration
         if not prefill and n and self.sizes and n <= self.sizes[-1]:
             padded = self.sizes[bisect.bisect_left(self.sizes, n)]
             n, kv = padded, kv * n / padded  # padding rows hold no KV (as the replica costs them)
         t, e = self.step_time_energy(StepBatch(prefill, n, kv if n else 0.0))
+        if prefill and eager and self.pre:  # prompt work runs eagerly: its host time, as `serving.replica` charges it
+            h = self.eager_s(t)
+            t, e = t + h, e + self.idle_w * h
         return t + self.ovh, e + self.ovh_j
 
-    def prompt_only(self, prefill: tuple):
-        """A prefill-first engine's prompt-only iteration: the step plus its own host time beyond the per-step one
-        (`EngineSpec.prefill_overhead_s`, charged by `serving.replica` to such an iteration alone)."""
-        t, e = self._one(prefill, 0, 0.0)
-        return t + self.pre, e + self.pre_j
+    def eager_s(self, kernels_s):
+        """Host time an iteration with prompt work adds to its kernels' `kernels_s` (`serving.eager`)."""
+        return eager_host_s(self.pre, self.pre_overlaps, kernels_s)
 
-    def at(self, prefill: tuple, num_decode: float, kv: float):
+    def prompt_only(self, prefill: tuple, eager: bool = True):
+        """A prefill-first engine's prompt-only iteration: the step, its eager host time and the per-step one."""
+        return self._one(prefill, 0, 0.0, eager)
+
+    def at(self, prefill: tuple, num_decode: float, kv: float, eager: bool = True):
         lo = int(num_decode)
-        t0, e0 = self._one(prefill, lo, kv)
+        t0, e0 = self._one(prefill, lo, kv, eager)
         w = num_decode - lo
         if w < 1e-9:
             return t0, e0
-        t1, e1 = self._one(prefill, lo + 1, kv)
+        t1, e1 = self._one(prefill, lo + 1, kv, eager)
         return t0 + w * (t1 - t0), e0 + w * (e1 - e0)
 
 
@@ -219,7 +227,8 @@ def estimate_steady_state(sm: StepModel, batch: int, input_len: int, output_len:
     """Steady state of one replica holding `batch` sequences (see `steady_state`), memoised per step
     model: a search asks for the same states under many engine limits that do not change them."""
     key = (batch, input_len, output_len, limits.max_num_batched_tokens, limits.chunked_prefill, limits.block_tokens,
-           limits.prefill_first, limits.cuda_graph_sizes, limits.step_overhead_s, limits.prefill_overhead_s, wait_frac)
+           limits.prefill_first, limits.cuda_graph_sizes, limits.step_overhead_s, limits.prefill_overhead_s,
+           limits.prefill_overhead_overlaps, wait_frac)
     cache = _STATES.get(sm)
     if cache is None:
         cache = _STATES[sm] = {}
@@ -260,13 +269,22 @@ def _iteration_mix(st: IterationTimes, chunks: list, c: float, d: float, kv: flo
         # the decodes), or an iteration of its own (prefill-first); c prompts per iteration. Chunks of
         # different prompts share iterations when c x n_chunks > 1, so marginal costs, not whole
         # iterations, are summed (chunks are compute-bound: their cost is close to linear).
-        mixed = [st.prompt_only((ch,)) if first else st.at((ch,), d, kv) for ch in chunks]
-        chain_s = sum(t for t, _ in mixed)
-        extra = [(t, e) if first else (t - t_dec, e - e_dec) for t, e in mixed]
-        t_iter = t_dec + c * sum(t for t, _ in extra)
-        e_iter = e_dec + c * sum(e for _, e in extra)
+        # The eager host time is per iteration carrying prompt work, not per chunk: a mixed iteration pays it once
+        # whatever chunks ride in it, so it is charged to the share of iterations that carry any (a prompt-only
+        # iteration of a prefill-first engine carries one chunk and pays it in full).
+        if first:
+            mixed = [st.prompt_only((ch,)) for ch in chunks]
+            chain_s = sum(t for t, _ in mixed)
+            extra, h = mixed, 0.0
+        else:
+            mixed = [st.at((ch,), d, kv, eager=False) for ch in chunks]
+            extra = [(t - t_dec, e - e_dec) for t, e in mixed]
+            h = st.eager_s(t_dec - st.ovh + sum(t for t, _ in extra) / len(chunks)) if st.pre else 0.0
+            chain_s = sum(t + st.eager_s(t - st.ovh) for t, _ in mixed) if st.pre else sum(t for t, _ in mixed)
         share = min(1.0, c * len(chunks))
-        t_sq = (1.0 - share) * t_dec ** 2 + share * (t_dec + sum(t for t, _ in extra) / len(chunks)) ** 2
+        t_iter = t_dec + c * sum(t for t, _ in extra) + share * h
+        e_iter = e_dec + c * sum(e for _, e in extra) + share * h * st.idle_w
+        t_sq = (1.0 - share) * t_dec ** 2 + share * (t_dec + sum(t for t, _ in extra) / len(chunks) + h) ** 2
     return t_iter, e_iter, t_sq, chain_s
 
 

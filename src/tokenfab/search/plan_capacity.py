@@ -49,6 +49,7 @@ def _limits_of(eng, max_num_seqs: int | None = None, max_batched_tokens: int | N
                         prefill_first=eng.prefill_first, cuda_graph_sizes=tuple(eng.cuda_graph_sizes),
                         step_overhead_s=eng.step_overhead_s, reserve_kv=eng.kv_full == "reserve",
                         frontend_s=eng.frontend_s, prefill_overhead_s=eng.prefill_overhead_s,
+                        prefill_overhead_overlaps=eng.prefill_overhead_overlaps,
                         delivery_s_per_token=eng.delivery_s_per_token)
 
 

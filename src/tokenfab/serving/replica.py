@@ -17,13 +17,15 @@ with the batch.
 from __future__ import annotations
 
 import math
-import operator
 from collections import deque
 from heapq import heappop, heappush
 from dataclasses import dataclass
 from typing import Protocol
 
+from tokenfab.serving.admission import Admission
 from tokenfab.serving.batch_wait import batch_wait_of
+from tokenfab.serving.completion import Completion
+from tokenfab.serving.eager import eager_host_s
 from tokenfab.serving.invariants import check_replica
 from tokenfab.serving.kvcache import BlockPool
 from tokenfab.serving.metrics import TimeSeries
@@ -42,7 +44,6 @@ class StepTimer(Protocol):
         """(t_first, e_first, t_last, e_last): first and last step of a run of decode-only steps."""
         ...
 
-_by_rid = operator.attrgetter("rid")
 MAX_RUN = 4096  # longest closed-form decode run (bounds the linear-in-context approximation)
 # The inlined common cases of admission, prefill completion and decode finish (and the simulator's inlined
 # arrival): False makes replicas built afterwards take the general methods everywhere, which the equality test
@@ -115,7 +116,10 @@ class _Work:
     kv_frac: float = 0.0
 
 
-class Replica:
+class Replica(Admission, Completion):
+    """The iteration state machine: `start` plans the next iteration or decode run, `complete` applies it
+    (`serving.completion`), `arrive` queues a request; who is admitted is `serving.admission`'s."""
+
     def __init__(self, index: int, spec: ReplicaSpec):
         self.index, self.spec = index, spec
         self.pool = BlockPool(spec.kv_blocks, spec.block_tokens, spec.hash_block_tokens, spec.prefix_caching)
@@ -280,33 +284,6 @@ class Replica:
         self.outstanding -= req.prompt_len + req.output_len
         done.append(req)
 
-    def _preempt_one(self) -> float | None:
-        """Preempt the most recently admitted running request; returns the swap time it costs
-        (None if nothing is left to preempt)."""
-        while self.stack:
-            victim = self.stack.pop()
-            if victim.finish_s < 0 and (victim.decode_join >= 0 or victim in self.prefilling):
-                break
-        else:
-            return None
-        if victim.decode_join >= 0:
-            kv = self._stop_decoding(victim)
-        else:
-            kv = victim.computed
-            self.prefilling.remove(victim)
-        self._release(victim, kv)
-        victim.preemptions += 1
-        self.preempted += 1
-        spent = 0.0
-        if self.spec.preemption == "swap":
-            spent = kv * self.spec.kv_bytes_per_token / self.spec.swap_bytes_per_s
-            victim.computed = kv  # KV kept in host memory, swapped back in on re-admission
-            self.swap_s += spent
-        else:
-            victim.computed = 0  # recompute: prompt and generated tokens are prefilled again
-        self.waiting.push_front(victim)
-        return spent
-
     # -- planning -----------------------------------------------------------------------------
     def _prefill_done(self, req: Request, now: float, done: list[Request]) -> None:
         """A request's prefill finished in this iteration: it emits a token, then decodes or finishes."""
@@ -339,103 +316,6 @@ class Replica:
             heappush(self.finish_heap, finish_at)
         else:
             bucket.append(req)
-
-    def _publish(self, req: Request) -> None:
-        """Offer the request's full prompt hash blocks to the prefix cache (once)."""
-        if req.published or not self.spec.prefix_caching or not req.hash_ids:
-            return
-        req.published = True
-        pool = self.pool
-        have = len(req.cache_refs)
-        full = min(len(req.hash_ids), req.prompt_len // pool.hash_block_tokens)
-        new_ids = req.hash_ids[have:full]
-        moved = pool.insert(new_ids)
-        req.cache_refs = (*req.cache_refs, *new_ids)
-        req.shared_blocks += len(moved) * pool.blocks_per_entry
-        if req.final_blocks:
-            shift = min(req.final_blocks, len(moved) * pool.blocks_per_entry)
-            req.final_blocks -= shift
-            self._final_private -= shift
-
-    def _admit(self, budget: int, extra_s: list[float], chunks: list[tuple[Request, int]]) -> None:
-        """Admit waiting requests into this iteration, appending their prefill chunks to `chunks`."""
-        pool, waiting, prefilling, bins, bs = self.pool, self.waiting, self.prefilling, self.bins, self._bs
-        max_seqs, plain, fifo = self._max_seqs, self._plain_admit, self._fifo
-        lru, per_entry = pool.lru, pool.blocks_per_entry
-        first_need = bins[(-self.g) % bs]  # the decoders' block at this iteration (changes only in `_start_decoding`)
-        while budget > 0 and waiting and self.num_decode + len(prefilling) < max_seqs:
-            req = waiting[0] if fifo else waiting.peek()  # a first-come-first-served deque's head without a call
-            if plain and not req.computed and not req.hash_ids:
-                # the general path below for this case (no hits, start 0, nothing shared, no final reserve)
-                todo = req.prompt_len + req.generated
-                chunk = todo if todo < budget else budget  # min(todo, budget)
-                if chunk < todo and not self._chunked:
-                    break
-                need = -(-chunk // bs)
-                free = pool.free
-                if need > free + len(lru) * per_entry - first_need:  # pool.available
-                    break
-                if need <= free:  # pool.allocate's first case
-                    pool.free = free - need
-                else:
-                    pool.allocate(need)
-                waiting.pop()
-                req.shared_blocks = req.computed = 0
-                self.stack.append(req)
-                prefilling.append(req)
-                chunks.append((req, chunk))
-                budget -= chunk
-                continue
-            spec, hash_tokens = self.spec, pool.hash_block_tokens
-            swapped_in = req.computed > 0
-            hits = pool.match(req.hash_ids, req.prompt_len + req.generated) if req.hash_ids and not swapped_in else 0
-            start = req.computed if swapped_in else hits * hash_tokens
-            shared = hits * pool.blocks_per_entry
-            todo = req.prompt_len + req.generated - start
-            resume_decode = swapped_in and req.generated > 0 and todo == 1
-            chunk = 0 if resume_decode else min(todo, budget)
-            if not spec.chunked_prefill and not resume_decode and chunk < todo:
-                break
-            if hits:  # referencing cached entries takes them off the evictable list: check after
-                pool.acquire(req.hash_ids[:hits])
-            need = -(-(start + chunk) // bs) - shared
-            if resume_decode and start % bs == 0:
-                need += 1  # its first decode iteration writes into a new block
-            final = 0
-            if self._reserve:  # admit only if this request and every running one can finish without eviction
-                out = 1 if spec.role == "prefill" else req.output_len
-                final = max(need, -(-(req.prompt_len + out) // bs) - shared)
-                held = pool.num_blocks - pool.free - pool.cached_blocks
-                if final + self._final_private - held > pool.available:
-                    if hits:
-                        pool.drop(req.hash_ids[:hits])
-                    break
-            if need > pool.available - self.bins[(-self.g) % bs] or not pool.allocate(need):
-                if hits:
-                    pool.drop(req.hash_ids[:hits])
-                break
-            if final:
-                req.final_blocks = final
-                self._final_private += final
-            waiting.pop()
-            if not swapped_in and req.hash_ids:
-                pool.record(req.prompt_len + req.generated, start)
-            if hits:
-                req.cache_refs = tuple(req.hash_ids[:hits])
-                req.cached_hit_tokens = max(req.cached_hit_tokens, start)
-            req.shared_blocks, req.computed = shared, start
-            if swapped_in and req.ready_s < 0:  # swapped out by a preemption (handoffs arrive with their KV)
-                extra_s.append(start * spec.kv_bytes_per_token / spec.swap_bytes_per_s)
-            self.stack.append(req)
-            if resume_decode:
-                if req.first_token_s < 0:
-                    self._first_out.append(req)
-                self._start_decoding(req)
-                first_need = bins[(-self.g) % bs]
-                continue
-            prefilling.append(req)
-            chunks.append((req, chunk))
-            budget -= chunk
 
     def start(self, now: float) -> float | None:
         """Plan the next iteration (or decode run) at `now`; returns its end time, None if idle."""
@@ -488,9 +368,14 @@ class Replica:
         else:
             prefill = tuple([(1, q, r.computed + q) for r, q in chunks])
         t, e = self._step(prefill, n, self.sum_kv / n + 1 if n else 0.0)
-        oh = self._overhead_s + self._eager_s(t) if chunks else self._overhead_s  # chunks: an eager iteration
+        if chunks and self._prefill_overhead_s:  # an eager iteration: its host time, the device idle meanwhile
+            h = eager_host_s(self._prefill_overhead_s, self._eager_overlap, t)
+            oh = self._overhead_s + h
+            e += self._overhead_j + self._idle_w * h
+        else:
+            oh = self._overhead_s
+            e += self._overhead_j
         t += oh + sum(extra) if extra else oh  # sum([]) is 0: oh + 0 is oh
-        e += self._overhead_j
         if self._first_out:
             self._emit_first(now + t)
         self.work = w = self._w  # an iteration (`_Work`); chunks: the list itself, not changed after
@@ -538,32 +423,8 @@ class Replica:
         return now + t
 
     def _eager_s(self, kernels_s: float) -> float:
-        """Host time an eager (prompt-carrying) iteration adds to its kernels' `kernels_s`: all of the policy's
-        `prefill_overhead_s`, or, where the host launches ahead of the device (`prefill_overhead_overlaps`), what of
-        it the kernels do not hide."""
-        h = self._prefill_overhead_s
-        return max(0.0, h - kernels_s) if self._eager_overlap else h
-
-    def _continue_prefills(self, chunks: list, budget: int, need: int, extra: list[float]) -> int:
-        """Next chunks of partially prefilled requests (preempting later ones if blocks run out)."""
-        pool, bins, bs = self.pool, self.bins, self._bs
-        for req in list(self.prefilling):
-            chunk = min(req.to_prefill, budget)
-            if chunk <= 0:
-                break
-            grow = self._blocks_for(req, req.computed + chunk) - self._blocks_for(req, req.computed)
-            while grow > pool.available - need and self.stack and self.stack[-1] is not req:
-                spent = self._preempt_one()
-                if spent is None:
-                    break
-                extra.append(spent)
-                need = bins[(-self.g) % bs]
-            if grow > pool.available - need or req not in self.prefilling:
-                break
-            pool.allocate(grow)
-            chunks.append((req, chunk))
-            budget -= chunk
-        return budget
+        """Host time an eager (prompt-carrying) iteration adds to its kernels' `kernels_s` (`serving.eager`)."""
+        return eager_host_s(self._prefill_overhead_s, self._eager_overlap, kernels_s)
 
     def _start_run(self, now: float, extra_s: float) -> float:
         """Closed-form run of decode iterations until the next completion or block shortage.
@@ -672,145 +533,3 @@ class Replica:
         check_replica(self)
 
     # -- interruption and completion ---------------------------------------------------------
-    def interrupt(self, now: float) -> float | None:
-        """A request arrived during a decode run: end the run at the first iteration boundary after
-        `now`; returns the new end time (None if the current work cannot be shortened)."""
-        w = self.work
-        if w is None or not w.run or w.iters <= 1 or now >= w.end_s:
-            return None
-        slope = (w.t1 - w.t0) / (w.iters - 1)
-        elapsed = now - w.start_s
-        # smallest j >= 1 with j*t0 + slope*j(j-1)/2 >= elapsed
-        if slope > 1e-15:
-            a, b = slope / 2, w.t0 - slope / 2
-            j = math.ceil((-b + math.sqrt(b * b + 4 * a * elapsed)) / (2 * a) - 1e-9)
-        else:
-            j = math.ceil(elapsed / w.t0 - 1e-9)
-        j = max(1, min(j, w.iters))
-        if j >= w.iters:
-            return None
-        old_total = w.end_s - w.start_s
-        new_total = j * w.t0 + slope * j * (j - 1) / 2
-        e_slope = (w.e1 - w.e0) / (w.iters - 1)
-        old_e = w.iters * (w.e0 + w.e1) / 2
-        new_e = j * w.e0 + e_slope * j * (j - 1) / 2
-        self.energy_j -= old_e - new_e
-        self.busy_s -= old_total - new_total
-        series = self.series
-        if series is not None:  # the time series gives back the cut tail too (TimeSeries.sample's one-bucket case)
-            at, dt = w.start_s + old_total, -(old_total - new_total)
-            width, dts = series.interval_s, series.dt
-            i = int((at + dt) / width)
-            if i == int(at / width) and i < len(dts):
-                dts[i] += dt
-                series.batch[i] += dt * w.batch
-                series.kv[i] += dt * w.kv_frac
-            else:
-                series.sample(at, dt, w.batch, w.kv_frac)
-        unused = w.blocks - (self._crossings(j) - self.bins[(-self.g) % self._bs] if j > 1 else 0)
-        self.pool.release(unused)
-        w.blocks -= unused
-        w.iters, w.end_s = j, w.start_s + new_total
-        w.t1, w.e1 = w.t0 + slope * (j - 1), w.e0 + e_slope * (j - 1)
-        return w.end_s
-
-    def complete(self, now: float) -> list[Request]:
-        """Apply the finished work at `now`; returns requests that finished (or, for a prefill
-        replica, requests whose prefill finished and move to the decode pool)."""
-        w, self.work = self.work, None
-        done: list[Request] = []
-        iters = w.iters
-        self.g = g = self.g + iters
-        heap, chunks = self.finish_heap, w.chunks
-        if not chunks:
-            self.sum_kv += self.num_decode * iters
-        else:  # prompts whose last chunk this was emit their first token and decode on (or finish: `_prefill_done`)
-            prefilling, finishing, bins, bs = self.prefilling, self.finishing, self.bins, self._bs
-            general = self._general_prefill_done
-            num_decode = self.num_decode  # the decode aggregates in locals, stored around `_prefill_done`
-            sum_kv = self.sum_kv + num_decode * iters
-            for req, q in chunks:
-                req.computed = computed = req.computed + q
-                if req.prompt_len + req.generated != computed:  # prefill not finished (req.to_prefill > 0)
-                    continue
-                if req.hash_ids or general or req.generated + 1 >= req.output_len:
-                    self.num_decode, self.sum_kv = num_decode, sum_kv
-                    self._prefill_done(req, now, done)
-                    num_decode, sum_kv = self.num_decode, self.sum_kv
-                    continue
-                # _prefill_done then _start_decoding, inlined for the common case: no prefix blocks to publish,
-                # not a prefill pool, and the request decodes on
-                prefilling.remove(req)
-                req.generated += 1
-                if req.first_token_s < 0:
-                    req.first_token_s = now
-                req.decode_join = g
-                num_decode += 1
-                sum_kv += computed
-                bins[(computed - g) % bs] += 1
-                finish_at = g + (req.output_len - req.generated)
-                bucket = finishing.get(finish_at)
-                if bucket is None:
-                    finishing[finish_at] = [req]
-                    heappush(heap, finish_at)
-                else:
-                    bucket.append(req)
-            self.num_decode, self.sum_kv = num_decode, sum_kv
-        if heap and heap[0] <= g:  # some decoder finishes: `_decoders_done`
-            self._decoders_done(heap, g, now, done)
-        if len(self.stack) > self._stack_cap:  # drop finished entries (amortised O(1))
-            self.stack = [r for r in self.stack if r.finish_s < 0 and (r.decode_join >= 0 or r in self.prefilling)]
-            self._stack_cap = 2 * len(self.stack) + 64
-        self.idle_since = now
-        return done
-
-    def _decoders_done(self, heap: list[int], g: int, now: float, done: list[Request]) -> None:
-        """Decoders whose finishing iteration has come leave, in id order within an iteration (`_stop_decoding`,
-        `_release` and `_finished`, inlined for the common case)."""
-        if not self._fast:
-            self._decoders_done_general(heap, g, now, done)
-            return
-        bins, bs, pool, finishing = self.bins, self._bs, self.pool, self.finishing
-        # the aggregates `_stop_decoding` and `_finished` update, kept in locals and stored once (`_release` reads
-        # none of them); the same integer sums
-        num_decode, sum_kv, outstanding = self.num_decode, self.sum_kv, self.outstanding
-        while heap and heap[0] <= g:
-            finish_at = heappop(heap)
-            bucket = finishing.pop(finish_at)
-            if len(bucket) > 1:
-                bucket.sort(key=_by_rid)  # requests finishing together leave in id order
-            for req in bucket:
-                # still decoding and this entry is its current finishing iteration (not stale after a preemption)
-                join = req.decode_join
-                if join >= 0 and req.finish_s < 0 and join + (req.output_len - req.generated) == finish_at:
-                    # _stop_decoding, inlined
-                    kv = req.computed + (g - join)
-                    req.generated += g - join
-                    num_decode -= 1
-                    sum_kv -= kv
-                    bins[(req.computed - join) % bs] -= 1
-                    req.computed, req.decode_join = kv, -1
-                    if req.final_blocks or req.cache_refs:
-                        self._release(req, kv)
-                    else:  # _release without reserve blocks or prefix-cache references (pool.release inlined)
-                        pool.free += -(-kv // bs) - req.shared_blocks
-                        if pool.free > pool.num_blocks:
-                            raise AssertionError(f"KV pool over-released: {pool.free} free of {pool.num_blocks}")
-                        req.shared_blocks = 0
-                    req.finish_s = now  # _finished, inlined
-                    outstanding -= req.prompt_len + req.output_len
-                    done.append(req)
-        self.num_decode, self.sum_kv, self.outstanding = num_decode, sum_kv, outstanding
-
-    def _decoders_done_general(self, heap: list[int], g: int, now: float, done: list[Request]) -> None:
-        """`_decoders_done` through the general methods (`FAST_PATHS` off)."""
-        while heap and heap[0] <= g:
-            finish_at = heappop(heap)
-            bucket = self.finishing.pop(finish_at)
-            if len(bucket) > 1:
-                bucket.sort(key=_by_rid)
-            for req in bucket:
-                join = req.decode_join
-                if join >= 0 and req.finish_s < 0 and join + (req.output_len - req.generated) == finish_at:
-                    self._release(req, self._stop_decoding(req))
-                    self._finished(req, now, done)

@@ -66,7 +66,8 @@ class _LookupTimes(IterationTimes):
     def __init__(self, sm, limits: EngineLimits, times: dict[tuple, tuple], idle_w: np.ndarray):
         super().__init__(sm, limits)
         self.times = times
-        self.ovh_j = idle_w * sm.par.num_devices * self.ovh  # as the base class's, per point
+        self.idle_w = idle_w * sm.par.num_devices  # as the base class's, per point (the eager host time's draw)
+        self.ovh_j = self.idle_w * self.ovh
 
     def step_time_energy(self, batch: StepBatch):
         return self.times[_key(batch)]

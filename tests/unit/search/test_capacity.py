@@ -144,3 +144,23 @@ def test_limits_for_a_model_take_its_class_fit(monkeypatch):
     assert limits_for("sglang", "b200", 8, model="deepseek-v3").prefill_overhead_s == pytest.approx(0.061)  # 61 layers
     assert limits_for("sglang", "b200", 8, model="llama-3.1-8b").prefill_overhead_s == 0.0
     assert limits_for("sglang", "b200", 8).prefill_overhead_s == 0.0  # no model: the engine's own fields only
+
+
+def test_mixed_iterations_take_the_eager_host_time_once_added_or_beside_the_kernels():
+    # Issue 9 item 1: an iteration mixing decodes with a prompt chunk (TensorRT-LLM's context iterations) pays the
+    # eager host time as `serving.replica` charges it (`serving.eager`): 50 ms added to the kernels; beside them,
+    # the longer of the two (here the kernels of one 1024-token chunk and 8 decodes take k < 50 ms, so 50 ms - k).
+    d = api.deployment("llama-3.1-8b", "h100-sxm", None, 1)
+    base = IterationTimes(d.step_model, EngineLimits(step_overhead_s=1e-4))
+    added = IterationTimes(d.step_model, EngineLimits(step_overhead_s=1e-4, prefill_overhead_s=0.05))
+    beside = IterationTimes(d.step_model, EngineLimits(step_overhead_s=1e-4, prefill_overhead_s=0.05,
+                                                       prefill_overhead_overlaps=True))
+    prompt = ((1, 1024, 1024),)
+    t0, e0 = base.at(prompt, 8, 1000.0)
+    kernels = t0 - 1e-4
+    assert kernels < 0.05
+    t1, e1 = added.at(prompt, 8, 1000.0)
+    assert t1 - t0 == pytest.approx(0.05, rel=1e-9)
+    assert e1 - e0 == pytest.approx(0.05 * d.step_model.system.chip.power.idle_w.value, rel=1e-9)  # the device idles
+    assert beside.at(prompt, 8, 1000.0)[0] == pytest.approx(0.05 + 1e-4, rel=1e-9)
+    assert added.at((), 8, 1000.0) == base.at((), 8, 1000.0)  # decode-only iterations replay graphs: untouched

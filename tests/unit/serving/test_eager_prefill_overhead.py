@@ -16,15 +16,28 @@ pytestmark = pytest.mark.unit
 B200_BYTES = 178.35 * 2**30
 
 
-def _one_request(engine: str, prefill_overhead_s: float, overlaps: bool = False) -> tuple[float, float]:
-    """(TTFT, E2E) of one 64-token prompt with 4 output tokens, 10 ms per step, no other host time."""
+def _one_request(engine: str, prefill_overhead_s: float, overlaps: bool = False, idle_power_w: float = 0.0):
+    """(TTFT, E2E) of one 64-token prompt with 4 output tokens, 10 ms per step, no other host time (and, with
+    `idle_power_w`, the run's energy too)."""
     policy = engine_spec(engine, B200_BYTES).model_copy(update={
         "prefill_overhead_s": prefill_overhead_s, "prefill_overhead_overlaps": overlaps, "step_overhead_s": 0.0,
         "cuda_graph_sizes": (), "frontend_s": 0.0})
-    spec = ReplicaSpec(step=FixedTimer(0.010), kv_blocks=10_000, max_num_seqs=8, prefix_caching=False, policy=policy)
+    spec = ReplicaSpec(step=FixedTimer(0.010), kv_blocks=10_000, max_num_seqs=8, prefix_caching=False, policy=policy,
+                       idle_power_w=idle_power_w)
     wl = WorkloadSpec(arrival="offline", num_requests=1, input=LengthDist(value=64), output=LengthDist(value=4))
-    log = Simulation([spec], wl, seed=0).run().log
-    return float(log.column("first_token_s")[0] - log.column("arrival_s")[0]), float(log.column("finish_s")[0])
+    result = Simulation([spec], wl, seed=0).run()
+    log = result.log
+    times = float(log.column("first_token_s")[0] - log.column("arrival_s")[0]), float(log.column("finish_s")[0])
+    return (*times, result.summary["energy_j"]) if idle_power_w else times
+
+
+@pytest.mark.parametrize("engine", ["sglang", "trtllm"])
+def test_the_host_time_draws_the_idle_power(engine):
+    # The stub's kernels draw nothing; 50 ms of eager host time at 100 W idle adds 5 J, whether the prompt's iteration
+    # is prompt-only (SGLang) or mixed (TensorRT-LLM), as the capacity steady state charges it (`serving.eager`).
+    e0 = _one_request(engine, 0.0, idle_power_w=100.0)[2]
+    e1 = _one_request(engine, 0.050, idle_power_w=100.0)[2]
+    assert e1 - e0 == pytest.approx(5.0)
 
 
 @pytest.mark.parametrize("engine", ["sglang", "trtllm"])
