@@ -12,7 +12,8 @@
   batch, `prefill_limit`); runs whose worker counts the source leaves blank under a stated assumption
   (`assume_workers`), scored in groups of their own.
 - aggregated TensorRT-LLM attention-DP runs under the context balancing bench/fit_attention_dp_balance.py chose
-  (`concurrency_jobs`, `is_balanced_kind`).
+  (`concurrency_jobs`, `is_balanced_kind`); InferenceMAX's MTP runs under its scripts' server limits
+  (`mtp_script_limits`: a per-rank max_batch_size, and a token budget that admits one prompt per rank and iteration).
 - MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
   simulated (see `_not_expressed`); so are measurements repeated under a larger-GPU layout label
   (`relabelled_duplicates`), runs below their stated load (`below_stated_load`), runs far above their own
