@@ -399,7 +399,10 @@ PERF_OVERVIEW_CUDA_GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 5
 
 def _finetune_setting(requests: float, isl: int, osl: int, pp: int) -> tuple[int, int]:
     """trtllm-bench's finetune_setting (tensorrt_llm/bench/build/tuning.py): batch capped at 4096 / pp and rounded up
-    (at least 64), tokens = batch x (1 + ISL/OSL) capped at 32768 and rounded up (at least 2048)."""
+    (at least 64), tokens = batch x (1 + ISL/OSL) capped at 32768 and rounded up (at least 2048). With pp stages both
+    are one micro-batch's (raw_bs = min(kv_cache_max_requests, 4096) / pp_size): the engine keeps pp micro-batches of
+    up to max_batch_size sequences and max_num_tokens tokens in flight (`EngineSpec.pp_limits`), so the KV room's
+    requests are all in flight at once."""
     raw_bs = min(requests, 4096) / pp
     raw_tok = min(raw_bs * (1 + isl / osl), 32768)
     step = 32 if raw_bs < 256 else 128 if raw_bs < 1024 else 256

@@ -12,6 +12,7 @@ from tokenfab.execution.layers import StepBatch
 
 DEPLOYMENTS = [("qwen3-1.7b", "l40s", 1, 1), ("llama-3.1-8b", "h100-sxm", 2, 1), ("llama-3.1-8b", "a100-sxm", 1, 2),
                ("llama-3.1-8b", "b200", 2, 2),  # a chip with a fitted CUDA-graph replay floor, pipelined
+               ("llama-3.1-8b", "l40s", 1, 4),  # four stages: micro-batches of unequal decodes and prompts
                ("qwen3-30b-a3b", "h100-sxm", 2, 1)]
 
 prefill_group = st.tuples(st.integers(1, 4), st.integers(1, 3000), st.integers(0, 4000)).map(lambda g: (g[0], g[1], g[1] + g[2]))

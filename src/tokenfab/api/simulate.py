@@ -164,8 +164,9 @@ def simulate(
                                                                          eng.max_num_batched_tokens)})
     budget_given = max_batched_tokens is not None
     max_num_seqs, max_batched_tokens, block_size = eng.max_num_seqs, eng.max_num_batched_tokens, eng.block_tokens
+    run_eng = eng.pipelined(pp)  # the limits of a step of all pp micro-batches in flight (`EngineSpec.pipelined`)
     try:
-        sched = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_batched_tokens,
+        sched = SchedulerConfig(max_num_seqs=run_eng.max_num_seqs, max_num_batched_tokens=run_eng.max_num_batched_tokens,
                                 block_tokens=block_size, chunked_prefill=eng.chunked_prefill, prefix_caching=prefix_caching,
                                 preemption=preemption, policy=policy)
         arrival = "trace" if trace else "offline" if offline else "closed" if concurrency else ("gamma" if burstiness != 1.0 else "poisson")
@@ -233,12 +234,13 @@ def simulate(
         context = context if eng.kv_sizing_window_aware else None  # TensorRT-LLM: the pool sized for full attention
         role_sched = sched
         if role == "prefill" and prefill_max_num_seqs:  # a context server's own sequence limit
-            role_sched = sched.model_copy(update={"max_num_seqs": prefill_max_num_seqs})
+            # per micro-batch where the engine's limits are (`EngineSpec.pipelined`)
+            role_sched = sched.model_copy(update={"max_num_seqs": prefill_max_num_seqs * (run_eng.max_num_seqs // eng.max_num_seqs)})
         if dp_ > 1 and eng.chunk_per_dp_rank and not budget_given:  # each rank's share of the engine's budget
             role_sched = role_sched.model_copy(update={"max_num_batched_tokens": max(1, max_batched_tokens // dp_)})
         rspec = replica_spec(d.step_model, d.memory, role_sched, wl.hash_block_tokens, role,
-                             policy=for_model(eng, d.step_model.model),
-                             speculative=spec_model, context_len=context)
+                             policy=for_model(run_eng, d.step_model.model),
+                             speculative=spec_model, context_len=context, pipelined_limits=run_eng is not eng)
         together = None
         if not offline and dp_ > 1 and role != "decode" and d.step_model.model.is_moe:
             together_sm = deployment(model, chip, None, tp_, pp, ep_, dp_, dtype, weight_dtype, kv_dtype, profile=None,

@@ -199,6 +199,9 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
     contexts = decode_contexts(input_len, output_len)
     steps = output_len - 1
     ttft, prefill_e = prefill.time_s, prefill.energy_j
+    if par.pp > 1:  # the batch's prompts enter an empty pipeline: its last micro-batch waits out the fill
+        fill_s, fill_j = sm.pipeline_fill(StepBatch(prefill=((per_replica, input_len, input_len),)))
+        ttft, prefill_e = ttft + fill_s, prefill_e + fill_j
     if spec is None:
         times, energies = sm.decode_times(per_replica, contexts) if len(contexts) else ([], [])
         mean_t, mean_e = _trapezoid_means(contexts, times, energies)

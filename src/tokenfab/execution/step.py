@@ -2,8 +2,13 @@
 
 `StepModel` is built once per (model, system, plan, formats) and then answers many
 step queries; the serving simulator and `predict` both go through it. A step's time is
-the pipeline's: with `pp` stages and the replica's batch split into micro-batches,
-the first micro-batch crosses all stages and each further one adds the slowest stage.
+the pipeline's in steady state: with `pp` stages the replica's batch runs as up to `pp` micro-batches kept in
+flight across steps, each stage working on a different one (TensorRT-LLM's PyTorch executor schedules
+num_micro_batches = pp_size batches, _torch/pyexecutor/py_executor.py `_executor_loop_pp`; vLLM V1 keeps
+max_concurrent_batches = pp batches in its batch queue, v1/engine/core.py `step_with_batch_queue`). A micro-batch
+must come back from the last stage before its next token is scheduled, so a step (every micro-batch advancing one
+token) takes the round trip of one micro-batch: `pp` stage times plus `pp - 1` activation hops, whatever the number
+of micro-batches up to `pp`; the pipeline fill (`pipeline_fill`) is paid once, when the pipeline starts empty.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from tokenfab.execution.layers import LayerCoster, StepBatch
 from tokenfab.execution.moe_routing import model_routing
 from tokenfab.execution.memory import MemoryModel
 from tokenfab.execution.overlap import layer_stages, split_two, tbo_makespan
+from tokenfab.execution.pipeline import micro_batches, num_micro_batches
 from tokenfab.execution.power import PowerModel
 from tokenfab.hardware.spec import SystemSpec
 from tokenfab.units import bytes_per_element
@@ -342,10 +348,13 @@ class StepModel:
         return self._aggregate((cost, count) for group, count in self._group_counts for cost in core(group.attention, batch))
 
     def step(self, batch: StepBatch) -> StepResult:
-        """Time of one step: all micro-batches of the replica through all pipeline stages.
+        """Time of one step in steady state: every micro-batch of the replica advancing one token.
 
-        The busiest stage runs once per micro-batch; the first micro-batch also crosses the
-        other pp - 1 stages (the pipeline fill), each hop adding a send/recv of activations.
+        The batch runs as micro = min(pp, sequences) micro-batches in flight (`execution.pipeline`), each
+        device running every micro-batch's stage once; the step lasts the busiest micro-batch's round trip, its
+        time on each of the pp stages plus pp - 1 send/recv hops of its activations (the fill of an empty
+        pipeline: `pipeline_fill`), and each device idles what its stages leave of it. The parts are the busiest
+        micro-batch's pass through the busiest stage (and the hops, so that the parts x pp sum to the time).
         """
         key = _flat_key(batch.prefill, batch.num_decode, batch.decode_kv_len)
         hit = self._cache.get(key)
@@ -355,9 +364,34 @@ class StepModel:
             hit = self._tbo_step(batch)
             if hit is not None:
                 return hit
-        pp = self.par.pp
-        micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
-        mb = _split(batch, micro)
+        pp = self._pp
+        shapes = ((batch, 1),) if pp == 1 else micro_batches(batch, num_micro_batches(pp, batch.num_sequences))
+        stage_s, busy_j, stages_s = -1.0, 0.0, 0.0
+        for shape, count in shapes:
+            records = self._stage_records(shape)
+            layers, head, core = records
+            # sum() over the three parts written out: CPython's float sum is 0.0 + each in order (the same bits)
+            t = 0.0 + layers[0] + head[0] + core[0]
+            busy_j += (0.0 + layers[2] + head[2] + core[2]) * count
+            stages_s += t * count
+            if t > stage_s:  # the busiest micro-batch (the first of equals)
+                stage_s, mb, parts = t, shape, list(records)
+                roof_s = 0.0 + layers[1] + head[1] + core[1]
+        time_s = stage_s * pp  # the busiest micro-batch's round trip (pp = 1: the stage itself)
+        if pp > 1:
+            p2p = self.coster.collective("pp_send_recv", "send_recv", 2, mb.num_tokens * self.model.hidden_size * self._act_bytes)
+            if p2p is not None:
+                time_s += p2p.time_s * (pp - 1)
+                parts.append(self._aggregate([(p2p, (pp - 1) / pp)]))  # parts x pp sum to the step's time
+        energy = (busy_j + self.power.idle_w * max(0.0, time_s - stages_s)) * self._num_devices
+        energy = self.power.to_wall(energy, time_s)
+        result = StepResult(time_s, roof_s * pp, energy, batch.num_tokens, tuple(parts))
+        if len(self._cache) < 100_000:
+            self._cache[key] = (time_s, result.roofline_s, energy, batch.num_tokens, *parts)  # flat: see PartRecord
+        return result
+
+    def _stage_records(self, mb: StepBatch) -> tuple[PartRecord, PartRecord, PartRecord]:
+        """The part records (layers, head, attention cores) of one micro-batch through the busiest stage."""
         core_kv = quantise_context(mb.decode_kv_len) if mb.num_decode else mb.decode_kv_len
         core_key = _flat_key(mb.prefill, mb.num_decode, core_kv)
         core = self._core_cache.get(core_key)
@@ -366,38 +400,23 @@ class StepModel:
             if len(self._core_cache) < 200_000:
                 self._core_cache[core_key] = core
         layers, head = self._static_for(mb)
-        parts = [layers, head, core]
-        # sum() over the three parts written out: CPython's float sum is 0.0 + each in order (the same bits)
-        stage_s = 0.0 + layers[0] + head[0] + core[0]
-        roof_s = 0.0 + layers[1] + head[1] + core[1]
-        busy_j = (0.0 + layers[2] + head[2] + core[2]) * micro
-        time_s = stage_s * (micro + pp - 1)
-        if pp > 1:
-            p2p = self.coster.collective("pp_send_recv", "send_recv", 2, mb.num_tokens * self.model.hidden_size * self._act_bytes)
-            if p2p is not None:
-                time_s += p2p.time_s * (pp - 1)
-                parts.append(self._aggregate([(p2p, (pp - 1) / (micro + pp - 1))]))
-        energy = (busy_j + self.power.idle_w * max(0.0, time_s - stage_s * micro)) * self.par.num_devices
-        energy = self.power.to_wall(energy, time_s)
-        result = StepResult(time_s, roof_s * (micro + pp - 1), energy, batch.num_tokens, tuple(parts))
-        if len(self._cache) < 100_000:
-            self._cache[key] = (time_s, result.roofline_s, energy, batch.num_tokens, *parts)  # flat: see PartRecord
-        return result
+        return layers, head, core
 
+    def pipeline_fill(self, batch: StepBatch) -> tuple[float, float]:
+        """(time, energy) a step of `batch` takes beyond `step` when the pipeline starts empty (a static batch's
+        prefill): the micro-batches enter the first stage one after another, so the last one's token comes the
+        others' stage times later than a round trip (taken as the busiest entering last); every device idles
+        through it. (0, 0) for one stage."""
+        if self._pp == 1:
+            return 0.0, 0.0
+        times = [(self._stage_fast(shape)[0], count)
+                 for shape, count in micro_batches(batch, num_micro_batches(self._pp, batch.num_sequences))]
+        fill_s = max(0.0, sum(t * count for t, count in times) - max(t for t, _ in times))
+        return fill_s, self.power.to_wall(self.power.idle_w * fill_s * self._num_devices, fill_s)
 
-    def time_energy(self, batch: StepBatch) -> tuple[float, float]:
-        """(time, energy) of a step without building a breakdown: the serving simulator's hot path.
-
-        Same arithmetic as `step` (pipeline fill, idle bubbles) but no result objects; every part is an
-        exact memo of the function `step` evaluates (tests check equality).
-        """
-        if self._tbo:
-            hit = self._tbo_step(batch)
-            if hit is not None:
-                return hit.time_s, hit.energy_j
-        pp = self.par.pp
-        micro = min(pp, max(1, batch.num_sequences)) if pp > 1 else 1
-        mb = _split(batch, micro)
+    def _stage_fast(self, mb: StepBatch) -> tuple[float, float]:
+        """(time, busy energy) of one micro-batch through the busiest stage, from the part memos (what
+        `_stage_records` sums, without the records)."""
         stage_s, busy = self._layers_fast(mb.num_tokens, mb.num_decode)
         head = self._head_part(mb.num_sequences, not mb.prefill)
         stage_s += head[0]
@@ -410,12 +429,34 @@ class StepModel:
             t, e = self._decode_core(mb.num_decode, mb.decode_kv_len, not mb.prefill)
             stage_s += t
             busy += e
-        time_s = stage_s * (micro + pp - 1)
-        if pp > 1:
-            p2p = self.coster.collective("pp_send_recv", "send_recv", 2, mb.num_tokens * self.model.hidden_size * self._act_bytes)
-            if p2p is not None:
-                time_s += p2p.time_s * (pp - 1)
-        energy = (busy * micro + self.power.idle_w * max(0.0, time_s - stage_s * micro)) * self.par.num_devices
+        return stage_s, busy
+
+    def time_energy(self, batch: StepBatch) -> tuple[float, float]:
+        """(time, energy) of a step without building a breakdown: the serving simulator's hot path.
+
+        Same arithmetic as `step` (busiest micro-batch's round trip, idle share) but no result objects; every part
+        is an exact memo of the function `step` evaluates (tests check equality).
+        """
+        if self._tbo:
+            hit = self._tbo_step(batch)
+            if hit is not None:
+                return hit.time_s, hit.energy_j
+        pp = self._pp
+        if pp == 1:  # the stage itself, busy throughout (busy + idle x 0.0 is busy exactly)
+            stage_s, busy = self._stage_fast(batch)
+            return stage_s, self.power.to_wall(busy * self._num_devices, stage_s)
+        stage_s, busy, stages_s = -1.0, 0.0, 0.0
+        for shape, count in micro_batches(batch, num_micro_batches(pp, batch.num_sequences)):
+            t, e = self._stage_fast(shape)
+            busy += e * count
+            stages_s += t * count
+            if t > stage_s:
+                stage_s, mb = t, shape
+        time_s = stage_s * pp
+        p2p = self.coster.collective("pp_send_recv", "send_recv", 2, mb.num_tokens * self.model.hidden_size * self._act_bytes)
+        if p2p is not None:
+            time_s += p2p.time_s * (pp - 1)
+        energy = (busy + self.power.idle_w * max(0.0, time_s - stages_s)) * self._num_devices
         return time_s, self.power.to_wall(energy, time_s)
 
     def fast_step(self, prefill: tuple, num_decode: int, decode_kv_len: float) -> tuple[float, float]:
@@ -545,9 +586,33 @@ class StepModel:
         if self._tbo:  # context by context through `step`
             pairs = [self.time_energy(StepBatch((), num_decode, k)) for k in quantised]
             return np.array([p[0] for p in pairs], dtype=float), np.array([p[1] for p in pairs], dtype=float)
-        pp = self.par.pp
-        micro = min(pp, max(1, num_decode)) if pp > 1 else 1
-        n = -(-num_decode // micro)
+        pp, power = self._pp, self.power
+        if pp == 1:  # stage x 1 and no bubble: (busy x 1 + idle x max(0, 0)) x devices is busy x devices exactly
+            stage, busy = self._decode_stage_arrays(num_decode, kv, quantised)
+            return stage, power.to_wall(busy * self._num_devices, stage)
+        # the micro-batches of `micro_batches` for decodes alone: `extra` of them one decode more, listed first
+        micro = num_micro_batches(pp, num_decode)
+        lo, extra = divmod(num_decode, micro)
+        shapes = ([(lo + 1, extra)] if extra else []) + [(lo, micro - extra)]  # lo >= 1: micro <= num_decode
+        arrays = [(n, count, *self._decode_stage_arrays(n, kv, quantised)) for n, count in shapes]
+        n0, _, stage, _ = arrays[0]
+        stages = sum(a[2] * a[1] for a in arrays)
+        busy = sum(a[3] * a[1] for a in arrays)
+        time_s = stage * pp + self._p2p_s(n0) * (pp - 1)
+        if len(arrays) > 1:  # the busiest micro-batch's round trip, the first of equals as `step` picks it
+            n1, _, other, _ = arrays[1]
+            time_s = np.where(other > stage, other * pp + self._p2p_s(n1) * (pp - 1), time_s)
+        energy = (busy + power.idle_w * np.maximum(0.0, time_s - stages)) * self._num_devices
+        return time_s, power.to_wall(energy, time_s)
+
+    def _p2p_s(self, num_tokens: int) -> float:
+        """One hop of `num_tokens` tokens' activations to the next stage (0 where the system has no such link)."""
+        p2p = self.coster.collective("pp_send_recv", "send_recv", 2, num_tokens * self.model.hidden_size * self._act_bytes)
+        return p2p.time_s if p2p is not None else 0.0
+
+    def _decode_stage_arrays(self, n: int, kv: np.ndarray, quantised: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        """(time, busy energy) through the busiest stage of a decode micro-batch of `n` sequences at each (quantised)
+        context, vectorised over the contexts: `_stage_fast` of each, summed as it sums its parts."""
         static_s, static_j = self._static_fast(n, n, n, True)  # layers + head, summed as step() sums its parts
         stage = busy = None  # arrays from the first group on (static + first core is the sum step() forms)
         power = self.power
@@ -578,14 +643,7 @@ class StepModel:
                 busy += (idle + swing * activity) * t * count
         if stage is None:
             stage, busy = np.full(len(kv), static_s), np.full(len(kv), static_j)
-        if pp == 1:  # stage x 1 and no bubble: (busy x 1 + idle x max(0, 0)) x devices is busy x devices exactly
-            return stage, power.to_wall(busy * self.par.num_devices, stage)
-        time_s = stage * (micro + pp - 1)
-        p2p = self.coster.collective("pp_send_recv", "send_recv", 2, n * self.model.hidden_size * self._act_bytes)
-        if p2p is not None:
-            time_s = time_s + p2p.time_s * (pp - 1)
-        energy = (busy * micro + power.idle_w * np.maximum(0.0, time_s - stage * micro)) * self.par.num_devices
-        return time_s, power.to_wall(energy, time_s)
+        return stage, busy
 
     def _tbo_step(self, batch: StepBatch) -> StepResult | None:
         """A step under two-batch overlap (`execution.overlap`): each layer's operators costed on each micro-batch,
@@ -677,11 +735,3 @@ def quantise_context_array(kv_lens: np.ndarray) -> np.ndarray:
             q = 1 << (int(lo).bit_length() - 8)
             return ((kv_lens.astype(np.int64) + (q >> 1)) // q * q).astype(np.float64)
     return np.array(quantise_contexts(values), dtype=np.float64)
-
-
-def _split(batch: StepBatch, parts: int) -> StepBatch:
-    """One of `parts` equal micro-batches (sequences rounded up)."""
-    if parts <= 1:
-        return batch
-    prefill = tuple((-(-n // parts), q, kv) for n, q, kv in batch.prefill)
-    return StepBatch(prefill, -(-batch.num_decode // parts), batch.decode_kv_len)

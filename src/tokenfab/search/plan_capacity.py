@@ -33,12 +33,17 @@ def engine_for(engine: str, hardware: str, tp: int):
 
 
 def limits_for(engine: str, hardware: str, tp: int, max_num_seqs: int | None = None,
-               max_batched_tokens: int | None = None, model: str | ModelSpec | None = None) -> EngineLimits:
+               max_batched_tokens: int | None = None, model: str | ModelSpec | None = None, pp: int = 1) -> EngineLimits:
     """The steady state's view of an engine's scheduler, with explicit limits overriding its defaults; with `model`,
-    the engine's host times fitted for the model's class too (`engines.for_model`, as `api.simulate` applies them)."""
+    the engine's host times fitted for the model's class too (`engines.for_model`, as `api.simulate` applies them);
+    with `pp` stages, the limits of a step of the micro-batches in flight (`EngineSpec.pipelined`, as `api.simulate`
+    applies them)."""
     eng = engine_for(engine, hardware, tp)
     if model is not None:
         eng = for_model(eng, load_model(model) if isinstance(model, str) else model)
+    if pp > 1:
+        overrides = {k: v for k, v in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_batched_tokens)) if v}
+        return _limits_of(eng.model_copy(update=overrides).pipelined(pp))
     return _limits_of(eng, max_num_seqs, max_batched_tokens)
 
 
@@ -68,7 +73,7 @@ def capacity_for(model: str, hardware: str, tp: int = 1, pp: int = 1, ep: int = 
     prec = PrecisionConfig(dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
     sm = _step_model(model, hardware, par, prec)
     mem = _memory_model(model, hardware, par, prec, engine)
-    limits = limits_for(engine, hardware, tp, max_num_seqs, max_batched_tokens, model=model)
+    limits = limits_for(engine, hardware, tp, max_num_seqs, max_batched_tokens, model=model, pp=pp)
     return estimate_capacity(sm, mem, input_len, output_len, ttft_s, tpot_s, limits, percentile, closed_loop)
 
 

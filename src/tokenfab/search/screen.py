@@ -40,7 +40,7 @@ def _idle_w(chip: str, devices: int) -> float:
 
 
 def _limits(c: Candidate, tp: int | None = None, hw: str | None = None) -> EngineLimits:
-    return limits_for(c.engine, hw or c.hardware, tp or c.tp, c.max_num_seqs, c.max_batched_tokens, model=c.model)
+    return limits_for(c.engine, hw or c.hardware, tp or c.tp, c.max_num_seqs, c.max_batched_tokens, model=c.model, pp=c.pp)
 
 
 def screen(c: Candidate, spec: SearchSpec, traffic: Traffic) -> dict:

@@ -79,15 +79,19 @@ class SimulationResult:
 
 
 def replica_spec(sm: StepModel, mem: MemoryModel, sched: SchedulerConfig, hash_block_tokens: int,
-                 role: str = "both", policy=None, speculative=None, context_len: float | None = None) -> ReplicaSpec:
+                 role: str = "both", policy=None, speculative=None, context_len: float | None = None,
+                 pipelined_limits: bool = False) -> ReplicaSpec:
     """Plain-value replica description from a deployment's step and memory models.
 
     `speculative` (an `execution.speculative.SpeculativeModel`) makes decode iterations speculative and
     takes the drafter's weights and KV out of the pool; `context_len` (the workload's typical prompt +
     output) costs the pool's tokens at that length, so sliding-window and linear layers hold only their
-    window or state."""
-    capacity = mem.kv_capacity_tokens(prefill_tokens=sched.max_num_batched_tokens, num_sequences=sched.max_num_seqs,
-                                      context_len=context_len)
+    window or state. `pipelined_limits`: `sched`'s limits are those of a step of the pp micro-batches in flight,
+    pp times the engine's per-micro-batch ones (`EngineSpec.pipelined`), and the KV sizing leaves room for the
+    activations of the engine's own (one micro-batch's) limits."""
+    per = sm.par.pp if pipelined_limits else 1
+    capacity = mem.kv_capacity_tokens(prefill_tokens=-(-sched.max_num_batched_tokens // per),
+                                      num_sequences=-(-sched.max_num_seqs // per), context_len=context_len)
     timer = _StepModelTimer(sm.fast_step, sm.decode_pair)
     if speculative is not None:
         from tokenfab.serving.speculative import SpeculativeTimer

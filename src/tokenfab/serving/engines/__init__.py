@@ -196,8 +196,26 @@ class EngineSpec(BaseModel):
         default=None, ge=1, le=1024, description="P/D: concurrent KV sends per prefill replica, later ones queue "
                                                  "(TensorRT-LLM TRTLLM_KVCACHE_SEND_MAX_CONCURRENCY_NUM, default 1; "
                                                  "`serving.disagg`); None: every transfer starts when its prompt ends.")
+    pp_limits: Literal["replica", "micro-batch"] = Field(
+        default="replica", description="With pipeline parallelism, what max_num_seqs and the token budget bound: "
+                                       "'micro-batch': each of the pp micro-batches in flight, so the replica holds pp "
+                                       "times as many sequences and a step (every micro-batch advancing once) pp "
+                                       "budgets of tokens (TensorRT-LLM; `pipelined`); 'replica': all of them together.")
     memory: MemoryPolicy
     source: str = Field(min_length=1, description="Docs/source the defaults come from, with version.")
+
+    def pipelined(self, pp: int) -> EngineSpec:
+        """The limits a replica of `pp` pipeline stages schedules its steps with. A step of the step model is one
+        round of all pp micro-batches in flight (`execution.step`); an engine whose limits bound each micro-batch
+        ('micro-batch') then admits pp x max_num_seqs sequences and pp x the token budget per step, and pads each
+        micro-batch's decodes to its own captured CUDA-graph size, i.e. the step's to pp x a captured size (pp x
+        the smallest captured size >= ceil(n / pp) is the smallest multiple of pp of the list >= n). Itself for one
+        stage or 'replica' limits."""
+        if pp == 1 or self.pp_limits == "replica":
+            return self
+        return self.model_copy(update={"max_num_seqs": self.max_num_seqs * pp,
+                                       "max_num_batched_tokens": self.max_num_batched_tokens * pp,
+                                       "cuda_graph_sizes": tuple(s * pp for s in self.cuda_graph_sizes)})
 
     def padded_decode(self, num_decode: int) -> int:
         """Decode batch size actually run: the next captured CUDA-graph size, or itself past the largest."""

@@ -97,6 +97,17 @@ ENGINE_RUNTIME_MINORS = range(12, 17)  # v0.12-v0.16: trtllm-bench runs a Tensor
 PYTORCH_RELEASES = ("0.20", "0.21")  # trtllm-bench's PyTorch backend, as the 1.x releases (the rows' v0.20 runs)
 
 
+# With pipeline parallelism the PyTorch executor keeps pp_size micro-batches in flight (py_executor.py:
+# num_micro_batches = dist.pp_size, `_executor_loop_pp` schedules one per iteration from the requests not in flight);
+# its capacity scheduler admits max_batch_size x pp_size sequences and its micro-batch scheduler bounds each
+# micro-batch by max_batch_size and max_num_tokens (_torch/pyexecutor/_util.py create_py_executor_instance:
+# max_num_sequences = max_batch_size * mapping.pp_size, BindCapacityScheduler(max_num_sequences, ...),
+# BindMicroBatchScheduler(max_batch_size, max_num_tokens, ...); the same in v1.0-v1.2).
+PP_LIMITS_SOURCE = ("TensorRT-LLM _torch/pyexecutor/_util.py create_py_executor_instance (capacity scheduler "
+                    "max_batch_size x pp_size, micro-batch scheduler max_batch_size / max_num_tokens), py_executor.py "
+                    "num_micro_batches = pp_size")
+
+
 def _era(version: str | None) -> str:
     """'engine' for the v0.12-v0.16 TensorRT-engine runtime, 'pytorch' for v0.20, v0.21 and 1.x (None: 1.x)."""
     if version is None:
@@ -154,5 +165,6 @@ def trtllm_engine(device_memory_bytes: float, tp: int, version: str | None = Non
         block_tokens=ENGINE_BLOCK_TOKENS if engine_runtime else 32, memory=memory, kv_sizing_window_aware=False,
         eager_prompt_iterations=not engine_runtime,  # v0.x: one TensorRT engine launch per iteration, not per kernel
         kv_send_streams=1,  # the context side's one KV send buffer (serving.disagg.SOURCE)
+        pp_limits="micro-batch",  # PP_LIMITS_SOURCE
         source=f"{SOURCE}; v0.12-v0.16: {ENGINE_RUNTIME_SOURCE}" if engine_runtime else SOURCE,
     )
