@@ -17,8 +17,9 @@
 - MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
   simulated (see `_not_expressed`); so are measurements repeated under a larger-GPU layout label
   (`relabelled_duplicates`), runs below their stated load (`below_stated_load`), runs far above their own
-  deployment's TTFT at a higher load (`above_higher_load_ttft`) and the unversioned SGLang NVFP4 MoE-TP series on
-  B200 with its first-token stalls (`is_stalled_series`).
+  deployment's TTFT at a higher load (`above_higher_load_ttft`), the unversioned SGLang NVFP4 MoE-TP series on
+  B200 with its first-token stalls (`is_stalled_series`), and the TTFT of runs whose first token is seconds late
+  whatever the prompt's length (`prompt_insensitive_ttft`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ QUANT = {"nvfp4": "fp4", "fp8": "fp8", "fp8_block": "fp8", "bfloat16": "bf16", "
 _LAYOUT = re.compile(r"tp=(\d+), pp=(\d+), attention_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
 _CONCURRENCY = re.compile(r"fixed concurrency=(\d+)")
 _PER_RANK = re.compile(r"batch/concurrency=(\d+)")
+# The Dynamo 0.8.0 runs of qwen3_235b.csv say 'measured serving benchmark at fixed concurrency' with no value (ids
+# '..._4000x1000_c_tp4_...'), as the dense qwen3_32b.csv runs that accuracy_serving lists as not scored: their `batch` is
+# no known client count (the TensorRT-LLM TP4 run measures a 29 s mean TTFT beside a 23 ms TPOT at batch 28), and
+# the P/D runs' workers x batch is the aiconfigurator generator's rule (`benchmark_concurrency`), not this campaign's.
+# They are listed, not scored.
+_UNSTATED_CONCURRENCY = re.compile(r"fixed concurrency(?!=)")
 _PREFILL_BATCH = re.compile(r"prefill workers=\d* x \([^)]*batch=(\d+)\)")
 _POOL = re.compile(r"(prefill|decode) workers=(\d*) x \(tp=(\d+), pp=(\d+), attn_dp=(\d*), moe_tp=(\d+), moe_ep=(\d+)")
 
@@ -351,6 +358,10 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
         if _note_number(notes, _CONCURRENCY) is None and pd.isna(r["batch"]):
             failed.append(f"{r['case_id']}: neither the benchmark concurrency nor the per-rank batch is stated")
             continue
+        if _UNSTATED_CONCURRENCY.search(notes):
+            failed.append(f"{r['case_id']}: no concurrency stated (the notes say 'at fixed concurrency' without a "
+                          f"value, the run id's concurrency field is empty: `_UNSTATED_CONCURRENCY`)")
+            continue
         c, isl, osl = benchmark_concurrency(notes, r["batch"], lay), int(r["input_len"]), int(r["output_len"])
         spec = speculative_recipe(r["framework"], model, lay)
         kwargs = fixed_concurrency_kwargs(model, hw, fw, c, isl, osl, **lay, **_checkpoint_formats(model, dtype, hw), kv_dtype="fp8",
@@ -369,7 +380,8 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
     kept, below = below_stated_load(list(jobs.values()))
     kept, unsteady = above_higher_load_ttft(kept)
     kept, stalled = first_token_stalls(kept)
-    return kept, failed + below + unsteady + stalled + repeat_reasons(jobs.values())
+    kept, flat = prompt_insensitive_ttft(kept)
+    return kept, failed + below + unsteady + stalled + flat + repeat_reasons(jobs.values())
 
 
 def _moe_quant(notes: str) -> str | None:
@@ -535,6 +547,61 @@ def above_higher_load_ttft(jobs: list[dict]) -> tuple[list[dict], list[str]]:
     return kept, reasons
 
 
+# A run whose mean TTFT is at least MIN_FLAT_TTFT_S and less than MAX_TTFT_GROWTH times that of the same deployment at
+# the same concurrency with a prompt MIN_PROMPT_GROWTH or more times shorter (or longer) is not scored on TTFT. Every
+# engine's first token waits for its prompt's prefill and, in P/D runs, for the prompt's KV hand-off, both at least
+# linear in the prompt; what does not grow with the prompt is the client's and router's fixed latency, at most 240 ms
+# in every MoE campaign fitted (bench/data/moe_serving_clients.yaml), which is why the 128- to 1024-token Qwen3 H100
+# runs are flat at 0.17-0.35 s and stay scored. A first token seconds late that an 8x longer prompt leaves within
+# 1.5x waits for something neither the notes nor the prompt's work state. The one series it removes: the H100
+# TensorRT-LLM P/D cfg494 runs (prefill attention-DP 16 over two nodes, three TP16 decode instances) at C = 9 (7.14 s
+# at 1024 tokens, 7.66 s at 8192) and C = 30 (5.05 s, 6.31 s), whose pools take a prompt every 0.8-2.5 s; the B200 P/D
+# cfg320 runs (Dynamo 0.8.1 image too) grow 4.1-4.5x over the same prompt lengths. TPOT is scored as measured.
+MIN_FLAT_TTFT_S = 1.0
+MAX_TTFT_GROWTH = 1.5
+MIN_PROMPT_GROWTH = 4.0
+
+
+def _prompt_pair_key(job: dict) -> tuple:
+    """A job's deployment and load: its campaign and every simulated argument but the prompt length (and the token
+    budget `_engine_overrides` derives from it, and the request count)."""
+    varied = ("input_len", "max_batched_tokens", "num_requests")
+    return (job["meta"].get("campaign"),) + tuple(sorted((k, str(v)) for k, v in job["kwargs"].items() if k not in varied))
+
+
+def prompt_insensitive_ttft(jobs: list[dict]) -> tuple[list[dict], list[str]]:
+    """(jobs with the TTFT of `MIN_FLAT_TTFT_S`-or-later first tokens that a MIN_PROMPT_GROWTH-fold prompt moves by less
+    than MAX_TTFT_GROWTH removed from their measurements, one not-scored line per TTFT removed). Both runs of such a
+    pair lose their TTFT; a job left without measurements is dropped."""
+    by_key: dict[tuple, list[dict]] = {}
+    for job in jobs:
+        if "ttft_ms" in job["measured"]:
+            by_key.setdefault(_prompt_pair_key(job), []).append(job)
+    flagged: dict[int, str] = {}
+    for runs in by_key.values():
+        for short in runs:
+            for long in runs:
+                (t_s, _), (t_l, _) = short["measured"]["ttft_ms"], long["measured"]["ttft_ms"]
+                growth = long["kwargs"]["input_len"] / short["kwargs"]["input_len"]
+                if growth >= MIN_PROMPT_GROWTH and t_s >= MIN_FLAT_TTFT_S * 1e3 and t_l < MAX_TTFT_GROWTH * t_s:
+                    why = (f"mean TTFT {t_s:.0f} ms at {short['kwargs']['input_len']} prompt tokens and {t_l:.0f} ms at "
+                           f"{long['kwargs']['input_len']} (same deployment, C = {short['kwargs']['concurrency']}): "
+                           f"< {MAX_TTFT_GROWTH:g}x for a {growth:g}x prompt, a first-token wait the prompt's work does "
+                           f"not set (`prompt_insensitive_ttft`)")
+                    flagged[id(short)] = flagged[id(long)] = why
+    kept, reasons = [], []
+    for job in jobs:
+        if id(job) not in flagged:
+            kept.append(job)
+            continue
+        measured = dict(job["measured"])
+        _, case_id = measured.pop("ttft_ms")
+        reasons.append(f"{case_id}: {flagged[id(job)]}")
+        if measured:
+            kept.append({**job, "measured": measured})
+    return kept, reasons
+
+
 def _checkpoint_formats(model: str, dtype: str, hw: str, blackwell_mxfp8: bool = False) -> dict:
     """dtype (and weight_dtype) of a trtllm.csv row: its precision, except GPT-OSS, whose checkpoint keeps MXFP4
     experts whatever section of the tables it is listed in. On Hopper the tables list it as FP8 and note 'MoE backend
@@ -611,7 +678,13 @@ def throughput_jobs(directory: Path) -> tuple[list[dict], list[str]]:
         if "attention DP enabled" in str(r["notes"]) and tp > 1:
             # v1.0-era tables: "TP8 PP1 (MoE: --ep set but value not listed; attention DP enabled)": TRT-LLM's tp
             # with attention DP is tp ranks of attention-DP (tp 1, dp tp here). The unlisted --ep is an assumption:
-            # ep = dp (experts spread over the whole group, no MoE-TP); the table does not state it
+            # ep = dp (experts spread over the whole group, no MoE-TP); the table does not state it.
+            # The attention-DP reading is itself a judgement: that perf overview (docs/source/performance/
+            # perf-overview.md @00f3768) prints its MoE llm_options.yml with enable_attention_dp nested under
+            # cuda_graph_config, which CudaGraphConfig (a StrictBaseModel, extra fields forbidden) would refuse, so
+            # the file the runs used is not the one printed. Read instead as attention TP with EP = TP, the 108
+            # rows of that release score 41.0% MAPE against 29.7% (B200 Qwen3-235B -34% median, RTX PRO 6000
+            # Qwen3-30B DEP2-8 -37% to -59%): the data say attention-DP ran
             tp, dp = 1, tp
             ep = dp if pd.isna(r["ep"]) else ep
         kwargs = dict(model=model, hardware=hw, tp=tp, pp=pp, ep=ep, dp=dp,

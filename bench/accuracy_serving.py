@@ -231,15 +231,15 @@ _WORKERS = re.compile(r"(prefill|decode) workers=(\d+) x \(tp=(\d+), pp=(\d+), a
 
 
 def _disagg_job(r: pd.Series, model: str, hw: str, dtype: str, fw: str) -> dict | None:
-    """A P/D run from its notes: prefill and decode pools (workers x TP) at the stated concurrency (else the decode
-    pools' total batch), KV moved over the scale-out link."""
+    """A P/D run from its notes: prefill and decode pools (workers x TP) at the stated concurrency (`_jobs` lists the
+    runs that state none), KV moved over the scale-out link."""
     pools = {m.group(1): (int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), int(m.group(6)))
              for m in _WORKERS.finditer(str(r["notes"]))}
     if set(pools) != {"prefill", "decode"} or any(p[2] != 1 or p[3] != 1 for p in pools.values()):
         return None  # no layout, or pipeline / attention-DP pools (the MoE group expresses those)
     (np_, tp_p, _, _, _), (nd, tp_d, _, _, batch_d) = pools["prefill"], pools["decode"]
-    m = re.search(r"silicon_concurrency=(\d+)", str(r["notes"]))
-    c = int(m.group(1)) if m else nd * batch_d
+    m = re.search(r"silicon_concurrency=(\d+)", str(r["notes"])) or re.search(r"fixed concurrency=(\d+)", str(r["notes"]))
+    c = int(m.group(1))
     isl, osl = int(r["input_len"]), int(r["output_len"])
     kv = "fp8" if dtype in ("fp8", "fp4") else dtype
     key = ("disagg", model, hw, dtype, fw, np_, tp_p, nd, tp_d, c, isl, osl)
@@ -299,9 +299,11 @@ def under_clients(jobs: list[dict], clients: dict[str, dict] | None = None, camp
     return jobs
 
 
-# An aggregated run's benchmark concurrency as its notes state it. The Dynamo 0.8.0 runs of qwen3_32b.csv (vLLM 0.12.0,
-# TensorRT-LLM 1.2.0rc6) say 'measured serving benchmark at fixed concurrency' with no value (their ids read
-# '..._4000x1000_c_tp8_...' where every other run's reads '_c16_'): their `batch` is then no known client count.
+# A run's benchmark concurrency as its notes state it. The Dynamo 0.8.0 runs of qwen3_32b.csv (vLLM 0.12.0,
+# TensorRT-LLM 1.2.0rc6, SGLang 0.5.6) say 'measured serving benchmark at fixed concurrency' with no value (their ids
+# read '..._4000x1000_c_tp8_...' where every other run's reads '_c16_'): their `batch` is then no known client count,
+# aggregated or P/D. The P/D ones' decode workers x batch is no stand-in either: SGLang's Qwen3-32B P/D runs measure a
+# TPOT of 112-560 ms at that load, where the tool predicts 25-28 ms for their TP2-TP8 decode steps.
 _STATED_CONCURRENCY = re.compile(r"fixed concurrency=\d+")
 
 
@@ -314,16 +316,16 @@ def _jobs(directory: Path) -> tuple[list[dict], list[str]]:
             skipped.append(f"{r['case_id']} (scenario {r['scenario']}, {r['model']}, {r['precision']})")
             continue
         fw = str(r["framework"]).split()[0]
+        if not _STATED_CONCURRENCY.search(str(r["notes"])):
+            skipped.append(f"{r['case_id']} (no concurrency stated: the notes say 'at fixed concurrency' without a value, "
+                           "and the run id's concurrency field is empty)")
+            continue
         if r["scenario"] == "server-disagg":
             job = _disagg_job(r, model, hw, dtype, fw)
             if job is None:
                 skipped.append(f"{r['case_id']} (disaggregated layout not stated in the notes)")
                 continue
             add_measured(jobs, job["meta"]["key"], job["kwargs"], job["meta"], r)
-            continue
-        if not _STATED_CONCURRENCY.search(str(r["notes"])):
-            skipped.append(f"{r['case_id']} (no concurrency stated: the notes say 'at fixed concurrency' without a value, "
-                           "and the run id's concurrency field is empty)")
             continue
         c, tp, isl, osl = int(r["batch"]), int(r["tp"]), int(r["input_len"]), int(r["output_len"])
         kv = "fp8" if dtype in ("fp8", "fp4") else dtype

@@ -394,3 +394,50 @@ def test_a_run_far_above_its_deployments_ttft_at_a_higher_load_is_not_scored():
     assert "12345 ms at C = 6 against 5052 ms" in reasons[0]
     kept, reasons = above_higher_load_ttft([job(6, 10000.0), job(30, 5052.0)])  # 1.98x: within the run-to-run spread
     assert len(kept) == 2 and not reasons
+
+
+def test_a_first_token_seconds_late_whatever_the_prompt_length_is_not_scored_on_ttft():
+    """The same deployment and load at 1024 and 8192 prompt tokens: 7137 -> 7661 ms is 1.07x for an 8x prompt (both
+    TTFTs not scored, their TPOTs kept); sub-second flat TTFTs (a fixed client latency) and a 4.1x growth stay scored,
+    as do runs at another concurrency or of another campaign, which are no pair."""
+    from accuracy_moe_serving import prompt_insensitive_ttft
+
+    def job(isl, ttft_ms, c=9, campaign="H100 trtllm ?"):
+        return {"kwargs": {"concurrency": c, "input_len": isl, "num_requests": 10 * c, "max_batched_tokens": isl + 128},
+                "meta": {"campaign": campaign},
+                "measured": {"ttft_ms": (ttft_ms, f"{campaign}-{isl}-c{c}-ttft"), "tpot_ms": (15.0, f"{campaign}-{isl}-c{c}-tpot")}}
+
+    short, long = job(1024, 7137.0), job(8192, 7661.0)
+    fast_short, fast_long = job(128, 250.0, campaign="Qwen"), job(1024, 200.0, campaign="Qwen")
+    grows_short, grows_long = job(1024, 169.0, c=10), job(8192, 695.0, c=10)
+    lone = job(8192, 7661.0, c=30)
+    kept, reasons = prompt_insensitive_ttft([short, long, fast_short, fast_long, grows_short, grows_long, lone])
+    assert [r.split(":")[0] for r in reasons] == ["H100 trtllm ?-1024-c9-ttft", "H100 trtllm ?-8192-c9-ttft"]
+    assert "7137 ms at 1024 prompt tokens and 7661 ms at 8192" in reasons[0]
+    assert [list(j["measured"]) for j in kept[:2]] == [["tpot_ms"], ["tpot_ms"]]
+    assert kept[2:] == [fast_short, fast_long, grows_short, grows_long, lone]
+    kept, reasons = prompt_insensitive_ttft([job(1024, 4000.0), job(8192, 6000.0)])  # exactly 1.5x: grows with it
+    assert len(kept) == 2 and not reasons
+
+
+def test_runs_that_state_no_concurrency_are_listed_not_scored_aggregated_or_pd(tmp_path):
+    """Dynamo 0.8.0's 'at fixed concurrency' without a value states no client count, for P/D runs as for aggregated
+    ones (dense and MoE alike); a P/D run that states one is simulated at it, not at its decode workers x batch."""
+    import pandas as pd
+
+    from accuracy_moe_serving import _UNSTATED_CONCURRENCY
+    from accuracy_serving import _jobs
+
+    assert _UNSTATED_CONCURRENCY.search("measured serving benchmark at fixed concurrency; data_source=[...]")
+    assert not _UNSTATED_CONCURRENCY.search("measured serving benchmark at fixed concurrency=64; data_source=[...]")
+    pools_ = ("disaggregated serving: prefill workers=2 x (tp=1, pp=1, attn_dp=1, moe_tp=1, moe_ep=1, batch=1); "
+              "decode workers=5 x (tp=2, pp=1, attn_dp=1, moe_tp=1, moe_ep=1, batch=128); gemm_quant=fp8; ")
+    row = dict(scenario="server-disagg", model="Qwen/Qwen3-32B", hardware="H100-SXM-80GB", precision="fp8",
+               framework="sglang 0.5.6.post2", input_len=4000, output_len=1000, batch=128, tp=2, metric="ttft_ms",
+               value=500.0)
+    pd.DataFrame([{**row, "case_id": "unstated", "notes": pools_ + "measured serving benchmark at fixed concurrency"},
+                  {**row, "case_id": "stated", "notes": pools_ + "measured serving benchmark at fixed concurrency=96"}]
+                 ).to_csv(tmp_path / "e2e_aiconfigurator_silicon.csv", index=False)
+    jobs, skipped = _jobs(tmp_path)
+    assert [j["kwargs"]["concurrency"] for j in jobs] == [96]
+    assert [s.split(" ")[0] for s in skipped] == ["unstated"] and "no concurrency stated" in skipped[0]
