@@ -1,6 +1,6 @@
 """Per-row breakdown of the offline (trtllm-bench) group of bench/accuracy_serving.py, to see what carries its MAPE.
 
-    python bench/offline_rows.py [--out rows.csv] [--release 0.14.0] [--workers 2]
+    python bench/offline_rows.py [--out rows.csv] [--release 0.14.0] [--device a100-pcie,l40s] [--workers 2]
 
 For every expressible row of ../shared/calibration/trtllm.csv (`throughput_jobs`): chip, release, model, format,
 TP/PP, ISL/OSL, the max_batch_size / max_num_tokens trtllm-bench would choose (`_trtllm_bench_limits`), the KV
@@ -87,11 +87,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--release", default=None, help="only rows of this engine_version (e.g. 0.14.0)")
+    ap.add_argument("--device", default=None, help="only rows of these catalog chips (comma-separated, e.g. a100-pcie)")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     jobs, _ = throughput_jobs(shared_calibration_dir())
     if args.release:
         jobs = [j for j in jobs if j["kwargs"].get("engine_version") == args.release]
+    if args.device:
+        jobs = [j for j in jobs if j["meta"]["device"] in args.device.split(",")]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         rows = pd.DataFrame(list(pool.map(run_row, jobs, chunksize=2)))
     print(summarise(rows))

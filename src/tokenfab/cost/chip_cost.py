@@ -28,6 +28,13 @@ class KernelWork:
     resident_bytes: float = 0.0
 
 
+def sustained_peaks(chip: ChipSpec) -> dict[str, float]:
+    """The matrix rates a kernel can reach per data type: the stated peaks at the clock the chip sustains under load
+    (`ChipSpec.compute_clock_frac`; the stated peaks where the catalog gives no sustained clock)."""
+    frac = chip.compute_clock_frac
+    return {k: v.value * frac for k, v in chip.peak_flop_per_s.items()}
+
+
 def warm_cache_bytes(sram_bytes: float, dram_bytes: float, resident_bytes: float) -> float:
     """The cache size the kernel formula compares a warm kernel's traffic against: the chip's SRAM, scaled by
     traffic / resident bytes when fewer distinct bytes than the traffic must stay on chip (`KernelWork`)."""
@@ -59,8 +66,8 @@ class ChipCost:
         self.sram_bytes = chip.sram_bytes  # what a warm microbenchmark may keep in cache
         self.sram_partitions = chip.sram_partitions  # copies a partitioned cache keeps of widely read data
         self.onchip = onchip_memory(chip)  # the on-chip level a forward pass uses (cost.onchip)
-        self._peaks = {k: v.value for k, v in chip.peak_flop_per_s.items()}
-        vector = chip.vector_flop_per_s.value if chip.vector_flop_per_s else None
+        self._peaks = sustained_peaks(chip)
+        vector = chip.vector_flop_per_s.value * chip.compute_clock_frac if chip.vector_flop_per_s else None
         self.vector_flop_per_s = vector or min(self._peaks.values())
         # (act, weight, variant) -> a GEMM's profile key, compute format and operand bytes (`cost.gemm.gemm_work`): they
         # depend on the chip's formats only, and every GEMM estimate asks
@@ -111,7 +118,8 @@ def chip_cost(chip: ChipSpec, profile_path: str | None = None) -> ChipCost:
         own = profile_from_dict(chip.efficiency_profile, f"{chip.name} (embedded)")
         base = resolve_profile(chip)
         resolved = ResolvedProfile(own, generic or own, "fitted", base.compute_units,
-                                   f"calibrated profile embedded in {chip.name}", clock_hz=chip.clock)
+                                   f"calibrated profile embedded in {chip.name}", clock_hz=chip.clock,
+                                   not_inherited=base.not_inherited)
         return ChipCost(chip, resolved)
     return ChipCost(chip, resolve_profile(chip, profile_path))
 

@@ -103,6 +103,9 @@ class ResolvedProfile:
     # fit's fixed cost scales with on a chip without a stated clock (None: read it from `gemm('bf16')`).
     gemm_launch_s: float | None = None
     clock_hz: float | None = None  # the chip's boost clock (`ChipSpec.clock_hz`): the unit of a pooled MoE fixed cost
+    # (table, kind) pairs other chips' fits do not describe on this chip (`ChipSpec.kernels_not_inherited`): only the
+    # chip's own fit may answer them; otherwise they resolve as a kind nobody measured (the nearest 16-bit curve)
+    not_inherited: frozenset[tuple[str, str]] = frozenset()
     # (table, key, fallback) -> `_pick`'s answer: the profiles never change, and every operator estimate asks
     _picked: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -122,8 +125,9 @@ class ResolvedProfile:
         return hit
 
     def _search(self, table: str, key: str, fallback_key: str) -> tuple[KernelParams, str]:
+        foreign = (table, key) in self.not_inherited
         for prof, source in self.layers():
-            if key in getattr(prof, table):
+            if key in getattr(prof, table) and not (foreign and source != "fitted"):
                 return getattr(prof, table)[key], source
         for prof, source in self.layers():  # a kind nobody measured: the 16-bit curve of the nearest layer
             if fallback_key in getattr(prof, table):
@@ -225,7 +229,7 @@ class ResolvedProfile:
         return ResolvedProfile(profile, generic, self.provenance, self.compute_units,
                                f"{self.note}; kernel floors of CUDA-graph replay ({floor_s * 1e6:.1f} us)", reference,
                                self.gemm("bf16")[0].launch_s if self.gemm_launch_s is None else self.gemm_launch_s,
-                               self.clock_hz)
+                               self.clock_hz, self.not_inherited)
 
     def has_collective(self, name: str) -> bool:
         return any(name in prof.collectives for prof, _ in self.layers())
@@ -367,14 +371,19 @@ def resolve_profile(chip: ChipSpec, profile_path: str | None = None) -> Resolved
                                clock_hz=chip.clock)
     own = load_profile(chip.name)
     ref = load_profile(chip.efficiency_reference) if chip.efficiency_reference else None
+    foreign = frozenset(tuple(k.split(".", 1)) for k in chip.kernels_not_inherited)
     if own is not None:
         note = f"fitted on {chip.name} measurements"
         if ref is not None:
             note += f"; kernel classes not measured on it inherited from {chip.efficiency_reference}"
-        return ResolvedProfile(own, generic, "fitted", chip_compute_units(chip, own), note, reference=ref, clock_hz=chip.clock)
+        return ResolvedProfile(own, generic, "fitted", chip_compute_units(chip, own), note, reference=ref, clock_hz=chip.clock,
+                               not_inherited=foreign)
     if chip.efficiency_reference:
         if ref is not None:
             note = f"inherited from {chip.efficiency_reference}: {chip.efficiency_reference_reason}"
-            return ResolvedProfile(ref, generic, "inherited", chip_compute_units(chip, ref), note, clock_hz=chip.clock)
+            if foreign:
+                note += f" (not {', '.join(sorted(chip.kernels_not_inherited))}: the 16-bit curves stand in)"
+            return ResolvedProfile(ref, generic, "inherited", chip_compute_units(chip, ref), note, clock_hz=chip.clock,
+                                   not_inherited=foreign)
     note = "generic default fitted on all measured chips (no measurements of this chip or its family)"
     return ResolvedProfile(generic, generic, "generic", chip_compute_units(chip, generic), note, clock_hz=chip.clock)

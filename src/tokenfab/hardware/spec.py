@@ -57,6 +57,7 @@ POWER_BOUNDS = (0.1, 1e5, "W")
 SRAM_BOUNDS = (0.0, 1e12, "B")
 COMPUTE_UNIT_BOUNDS = (1.0, 1e7, "units")
 CLOCK_BOUNDS = (1e8, 1e10, "Hz")
+KERNEL_TABLES = ("gemm", "attention_prefill", "attention_decode")  # profile tables kernels_not_inherited may name
 
 
 class Sourced(_Frozen):
@@ -172,6 +173,15 @@ class ChipSpec(_Frozen):
         "ran it gets the pooled fixed cost in cycles of this clock (`cost.profile.ResolvedProfile.moe`). Absent: the "
         "chip's dense-GEMM fixed cost stands in for it.",
     )
+    sustained_clock_hz: Sourced | None = Field(
+        default=None,
+        description="Clock the compute units hold under a sustained full tensor-core load, Hz, where the board's power "
+        "limit keeps it below clock_hz (a 300 W A100 PCIe card against the 400 W SXM module of the same die and boost "
+        "clock). The vendor peaks are rates at clock_hz; every matrix and vector rate the cost model uses is scaled by "
+        "sustained_clock_hz / clock_hz (`ChipSpec.compute_clock_frac`), so compute-bound kernels slow and memory-bound "
+        "ones do not. Needs clock_hz. Absent: the peaks as stated (the chip sustains its boost clock, or its "
+        "fitted efficiencies already hold what it sustains).",
+    )
     peak_flop_per_s: dict[str, Sourced] = Field(
         description="Dense peak matrix throughput per data type (FLOP/s or OP/s for integers)."
     )
@@ -202,6 +212,13 @@ class ChipSpec(_Frozen):
         description="Catalog name of the measured chip whose fitted efficiency curves this chip inherits.",
     )
     efficiency_reference_reason: str = Field(default="", description="Why that chip is the nearest measured one.")
+    kernels_not_inherited: dict[str, str] = Field(
+        default_factory=dict,
+        description="Kernel classes, as 'table.kind' of an efficiency profile ('gemm.fp4', 'attention_decode.fp8'), "
+        "that this chip runs with a kernel family other chips' fits do not describe (mapped to why, with a source): "
+        "neither the efficiency_reference's nor the generic fit answers them; they resolve as a kind nobody measured, "
+        "the nearest 16-bit curve (`cost.profile.ResolvedProfile`). Empty: every class may be inherited.",
+    )
     efficiency_profile: dict[str, Any] | None = Field(
         default=None,
         description="A calibrated efficiency profile embedded by `tokenfab calibrate` (takes precedence over the catalog's).",
@@ -248,15 +265,33 @@ class ChipSpec(_Frozen):
     def _units(cls, v: Sourced | None) -> Sourced | None:
         return plausible(v, *COMPUTE_UNIT_BOUNDS)
 
-    @field_validator("clock_hz")
+    @field_validator("clock_hz", "sustained_clock_hz")
     @classmethod
     def _clock(cls, v: Sourced | None) -> Sourced | None:
         return plausible(v, *CLOCK_BOUNDS)
 
     @model_validator(mode="after")
+    def _sustained_below_boost(self) -> ChipSpec:
+        if self.sustained_clock_hz is None:
+            return self
+        if self.clock_hz is None:
+            raise ValueError("sustained_clock_hz needs clock_hz (the clock the peaks are stated at)")
+        if self.sustained_clock_hz.value > self.clock_hz.value:
+            raise ValueError(f"sustained_clock_hz {self.sustained_clock_hz.value:.4g} Hz exceeds clock_hz "
+                             f"{self.clock_hz.value:.4g} Hz")
+        return self
+
+    @model_validator(mode="after")
     def _reference_reason(self) -> ChipSpec:
         if self.efficiency_reference and not self.efficiency_reference_reason:
             raise ValueError("efficiency_reference needs efficiency_reference_reason")
+        for key, why in self.kernels_not_inherited.items():
+            table, _, kind = key.partition(".")
+            if table not in KERNEL_TABLES or not kind:
+                raise ValueError(f"kernels_not_inherited key {key!r} is not 'table.kind' with table one of "
+                                 f"{', '.join(KERNEL_TABLES)}")
+            if not why.strip():
+                raise ValueError(f"kernels_not_inherited {key!r} needs a reason")
         return self
 
     # Convenience accessors (plain floats, SI) used by the cost layer.
@@ -308,6 +343,14 @@ class ChipSpec(_Frozen):
     def clock(self) -> float | None:
         """Boost clock in Hz (`clock_hz`), or None where the catalog does not state it."""
         return self.clock_hz.value if self.clock_hz else None
+
+    @property
+    def compute_clock_frac(self) -> float:
+        """sustained_clock_hz / clock_hz: the share of its stated matrix and vector peaks the chip sustains (1.0 where
+        the catalog states no sustained clock)."""
+        if self.sustained_clock_hz is None or self.clock_hz is None:
+            return 1.0
+        return self.sustained_clock_hz.value / self.clock_hz.value
 
     @property
     def sram_partitions(self) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tokenfab.cost.chip_cost import ChipCost
+from tokenfab.cost.chip_cost import ChipCost, sustained_peaks
 from tokenfab.cost.collectives import TREE_BUS_FACTOR, bus_factor, collective_name, steps, tree_steps
 from tokenfab.cost.onchip import (
     DecodeKvShape, GemmShape, PrefillKvShape, gemm_traffic_array, kv_passes_array, onchip_memory, prefill_kv_readers,
@@ -138,8 +138,9 @@ class _Points:
         self.peaks = np.empty((len(self.peak_keys), self.n))  # row per rate, as `_row` indexes them
         cols: dict[str, list[float]] = {k: [] for k in self._COLUMNS[:-1]}
         for i, chip in enumerate(chips):
-            p = {k: v.value for k, v in chip.peak_flop_per_s.items()}
-            p["vector"] = (chip.vector_flop_per_s.value if chip.vector_flop_per_s else 0.0) or min(p.values())
+            p = sustained_peaks(chip)
+            p["vector"] = (chip.vector_flop_per_s.value * chip.compute_clock_frac if chip.vector_flop_per_s else 0.0) \
+                or min(p.values())
             self.peaks[:, i] = [p[k] for k in self.peak_keys]
             onchip = onchip_memory(chip)
             cols["bw"].append(chip.memory_bandwidth_bytes_per_s)

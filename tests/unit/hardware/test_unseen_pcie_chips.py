@@ -62,3 +62,16 @@ def test_unseen_chips_inherit_their_generations_profile(name, reference):
     assert resolved.provenance == "inherited" and reference in resolved.note
     assert resolved.profile.name == reference and resolved.reference is None
     assert ("fp4" in resolved.profile.gemm) == (reference == "b200")
+
+
+def test_a100_pcie_sustains_its_tdp_clock_not_its_boost():
+    """The 300 W card holds its 1,065 MHz base (TDP) clock under tensor-core load, the SXM module its boost: the
+    matrix and vector rates the cost model uses are 1065/1410 of the datasheet's, the SXM module's are unchanged."""
+    from tokenfab.cost.chip_cost import sustained_peaks
+
+    chip, sxm = load_chip("a100-pcie"), load_chip("a100-sxm")
+    assert chip.clock == sxm.clock == 1.41e9
+    assert chip.sustained_clock_hz.value == 1.065e9 and chip.sustained_clock_hz.source
+    assert chip.compute_clock_frac == pytest.approx(1065 / 1410)
+    assert sustained_peaks(chip)["bf16"] == pytest.approx(312e12 * 1065 / 1410)
+    assert sxm.compute_clock_frac == 1.0 and sustained_peaks(sxm)["bf16"] == 312e12
