@@ -11,7 +11,10 @@
    new prefill shape (issue 9's measure; goal >= 2,000/s on one core), also reported per CPU second of this
    process (`predict_varied_shapes_cpu_per_s`: what one core does, steadier than wall time when others load it),
    with the garbage collections of each generation during those calls (`gc_collections_gen{0,1,2}`, from
-   gc.get_stats(): full, gen-2 collections are what memos of tracked objects cost; the settings are left as they are).
+   gc.get_stats(): full, gen-2 collections are what memos of tracked objects cost; the settings are left as they are);
+5. the same number of new varied shapes, each result turned into the stable JSON dict (`to_dict`: the breakdown
+   rows, the largest batch and the error bands, which `predict` works out only when asked for them), what the CLI's
+   `--json` and the HTTP server pay per call (`predict_varied_shapes_to_dict_per_s`, and per CPU second).
 Goal (issue 2): >= 10,000 decode-step predictions per second.
 """
 
@@ -62,6 +65,11 @@ def main() -> None:
                               input_len=shapes[i][1], output_len=shapes[i][2]), len(shapes), "predict_varied_shapes_cpu_per_s")
     for gen, (g, b) in enumerate(zip(gc.get_stats(), before)):
         results[f"predict_varied_shapes_gc_collections_gen{gen}"] = g["collections"] - b
+    fresh = [(rng.randint(1, 256), rng.randint(128, 8192), rng.randint(1, 512)) for _ in range(len(shapes))]
+    results["predict_varied_shapes_to_dict_per_s"] = rate(
+        lambda i: api.predict(model="llama-3.1-70b", hardware="h100-sxm", tp=8, batch=fresh[i][0],
+                              input_len=fresh[i][1], output_len=fresh[i][2]).to_dict(), len(fresh),
+        "predict_varied_shapes_to_dict_cpu_per_s")
     results.update(CPU_RATES)
     print(json.dumps({k: round(v, 1) for k, v in results.items()}, indent=2))
 

@@ -134,8 +134,10 @@ def _passes_plain(given: dict[str, Any], rules: dict[str, PlainRule | None]) -> 
         kind = type(value)
         if kind not in allowed or (kind is float and not math.isfinite(value)):
             return False
-        if tests and (kind is int or kind is float) and not all(test(value, bound) for test, bound in tests):
-            return False
+        if tests and (kind is int or kind is float):
+            for test, bound in tests:  # a loop, not all() over a generator: every new argument list comes here
+                if not test(value, bound):
+                    return False
     return True
 
 MEMO_SIZE = 4096  # argument lists remembered per function as already checked (then forgotten all at once)
@@ -213,7 +215,7 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
         called in loops); anything unusual goes through `bind` for its exact error message."""
         if len(args) <= len(positional):
             given = dict(zip(positional, args))
-            if not any(k in given or k not in fields for k in kwargs):
+            if given.keys().isdisjoint(kwargs) and fields.keys() >= kwargs.keys():  # no keyword twice, none unknown
                 given.update(kwargs)
                 if required <= given.keys():
                     return given
@@ -234,14 +236,16 @@ def validated(fn: Callable | None = None, *, conflicts: tuple[Rule, ...] = ()) -
     def _check_new(key: tuple, args: tuple, kwargs: dict) -> dict[str, Any]:
         """`check` of an argument list not remembered as passed (its memo key already made)."""
         given = arguments(args, kwargs)
-        values = dict(given) if _passes_plain(given, plain) else _checked(given)
-        full = {**defaults, **values}
-        for rule in conflicts:
-            reason = rule(full, defaults)
-            if reason:
-                raise InvalidInputError(reason)
-        if _rememberable(key) and all(values[n] is v or (type(values[n]) is type(v) and values[n] == v)
-                                      for n, v in given.items()):
+        unchanged = _passes_plain(given, plain)
+        values = dict(given) if unchanged else _checked(given)
+        if conflicts:  # the rules see every argument, defaults filled in
+            full = {**defaults, **values}
+            for rule in conflicts:
+                reason = rule(full, defaults)
+                if reason:
+                    raise InvalidInputError(reason)
+        if _rememberable(key) and (unchanged or all(values[n] is v or (type(values[n]) is type(v) and values[n] == v)
+                                                    for n, v in given.items())):
             if len(passed) >= MEMO_SIZE:
                 passed.clear()
             passed.add(key)

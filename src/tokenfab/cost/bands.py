@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +78,9 @@ class BandTable:
     e2e_scale: dict[str, ResidualQuantiles]  # metric -> quantiles of the normalised conformal score
     provenance: dict
     reference_level: float = DEFAULT_BAND_LEVEL  # level of the composite band the scores were taken against
+    # (family, source, level) -> Band: `op_band`'s answers from this table (a pure function of them; every row of
+    # every `predict` JSON asks, two interpolations each)
+    op_bands: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def residuals(self, family: str, source: str) -> ResidualQuantiles:
         source = source if source in SOURCES else "generic"  # 'mixed', 'analytic': the least trusted
@@ -126,6 +129,7 @@ def load_band_table(path: str | None = None) -> BandTable:
     return BandTable(ops, e2e, data.get("provenance", {}), ref)
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of two strings, asked for every breakdown row
 def op_family(op: str, phase: str = "") -> str:
     """Family of an operator name as the step breakdown and `op` name them."""
     name = op.lower()
@@ -143,9 +147,14 @@ def op_family(op: str, phase: str = "") -> str:
 
 
 def op_band(family: str, source: str, level: float = DEFAULT_BAND_LEVEL, table: BandTable | None = None) -> Band:
-    """Band of one op of `family` whose efficiency came from `source`."""
-    q_lo, q_hi = (table or load_band_table()).residuals(family, source).conformal(level)
-    return Band(math.exp(-q_hi), math.exp(-q_lo), level)
+    """Band of one op of `family` whose efficiency came from `source` (remembered in the table's `op_bands`)."""
+    table = table or load_band_table()
+    key = (family, source, level)
+    band = table.op_bands.get(key)
+    if band is None:
+        q_lo, q_hi = table.residuals(family, source).conformal(level)
+        band = table.op_bands[key] = Band(math.exp(-q_hi), math.exp(-q_lo), level)
+    return band
 
 
 def composite_band(parts: Iterable[tuple[float, str, str]], level: float = DEFAULT_BAND_LEVEL, metric: str | None = None,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from tokenfab.cost.kernel import KernelParams, kernel_time_s
 from tokenfab.cost.onchip import onchip_memory
 from tokenfab.cost.profile import ResolvedProfile, profile_from_dict, resolve_profile, load_profile, GENERIC
-from tokenfab.cost.result import OpCost, classify_bound
+from tokenfab.cost.result import OpCost, checked_cost, classify_bound
 from tokenfab.hardware.spec import ChipSpec
 
 
@@ -72,6 +72,9 @@ class ChipCost:
         # (act, weight, variant) -> a GEMM's profile key, compute format and operand bytes (`cost.gemm.gemm_work`): they
         # depend on the chip's formats only, and every GEMM estimate asks
         self.gemm_formats: dict[tuple[str, str, str], tuple] = {}
+        # ... and with the compute peak and the fitted curve (`cost.gemm.estimate_gemm`)
+        self.gemm_curves: dict[tuple[str, str, str], tuple] = {}
+        self.elementwise_curve: tuple | None = None  # (params, source) of streaming kernels (`cost.elementwise`)
 
     @property
     def resolved(self) -> ResolvedProfile:
@@ -107,7 +110,7 @@ class ChipCost:
         )
         onchip_s = (dram_bytes + onchip_bytes) / onchip_bw if onchip_bytes > 0.0 else 0.0
         bound = classify_bound(flops / peak, dram_bytes / self.bandwidth_bytes_per_s, params.launch_s, onchip_s)
-        return OpCost(op, time_s, flops, dram_bytes, bound, roofline, source, onchip_bytes)
+        return checked_cost(op, time_s, flops, dram_bytes, bound, roofline, source, onchip_bytes)
 
 
 @functools.lru_cache(maxsize=256)

@@ -13,9 +13,11 @@ from tokenfab.cost.result import OpCost
 def estimate_elementwise(cc: ChipCost, op: str, dram_bytes: float, flops: float = 0.0, *, warm_cache: bool = False) -> OpCost:
     """One memory-bound kernel moving `dram_bytes` (reads + writes) and doing `flops` of vector work;
     `warm_cache` as in `estimate_gemm` (a benchmark loop over an array that fits on chip)."""
-    params, source = cc.resolved.elementwise()
-    source = "analytic" if source == "generic" else source
-    return cc.run_kernel(op, flops, dram_bytes, cc.vector_flop_per_s, params, 1.0, source, warm_cache)
+    curve = cc.elementwise_curve
+    if curve is None:  # the chip's streaming curve and what it is said to come from: asked once per chip cost
+        params, source = cc.resolved.elementwise()
+        curve = cc.elementwise_curve = (params, "analytic" if source == "generic" else source)
+    return cc.run_kernel(op, flops, dram_bytes, cc.vector_flop_per_s, curve[0], 1.0, curve[1], warm_cache)
 
 
 def norm_bytes(tokens: int, hidden: int, act_bytes: float) -> float:

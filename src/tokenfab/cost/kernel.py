@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tokenfab.cost.onchip import memory_time_s
 from tokenfab.errors import InvalidInputError
 
 
@@ -97,13 +96,19 @@ def kernel_time_s(
     elif cache_bytes > 0.0 and dram_bytes <= params.cache_capacity_frac * cache_bytes:
         bw *= params.cache_bw_factor
     t_c = flops / peak_flop_per_s
-    t_m = memory_time_s(dram_bytes, onchip_bytes, bw, onchip_bandwidth_bytes_per_s)
-    roofline = max(t_c, t_m)
-    u = occupancy(work_units, params.half_occupancy_per_unit * compute_units)
+    # onchip.memory_time_s, occupancy and max() written out (the same operations: every new operator shape comes here)
+    t_m = dram_bytes / bw
+    if onchip_bytes > 0.0:
+        t_onchip = (dram_bytes + onchip_bytes) / onchip_bandwidth_bytes_per_s
+        if t_onchip > t_m:
+            t_m = t_onchip
+    roofline = t_m if t_m > t_c else t_c
+    half_units = params.half_occupancy_per_unit * compute_units
+    u = 1.0 if half_units <= 0.0 else work_units / (work_units + half_units)
     a = t_c / (params.compute_eff * u) if t_c > 0 else 0.0
     b = t_m / params.memory_eff
     p = params.overlap_exp
-    hi = max(a, b)
+    hi = b if b > a else a
     if hi <= 0.0:
         return params.launch_s, 0.0
     blended = hi * math.pow(math.pow(a / hi, p) + math.pow(b / hi, p), 1.0 / p)

@@ -48,16 +48,49 @@ class PredictResult:
     e2e_s: float
     energy_j: float
     memory: MemoryFootprint
-    max_batch_that_fits: int
-    efficiency_source: str
     efficiency_note: str
-    breakdown: list[dict] = field(default_factory=list)
     speculative: dict | None = None
     band_level: float = DEFAULT_BAND_LEVEL
+    # What the breakdown rows and the largest batch are worked out from on first access (see `DeferredFigures`)
+    deferred: DeferredFigures | None = field(default=None, repr=False, compare=False)
+    _rows: list[dict] | None = field(default=None, init=False, repr=False, compare=False)
+    _max_batch: int | None = field(default=None, init=False, repr=False, compare=False)
+    _source: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def fits(self) -> bool:
         return self.memory.fits
+
+    @property
+    def breakdown(self) -> list[dict]:
+        """Per-operator rows of the prefill and decode phases ({op, phase, time_s, bound, flops, bytes, mfu, mbu,
+        source}), longest first within each phase. Built on first access and kept: a caller that reads only the
+        headline figures (a sweep, a search screen) does not pay for them, and every later access sees the same
+        rows (tests check them equal to rows built at once)."""
+        if self._rows is None:
+            self._rows = self.deferred.rows() if self.deferred is not None else []
+        return self._rows
+
+    @property
+    def efficiency_source(self) -> str:
+        """The efficiency source behind most of the predicted time (see `dominant_source`)."""
+        if self._source is None:
+            default = self.deferred.sm.provenance if self.deferred is not None else "analytic"
+            self._source = dominant_source(self.breakdown, default)
+        return self._source
+
+    def __getstate__(self) -> dict:
+        """Pickled with its deferred figures worked out: a result sent to another process carries no step model."""
+        self.efficiency_source, self.max_batch_that_fits  # noqa: B018 (works them out and keeps them)
+        return {**self.__dict__, "deferred": None}
+
+    @property
+    def max_batch_that_fits(self) -> int:
+        """Largest static batch of these lengths (over all replicas) whose memory fits (`MemoryModel.max_batch`),
+        worked out on first access and kept."""
+        if self._max_batch is None:
+            self._max_batch = self.deferred.max_batch() if self.deferred is not None else 0
+        return self._max_batch
 
     def to_dict(self) -> dict:
         decode_s = self.e2e_s - self.ttft_s
@@ -213,15 +246,10 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
         it_t, it_e = _trapezoid_means(contexts, [i[0] for i in its], [i[1] for i in its])
         decode_s, decode_j = steps / spec.tokens_per_iteration * it_t, steps / spec.tokens_per_iteration * it_e
     footprint = mem.footprint(per_replica * (input_len + output_len), per_replica * input_len, per_replica)
-    peak, bw = sm.cc.peak(sm.prec.dtype), sm.cc.bandwidth_bytes_per_s
-    rows = _breakdown_rows(prefill, "prefill", 1.0, peak, bw)
+    mid_ctx = float(contexts[len(contexts) // 2]) if len(contexts) else None
+    deferred = DeferredFigures(sm, mem, prefill, per_replica, input_len, output_len, mid_ctx, decode_s, spec)
     info = None
-    if len(contexts) and spec is None:
-        mid = sm.step(StepBatch(num_decode=per_replica, decode_kv_len=float(contexts[len(contexts) // 2])))
-        scale = decode_s / mid.time_s if mid.time_s > 0 else 0.0
-        rows += _breakdown_rows(mid, "decode", scale, peak, bw)
-    elif len(contexts):
-        rows += _speculative_rows(sm, spec, per_replica, float(contexts[len(contexts) // 2]), steps, peak, bw)
+    if len(contexts) and spec is not None:
         footprint = _with_drafter(footprint, spec, per_replica * (input_len + output_len))
         info = {"method": spec.spec.method, "num_spec_tokens": spec.spec.num_spec_tokens,
                 "acceptance_frac": spec.spec.acceptance_frac, "acceptance_source": spec.spec.acceptance_source,
@@ -232,26 +260,63 @@ def estimate_static_batch(sm: StepModel, mem: MemoryModel, batch: int, input_len
         model=sm.model.name, hardware=sm.system.chip.name, devices=par.num_devices, tp=par.tp, pp=par.pp, ep=par.ep,
         dp=par.dp, dtype=prec.dtype, weight_dtype=prec.weights, kv_dtype=prec.kv, batch=batch, input_len=input_len,
         output_len=output_len, ttft_s=ttft, tpot_s=decode_s / steps if steps else 0.0, e2e_s=ttft + decode_s,
-        energy_j=prefill_e + decode_j,
-        memory=footprint, max_batch_that_fits=mem.max_batch(input_len, output_len, par.dp),
-        efficiency_source=dominant_source(rows, sm.provenance), efficiency_note=sm.provenance_note, breakdown=rows,
-        speculative=info,
+        energy_j=prefill_e + decode_j, memory=footprint, efficiency_note=sm.provenance_note, speculative=info,
+        deferred=deferred,
     )
+
+
+@dataclass(slots=True)
+class DeferredFigures:
+    """What a static batch's breakdown rows and largest batch are worked out from when first asked for
+    (`PredictResult.breakdown`, `.max_batch_that_fits`): the prefill step as predicted, what the decode rows need
+    (the decode step at the middle sampled context, scaled to the phase's time; or the speculative verify and draft
+    steps), and the memory model. Step and memory models are pure functions (memoised), so figures worked out later
+    are the figures `estimate_static_batch` would have worked out at once."""
+
+    sm: StepModel
+    mem: MemoryModel
+    prefill: StepResult
+    num_sequences: int  # per replica
+    input_len: int
+    output_len: int
+    mid_context: float | None  # None: no decode step (one output token)
+    decode_s: float
+    spec: SpeculativeModel | None
+
+    def rows(self) -> list[dict]:
+        sm = self.sm
+        peak, bw = sm.cc.peak(sm.prec.dtype), sm.cc.bandwidth_bytes_per_s
+        rows = _breakdown_rows(self.prefill, "prefill", 1.0, peak, bw)
+        if self.mid_context is None:
+            return rows
+        if self.spec is None:
+            mid = sm.step(StepBatch(num_decode=self.num_sequences, decode_kv_len=self.mid_context))
+            scale = self.decode_s / mid.time_s if mid.time_s > 0 else 0.0
+            return rows + _breakdown_rows(mid, "decode", scale, peak, bw)
+        steps = self.output_len - 1
+        return rows + _speculative_rows(sm, self.spec, self.num_sequences, self.mid_context, steps, peak, bw)
+
+    def max_batch(self) -> int:
+        return self.mem.max_batch(self.input_len, self.output_len, self.sm.par.dp)
 
 
 def _trapezoid_means(contexts: np.ndarray, times, energies) -> tuple[float, float]:
     """Context-weighted means of per-step time and energy over the sampled decode contexts.
 
     `np.trapezoid(y, contexts)` of both, written out as numpy computes it (the same operations, so the same
-    bits) to take the context differences once."""
-    if len(times) == 0:
+    bits: a row of a contiguous 2-D array sums along its last axis as the 1-D array would) and evaluated on both
+    series at once, the context differences taken once: a decode phase's numpy calls on its ~33 samples cost
+    more in call overhead than in arithmetic (tests check equality with np.trapezoid's form)."""
+    n = len(times)
+    if n == 0:
         return 0.0, 0.0
-    if len(times) == 1:
+    if n == 1:
         return float(times[0]), float(energies[0])
     span = contexts[-1] - contexts[0]
     d = contexts[1:] - contexts[:-1]  # np.diff
-    y, e = np.asarray(times, dtype=float), np.asarray(energies, dtype=float)
-    return float((d * (y[1:] + y[:-1]) / 2.0).sum(-1) / span), float((d * (e[1:] + e[:-1]) / 2.0).sum(-1) / span)
+    both = np.concatenate((times, energies)).reshape(2, n)
+    means = (d * (both[:, 1:] + both[:, :-1]) / 2.0).sum(-1) / span
+    return float(means[0]), float(means[1])
 
 
 def _speculative_rows(sm: StepModel, spec: SpeculativeModel, seqs: int, ctx: float, steps: int,

@@ -228,8 +228,13 @@ class StepModel:
     def _aggregate(self, pairs) -> PartRecord:
         """The part record (per-operator totals and sums) of (cost, count) pairs. `OpTotal.add` and
         `PowerModel.op_power_w` inlined (the same operations in the same order: a first row is its cost added to
-        zeros), since a prefill step spends a third of its time here; rows are summed in lists, then frozen."""
-        totals: dict[str, list] = {}
+        zeros), since a prefill step spends a third of its time here. Rows are summed in place in the flat record
+        (`where` says where each operator's row starts), an operator's limit kept as its name while all its time has
+        that one limit (its time is then the row's: the same sums in the same order) and as a dict of times per
+        limit (`split`, first seen first) from the first operator of it with another limit on."""
+        flat = [0.0, 0.0, 0.0]  # time_s, roofline_s, busy_energy_j: set at the end
+        where: dict[str, int] = {}
+        split: dict[int, dict[str, float]] = {}
         time_s = roof = busy = 0.0
         power = self.power
         idle_w, swing_w, peak, bw, onchip_bw = (power.idle_w, power.tdp_w - power.idle_w, power.peak, power.bandwidth,
@@ -238,20 +243,25 @@ class StepModel:
             ct, cflops, cbytes, conchip = cost.time_s, cost.flops, cost.bytes, cost.onchip_bytes
             t = ct * count
             r = cost.roofline_s * count
-            row = totals.get(cost.op)
-            if row is None:
-                totals[cost.op] = [cost.op, 0.0 + t, 0.0 + cflops * count, 0.0 + cbytes * count, 0.0 + r,
-                                   cost.source, 0.0 + conchip * count, {cost.bound: 0.0 + t}]
-            else:  # op, time_s, flops, bytes, roofline_s, source, onchip_bytes, bound_time
-                row[1] += t
-                row[2] += cflops * count
-                row[3] += cbytes * count
-                row[6] += conchip * count
-                row[4] += r
-                bound_time = row[7]
-                bound_time[cost.bound] = bound_time.get(cost.bound, 0.0) + t
-                if row[5] != cost.source:
-                    row[5] = cost.source if not row[5] else "mixed"
+            at = where.get(cost.op)
+            if at is None:
+                where[cost.op] = len(flat)
+                flat += (cost.op, 0.0 + t, 0.0 + cflops * count, 0.0 + cbytes * count, 0.0 + r, cost.source,
+                         0.0 + conchip * count, cost.bound)
+            else:  # op, time_s, flops, bytes, roofline_s, source, onchip_bytes, bound (see PartRecord)
+                bound = cost.bound
+                times = split.get(at)
+                if times is not None:
+                    times[bound] = times.get(bound, 0.0) + t
+                elif bound != flat[at + 7]:  # a second limit: the first one's time is the row's so far
+                    split[at] = {flat[at + 7]: flat[at + 1], bound: 0.0 + t}
+                flat[at + 1] += t
+                flat[at + 2] += cflops * count
+                flat[at + 3] += cbytes * count
+                flat[at + 6] += conchip * count
+                flat[at + 4] += r
+                if flat[at + 5] != cost.source:
+                    flat[at + 5] = cost.source if not flat[at + 5] else "mixed"
             time_s += t
             roof += r
             if ct <= 0:
@@ -266,14 +276,9 @@ class StepModel:
                 if other > activity:
                     activity = other
             busy += (idle_w + swing_w * (activity if activity < 1.0 else 1.0)) * t
-        flat = [time_s, roof, busy]
-        for row in totals.values():
-            bound_time = row.pop()
-            flat += row
-            if len(bound_time) == 1:
-                flat += bound_time  # the one limit's name: its time is the row's (the same sums in the same order)
-            else:
-                flat.append(tuple([x for pair in bound_time.items() for x in pair]))
+        flat[0], flat[1], flat[2] = time_s, roof, busy
+        for at, times in split.items():
+            flat[at + 7] = tuple([x for pair in times.items() for x in pair])
         return tuple(flat)
 
     def _layers_part(self, num_tokens: int, num_decode: int) -> PartRecord:
@@ -732,6 +737,6 @@ def quantise_context_array(kv_lens: np.ndarray) -> np.ndarray:
     if values:
         lo, hi, total = min(values), max(values), sum(values)
         if 256.0 <= lo and hi < 9007199254740992.0 and total == total and int(lo).bit_length() == int(hi).bit_length():
-            q = 1 << (int(lo).bit_length() - 8)
-            return ((kv_lens.astype(np.int64) + (q >> 1)) // q * q).astype(np.float64)
+            q = 1 << (int(lo).bit_length() - 8)  # a power of two: // q * q of a positive integer is & -q
+            return ((kv_lens.astype(np.int64) + (q >> 1)) & -q).astype(np.float64)
     return np.array(quantise_contexts(values), dtype=np.float64)
