@@ -12,7 +12,8 @@
   batch, `prefill_limit`); runs whose worker counts the source leaves blank under a stated assumption
   (`assume_workers`), scored in groups of their own.
 - aggregated TensorRT-LLM attention-DP runs under the context balancing bench/fit_attention_dp_balance.py chose
-  (`concurrency_jobs`, `is_balanced_kind`).
+  (`concurrency_jobs`, `is_balanced_kind`); InferenceMAX's MTP runs under its scripts' server limits
+  (`mtp_script_limits`: a per-rank max_batch_size, and a token budget that admits one prompt per rank and iteration).
 - MLPerf MoE rows and the SGLang 96 x H100 large-scale-EP figures: listed with the reason they are not
   simulated (see `_not_expressed`); so are measurements repeated under a larger-GPU layout label
   (`relabelled_duplicates`), runs below their stated load (`below_stated_load`), runs far above their own
@@ -217,8 +218,9 @@ def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, ba
     fit, {} for none) runs under that one; an engine whose MoE runs have an output spread fitted with its eager
     prompt iterations (`engine_clients`, default bench/fit_moe_prefill.py's fit, {} for none) takes that spread on
     top, unless its campaign has an output spread of its own (`campaign_spreads`, default the stored fit of
-    bench/fit_moe_serving_client.py, {} for none). Aggregated TensorRT-LLM attention-DP runs also take the attention-DP context balancing `balance`
-    (default: bench/fit_attention_dp_balance.py's choice, none without its file; {} for none). `assumed_workers`:
+    bench/fit_moe_serving_client.py, {} for none). Aggregated TensorRT-LLM attention-DP runs also take the
+    attention-DP context balancing `balance` (default: bench/fit_attention_dp_balance.py's choice, none without its
+    file; {} for none; simulate() arguments for every model, or per model name: `balance_for`). `assumed_workers`:
     P/D runs without stated worker counts run under `assume_workers` (else they are listed as not expressed)."""
     jobs, failed = _jobs(directory, assumed_workers)
     clients = fitted_clients() if clients is None else clients
@@ -235,7 +237,7 @@ def concurrency_jobs(directory: Path, clients: dict[str, dict] | None = None, ba
     balance = fitted_balance() if balance is None else balance
     for job in jobs:
         if balance and is_balanced_kind(job["meta"]):
-            job["kwargs"].update(balance)
+            job["kwargs"].update(balance_for(balance, job["kwargs"]["model"]))
     return jobs, failed
 
 
@@ -288,13 +290,29 @@ def fitted_moe_campaign_spreads() -> dict[str, float]:
 
 
 def fitted_balance() -> dict:
-    """simulate() arguments of the fitted TensorRT-LLM attention-DP balancing ({} without the file or when off)."""
+    """The fitted TensorRT-LLM attention-DP balancing: simulate() arguments for every model, or per model name when the
+    chosen candidate sets each model's own (bench/fit_attention_dp_balance.py 'per_model'); {} without the file or
+    when off."""
     if not BALANCE_PATH.exists():
         return {}
     row = (yaml.safe_load(BALANCE_PATH.read_text()) or {}).get("trtllm", {})
+    if "per_model" in row:
+        return {name: _balance_args(setting) for name, setting in row["per_model"].items()}
+    return _balance_args(row)
+
+
+def _balance_args(row: dict) -> dict:
     if not row.get("adp_timeout_iters"):
         return {}
     return {"adp_timeout_iters": int(row["adp_timeout_iters"]), "adp_batching_wait_iters": int(row["adp_batching_wait_iters"])}
+
+
+def balance_for(balance: dict, model: str) -> dict:
+    """The simulate() arguments of `balance` (one setting for every model: its arguments; or model name -> arguments)
+    for a run of `model` ({} for a model the per-model setting does not name)."""
+    if "adp_timeout_iters" in balance:
+        return balance
+    return balance.get(model, {})
 
 
 def is_balanced_kind(meta: dict) -> bool:
@@ -366,6 +384,7 @@ def _jobs(directory: Path, assumed_workers: bool = False) -> tuple[list[dict], l
                                           **_exchange(fw, lay), **engine_release(r["framework"]), **spec,
                                           **(prefill_limit(fw, notes) if "prefill_replicas" in lay else {}))
         kwargs["num_requests"] = min(10 * c, MAX_REQUESTS)
+        kwargs.update(mtp_script_limits(spec, lay, c, isl))
         # a speculative run is another configuration than the same layout without it (the key of a run without
         # speculation is unchanged, and with it its fit half, `accuracy_serving.job_half`)
         key = (model, hw, dtype, fw, tuple(lay.items()), c, isl, osl, assumed) + ((tuple(spec.items()),) if spec else ())
@@ -438,6 +457,22 @@ def speculative_recipe(framework: str, model: str, lay: dict) -> dict:
     return {"spec_method": "mtp", "spec_tokens": 1 if lay["dp"] > 1 else 3, **fitted_mtp_acceptance()}
 
 
+def mtp_script_limits(spec: dict, lay: dict, concurrency: int, input_len: int) -> dict:
+    """The server limits InferenceMAX's DeepSeek-R1 B200 MTP scripts start trtllm-serve with ({} for a run without
+    `speculative_recipe`'s speculation): --max_batch_size C / TP under attention-DP (TP = the GPUs = the dp ranks here;
+    a per-rank limit, as TensorRT-LLM schedules each attention-DP rank's batch alone), C otherwise; --max_num_tokens
+    ((MTP + 1) x max_batch_size + ISL + 64 + 63) // 64 x 64 with no floor (benchmarks/dsr1_fp4_b200_trt_mtp.sh
+    @13dd0c2, dsr1_fp8_b200_trt_mtp.sh @111f031 of github.com/SemiAnalysisAI/InferenceX; the plain scripts,
+    dsr1_fp4_b200_trt.sh, raise theirs to at least 8192, the default `_engine_overrides` keeps). Without chunked
+    prefill that budget holds one prompt beside a rank's decode tokens, so each rank starts at most one prompt per
+    iteration and the others wait for a later one (under attention-DP balancing, for its next release)."""
+    if not spec:
+        return {}
+    batch = max(1, concurrency // lay["dp"]) if lay["dp"] > 1 else concurrency
+    return {"max_num_seqs": batch,
+            "max_batched_tokens": ((spec["spec_tokens"] + 1) * batch + input_len + 64 + 63) // 64 * 64}
+
+
 MTP_ACCEPTANCE_PATH = Path(__file__).with_name("data") / "mtp_acceptance.yaml"
 
 
@@ -499,8 +534,9 @@ MAX_TTFT_OVER_HIGHER_LOAD = 2.0
 
 def _deployment_key(job: dict) -> tuple:
     """A job's deployment: its campaign and every simulated argument but the load (the clients, their request count,
-    and the token budget `_engine_overrides` derives from the prompt length and the clients)."""
-    load = ("concurrency", "num_requests", "max_batched_tokens")
+    the token budget `_engine_overrides` derives from the prompt length and the clients, and the sequence limit
+    `mtp_script_limits` derives from them)."""
+    load = ("concurrency", "num_requests", "max_batched_tokens", "max_num_seqs")
     return (job["meta"].get("campaign"),) + tuple(sorted((k, str(v)) for k, v in job["kwargs"].items() if k not in load))
 
 

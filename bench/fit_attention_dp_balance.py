@@ -7,7 +7,10 @@ TensorRT-LLM can hold prompts back until every attention-DP rank has one (`atten
 The candidates are the settings TensorRT-LLM documents: off (its default, llm_args.py AttentionDpConfig
 enable_balance=False), the tech blog's context wait alone and its production configuration
 (docs/source/blogs/tech_blog/blog10_ADP_Balance_Strategy.md: timeout_iters 50; timeout_iters 50 with
-batching_wait_iters 10). Rows: the aggregated TensorRT-LLM attention-DP runs bench/accuracy_moe_serving.py expresses
+batching_wait_iters 10), and the settings InferenceMAX's benchmark scripts launch these runs with, per model
+(`INFERENCEMAX_SOURCE`: the DeepSeek-R1 scripts timeout_iters 60 with batching_wait_iters 0; the GPT-OSS script
+enable_balance alone, i.e. llm_args.py's defaults timeout_iters 50, batching_wait_iters 10). Rows: the aggregated
+TensorRT-LLM attention-DP runs bench/accuracy_moe_serving.py expresses
 (those started from TensorRT-LLM release images; Dynamo deployments keep balancing off, see
 `accuracy_moe_serving.is_balanced_kind`),
 under the fitted benchmark client, split by a hash of the run key as bench/fit_serving_client.py splits them; the fit
@@ -24,7 +27,7 @@ import subprocess
 import numpy as np
 import yaml
 
-from accuracy_moe_serving import BALANCE_PATH, concurrency_jobs, is_balanced_kind, job_abs_errors
+from accuracy_moe_serving import BALANCE_PATH, balance_for, concurrency_jobs, is_balanced_kind, job_abs_errors
 from accuracy_serving import job_half
 from tokenfab.calibrate.measurements import shared_calibration_dir
 
@@ -32,15 +35,25 @@ CANDIDATES = {
     "off": {"adp_timeout_iters": 0, "adp_batching_wait_iters": 0},
     "context-wait": {"adp_timeout_iters": 50, "adp_batching_wait_iters": 0},
     "full-strategy": {"adp_timeout_iters": 50, "adp_batching_wait_iters": 10},
+    # per model (the names bench/accuracy_moe_serving.py maps these runs' checkpoints to)
+    "inferencemax-scripts": {"per_model": {"deepseek-v3": {"adp_timeout_iters": 60, "adp_batching_wait_iters": 0},
+                                           "gpt-oss-120b": {"adp_timeout_iters": 50, "adp_batching_wait_iters": 10}}},
 }
 SOURCE = ("TensorRT-LLM tensorrt_llm/llmapi/llm_args.py AttentionDpConfig (enable_balance False by default); "
           "docs/source/blogs/tech_blog/blog10_ADP_Balance_Strategy.md (2025-08-29): context wait timeout_iters=50, "
           "production configuration timeout_iters=50 + batching_wait_iters=10")
+INFERENCEMAX_SOURCE = ("github.com/SemiAnalysisAI/InferenceX benchmarks/dsr1_fp4_b200_trt.sh @111f031, dsr1_fp8_b200_trt.sh "
+                       "@0a919c5, dsr1_fp4_b200_trt_mtp.sh @13dd0c2, dsr1_fp8_b200_trt_mtp.sh @111f031 (attention_dp_config: "
+                       "batching_wait_iters 0, enable_balance true, timeout_iters 60 when DP_ATTENTION is true); "
+                       "gptoss_fp4_b200_trt.sh @1825e7f (attention_dp_config: enable_balance true only)")
 
 
 
-def _errors(jobs: list[dict], setting: dict, workers: int) -> list[dict[str, float]]:
-    return job_abs_errors([{**j, "kwargs": {**j["kwargs"], **setting}} for j in jobs], workers)
+def _errors(jobs: list[dict], candidate: dict, workers: int) -> list[dict[str, float]]:
+    """|error| of every job under `candidate` (one setting, or 'per_model' settings by the job's model)."""
+    setting = candidate.get("per_model", candidate)
+    return job_abs_errors([{**j, "kwargs": {**j["kwargs"], **balance_for(setting, j["kwargs"]["model"])}} for j in jobs],
+                          workers)
 
 
 def _mape(errs: list[dict[str, float]], metric: str) -> float:
@@ -74,7 +87,8 @@ def main() -> None:
                                          "of the run key, even) of the aggregated TensorRT-LLM attention-DP runs of "
                                          "shared/calibration/e2e_aiconfigurator_silicon.csv started from TensorRT-LLM "
                                          "release images (runs deployed through Dynamo keep balancing off: "
-                                         "accuracy_moe_serving.is_balanced_kind); held-out figures on the odd half", "source": SOURCE, "commit": commit,
+                                         "accuracy_moe_serving.is_balanced_kind); held-out figures on the odd half",
+                               "source": SOURCE, "inferencemax_source": INFERENCEMAX_SOURCE, "commit": commit,
                                "date": dt.date.today().isoformat(),
                                "fit_runs": sum(1 for h in halves if h == 0), "held_out_runs": sum(halves)},
                 "candidates": {n: {**CANDIDATES[n], **table[n]} for n in CANDIDATES},
