@@ -4,13 +4,13 @@ attention-DP balancing (one setting for every model, or one per model)."""
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import accuracy_moe_serving as ams  # noqa: E402
+from test_bench_moe_serving import mtp_cell_rows  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -33,15 +33,7 @@ def test_the_mtp_budget_holds_one_prompt_beside_a_full_batch_and_never_two(draft
 
 
 def test_mtp_jobs_carry_the_limits_and_plain_jobs_the_default_budget(tmp_path):
-    notes = ("NVIDIA aiconfigurator silicon validation sample id=x; aggregated serving: tp=1, pp=1, attention_dp=8, moe_tp=1, "
-             "moe_ep=8, batch/concurrency=16; gemm_quant=nvfp4, moe_quant=nvfp4; measured serving benchmark at fixed "
-             "concurrency=128; data_source=[source_file=2026-03-25.csv]")
-    base = dict(source_url_or_repo_path="s", source_kind="repo-data", hardware="B200-SXM-180GB", n_accel=8,
-                interconnect="NVLink5", model="deepseek-ai/DeepSeek-R1", precision="fp4", scenario="server-agg", batch=16,
-                input_len=1024, output_len=8192, tp=1, pp=1, ep=8, metric="tpot_ms", unit="ms", notes=notes)
-    pd.DataFrame([{**base, "case_id": "mtp", "framework": ams.MTP_FRAMEWORK, "value": 11.6652},
-                  {**base, "case_id": "stp", "framework": "trtllm 1.2.0rc6.post2", "value": 19.2280}]
-                 ).to_csv(tmp_path / "e2e_aiconfigurator_silicon.csv", index=False)
+    mtp_cell_rows().to_csv(tmp_path / "e2e_aiconfigurator_silicon.csv", index=False)  # one cell, MTP and plain
     jobs, _ = ams._jobs(tmp_path)
     by_case = {j["measured"]["tpot_ms"][1]: j["kwargs"] for j in jobs}
     assert (by_case["mtp"]["max_num_seqs"], by_case["mtp"]["max_batched_tokens"]) == (16, (2 * 16 + 1024 + 127) // 64 * 64)

@@ -371,12 +371,12 @@ def test_only_inferencemax_mtp_image_runs_speculate_one_token_under_attention_dp
     assert speculative_recipe(MTP_FRAMEWORK, "deepseek-v3", {**dep, "prefill_replicas": 1}) == {}
 
 
-def test_the_same_cell_with_and_without_mtp_is_two_runs_and_a_plain_runs_key_is_unchanged(tmp_path):
-    """The post3 (MTP) and post2 (plain) measurements of one cell must not collapse into one job (add_measured keeps
-    the last), and a run without speculation keeps the key (and so the fit half) it always had."""
+def mtp_cell_rows():
+    """One B200 DeepSeek-R1 attention-DP 8 cell measured twice at C = 128: on InferenceMAX's MTP image ('mtp') and on
+    the plain sweeps' image ('stp'), as e2e_aiconfigurator_silicon.csv rows (also used by test_bench_adp_settings)."""
     import pandas as pd
 
-    from accuracy_moe_serving import MTP_FRAMEWORK, _jobs
+    from accuracy_moe_serving import MTP_FRAMEWORK
 
     notes = ("NVIDIA aiconfigurator silicon validation sample id=x; aggregated serving: tp=1, pp=1, attention_dp=8, moe_tp=1, "
              "moe_ep=8, batch/concurrency=16; gemm_quant=nvfp4, moe_quant=nvfp4; measured serving benchmark at fixed "
@@ -384,8 +384,16 @@ def test_the_same_cell_with_and_without_mtp_is_two_runs_and_a_plain_runs_key_is_
     base = dict(source_url_or_repo_path="s", source_kind="repo-data", hardware="B200-SXM-180GB", n_accel=8,
                 interconnect="NVLink5", model="deepseek-ai/DeepSeek-R1", precision="fp4", scenario="server-agg", batch=16,
                 input_len=1024, output_len=8192, tp=1, pp=1, ep=8, metric="tpot_ms", unit="ms", notes=notes)
-    rows = pd.DataFrame([{**base, "case_id": "mtp", "framework": MTP_FRAMEWORK, "value": 11.6652},
+    return pd.DataFrame([{**base, "case_id": "mtp", "framework": MTP_FRAMEWORK, "value": 11.6652},
                          {**base, "case_id": "stp", "framework": "trtllm 1.2.0rc6.post2", "value": 19.2280}])
+
+
+def test_the_same_cell_with_and_without_mtp_is_two_runs_and_a_plain_runs_key_is_unchanged(tmp_path):
+    """The post3 (MTP) and post2 (plain) measurements of one cell must not collapse into one job (add_measured keeps
+    the last), and a run without speculation keeps the key (and so the fit half) it always had."""
+    from accuracy_moe_serving import _jobs
+
+    rows = mtp_cell_rows()
 
     rows.to_csv(tmp_path / "e2e_aiconfigurator_silicon.csv", index=False)
     jobs, _ = _jobs(tmp_path)
