@@ -18,7 +18,8 @@ they cannot disagree about what "unseen" means:
 Two earlier definitions differed on exactly these points: bench/accuracy.py dropped the clock (the
 pooled MoE fixed cost then took the pooled bf16 GEMM fixed cost as its cycle, 22.1% on ops_moe.csv),
 bench/accuracy_moe.py kept the held chip's own dense fits (B200's own FP4/BF16 GEMM efficiency ratio
-scaled the pooled MoE curve, 16.9%); here both read 16.6% (see docs/accuracy.md).
+scaled the pooled MoE curve, 16.9%); here both read one figure (16.6% as first defined, 16.4% with
+`cost.moe.resolved_moe_form`'s padded w4a8 work count; see docs/accuracy.md).
 """
 
 from __future__ import annotations
