@@ -279,7 +279,7 @@ def test_stored_moe_campaign_clients_are_grid_choices_that_beat_their_frameworks
 def test_a_run_whose_own_latencies_put_few_requests_in_flight_is_not_scored():
     """Little's law on the run's own means: 512 clients, TTFT 22.3 s, 1024 tokens at 5.33 ms (5.46 s decoding):
     512 x 5.46 / 27.76 = 100.7 in flight (0.197 C, below a third: not scored); at TTFT 1 s, 0.85 C (scored)."""
-    from accuracy_moe_serving import below_stated_load, in_flight_frac
+    from moe_serving_rules import below_stated_load, in_flight_frac
 
     def job(ttft_ms):
         return {"kwargs": {"output_len": 1024}, "meta": {"concurrency": 512, "layout": {}},
@@ -409,7 +409,7 @@ def test_the_same_cell_with_and_without_mtp_is_two_runs_and_a_plain_runs_key_is_
 def test_the_unversioned_sglang_nvfp4_moe_tp_series_is_listed_not_scored():
     """Only the B200 SGLang runs whose release is blank, with NVFP4 experts split by MoE-TP alone, are the stalled
     series: the same layout with a stated release, FP8 experts, EP, or another engine is scored."""
-    from accuracy_moe_serving import first_token_stalls, is_stalled_series
+    from moe_serving_rules import first_token_stalls, is_stalled_series
 
     def job(**meta):
         base = {"framework": "sglang", "release": "sglang nan", "device": "b200", "moe_quant": "nvfp4",
@@ -430,7 +430,7 @@ def test_a_run_far_above_its_deployments_ttft_at_a_higher_load_is_not_scored():
     """The same deployment (campaign and simulated arguments but the load): 12.3 s at C = 6 against 5.05 s at C = 30
     is 2.44x (not scored); 7.4 s at C = 60 lies above its lower-load runs, as queueing makes it (scored); a run of
     another campaign, or with another layout, is no higher-load run of it."""
-    from accuracy_moe_serving import above_higher_load_ttft
+    from moe_serving_rules import above_higher_load_ttft
 
     def job(c, ttft_ms, campaign="H100 trtllm ?", tp=16):
         return {"kwargs": {"concurrency": c, "num_requests": 10 * c, "max_batched_tokens": 8192 + c, "tp": tp},
@@ -461,7 +461,7 @@ def test_a_first_token_seconds_late_whatever_the_prompt_length_is_not_scored_on_
     """The same deployment and load at 1024 and 8192 prompt tokens: 7137 -> 7661 ms is 1.07x for an 8x prompt (both
     TTFTs not scored, their TPOTs kept); sub-second flat TTFTs (a fixed client latency) and a 4.1x growth stay scored,
     as do runs at another concurrency or of another campaign, which are no pair."""
-    from accuracy_moe_serving import prompt_insensitive_ttft
+    from moe_serving_rules import prompt_insensitive_ttft
 
     def job(isl, ttft_ms, c=9, campaign="H100 trtllm ?"):
         return {"kwargs": {"concurrency": c, "input_len": isl, "num_requests": 10 * c, "max_batched_tokens": isl + 128},
