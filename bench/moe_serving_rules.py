@@ -84,23 +84,28 @@ def below_stated_load(jobs: list[dict]) -> tuple[list[dict], list[str]]:
 MAX_TTFT_OVER_HIGHER_LOAD = 2.0
 
 
-def _deployment_key(job: dict) -> tuple:
-    """A job's deployment: its campaign and every simulated argument but the load (the clients, their request count,
-    the token budget `_engine_overrides` derives from the prompt length and the clients, and the sequence limit
-    `mtp_script_limits` derives from them)."""
-    load = ("concurrency", "num_requests", "max_batched_tokens", "max_num_seqs")
-    return (job["meta"].get("campaign"),) + tuple(sorted((k, str(v)) for k, v in job["kwargs"].items() if k not in load))
+def _ttft_runs_by(jobs: list[dict], varied: tuple[str, ...]) -> dict[tuple, list[dict]]:
+    """The jobs measured on TTFT, grouped by their campaign and every simulated argument but those in `varied`."""
+    groups: dict[tuple, list[dict]] = {}
+    for job in jobs:
+        if "ttft_ms" in job["measured"]:
+            key = (job["meta"].get("campaign"),) + tuple(sorted((k, str(v)) for k, v in job["kwargs"].items()
+                                                                if k not in varied))
+            groups.setdefault(key, []).append(job)
+    return groups
+
+
+# What a deployment's runs at several loads differ in: the clients, their request count, the token budget
+# `_engine_overrides` derives from the prompt length and the clients, and the sequence limit `mtp_script_limits`
+# derives from them.
+_LOAD_ARGS = ("concurrency", "num_requests", "max_batched_tokens", "max_num_seqs")
 
 
 def above_higher_load_ttft(jobs: list[dict]) -> tuple[list[dict], list[str]]:
     """(jobs kept, one not-scored line per metric of the runs whose TTFT exceeds MAX_TTFT_OVER_HIGHER_LOAD times the
     lowest TTFT of the same deployment at a higher concurrency)."""
-    by_deployment: dict[tuple, list[dict]] = {}
-    for job in jobs:
-        if "ttft_ms" in job["measured"]:
-            by_deployment.setdefault(_deployment_key(job), []).append(job)
     flagged: dict[int, str] = {}
-    for runs in by_deployment.values():
+    for runs in _ttft_runs_by(jobs, _LOAD_ARGS).values():
         for job in runs:
             c, ttft = job["kwargs"]["concurrency"], job["measured"]["ttft_ms"][0]
             higher = [(o["measured"]["ttft_ms"][0], o["kwargs"]["concurrency"]) for o in runs if o["kwargs"]["concurrency"] > c]
@@ -130,23 +135,17 @@ MAX_TTFT_GROWTH = 1.5
 MIN_PROMPT_GROWTH = 4.0
 
 
-def _prompt_pair_key(job: dict) -> tuple:
-    """A job's deployment and load: its campaign and every simulated argument but the prompt length (and the token
-    budget `_engine_overrides` derives from it, and the request count)."""
-    varied = ("input_len", "max_batched_tokens", "num_requests")
-    return (job["meta"].get("campaign"),) + tuple(sorted((k, str(v)) for k, v in job["kwargs"].items() if k not in varied))
+# What a deployment's runs at one load differ in with the prompt: its length, the token budget `_engine_overrides`
+# derives from it, and the request count.
+_PROMPT_ARGS = ("input_len", "max_batched_tokens", "num_requests")
 
 
 def prompt_insensitive_ttft(jobs: list[dict]) -> tuple[list[dict], list[str]]:
     """(jobs with the TTFT of `MIN_FLAT_TTFT_S`-or-later first tokens that a MIN_PROMPT_GROWTH-fold prompt moves by less
     than MAX_TTFT_GROWTH removed from their measurements, one not-scored line per TTFT removed). Both runs of such a
     pair lose their TTFT; a job left without measurements is dropped."""
-    by_key: dict[tuple, list[dict]] = {}
-    for job in jobs:
-        if "ttft_ms" in job["measured"]:
-            by_key.setdefault(_prompt_pair_key(job), []).append(job)
     flagged: dict[int, str] = {}
-    for runs in by_key.values():
+    for runs in _ttft_runs_by(jobs, _PROMPT_ARGS).values():
         for short in runs:
             for long in runs:
                 (t_s, _), (t_l, _) = short["measured"]["ttft_ms"], long["measured"]["ttft_ms"]
